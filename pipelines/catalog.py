@@ -1,0 +1,105 @@
+"""``catalog.duckdb``: views over every table's Parquet shards, plus ``runs`` and ``stage_state``.
+
+The catalog is built into a temp file and renamed into place, so a build never holds the live file
+open for writing and readers (``duckdb OUT/catalog.duckdb``) are never locked out. Views use
+absolute paths so the file answers from any working directory; after moving an output folder, run
+``regionset catalog OUT`` to re-point them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+
+from pipelines.shards import STATE_DIR, list_shards
+from schemas import EMBEDDINGS, TABLE_DIRS, schema_for
+
+CATALOG_FILE = "catalog.duckdb"
+
+
+def _sql_str(s: str) -> str:
+    return "'" + s.replace("'", "''") + "'"
+
+
+def _table_view(con: duckdb.DuckDBPyConnection, out: Path, name: str) -> int:
+    globs = [str((out / d).resolve() / "part-*.parquet") for d in TABLE_DIRS[name] if list_shards(out, d)]
+    if globs:
+        files = "[" + ", ".join(_sql_str(g) for g in globs) + "]"
+        con.execute(f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM read_parquet({files}, union_by_name=true)")
+        return len(globs)
+    if name == EMBEDDINGS:
+        schema = pa.schema([("region_id", pa.string()), ("key", pa.string()),
+                            ("embedding", pa.list_(pa.float32())), ("model", pa.string())])
+    else:
+        schema = schema_for(name)
+    empty = schema.empty_table()  # noqa: F841 (read by DuckDB's replacement scan)
+    con.execute(f"CREATE OR REPLACE TABLE {name} AS SELECT * FROM empty")
+    return 0
+
+
+def _markers(out: Path) -> pa.Table:
+    rows = []
+    state = out / STATE_DIR
+    for stage_dir in sorted(p for p in state.glob("*") if p.is_dir() and p.name != "runs"):
+        for f in sorted(stage_dir.glob("part-*.json")):
+            try:
+                m = json.loads(f.read_text())
+            except (OSError, ValueError):
+                continue
+            rows.append({
+                "stage": m["stage"], "shard": m["shard"], "rows_in": m["rows_in"], "rows_out": m["rows_out"],
+                "seconds": float(m["seconds"]), "config_hash": m["config_hash"],
+                "input_hash": m["input_hash"], "finished_at": float(m["finished_at"]),
+                "counters": json.dumps(m.get("counters", {}), sort_keys=True),
+            })
+    schema = pa.schema([("stage", pa.string()), ("shard", pa.int64()), ("rows_in", pa.int64()),
+                        ("rows_out", pa.int64()), ("seconds", pa.float64()), ("config_hash", pa.string()),
+                        ("input_hash", pa.string()), ("finished_at", pa.float64()), ("counters", pa.string())])
+    return pa.Table.from_pylist(rows, schema=schema)
+
+
+def _runs(out: Path) -> pa.Table:
+    rows = []
+    for f in sorted((out / STATE_DIR / "runs").glob("*.json")):
+        try:
+            rows.append(json.loads(f.read_text()))
+        except (OSError, ValueError):
+            continue
+    schema = pa.schema([("run_id", pa.string()), ("started_at", pa.float64()), ("finished_at", pa.float64()),
+                        ("status", pa.string()), ("config_hash", pa.string()), ("executor", pa.string()),
+                        ("argv", pa.string()), ("pid", pa.int64()), ("shards", pa.int64())])
+    return pa.Table.from_pylist([{k: r.get(k) for k in schema.names} for r in rows], schema=schema)
+
+
+def build_catalog(out: Path) -> Path:
+    """(Re)build ``OUT/catalog.duckdb`` atomically and return its path."""
+    out = Path(out)
+    final = out / CATALOG_FILE
+    tmp = out / f".{CATALOG_FILE}.{os.getpid()}.tmp"
+    for p in (tmp, Path(str(tmp) + ".wal")):
+        p.unlink(missing_ok=True)
+    con = duckdb.connect(str(tmp))
+    try:
+        for name in TABLE_DIRS:
+            _table_view(con, out, name)
+        stage_state = _markers(out)  # noqa: F841
+        runs = _runs(out)  # noqa: F841
+        con.execute("CREATE TABLE stage_state AS SELECT * FROM stage_state")
+        con.execute("CREATE TABLE runs AS SELECT * FROM runs")
+        con.execute("CHECKPOINT")
+    finally:
+        con.close()
+    os.replace(tmp, final)
+    return final
+
+
+def connect(out: Path, read_only: bool = True) -> duckdb.DuckDBPyConnection:
+    """Open the catalog of an output folder."""
+    path = Path(out) / CATALOG_FILE
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist: run `regionset build` (or `regionset catalog OUT`)")
+    return duckdb.connect(str(path), read_only=read_only)

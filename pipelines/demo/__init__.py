@@ -1,0 +1,1 @@
+"""The offline demo: sample images, a loopback HTTP server, and ``regionset demo``."""

@@ -1,0 +1,118 @@
+"""What every executor shares: deciding which shards to (re)do, and doing one shard.
+
+A shard is skipped when its completion marker exists, its output file exists, and both the stage's
+config hash and the hash of its input files match; anything else is (re)done. Doing a shard is:
+read inputs -> ``prepare`` -> ``process`` -> validate schema -> atomic write -> marker (last).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyarrow as pa
+
+from pipelines.shards import Marker, file_sha256, read_marker, read_table, shard_path, write_marker, write_table
+from schemas import validate_table
+from stages.base import Stage
+
+
+@dataclass(frozen=True)
+class ShardTask:
+    """One stage × shard to run, with the hashes its marker will carry."""
+
+    shard: int
+    config_hash: str
+    input_hash: str
+
+
+@dataclass
+class StageReport:
+    """What one stage did in one run (for the summary table)."""
+
+    stage: str
+    done: int = 0
+    skipped: int = 0
+    waiting: int = 0
+    rows_in: int = 0
+    rows_out: int = 0
+    seconds: float = 0.0
+    counters: Counter = field(default_factory=Counter)
+
+    def add(self, marker: Marker) -> None:
+        self.done += 1
+        self.rows_in += marker.rows_in
+        self.rows_out += marker.rows_out
+        self.seconds += marker.seconds
+        self.counters.update(marker.counters)
+
+
+def input_hash(out: Path, stage: Stage, shard: int) -> str | None:
+    """Hash of the shard's input files (None if one is missing: upstream not done)."""
+    h = hashlib.sha256()
+    for folder in stage.inputs:
+        p = shard_path(out, folder, shard)
+        if not p.exists():
+            return None
+        h.update(folder.encode())
+        h.update(file_sha256(p).encode())
+    return h.hexdigest()[:16]
+
+
+def plan_stage(stage: Stage, out: Path, shards: list[int], report: StageReport | None = None) -> list[ShardTask]:
+    """The shards of ``shards`` that must be (re)done, skipping complete ones with matching hashes."""
+    cfg = stage.config_hash(out)
+    tasks = []
+    for shard in shards:
+        ih = input_hash(out, stage, shard)
+        if ih is None:
+            if report is not None:
+                report.waiting += 1
+            continue
+        m = read_marker(out, stage.name, shard)
+        done = (
+            m is not None
+            and m.config_hash == cfg
+            and m.input_hash == ih
+            and shard_path(out, stage.output, shard).exists()
+        )
+        if done:
+            if report is not None:
+                report.skipped += 1
+            continue
+        tasks.append(ShardTask(shard, cfg, ih))
+    return tasks
+
+
+def read_inputs(stage: Stage, out: Path, shard: int) -> pa.Table:
+    """Read the shard's input tables and combine them with the stage's ``prepare``."""
+    tables = {folder: read_table(shard_path(out, folder, shard)) for folder in stage.inputs}
+    return stage.prepare(tables)
+
+
+def finish_shard(stage: Stage, out: Path, task: ShardTask, rows_in: int, result: pa.Table,
+                 seconds: float, counters: dict[str, int]) -> Marker:
+    """Validate and write a shard's output, then its marker (the marker is always last)."""
+    validate_table(result, stage.output_schema(), stage.output)
+    sha = write_table(result, shard_path(out, stage.output, task.shard))
+    marker = Marker(
+        stage=stage.name, shard=task.shard, config_hash=task.config_hash, input_hash=task.input_hash,
+        output_sha256=sha, rows_in=rows_in, rows_out=result.num_rows, seconds=round(seconds, 4),
+        counters=dict(sorted(counters.items())),
+    )
+    write_marker(out, marker)
+    return marker
+
+
+def run_shard(stage: Stage, out: Path, task: ShardTask) -> Marker:
+    """Do one shard in this process: read, prepare, process, validate, write, mark."""
+    stage.ensure_setup()
+    start = time.perf_counter()
+    table = read_inputs(stage, out, task.shard)
+    stage.take_counters()
+    result = stage.process(table)
+    counters = stage.take_counters()
+    return finish_shard(stage, out, task, table.num_rows, result, time.perf_counter() - start, counters)

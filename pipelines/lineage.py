@@ -1,0 +1,59 @@
+"""``regionset.yaml``: the resolved config of a run with package versions, model ids and warnings."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import json
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pipelines.shards import write_json
+from pipelines.typed_config import to_dict
+
+LINEAGE_FILE = "regionset.yaml"
+PACKAGES = ("regionset", "pyarrow", "duckdb", "numpy", "torch", "torchvision", "open_clip_torch",
+            "ultralytics", "rapidocr-onnxruntime", "onnxruntime", "faiss-cpu", "faiss-gpu", "img2dataset")
+
+
+def package_versions() -> dict[str, str]:
+    """Installed versions of the packages that decide the output."""
+    out = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def config_digest(cfg: Any) -> str:
+    """Hash of the whole resolved config."""
+    return hashlib.sha256(json.dumps(to_dict(cfg), sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def write_lineage(out: Path, cfg: Any, models: dict[str, Any], warnings: list[str]) -> dict[str, Any]:
+    """Write ``OUT/regionset.yaml`` (atomically) and return what was written."""
+    doc = {
+        "regionset_lineage": 1,
+        "written_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "config_hash": config_digest(cfg),
+        "warnings": warnings,
+        "models": models,
+        "versions": package_versions(),
+        "config": to_dict(cfg),
+    }
+    path = Path(out) / LINEAGE_FILE
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True))
+    tmp.replace(path)
+    return doc
+
+
+def append_run(out: Path, record: dict[str, Any]) -> None:
+    """Append one run record to ``_state/runs/`` (one JSON file per run; read by the catalog)."""
+    write_json(record, Path(out) / "_state" / "runs" / f"{record['run_id']}.json")

@@ -1,0 +1,28 @@
+"""Arrow schemas, table names and column names: the single source of truth for regionset's data."""
+
+from schemas.tables import (
+    EMBEDDINGS,
+    IMAGES,
+    INPUT,
+    LABELS,
+    REGIONS,
+    REGIONS_OBJECT,
+    REGIONS_TEXT,
+    SCHEMA_VERSION,
+    TABLE_DIRS,
+    TRAIN,
+    embeddings_schema,
+    images_schema,
+    input_schema,
+    labels_schema,
+    regions_schema,
+    schema_for,
+    train_schema,
+)
+from schemas.validate import SchemaError, validate_table
+
+__all__ = [
+    "EMBEDDINGS", "IMAGES", "INPUT", "LABELS", "REGIONS", "REGIONS_OBJECT", "REGIONS_TEXT",
+    "SCHEMA_VERSION", "TABLE_DIRS", "TRAIN", "SchemaError", "embeddings_schema", "images_schema",
+    "input_schema", "labels_schema", "regions_schema", "schema_for", "train_schema", "validate_table",
+]

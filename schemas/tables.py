@@ -1,0 +1,148 @@
+"""Arrow schemas of every regionset table (ARCHITECTURE §2).
+
+A table is a folder of ``part-NNNNN.parquet`` shards under the output folder. ``TABLE_DIRS`` maps a
+table name to the folder(s) holding its shards; regions are written by two stages (object and text
+proposals) into two sub-folders and read back as one table.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+SCHEMA_VERSION = 1
+
+INPUT = "input"
+IMAGES = "images"
+REGIONS = "regions"
+REGIONS_OBJECT = "regions/object"
+REGIONS_TEXT = "regions/text"
+EMBEDDINGS = "embeddings"
+LABELS = "labels"
+TRAIN = "train"
+
+# table name -> shard folders (relative to the output folder), used by the catalog and readers.
+TABLE_DIRS: dict[str, tuple[str, ...]] = {
+    INPUT: ("_input",),
+    IMAGES: (IMAGES,),
+    REGIONS: (REGIONS_OBJECT, REGIONS_TEXT),
+    EMBEDDINGS: (EMBEDDINGS,),
+    LABELS: (LABELS,),
+    TRAIN: (TRAIN,),
+}
+
+SOURCE_OBJECT = "object"
+SOURCE_TEXT = "text"
+
+# Ledger statuses of the images table.
+STATUS_SUCCESS = "success"
+STATUS_FAILED = "failed_to_download"
+STATUS_RESIZE_FAILED = "failed_to_resize"
+STATUS_REFUSED = "refused"
+
+
+def input_schema() -> pa.Schema:
+    """The sharded URL list the download stage reads: one row per input URL, in input order."""
+    return pa.schema([
+        pa.field("key", pa.string(), nullable=False),
+        pa.field("url", pa.string()),
+        pa.field("caption", pa.string()),
+    ])
+
+
+def images_schema() -> pa.Schema:
+    """The ledger: every input URL exactly once, with the image bytes when the download worked."""
+    return pa.schema([
+        pa.field("key", pa.string(), nullable=False),
+        pa.field("url", pa.string()),
+        pa.field("caption", pa.string()),
+        pa.field("status", pa.string(), nullable=False),
+        pa.field("error_message", pa.string()),
+        pa.field("width", pa.int32()),
+        pa.field("height", pa.int32()),
+        pa.field("original_width", pa.int32()),
+        pa.field("original_height", pa.int32()),
+        pa.field("sha256", pa.string()),
+        pa.field("jpg", pa.binary()),
+    ])
+
+
+def regions_schema() -> pa.Schema:
+    """One row per region; boxes are in pixels of the stored image."""
+    return pa.schema([
+        pa.field("region_id", pa.string(), nullable=False),
+        pa.field("key", pa.string(), nullable=False),
+        pa.field("source", pa.string(), nullable=False),
+        pa.field("x0", pa.float32()),
+        pa.field("y0", pa.float32()),
+        pa.field("x1", pa.float32()),
+        pa.field("y1", pa.float32()),
+        pa.field("score", pa.float32()),
+        pa.field("class_name", pa.string()),
+        pa.field("text", pa.string()),
+        pa.field("proposer", pa.string()),
+    ])
+
+
+def embeddings_schema(dim: int) -> pa.Schema:
+    """Region embeddings: L2-normalised fp16 vectors of a fixed width ``dim``."""
+    return pa.schema([
+        pa.field("region_id", pa.string(), nullable=False),
+        pa.field("key", pa.string(), nullable=False),
+        pa.field("embedding", pa.list_(pa.float16(), dim)),
+        pa.field("model", pa.string()),
+    ])
+
+
+def labels_schema() -> pa.Schema:
+    """Training labels: cluster path (one id per level, the last is the global leaf id) or tokens."""
+    return pa.schema([
+        pa.field("region_id", pa.string(), nullable=False),
+        pa.field("key", pa.string(), nullable=False),
+        pa.field("source", pa.string(), nullable=False),
+        pa.field("cluster_path", pa.list_(pa.int32())),
+        pa.field("cluster_id", pa.int32()),
+        pa.field("distance", pa.float32()),
+        pa.field("token_ids", pa.list_(pa.int32())),
+    ])
+
+
+TRAIN_REGION = pa.struct([
+    pa.field("region_id", pa.string()),
+    pa.field("box", pa.list_(pa.float32(), 4)),
+    pa.field("source", pa.string()),
+    pa.field("class_id", pa.int32()),
+    pa.field("token_ids", pa.list_(pa.int32())),
+])
+
+
+def train_schema() -> pa.Schema:
+    """Denormalised, training-ready rows: one per image with at least one labelled region."""
+    return pa.schema([
+        pa.field("key", pa.string(), nullable=False),
+        pa.field("jpg", pa.binary()),
+        pa.field("caption", pa.string()),
+        pa.field("width", pa.int32()),
+        pa.field("height", pa.int32()),
+        pa.field("regions", pa.list_(TRAIN_REGION)),
+    ])
+
+
+_SCHEMAS = {
+    INPUT: input_schema,
+    IMAGES: images_schema,
+    REGIONS: regions_schema,
+    LABELS: labels_schema,
+    TRAIN: train_schema,
+}
+
+
+def schema_for(table: str, embedding_dim: int | None = None) -> pa.Schema:
+    """Return the schema of ``table`` (a name or a shard folder such as ``regions/text``)."""
+    name = table.split("/")[0]
+    if name == EMBEDDINGS:
+        if embedding_dim is None:
+            raise ValueError("schema_for('embeddings') needs embedding_dim")
+        return embeddings_schema(embedding_dim)
+    if name not in _SCHEMAS:
+        raise KeyError(f"unknown table {table!r}; known: {sorted([*_SCHEMAS, EMBEDDINGS])}")
+    return _SCHEMAS[name]()

@@ -1,0 +1,104 @@
+"""The stage contract (ARCHITECTURE §3), shared by every stage and understood by every executor.
+
+A stage maps one shard's Arrow table to an Arrow table and knows nothing of executors. It is built
+from a frozen, picklable config dataclass (so executors can ship it to workers cheaply); models are
+loaded in ``setup()``, once per worker. Per-row problems are never exceptions: they become ledger
+values or drops counted by reason in ``counters``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pyarrow as pa
+
+
+@dataclass(frozen=True)
+class Resources:
+    """What one worker of a stage needs; executors map this onto actors, tasks or pools."""
+
+    cpus: float = 1.0
+    gpus: float = 0.0
+    batch_size: int = 64
+
+
+def config_hash(config: Any, extra: str = "") -> str:
+    """A short, stable hash of a config dataclass (plus ``extra``) for completion markers."""
+    payload = json.dumps(dataclasses.asdict(config), sort_keys=True, default=str) + extra
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+class Stage:
+    """Base class of every stage.
+
+    Subclasses set ``name``, ``inputs`` (shard folders read, in order), ``output`` (shard folder
+    written) and ``table`` (schema name of the output), and implement ``process``.
+    """
+
+    name: ClassVar[str] = ""
+    inputs: ClassVar[tuple[str, ...]] = ()
+    output: ClassVar[str] = ""
+    table: ClassVar[str] = ""
+    version: ClassVar[str] = "1"
+
+    def __init__(self, config: Any) -> None:
+        self.config = config
+        self.counters: Counter[str] = Counter()
+        self._ready = False
+
+    # -- what executors call -------------------------------------------------------------------
+    def resources(self) -> Resources:
+        """The per-worker resource hint; by default taken from ``config.resources`` if present."""
+        return getattr(self.config, "resources", None) or Resources()
+
+    def setup(self) -> None:
+        """Load models; called once per worker before the first ``process``."""
+
+    def ensure_setup(self) -> None:
+        """Run ``setup()`` once."""
+        if not self._ready:
+            self.setup()
+            self._ready = True
+
+    def prepare(self, tables: dict[str, pa.Table]) -> pa.Table:
+        """Combine the shard's input tables (one per entry of ``inputs``) into ``process``'s input."""
+        if len(tables) != 1:
+            raise NotImplementedError(f"stage {self.name} reads {list(tables)} and must define prepare()")
+        return next(iter(tables.values()))
+
+    def process(self, table: pa.Table) -> pa.Table:
+        """Map an input table to an output table with ``output_schema()``."""
+        raise NotImplementedError
+
+    def output_schema(self) -> pa.Schema:
+        """Schema of the output table (defaults to the table's schema in ``schemas``)."""
+        from schemas import schema_for
+
+        return schema_for(self.table)
+
+    def fingerprint(self, out: Path) -> str:
+        """Extra state (besides config and inputs) whose change must redo finished shards."""
+        return ""
+
+    def config_hash(self, out: Path) -> str:
+        """Hash of everything that decides this stage's output for a given input."""
+        return config_hash(self.config, f"{self.name}:{self.version}:{self.fingerprint(out)}")
+
+    def take_counters(self) -> dict[str, int]:
+        """Return and reset the counters collected since the last call."""
+        counts = dict(self.counters)
+        self.counters.clear()
+        return counts
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Models never travel: a stage is pickled as its config and rebuilt in the worker.
+        return {"config": self.config}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["config"])

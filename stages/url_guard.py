@@ -1,0 +1,64 @@
+"""Which URLs the downloader may fetch: http(s) only, and no private address unless allowed (SSRF guard).
+
+The check resolves the host and refuses it when any address it resolves to is loopback, private,
+link-local, multicast, reserved or unspecified. ``allow_loopback`` lets tests and the demo fetch
+from 127.0.0.1 / ::1; ``allow_private`` lifts the guard entirely (trusted internal mirrors).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+import urllib.parse
+from dataclasses import dataclass
+
+ALLOWED_SCHEMES = ("http", "https")
+
+
+@dataclass(frozen=True)
+class UrlPolicy:
+    """What the downloader may reach."""
+
+    allow_loopback: bool = False
+    allow_private: bool = False
+    max_url_length: int = 4096
+
+
+def _blocked(ip: ipaddress.IPv4Address | ipaddress.IPv6Address, policy: UrlPolicy) -> str | None:
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    if ip.is_loopback:
+        return None if (policy.allow_loopback or policy.allow_private) else "loopback"
+    if policy.allow_private:
+        return None
+    for attr in ("is_private", "is_link_local", "is_multicast", "is_reserved", "is_unspecified"):
+        if getattr(ip, attr):
+            return attr[3:].replace("_", "-")
+    return None
+
+
+def check_url(url: str | None, policy: UrlPolicy) -> str | None:
+    """Return None if ``url`` may be fetched, else the reason it is refused (for the ledger)."""
+    if not url or not isinstance(url, str):
+        return "empty url"
+    if len(url) > policy.max_url_length:
+        return f"url longer than {policy.max_url_length} characters"
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError as err:
+        return f"malformed url: {err}"
+    if parts.scheme.lower() not in ALLOWED_SCHEMES:
+        return f"scheme {parts.scheme or '(none)'!r} not allowed (only http, https)"
+    host = parts.hostname
+    if not host:
+        return "url has no host"
+    try:
+        infos = socket.getaddrinfo(host, parts.port or 80, proto=socket.IPPROTO_TCP)
+    except (socket.gaierror, UnicodeError, ValueError) as err:
+        return f"cannot resolve host {host!r}: {err}"
+    for info in infos:
+        addr = info[4][0].split("%")[0]
+        reason = _blocked(ipaddress.ip_address(addr), policy)
+        if reason:
+            return f"refused: {host} resolves to a {reason} address ({addr}); see download.allow_loopback"
+    return None
