@@ -1,0 +1,43 @@
+"""Shared fixtures: offline environment, a loopback HTTP server, tiny images."""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+
+import pytest
+
+_TMP = tempfile.mkdtemp(prefix="regionset-test-env-")
+for _k, _v in {
+    "YOLO_OFFLINE": "1", "YOLO_AUTOINSTALL": "False", "YOLO_CONFIG_DIR": _TMP, "MPLCONFIGDIR": _TMP,
+    "HF_HUB_OFFLINE": "1", "NO_ALBUMENTATIONS_UPDATE": "1", "WANDB_MODE": "disabled",
+}.items():
+    os.environ.setdefault(_k, _v)
+
+
+@pytest.fixture
+def server():
+    """A loopback HTTP server (pipelines.demo.server.LoopbackServer), started and stopped."""
+    from pipelines.demo.server import LoopbackServer
+
+    with LoopbackServer() as s:
+        yield s
+
+
+def make_jpeg(width: int, height: int, color: tuple[int, int, int] = (200, 30, 30)) -> bytes:
+    """A solid-colour JPEG of the given size."""
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (width, height), color).save(buf, "JPEG", quality=90)
+    return buf.getvalue()
+
+
+def make_png(width: int, height: int, color: tuple[int, int, int] = (30, 30, 200)) -> bytes:
+    """A solid-colour PNG of the given size."""
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (width, height), color).save(buf, "PNG")
+    return buf.getvalue()
