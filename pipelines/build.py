@@ -98,12 +98,14 @@ def build(cfg: BuildConfig, executor: Any = None) -> BuildResult:
 
 def print_summary(result: BuildResult) -> None:
     """Summary table: per stage shards done/skipped, rows in/out, seconds, failures by reason."""
-    rows = []
-    for r in result.reports:
-        fails = ", ".join(f"{k}={v}" for k, v in sorted(r.counters.items()) if not k.startswith("status:success"))
-        rows.append([r.stage, r.done, r.skipped, r.waiting, r.rows_in, r.rows_out, f"{r.seconds:.1f}", fails])
-    for name, g in result.globals.items():
-        rows.append([name, "global", "", "", "", "", f"{g.get('seconds', 0):.1f}",
-                     ", ".join(f"{k}={v}" for k, v in g.items() if k != "seconds")[:120]])
+    rows = [[r.stage, r.done, r.skipped, r.waiting, r.rows_in, r.rows_out, f"{r.seconds:.1f}"]
+            for r in result.reports]
+    rows += [[name, "global", "", "", "", "", f"{g.get('seconds', 0):.1f}"] for name, g in result.globals.items()]
     print_table(f"regionset build: {result.out} ({len(result.shards)} shards, {result.seconds:.1f} s)",
-                ["step", "done", "skipped", "waiting", "rows in", "rows out", "seconds", "counters"], rows)
+                ["step", "done", "skipped", "waiting", "rows in", "rows out", "seconds"], rows)
+    counts = [[r.stage, *k.split(":", 1), v] for r in result.reports for k, v in sorted(r.counters.items())
+              if ":" in k]
+    counts += [[name, "summary", k, v] for name, g in result.globals.items() for k, v in g.items() if k != "seconds"]
+    if counts:
+        print_table("counters (this run): statuses, drops and failures by reason",
+                    ["step", "kind", "reason", "count"], counts)

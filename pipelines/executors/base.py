@@ -15,7 +15,15 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from pipelines.shards import Marker, file_sha256, read_marker, read_table, shard_path, write_marker, write_table
+from pipelines.shards import (
+    Marker,
+    file_sha256,
+    read_marker,
+    read_table,
+    shard_path,
+    write_marker,
+    write_table,
+)
 from schemas import validate_table
 from stages.base import Stage
 

@@ -1,0 +1,60 @@
+"""``regionset demo``: serve the sample images on loopback, build, print where to look."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pipelines.build import build
+from pipelines.config import load_config
+from pipelines.demo.corpus import demo_images
+from pipelines.demo.server import LoopbackServer
+from pipelines.progress import out_console
+
+EXAMPLE_SQL = [
+    "SELECT status, count(*) AS n FROM images GROUP BY status ORDER BY n DESC",
+    "SELECT source, count(*) AS regions, round(avg((x1-x0)*(y1-y0))) AS mean_area FROM regions GROUP BY source",
+    "SELECT key, text, round(score, 2) AS score FROM regions WHERE source = 'text' LIMIT 10",
+]
+
+
+def write_url_list(server: LoopbackServer, folder: Path, limit: int | None = None) -> Path:
+    """Register the demo images on ``server`` and write ``urls.parquet`` with a few bad URLs mixed in."""
+    urls, captions = [], []
+    for img in demo_images(limit):
+        urls.append(server.add(img.name, img.data))
+        captions.append(img.caption)
+    server.add("broken.jpg", b"\xff\xd8\xff\xe0 this is not really a jpeg")
+    bad = [(server.url("files/missing.jpg"), "a file that is not there (404)"),
+           (server.url("files/broken.jpg"), "corrupt bytes served as a jpeg")]
+    for url, cap in bad:
+        urls.insert(len(urls) // 2, url)
+        captions.insert(len(captions) // 2, cap)
+    path = folder / "urls.parquet"
+    folder.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.table({"url": urls, "caption": captions}), path)
+    return path
+
+
+def demo_overrides(out: Path, urls: Path, shard_size: int) -> list[str]:
+    """The config of the demo: loopback allowed, small shards, every step on its offline default."""
+    return [f"output={out}", f"input.path={urls}", f"input.shard_size={shard_size}",
+            "download.allow_loopback=true", "download.timeout=5"]
+
+
+def run_demo(out: str | Path = "regionset-demo", limit: int | None = None, shard_size: int = 8,
+             extra: list[str] | None = None) -> Path:
+    """Run the demo end to end into ``out`` and print the output path and example queries."""
+    out = Path(out).resolve()
+    with LoopbackServer() as server:
+        urls = write_url_list(server, out / "_demo", limit)
+        cfg = load_config(None, demo_overrides(out, urls, shard_size) + list(extra or []))
+        build(cfg)
+    out_console.print(f"\n[bold green]demo output:[/] {out}", soft_wrap=True)
+    out_console.print(f"catalog: {out / 'catalog.duckdb'}  (also opens in the plain duckdb CLI)", soft_wrap=True)
+    out_console.print("try:")
+    for q in EXAMPLE_SQL:
+        out_console.print(f'  regionset sql {out} "{q}"', soft_wrap=True, markup=False, highlight=False)
+    return out

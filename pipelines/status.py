@@ -1,0 +1,62 @@
+"""``regionset status OUT``: stage × shard progress, counters, failures by reason."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+from pipelines.progress import print_table
+from pipelines.shards import STATE_DIR, list_shards, read_marker
+from schemas import INPUT
+
+
+def stage_names(out: Path) -> list[str]:
+    """Stages that left markers in ``out``, in the order their first marker was written."""
+    state = Path(out) / STATE_DIR
+    dirs = [p for p in state.glob("*") if p.is_dir() and p.name != "runs"]
+    return [p.name for p in sorted(dirs, key=lambda p: min((f.stat().st_mtime for f in p.glob("*.json")),
+                                                           default=0))]
+
+
+def collect_status(out: Path) -> dict:
+    """Per stage: shards done/pending, rows, counters (a dict, also used by tests and the report)."""
+    out = Path(out)
+    if not (out / STATE_DIR).exists():
+        raise FileNotFoundError(f"{out} is not a regionset output folder (no {STATE_DIR}/)")
+    shards = list_shards(out, INPUT)
+    result = {"shards": len(shards), "stages": {}}
+    for stage in stage_names(out):
+        counters: Counter[str] = Counter()
+        done = rows_in = rows_out = 0
+        seconds = 0.0
+        for s in shards:
+            m = read_marker(out, stage, s)
+            if m is None:
+                continue
+            done += 1
+            rows_in += m.rows_in
+            rows_out += m.rows_out
+            seconds += m.seconds
+            counters.update(m.counters)
+        result["stages"][stage] = {"done": done, "pending": len(shards) - done, "rows_in": rows_in,
+                                   "rows_out": rows_out, "seconds": round(seconds, 2),
+                                   "counters": dict(counters)}
+    return result
+
+
+def print_status(out: Path, as_json: bool = False) -> dict:
+    """Print the status tables of ``out``."""
+    st = collect_status(out)
+    if as_json:
+        print(json.dumps(st, indent=2, sort_keys=True))
+        return st
+    rows = [[name, s["done"], s["pending"], s["rows_in"], s["rows_out"], f"{s['seconds']:.1f}"]
+            for name, s in st["stages"].items()]
+    print_table(f"{out}: {st['shards']} shards", ["stage", "done", "pending", "rows in", "rows out", "seconds"], rows)
+    fails = [[name, k.split(":", 1)[0], k.split(":", 1)[1], v]
+             for name, s in st["stages"].items() for k, v in sorted(s["counters"].items())
+             if ":" in k and k != "status:success"]
+    if fails:
+        print_table("counters and failures by reason", ["stage", "kind", "reason", "count"], fails)
+    return st

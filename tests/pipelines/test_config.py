@@ -1,0 +1,39 @@
+"""Config: YAML + key=value overrides; unknown keys and wrong types fail naming the key."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from pipelines.config import load_config
+from pipelines.typed_config import ConfigError
+
+
+def test_yaml_and_overrides(tmp_path):
+    p = tmp_path / "c.yaml"
+    p.write_text("output: /tmp/x\ninput:\n  path: urls.txt\n  shard_size: 7\ndownload:\n  thread_count: 3\n")
+    cfg = load_config(p, ["download.timeout=2.5", "input.shard_size=9"])
+    assert (cfg.output, cfg.input.shard_size, cfg.download.thread_count, cfg.download.timeout) == \
+        ("/tmp/x", 9, 3, 2.5)
+
+
+@pytest.mark.parametrize("override,key", [
+    ("download.thread_cnt=3", "download.thread_cnt"),
+    ("download.thread_count=lots", "download.thread_count"),
+    ("download.resize_mode=stretch", "download.resize_mode"),
+    ("nonsense=1", "nonsense"),
+    ("input.shard_size=0", "input.shard_size"),
+])
+def test_errors_name_the_key(override, key):
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        load_config(None, [override])
+
+
+def test_cli_exit_code_and_message(tmp_path):
+    p = tmp_path / "c.yaml"
+    p.write_text("download:\n  tread_count: 3\n")
+    r = subprocess.run([sys.executable, "-m", "pipelines.cli", "build", str(p)], capture_output=True, text=True)
+    assert r.returncode == 2
+    assert "download.tread_count" in r.stderr
