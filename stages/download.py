@@ -7,6 +7,7 @@ back as an Arrow table instead of writing files. Every input URL yields exactly 
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
@@ -19,8 +20,10 @@ import pyarrow as pa
 
 from schemas import IMAGES, INPUT, images_schema
 from schemas.tables import STATUS_REFUSED
+from stages import http_guard
 from stages.base import Resources, Stage
-from stages.url_guard import UrlPolicy, check_url
+from stages.image_check import ImageRejected, check_image
+from stages.url_guard import UrlPolicy, check_url, normalize_url
 
 _SOURCE_KEY = "source_key"
 
@@ -43,6 +46,8 @@ class DownloadConfig:
         allow_loopback: allow URLs resolving to 127.0.0.0/8 or ::1 (tests, the demo).
         allow_private: allow every private range (trusted internal mirrors only).
         disallowed_header_directives: X-Robots-Tag directives that forbid use.
+        deadline: seconds allowed for a whole response body (stops slow drips).
+        max_bytes: largest response body accepted, before and after gzip decoding.
     """
 
     image_size: int = 512
@@ -58,7 +63,23 @@ class DownloadConfig:
     allow_loopback: bool = False
     allow_private: bool = False
     disallowed_header_directives: tuple[str, ...] = ("noai", "noimageai", "noindex", "noimageindex")
+    deadline: float = 30.0
+    max_bytes: int = 64 << 20
     resources: Resources = Resources(cpus=1.0, gpus=0.0, batch_size=1000)
+
+
+class _CheckedResizer:
+    """img2dataset's Resizer behind ``check_image`` (bombs, truncation, non-images, EXIF, odd modes)."""
+
+    def __init__(self, resizer, max_pixels: float) -> None:
+        self.resizer, self.max_pixels = resizer, max_pixels
+
+    def __call__(self, img_stream, blurring_bbox_list=None):
+        try:
+            data = check_image(img_stream.read(), self.max_pixels)
+        except ImageRejected as err:
+            return None, None, None, None, None, str(err)
+        return self.resizer(io.BytesIO(data), blurring_bbox_list)
 
 
 def _ledger_writer(sink: list[dict[str, Any]]) -> type:
@@ -91,7 +112,8 @@ class DownloadStage(Stage):
 
         c = self.config
         self._policy = UrlPolicy(allow_loopback=c.allow_loopback, allow_private=c.allow_private)
-        self._resizer = Resizer(
+        http_guard.install(self._policy, c.deadline, c.max_bytes)
+        self._resizer = _CheckedResizer(Resizer(
             image_size=c.image_size,
             resize_mode=c.resize_mode,
             resize_only_if_bigger=c.resize_only_if_bigger,
@@ -99,7 +121,7 @@ class DownloadStage(Stage):
             encode_quality=c.encode_quality,
             min_image_size=c.min_image_size,
             max_image_area=c.max_image_area,
-        )
+        ), c.max_image_area)
 
     def _downloader(self, tmp: str, n: int, sink: list[dict[str, Any]]):
         from img2dataset.downloader import Downloader
@@ -133,13 +155,19 @@ class DownloadStage(Stage):
         for key, url, caption in zip(keys, urls, captions):
             reason = check_url(url, self._policy)
             if reason is None:
-                todo["url"].append(url)
+                todo["url"].append(normalize_url(url))
                 todo["caption"].append(caption)
                 todo[_SOURCE_KEY].append(key)
             else:
                 refused.append({"key": key, "url": url, "caption": caption, "status": STATUS_REFUSED,
                                 "error_message": reason})
         fetched = self._fetch(todo) if todo["url"] else []
+        original = dict(zip(keys, urls))
+        for r in fetched:
+            r["url"] = original[r["key"]]  # the ledger keeps the URL as given
+            msg = r.get("error_message") or ""
+            if "refused: " in msg:  # a redirect hop to a refused address
+                r["status"], r["error_message"] = STATUS_REFUSED, msg[msg.index("refused: "):].rstrip(">")
         rows = fetched + refused
         for r in rows:
             self.counters[f"status:{r['status']}"] += 1

@@ -24,6 +24,11 @@ class UrlPolicy:
     max_url_length: int = 4096
 
 
+def address_refusal(addr: str, policy: UrlPolicy) -> str | None:
+    """Why ``addr`` (an IP address string) may not be reached, or None if it may."""
+    return _blocked(ipaddress.ip_address(addr.split("%")[0]), policy)
+
+
 def _blocked(ip: ipaddress.IPv4Address | ipaddress.IPv6Address, policy: UrlPolicy) -> str | None:
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         ip = ip.ipv4_mapped
@@ -31,7 +36,7 @@ def _blocked(ip: ipaddress.IPv4Address | ipaddress.IPv6Address, policy: UrlPolic
         return None if (policy.allow_loopback or policy.allow_private) else "loopback"
     if policy.allow_private:
         return None
-    for attr in ("is_private", "is_link_local", "is_multicast", "is_reserved", "is_unspecified"):
+    for attr in ("is_link_local", "is_multicast", "is_unspecified", "is_reserved", "is_private"):
         if getattr(ip, attr):
             return attr[3:].replace("_", "-")
     return None
@@ -62,3 +67,21 @@ def check_url(url: str | None, policy: UrlPolicy) -> str | None:
         if reason:
             return f"refused: {host} resolves to a {reason} address ({addr}); see download.allow_loopback"
     return None
+
+
+def normalize_url(url: str) -> str:
+    """Percent-encode what urllib cannot send as is (spaces, non-ASCII path/query), IDNA-encode the host."""
+    parts = urllib.parse.urlsplit(url.strip())
+    host = parts.hostname or ""
+    try:
+        host.encode("ascii")
+    except UnicodeEncodeError:
+        host = host.encode("idna").decode("ascii")
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    netloc = host + (f":{parts.port}" if parts.port else "")
+    if parts.username:
+        netloc = f"{parts.username}{':' + parts.password if parts.password else ''}@{netloc}"
+    path = urllib.parse.quote(parts.path, safe="/%:@!$&'()*+,;=-._~")
+    query = urllib.parse.quote(parts.query, safe="=&%:@!$'()*+,;/?-._~")
+    return urllib.parse.urlunsplit((parts.scheme, netloc, path, query, ""))

@@ -3,12 +3,15 @@
 Routes: ``/files/<name>`` serves bytes registered with ``add``; ``/status/<code>`` answers that
 code; ``/slow/<seconds>`` drips a body slower than any sane timeout; ``/as-jpeg/<name>`` serves a
 registered body with ``Content-Type: image/jpeg`` whatever it is; ``/redirect/<n>`` redirects n
-times then to ``/files/<target>`` (``?to=name``); ``/loop`` redirects to itself; ``/reset`` closes
-the connection without answering. It binds 127.0.0.1 only.
+times then to ``/files/<target>`` (``?to=name``); ``/redirect-to?url=U`` redirects to any URL;
+``/loop`` redirects to itself; ``/reset`` closes the connection without answering; ``/gzip/<name>``
+serves a registered body gzip-encoded. It binds 127.0.0.1 (or ::1 with ``ipv6=True``) only.
 """
 
 from __future__ import annotations
 
+import gzip
+import socket
 import threading
 import time
 import urllib.parse
@@ -48,7 +51,12 @@ class _Handler(BaseHTTPRequestHandler):
         if head == "as-jpeg" and rest in files:
             return self._send(200, files[rest][0], "image/jpeg")
         if head == "status" and rest.isdigit():
-            return self._send(int(rest), b"status " + rest.encode(), "text/plain")
+            extra = {"Retry-After": "1"} if rest in ("429", "503") else {}
+            return self._send(int(rest), b"status " + rest.encode(), "text/plain", extra)
+        if head == "gzip" and rest in files:
+            return self._send(200, gzip.compress(files[rest][0]), files[rest][1], {"Content-Encoding": "gzip"})
+        if head == "redirect-to":
+            return self._send(302, b"", "text/plain", {"Location": query.get("url", ["/"])[0]})
         if head == "slow":
             self.send_response(200)
             self.send_header("Content-Type", "image/jpeg")
@@ -82,8 +90,10 @@ class LoopbackServer(ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self, port: int = 0) -> None:
-        super().__init__(("127.0.0.1", port), _Handler)
+    def __init__(self, port: int = 0, ipv6: bool = False) -> None:
+        if ipv6:
+            self.address_family = socket.AF_INET6
+        super().__init__(("::1" if ipv6 else "127.0.0.1", port), _Handler)
         self.files: dict[str, tuple[bytes, str, dict[str, str]]] = {}
         self.hits: dict[str, int] = {}
         self._thread: threading.Thread | None = None
@@ -98,6 +108,7 @@ class LoopbackServer(ThreadingHTTPServer):
     def url(self, path: str) -> str:
         """Absolute URL of a path on this server."""
         host, port = self.server_address[:2]
+        host = f"[{host}]" if ":" in host else host
         return f"http://{host}:{port}/{path.lstrip('/')}"
 
     def start(self) -> LoopbackServer:

@@ -10,7 +10,7 @@ from tests.conftest import make_jpeg, make_png
 
 
 def _run(urls: list[str], **cfg) -> pa.Table:
-    stage = DownloadStage(DownloadConfig(allow_loopback=True, timeout=2, **cfg))
+    stage = DownloadStage(DownloadConfig(allow_loopback=True, timeout=2, deadline=3, **cfg))
     stage.ensure_setup()
     keys = [make_key(0, i, 100) for i in range(len(urls))]
     table = pa.table({"key": keys, "url": urls, "caption": [f"c{i}" for i in range(len(urls))]})
@@ -26,7 +26,7 @@ def test_ledger_statuses(server):
         "good jpeg": (server.add("a.jpg", make_jpeg(640, 480)), "success"),
         "good png": (server.add("b.png", make_png(400, 300)), "success"),
         "404": (server.url("status/404"), "failed_to_download"),
-        "timeout": (server.url("slow/4"), "failed_to_download"),
+        "slow drip": (server.url("slow/8"), "failed_to_download"),
         "corrupt bytes": (server.add("bad.jpg", b"\xff\xd8\xffgarbage"), "failed_to_resize"),
         "html as image": (server.url("as-jpeg/page.html"), "failed_to_resize"),
         "file url": ("file:///etc/passwd", "refused"),
