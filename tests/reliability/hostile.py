@@ -57,7 +57,7 @@ def hostile_cases(server, ipv6_server=None) -> dict[str, tuple[str, str, str]]:
     frames[0].save(gif, "GIF", save_all=True, append_images=frames[1:], duration=100, loop=0)
     palette = photo.convert("P", palette=Image.ADAPTIVE, colors=32)
     palette.info["transparency"] = 0
-    sixteen = Image.fromarray((np.arange(300 * 200, dtype=np.uint16).reshape(200, 300) * 17))
+    sixteen = Image.fromarray(np.arange(300 * 200, dtype=np.uint16).reshape(200, 300) * 17)
     s.add("robots.jpg", jpeg, headers={"X-Robots-Tag": "noai"})
     s.add("page.html", b"<!DOCTYPE html><html><body>hello</body></html>", "text/html")
     s.add("gz.jpg", jpeg)
