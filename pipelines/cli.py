@@ -39,6 +39,16 @@ def _parser() -> argparse.ArgumentParser:
     q.add_argument("--limit", type=int, default=50, help="rows to print")
     c = sub.add_parser("catalog", help="(re)build OUT/catalog.duckdb")
     c.add_argument("out")
+    v = sub.add_parser("report", help="write the visual QA report to OUT/report/index.html")
+    v.add_argument("out")
+    v.add_argument("--clusters", type=int, default=8, help="leaf clusters per gallery group (largest/smallest/random)")
+    v.add_argument("--per-cluster", type=int, default=12, help="crops per cluster, closest to the centroid first")
+    v.add_argument("--images", type=int, default=24, help="sampled images shown with their boxes")
+    v.add_argument("--seed", type=int, default=0, help="seed of the SQL sampling")
+    r = sub.add_parser("retry", help="re-download only the retryable failures (timeouts, 5xx, 429)")
+    r.add_argument("out")
+    r.add_argument("--ledger-only", action="store_true", help="merge into the ledger, do not rebuild")
+    r.add_argument("overrides", nargs="*", help="changes to the saved config, key=value")
     t = sub.add_parser("train", help="train RICE or Croc off OUT/train shards")
     t.add_argument("kind", choices=["rice", "croc"])
     t.add_argument("config")
@@ -67,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     from pipelines.inputs import InputError
     from pipelines.lock import LockedError
     from pipelines.typed_config import ConfigError
+    from schemas import SchemaError
 
     try:
         if args.cmd == "demo":
@@ -84,6 +95,20 @@ def main(argv: list[str] | None = None) -> int:
             print_status(Path(args.out), as_json=args.json)
         elif args.cmd == "sql":
             _sql(args.out, args.query, args.limit)
+        elif args.cmd == "retry":
+            from pipelines.build import build
+            from pipelines.progress import print_table
+            from pipelines.retry import report_dict, retry_failures, saved_config
+
+            rep = report_dict(retry_failures(Path(args.out), args.overrides))
+            print_table(f"retry {args.out}", list(rep), [list(rep.values())])
+            if not args.ledger_only:  # downstream stages redo the shards whose ledger changed
+                build(saved_config(Path(args.out)))
+        elif args.cmd == "report":
+            from pipelines.report import write_report
+
+            print(write_report(Path(args.out), clusters=args.clusters, per_cluster=args.per_cluster,
+                               seed=args.seed, images=args.images))
         elif args.cmd == "catalog":
             from pipelines.catalog import build_catalog
 
@@ -92,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
             from training.cli import run_training  # the only place pipelines touch training, lazily
 
             run_training(args.kind, args.config, args.overrides)
-    except (ConfigError, InputError, LockedError, FileNotFoundError) as err:
+    except (ConfigError, InputError, LockedError, FileNotFoundError, SchemaError) as err:
         print(f"regionset {args.cmd}: error: {err}", file=sys.stderr)
         return 2
     except Exception as err:

@@ -20,6 +20,9 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from schemas import SCHEMA_VERSION, check_shard
+from schemas.validate import VERSION_KEY
+
 STATE_DIR = "_state"
 _PART_RE = re.compile(r"^part-(\d{5,})\.parquet$")
 ROW_GROUP_ROWS = 1024
@@ -60,6 +63,8 @@ def _atomic_target(path: Path) -> Path:
 def write_table(table: pa.Table, path: Path, row_group_rows: int = ROW_GROUP_ROWS) -> str:
     """Write ``table`` to ``path`` atomically (temp file + fsync + rename); return its sha256."""
     tmp = _atomic_target(path)
+    meta = {**(table.schema.metadata or {}), VERSION_KEY: str(SCHEMA_VERSION).encode()}
+    table = table.replace_schema_metadata(meta)
     try:
         pq.write_table(table, tmp, row_group_size=row_group_rows, compression="zstd")
         with open(tmp, "rb") as f:
@@ -83,9 +88,12 @@ def write_json(obj: Any, path: Path) -> None:
             tmp.unlink()
 
 
-def read_table(path: Path) -> pa.Table:
-    """Read one shard file."""
-    return pq.read_table(path)
+def read_table(path: Path, folder: str | None = None) -> pa.Table:
+    """Read one shard file; with ``folder``, check it for schema drift (``schemas.check_shard``)."""
+    table = pq.read_table(path)
+    if folder is not None:
+        check_shard(table, folder, str(path))
+    return table
 
 
 def file_sha256(path: Path) -> str:
@@ -135,7 +143,8 @@ def write_marker(out: Path, marker: Marker) -> None:
 def clean_temp_files(out: Path) -> int:
     """Remove temp files left by a killed writer; return how many were removed."""
     n = 0
-    for p in Path(out).rglob(".*.tmp"):
-        p.unlink(missing_ok=True)
-        n += 1
+    for pattern in (".*.tmp", ".*.tmp.wal"):
+        for p in Path(out).rglob(pattern):
+            p.unlink(missing_ok=True)
+            n += 1
     return n

@@ -19,10 +19,10 @@ from schemas.tables import (
     schema_for,
     train_schema,
 )
-from schemas.validate import SchemaError, validate_table
+from schemas.validate import SchemaError, check_shard, validate_table
 
 __all__ = [
     "EMBEDDINGS", "IMAGES", "INPUT", "LABELS", "REGIONS", "REGIONS_OBJECT", "REGIONS_TEXT",
-    "SCHEMA_VERSION", "TABLE_DIRS", "TRAIN", "SchemaError", "embeddings_schema", "images_schema",
+    "SCHEMA_VERSION", "TABLE_DIRS", "TRAIN", "SchemaError", "check_shard", "embeddings_schema", "images_schema",
     "input_schema", "labels_schema", "regions_schema", "schema_for", "train_schema", "validate_table",
 ]

@@ -34,3 +34,37 @@ def validate_table(table: pa.Table, expected: pa.Schema, name: str, allow_extra:
         extra = [n for n in actual.names if expected.get_field_index(n) < 0]
         if extra:
             raise SchemaError(f"table {name!r}: unexpected column(s) {extra}")
+
+
+VERSION_KEY = b"regionset.schema_version"
+
+
+def check_shard(table: pa.Table, folder: str, source: str) -> None:
+    """Detect schema drift in a shard read back from disk (e.g. written by an older regionset).
+
+    Args:
+        table: the shard as read.
+        folder: its table folder (``images``, ``regions/text``, ...).
+        source: the file, for the message.
+
+    Raises:
+        SchemaError: naming the file, and the version or column that differs.
+    """
+    from schemas.tables import EMBEDDINGS, SCHEMA_VERSION, schema_for
+
+    meta = table.schema.metadata or {}
+    version = meta.get(VERSION_KEY)
+    if version is not None and int(version) != SCHEMA_VERSION:
+        raise SchemaError(
+            f"{source}: written with regionset schema version {int(version)}, this version reads "
+            f"{SCHEMA_VERSION}; rebuild that table (delete its folder and _state markers) or use a new output folder")
+    dim = None
+    if folder.split("/")[0] == EMBEDDINGS:
+        idx = table.schema.get_field_index("embedding")
+        dim = getattr(table.schema.field(idx).type, "list_size", None) if idx >= 0 else None
+        if not dim:
+            raise SchemaError(f"{source}: table 'embeddings': column 'embedding' is not a fixed-size list")
+    try:
+        validate_table(table, schema_for(folder, dim), folder)
+    except SchemaError as err:
+        raise SchemaError(f"{source}: {err} (schema drift: written by another regionset version?)") from None

@@ -12,6 +12,7 @@ import json
 import math
 import os
 import tempfile
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -169,10 +170,7 @@ class DownloadStage(Stage):
             if "refused: " in msg:  # a redirect hop to a refused address
                 r["status"], r["error_message"] = STATUS_REFUSED, msg[msg.index("refused: "):].rstrip(">")
         rows = fetched + refused
-        for r in rows:
-            self.counters[f"status:{r['status']}"] += 1
-            if r.get("error_message"):
-                self.counters[f"error:{_reason(r['error_message'])}"] += 1
+        self.counters.update(ledger_counters([r["status"] for r in rows], [r.get("error_message") for r in rows]))
         by_key = {r["key"]: r for r in rows}
         if len(by_key) != len(keys):
             missing = sorted(set(keys) - set(by_key))
@@ -208,11 +206,21 @@ class DownloadStage(Stage):
         return out
 
 
-def _reason(message: str) -> str:
-    """Collapse an error message to a short reason for counters (numbers and URLs dropped)."""
+def error_reason(message: str) -> str:
+    """Collapse an error message to a short reason for counters (hosts, sizes and numbers dropped,
+    HTTP status codes kept)."""
     text = message.split(":")[0] if message.startswith("refused") else message
     text = text.split(" (")[0]
-    return " ".join(w for w in text.split() if not any(ch.isdigit() for ch in w))[:60] or "error"
+    words = [w for w in text.split() if not any(ch.isdigit() for ch in w) or (len(w) == 4 and w[:3].isdigit())
+             or (len(w) == 3 and w.isdigit())]
+    return " ".join(words).rstrip(":")[:60] or "error"
+
+
+def ledger_counters(statuses: list[str], errors: list[str | None]) -> Counter:
+    """``status:<status>`` and ``error:<reason>`` counts of ledger rows."""
+    c: Counter = Counter(f"status:{s}" for s in statuses)
+    c.update(f"error:{error_reason(e)}" for e in errors if e)
+    return c
 
 
 def oom_sample_per_shard(shard_size: int) -> int:

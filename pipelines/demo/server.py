@@ -5,7 +5,7 @@ code; ``/slow/<seconds>`` drips a body slower than any sane timeout; ``/as-jpeg/
 registered body with ``Content-Type: image/jpeg`` whatever it is; ``/redirect/<n>`` redirects n
 times then to ``/files/<target>`` (``?to=name``); ``/redirect-to?url=U`` redirects to any URL;
 ``/loop`` redirects to itself; ``/reset`` closes the connection without answering; ``/gzip/<name>``
-serves a registered body gzip-encoded. It binds 127.0.0.1 (or ::1 with ``ipv6=True``) only.
+serves a registered body gzip-encoded; ``/flaky/<name>?fail=N`` answers 503 N times, then the file. It binds 127.0.0.1 (or ::1 with ``ipv6=True``) only.
 """
 
 from __future__ import annotations
@@ -55,6 +55,10 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(int(rest), b"status " + rest.encode(), "text/plain", extra)
         if head == "gzip" and rest in files:
             return self._send(200, gzip.compress(files[rest][0]), files[rest][1], {"Content-Encoding": "gzip"})
+        if head == "flaky" and rest in files:  # 503 for the first ?fail=N requests, then the file
+            if self.server.hits[path] <= int(query.get("fail", ["1"])[0]):
+                return self._send(503, b"try later", "text/plain", {"Retry-After": "1"})
+            return self._send(200, files[rest][0], files[rest][1])
         if head == "redirect-to":
             return self._send(302, b"", "text/plain", {"Location": query.get("url", ["/"])[0]})
         if head == "slow":
