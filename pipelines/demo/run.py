@@ -12,6 +12,7 @@ from pipelines.config import load_config
 from pipelines.demo.corpus import demo_images
 from pipelines.demo.server import LoopbackServer
 from pipelines.progress import out_console
+from pipelines.report import write_report
 
 EXAMPLE_SQL = [
     "SELECT status, count(*) AS n FROM images GROUP BY status ORDER BY n DESC",
@@ -57,4 +58,5 @@ def run_demo(out: str | Path = "regionset-demo", limit: int | None = None, shard
     out_console.print("try:")
     for q in EXAMPLE_SQL:
         out_console.print(f'  regionset sql {out} "{q}"', soft_wrap=True, markup=False, highlight=False)
+    out_console.print(f"report: {write_report(out)}  (open it in a browser)", soft_wrap=True)
     return out

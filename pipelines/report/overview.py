@@ -1,0 +1,142 @@
+"""Overview and distributions pages: counts, failures, timings, lineage, histograms."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import yaml
+
+from pipelines.lineage import LINEAGE_FILE
+from pipelines.report import plots, queries
+from pipelines.report.pages import NO_DATA, esc, figure, result_table, table
+from pipelines.report.queries import Result, run
+
+
+def read_lineage(out: Path) -> dict[str, Any]:
+    """``OUT/regionset.yaml`` as a dict (empty when missing or unreadable)."""
+    try:
+        doc = yaml.safe_load((Path(out) / LINEAGE_FILE).read_text())
+    except (OSError, yaml.YAMLError):
+        return {}
+    return doc if isinstance(doc, dict) else {}
+
+
+def _flatten(d: Any, prefix: str = "") -> list[tuple[str, str]]:
+    if isinstance(d, dict):
+        return [kv for k, v in d.items() for kv in _flatten(v, f"{prefix}{k}.")]
+    return [(prefix.rstrip("."), "" if d is None else str(d))]
+
+
+def table_counts(con: duckdb.DuckDBPyConnection) -> tuple[dict[str, int], list[Result]]:
+    """Row count of every catalog table that exists (missing ones are left out).
+
+    Args:
+        con: an open catalog connection.
+    """
+    present = queries.existing_tables(con)
+    counts, results = {}, []
+    for t in queries.COUNTED_TABLES:
+        if t in present:
+            r = run(con, f"rows of {t}", queries.count_rows(t))
+            counts[t] = int(r.rows[0][0])
+            results.append(r)
+    return counts, results
+
+
+def overview_body(con: duckdb.DuckDBPyConnection, out: Path) -> tuple[str, list[Result], list[str]]:
+    """HTML of the overview page, the queries it ran, and the run warnings.
+
+    Args:
+        con: an open catalog connection.
+        out: the output folder (for ``regionset.yaml``).
+    """
+    lineage = read_lineage(out)
+    warnings = [str(w) for w in lineage.get("warnings") or []]
+    counts, results = table_counts(con)
+    present = queries.existing_tables(con)
+    sections = [f"<p>Output folder <code>{esc(out)}</code>; lineage written "
+                f"{esc(lineage.get('written_at', 'never'))}, config hash "
+                f"<code>{esc(lineage.get('config_hash', '-'))}</code>.</p>"]
+    missing = [t for t in queries.COUNTED_TABLES if t not in counts]
+    sections.append("<h2>Rows per table</h2>" + table(
+        ["table", "rows"], [(t, n) for t, n in counts.items()],
+        [f'data-count="{esc(t)}"' for t in counts]))
+    if missing:
+        sections.append(f"<p class=nodata>not in the catalog yet: {esc(', '.join(missing))}</p>")
+    for title, sql in (("Images by status", queries.IMAGES_BY_STATUS),
+                       ("Regions by source", queries.REGIONS_BY_SOURCE),
+                       ("Failure reasons (images)", queries.FAILURE_REASONS),
+                       ("Stage counters (drops and failures by reason)", queries.STAGE_COUNTERS),
+                       ("Stage timings", queries.STAGE_TIMINGS),
+                       ("Recent runs", queries.RECENT_RUNS)):
+        r = run(con, title, sql)
+        results.append(r)
+        sections.append(f"<h2>{esc(title)}</h2>{result_table(r)}")
+    if queries.CLUSTERS in present:
+        try:
+            r = run(con, "Clusters per level", queries.CLUSTER_LEVELS)
+            results.append(r)
+            sections.append(f"<h2>Clusters per level</h2>{result_table(r)}")
+        except duckdb.Error as err:  # a clusters table of another shape: say so, do not fail
+            sections.append(f"<h2>Clusters per level</h2><p class=nodata>{esc(err)}</p>")
+    for name, title, sql in (("vocab", "OCR token vocabulary", queries.VOCAB),
+                             ("top_ocr_tokens", "Top OCR tokens", queries.TOP_OCR_TOKENS)):
+        if name in present:
+            r = run(con, title, sql)
+            results.append(r)
+            sections.append(f"<h2>{esc(title)}</h2>{result_table(r)}")
+    models = _flatten(lineage.get("models") or {})
+    sections.append("<h2>Models</h2>" + table(["model", "id"], models))
+    sections.append("<h2>Versions</h2>" + table(["package", "version"], _flatten(lineage.get("versions") or {})))
+    cfg = lineage.get("config")
+    sections.append("<h2>Config</h2>" + (f"<pre>{esc(yaml.safe_dump(cfg, sort_keys=False))}</pre>"
+                                         if cfg else f"<p class=nodata>{NO_DATA}</p>"))
+    return "\n".join(sections), results, warnings
+
+
+_DISTRIBUTIONS = (
+    ("cluster_sizes", "Leaf cluster sizes (log-log)", None),
+    ("regions_per_image", "Regions per downloaded image (100 = 100 or more)", queries.REGIONS_PER_IMAGE),
+    ("region_side", "Region size: sqrt(area) in stored pixels", queries.REGION_SIDE_BINS),
+    ("region_aspect", "Region aspect: width / height", queries.REGION_ASPECT_BINS),
+    ("ocr_score", "OCR confidence of text regions", queries.OCR_SCORE_BINS),
+    ("tokens_per_text", "Tokens per text region (labels.token_ids)", queries.TOKENS_PER_TEXT_REGION),
+)
+
+
+def _plot(folder: Path, name: str, title: str, r: Result) -> str | None:
+    rows = r.rows
+    if name == "cluster_sizes":
+        return plots.loglog_sizes(folder, name, [b for b, *_ in rows], [c for _, c, *_ in rows], title)
+    if name == "region_side":
+        return plots.by_source(folder, name, rows, "sqrt(area), stored pixels (log scale)", title, 0.25,
+                               tick=lambda v: f"{2 ** v:g}")
+    if name == "region_aspect":
+        return plots.by_source(folder, name, rows, "width : height (log scale)", title, 0.25,
+                               tick=lambda v: f"{2 ** v:g}:1" if v >= 0 else f"1:{2 ** -v:g}")
+    if name == "ocr_score":
+        return plots.bars(folder, name, [b + 0.025 for b, _ in rows], [n for _, n in rows], "confidence",
+                          "regions", title, width=0.045)
+    xlabel = "regions per image" if name == "regions_per_image" else "tokens"
+    return plots.bars(folder, name, [b for b, _ in rows], [n for _, n in rows], xlabel,
+                      "images" if name == "regions_per_image" else "regions", title)
+
+
+def distributions_body(con: duckdb.DuckDBPyConnection, report_dir: Path) -> tuple[str, list[Result]]:
+    """HTML of the distributions page (plots from SQL-binned counts) and the queries it ran.
+
+    Args:
+        con: an open catalog connection.
+        report_dir: the report folder; plots go to ``plots/`` inside it.
+    """
+    figs, results = [], []
+    for name, title, sql in _DISTRIBUTIONS:
+        r = run(con, title, sql or queries.cluster_size_bins(queries.leaf_sizes(con)))
+        results.append(r)
+        figs.append(f'<div id="{name}">{figure(_plot(report_dir / "plots", name, title, r), title)}'
+                    f"<details><summary>bins</summary>{result_table(r)}</details></div>")
+    body = ('<p>Counts are binned in DuckDB over the whole catalog; only the bins leave the database.</p>'
+            f'<div class="plots">{"".join(figs)}</div>')
+    return body, results
