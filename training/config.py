@@ -1,0 +1,137 @@
+"""YAML -> typed training configs, with ``key=value`` overrides and errors that name the key.
+
+Training may not import ``pipelines`` (ARCHITECTURE §1), so this is a small loader of its own.
+Supported field types: bool, int, float, str, Literal[...], X | None, list[X], dict[str, X] and
+nested dataclasses. Unknown keys and wrong types raise :class:`ConfigError`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from pathlib import Path
+from typing import Any, Literal, TypeVar, get_args, get_origin
+
+import yaml
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """A config value is unknown or of the wrong type; the message names the key."""
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    origin = get_origin(tp)
+    if tp is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        args = get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, key)
+            except ConfigError:
+                pass
+        raise ConfigError(f"{key}: expected {tp}, got {value!r}")
+    if origin is Literal:
+        if value not in get_args(tp):
+            raise ConfigError(f"{key}: expected one of {list(get_args(tp))}, got {value!r}")
+        return value
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping for {tp.__name__}, got {value!r}")
+        return from_dict(tp, value, prefix=f"{key}.")
+    if origin in (list, tuple):
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        item = (get_args(tp) or (Any,))[0]
+        items = [_coerce(v, item, f"{key}[{i}]") for i, v in enumerate(value)]
+        return items if origin is list else tuple(items)
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+        vt = (get_args(tp) or (str, Any))[1]
+        return {str(k): _coerce(v, vt, f"{key}.{k}") for k, v in value.items()}
+    checks = {
+        bool: lambda v: isinstance(v, bool),
+        int: lambda v: isinstance(v, int) and not isinstance(v, bool),
+        float: lambda v: isinstance(v, int | float) and not isinstance(v, bool),
+        str: lambda v: isinstance(v, str),
+    }
+    if tp in checks:
+        if not checks[tp](value):
+            raise ConfigError(f"{key}: expected {tp.__name__}, got {value!r}")
+        return float(value) if tp is float else value
+    raise ConfigError(f"{key}: unsupported field type {tp}")
+
+
+def from_dict(cls: type[T], data: dict[str, Any], prefix: str = "") -> T:
+    """Build dataclass ``cls`` from ``data``, recursively, checking every key and type.
+
+    Args:
+        cls: the dataclass type.
+        data: a mapping, e.g. parsed YAML.
+        prefix: dotted path of ``data`` inside the whole config, used in messages.
+    """
+    hints = typing.get_type_hints(cls)
+    fields = {f.name for f in dataclasses.fields(cls) if f.init}
+    unknown = sorted(set(data) - fields)
+    if unknown:
+        where = prefix.rstrip(".") or "top level"
+        raise ConfigError(f"unknown config key {prefix}{unknown[0]}; valid keys under {where}: {sorted(fields)}")
+    return cls(**{name: _coerce(value, hints[name], f"{prefix}{name}") for name, value in data.items()})
+
+
+def to_dict(obj: Any) -> Any:
+    """Dataclass -> plain dict (tuples become lists), for YAML/JSON output."""
+    if dataclasses.is_dataclass(obj):
+        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, list | tuple):
+        return [to_dict(v) for v in obj]
+    if isinstance(obj, dict):
+        return {k: to_dict(v) for k, v in obj.items()}
+    return obj
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``a.b.c=value`` overrides (values parsed as YAML) to a nested dict in place.
+
+    Args:
+        data: the nested mapping to edit.
+        overrides: items of the form ``dotted.key=value``.
+    """
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} is not of the form key=value")
+        key, raw = item.split("=", 1)
+        node = data
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {key}: {part} is not a section")
+        node[parts[-1]] = yaml.safe_load(raw) if raw != "" else ""
+    return data
+
+
+def load_config(cls: type[T], path: str | Path | None, overrides: list[str] | None = None) -> T:
+    """Load dataclass ``cls`` from a YAML file (defaults when ``path`` is None) plus overrides.
+
+    Args:
+        cls: the config dataclass.
+        path: a YAML file, or None for the defaults.
+        overrides: ``key=value`` items applied after the file.
+    """
+    data: dict[str, Any] = {}
+    if path is not None:
+        loaded = yaml.safe_load(Path(path).read_text()) or {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: the config must be a mapping at top level")
+        data = loaded
+    apply_overrides(data, overrides or [])
+    return from_dict(cls, data)

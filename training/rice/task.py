@@ -1,0 +1,112 @@
+"""The RICE task: region and CLS embeddings -> region cluster discrimination over sharded centres.
+
+Object regions (one leaf cluster each) and the image's CLS embedding (positives: the image's object
+clusters, multi-label) share the object-centre bank, in one call so they share the step's Partial
+FC sample; text regions (positives: up to M token ids) use the token-centre bank. Total loss =
+``object_weight · L_obj + text_weight · L_text + cls_weight · L_cls``, each a mean over the global
+batch's rows that have a positive.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import torch
+
+from training.data import list_shards
+from training.distributed import rank_world
+from training.rice.loss import MarginType, PartialFCLoss
+from training.rice.model import ModelConfig, RiceViT
+from training.task import TrainTask
+
+REGION_ROWS, CLS_ROWS = 0, 1
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """RICE loss settings (defaults from the paper where it states them).
+
+    Args:
+        num_classes: K, the number of leaf clusters; 0 reads the largest class id in the shards + 1.
+        num_tokens: OCR vocabulary size (open_clip's BPE: 49408).
+        sample_rate: ρ, Partial FC fraction of centres per step.
+        margin: m.
+        scale: s.
+        margin_type: ``additive-cosine`` or ``angular``.
+        object_weight, text_weight, cls_weight: weights of the three terms.
+    """
+
+    num_classes: int = 0
+    num_tokens: int = 49408
+    sample_rate: float = 0.1
+    margin: float = 0.3
+    scale: float = 64.0
+    margin_type: MarginType = "additive-cosine"
+    object_weight: float = 1.0
+    text_weight: float = 1.0
+    cls_weight: float = 1.0
+
+
+def scan_num_classes(train_dir: str) -> int:
+    """Largest object ``class_id`` in the train shards + 1 (reads only the regions column)."""
+    top = -1
+    for shard in list_shards(train_dir):
+        regions = pc.list_flatten(pq.read_table(shard, columns=["regions"])["regions"])
+        if len(regions):
+            ids = pc.struct_field(regions, "class_id")
+            top = max(top, int(pc.max(ids).as_py() if pc.max(ids).as_py() is not None else -1))
+    if top < 0:
+        raise ValueError(f"no object class ids in {os.path.abspath(train_dir)}; set loss.num_classes")
+    return top + 1
+
+
+class RiceTask(TrainTask):
+    """RICE model + object and token centre banks.
+
+    Args:
+        model_cfg: the ViT settings.
+        loss_cfg: the loss settings; ``num_classes`` must be resolved (> 0).
+        seed: seed of this rank's centre initialisation.
+    """
+
+    replicated = ("model",)
+    sharded = ("object_centres", "token_centres")
+
+    def __init__(self, model_cfg: ModelConfig, loss_cfg: LossConfig, seed: int = 0):
+        super().__init__()
+        if loss_cfg.num_classes <= 0:
+            raise ValueError("loss.num_classes must be resolved (> 0) before building RiceTask")
+        self.cfg = loss_cfg
+        self.model = RiceViT(model_cfg)
+        dim = self.model.output_dim
+        kw = dict(sample_rate=loss_cfg.sample_rate, margin=loss_cfg.margin, scale=loss_cfg.scale,
+                  margin_type=loss_cfg.margin_type)
+        with torch.random.fork_rng(devices=[]):  # each rank's shard of centres differs, the trunk not
+            torch.manual_seed(seed + 7919 * (1 + rank_world()[0]))
+            self.object_centres = PartialFCLoss(loss_cfg.num_classes, dim, **kw)
+            self.token_centres = PartialFCLoss(loss_cfg.num_tokens, dim, **kw)
+
+    def training_forward(self, batch: dict) -> dict[str, torch.Tensor]:
+        """Losses of a :func:`training.regions.collate_regions` batch (on the task's device)."""
+        cls, regions = self.model(batch["image"], batch["token_mask"])
+        b, r, d = regions.shape
+        feats = regions.reshape(b * r, d)
+        valid = batch["region_valid"].reshape(-1)
+        is_text = batch["is_text"].reshape(-1)
+        obj = torch.where(valid & ~is_text, batch["class_ids"].reshape(-1), -1)
+        image_ids = batch["image_class_ids"]
+        obj_labels = torch.full((b * r, image_ids.shape[1]), -1, dtype=torch.long, device=feats.device)
+        obj_labels[:, 0] = obj
+        groups = torch.cat([torch.full((b * r,), REGION_ROWS), torch.full((b,), CLS_ROWS)]).to(feats.device)
+        rows = self.object_centres(torch.cat([feats, cls]), torch.cat([obj_labels, image_ids.long()]), groups)
+        loss_obj, n_obj = rows.mean(REGION_ROWS)
+        loss_cls, n_cls = rows.mean(CLS_ROWS)
+        tok = torch.where((valid & is_text)[:, None], batch["token_ids"].reshape(b * r, -1), -1)
+        loss_text, n_text = self.token_centres(feats, tok).mean()
+        c = self.cfg
+        total = c.object_weight * loss_obj + c.text_weight * loss_text + c.cls_weight * loss_cls
+        return {"loss": total, "loss_object": loss_obj.detach(), "loss_text": loss_text.detach(),
+                "loss_cls": loss_cls.detach(), "object_rows": n_obj.float(), "text_rows": n_text.float()}
