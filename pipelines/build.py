@@ -14,6 +14,7 @@ from pipelines.catalog import build_catalog
 from pipelines.config import BuildConfig
 from pipelines.definition import GlobalStep, build_steps
 from pipelines.executors.base import StageReport
+from pipelines.failpoints import failpoint
 from pipelines.inputs import shard_input
 from pipelines.lineage import append_run, config_digest, write_lineage
 from pipelines.lock import BuildLock
@@ -29,6 +30,7 @@ class BuildResult:
     shards: list[int]
     reports: list[StageReport] = field(default_factory=list)
     globals: dict[str, dict[str, Any]] = field(default_factory=dict)
+    order: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
 
@@ -39,6 +41,14 @@ def make_executor(cfg: BuildConfig):
         from pipelines.executors.local import LocalExecutor
 
         return LocalExecutor(cfg.executor.processes, show_progress=cfg.progress)
+    if name == "ray":
+        from pipelines.executors.ray_data import RayExecutor
+
+        return RayExecutor(cfg.executor.ray, show_progress=cfg.progress)
+    if name == "spark":
+        from pipelines.executors.spark import SparkExecutor
+
+        return SparkExecutor(cfg.executor.spark, show_progress=cfg.progress)
     raise ValueError(f"executor.name: unknown executor {name!r}")
 
 
@@ -78,12 +88,14 @@ def build(cfg: BuildConfig, executor: Any = None) -> BuildResult:
         result = BuildResult(out, shards)
         for step in steps:
             if isinstance(step, GlobalStep):
+                failpoint(f"global:{step.name}")
                 t0 = time.perf_counter()
                 summary = step.run(out, cfg, shards)
                 summary.setdefault("seconds", round(time.perf_counter() - t0, 3))
                 result.globals[step.name] = summary
             else:
                 result.reports.append(executor.run_stage(step, out, shards))
+            result.order.append(step.name)
         result.seconds = time.time() - start
         append_run(out, {
             "run_id": run_id, "started_at": start, "finished_at": time.time(), "status": "success",
@@ -98,14 +110,20 @@ def build(cfg: BuildConfig, executor: Any = None) -> BuildResult:
 
 def print_summary(result: BuildResult) -> None:
     """Summary table: per stage shards done/skipped, rows in/out, seconds, failures by reason."""
-    rows = [[r.stage, r.done, r.skipped, r.waiting, r.rows_in, r.rows_out, f"{r.seconds:.1f}"]
-            for r in result.reports]
-    rows += [[name, "global", "", "", "", "", f"{g.get('seconds', 0):.1f}"] for name, g in result.globals.items()]
+    reports = {r.stage: r for r in result.reports}
+    rows = []
+    for name in result.order:
+        if name in reports:
+            r = reports[name]
+            rows.append([r.stage, r.done, r.skipped, r.waiting, r.rows_in, r.rows_out, f"{r.seconds:.1f}"])
+        else:
+            rows.append([name, "global", "", "", "", "", f"{result.globals[name].get('seconds', 0):.1f}"])
     print_table(f"regionset build: {result.out} ({len(result.shards)} shards, {result.seconds:.1f} s)",
                 ["step", "done", "skipped", "waiting", "rows in", "rows out", "seconds"], rows)
     counts = [[r.stage, *k.split(":", 1), v] for r in result.reports for k, v in sorted(r.counters.items())
               if ":" in k]
-    counts += [[name, "summary", k, v] for name, g in result.globals.items() for k, v in g.items() if k != "seconds"]
+    counts += [[name, "summary", k, v] for name, g in result.globals.items() for k, v in g.items()
+               if k != "seconds" and not isinstance(v, list | dict)]
     if counts:
         print_table("counters (this run): statuses, drops and failures by reason",
                     ["step", "kind", "reason", "count"], counts)

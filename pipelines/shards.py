@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
@@ -144,7 +145,10 @@ def clean_temp_files(out: Path) -> int:
     """Remove temp files left by a killed writer; return how many were removed."""
     n = 0
     for pattern in (".*.tmp", ".*.tmp.wal"):
-        for p in Path(out).rglob(pattern):
-            p.unlink(missing_ok=True)
+        for p in list(Path(out).rglob(pattern)):
+            if p.is_dir():
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                p.unlink(missing_ok=True)
             n += 1
     return n
