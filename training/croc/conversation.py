@@ -1,0 +1,167 @@
+"""Stage 2 (instruction tuning) data: LLaVA-format conversation JSONL.
+
+One JSON object per line, as in LLaVA's ``llava_v1_5_mix665k``::
+
+    {"id": "...", "image": "<train key or image path>",
+     "conversations": [{"from": "human", "value": "<image>\\nWhat is this?"},
+                       {"from": "gpt", "value": "A red square."}, ...]}
+
+``image`` is looked up first as a key of the ``OUT/train`` shards, then as a file path (relative
+paths under ``image_root``). The text is ``system`` + per turn ``user_prefix + human`` or
+``assistant_prefix`` + the supervised assistant reply + EOS (the Vicuna v1 layout by default).
+Samples without exactly one ``<image>`` are skipped: batches hold one image span per sample.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from training.croc.sequence import Segment, SequenceBuilder
+from training.data import ShardStream, decode_image, dist_rank_world, letterbox, list_shards, to_tensor
+
+
+@dataclass
+class ConversationConfig:
+    """Where the conversations are and how turns are written.
+
+    Args:
+        path: the conversation JSONL file.
+        image_root: folder that relative image paths are resolved under.
+        system: text before the first turn.
+        user_prefix: text before each human turn.
+        assistant_prefix: text before each assistant reply (not supervised).
+    """
+
+    path: str | None = None
+    image_root: str | None = None
+    system: str = ("A chat between a curious user and an artificial intelligence assistant. "
+                   "The assistant gives helpful, detailed, and polite answers to the user's questions.")
+    user_prefix: str = " USER: "
+    assistant_prefix: str = " ASSISTANT: "
+
+
+def conversation_segments(record: dict, cfg: ConversationConfig) -> list[Segment]:
+    """The text segments of one LLaVA record (assistant replies supervised).
+
+    Args:
+        record: a parsed JSONL line.
+        cfg: turn layout.
+    """
+    segments = [Segment(cfg.system)]
+    for turn in record.get("conversations", []):
+        role = turn.get("from")
+        if role in ("human", "user"):
+            segments.append(Segment(cfg.user_prefix + turn.get("value", "")))
+        elif role in ("gpt", "assistant"):
+            segments += [Segment(cfg.assistant_prefix), Segment(turn.get("value", ""), supervised=True)]
+    return segments
+
+
+class ImageLookup:
+    """Image bytes by train-shard key, else by file path.
+
+    Args:
+        train_dir: ``OUT`` or ``OUT/train`` (None: paths only).
+        image_root: folder for relative paths.
+    """
+
+    def __init__(self, train_dir: str | None, image_root: str | None = None) -> None:
+        self.image_root = image_root
+        self.where: dict[str, str] = {}
+        if train_dir:
+            for shard in list_shards(train_dir):
+                for key in pq.read_table(shard, columns=["key"]).column("key").to_pylist():
+                    self.where[key] = shard
+
+    def __call__(self, ref: str) -> bytes | None:
+        """The encoded image named by ``ref``, or None when it is neither a key nor a file."""
+        shard = self.where.get(ref)
+        if shard is not None:
+            table = pq.read_table(shard, columns=["key", "jpg"])
+            hit = table.filter(pc.equal(table.column("key"), ref))
+            return hit.column("jpg")[0].as_py() if hit.num_rows else None
+        path = ref if os.path.isabs(ref) or not self.image_root else os.path.join(self.image_root, ref)
+        if os.path.isfile(path):
+            with open(path, "rb") as f:
+                return f.read()
+        return None
+
+
+class ConversationTransform:
+    """Stream transform: a conversation record -> image tensor + token sequence (or None to skip).
+
+    Args:
+        cfg: turn layout.
+        builder: the sequence builder.
+        lookup: image resolver.
+        image_size: encoder input side.
+        mean: normalisation mean.
+        std: normalisation std.
+    """
+
+    def __init__(self, cfg: ConversationConfig, builder: SequenceBuilder, lookup: ImageLookup,
+                 image_size: int, mean: tuple[float, ...], std: tuple[float, ...]) -> None:
+        self.cfg, self.builder, self.lookup = cfg, builder, lookup
+        self.image_size, self.mean, self.std = image_size, tuple(mean), tuple(std)
+
+    def __call__(self, record: dict, rng: np.random.Generator | None = None) -> dict | None:
+        """Return the sample, or None (no image, not exactly one ``<image>``, does not fit)."""
+        ref = record.get("image")
+        data = self.lookup(str(ref)) if ref else None
+        if data is None:
+            return None
+        seq = self.builder.build(conversation_segments(record, self.cfg))
+        if seq is None:
+            return None
+        try:
+            arr, _ = letterbox(decode_image(data), self.image_size)
+        except Exception:  # broken image: skipped like any unusable record
+            return None
+        seq["image"] = to_tensor(arr, self.mean, self.std)
+        return seq
+
+
+class ConversationStream(ShardStream):
+    """Batches of conversation records with the rank × worker split and resumable position of
+    :class:`training.data.ShardStream` (the whole file is one shard of records).
+
+    Args:
+        path: the JSONL file.
+        transform: record -> sample | None.
+        collate: samples -> batch.
+        batch_size: samples per batch on this rank.
+        seed: stream seed.
+        epochs: stop after this many epochs (None: forever).
+    """
+
+    def __init__(self, path: str, transform, collate, batch_size: int, seed: int = 0,
+                 epochs: int | None = None) -> None:
+        with open(path) as f:
+            self.records = [json.loads(line) for line in f if line.strip()]
+        if not self.records:
+            raise ValueError(f"no conversations in {path}")
+        self.shards, self.rows = [path], [len(self.records)]
+        self.rank, self.world_size = dist_rank_world()
+        self.transform, self.collate, self.batch_size = transform, collate, batch_size
+        self.seed, self.epochs, self.shuffle, self.drop_last, self.columns = seed, epochs, True, False, None
+        self.start_positions = {}
+
+    def _rows(self, reader: int, readers: int, start: dict[str, int]):
+        epoch = start.get("epoch", 0)
+        mine = np.arange(reader, len(self.records), readers)
+        if len(mine) == 0:
+            return
+        while self.epochs is None or epoch < self.epochs:
+            order = np.random.default_rng([self.seed, epoch]).permutation(mine)
+            first = start.get("row", 0) if epoch == start.get("epoch", 0) else 0
+            for i in range(first, len(order)):
+                nxt = {"epoch": epoch, "unit": 0, "row": i + 1} if i + 1 < len(order) else \
+                    {"epoch": epoch + 1, "unit": 0, "row": 0}
+                yield self.records[int(order[i])], np.random.default_rng([self.seed, epoch, int(order[i])]), nxt
+            epoch += 1

@@ -1,0 +1,100 @@
+"""Tokenizers for the Croc LM: the LM's own, or one that needs no download.
+
+- ``lm``: ``AutoTokenizer.from_pretrained(croc.lm.path)`` (the normal case with a pretrained LM);
+- ``bpe``: a byte-level BPE trained with the ``tokenizers`` library on the training captions
+  (``vocab_size`` entries), for random-init LMs and tests;
+- ``bytes``: the same byte-level model with no merges (256 byte symbols + specials), the fallback
+  that needs no text at all.
+A ``bpe``/``bytes`` tokenizer is saved as ``tokenizer.json`` in the run directory and loaded from
+there on resume, so a resumed run sees the same ids.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+BOS, EOS, PAD = "<s>", "</s>", "<pad>"
+TOKENIZER_FILE = "tokenizer.json"
+
+
+@dataclass
+class TokenizerConfig:
+    """Which tokenizer to use.
+
+    Args:
+        kind: ``lm``, ``bpe`` or ``bytes`` (see module docstring).
+        vocab_size: target vocabulary of a ``bpe`` tokenizer (including the 256 byte symbols).
+        path: a ``tokenizer.json`` file to load instead of training one (``bpe``/``bytes``).
+    """
+
+    kind: Literal["lm", "bpe", "bytes"] = "lm"
+    vocab_size: int = 1024
+    path: str | None = None
+
+
+def build_tokenizer(cfg: TokenizerConfig, lm_path: str | None, texts: Iterable[str] | None = None,
+                    save_dir: str | Path | None = None):
+    """Return a ``PreTrainedTokenizerFast`` with BOS, EOS and padding tokens set.
+
+    Args:
+        cfg: the tokenizer section of the Croc config.
+        lm_path: ``croc.lm.path`` (used by kind ``lm``).
+        texts: training texts for kind ``bpe`` (ignored when a saved tokenizer exists).
+        save_dir: run directory: a saved ``tokenizer.json`` there is reused, a new one is written there.
+    """
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+    if cfg.kind == "lm":
+        if not lm_path:
+            raise ValueError("croc.tokenizer.kind=lm needs croc.lm.path; use kind bpe or bytes for a random-init LM")
+        try:
+            tok = AutoTokenizer.from_pretrained(lm_path)
+        except (OSError, ValueError) as e:
+            raise RuntimeError(f"could not load the tokenizer of {lm_path!r}: {e}. Offline, set "
+                               "croc.lm.path to a local model directory.") from e
+        if tok.pad_token is None:
+            tok.pad_token = tok.eos_token or tok.unk_token
+        return tok
+    saved = Path(cfg.path) if cfg.path else (Path(save_dir) / TOKENIZER_FILE if save_dir else None)
+    if saved is not None and saved.exists():
+        raw = _load(saved)
+    else:
+        if cfg.kind == "bpe" and texts is None:
+            raise ValueError("croc.tokenizer.kind=bpe needs training texts (the shard captions)")
+        raw = train_byte_bpe(texts if cfg.kind == "bpe" else [], cfg.vocab_size if cfg.kind == "bpe" else 0)
+        if saved is not None:
+            saved.parent.mkdir(parents=True, exist_ok=True)
+            raw.save(str(saved) + ".tmp")
+            os.replace(str(saved) + ".tmp", saved)
+    return PreTrainedTokenizerFast(tokenizer_object=raw, bos_token=BOS, eos_token=EOS, pad_token=PAD)
+
+
+def train_byte_bpe(texts: Iterable[str], vocab_size: int):
+    """Train a byte-level BPE ``tokenizers.Tokenizer`` (no merges when ``vocab_size`` <= 256).
+
+    Args:
+        texts: training texts.
+        vocab_size: target vocabulary size including the byte alphabet and the 3 special tokens.
+    """
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    alphabet = pre_tokenizers.ByteLevel.alphabet()
+    trainer = trainers.BpeTrainer(
+        vocab_size=max(vocab_size, len(alphabet) + 3), special_tokens=[PAD, BOS, EOS],
+        initial_alphabet=alphabet, show_progress=False,
+    )
+    tok.train_from_iterator(list(texts) or [""], trainer=trainer)
+    return tok
+
+
+def _load(path: Path):
+    from tokenizers import Tokenizer
+
+    return Tokenizer.from_file(str(path))
