@@ -15,6 +15,7 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
+from pipelines.catalog_labels import add_label_tables
 from pipelines.shards import STATE_DIR, list_shards
 from schemas import EMBEDDINGS, TABLE_DIRS, schema_for
 
@@ -86,6 +87,7 @@ def build_catalog(out: Path) -> Path:
     try:
         for name in TABLE_DIRS:
             _table_view(con, out, name)
+        add_label_tables(con, out)
         stage_state = _markers(out)  # noqa: F841
         runs = _runs(out)  # noqa: F841
         con.execute("CREATE TABLE stage_state AS SELECT * FROM stage_state")

@@ -10,9 +10,12 @@ from pathlib import Path
 from typing import Literal
 
 from pipelines import typed_config
+from pipelines.kmeans import KMeansConfig
+from stages.assign import AssignConfig
 from stages.download import DownloadConfig
+from stages.pack import PackConfig
 
-STEP_NAMES = ("download",)
+STEP_NAMES = ("download", "detect", "ocr", "embed", "fit_kmeans", "assign", "pack")
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,9 @@ class BuildConfig:
     executor: ExecutorConfig = field(default_factory=ExecutorConfig)
     progress: bool = True
     download: DownloadConfig = field(default_factory=DownloadConfig)
+    kmeans: KMeansConfig = field(default_factory=KMeansConfig)
+    assign: AssignConfig = field(default_factory=AssignConfig)
+    pack: PackConfig = field(default_factory=PackConfig)
 
 
 def load_config(path: str | Path | None, overrides: list[str] | None = None) -> BuildConfig:

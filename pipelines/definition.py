@@ -6,14 +6,18 @@ in the driver, reading and writing files (k-means fit, vocabulary, catalog).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipelines.config import BuildConfig
+from pipelines.config import STEP_NAMES, BuildConfig
+from pipelines.kmeans import KMEANS_DIR, fit_kmeans
+from stages.assign import AssignConfig, AssignStage
 from stages.base import Stage
 from stages.download import DownloadStage
+from stages.pack import PackStage
 
 
 @dataclass(frozen=True)
@@ -27,9 +31,19 @@ class GlobalStep:
 Step = Stage | GlobalStep
 
 
+def _with_kmeans_dir(cfg: BuildConfig) -> AssignConfig:
+    """The assign config, pointed at ``OUT/kmeans`` unless it names a tree folder itself."""
+    if cfg.assign.kmeans_dir:
+        return cfg.assign
+    return dataclasses.replace(cfg.assign, kmeans_dir=str(Path(cfg.output).resolve() / KMEANS_DIR))
+
+
 def build_steps(cfg: BuildConfig) -> list[Step]:
     """The steps of ``cfg.steps``, in pipeline order."""
     factories: dict[str, Callable[[], Step]] = {
         "download": lambda: DownloadStage(cfg.download),
+        "fit_kmeans": lambda: GlobalStep("fit_kmeans", fit_kmeans),
+        "assign": lambda: AssignStage(_with_kmeans_dir(cfg)),
+        "pack": lambda: PackStage(cfg.pack),
     }
-    return [factories[name]() for name in factories if name in cfg.steps]
+    return [factories[name]() for name in STEP_NAMES if name in factories and name in cfg.steps]

@@ -16,6 +16,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from pipelines.shards import (
+    ROW_GROUP_ROWS,
     Marker,
     file_sha256,
     read_marker,
@@ -105,7 +106,9 @@ def finish_shard(stage: Stage, out: Path, task: ShardTask, rows_in: int, result:
                  seconds: float, counters: dict[str, int]) -> Marker:
     """Validate and write a shard's output, then its marker (the marker is always last)."""
     validate_table(result, stage.output_schema(), stage.output)
-    sha = write_table(result, shard_path(out, stage.output, task.shard))
+    # A stage may ask for smaller row groups (e.g. pack: image bytes, streamed by training readers).
+    rows = getattr(stage, "row_group_rows", None) or ROW_GROUP_ROWS
+    sha = write_table(result, shard_path(out, stage.output, task.shard), row_group_rows=rows)
     marker = Marker(
         stage=stage.name, shard=task.shard, config_hash=task.config_hash, input_hash=task.input_hash,
         output_sha256=sha, rows_in=rows_in, rows_out=result.num_rows, seconds=round(seconds, 4),

@@ -1,0 +1,206 @@
+"""The fitted cluster tree on disk, and exact nearest-centroid search over it.
+
+``OUT/kmeans/`` holds one folder per level (``level-0`` is the coarsest) with ``centroids.npy``
+(float32, K_i × d) and ``parents.npy`` (int32, K_i: the id of each centroid's parent at level i-1,
+-1 at level 0), plus ``kmeans.json``. Ids are global per level: the leaf id is the training class.
+
+A vector is routed to its exact nearest **leaf** (a flat search over all leaves) and its path is that
+leaf's chain of ancestors; routing through the nearest coarse centroid first is cheaper but raised
+k-means error from +14 % to +34 % over flat on clustered data (OFFLINE.md). The search is a batched
+matmul + argmin: on 2 CPU threads numpy beat ``faiss.IndexFlatL2`` 3× at d = 64 and 2× at d = 512
+(bench/kmeans.py); on a GPU, ``auto`` uses a FAISS flat index on every visible GPU.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pyarrow as pa
+
+KMEANS_JSON = "kmeans.json"
+Backend = Literal["auto", "numpy", "torch", "faiss"]
+
+
+def level_dir(root: Path, level: int) -> Path:
+    """``root/level-<level>``."""
+    return Path(root) / f"level-{level}"
+
+
+def l2_normalize(x: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit L2 norm (zero rows stay zero)."""
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return x / np.maximum(norms, 1e-12)
+
+
+def embedding_matrix(col: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """(n, d) float32 array from a ``fixed_size_list<float16|float32>[d]`` column."""
+    if isinstance(col, pa.ChunkedArray):
+        col = col.combine_chunks()
+    d = col.type.list_size
+    if len(col) == 0:
+        return np.zeros((0, d), np.float32)
+    if col.null_count:
+        raise ValueError("embedding column has nulls")
+    return col.flatten().to_numpy(zero_copy_only=False).astype(np.float32, copy=False).reshape(-1, d)
+
+
+def _pick_backend(backend: Backend) -> str:
+    """``auto``: faiss when it sees a GPU, torch when it is loaded and sees one, else numpy."""
+    if backend != "auto":
+        return backend
+    import faiss
+
+    if getattr(faiss, "get_num_gpus", lambda: 0)() > 0:
+        return "faiss"
+    torch = sys.modules.get("torch")  # importing torch only to look for a GPU costs seconds
+    if torch is not None and torch.cuda.is_available():
+        return "torch"
+    return "numpy"
+
+
+def nearest_centroids(x: np.ndarray, centroids: np.ndarray, backend: Backend = "auto",
+                      batch_size: int = 4096) -> tuple[np.ndarray, np.ndarray]:
+    """Exact nearest centroid (squared L2) of every row of ``x``.
+
+    Args:
+        x: (n, d) float32 queries.
+        centroids: (k, d) float32 centroids.
+        backend: ``numpy`` (CPU matmul), ``torch`` (CUDA when present), ``faiss`` (IndexFlatL2),
+            or ``auto`` (faiss on all GPUs when faiss sees one, else numpy).
+        batch_size: queries per matmul block (bounds the n × k score block in memory).
+
+    Returns:
+        (ids int64 of shape (n,), squared distances float32 of shape (n,)); ties go to the lowest id.
+    """
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    c = np.ascontiguousarray(centroids, dtype=np.float32)
+    n = x.shape[0]
+    if n == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.float32)
+    which = _pick_backend(backend)
+    if which == "faiss":
+        import faiss
+
+        index = faiss.IndexFlatL2(c.shape[1])
+        if getattr(faiss, "get_num_gpus", lambda: 0)() > 0:
+            index = faiss.index_cpu_to_all_gpus(index)
+        index.add(c)
+        dist, ids = index.search(x, 1)
+        return ids[:, 0].astype(np.int64), np.maximum(dist[:, 0], 0).astype(np.float32)
+    ids = np.empty(n, np.int64)
+    dist = np.empty(n, np.float32)
+    if which == "torch":
+        import torch
+
+        dev = "cuda" if torch.cuda.is_available() else "cpu"
+        ct = torch.from_numpy(c).to(dev)
+        cn = (ct * ct).sum(1)
+        for i in range(0, n, batch_size):
+            xt = torch.from_numpy(x[i:i + batch_size]).to(dev)
+            s = torch.addmm(cn, xt, ct.T, alpha=-2.0)
+            best, arg = s.min(1)
+            ids[i:i + batch_size] = arg.cpu().numpy()
+            dist[i:i + batch_size] = (best + (xt * xt).sum(1)).clamp_min(0).cpu().numpy()
+        return ids, dist
+    cn = (c * c).sum(1)
+    for i in range(0, n, batch_size):
+        xb = x[i:i + batch_size]
+        s = xb @ c.T
+        s *= -2.0
+        s += cn
+        arg = s.argmin(1)
+        ids[i:i + batch_size] = arg
+        dist[i:i + batch_size] = np.maximum(s[np.arange(len(xb)), arg] + (xb * xb).sum(1), 0)
+    return ids, dist
+
+
+@dataclass
+class ClusterTree:
+    """Centroids of every level, parent links and the metadata of the fit.
+
+    Args:
+        centroids: per level, (K_i, d) float32; level 0 is the coarsest, the last are the leaves.
+        parents: per level, (K_i,) int32 parent ids at the level above (-1 at level 0).
+        spherical: centroids are unit-norm and queries are L2-normalised before the search.
+        meta: the ``kmeans.json`` document.
+    """
+
+    centroids: list[np.ndarray]
+    parents: list[np.ndarray]
+    spherical: bool
+    meta: dict[str, Any]
+
+    @property
+    def dim(self) -> int:
+        return int(self.centroids[-1].shape[1])
+
+    @property
+    def num_leaves(self) -> int:
+        return int(self.centroids[-1].shape[0])
+
+    def paths(self, leaf_ids: np.ndarray) -> np.ndarray:
+        """(n, levels) int32 paths from level 0 down to the given leaf ids."""
+        depth = len(self.centroids)
+        out = np.empty((len(leaf_ids), depth), np.int32)
+        cur = np.asarray(leaf_ids, np.int64)
+        for level in range(depth - 1, -1, -1):
+            out[:, level] = cur
+            cur = self.parents[level][cur] if level else cur
+        return out
+
+    def assign(self, x: np.ndarray, backend: Backend = "auto") -> tuple[np.ndarray, np.ndarray]:
+        """Route every row to its exact nearest leaf: (paths (n, levels) int32, squared distance)."""
+        x = np.asarray(x, np.float32)
+        if self.spherical:
+            x = l2_normalize(x)
+        leaf, dist = nearest_centroids(x, self.centroids[-1], backend)
+        return self.paths(leaf), dist
+
+    def save(self, root: Path) -> str:
+        """Write every level's arrays and ``kmeans.json`` (with the centroids' hash); return the hash."""
+        root = Path(root)
+        for level, (c, p) in enumerate(zip(self.centroids, self.parents)):
+            d = level_dir(root, level)
+            d.mkdir(parents=True, exist_ok=True)
+            np.save(d / "centroids.npy", c.astype(np.float32))
+            np.save(d / "parents.npy", p.astype(np.int32))
+        self.meta["centroids_sha256"] = tree_hash(self.centroids, self.parents)
+        tmp = root / f".{KMEANS_JSON}.tmp"
+        tmp.write_text(json.dumps(self.meta, indent=2, sort_keys=True))
+        tmp.replace(root / KMEANS_JSON)  # written last: its presence means a complete tree
+        return self.meta["centroids_sha256"]
+
+    @classmethod
+    def load(cls, root: Path) -> ClusterTree:
+        """Read a tree written by ``save``; FileNotFoundError names the missing ``kmeans.json``."""
+        root = Path(root)
+        meta = read_meta(root)
+        if meta is None:
+            raise FileNotFoundError(f"{root / KMEANS_JSON} not found: run the fit_kmeans step first")
+        cents = [np.load(level_dir(root, i) / "centroids.npy") for i in range(len(meta["sizes"]))]
+        pars = [np.load(level_dir(root, i) / "parents.npy") for i in range(len(meta["sizes"]))]
+        return cls(cents, pars, bool(meta["spherical"]), meta)
+
+
+def tree_hash(centroids: list[np.ndarray], parents: list[np.ndarray]) -> str:
+    """sha256 over every level's centroid and parent bytes."""
+    h = hashlib.sha256()
+    for c, p in zip(centroids, parents):
+        h.update(np.ascontiguousarray(c, np.float32).tobytes())
+        h.update(np.ascontiguousarray(p, np.int32).tobytes())
+    return h.hexdigest()
+
+
+def read_meta(root: Path) -> dict[str, Any] | None:
+    """``kmeans.json`` of a tree folder, or None when there is no complete tree."""
+    path = Path(root) / KMEANS_JSON
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None

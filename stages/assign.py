@@ -1,0 +1,142 @@
+"""assign: region embeddings + regions -> ``labels`` (cluster path and distance, OCR token ids).
+
+Per shard, streaming: every region of a clustered source (``kmeans.json``'s ``sources``, object
+regions by default) that has an embedding is routed to its exact nearest leaf of the frozen tree;
+its ``cluster_path`` holds one id per level (the leaf's ancestors), ``cluster_id`` the global leaf id
+(the training class) and ``distance`` the squared L2 distance to the leaf centroid (between
+unit-norm vectors in spherical mode, i.e. 2 − 2·cos). Text regions get their M positive token ids.
+
+The stage's fingerprint includes the centroids' hash: a refit changes it and so redoes every shard,
+while an incremental build (same frozen tree, new shards) only labels the new shards.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from models.kmeans_index import ClusterTree, embedding_matrix, read_meta
+from models.tokenizer import TokenizerConfig, TokenLabeler
+from schemas import EMBEDDINGS, LABELS, REGIONS_OBJECT, REGIONS_TEXT, labels_schema
+from schemas.tables import SOURCE_TEXT
+from stages.base import Resources, Stage, config_hash
+
+_REGION_COLS = ["region_id", "key", "source", "text"]
+
+
+@dataclass(frozen=True)
+class AssignConfig:
+    """How regions get their labels.
+
+    Args:
+        kmeans_dir: the fitted tree's folder; empty means ``OUT/kmeans`` (the pipeline fills it in).
+        backend: nearest-centroid search: ``auto`` (torch on a GPU, else numpy), ``numpy``,
+            ``torch`` or ``faiss``.
+        tokenizer: the OCR token labeler (open_clip's bundled BPE by default).
+    """
+
+    kmeans_dir: str = ""
+    backend: Literal["auto", "numpy", "torch", "faiss"] = "auto"
+    tokenizer: TokenizerConfig = TokenizerConfig()
+    resources: Resources = Resources(cpus=1.0, gpus=0.0, batch_size=4096)
+
+
+def _embedding_of(table: pa.Table, ids: pa.ChunkedArray) -> pa.Array:
+    """The ``embedding`` of each id (null where the embeddings table has none)."""
+    emb = table.column("embedding").combine_chunks()
+    idx = pc.index_in(ids, value_set=table.column("region_id").combine_chunks())
+    return emb.take(idx)
+
+
+class AssignStage(Stage):
+    """Label regions with their cluster path (objects) and token ids (text)."""
+
+    name = "assign"
+    inputs = (EMBEDDINGS, REGIONS_OBJECT, REGIONS_TEXT)
+    output = LABELS
+    table = LABELS
+
+    def __init__(self, config: AssignConfig = AssignConfig()) -> None:
+        super().__init__(config)
+        self.tree: ClusterTree | None = None
+        self.labeler: TokenLabeler | None = None
+
+    def _kmeans_dir(self, out: Path | None = None) -> Path:
+        if self.config.kmeans_dir:
+            return Path(self.config.kmeans_dir)
+        if out is None:
+            raise ValueError("assign.kmeans_dir is empty: the pipeline sets it to OUT/kmeans")
+        return Path(out) / "kmeans"
+
+    def fingerprint(self, out: Path) -> str:
+        meta = read_meta(self._kmeans_dir(out))
+        return f"centroids={meta['centroids_sha256'] if meta else 'none'}"
+
+    def config_hash(self, out: Path) -> str:
+        # Where the tree lives is not part of the result (its hash is, through fingerprint).
+        cfg = dataclasses.replace(self.config, kmeans_dir="")
+        return config_hash(cfg, f"{self.name}:{self.version}:{self.fingerprint(out)}")
+
+    def setup(self) -> None:
+        root = self._kmeans_dir()
+        self.tree = ClusterTree.load(root) if read_meta(root) is not None else None
+
+    def _labeler(self) -> TokenLabeler:
+        if self.labeler is None:  # built on the first text region: shards without text skip the import
+            self.labeler = TokenLabeler(self.config.tokenizer)
+        return self.labeler
+
+    def prepare(self, tables: dict[str, pa.Table]) -> pa.Table:
+        regions = pa.concat_tables([tables[REGIONS_OBJECT].select(_REGION_COLS),
+                                    tables[REGIONS_TEXT].select(_REGION_COLS)])
+        return regions.append_column("embedding", _embedding_of(tables[EMBEDDINGS], regions.column("region_id")))
+
+    def process(self, table: pa.Table) -> pa.Table:
+        n = table.num_rows
+        ids = table.column("region_id").to_pylist()
+        source = table.column("source").to_numpy(zero_copy_only=False)
+        clustered = list(self.tree.meta["sources"]) if self.tree else []
+        want = np.isin(source, clustered)
+        has_emb = table.column("embedding").is_valid().to_numpy(zero_copy_only=False)
+        rows = np.flatnonzero(want & has_emb)
+        depth = len(self.tree.centroids) if self.tree else 1
+        paths = np.zeros((n, depth), np.int32)
+        dist = np.zeros(n, np.float32)
+        if len(rows):
+            assert self.tree is not None
+            x = embedding_matrix(table.column("embedding").take(pa.array(rows)))
+            if x.shape[1] != self.tree.dim:
+                raise ValueError(f"assign: embeddings have d={x.shape[1]} but the k-means tree has "
+                                 f"d={self.tree.dim}; refit with kmeans.refit=true")
+            paths[rows], dist[rows] = self.tree.assign(x, self.config.backend)
+        self.counters["drop:no_embedding"] += int((want & ~has_emb).sum())
+        self.counters["labelled:cluster"] += len(rows)
+        tokens: list[list[int] | None] = [None] * n
+        texts = table.column("text").to_pylist()
+        for r in np.flatnonzero(source == SOURCE_TEXT):
+            tokens[r] = self._labeler().labels(texts[r], ids[r])
+            self.counters["drop:empty_text" if tokens[r] is None else "labelled:tokens"] += 1
+        has_cluster = np.zeros(n, bool)
+        has_cluster[rows] = True
+        has_tokens = np.array([t is not None for t in tokens], bool)
+        keep = np.flatnonzero(has_cluster | has_tokens)
+        self.counters["drop:unlabelled"] += n - len(keep)
+        mask = pa.array(~has_cluster[keep])
+        offsets = pa.array(np.arange(len(keep) + 1, dtype=np.int32) * depth)
+        cols = {
+            "region_id": table.column("region_id").take(pa.array(keep)),
+            "key": table.column("key").take(pa.array(keep)),
+            "source": table.column("source").take(pa.array(keep)),
+            "cluster_path": pa.ListArray.from_arrays(offsets, pa.array(paths[keep].ravel()), mask=mask),
+            "cluster_id": pa.array(paths[keep, -1], mask=~has_cluster[keep]),
+            "distance": pa.array(dist[keep], mask=~has_cluster[keep]),
+            "token_ids": pa.array([tokens[r] for r in keep], pa.list_(pa.int32())),
+        }
+        schema = labels_schema()
+        return pa.table([cols[f.name].cast(f.type) for f in schema], schema=schema)

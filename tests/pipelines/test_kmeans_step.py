@@ -1,0 +1,80 @@
+"""The fit_kmeans global step: streamed uniform sample, files written, reuse/refit, shard-order independence."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import numpy as np
+
+from models.kmeans_index import ClusterTree
+from pipelines.config import BuildConfig
+from pipelines.kmeans import KMeansConfig, fit_kmeans
+from pipelines.kmeans_sample import uniform_sample
+from tests.label_data import write_mixture, write_region_shard
+
+
+def _cfg(out, **kw) -> BuildConfig:
+    return BuildConfig(output=str(out), kmeans=KMeansConfig(**{"levels": (4, 3), "sample_size": 600, **kw}))
+
+
+def test_sample_is_uniform_bounded_and_batch_independent(tmp_path):
+    write_mixture(tmp_path, 5, 200, d=8)
+    a = uniform_sample(tmp_path, list(range(5)), ("object",), 300, seed=1)
+    b = uniform_sample(tmp_path, list(range(5)), ("object",), 300, seed=1, batch_rows=7)
+    c = uniform_sample(tmp_path, [4, 2, 0, 1, 3], ("object",), 300, seed=1, batch_rows=50)
+    assert a.rows_seen == 1000 and len(a.ids) == 300 and a.x.shape == (300, 8)
+    assert list(a.ids) == list(b.ids) == list(c.ids)
+    assert np.array_equal(a.x, c.x)
+    # uniform: every shard contributes about a fifth
+    per_shard = np.bincount([int(i[1:]) // 200 for i in a.ids], minlength=5)
+    assert per_shard.min() > 30
+    other = uniform_sample(tmp_path, list(range(5)), ("object",), 300, seed=2)
+    assert set(other.ids) != set(a.ids)
+    assert uniform_sample(tmp_path, list(range(5)), ("text",), 300, seed=1).rows_seen == 0
+
+
+def test_fit_writes_levels_and_json(tmp_path):
+    write_mixture(tmp_path, 3, 200, d=8)
+    summary = fit_kmeans(tmp_path, _cfg(tmp_path), [0, 1, 2])
+    assert summary["reused"] is False and summary["leaves"] == 12
+    meta = json.loads((tmp_path / "kmeans" / "kmeans.json").read_text())
+    for k in ("levels", "sizes", "sample_size", "seed", "niter", "spherical", "faiss_version", "wall_seconds"):
+        assert k in meta
+    assert meta["sample_rows"] == 600 and meta["rows_seen"] == 600 and meta["sizes"] == [4, 12]
+    assert np.load(tmp_path / "kmeans" / "level-1" / "centroids.npy").shape == (12, 8)
+    tree = ClusterTree.load(tmp_path / "kmeans")
+    assert tree.num_leaves == 12 and tree.meta["centroids_sha256"].startswith(summary["centroids_sha256"])
+
+
+def test_frozen_tree_is_reused_until_refit_or_config_change(tmp_path):
+    write_mixture(tmp_path, 3, 200, d=8)
+    first = fit_kmeans(tmp_path, _cfg(tmp_path), [0, 1, 2])
+    write_region_shard(tmp_path, 3, np.arange(600, 700), np.ones((100, 8), np.float32))
+    again = fit_kmeans(tmp_path, _cfg(tmp_path), [0, 1, 2, 3])
+    assert again["reused"] is True and again["centroids_sha256"] == first["centroids_sha256"]
+    refit = fit_kmeans(tmp_path, _cfg(tmp_path, refit=True), [0, 1, 2, 3])
+    assert refit["reused"] is False and refit["centroids_sha256"] != first["centroids_sha256"]
+    changed = fit_kmeans(tmp_path, _cfg(tmp_path, levels=(2, 3)), [0, 1, 2, 3])
+    assert changed["reused"] is False and changed["leaves"] == 6
+
+
+def test_shard_layout_does_not_change_centroids_or_labels(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    x, _ = write_mixture(a, 4, 150, d=8)
+    perm = np.random.default_rng(5).permutation(600)
+    write_mixture(b, 4, 150, d=8, order=perm.tolist())  # same regions, other shards
+    cfg = _cfg(a, sample_size=400)
+    fit_kmeans(a, cfg, [0, 1, 2, 3])
+    fit_kmeans(b, replace(cfg, output=str(b)), [3, 1, 0, 2])
+    ta, tb = ClusterTree.load(a / "kmeans"), ClusterTree.load(b / "kmeans")
+    assert ta.meta["centroids_sha256"] == tb.meta["centroids_sha256"]
+    pa_, _ = ta.assign(x)
+    pb, _ = tb.assign(x)
+    assert np.array_equal(pa_, pb)
+
+
+def test_no_embeddings_is_a_clear_skip(tmp_path):
+    summary = fit_kmeans(tmp_path, _cfg(tmp_path), [0, 1])
+    assert "no embeddings" in summary["skipped"]
+    assert not (tmp_path / "kmeans").exists()

@@ -1,0 +1,95 @@
+"""assign: cluster paths and distances, token labels and drops, incremental assignment, refit."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow.parquet as pq
+
+from models.kmeans_index import ClusterTree
+from pipelines.config import BuildConfig
+from pipelines.executors.local import LocalExecutor
+from pipelines.kmeans import KMeansConfig, fit_kmeans
+from pipelines.shards import file_sha256, shard_path
+from schemas import LABELS
+from stages.assign import AssignConfig, AssignStage
+from tests.label_data import gaussian_mixture, write_mixture, write_region_shard
+
+KM = KMeansConfig(levels=(4, 3), sample_size=500)
+
+
+def _assign(out, shards):
+    stage = AssignStage(AssignConfig(kmeans_dir=str(out / "kmeans")))
+    return LocalExecutor(show_progress=False).run_stage(stage, out, shards)
+
+
+def _labels(out, shard):
+    return pq.read_table(shard_path(out, LABELS, shard)).to_pylist()
+
+
+def test_labels_are_exact_nearest_leaf_with_tokens_and_drops(tmp_path):
+    x, _ = gaussian_mixture(40, k=4, d=8, seed=1)
+    texts = {100: "STOP sign", 101: "", 102: "!!!", 103: "open 24 hours"}
+    write_region_shard(tmp_path, 0, np.arange(40), x, texts=texts, skip_embedding={5})
+    fit_kmeans(tmp_path, BuildConfig(kmeans=KM), [0])
+    report = _assign(tmp_path, [0])
+    assert report.counters["drop:no_embedding"] == 1 and report.counters["drop:empty_text"] == 2
+    assert report.counters["labelled:cluster"] == 39 and report.counters["labelled:tokens"] == 2
+    rows = {r["region_id"]: r for r in _labels(tmp_path, 0)}
+    assert "r5" not in rows and "r101" not in rows and "r102" not in rows
+    tree = ClusterTree.load(tmp_path / "kmeans")
+    xs = x / np.linalg.norm(x, axis=1, keepdims=True)
+    d2 = ((xs[:, None, :] - tree.centroids[-1][None]) ** 2).sum(-1)
+    for i in range(40):
+        if i == 5:
+            continue
+        r = rows[f"r{i}"]
+        assert r["source"] == "object" and r["token_ids"] is None
+        assert r["cluster_id"] == r["cluster_path"][-1] == int(d2[i].argmin())
+        assert tree.parents[1][r["cluster_id"]] == r["cluster_path"][0]
+        # embeddings are stored as fp16, so the distance matches to fp16 precision
+        assert abs(r["distance"] - d2[i].min()) < 1e-2
+    stop = rows["r100"]
+    assert stop["cluster_id"] is None and stop["source"] == "text"
+    assert stop["token_ids"][:2] == [1691, 2292] and stop["token_ids"][2:] == [-1] * 8
+
+
+def test_incremental_build_assigns_only_new_shards(tmp_path):
+    write_mixture(tmp_path, 10, 60, d=8, seed=3)
+    fit_kmeans(tmp_path, BuildConfig(kmeans=KM), list(range(10)))
+    first = _assign(tmp_path, list(range(10)))
+    assert first.done == 10
+    before = {s: file_sha256(shard_path(tmp_path, LABELS, s)) for s in range(10)}
+    x, _ = gaussian_mixture(300, k=20, d=8, seed=4)
+    for s in range(10, 15):  # new shards: new regions, new ids
+        idx = np.arange(1000 + 60 * s, 1000 + 60 * s + 60)
+        write_region_shard(tmp_path, s, idx, x[(s - 10) * 60:(s - 9) * 60])
+    summary = fit_kmeans(tmp_path, BuildConfig(kmeans=KM), list(range(15)))
+    assert summary["reused"] is True
+    second = _assign(tmp_path, list(range(15)))
+    assert (second.done, second.skipped) == (5, 10)
+    assert before == {s: file_sha256(shard_path(tmp_path, LABELS, s)) for s in range(10)}
+    assert all(len(_labels(tmp_path, s)) == 60 for s in range(10, 15))
+    # a refit changes the centroids' hash: every shard is assigned again
+    fit_kmeans(tmp_path, BuildConfig(kmeans=KMeansConfig(levels=(4, 3), sample_size=500, refit=True)),
+               list(range(15)))
+    third = _assign(tmp_path, list(range(15)))
+    assert third.done == 15
+
+
+def test_same_seed_same_labels(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    for out in (a, b):
+        write_mixture(out, 3, 80, d=8, seed=6)
+        fit_kmeans(out, BuildConfig(kmeans=KM), [0, 1, 2])
+        _assign(out, [0, 1, 2])
+    for s in range(3):
+        assert _labels(a, s) == _labels(b, s)
+
+
+def test_stage_pickles_as_config_and_hash_ignores_tree_location(tmp_path):
+    import pickle
+
+    s1 = AssignStage(AssignConfig(kmeans_dir=str(tmp_path / "x" / "kmeans")))
+    s2 = AssignStage(AssignConfig(kmeans_dir=str(tmp_path / "y" / "kmeans")))
+    assert s1.config_hash(tmp_path) == s2.config_hash(tmp_path)
+    assert pickle.loads(pickle.dumps(s1)).config == s1.config
