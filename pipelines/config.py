@@ -12,7 +12,10 @@ from typing import Literal
 from pipelines import typed_config
 from pipelines.kmeans import KMeansConfig
 from stages.assign import AssignConfig
+from stages.detect import DetectConfig
 from stages.download import DownloadConfig
+from stages.embed import EmbedConfig
+from stages.ocr import OcrConfig
 from stages.pack import PackConfig
 
 STEP_NAMES = ("download", "detect", "ocr", "embed", "fit_kmeans", "assign", "pack")
@@ -60,6 +63,9 @@ class BuildConfig:
     executor: ExecutorConfig = field(default_factory=ExecutorConfig)
     progress: bool = True
     download: DownloadConfig = field(default_factory=DownloadConfig)
+    detect: DetectConfig = field(default_factory=DetectConfig)
+    ocr: OcrConfig = field(default_factory=OcrConfig)
+    embed: EmbedConfig = field(default_factory=EmbedConfig)
     kmeans: KMeansConfig = field(default_factory=KMeansConfig)
     assign: AssignConfig = field(default_factory=AssignConfig)
     pack: PackConfig = field(default_factory=PackConfig)

@@ -16,7 +16,10 @@ from pipelines.config import STEP_NAMES, BuildConfig
 from pipelines.kmeans import KMEANS_DIR, fit_kmeans
 from stages.assign import AssignConfig, AssignStage
 from stages.base import Stage
+from stages.detect import DetectStage
 from stages.download import DownloadStage
+from stages.embed import EmbedStage
+from stages.ocr import OcrStage
 from stages.pack import PackStage
 
 
@@ -42,6 +45,9 @@ def build_steps(cfg: BuildConfig) -> list[Step]:
     """The steps of ``cfg.steps``, in pipeline order."""
     factories: dict[str, Callable[[], Step]] = {
         "download": lambda: DownloadStage(cfg.download),
+        "detect": lambda: DetectStage(cfg.detect),
+        "ocr": lambda: OcrStage(cfg.ocr),
+        "embed": lambda: EmbedStage(cfg.embed),
         "fit_kmeans": lambda: GlobalStep("fit_kmeans", fit_kmeans),
         "assign": lambda: AssignStage(_with_kmeans_dir(cfg)),
         "pack": lambda: PackStage(cfg.pack),

@@ -1,0 +1,138 @@
+"""detect: ``images`` -> object regions (``regions`` rows with ``source='object'``).
+
+Two backends: the weight-free Felzenszwalb proposer (the offline default) and ultralytics (YOLO,
+YOLO-World, FastSAM, SAM; a local ``.pt``/``.onnx``, a known name where downloads are allowed, or a
+model ``.yaml`` with random weights for wiring tests). The RICE filters run on every backend: boxes
+whose shortest side is under ``min_box_side`` original-image pixels are dropped, images whose
+shortest edge is under ``min_image_side`` are skipped, and at most ``max_regions`` boxes are kept per
+image; each drop is counted by reason.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import pyarrow as pa
+
+from models.proposer import ProposerConfig
+from models.registry import PROPOSER, package_version
+from schemas import IMAGES, REGIONS, REGIONS_OBJECT
+from schemas.tables import SOURCE_OBJECT
+from stages.base import Resources, Stage
+from stages.regions import RegionRows, batched, filter_boxes, iter_images
+
+
+@dataclass(frozen=True)
+class DetectConfig:
+    """How object regions are proposed and filtered.
+
+    Args:
+        backend: ``proposer`` (weight-free, offline) or ``ultralytics``.
+        model: ultralytics model: a local ``.pt``/``.onnx`` path, a known name (``yolo11n.pt``,
+            ``FastSAM-s.pt``, ``sam_b.pt``; needs a download unless found locally) or a model
+            ``.yaml`` (random weights: wiring tests only).
+        family: ultralytics family; ``auto`` guesses from the file name.
+        device: ``auto`` (CUDA when visible), ``cpu``, ``cuda``, ``cuda:N``.
+        imgsz: ultralytics inference size.
+        conf: ultralytics confidence threshold.
+        iou: ultralytics NMS IoU threshold.
+        classes: ultralytics class ids to keep (empty: all).
+        max_det: ultralytics detections per image before the filters.
+        half: fp16 inference on CUDA.
+        batch_size: images per ultralytics predict call.
+        threads: ``torch.set_num_threads`` when > 0.
+        proposer: options of the weight-free proposer.
+        min_box_side: RICE: drop boxes whose shortest side is below this, in original-image pixels.
+        min_image_side: RICE: skip images whose shortest edge is below this, in original pixels.
+        max_box_area: drop boxes covering more than this fraction of the image.
+        max_regions: keep at most this many boxes per image, best score first (0: no cap).
+    """
+
+    backend: Literal["proposer", "ultralytics"] = "proposer"
+    model: str = ""
+    family: Literal["auto", "yolo", "world", "fastsam", "sam"] = "auto"
+    device: str = "auto"
+    imgsz: int = 640
+    conf: float = 0.25
+    iou: float = 0.7
+    classes: tuple[int, ...] = ()
+    max_det: int = 100
+    half: bool = True
+    batch_size: int = 8
+    threads: int = 0
+    proposer: ProposerConfig = field(default_factory=ProposerConfig)
+    min_box_side: int = 128
+    min_image_side: int = 336
+    max_box_area: float = 0.95
+    max_regions: int = 20
+    resources: Resources = Resources(cpus=1.0, gpus=0.0, batch_size=8)
+
+
+class DetectStage(Stage):
+    """Propose object boxes for every usable image of a shard."""
+
+    name = "detect"
+    inputs = (IMAGES,)
+    output = REGIONS_OBJECT
+    table = REGIONS
+    version = "1"
+
+    def __init__(self, config: DetectConfig | None = None) -> None:
+        super().__init__(config or DetectConfig())
+        self._model: Any = None
+        self.model_id = ""
+
+    def lineage(self) -> dict[str, Any]:
+        """Model id, version and warnings for ``regionset.yaml`` (cheap: nothing is built)."""
+        c = self.config
+        if c.backend == "proposer":
+            from models.proposer import FelzenszwalbProposer
+
+            return {"backend": PROPOSER, "model": FelzenszwalbProposer(c.proposer).model_id,
+                    "version": package_version("scikit-image"), "warnings": []}
+        from models.registry import resolve_detector
+
+        r = resolve_detector(c.model, c.family)
+        warnings = [f"detect: {c.model} has RANDOM weights (a model .yaml): its boxes are noise; "
+                    f"use it for wiring tests only"] if r.random_weights else []
+        return {"backend": "ultralytics", "model": r.model_id, "family": r.family,
+                "version": package_version("ultralytics"), "warnings": warnings}
+
+    def setup(self) -> None:
+        c = self.config
+        if c.backend == "proposer":
+            from models.proposer import FelzenszwalbProposer
+
+            self._model = FelzenszwalbProposer(c.proposer)
+        else:
+            from models.detector import UltralyticsDetector
+
+            self._model = UltralyticsDetector(c.model, family=c.family, device=c.device, imgsz=c.imgsz,
+                                              conf=c.conf, iou=c.iou, classes=c.classes, max_det=c.max_det,
+                                              half=c.half, threads=c.threads)
+        self.model_id = self._model.model_id
+
+    def process(self, table: pa.Table) -> pa.Table:
+        c = self.config
+        rows = RegionRows(SOURCE_OBJECT, self.model_id, self.counters)
+        images = iter_images(table, self.counters, c.min_image_side)
+        for batch in batched(images, c.batch_size if c.backend == "ultralytics" else 1):
+            for img, (boxes, scores, classes) in zip(batch, self.detect([im.rgb for im in batch])):
+                keep = filter_boxes(img, boxes, scores, self.counters, min_box_side=c.min_box_side,
+                                    max_box_area=c.max_box_area, max_regions=c.max_regions)
+                for i in keep:
+                    rows.add(img.key, boxes[i], scores[i], class_name=classes[i])
+        return rows.table()
+
+    def detect(self, images: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray, list[str | None]]]:
+        """Raw (unfiltered) boxes, scores and class names for RGB images; also used by the benchmark."""
+        self.ensure_setup()
+        if self.config.backend == "proposer":
+            out = []
+            for im in images:
+                boxes, scores = self._model(im)
+                out.append((boxes, scores, [None] * len(boxes)))
+            return out
+        return [(d.boxes, d.scores, d.classes) for d in self._model(images, batch_size=self.config.batch_size)]

@@ -1,0 +1,156 @@
+"""ocr: ``images`` -> text regions (``regions`` rows with ``source='text'``, ``text``, ``score``).
+
+Default backend: PP-OCRv4 det + rec as ONNX through RapidOCR (shipped in the wheel: no download),
+tuned for web images (docs/region-stages.md): the detector never upscales (``det_limit_type=max``,
+960 px), the angle classifier is off, and detected boxes are grown more than RapidOCR's default
+(``unclip_ratio=2.0``) so that recognition keeps the spaces between words. Alternative backend:
+PaddleOCR with local model folders, in its own venv (``ocr.paddle_python``). RICE keeps recognitions
+with confidence > 0.7; each text quadrilateral becomes its axis-aligned bounding box.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import pyarrow as pa
+
+from models.ocr import TUNED_LIMIT_SIDE, TUNED_LIMIT_TYPE, TUNED_UNCLIP, TUNED_USE_CLS
+from models.registry import PADDLEOCR, RAPIDOCR, package_version, rapidocr_model_id
+from schemas import IMAGES, REGIONS, REGIONS_TEXT
+from schemas.tables import SOURCE_TEXT
+from stages.base import Resources, Stage
+from stages.regions import RegionRows, filter_boxes, iter_images
+
+
+@dataclass(frozen=True)
+class OcrConfig:
+    """How text regions are read and filtered.
+
+    Args:
+        backend: ``rapidocr`` (PP-OCRv4 ONNX, offline) or ``paddleocr`` (local model folders).
+        min_score: keep recognitions with confidence above this (RICE: 0.7).
+        min_text_len: drop recognitions shorter than this (after stripping spaces).
+        det_limit_type: rapidocr: ``max`` caps the longest side (never upscales); ``min`` upscales.
+        det_limit_side_len: rapidocr: the side limit of ``det_limit_type``.
+        use_cls: run the 0/180 degree angle classifier.
+        box_thresh: rapidocr: detector box threshold.
+        unclip_ratio: rapidocr: growth of detected text boxes (2.0 keeps word spaces; 1.6 is RapidOCR's).
+        det_model: rapidocr: a local det ``.onnx`` instead of the shipped PP-OCRv4 one.
+        rec_model: rapidocr: a local rec ``.onnx`` instead of the shipped PP-OCRv4 one.
+        threads: onnxruntime intra-op threads (0: its default).
+        paddle_python: paddleocr: the interpreter of the venv that has paddleocr (empty: this one).
+        det_model_dir: paddleocr: local text-detection inference folder (required).
+        rec_model_dir: paddleocr: local text-recognition inference folder (required).
+        cls_model_dir: paddleocr: local angle-classifier folder (with ``use_cls``).
+        det_model_name: paddleocr >= 3: the model name of ``det_model_dir``.
+        rec_model_name: paddleocr >= 3: the model name of ``rec_model_dir``.
+        lang: paddleocr 2.x ``lang``.
+        paddle_start_timeout: seconds the paddleocr worker may take to start before it is killed.
+        min_box_side: drop text boxes whose shortest side is below this, in original pixels.
+        min_image_side: skip images whose shortest edge is below this, in original pixels.
+        max_regions: keep at most this many text regions per image, best score first (0: no cap).
+    """
+
+    backend: Literal["rapidocr", "paddleocr"] = RAPIDOCR
+    min_score: float = 0.7
+    min_text_len: int = 1
+    det_limit_type: Literal["max", "min"] = TUNED_LIMIT_TYPE
+    det_limit_side_len: int = TUNED_LIMIT_SIDE
+    use_cls: bool = TUNED_USE_CLS
+    box_thresh: float = 0.5
+    unclip_ratio: float = TUNED_UNCLIP
+    det_model: str = ""
+    rec_model: str = ""
+    threads: int = 0
+    paddle_python: str = ""
+    det_model_dir: str = ""
+    rec_model_dir: str = ""
+    cls_model_dir: str = ""
+    det_model_name: str = ""
+    rec_model_name: str = ""
+    lang: str = "en"
+    paddle_start_timeout: float = 120.0
+    min_box_side: int = 0
+    min_image_side: int = 336
+    max_regions: int = 100
+    resources: Resources = Resources(cpus=1.0, gpus=0.0, batch_size=1)
+
+
+class OcrStage(Stage):
+    """Read text lines in every usable image of a shard."""
+
+    name = "ocr"
+    inputs = (IMAGES,)
+    output = REGIONS_TEXT
+    table = REGIONS
+    version = "1"
+
+    def __init__(self, config: OcrConfig | None = None) -> None:
+        super().__init__(config or OcrConfig())
+        self._engine: Any = None
+        self.model_id = ""
+
+    def lineage(self) -> dict[str, Any]:
+        """Model id, version and warnings for ``regionset.yaml`` (cheap: nothing is built)."""
+        c = self.config
+        if c.backend == RAPIDOCR:
+            return {"backend": RAPIDOCR, "model": rapidocr_model_id(c.det_model, c.rec_model),
+                    "version": package_version("rapidocr-onnxruntime"), "warnings": []}
+        return {"backend": PADDLEOCR, "model": f"{c.det_model_dir}+{c.rec_model_dir}",
+                "python": c.paddle_python or "(this interpreter)", "warnings": []}
+
+    def setup(self) -> None:
+        c = self.config
+        if c.backend == RAPIDOCR:
+            from models.ocr import RapidOcr
+
+            self._engine = RapidOcr(det_limit_type=c.det_limit_type, det_limit_side_len=c.det_limit_side_len,
+                                    use_cls=c.use_cls, box_thresh=c.box_thresh, unclip_ratio=c.unclip_ratio,
+                                    threads=c.threads, det_model=c.det_model, rec_model=c.rec_model)
+        else:
+            from models.ocr import PaddleOcr
+
+            self._engine = PaddleOcr(python=c.paddle_python, det_model_dir=c.det_model_dir,
+                                     rec_model_dir=c.rec_model_dir, cls_model_dir=c.cls_model_dir,
+                                     det_model_name=c.det_model_name, rec_model_name=c.rec_model_name,
+                                     use_cls=c.use_cls, lang=c.lang, start_timeout=c.paddle_start_timeout)
+        self.model_id = self._engine.model_id
+
+    def read(self, image: np.ndarray):
+        """Raw text lines of one RGB image (no filtering); also used by the benchmark."""
+        self.ensure_setup()
+        return self._engine(image)
+
+    def process(self, table: pa.Table) -> pa.Table:
+        c = self.config
+        rows = RegionRows(SOURCE_TEXT, self.model_id, self.counters)
+        for img in iter_images(table, self.counters, c.min_image_side):
+            try:
+                lines = self.read(img.rgb)
+            except Exception as e:  # noqa: BLE001 - one bad image must not fail the shard
+                self.counters[f"skip:ocr_error:{type(e).__name__}"] += 1
+                continue
+            good = []
+            for line in lines:
+                if line.score <= c.min_score:
+                    self.counters["drop:low_confidence"] += 1
+                elif len(line.text.replace(" ", "")) < c.min_text_len:
+                    self.counters["drop:text_too_short"] += 1
+                else:
+                    good.append(line)
+            if not good:
+                continue
+            boxes = np.array([[*ln.quad.min(0), *ln.quad.max(0)] for ln in good], dtype=np.float32)
+            scores = np.array([ln.score for ln in good], dtype=np.float32)
+            keep = filter_boxes(img, boxes, scores, self.counters, min_box_side=c.min_box_side,
+                                max_box_area=1.0, max_regions=c.max_regions)
+            for i in sorted(keep, key=lambda i: (boxes[i, 1], boxes[i, 0])):  # reading order
+                rows.add(img.key, boxes[i], scores[i], text=good[i].text)
+        return rows.table()
+
+    def close(self) -> None:
+        """Release the backend (stops the paddleocr worker)."""
+        if self._engine is not None:
+            self._engine.close()

@@ -1,0 +1,163 @@
+"""What the region stages share: robust image decoding, RICE box filters, stable region ids, rows.
+
+Per-row problems never raise: a ledger row that failed to download, has no bytes, does not decode
+or is too small is a counted skip (``skip:<reason>``); a box that a filter removes is a counted
+drop (``drop:<reason>``). Boxes are in pixels of the *stored* image; size filters that RICE states
+in original-image pixels use the stored -> original scale from the ledger's width columns.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+
+from schemas import regions_schema
+from schemas.tables import STATUS_SUCCESS
+
+# Box coordinates are rounded to this many pixels before hashing, so that float noise below a pixel
+# does not change a region's id across re-runs.
+BOX_QUANTUM = 1.0
+
+
+@dataclass(frozen=True)
+class DecodedImage:
+    """One decoded ledger row: ``rgb`` is H x W x 3 uint8 (the stored image)."""
+
+    key: str
+    rgb: np.ndarray
+    scale_x: float  # original pixels per stored pixel
+    scale_y: float
+
+    @property
+    def width(self) -> int:
+        return int(self.rgb.shape[1])
+
+    @property
+    def height(self) -> int:
+        return int(self.rgb.shape[0])
+
+
+def region_id(key: str, source: str, box: tuple[float, float, float, float], quantum: float = BOX_QUANTUM) -> str:
+    """Stable id of a region: a hash of the image key, the source and the quantised box."""
+    q = ",".join(str(int(round(v / quantum))) for v in box)
+    return hashlib.sha1(f"{key}\x1f{source}\x1f{q}".encode()).hexdigest()[:20]
+
+
+def decode_rgb(data: bytes) -> np.ndarray:
+    """Decode image bytes to RGB uint8; raises on anything PIL cannot fully decode."""
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as im:
+        im.load()
+        return np.asarray(im.convert("RGB"))
+
+
+def iter_images(table: pa.Table, counters: Counter, min_image_side: int = 0) -> Iterator[DecodedImage]:
+    """Decode the usable rows of an ``images`` table, counting each skipped row by reason.
+
+    Args:
+        table: an ``images`` shard (needs key, status, jpg, original_width, original_height).
+        counters: where ``skip:<reason>`` and ``images:decoded`` are counted.
+        min_image_side: rows whose shortest edge in original pixels is below this are skipped.
+    """
+    cols = {n: table.column(n).to_pylist() for n in ("key", "status", "original_width", "original_height")}
+    jpg = table.column("jpg")
+    for i, key in enumerate(cols["key"]):
+        if cols["status"][i] != STATUS_SUCCESS:
+            counters["skip:not_downloaded"] += 1
+            continue
+        data = jpg[i].as_py()
+        if not data:
+            counters["skip:no_image_bytes"] += 1
+            continue
+        try:
+            rgb = decode_rgb(data)
+        except Exception:  # noqa: BLE001 - any decoder failure is a counted skip
+            counters["skip:corrupt_image"] += 1
+            continue
+        h, w = rgb.shape[:2]
+        ow = cols["original_width"][i] or w
+        oh = cols["original_height"][i] or h
+        if min(ow, oh) < min_image_side or min(w, h) < 2:
+            counters["skip:image_too_small"] += 1
+            continue
+        counters["images:decoded"] += 1
+        yield DecodedImage(key, rgb, ow / w, oh / h)
+
+
+def batched(items: Iterator, n: int) -> Iterator[list]:
+    """Lists of up to ``n`` items."""
+    batch: list = []
+    for it in items:
+        batch.append(it)
+        if len(batch) >= n:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def filter_boxes(img: DecodedImage, boxes: np.ndarray, scores: np.ndarray, counters: Counter, *,
+                 min_box_side: float = 0.0, max_box_area: float = 1.0, max_regions: int = 0) -> np.ndarray:
+    """Apply the RICE box filters; return the kept indices, best score first, and count every drop.
+
+    Args:
+        img: the image the boxes belong to (stored pixels; its scale gives original pixels).
+        boxes: N x 4 (x0, y0, x1, y1) in stored pixels; clipped to the image in place.
+        scores: N scores, higher is better.
+        counters: ``drop:<reason>`` counts.
+        min_box_side: drop boxes whose shortest side, in original pixels, is below this.
+        max_box_area: drop boxes covering more than this fraction of the image.
+        max_regions: keep at most this many per image (0: no cap).
+    """
+    boxes[:, [0, 2]] = np.clip(boxes[:, [0, 2]], 0, img.width)
+    boxes[:, [1, 3]] = np.clip(boxes[:, [1, 3]], 0, img.height)
+    bw, bh = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
+    empty = (bw < 1) | (bh < 1)
+    small = ~empty & (np.minimum(bw * img.scale_x, bh * img.scale_y) < min_box_side)
+    large = ~empty & ~small & (bw * bh > max_box_area * img.width * img.height)
+    for reason, mask in (("empty_box", empty), ("box_too_small", small), ("box_too_large", large)):
+        if mask.any():
+            counters[f"drop:{reason}"] += int(mask.sum())
+    keep = np.flatnonzero(~(empty | small | large))
+    keep = keep[np.argsort(-scores[keep], kind="stable")]
+    if max_regions and len(keep) > max_regions:
+        counters["drop:over_max_regions"] += len(keep) - max_regions
+        keep = keep[:max_regions]
+    return keep
+
+
+class RegionRows:
+    """Accumulates ``regions`` rows and turns them into a table, de-duplicating ids per shard."""
+
+    def __init__(self, source: str, proposer: str, counters: Counter) -> None:
+        self.source = source
+        self.proposer = proposer
+        self.counters = counters
+        self.cols: dict[str, list] = {f.name: [] for f in regions_schema()}
+        self._seen: set[str] = set()
+
+    def add(self, key: str, box: np.ndarray, score: float, class_name: str | None = None,
+            text: str | None = None) -> None:
+        """Add one region (box in stored pixels); a second region with the same id is a counted drop."""
+        x0, y0, x1, y1 = (float(v) for v in box)
+        rid = region_id(key, self.source, (x0, y0, x1, y1))
+        if rid in self._seen:
+            self.counters["drop:duplicate"] += 1
+            return
+        self._seen.add(rid)
+        for name, value in (("region_id", rid), ("key", key), ("source", self.source), ("x0", x0),
+                            ("y0", y0), ("x1", x1), ("y1", y1), ("score", float(score)),
+                            ("class_name", class_name), ("text", text), ("proposer", self.proposer)):
+            self.cols[name].append(value)
+        self.counters[f"regions:{self.source}"] += 1
+
+    def table(self) -> pa.Table:
+        """The rows added so far as a ``regions`` table."""
+        return pa.Table.from_pydict(self.cols, schema=regions_schema())

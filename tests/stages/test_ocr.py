@@ -1,0 +1,91 @@
+"""ocr stage: text regions with text and score, confidence filter counted, bad rows skipped."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+
+from models.ocr import TextLine
+from schemas import images_schema, regions_schema, validate_table
+from stages.ocr import OcrConfig, OcrStage
+from tests.stages.test_detect import ledger
+from tests.synth import encode, render_text_image, text_lines
+
+
+class FakeOcr:
+    """Returns fixed lines whatever the image."""
+
+    model_id = "fake-ocr"
+
+    def __init__(self, lines):
+        self.lines = lines
+
+    def __call__(self, image):
+        return self.lines
+
+
+def _quad(x0, y0, x1, y1):
+    return np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], np.float32)
+
+
+def test_ocr_stage_reads_rendered_lines():
+    lines = text_lines(4, seed=5)
+    image, _ = render_text_image(lines, [24, 28, 32, 36])
+    stage = OcrStage()
+    stage.ensure_setup()
+    out = stage.process(ledger([image]))
+    validate_table(out, regions_schema(), "regions")
+    assert out.column("text").to_pylist() == lines  # reading order
+    assert set(out.column("source").to_pylist()) == {"text"}
+    assert min(out.column("score").to_pylist()) > 0.7
+    assert "rapidocr" in out.column("proposer")[0].as_py()
+    assert stage.lineage()["warnings"] == []
+
+
+def test_confidence_and_length_filters_are_counted():
+    stage = OcrStage(OcrConfig(min_score=0.7, max_regions=2))
+    stage._engine = FakeOcr([
+        TextLine(_quad(10, 10, 100, 30), "kept one", 0.95),
+        TextLine(_quad(10, 40, 100, 60), "kept two", 0.90),
+        TextLine(_quad(10, 70, 100, 90), "capped", 0.80),
+        TextLine(_quad(10, 100, 100, 120), "unsure", 0.70),  # RICE keeps > 0.7
+        TextLine(_quad(10, 130, 100, 150), " ", 0.99),
+        TextLine(_quad(-5, 160, 100, 180), "clipped", 0.99),
+    ])
+    stage.model_id = "fake-ocr"
+    stage._ready = True
+    out = stage.process(ledger([np.full((400, 400, 3), 255, np.uint8)]))
+    c = stage.take_counters()
+    assert c["drop:low_confidence"] == 1 and c["drop:text_too_short"] == 1
+    assert c["drop:over_max_regions"] == 2 and out.num_rows == 2
+    assert out.column("text").to_pylist() == ["kept one", "clipped"]  # reading order
+    assert min(out.column("x0").to_pylist()) == 0.0  # clipped to the image
+
+
+def test_bad_rows_are_counted_skips():
+    stage = OcrStage()
+    stage._engine = FakeOcr([])
+    stage._ready = True
+    table = pa.Table.from_pylist([
+        {"key": "a", "url": "u", "status": "failed_to_download"},
+        {"key": "b", "url": "u", "status": "success", "jpg": b"\xff\xd8\xff garbage"},
+        {"key": "c", "url": "u", "status": "success", "jpg": encode(np.zeros((100, 100, 3), np.uint8)),
+         "width": 100, "height": 100, "original_width": 100, "original_height": 100},
+    ], schema=images_schema())
+    out = stage.process(table)
+    assert out.num_rows == 0
+    assert stage.take_counters() == {"skip:not_downloaded": 1, "skip:corrupt_image": 1, "skip:image_too_small": 1}
+
+
+def test_engine_error_is_a_counted_skip():
+    class Boom:
+        model_id = "boom"
+
+        def __call__(self, image):
+            raise RuntimeError("onnx fell over")
+
+    stage = OcrStage()
+    stage._engine = Boom()
+    stage._ready = True
+    out = stage.process(ledger([np.full((400, 400, 3), 255, np.uint8)]))
+    assert out.num_rows == 0 and stage.take_counters()["skip:ocr_error:RuntimeError"] == 1
