@@ -8,6 +8,7 @@ hold a placeholder id and are overwritten with the projected visual tokens.
 
 from __future__ import annotations
 
+import inspect
 import time
 
 import torch
@@ -63,6 +64,7 @@ class CrocModel(nn.Module):
         # optimizer steps taken; seeds the masking draws, saved with the weights so resume redraws alike
         self.register_buffer("step", torch.zeros((), dtype=torch.long))
         self.timings: dict[str, float] = {}
+        self.sync_timings = False  # benchmarks: synchronise CUDA at each timing point
 
     @property
     def num_visual_tokens(self) -> int:
@@ -87,29 +89,38 @@ class CrocModel(nn.Module):
             train_vision: run the encoder with gradients.
 
         Returns:
-            ``logits`` (B, L, V); with ``mask_positions``: ``target`` (B, N, hidden) detached
+            ``logits`` (B, K, V) for the last K positions only (those from just before the batch's
+            first answer token on: image positions need no vocabulary projection) and
+            ``logits_offset`` = L - K; with ``mask_positions``: ``target`` (B, N, hidden) detached
             original visual tokens and ``recon`` (B, N, hidden) reconstruction head outputs.
         """
-        t0 = time.perf_counter()
+        t0 = self._now()
         visual = self.encode_images(images, train_vision)
-        t1 = time.perf_counter()
+        t1 = self._now()
         inputs = visual
         if mask_positions is not None and mask_positions.shape[1] > 0:
             d = visual.shape[-1]
             masked = torch.gather(visual.detach(), 1, mask_positions.unsqueeze(-1).expand(-1, -1, d))
             index = matcher(masked, self.pool.weight)
             inputs = replace_tokens(visual, mask_positions, self.pool(index))
-        t2 = time.perf_counter()
+        t2 = self._now()
         embeds = self.embed(input_ids, image_mask, inputs)
         want_recon = mask_positions is not None and self.recon_head is not None
-        out = self.run_lm(embeds, image_mask, answer_mask, padding_mask, attention, hidden_states=want_recon)
-        result = {"logits": out.logits}
+        keep = logits_needed(answer_mask)
+        out = self.run_lm(embeds, image_mask, answer_mask, padding_mask, attention, hidden_states=want_recon,
+                          logits_to_keep=keep)
+        result = {"logits": out.logits, "logits_offset": embeds.shape[1] - out.logits.shape[1]}
         if want_recon:
             hidden = gather_image_states(out.hidden_states[-1], image_mask, visual.shape[1])
             result["recon"] = self.recon_head(hidden.to(self.recon_head.proj.weight.dtype))
             result["target"] = visual.detach()
-        self.timings = {"vision_s": t1 - t0, "match_s": t2 - t1, "lm_fwd_s": time.perf_counter() - t2}
+        self.timings = {"vision_s": t1 - t0, "match_s": t2 - t1, "lm_fwd_s": self._now() - t2}
         return result
+
+    def _now(self) -> float:
+        if self.sync_timings and torch.cuda.is_available():
+            torch.cuda.synchronize()
+        return time.perf_counter()
 
     def encode_images(self, images: torch.Tensor, train_vision: bool = False) -> torch.Tensor:
         """(B, 3, S, S) normalised images -> (B, N, hidden) unit-norm visual tokens.
@@ -139,7 +150,8 @@ class CrocModel(nn.Module):
         return out
 
     def run_lm(self, embeds: torch.Tensor, image_mask: torch.Tensor, answer_mask: torch.Tensor,
-               padding_mask: torch.Tensor, attention: AttentionMode, hidden_states: bool = False):
+               padding_mask: torch.Tensor, attention: AttentionMode, hidden_states: bool = False,
+               logits_to_keep: int = 0):
         """Run the LM on ``embeds`` with Croc's 4-D mixed attention mask.
 
         Args:
@@ -149,11 +161,31 @@ class CrocModel(nn.Module):
             padding_mask: (B, L) real tokens.
             attention: ``image``, ``prefix`` or ``causal``.
             hidden_states: also return all hidden states (the last is read by the reconstruction head).
+            logits_to_keep: compute logits for the last this many positions only (0: all), where the
+                LM supports it.
         """
         mask = build_attention_mask(image_mask, answer_mask, padding_mask, attention, embeds.dtype)
         positions = torch.arange(embeds.shape[1], device=embeds.device).unsqueeze(0).expand(embeds.shape[0], -1)
+        extra = {"logits_to_keep": logits_to_keep} if logits_to_keep and self._keeps_logits else {}
         return self.lm(inputs_embeds=embeds, attention_mask=mask, position_ids=positions,
-                       output_hidden_states=hidden_states, use_cache=False)
+                       output_hidden_states=hidden_states, use_cache=False, **extra)
+
+    @property
+    def _keeps_logits(self) -> bool:
+        return "logits_to_keep" in inspect.signature(self.lm.forward).parameters
+
+
+def logits_needed(answer_mask: torch.Tensor) -> int:
+    """How many trailing positions need logits: from just before the batch's first answer token.
+
+    Args:
+        answer_mask: (B, L) supervised positions.
+    """
+    length = answer_mask.shape[1]
+    if not bool(answer_mask.any()):
+        return length
+    first = int(answer_mask.any(dim=0).int().argmax())
+    return length - max(first - 1, 0)
 
 
 def build_croc_model(vision_cfg: VisionConfig, lm_cfg: LMConfig, tokenizer, pool_size: int = 0,

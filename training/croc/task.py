@@ -28,8 +28,8 @@ def caption_ce(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Next-token cross-entropy: position t predicts label t + 1; ``-100`` is ignored.
 
     Args:
-        logits: (B, L, V).
-        labels: (B, L).
+        logits: (B, K, V), for the same K positions as ``labels``.
+        labels: (B, K).
     """
     return F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(), ignore_index=IGNORE)
 
@@ -110,7 +110,7 @@ class CrocTask(TrainTask):
         out = self.model(images, batch["input_ids"], batch["image_mask"], batch["answer_mask"],
                          batch["padding_mask"], attention=self.attention, mask_positions=positions,
                          matcher=self.matcher, train_vision="vision" in self.trained)
-        losses = {"ce": caption_ce(out["logits"], batch["labels"])}
+        losses = {"ce": caption_ce(out["logits"], batch["labels"][:, out["logits_offset"]:])}
         if "recon" in out:
             losses["recon"] = reconstruction_loss(out["recon"], out["target"], self.cfg.recon_beta)
             losses["loss"] = losses["ce"] + self.cfg.recon_weight * losses["recon"]

@@ -43,3 +43,19 @@ def test_param_groups_carry_per_group_lr(caption_out, tmp_path):
     lrs = {g["name"]: (g["lr"], g["lr_scale"]) for g in task.param_groups(0.1)}
     assert lrs["lm"] == (0.0001, 0.01) and lrs["pool"] == (0.01, 1.0)
     assert lrs["projector"][0] == 2e-5  # stage 1.5 default
+
+
+def test_ce_on_kept_logits_equals_full_logits(caption_out, tmp_path):
+    from training.croc.task import caption_ce
+
+    cfg = tiny_config(caption_out, str(tmp_path / "r"), stage="1")
+    task, tok = build_croc(cfg, cfg.loop.out_dir)
+    batch = next(iter(build_stream(cfg, task, tok, epochs=1)))
+    task.eval()
+    with torch.no_grad():
+        kept = task.training_forward(batch)["ce"]
+        m = task.croc
+        embeds = m.embed(batch["input_ids"], batch["image_mask"], m.encode_images(batch["images"]))
+        full = m.run_lm(embeds, batch["image_mask"], batch["answer_mask"], batch["padding_mask"], "causal").logits
+    assert full.shape[1] == batch["input_ids"].shape[1]
+    assert torch.allclose(kept, caption_ce(full, batch["labels"]), atol=1e-5)
