@@ -51,3 +51,29 @@ def test_every_hostile_case_gets_its_status(server, ipv6_server):
         img.load()
         assert img.mode == "RGB", name
     assert server.hits.get("/files/bomb.png") == 1  # fetched, then refused before decoding
+
+
+def test_every_stage_survives_the_hostile_corpus(server, ipv6_server, tmp_path):
+    """The whole pipeline on the hostile corpus: no stage crashes; what a stage cannot use is counted."""
+    import duckdb
+
+    from pipelines.build import build
+    from pipelines.config import load_config
+    from tests.helpers import write_urls
+
+    cases = hostile_cases(server, ipv6_server)
+    urls = write_urls(tmp_path, [u for u, _, _ in cases.values()], list(cases))
+    out = tmp_path / "out"
+    cfg = load_config(None, [f"output={out}", f"input.path={urls}", "input.shard_size=16", "progress=false",
+                             "download.allow_loopback=true", "download.timeout=2", "download.deadline=3"])
+    result = build(cfg)
+    reports = {r.stage: r for r in result.reports}
+    assert reports["download"].rows_out == len(cases)
+    con = duckdb.connect(str(out / "catalog.duckdb"), read_only=True)
+    assert con.execute("select count(*), count(distinct key) from images").fetchone() == (len(cases), len(cases))
+    failed = con.execute("select count(*) from images where status <> 'success'").fetchone()[0]
+    for stage in ("detect", "ocr"):
+        skipped = sum(v for k, v in reports[stage].counters.items() if k.startswith("skip:"))
+        assert skipped >= failed, (stage, reports[stage].counters)
+    tiny = reports["detect"].counters
+    assert any(k.startswith(("skip:", "drop:")) and "small" in k for k in tiny), tiny  # the 1x1 image
