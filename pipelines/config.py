@@ -41,16 +41,55 @@ class InputConfig:
 
 
 @dataclass(frozen=True)
+class RayConfig:
+    """The ``ray`` executor (Ray Data; extra ``ray``). See docs/cluster.md.
+
+    Args:
+        address: an existing cluster (``auto``, ``ray://host:10001``); empty starts a local Ray.
+        num_cpus: CPUs of a local Ray (0 = all of this machine); ignored with ``address``.
+        actors: actor-pool size per stage (0 = as many as the CPUs or GPUs allow, capped by shards).
+        reserve_cpus: CPUs left free for Ray Data's own tasks; actors get fractional CPUs so that
+            a pool never holds every CPU (a full pool deadlocks the reads).
+        gpus_per_actor: override of the stage's GPU hint (-1 = use the stage's ``resources.gpus``).
+    """
+
+    address: str = ""
+    num_cpus: int = 0
+    actors: int = 0
+    reserve_cpus: float = 0.5
+    gpus_per_actor: float = -1.0
+
+
+@dataclass(frozen=True)
+class SparkConfig:
+    """The ``spark`` executor (PySpark ``mapInArrow``; extra ``spark``). See docs/cluster.md.
+
+    Args:
+        master: ``local[*]`` (default), ``local[N]``, or a cluster URL (``spark://host:7077``, ``yarn``).
+        python: interpreter of the Python workers (empty = this interpreter, ``sys.executable``).
+        conf: extra Spark settings, e.g. ``{"spark.executor.memory": "8g"}``.
+    """
+
+    master: str = "local[*]"
+    python: str = ""
+    conf: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class ExecutorConfig:
     """Which backend runs the per-shard stages.
 
     Args:
-        name: ``local`` (in-process, the default).
+        name: ``local`` (in-process, the default), ``ray`` (Ray Data) or ``spark`` (PySpark).
         processes: worker processes for ``local`` (1 = in-process).
+        ray: settings of the ``ray`` executor.
+        spark: settings of the ``spark`` executor.
     """
 
-    name: Literal["local"] = "local"
+    name: Literal["local", "ray", "spark"] = "local"
     processes: int = 1
+    ray: RayConfig = field(default_factory=RayConfig)
+    spark: SparkConfig = field(default_factory=SparkConfig)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,160 @@
+"""The ``ray`` executor: Ray Data ``map_batches`` over shard tasks with a pool of stage actors.
+
+Each stage becomes one Ray Data job: a dataset of shard tasks (one block, one batch per shard) ->
+``map_batches(StageActor, batch_format="pyarrow", batch_size=1, compute=ActorPoolStrategy(...))``.
+The actor's constructor runs the stage's ``setup()`` (models load once per actor); ``__call__`` runs
+the shard exactly as ``local`` does and writes the output and the marker (atomic, marker last) to
+the shared output folder. Markers travel back as result rows for the report.
+
+Sizing: an actor gets the stage's ``resources().gpus`` and at most ``resources().cpus`` CPUs, but
+never so many that the pool holds every CPU of the cluster — with 2 actors × 1 CPU on 2 CPUs Ray
+Data cannot schedule its own tasks and the job deadlocks, so ``reserve_cpus`` stay free.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+from pipelines.config import RayConfig
+from pipelines.executors.base import StageReport, plan_stage
+from pipelines.executors.distributed import (
+    cached_stage,
+    check_complete,
+    markers_of,
+    run_task_batch,
+    task_table,
+    worker_env,
+)
+from pipelines.progress import StageProgress
+from stages.base import Stage
+
+_PIP_HINT = "the ray executor needs Ray Data: pip install 'regionset[ray]' (ray[data])"
+LOCAL_OBJECT_STORE_BYTES = 512 * 1024**2  # only small task/result rows travel through it
+
+
+def _ray():
+    try:
+        import ray
+        import ray.data  # noqa: F401
+    except ImportError as e:  # pragma: no cover - depends on the environment
+        raise ImportError(_PIP_HINT) from e
+    return ray
+
+
+class StageActor:
+    """A Ray Data actor holding one set-up stage; called with batches of shard tasks.
+
+    Args:
+        stage: the stage (travels as its config; ``setup()`` runs here, once per actor).
+        out: the output folder, as seen by the actor's node.
+    """
+
+    def __init__(self, stage: Stage, out: str) -> None:
+        self.stage = cached_stage(stage)
+        self.out = Path(out)
+
+    def __call__(self, batch):
+        return run_task_batch(self.stage, self.out, batch)
+
+
+def pool_shape(resources, cluster: dict[str, float], n_tasks: int, cfg: RayConfig) -> tuple[int, float, float]:
+    """Actor-pool size and per-actor CPUs/GPUs for a stage on a cluster.
+
+    Args:
+        resources: the stage's ``Resources`` hint.
+        cluster: ``ray.cluster_resources()`` (``CPU``, ``GPU`` totals).
+        n_tasks: shards to run (the pool is never larger).
+        cfg: the executor settings (``actors``, ``reserve_cpus``, ``gpus_per_actor``).
+    """
+    cpus_total = float(cluster.get("CPU", 1.0))
+    gpus_total = float(cluster.get("GPU", 0.0))
+    gpus = resources.gpus if cfg.gpus_per_actor < 0 else cfg.gpus_per_actor
+    if gpus > 0 and gpus_total < gpus:
+        raise RuntimeError(
+            f"the stage asks for {gpus} GPU per actor but the Ray cluster has {gpus_total:g}; run on a GPU "
+            "cluster or set executor.ray.gpus_per_actor=0 (and the stage's device to cpu)"
+        )
+    want = max(resources.cpus, 0.01)
+    if cfg.actors > 0:
+        size = cfg.actors
+    elif gpus > 0:
+        size = int(gpus_total // gpus)
+    else:
+        size = int(cpus_total // want)
+    size = max(1, min(size, n_tasks))
+    usable = max(cpus_total - max(cfg.reserve_cpus, 0.0), 0.01)
+    cpus = round(min(want, usable / size), 3)  # fractional: the pool never holds every CPU
+    return size, cpus, gpus
+
+
+class RayExecutor:
+    """Run stages with Ray Data, locally (``ray.init()``) or on the cluster at ``config.address``.
+
+    Args:
+        config: the ``executor.ray`` settings.
+        show_progress: draw a progress bar per stage.
+    """
+
+    name = "ray"
+
+    def __init__(self, config: RayConfig | None = None, show_progress: bool = True) -> None:
+        self.config = config or RayConfig()
+        self.show_progress = show_progress
+        self.startup_seconds = 0.0
+        self._started_ray = False
+
+    def _ensure_ray(self):
+        ray = _ray()
+        if not ray.is_initialized():
+            t0 = time.perf_counter()
+            kwargs = {"runtime_env": {"env_vars": worker_env()}, "logging_level": logging.WARNING,
+                      "include_dashboard": False, "log_to_driver": True}
+            if self.config.address:
+                ray.init(address=self.config.address, **kwargs)
+            else:
+                ray.init(num_cpus=self.config.num_cpus or None, object_store_memory=LOCAL_OBJECT_STORE_BYTES,
+                         **kwargs)
+            self._started_ray = True
+            self.startup_seconds = time.perf_counter() - t0
+            ctx = ray.data.DataContext.get_current()
+            ctx.enable_progress_bars = False
+            ctx.print_on_execution_start = False
+        return ray
+
+    def run_stage(self, stage: Stage, out: Path, shards: list[int]) -> StageReport:
+        """Run ``stage`` on every shard of ``shards`` that is not already complete.
+
+        Args:
+            stage: the stage to run.
+            out: the output folder (on a cluster: a path every node sees, e.g. NFS).
+            shards: the shard ids of this build.
+        """
+        report = StageReport(stage.name)
+        tasks = plan_stage(stage, out, shards, report)
+        if not tasks:
+            return report
+        ray = self._ensure_ray()
+        size, cpus, gpus = pool_shape(stage.resources(), ray.cluster_resources(), len(tasks), self.config)
+        ds = ray.data.from_arrow(task_table(tasks)).repartition(len(tasks))  # one block per shard
+        ds = ds.map_batches(
+            StageActor, fn_constructor_kwargs={"stage": stage, "out": str(Path(out).resolve())},
+            batch_format="pyarrow", batch_size=1, compute=ray.data.ActorPoolStrategy(min_size=1, max_size=size),
+            num_cpus=cpus, num_gpus=gpus or None,
+        )
+        markers = []
+        with StageProgress(stage.name, len(tasks), enabled=self.show_progress) as bar:
+            for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
+                for marker in markers_of(batch):
+                    markers.append(marker)
+                    report.add(marker)
+                    bar.advance(marker.rows_in)
+        check_complete(report, tasks, markers)
+        return report
+
+    def close(self) -> None:
+        """Shut Ray down if this executor started it."""
+        if self._started_ray:
+            _ray().shutdown()
+            self._started_ray = False

@@ -1,0 +1,148 @@
+"""The ``spark`` executor: PySpark ``mapInArrow`` over shard tasks, one partition per shard.
+
+Each stage becomes one Spark job: a DataFrame of shard tasks, sliced one shard per partition ->
+``mapInArrow(run, schema)``. In the Python worker the stage is set up once per process (Spark
+reuses Python workers) and each shard runs exactly as ``local`` runs it: inputs read from the shared
+output folder, output validated against the stage's schema from ``schemas/``, written atomically,
+marker last. The Spark-level rows are the markers (``RESULT_SCHEMA``): the stage tables themselves
+never pass through the JVM, which cannot hold every column type regionset uses (Spark has no
+float16, so ``embeddings`` would not survive the trip) and would only copy image bytes twice.
+
+Workers run ``executor.spark.python`` (default: this interpreter), set as ``PYSPARK_PYTHON``
+before the session starts; otherwise Spark starts the system python, which lacks regionset.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+from pipelines.config import SparkConfig
+from pipelines.executors.base import StageReport, plan_stage
+from pipelines.executors.distributed import (
+    RESULT_SCHEMA,
+    TASK_SCHEMA,
+    cached_stage,
+    check_complete,
+    markers_of,
+    run_task_batch,
+    task_table,
+    worker_env,
+)
+from pipelines.progress import StageProgress
+from stages.base import Stage
+
+_PIP_HINT = "the spark executor needs PySpark and Java 17+: pip install 'regionset[spark]' (pyspark)"
+
+
+def _pyspark():
+    try:
+        import pyspark.sql  # noqa: F401
+    except ImportError as e:  # pragma: no cover - depends on the environment
+        raise ImportError(_PIP_HINT) from e
+    import pyspark
+
+    return pyspark
+
+
+def spark_schema(arrow_schema):
+    """The Spark ``StructType`` of an Arrow schema (one place for column names and types).
+
+    Args:
+        arrow_schema: a ``pyarrow.Schema`` made of Spark-representable types.
+    """
+    from pyspark.sql.pandas.types import from_arrow_schema
+
+    return from_arrow_schema(arrow_schema)
+
+
+def _shard_runner(stage: Stage, out: str):
+    """The ``mapInArrow`` function: run every shard task of the partition, yield marker rows."""
+
+    def run(batches):
+        ready = cached_stage(stage)
+        for batch in batches:
+            if batch.num_rows:
+                yield from run_task_batch(ready, Path(out), batch).to_batches()
+
+    return run
+
+
+class SparkExecutor:
+    """Run stages as Spark jobs, on ``local[*]`` or on the cluster at ``config.master``.
+
+    Args:
+        config: the ``executor.spark`` settings.
+        show_progress: draw a progress bar per stage (advanced when the stage's job returns).
+    """
+
+    name = "spark"
+
+    def __init__(self, config: SparkConfig | None = None, show_progress: bool = True) -> None:
+        self.config = config or SparkConfig()
+        self.show_progress = show_progress
+        self.startup_seconds = 0.0
+        self._session = None
+
+    def session(self):
+        """The SparkSession, started on first use from ``executor.spark``."""
+        if self._session is None:
+            _pyspark()
+            from pyspark.sql import SparkSession
+
+            t0 = time.perf_counter()
+            python = self.config.python or sys.executable
+            os.environ["PYSPARK_PYTHON"] = python  # read when the session's JVM starts
+            os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+            builder = (
+                SparkSession.builder.master(self.config.master).appName("regionset")
+                .config("spark.ui.enabled", "false")
+                .config("spark.ui.showConsoleProgress", "false")
+                .config("spark.python.worker.reuse", "true")  # models load once per Python worker
+                .config("spark.task.maxFailures", "2")
+                .config("spark.pyspark.python", python)
+            )
+            for key, value in worker_env().items():
+                builder = builder.config(f"spark.executorEnv.{key}", value)
+            for key, value in self.config.conf.items():
+                builder = builder.config(key, value)
+            self._session = builder.getOrCreate()
+            self._session.sparkContext.setLogLevel("ERROR")
+            self.startup_seconds = time.perf_counter() - t0
+        return self._session
+
+    def run_stage(self, stage: Stage, out: Path, shards: list[int]) -> StageReport:
+        """Run ``stage`` on every shard of ``shards`` that is not already complete.
+
+        Args:
+            stage: the stage to run.
+            out: the output folder (on a cluster: a path every executor sees, e.g. NFS).
+            shards: the shard ids of this build.
+        """
+        report = StageReport(stage.name)
+        tasks = plan_stage(stage, out, shards, report)
+        if not tasks:
+            return report
+        spark = self.session()
+        rows = [tuple(r.values()) for r in task_table(tasks).to_pylist()]
+        # parallelize slices a list evenly: n rows in n slices is exactly one shard per partition.
+        rdd = spark.sparkContext.parallelize(rows, numSlices=len(rows))
+        df = spark.createDataFrame(rdd, schema=spark_schema(TASK_SCHEMA))
+        result = df.mapInArrow(_shard_runner(stage, str(Path(out).resolve())), spark_schema(RESULT_SCHEMA))
+        markers = []
+        with StageProgress(stage.name, len(tasks), enabled=self.show_progress) as bar:
+            for batch in result.toArrow().to_batches():
+                for marker in markers_of(batch):
+                    markers.append(marker)
+                    report.add(marker)
+                    bar.advance(marker.rows_in)
+        check_complete(report, tasks, markers)
+        return report
+
+    def close(self) -> None:
+        """Stop the SparkSession if one was started."""
+        if self._session is not None:
+            self._session.stop()
+            self._session = None

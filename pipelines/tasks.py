@@ -1,0 +1,170 @@
+"""The pipeline as separately callable tasks, for orchestrators (the Airflow DAG in ``dags/``).
+
+``regionset build`` runs every step in one process; an orchestrator runs the same steps as tasks:
+``prepare_build`` (shard the input, write lineage) -> ``run_stage_shard`` per step × shard ->
+``run_global`` for global steps -> ``finalize`` (run record, catalog). Every task is idempotent: a
+stage shard whose completion marker matches is skipped, so retries and re-runs do nothing extra;
+global steps skip their own finished work the same way they do under ``build``.
+
+This module imports nothing heavy at top level (DAG files import it at parse time); the pipeline
+modules load inside each call. ``DAG_STEPS`` is the full pipeline shape the DAG is drawn from; a
+step that a build does not include (not in ``steps`` or not implemented) runs as a no-op.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+SHARD, GLOBAL = "shard", "global"
+
+# The pipeline's shape, in order: (step name, per-shard stage or global step). A test checks it
+# against pipelines.definition.build_steps so that a new step cannot be missing from the DAG.
+DAG_STEPS: tuple[tuple[str, str], ...] = (
+    ("download", SHARD),
+    ("detect", SHARD),
+    ("ocr", SHARD),
+    ("embed", SHARD),
+    ("fit_kmeans", GLOBAL),
+    ("assign", SHARD),
+    ("pack", SHARD),
+)
+
+
+def load(config_path: str, overrides: list[str] | None = None):
+    """The BuildConfig of a YAML file plus ``key=value`` overrides (progress bars off).
+
+    Args:
+        config_path: path of the build config.
+        overrides: ``key=value`` overrides.
+    """
+    from pipelines.config import load_config
+
+    return load_config(config_path, ["progress=false", *(overrides or [])])
+
+
+def _step(cfg, name: str):
+    from pipelines.definition import build_steps
+
+    return next((s for s in build_steps(cfg) if s.name == name), None)
+
+
+def _shards(out: Path) -> list[int]:
+    from pipelines.shards import list_shards
+    from schemas import INPUT
+
+    return list_shards(out, INPUT)  # where shard_input writes them
+
+
+def prepare_build(config_path: str, overrides: list[str] | None = None) -> list[int]:
+    """Shard the input and write the lineage; return the shard ids (what per-shard tasks map over).
+
+    Args:
+        config_path: path of the build config.
+        overrides: ``key=value`` overrides.
+    """
+    from pipelines.build import _model_lineage  # the same lineage ``build`` writes
+    from pipelines.definition import build_steps
+    from pipelines.inputs import shard_input
+    from pipelines.lineage import write_lineage
+    from pipelines.lock import BuildLock
+    from pipelines.shards import clean_temp_files
+
+    cfg = load(config_path, overrides)
+    out = Path(cfg.output)
+    out.mkdir(parents=True, exist_ok=True)
+    with BuildLock(out):  # only this task writes the input shards; stage tasks run lock-free
+        clean_temp_files(out)
+        models, warnings = _model_lineage(build_steps(cfg))
+        write_lineage(out, cfg, models, warnings)
+        return shard_input(cfg.input, out)
+
+
+def run_stage_shard(config_path: str, stage_name: str, shard: int, overrides: list[str] | None = None) -> dict:
+    """Run one stage on one shard in this process, unless its marker says it is done.
+
+    Args:
+        config_path: path of the build config.
+        stage_name: a per-shard step of ``DAG_STEPS``.
+        shard: the shard id.
+        overrides: ``key=value`` overrides.
+
+    Returns:
+        ``status`` (``done``, ``complete``: already done, ``waiting``: an input is missing,
+        ``absent``: not in this build) with the marker's rows and counters when done.
+    """
+    from pipelines.executors.base import StageReport, plan_stage, run_shard
+
+    cfg = load(config_path, overrides)
+    stage = _step(cfg, stage_name)
+    if stage is None or not hasattr(stage, "process"):
+        return {"stage": stage_name, "shard": shard, "status": "absent"}
+    out = Path(cfg.output)
+    report = StageReport(stage_name)
+    tasks = plan_stage(stage, out, [shard], report)
+    if not tasks:
+        return {"stage": stage_name, "shard": shard, "status": "waiting" if report.waiting else "complete"}
+    marker = run_shard(stage, out, tasks[0])
+    return {"stage": stage_name, "shard": shard, "status": "done", "rows_in": marker.rows_in,
+            "rows_out": marker.rows_out, "counters": marker.counters}
+
+
+def run_global(config_path: str, name: str, overrides: list[str] | None = None) -> dict[str, Any]:
+    """Run one global step (e.g. ``fit_kmeans``) over every shard of the build.
+
+    Args:
+        config_path: path of the build config.
+        name: a global step of ``DAG_STEPS``.
+        overrides: ``key=value`` overrides.
+    """
+    cfg = load(config_path, overrides)
+    step = _step(cfg, name)
+    if step is None or not hasattr(step, "run"):
+        return {"step": name, "status": "absent"}
+    out = Path(cfg.output)
+    t0 = time.perf_counter()
+    summary = dict(step.run(out, cfg, _shards(out)))
+    summary.setdefault("seconds", round(time.perf_counter() - t0, 3))
+    return {"step": name, "status": "done", **summary}
+
+
+def finalize(config_path: str, overrides: list[str] | None = None, executor: str = "airflow") -> str:
+    """Record the run and rebuild the catalog; return the catalog's path.
+
+    Args:
+        config_path: path of the build config.
+        overrides: ``key=value`` overrides.
+        executor: the name recorded in the run record.
+    """
+    from pipelines.catalog import build_catalog
+    from pipelines.lineage import append_run, config_digest
+
+    cfg = load(config_path, overrides)
+    out = Path(cfg.output)
+    now = time.time()
+    run_id = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now)) + "-" + uuid.uuid4().hex[:6]
+    append_run(out, {
+        "run_id": run_id, "started_at": now, "finished_at": now, "status": "success",
+        "config_hash": config_digest(cfg), "executor": executor, "argv": " ".join(sys.argv),
+        "pid": os.getpid(), "shards": len(_shards(out)),
+    })
+    return str(build_catalog(out))
+
+
+def train(kind: str, config_path: str, overrides: list[str] | None = None) -> None:
+    """Train RICE or Croc off the build's ``train/`` shards, through the CLI (which owns training).
+
+    Args:
+        kind: ``rice`` or ``croc``.
+        config_path: the training config.
+        overrides: ``key=value`` overrides of the training config.
+    """
+    from pipelines.cli import main
+
+    rc = main(["train", kind, config_path, *(overrides or [])])
+    if rc:
+        raise RuntimeError(f"regionset train {kind} {config_path} failed with exit code {rc}")

@@ -1,0 +1,49 @@
+"""pipelines.tasks (what the Airflow DAG calls): same outputs as ``build``, idempotent, DAG shape in sync."""
+
+from __future__ import annotations
+
+import yaml
+
+from pipelines.build import build
+from pipelines.config import load_config
+from pipelines.definition import GlobalStep, build_steps
+from pipelines.tasks import DAG_STEPS, GLOBAL, SHARD, finalize, prepare_build, run_global, run_stage_shard
+from pipelines.typed_config import to_dict
+from tests.conftest import make_jpeg
+from tests.helpers import download_only, write_urls
+from tests.pipelines.snapshots import assert_same, markers, snapshot
+
+
+def test_dag_steps_cover_every_step_in_pipeline_order():
+    steps = build_steps(load_config(None, ["progress=false"]))
+    kinds = dict(DAG_STEPS)
+    missing = [s.name for s in steps if s.name not in kinds]
+    assert not missing, f"add {missing} to pipelines.tasks.DAG_STEPS (the Airflow DAG is drawn from it)"
+    for s in steps:
+        assert kinds[s.name] == (GLOBAL if isinstance(s, GlobalStep) else SHARD), s.name
+    order = [name for name, _ in DAG_STEPS]
+    assert [s.name for s in steps] == sorted((s.name for s in steps), key=order.index)
+
+
+def test_tasks_give_the_same_output_as_build_and_rerun_as_no_ops(server, tmp_path):
+    urls = [server.add(f"t{i}.jpg", make_jpeg(200 + 20 * i, 160)) for i in range(5)] + [server.url("status/404")]
+    url_file = write_urls(tmp_path, urls)
+    cfg_path = tmp_path / "build.yaml"
+    cfg_path.write_text(yaml.safe_dump(to_dict(download_only(tmp_path / "tasks", url_file, shard_size=4))))
+
+    shards = prepare_build(str(cfg_path))
+    assert shards == [0, 1]
+    results = [run_stage_shard(str(cfg_path), name, s) for name, kind in DAG_STEPS if kind == SHARD for s in shards]
+    by_status = {(r["stage"], r["shard"]): r["status"] for r in results}
+    assert by_status[("download", 0)] == "done" and by_status[("download", 1)] == "done"
+    assert by_status[("pack", 0)] == "absent"  # not in this build's steps
+    assert run_global(str(cfg_path), "fit_kmeans")["status"] == "absent"
+    finalize(str(cfg_path))
+
+    build(download_only(tmp_path / "cli", url_file, shard_size=4))
+    assert_same(snapshot(tmp_path / "tasks"), snapshot(tmp_path / "cli"))
+
+    before, hits = markers(tmp_path / "tasks"), dict(server.hits)
+    assert prepare_build(str(cfg_path)) == shards
+    assert {run_stage_shard(str(cfg_path), "download", s)["status"] for s in shards} == {"complete"}
+    assert markers(tmp_path / "tasks") == before and server.hits == hits
