@@ -92,6 +92,33 @@ def table(results: list[tuple[str, dict]], base: str) -> None:
               f"{r['step_s'] / ref:.2f} |")
 
 
+def matching_only(args) -> None:
+    """Matching alone on realistic inputs: B images x 432 masked tokens x a 2,048 pool."""
+    from training.croc.matching import PoolMatcher
+
+    g = torch.Generator().manual_seed(0)
+    tokens = torch.nn.functional.normalize(torch.randn(args.batch, 432, 896, generator=g), dim=-1)
+    pool = torch.nn.functional.normalize(torch.randn(2048, 896, generator=g), dim=-1)
+    rows = []
+    for name, mode, threads in (("hungarian, 1 thread", "hungarian", 1), ("hungarian, 2 threads", "hungarian", 2),
+                                ("nearest", "nearest", 1)):
+        m = PoolMatcher(mode, threads)
+        times, assign = [], []
+        for _ in range(max(5, 3 * args.runs)):
+            t = time.perf_counter()
+            m(tokens, pool)
+            times.append(time.perf_counter() - t)
+            assign.append(m.stats.assign_s)
+        m.close()
+        rows.append((name, statistics.median(times), statistics.median(assign)))
+    base = rows[0][1]
+    print(f"matching only: batch {args.batch} x 432 masked x pool 2048, width 896, median of {max(5, 3 * args.runs)}")
+    print("| matcher | ms per batch (cost + assignment) | of which assignment | ms per image | time / hungarian 1 thread |")
+    print("|---|---|---|---|---|")
+    for name, t, a in rows:
+        print(f"| {name} | {t * 1e3:.1f} | {a * 1e3:.1f} | {t * 1e3 / args.batch:.1f} | {t / base:.2f} |")
+
+
 def cpu(args) -> None:
     torch.set_num_threads(args.threads)
     tmp = tempfile.mkdtemp(prefix="bench-croc-")
@@ -116,6 +143,8 @@ def cpu(args) -> None:
     print(f"CPU, {args.threads} threads, batch {args.batch}, median of {args.runs} runs x {args.steps} steps; "
           "masked per image = 0.75 x visual tokens (432 of 576)")
     table(results, variants[1][0])
+    print()
+    matching_only(args)
 
 
 def gpu(args) -> None:

@@ -79,11 +79,17 @@ class ImageLookup:
                 for key in pq.read_table(shard, columns=["key"]).column("key").to_pylist():
                     self.where[key] = shard
 
+    def _shard(self, shard: str):
+        # consecutive look-ups in one shard (sorted JSONL) read it once
+        if getattr(self, "_cached", (None,))[0] != shard:
+            self._cached = (shard, pq.read_table(shard, columns=["key", "jpg"]))
+        return self._cached[1]
+
     def __call__(self, ref: str) -> bytes | None:
         """The encoded image named by ``ref``, or None when it is neither a key nor a file."""
         shard = self.where.get(ref)
         if shard is not None:
-            table = pq.read_table(shard, columns=["key", "jpg"])
+            table = self._shard(shard)
             hit = table.filter(pc.equal(table.column("key"), ref))
             return hit.column("jpg")[0].as_py() if hit.num_rows else None
         path = ref if os.path.isabs(ref) or not self.image_root else os.path.join(self.image_root, ref)
@@ -150,7 +156,7 @@ class ConversationStream(ShardStream):
         self.rank, self.world_size = dist_rank_world()
         self.transform, self.collate, self.batch_size = transform, collate, batch_size
         self.seed, self.epochs, self.shuffle, self.drop_last, self.columns = seed, epochs, True, False, None
-        self.start_positions = {}
+        self.start_positions = {}  # ShardStream.__init__ is skipped on purpose: there are no shards to list
 
     def _rows(self, reader: int, readers: int, start: dict[str, int]):
         epoch = start.get("epoch", 0)

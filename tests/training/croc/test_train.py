@@ -40,3 +40,18 @@ def test_resume_gives_the_same_next_step_loss(caption_out, tmp_path):
     assert sorted(resumed) == [3, 4]
     assert resumed[3] == pytest.approx(straight[3], rel=1e-5, abs=1e-6)
     assert resumed[4] == pytest.approx(straight[4], rel=1e-5, abs=1e-6)
+
+
+@pytest.mark.slow
+def test_torchrun_two_cpu_ranks(caption_out, tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    run_dir = tmp_path / "run"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "-m", "training.croc", CONFIG,
+           *overrides(caption_out, str(run_dir), "loop.steps=3", "loop.log_every=1", "loop.save_every=3")]
+    subprocess.run(cmd, check=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    meta = json.loads((run_dir / "checkpoints" / "step-00000003" / "meta.json").read_text())
+    assert meta["kind"] == "croc" and len(meta["data"]) == 2
+    assert (run_dir / "tokenizer.json").exists()
