@@ -42,7 +42,7 @@ def _draw_text(draw: ImageDraw.ImageDraw, box: tuple[int, int, int, int], bars: 
     step = (y1 - y0) / (2 * bars + 1)
     for b in range(bars):
         top = y0 + step * (2 * b + 1)
-        draw.rectangle((x0 + 2, top, x1 - 3, top + step - 1), fill=(20, 20, 20))
+        draw.rectangle((x0 + 2, top, x1 - 3, max(top, top + step - 1)), fill=(20, 20, 20))
 
 
 def _free_box(rng: np.random.Generator, taken: list, size: int, lo: int, hi: int) -> tuple | None:

@@ -21,6 +21,7 @@ from torch.utils.checkpoint import checkpoint
 
 # name -> ViT shape; ``open_clip`` is the matching open_clip model name (None: custom config).
 VIT_CONFIGS: dict[str, dict] = {
+    "nano": dict(image_size=32, patch_size=8, width=64, layers=2, heads=2, output_dim=32, open_clip=None),
     "tiny": dict(image_size=64, patch_size=8, width=128, layers=4, heads=4, output_dim=64, open_clip=None),
     "B-16": dict(image_size=224, patch_size=16, width=768, layers=12, heads=12, output_dim=512, open_clip="ViT-B-16"),
     "L-14": dict(image_size=224, patch_size=14, width=1024, layers=24, heads=16, output_dim=768, open_clip="ViT-L-14"),
@@ -32,7 +33,7 @@ class ModelConfig:
     """RICE model settings.
 
     Args:
-        name: a key of ``VIT_CONFIGS`` (tiny, B-16, L-14).
+        name: a key of ``VIT_CONFIGS`` (nano and tiny for tests and CPU runs, B-16, L-14).
         image_size: input side; 0 keeps the named config's.
         region_layers: how many of the last blocks also run region queries (>= 1).
         query_init: ``cls`` (CLS state + learned vector), ``learned`` (one learned vector) or
