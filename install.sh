@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install regionset into the current Python (3.11 or 3.12). Used by the README's two commands and .ci/run.
 #   bash install.sh          core: torch + regionset with its pinned model stack
-#   bash install.sh --dev    also test tools and every extra the tests exercise (ray, spark, airflow venv)
+#   bash install.sh --dev    also test tools and every extra the tests exercise (ray, spark, airflow venv,
+#                            chromium for the report's browser test)
 set -euo pipefail
 cd "$(dirname "$0")"
 PY=${PYTHON:-python}
@@ -22,9 +23,11 @@ fi
 #    headless one last makes the winner deterministic (no libGL needed).
 $PIP --force-reinstall --no-deps "opencv-python-headless==4.14.0.94"
 
-# 4. Airflow 3 lives in its own virtualenv (it pins packages the pipeline needs newer).
-if [ "${1:-}" = "--dev" ] && [ -f dags/install_airflow.sh ]; then
-  bash dags/install_airflow.sh
+# 4. --dev: Airflow 3 in its own virtualenv .venv-airflow (it pins sqlalchemy, fastapi, ... of its own),
+#    and Debian's chromium + chromedriver for the report's browser test.
+if [ "${1:-}" = "--dev" ]; then
+  bash dags/install_airflow.sh "$PY"
+  bash .ci/install_chromium.sh
 fi
 $PY -c "import cv2, torch, open_clip, ultralytics, rapidocr_onnxruntime, faiss, duckdb, img2dataset" \
   && echo "regionset installed: $($PY -c 'import importlib.metadata as m; print(m.version("regionset"))')"
