@@ -16,6 +16,7 @@ from pipelines.catalog import CATALOG_FILE, build_catalog, connect
 from pipelines.report.gallery import gallery_body, images_body
 from pipelines.report.overview import distributions_body, overview_body
 from pipelines.report.pages import page
+from pipelines.shards import STATE_DIR
 
 REPORT_DIR = "report"
 INDEX = "index.html"
@@ -50,6 +51,8 @@ def write_report(out: str | Path, clusters: int = DEFAULT_CLUSTERS, per_cluster:
     if clusters < 0 or per_cluster < 0 or images < 0:
         raise ValueError("clusters, per_cluster and images must be >= 0")
     if not (out / CATALOG_FILE).exists():
+        if not (out / STATE_DIR).is_dir():
+            raise FileNotFoundError(f"{out} is not a regionset output folder (no {CATALOG_FILE}, no {STATE_DIR}/)")
         build_catalog(out)
     tmp = out / f".{REPORT_DIR}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -59,7 +62,7 @@ def write_report(out: str | Path, clusters: int = DEFAULT_CLUSTERS, per_cluster:
     try:
         body, results, warnings = overview_body(con, out)
         bodies = [(INDEX, "Overview", body, results)]
-        body, results = distributions_body(con, tmp)
+        body, results = distributions_body(con, tmp, seed)
         bodies.append(("distributions.html", "Distributions", body, results))
         body, results = gallery_body(con, tmp, clusters, per_cluster, seed)
         bodies.append(("clusters.html", "Cluster gallery", body, results))

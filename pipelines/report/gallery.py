@@ -14,7 +14,7 @@ import duckdb
 
 from pipelines.report import media, queries
 from pipelines.report.pages import NO_DATA, esc, fmt, table
-from pipelines.report.queries import Result, run
+from pipelines.report.sql import Result, run
 from schemas.tables import SOURCE_TEXT
 
 _PICK_TITLES = {"largest": "Largest leaf clusters", "smallest": "Smallest leaf clusters",
@@ -25,7 +25,8 @@ def _decoded(con: duckdb.DuckDBPyConnection, keys: list[str], results: list[Resu
     if not keys:
         return {}
     r = run(con, "stored image bytes of the keys shown", queries.image_bytes(sorted(set(keys))))
-    results.append(Result(r.title, r.sql, r.columns, [(k, f"<{len(b or b'')} bytes>") for k, b in r.rows]))
+    results.append(Result(r.title, r.sql, r.columns, [(k, f"<{len(b or b'')} bytes>") for k, b in r.rows],
+                          r.seconds))
     return {k: media.decode(b) for k, b in r.rows}
 
 
@@ -52,9 +53,15 @@ def gallery_body(con: duckdb.DuckDBPyConnection, report_dir: Path, clusters: int
     members = run(con, "regions closest to each centroid",
                   queries.cluster_members([p["cluster_id"] for p in picks], per_cluster))
     results.append(members)
+    member_rows = _rows(members)
+    boxes = run(con, "boxes and text of those regions", queries.region_boxes(
+        [m["key"] for m in member_rows], [m["region_id"] for m in member_rows]))
+    results.append(boxes)
+    box_of = {b["region_id"]: b for b in _rows(boxes)}
     by_cluster: dict[int, list[dict[str, Any]]] = defaultdict(list)
-    for m in _rows(members):
-        by_cluster[m["cluster_id"]].append(m)
+    for m in member_rows:
+        if m["region_id"] in box_of:  # a label whose region row is gone is not shown
+            by_cluster[m["cluster_id"]].append({**m, **box_of[m["region_id"]]})
     images = _decoded(con, [m["key"] for ms in by_cluster.values() for m in ms], results)
     parts = ['<p class="legend">Crops are ordered by distance to the leaf centroid (closest first). '
              'Sources: <span style="background:#e8890c"></span>object '

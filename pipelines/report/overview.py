@@ -11,7 +11,8 @@ import yaml
 from pipelines.lineage import LINEAGE_FILE
 from pipelines.report import plots, queries
 from pipelines.report.pages import NO_DATA, esc, figure, result_table, table
-from pipelines.report.queries import Result, run
+from pipelines.report.sql import SAMPLE_ROWS, Result, existing_tables, run, sample_clause
+from schemas.tables import IMAGES, LABELS, REGIONS
 
 
 def read_lineage(out: Path) -> dict[str, Any]:
@@ -35,7 +36,7 @@ def table_counts(con: duckdb.DuckDBPyConnection) -> tuple[dict[str, int], list[R
     Args:
         con: an open catalog connection.
     """
-    present = queries.existing_tables(con)
+    present = existing_tables(con)
     counts, results = {}, []
     for t in queries.COUNTED_TABLES:
         if t in present:
@@ -55,7 +56,7 @@ def overview_body(con: duckdb.DuckDBPyConnection, out: Path) -> tuple[str, list[
     lineage = read_lineage(out)
     warnings = [str(w) for w in lineage.get("warnings") or []]
     counts, results = table_counts(con)
-    present = queries.existing_tables(con)
+    present = existing_tables(con)
     sections = [f"<p>Output folder <code>{esc(out)}</code>; lineage written "
                 f"{esc(lineage.get('written_at', 'never'))}, config hash "
                 f"<code>{esc(lineage.get('config_hash', '-'))}</code>.</p>"]
@@ -81,12 +82,10 @@ def overview_body(con: duckdb.DuckDBPyConnection, out: Path) -> tuple[str, list[
             sections.append(f"<h2>Clusters per level</h2>{result_table(r)}")
         except duckdb.Error as err:  # a clusters table of another shape: say so, do not fail
             sections.append(f"<h2>Clusters per level</h2><p class=nodata>{esc(err)}</p>")
-    for name, title, sql in (("vocab", "OCR token vocabulary", queries.VOCAB),
-                             ("top_ocr_tokens", "Top OCR tokens", queries.TOP_OCR_TOKENS)):
-        if name in present:
-            r = run(con, title, sql)
-            results.append(r)
-            sections.append(f"<h2>{esc(title)}</h2>{result_table(r)}")
+    if "vocab" in present:
+        r = run(con, "OCR token vocabulary", queries.VOCAB)
+        results.append(r)
+        sections.append(f"<h2>OCR token vocabulary</h2>{result_table(r)}")
     models = _flatten(lineage.get("models") or {})
     sections.append("<h2>Models</h2>" + table(["model", "id"], models))
     sections.append("<h2>Versions</h2>" + table(["package", "version"], _flatten(lineage.get("versions") or {})))
@@ -96,13 +95,13 @@ def overview_body(con: duckdb.DuckDBPyConnection, out: Path) -> tuple[str, list[
     return "\n".join(sections), results, warnings
 
 
-_DISTRIBUTIONS = (
-    ("cluster_sizes", "Leaf cluster sizes (log-log)", None),
-    ("regions_per_image", "Regions per downloaded image (100 = 100 or more)", queries.REGIONS_PER_IMAGE),
-    ("region_side", "Region size: sqrt(area) in stored pixels", queries.REGION_SIDE_BINS),
-    ("region_aspect", "Region aspect: width / height", queries.REGION_ASPECT_BINS),
-    ("ocr_score", "OCR confidence of text regions", queries.OCR_SCORE_BINS),
-    ("tokens_per_text", "Tokens per text region (labels.token_ids)", queries.TOKENS_PER_TEXT_REGION),
+_DISTRIBUTIONS = (  # name, title, table sampled, SQL builder taking the sample clause
+    ("cluster_sizes", "Leaf cluster sizes (log-log)", None, None),
+    ("regions_per_image", "Regions per downloaded image (100 = 100 or more)", IMAGES, queries.regions_per_image),
+    ("region_side", "Region size: sqrt(area) in stored pixels", REGIONS, queries.region_side_bins),
+    ("region_aspect", "Region aspect: width / height", REGIONS, queries.region_aspect_bins),
+    ("ocr_score", "OCR confidence of text regions", REGIONS, queries.ocr_score_bins),
+    ("tokens_per_text", "Tokens per text region (labels.token_ids)", LABELS, queries.tokens_per_text_region),
 )
 
 
@@ -124,19 +123,31 @@ def _plot(folder: Path, name: str, title: str, r: Result) -> str | None:
                       "images" if name == "regions_per_image" else "regions", title)
 
 
-def distributions_body(con: duckdb.DuckDBPyConnection, report_dir: Path) -> tuple[str, list[Result]]:
+def distributions_body(con: duckdb.DuckDBPyConnection, report_dir: Path, seed: int = 0,
+                       sample_rows: int = SAMPLE_ROWS) -> tuple[str, list[Result]]:
     """HTML of the distributions page (plots from SQL-binned counts) and the queries it ran.
 
     Args:
         con: an open catalog connection.
         report_dir: the report folder; plots go to ``plots/`` inside it.
+        seed: seed of the system samples.
+        sample_rows: tables with more rows are binned over a system sample of about this many rows.
     """
+    sizes = {t: int(con.execute(queries.count_rows(t)).fetchone()[0]) for t in (IMAGES, REGIONS, LABELS)}
+    samples = {t: sample_clause(n, seed, sample_rows) for t, n in sizes.items()}
     figs, results = [], []
-    for name, title, sql in _DISTRIBUTIONS:
-        r = run(con, title, sql or queries.cluster_size_bins(queries.leaf_sizes(con)))
+    for name, title, tab, build in _DISTRIBUTIONS:
+        r = run(con, title, build(samples[tab]) if build else queries.cluster_size_bins(queries.leaf_sizes(con)))
         results.append(r)
         figs.append(f'<div id="{name}">{figure(_plot(report_dir / "plots", name, title, r), title)}'
                     f"<details><summary>bins</summary>{result_table(r)}</details></div>")
-    body = ('<p>Counts are binned in DuckDB over the whole catalog; only the bins leave the database.</p>'
-            f'<div class="plots">{"".join(figs)}</div>')
+    tokens = run(con, "Top OCR label tokens", queries.top_tokens(
+        samples[LABELS], "vocab_tokens" in existing_tables(con)))
+    results.append(tokens)
+    sampled = [f"{t} ({sizes[t]:,} rows): {s.strip()}" for t, s in samples.items() if s]
+    note = ("Binned over system samples of about " + f"{sample_rows:,} rows: " + esc("; ".join(sampled))
+            if sampled else "Binned over every row")
+    body = (f"<p>Counts are binned in DuckDB; only the bins leave the database. {note}. "
+            "Leaf cluster sizes are always exact.</p>"
+            f'<div class="plots">{"".join(figs)}</div><h2>Top OCR label tokens</h2>{result_table(tokens)}')
     return body, results

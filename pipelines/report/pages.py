@@ -11,7 +11,7 @@ import html
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from pipelines.report.queries import Result
+from pipelines.report.sql import Result
 
 PAGES = (("index.html", "Overview"), ("distributions.html", "Distributions"),
          ("clusters.html", "Cluster gallery"), ("images.html", "Images"))
@@ -93,7 +93,7 @@ def figure(png: str | None, title: str) -> str:
     if png is None:
         return f'<div class="plot"><b>{esc(title)}</b><p class="nodata">{NO_DATA}</p></div>'
     svg = png[:-4] + ".svg"
-    return (f'<div class="plot"><img src="plots/{esc(png)}" alt="{esc(title)}" width="600" height="338">'
+    return (f'<div class="plot"><img src="plots/{esc(png)}" alt="{esc(title)}" width="560" height="315">'
             f'<br><a href="plots/{esc(svg)}">SVG</a></div>')
 
 
@@ -103,7 +103,7 @@ def sql_section(results: Sequence[Result]) -> str:
              "<p>Run any of these with <code>regionset sql OUT \"...\"</code> or in "
              "<code>duckdb OUT/catalog.duckdb</code>.</p>"]
     for r in results:
-        parts.append(f"<details><summary>{esc(r.title)} ({len(r.rows):,} rows)</summary>"
+        parts.append(f"<details><summary>{esc(r.title)} ({len(r.rows):,} rows, {r.seconds:.2f} s)</summary>"
                      f"<pre>{esc(r.sql)}</pre></details>")
     return "\n".join(parts)
 

@@ -15,7 +15,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.ticker import FuncFormatter, MultipleLocator  # noqa: E402
+from matplotlib.ticker import FuncFormatter, MaxNLocator, MultipleLocator  # noqa: E402
 
 COLORS = {"object": "#e8890c", "text": "#1f77d4"}
 _FALLBACK = ["#555555", "#2ca02c", "#9467bd", "#8c564b"]
@@ -53,6 +53,8 @@ def bars(folder: Path, name: str, x: Sequence[float], y: Sequence[float], xlabel
     ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
     if logy:
         ax.set_yscale("log")
+    else:
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     ax.grid(axis="y", alpha=0.3)
     return _save(fig, folder, name)
 
@@ -75,6 +77,10 @@ def loglog_sizes(folder: Path, name: str, log2_size: Sequence[int], clusters: Se
     ax.plot(xs, [float(c) for c in clusters], "o-", color="#4c72b0")
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
+    plain = FuncFormatter(lambda v, _pos: f"{v:,.0f}" if v >= 1 else f"{v:g}")
+    for axis in (ax.xaxis, ax.yaxis):
+        axis.set_major_formatter(plain)
+        axis.set_minor_formatter(FuncFormatter(lambda v, _pos: ""))
     ax.set(xlabel="cluster size (regions, power-of-two bins)", ylabel="clusters", title=title)
     ax.grid(alpha=0.3, which="both")
     return _save(fig, folder, name)
@@ -105,6 +111,7 @@ def by_source(folder: Path, name: str, rows: Sequence[tuple[str, float, int]], x
         ax.bar([b + i * w for b, _ in pts], [n for _, n in pts], width=w * 0.95, color=color,
                label=f"{source} ({sum(n for _, n in pts):,})", align="edge")
     ax.set(xlabel=xlabel, ylabel="regions", title=title)
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     if tick is not None:
         ax.xaxis.set_major_locator(MultipleLocator(1))
         ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: tick(v)))

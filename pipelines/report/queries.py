@@ -3,61 +3,21 @@
 Each function returns the literal SQL (parameters inlined, so a user can paste it into
 ``regionset sql OUT "..."``). Aggregates are binned in DuckDB and only the bins come back; samples
 are chosen in SQL (``ORDER BY hash(...) LIMIT n``) and image bytes are read only for the keys
-shown, which the Parquet reader prunes by row-group statistics on ``key``.
+shown, which the Parquet reader prunes by row-group statistics on ``key``. Histograms of tables
+larger than ``sql.SAMPLE_ROWS`` take a ``{sample}`` clause (:func:`pipelines.report.sql.sample_clause`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any
 
 import duckdb
 
+from pipelines.report.sql import existing_tables, in_list, sql_str
 from schemas.tables import EMBEDDINGS, IMAGES, LABELS, REGIONS, SOURCE_TEXT, STATUS_SUCCESS, TRAIN
 
 CLUSTERS = "clusters"  # written by the catalog step from kmeans/ when k-means has run
 COUNTED_TABLES = (IMAGES, REGIONS, EMBEDDINGS, LABELS, TRAIN, CLUSTERS, "runs", "stage_state")
-
-
-@dataclass
-class Result:
-    """One executed query: its SQL, column names and rows."""
-
-    title: str
-    sql: str
-    columns: list[str] = field(default_factory=list)
-    rows: list[tuple[Any, ...]] = field(default_factory=list)
-
-
-def run(con: duckdb.DuckDBPyConnection, title: str, sql: str) -> Result:
-    """Execute ``sql`` and keep it with its rows (every page shows the SQL it ran).
-
-    Args:
-        con: an open catalog connection.
-        title: what the query is for, shown above the SQL.
-        sql: the statement.
-    """
-    cur = con.execute(sql)
-    cols = [d[0] for d in cur.description] if cur.description else []
-    return Result(title, sql.strip(), cols, cur.fetchall())
-
-
-def sql_str(s: str) -> str:
-    """A SQL string literal."""
-    return "'" + str(s).replace("'", "''") + "'"
-
-
-def in_list(values: Sequence[Any]) -> str:
-    """``(v1, v2, ...)`` for an IN clause; strings quoted, ints as is; ``(NULL)`` when empty."""
-    if not values:
-        return "(NULL)"
-    return "(" + ", ".join(str(int(v)) if isinstance(v, int) else sql_str(v) for v in values) + ")"
-
-
-def existing_tables(con: duckdb.DuckDBPyConnection) -> set[str]:
-    """Names of the tables and views in the catalog."""
-    return {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
 
 
 # --- overview ---------------------------------------------------------------------------------
@@ -71,7 +31,7 @@ IMAGES_BY_STATUS = f"""
 SELECT status, count(*) AS images FROM {IMAGES} GROUP BY status ORDER BY images DESC, status"""
 
 REGIONS_BY_SOURCE = f"""
-SELECT source, count(*) AS regions, count(DISTINCT key) AS images,
+SELECT source, count(*) AS regions, approx_count_distinct(key) AS images_approx,
        round(avg(score), 3) AS mean_score
 FROM {REGIONS} GROUP BY source ORDER BY source"""
 
@@ -95,7 +55,6 @@ RECENT_RUNS = """
 SELECT run_id, status, executor, shards, round(finished_at - started_at, 1) AS seconds
 FROM runs ORDER BY started_at DESC LIMIT 10"""
 
-TOP_OCR_TOKENS = "SELECT * FROM top_ocr_tokens LIMIT 20"
 VOCAB = "SELECT * FROM vocab"
 CLUSTER_LEVELS = f"""
 SELECT level, count(*) AS clusters, sum(size) AS regions, min(size) AS min_size, max(size) AS max_size
@@ -136,34 +95,61 @@ SELECT floor(log2(size))::INTEGER AS log2_size, count(*) AS clusters,
        min(size) AS min_size, max(size) AS max_size
 FROM sizes GROUP BY log2_size ORDER BY log2_size"""
 
-REGIONS_PER_IMAGE = f"""
-WITH per_image AS (SELECT key, count(*) AS n FROM {REGIONS} GROUP BY key)
-SELECT least(coalesce(p.n, 0), 100) AS regions, count(*) AS images
-FROM {IMAGES} AS i LEFT JOIN per_image AS p USING (key)
-WHERE i.status = {sql_str(STATUS_SUCCESS)}
-GROUP BY ALL ORDER BY regions"""
+def _sampled(template: str, sample: str) -> str:
+    return template.replace("{sample}", sample)
 
-REGION_SIDE_BINS = f"""
+
+def regions_per_image(sample: str) -> str:
+    """Regions per downloaded image (capped at 100) over an images sample."""
+    return _sampled(f"""
+WITH i AS (SELECT key FROM {IMAGES}{{sample}} WHERE status = {sql_str(STATUS_SUCCESS)}),
+p AS (SELECT key, count(*) AS n FROM {REGIONS} WHERE key IN (SELECT key FROM i) GROUP BY key)
+SELECT least(coalesce(p.n, 0), 100) AS regions, count(*) AS images
+FROM i LEFT JOIN p USING (key) GROUP BY ALL ORDER BY regions""", sample)
+
+
+def region_side_bins(sample: str) -> str:
+    """Regions per source and quarter-octave bin of sqrt(area) in stored pixels."""
+    return _sampled(f"""
 SELECT source, floor(log2(greatest(sqrt((x1 - x0) * (y1 - y0)), 1)) * 4) / 4 AS log2_side,
        count(*) AS regions
-FROM {REGIONS} WHERE x1 > x0 AND y1 > y0
-GROUP BY ALL ORDER BY source, log2_side"""
+FROM {REGIONS}{{sample}} WHERE x1 > x0 AND y1 > y0
+GROUP BY ALL ORDER BY source, log2_side""", sample)
 
-REGION_ASPECT_BINS = f"""
+
+def region_aspect_bins(sample: str) -> str:
+    """Regions per source and quarter-octave bin of width / height (clipped to 1:32 … 32:1)."""
+    return _sampled(f"""
 SELECT source, greatest(least(round(log2((x1 - x0) / (y1 - y0)) * 4) / 4, 5), -5) AS log2_aspect,
        count(*) AS regions
-FROM {REGIONS} WHERE x1 > x0 AND y1 > y0
-GROUP BY ALL ORDER BY source, log2_aspect"""
+FROM {REGIONS}{{sample}} WHERE x1 > x0 AND y1 > y0
+GROUP BY ALL ORDER BY source, log2_aspect""", sample)
 
-OCR_SCORE_BINS = f"""
+
+def ocr_score_bins(sample: str) -> str:
+    """Text regions per 0.05-wide confidence bin."""
+    return _sampled(f"""
 SELECT least(floor(score * 20) / 20, 0.95) AS score, count(*) AS regions
-FROM {REGIONS} WHERE source = {sql_str(SOURCE_TEXT)} AND score IS NOT NULL
-GROUP BY ALL ORDER BY score"""
+FROM {REGIONS}{{sample}} WHERE source = {sql_str(SOURCE_TEXT)} AND score IS NOT NULL
+GROUP BY ALL ORDER BY score""", sample)
 
-TOKENS_PER_TEXT_REGION = f"""
+
+def tokens_per_text_region(sample: str) -> str:
+    """Text regions per number of label tokens."""
+    return _sampled(f"""
 SELECT len(token_ids) AS tokens, count(*) AS regions
-FROM {LABELS} WHERE source = {sql_str(SOURCE_TEXT)} AND token_ids IS NOT NULL
-GROUP BY ALL ORDER BY tokens"""
+FROM {LABELS}{{sample}} WHERE source = {sql_str(SOURCE_TEXT)} AND token_ids IS NOT NULL
+GROUP BY ALL ORDER BY tokens""", sample)
+
+
+def top_tokens(sample: str, with_vocab: bool) -> str:
+    """The 20 most frequent OCR label tokens (with their text when ``vocab_tokens`` exists)."""
+    join = "LEFT JOIN vocab_tokens AS v USING (token_id)" if with_vocab else ""
+    token = "v.token" if with_vocab else "NULL AS token"
+    return _sampled(f"""
+SELECT t.token_id, {token}, count(*) AS regions
+FROM (SELECT unnest(token_ids) AS token_id FROM {LABELS}{{sample}} WHERE token_ids IS NOT NULL) AS t {join}
+WHERE t.token_id >= 0 GROUP BY ALL ORDER BY regions DESC, t.token_id LIMIT 20""", sample)
 
 
 # --- cluster gallery --------------------------------------------------------------------------
@@ -189,15 +175,19 @@ SELECT * FROM largest UNION ALL SELECT * FROM smallest UNION ALL SELECT * FROM r
 
 
 def cluster_members(cluster_ids: Sequence[int], k: int) -> str:
-    """The ``k`` regions closest to the centroid of each cluster, with their boxes and text."""
+    """The ``k`` regions closest to the centroid of each cluster (from ``labels`` only)."""
     return f"""
-WITH m AS (SELECT region_id, key, cluster_id, cluster_path, distance FROM {LABELS}
-           WHERE cluster_id IN {in_list([int(c) for c in cluster_ids])}
-           QUALIFY row_number() OVER (PARTITION BY cluster_id ORDER BY distance, region_id) <= {int(k)})
-SELECT m.cluster_id, m.cluster_path, m.distance, m.region_id, m.key, r.source,
-       r.x0, r.y0, r.x1, r.y1, r.score, r.class_name, r.text
-FROM m JOIN {REGIONS} AS r USING (region_id)
-ORDER BY m.cluster_id, m.distance, m.region_id"""
+SELECT cluster_id, cluster_path, distance, region_id, key FROM {LABELS}
+WHERE cluster_id IN {in_list([int(c) for c in cluster_ids])}
+QUALIFY row_number() OVER (PARTITION BY cluster_id ORDER BY distance, region_id) <= {int(k)}
+ORDER BY cluster_id, distance, region_id"""
+
+
+def region_boxes(keys: Sequence[str], region_ids: Sequence[str]) -> str:
+    """Boxes, source and text of the given regions (``key`` lets the reader skip row groups)."""
+    return f"""
+SELECT region_id, source, x0, y0, x1, y1, score, class_name, text FROM {REGIONS}
+WHERE key IN {in_list(sorted(set(keys)))} AND region_id IN {in_list(list(region_ids))}"""
 
 
 # --- image pages ------------------------------------------------------------------------------

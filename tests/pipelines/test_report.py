@@ -8,7 +8,7 @@ import duckdb
 import pytest
 
 from pipelines.catalog import CATALOG_FILE, build_catalog, connect
-from pipelines.report import media, queries
+from pipelines.report import media, queries, sql
 from pipelines.report.build import write_report
 from pipelines.report.pages import NO_DATA
 from tests.conftest import make_jpeg
@@ -66,7 +66,7 @@ def test_numbers_equal_sql_counts(synthetic):
     per_image = {k[1]: as_int(v) for k, v in pages["images.html"].numbers.items() if k[0] == "data-regions"}
     assert len(per_image) == 5
     for key, n in per_image.items():
-        assert n == _count(out, f"SELECT count(*) FROM regions WHERE key = {queries.sql_str(key)}")
+        assert n == _count(out, f"SELECT count(*) FROM regions WHERE key = {sql.sql_str(key)}")
 
 
 def test_shown_sql_reruns(synthetic):
@@ -86,13 +86,30 @@ def test_crops_closest_to_centroid_first(synthetic):
     out, _ = synthetic
     con = connect(out)
     try:
-        r = queries.run(con, "m", queries.cluster_members([0, 1, 2], 3))
+        r = sql.run(con, "m", queries.cluster_members([0, 1, 2], 3))
     finally:
         con.close()
     by = {}
     for row in r.rows:
         by.setdefault(row[0], []).append(row[2])
     assert by and all(d == sorted(d) and len(d) <= 3 for d in by.values())
+
+
+def test_big_tables_are_binned_over_a_system_sample(synthetic, tmp_path):
+    from pipelines.report.overview import distributions_body
+
+    assert sql.sample_clause(100, seed=3, target=200) == ""
+    assert sql.sample_clause(1_000_000, seed=3, target=200_000) == " TABLESAMPLE 20.0% (system, 3)"
+    con = connect(synthetic[0])
+    try:
+        body, results = distributions_body(con, tmp_path, seed=1, sample_rows=5)
+        for r in results:
+            assert r.sql == r.sql.strip()
+            con.execute(r.sql).fetchall()  # the SQL shown runs as is
+    finally:
+        con.close()
+    assert sum("TABLESAMPLE" in r.sql for r in results) >= 5
+    assert "system samples" in body
 
 
 def test_clusters_table_is_used_when_filled(synthetic_copy):
@@ -148,8 +165,11 @@ def test_media_tolerates_bad_bytes_and_boxes(tmp_path):
     assert media.save_overlay(img, [{"source": "text", "x0": 1, "y0": 1, "x1": 30, "y1": 20}], tmp_path / "c.jpg")
 
 
-def test_cli_report(synthetic_copy, capsys):
+def test_cli_report(synthetic_copy, tmp_path, capsys):
     from pipelines.cli import main
+
+    assert main(["report", str(tmp_path / "nowhere")]) == 2
+    assert "not a regionset output folder" in capsys.readouterr().err
 
     assert main(["report", str(synthetic_copy), "--clusters", "1", "--per-cluster", "2", "--images", "2"]) == 0
     assert capsys.readouterr().out.strip() == str(synthetic_copy / "report" / "index.html")
