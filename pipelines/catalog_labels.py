@@ -114,3 +114,21 @@ def add_label_tables(con: duckdb.DuckDBPyConnection, out: Path) -> None:
     con.execute("CREATE OR REPLACE TABLE vocab AS SELECT * FROM vocab")
     for name, sql in _VIEWS.items():
         con.execute(f"CREATE OR REPLACE VIEW {name} AS {sql}")
+
+
+def cluster_summary(out: Path) -> list[tuple]:
+    """Per level: clusters, regions, empty clusters, min / median / max size (from the catalog).
+
+    Args:
+        out: the output folder (its ``catalog.duckdb`` must exist).
+    """
+    import duckdb as _duckdb
+
+    con = _duckdb.connect(str(Path(out) / "catalog.duckdb"), read_only=True)
+    try:
+        return con.execute("""
+            SELECT level, count(*) AS clusters, sum(size) AS regions, count(*) FILTER (WHERE size = 0) AS empty,
+                   min(size), median(size), max(size)
+            FROM clusters GROUP BY level ORDER BY level""").fetchall()
+    finally:
+        con.close()

@@ -97,6 +97,10 @@ class AssignStage(Stage):
                                     tables[REGIONS_TEXT].select(_REGION_COLS)])
         return regions.append_column("embedding", _embedding_of(tables[EMBEDDINGS], regions.column("region_id")))
 
+    def _count(self, reason: str, n: int) -> None:
+        if n:
+            self.counters[reason] += n
+
     def process(self, table: pa.Table) -> pa.Table:
         n = table.num_rows
         ids = table.column("region_id").to_pylist()
@@ -115,8 +119,8 @@ class AssignStage(Stage):
                 raise ValueError(f"assign: embeddings have d={x.shape[1]} but the k-means tree has "
                                  f"d={self.tree.dim}; refit with kmeans.refit=true")
             paths[rows], dist[rows] = self.tree.assign(x, self.config.backend)
-        self.counters["drop:no_embedding"] += int((want & ~has_emb).sum())
-        self.counters["labelled:cluster"] += len(rows)
+        self._count("drop:no_embedding", int((want & ~has_emb).sum()))
+        self._count("labelled:cluster", len(rows))
         tokens: list[list[int] | None] = [None] * n
         texts = table.column("text").to_pylist()
         for r in np.flatnonzero(source == SOURCE_TEXT):
@@ -126,7 +130,7 @@ class AssignStage(Stage):
         has_cluster[rows] = True
         has_tokens = np.array([t is not None for t in tokens], bool)
         keep = np.flatnonzero(has_cluster | has_tokens)
-        self.counters["drop:unlabelled"] += n - len(keep)
+        self._count("drop:unlabelled", n - len(keep))
         mask = pa.array(~has_cluster[keep])
         offsets = pa.array(np.arange(len(keep) + 1, dtype=np.int32) * depth)
         cols = {

@@ -78,13 +78,17 @@ class PackStage(Stage):
         offsets = pa.array(np.concatenate([[0], np.cumsum(counts)]).astype(np.int32))
         return images.append_column("regions", pa.ListArray.from_arrays(offsets, structs))
 
+    def _count(self, reason: str, n: int) -> None:
+        if n:
+            self.counters[reason] += n
+
     def process(self, table: pa.Table) -> pa.Table:
         """Keep downloaded images with at least one labelled region, in the train schema."""
         ok = pc.fill_null(pc.and_kleene(pc.equal(table.column("status"), STATUS_SUCCESS),
                                         table.column("jpg").is_valid()), False)
         downloaded = table.filter(ok)
-        self.counters["drop:not_downloaded"] += table.num_rows - downloaded.num_rows
+        self._count("drop:not_downloaded", table.num_rows - downloaded.num_rows)
         out = downloaded.filter(pc.greater(pc.list_value_length(downloaded.column("regions")), 0))
-        self.counters["drop:no_labelled_region"] += downloaded.num_rows - out.num_rows
-        self.counters["regions"] += int(pc.sum(pc.list_value_length(out.column("regions"))).as_py() or 0)
+        self._count("drop:no_labelled_region", downloaded.num_rows - out.num_rows)
+        self._count("regions", int(pc.sum(pc.list_value_length(out.column("regions"))).as_py() or 0))
         return out.select(train_schema().names).cast(train_schema())

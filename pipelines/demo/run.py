@@ -8,16 +8,19 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipelines.build import build
+from pipelines.catalog_labels import cluster_summary
 from pipelines.config import load_config
 from pipelines.demo.corpus import demo_images
 from pipelines.demo.server import LoopbackServer
-from pipelines.progress import out_console
+from pipelines.progress import out_console, print_table
 from pipelines.report import write_report
 
 EXAMPLE_SQL = [
     "SELECT status, count(*) AS n FROM images GROUP BY status ORDER BY n DESC",
     "SELECT source, count(*) AS regions, round(avg((x1-x0)*(y1-y0))) AS mean_area FROM regions GROUP BY source",
     "SELECT key, text, round(score, 2) AS score FROM regions WHERE source = 'text' LIMIT 10",
+    "SELECT * FROM cluster_size_histogram",
+    "SELECT * FROM top_ocr_tokens LIMIT 10",
 ]
 
 
@@ -42,7 +45,8 @@ def write_url_list(server: LoopbackServer, folder: Path, limit: int | None = Non
 def demo_overrides(out: Path, urls: Path, shard_size: int) -> list[str]:
     """The config of the demo: loopback allowed, small shards, every step on its offline default."""
     return [f"output={out}", f"input.path={urls}", f"input.shard_size={shard_size}",
-            "download.allow_loopback=true", "download.timeout=5"]
+            "download.allow_loopback=true", "download.timeout=5",
+            "kmeans.levels=[8,4]"]  # a small tree: the demo has a few hundred regions
 
 
 def run_demo(out: str | Path = "regionset-demo", limit: int | None = None, shard_size: int = 8,
@@ -58,5 +62,8 @@ def run_demo(out: str | Path = "regionset-demo", limit: int | None = None, shard
     out_console.print("try:")
     for q in EXAMPLE_SQL:
         out_console.print(f'  regionset sql {out} "{q}"', soft_wrap=True, markup=False, highlight=False)
+    if (out / "kmeans" / "kmeans.json").exists():
+        print_table("clusters (SELECT * FROM clusters)",
+                    ["level", "clusters", "regions", "empty", "min", "median", "max"], cluster_summary(out))
     out_console.print(f"report: {write_report(out)}  (open it in a browser)", soft_wrap=True)
     return out
