@@ -164,7 +164,10 @@ class CrocModel(nn.Module):
             logits_to_keep: compute logits for the last this many positions only (0: all), where the
                 LM supports it.
         """
-        mask = build_attention_mask(image_mask, answer_mask, padding_mask, attention, embeds.dtype)
+        dtype = embeds.dtype
+        if torch.is_autocast_enabled(embeds.device.type):  # the kernels see q/k in the autocast dtype
+            dtype = torch.get_autocast_dtype(embeds.device.type)
+        mask = build_attention_mask(image_mask, answer_mask, padding_mask, attention, dtype)
         positions = torch.arange(embeds.shape[1], device=embeds.device).unsqueeze(0).expand(embeds.shape[0], -1)
         extra = {"logits_to_keep": logits_to_keep} if logits_to_keep and self._keeps_logits else {}
         return self.lm(inputs_embeds=embeds, attention_mask=mask, position_ids=positions,

@@ -60,6 +60,13 @@ class CrocTask(TrainTask):
             for p in module.parameters():
                 p.requires_grad_(name in self.trained)
 
+    def train(self, mode: bool = True) -> CrocTask:
+        """Set training mode; a frozen vision encoder stays in eval mode (no dropout, fixed norms)."""
+        super().train(mode)
+        if "vision" not in self.trained:
+            self.croc.vision.eval()
+        return self
+
     @property
     def croc(self) -> CrocModel:
         """The Croc model without its DDP wrapper."""
