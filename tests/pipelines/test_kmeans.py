@@ -99,3 +99,18 @@ def test_spherical_centroids_are_unit_norm_and_fit_is_deterministic():
     assert (dist <= 4.0 + 1e-5).all()  # 2 - 2cos between unit vectors
     # the path is the leaf's ancestry
     assert (a.parents[1][paths[:, 1]] == paths[:, 0]).all()
+
+
+@pytest.mark.parametrize("allocate_by", ["size", "sse"])
+def test_three_levels_paths_are_consistent(allocate_by):
+    x, _ = gaussian_mixture(2000, k=12, d=16, seed=5)
+    tree, meta = fit_tree(x, KMeansConfig(levels=(2, 3, 2), allocate_by=allocate_by, spherical=False))
+    assert meta["sizes"] == [2, 6, 12]
+    paths, _ = tree.assign(x)
+    for level in (1, 2):
+        assert (tree.parents[level][paths[:, level]] == paths[:, level - 1]).all()
+    # children are shared by parent size: a bigger parent never gets fewer children at level 1
+    sizes = np.bincount(nearest_centroids(x, tree.centroids[0], "numpy")[0], minlength=2)
+    kids = np.bincount(tree.parents[1], minlength=2)
+    if allocate_by == "size" and sizes[0] != sizes[1]:
+        assert kids[np.argmax(sizes)] >= kids[np.argmin(sizes)]
