@@ -21,7 +21,7 @@ from models.registry import PROPOSER, package_version
 from schemas import IMAGES, REGIONS, REGIONS_OBJECT
 from schemas.tables import SOURCE_OBJECT
 from stages.base import Resources, Stage
-from stages.regions import RegionRows, batched, filter_boxes, iter_images
+from stages.regions import RegionRows, batched, files_fingerprint, filter_boxes, iter_images
 
 
 @dataclass(frozen=True)
@@ -83,6 +83,17 @@ class DetectStage(Stage):
         super().__init__(config or DetectConfig())
         self._model: Any = None
         self.model_id = ""
+
+    def resources(self) -> Resources:
+        """The configured hint; an explicit ``device: cuda`` asks executors for a GPU per worker."""
+        r = self.config.resources
+        if self.config.device.startswith("cuda") and r.gpus == 0:
+            return Resources(cpus=r.cpus, gpus=1.0, batch_size=r.batch_size)
+        return r
+
+    def fingerprint(self, out) -> str:
+        c = self.config
+        return files_fingerprint(c.model)
 
     def lineage(self) -> dict[str, Any]:
         """Model id, version and warnings for ``regionset.yaml`` (cheap: nothing is built)."""

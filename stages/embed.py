@@ -22,7 +22,7 @@ from models.registry import TINY_CLIP, clip_embed_dim, resolve_clip
 from schemas import EMBEDDINGS, IMAGES, REGIONS_OBJECT, REGIONS_TEXT, embeddings_schema, images_schema
 from schemas.tables import SOURCE_OBJECT, SOURCE_TEXT
 from stages.base import Resources, Stage
-from stages.regions import batched, iter_images
+from stages.regions import batched, files_fingerprint, iter_images
 
 _SOURCE_DIRS = {SOURCE_OBJECT: REGIONS_OBJECT, SOURCE_TEXT: REGIONS_TEXT}
 _BOX = pa.struct([("region_id", pa.string()), ("x0", pa.float32()), ("y0", pa.float32()),
@@ -45,6 +45,7 @@ class EmbedConfig:
         context: pad each box by this fraction of its width/height on each side before cropping.
         batch_size: crops per forward pass.
         threads: ``torch.set_num_threads`` when > 0.
+        workers: crop-preprocessing threads (0: up to 8 on CUDA, 2 on CPU).
         sources: which regions to embed (``object``, ``text``); each adds its regions folder to the inputs.
     """
 
@@ -56,6 +57,7 @@ class EmbedConfig:
     context: float = 0.0
     batch_size: int = 64
     threads: int = 0
+    workers: int = 0
     sources: tuple[str, ...] = (SOURCE_OBJECT, SOURCE_TEXT)
     resources: Resources = Resources(cpus=1.0, gpus=0.0, batch_size=64)
 
@@ -87,6 +89,17 @@ class EmbedStage(Stage):
     def output_schema(self) -> pa.Schema:
         return embeddings_schema(self.dim)
 
+    def resources(self) -> Resources:
+        """The configured hint; an explicit ``device: cuda`` asks executors for a GPU per worker."""
+        r = self.config.resources
+        if self.config.device.startswith("cuda") and r.gpus == 0:
+            return Resources(cpus=r.cpus, gpus=1.0, batch_size=r.batch_size)
+        return r
+
+    def fingerprint(self, out) -> str:
+        c = self.config
+        return files_fingerprint(c.pretrained)
+
     def lineage(self) -> dict[str, Any]:
         """Model id, width and warnings for ``regionset.yaml`` (cheap: resolves, builds nothing)."""
         from models.embedder import random_weights_warning
@@ -102,7 +115,7 @@ class EmbedStage(Stage):
 
         c = self.config
         self._embedder = ClipEmbedder(c.model, c.pretrained, device=c.device, precision=c.precision,
-                                      resize_mode=c.resize_mode, threads=c.threads)
+                                      resize_mode=c.resize_mode, threads=c.threads, workers=c.workers)
 
     @property
     def embedder(self):
@@ -154,10 +167,11 @@ class EmbedStage(Stage):
         ids: list[str] = []
         keys: list[str] = []
         vectors: list[np.ndarray] = []
-        for batch in batched(self.crops(table), self.config.batch_size):
-            ids.extend(b[0] for b in batch)
-            keys.extend(b[1] for b in batch)
-            vectors.append(emb.encode([b[2] for b in batch], batch_size=self.config.batch_size))
+        # chunks of several batches, so that the embedder preprocesses one batch while encoding another
+        for chunk in batched(self.crops(table), self.config.batch_size * 8):
+            ids.extend(b[0] for b in chunk)
+            keys.extend(b[1] for b in chunk)
+            vectors.append(emb.encode([b[2] for b in chunk], batch_size=self.config.batch_size))
         self.counters["regions:embedded"] += len(ids)
         dim = self.dim
         flat = np.concatenate(vectors).astype(np.float16).ravel() if vectors else np.zeros(0, np.float16)

@@ -21,7 +21,7 @@ from models.registry import PADDLEOCR, RAPIDOCR, package_version, rapidocr_model
 from schemas import IMAGES, REGIONS, REGIONS_TEXT
 from schemas.tables import SOURCE_TEXT
 from stages.base import Resources, Stage
-from stages.regions import RegionRows, filter_boxes, iter_images
+from stages.regions import RegionRows, files_fingerprint, filter_boxes, iter_images
 
 
 @dataclass(frozen=True)
@@ -91,6 +91,10 @@ class OcrStage(Stage):
         super().__init__(config or OcrConfig())
         self._engine: Any = None
         self.model_id = ""
+
+    def fingerprint(self, out) -> str:
+        c = self.config
+        return files_fingerprint(c.det_model, c.rec_model)
 
     def lineage(self) -> dict[str, Any]:
         """Model id, version and warnings for ``regionset.yaml`` (cheap: nothing is built)."""

@@ -58,37 +58,69 @@ def decode_rgb(data: bytes) -> np.ndarray:
         return np.asarray(im.convert("RGB"))
 
 
-def iter_images(table: pa.Table, counters: Counter, min_image_side: int = 0) -> Iterator[DecodedImage]:
-    """Decode the usable rows of an ``images`` table, counting each skipped row by reason.
+def _decode_row(data: bytes | None, ow: int | None, oh: int | None, min_image_side: int):
+    """(rgb, scale_x, scale_y) or the skip reason of one ledger row that downloaded."""
+    if not data:
+        return "no_image_bytes"
+    try:
+        rgb = decode_rgb(data)
+    except Exception:  # noqa: BLE001 - any decoder failure is a counted skip
+        return "corrupt_image"
+    h, w = rgb.shape[:2]
+    ow, oh = ow or w, oh or h
+    if min(ow, oh) < min_image_side or min(w, h) < 2:
+        return "image_too_small"
+    return rgb, ow / w, oh / h
+
+
+def iter_images(table: pa.Table, counters: Counter, min_image_side: int = 0,
+                prefetch: int = 2) -> Iterator[DecodedImage]:
+    """Decode the usable rows of an ``images`` table, in order, counting each skipped row by reason.
 
     Args:
         table: an ``images`` shard (needs key, status, jpg, original_width, original_height).
         counters: where ``skip:<reason>`` and ``images:decoded`` are counted.
         min_image_side: rows whose shortest edge in original pixels is below this are skipped.
+        prefetch: decoder threads working ahead of the consumer (0: decode inline). JPEG decoding
+            releases the GIL, so it overlaps with the model of the stage that consumes the images.
     """
-    cols = {n: table.column(n).to_pylist() for n in ("key", "status", "original_width", "original_height")}
+    from concurrent.futures import ThreadPoolExecutor
+
+    keys = table.column("key").to_pylist()
+    status = table.column("status").to_pylist()
+    ow = table.column("original_width").to_pylist()
+    oh = table.column("original_height").to_pylist()
     jpg = table.column("jpg")
-    for i, key in enumerate(cols["key"]):
-        if cols["status"][i] != STATUS_SUCCESS:
+    todo = []
+    for i, st in enumerate(status):
+        if st != STATUS_SUCCESS:
             counters["skip:not_downloaded"] += 1
-            continue
-        data = jpg[i].as_py()
-        if not data:
-            counters["skip:no_image_bytes"] += 1
-            continue
-        try:
-            rgb = decode_rgb(data)
-        except Exception:  # noqa: BLE001 - any decoder failure is a counted skip
-            counters["skip:corrupt_image"] += 1
-            continue
-        h, w = rgb.shape[:2]
-        ow = cols["original_width"][i] or w
-        oh = cols["original_height"][i] or h
-        if min(ow, oh) < min_image_side or min(w, h) < 2:
-            counters["skip:image_too_small"] += 1
-            continue
-        counters["images:decoded"] += 1
-        yield DecodedImage(key, rgb, ow / w, oh / h)
+        else:
+            todo.append(i)
+
+    def decode(i: int):
+        return _decode_row(jpg[i].as_py(), ow[i], oh[i], min_image_side)
+
+    pool = ThreadPoolExecutor(prefetch, thread_name_prefix="decode") if prefetch > 0 and len(todo) > 1 else None
+    try:
+        pending: list = []
+        ahead = 2 * prefetch
+        for n, i in enumerate(todo):
+            if pool is None:
+                result = decode(i)
+            else:
+                while len(pending) <= ahead and n + len(pending) < len(todo):
+                    j = todo[n + len(pending)]
+                    pending.append(pool.submit(decode, j))
+                result = pending.pop(0).result()
+            if isinstance(result, str):
+                counters[f"skip:{result}"] += 1
+                continue
+            counters["images:decoded"] += 1
+            yield DecodedImage(keys[i], *result)
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
 
 
 def batched(items: Iterator, n: int) -> Iterator[list]:
@@ -161,3 +193,17 @@ class RegionRows:
     def table(self) -> pa.Table:
         """The rows added so far as a ``regions`` table."""
         return pa.Table.from_pydict(self.cols, schema=regions_schema())
+
+
+def files_fingerprint(*paths: str) -> str:
+    """Size and mtime of the local model files among ``paths`` (non-files are ignored), for
+    ``Stage.fingerprint``: replacing a weights file at the same path redoes the shards."""
+    from pathlib import Path
+
+    parts = []
+    for p in paths:
+        f = Path(p).expanduser() if p else None
+        if f is not None and f.is_file():
+            st = f.stat()
+            parts.append(f"{f.resolve()}:{st.st_size}:{int(st.st_mtime)}")
+    return ";".join(parts)

@@ -142,3 +142,13 @@ def test_ultralytics_name_needing_download_fails_naming_option(monkeypatch, tmp_
     monkeypatch.setenv("YOLO_OFFLINE", "1")
     with pytest.raises(ModelUnavailable, match="detect.model"):
         DetectStage(DetectConfig(backend="ultralytics", model="yolo11n.pt")).lineage()
+
+
+def test_replacing_the_weights_file_changes_the_config_hash(tmp_path):
+    weights = tmp_path / "best.pt"
+    weights.write_bytes(b"v1")
+    stage = DetectStage(DetectConfig(backend="ultralytics", model=str(weights)))
+    before = stage.config_hash(tmp_path)
+    weights.write_bytes(b"version 2")
+    assert stage.config_hash(tmp_path) != before
+    assert DetectStage().config_hash(tmp_path) == DetectStage().config_hash(tmp_path)

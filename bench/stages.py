@@ -1,0 +1,197 @@
+"""Region-stage throughput: the local executor vs a bare loop calling the same model.
+
+For each of detect, ocr and embed: the stage runs through ``LocalExecutor`` (read shard -> prepare ->
+decode -> model -> filters -> validate -> atomic Parquet write -> marker) and, alternately, a bare
+loop calls the *same built model object* on the same images, already decoded (and, for embed,
+already cropped). Models are built before timing in both. The table shows the median images/s
+(crops/s for embed) of each over ``--runs`` runs and the ratio pipeline / bare (goal >= 0.9).
+
+    python bench/stages.py --runs 3                    # CPU: proposer, RapidOCR, tiny open_clip
+    python bench/stages.py --runs 3 --clip ViT-B-32 --stages embed
+    python bench/stages.py --runs 3 --detect-backend ultralytics --stages detect   # YOLO11n on CPU
+    python bench/stages.py --device cuda --runs 3      # GPU: YOLO11n (yolo11n.yaml unless --yolo) and
+                                                       #      ViT-B-32 fp16 embeddings, 256 images
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import numpy as np  # noqa: E402
+import pyarrow as pa  # noqa: E402
+from PIL import Image  # noqa: E402
+
+import models  # noqa: E402, F401  (offline environment defaults)
+from pipelines.executors.local import LocalExecutor  # noqa: E402
+from pipelines.shards import STATE_DIR, shard_path, write_table  # noqa: E402
+from schemas import IMAGES, REGIONS_OBJECT, REGIONS_TEXT, images_schema  # noqa: E402
+from stages.detect import DetectConfig, DetectStage  # noqa: E402
+from stages.embed import EmbedConfig, EmbedStage  # noqa: E402
+from stages.ocr import OcrConfig, OcrStage  # noqa: E402
+from stages.regions import decode_rgb  # noqa: E402
+from tests.synth import encode, render_text_image, synthetic_scene, text_lines  # noqa: E402
+
+
+def make_corpus(out: Path, n_images: int, n_shards: int) -> list[int]:
+    """Write ``n_images`` (3 scenes : 1 text page) as an ``images`` table in ``n_shards`` shards."""
+    rows = []
+    for i in range(n_images):
+        if i % 4 == 3:
+            img = render_text_image(text_lines(6, seed=i), [18, 22, 26, 30, 34, 40], width=720)[0]
+        else:
+            img = synthetic_scene(i, size=(480, 640), n=5, min_side=90)[0]
+        h, w = img.shape[:2]
+        rows.append({"key": f"{i:09d}", "url": f"http://bench/{i}.jpg", "caption": None, "status": "success",
+                     "error_message": None, "width": w, "height": h, "original_width": w,
+                     "original_height": h, "sha256": None, "jpg": encode(img)})
+    shards = list(range(n_shards))
+    per = -(-n_images // n_shards)
+    for s in shards:
+        table = pa.Table.from_pylist(rows[s * per:(s + 1) * per], schema=images_schema())
+        write_table(table, shard_path(out, IMAGES, s))
+    return shards
+
+
+def run_pipeline(stage, out: Path, shards: list[int]) -> float:
+    """Seconds for the local executor to (re)do every shard of ``stage``."""
+    shutil.rmtree(out / STATE_DIR / stage.name, ignore_errors=True)
+    t = time.perf_counter()
+    LocalExecutor(1, show_progress=False).run_stage(stage, out, shards)
+    return time.perf_counter() - t
+
+
+def decoded_images(out: Path, shards: list[int]) -> list[np.ndarray]:
+    from pipelines.shards import read_table
+
+    imgs = []
+    for s in shards:
+        for b in read_table(shard_path(out, IMAGES, s)).column("jpg").to_pylist():
+            imgs.append(decode_rgb(b))
+    return imgs
+
+
+def boxes_by_image(stage: EmbedStage, out: Path, shards: list[int]) -> list[list[tuple[int, int, int, int]]]:
+    """Per image of the corpus (in order): the integer boxes the embed stage will crop."""
+    from pipelines.executors.base import read_inputs
+
+    boxes = []
+    for s in shards:
+        for regions in read_inputs(stage, out, s).column("regions").to_pylist():
+            boxes.append([(round(r["x0"]), round(r["y0"]), round(r["x1"]), round(r["y1"])) for r in regions])
+    return boxes
+
+
+def bench(name: str, units: str, n: int, pipeline, bare, runs: int) -> dict:
+    """Alternate bare and pipeline runs; return medians of items/s and the ratio."""
+    p, b = [], []
+    for _ in range(runs):
+        b.append(n / bare())
+        p.append(n / pipeline())
+    row = {"stage": name, "units": units, "n": n, "bare": statistics.median(b),
+           "pipeline": statistics.median(p)}
+    row["ratio"] = row["pipeline"] / row["bare"]
+    print(f"  {name}: bare {[round(x, 1) for x in b]} pipeline {[round(x, 1) for x in p]} {units}", flush=True)
+    return row
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--images", type=int, default=0, help="corpus size (default: 32 on cpu, 256 on cuda)")
+    ap.add_argument("--shards", type=int, default=2)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--device", default="cpu", help="cpu or cuda")
+    ap.add_argument("--threads", type=int, default=0, help="torch/onnxruntime threads (0: default)")
+    ap.add_argument("--stages", default="", help="default: detect,ocr,embed on cpu; detect,embed on cuda "
+                    "(RapidOCR runs on the CPU in both)")
+    ap.add_argument("--detect-backend", default="", help="proposer or ultralytics (default: proposer on "
+                    "cpu, ultralytics on cuda)")
+    ap.add_argument("--yolo", default="yolo11n.yaml", help="ultralytics model (a .yaml runs random weights)")
+    ap.add_argument("--clip", default="", help="open_clip model (default: regionset-tiny-vit on cpu, "
+                    "ViT-B-32 on cuda)")
+    ap.add_argument("--embed-batch", type=int, default=0)
+    args = ap.parse_args(argv)
+    cuda = args.device.startswith("cuda")
+    todo = (args.stages or ("detect,embed" if cuda else "detect,ocr,embed")).split(",")
+    n_images = args.images or (256 if cuda else 32)
+    backend = args.detect_backend or ("ultralytics" if cuda else "proposer")
+    detect_cfg = DetectConfig(backend=backend, model=args.yolo if backend == "ultralytics" else "",
+                              device=args.device, threads=args.threads, batch_size=16 if cuda else 8)
+    ocr_cfg = OcrConfig(threads=args.threads)
+    embed_cfg = EmbedConfig(model=args.clip or ("ViT-B-32" if cuda else EmbedConfig().model), device=args.device,
+                            threads=args.threads, batch_size=args.embed_batch or (256 if cuda else 64))
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="regionset-bench-") as tmp:
+        out = Path(tmp)
+        shards = make_corpus(out, n_images, args.shards)
+        images = decoded_images(out, shards)
+        print(f"corpus: {len(images)} images in {len(shards)} shards; device {args.device}", flush=True)
+        det, ocr = DetectStage(detect_cfg), OcrStage(ocr_cfg)
+        if "detect" in todo or "embed" in todo:
+            det.ensure_setup()
+        if "ocr" in todo or "embed" in todo:
+            ocr.ensure_setup()
+        if "detect" in todo:
+            model = det._model
+            if backend == "proposer":
+                def bare_detect():
+                    t = time.perf_counter()
+                    for im in images:
+                        model(im)
+                    return time.perf_counter() - t
+            else:
+                def bare_detect():
+                    t = time.perf_counter()
+                    model(images, batch_size=detect_cfg.batch_size)
+                    return time.perf_counter() - t
+            run_pipeline(det, out, shards)  # warm-up (first ultralytics/onnx calls are slow)
+            rows.append(bench(f"detect ({det.model_id.split(' ')[0]})", "images/s", len(images),
+                              lambda: run_pipeline(det, out, shards), bare_detect, args.runs))
+        if "ocr" in todo:
+            engine = ocr._engine
+
+            def bare_ocr():
+                t = time.perf_counter()
+                for im in images:
+                    engine(im)
+                return time.perf_counter() - t
+            rows.append(bench("ocr (rapidocr PP-OCRv4)", "images/s", len(images),
+                              lambda: run_pipeline(ocr, out, shards), bare_ocr, args.runs))
+        if "embed" in todo:
+            for stage, folder in ((det, REGIONS_OBJECT), (ocr, REGIONS_TEXT)):
+                if not shard_path(out, folder, shards[-1]).exists():
+                    run_pipeline(stage, out, shards)
+            emb = EmbedStage(embed_cfg)
+            emb.ensure_setup()
+            boxes = boxes_by_image(emb, out, shards)
+            n_crops = sum(map(len, boxes))
+            embedder = emb.embedder
+            embedder.encode([Image.fromarray(images[0])] * 8, batch_size=8)  # warm-up
+
+            def bare_embed():
+                t = time.perf_counter()
+                crops = []
+                for im, bs in zip(images, boxes):
+                    pil = Image.fromarray(im)
+                    crops.extend(pil.crop(b) for b in bs)
+                embedder.encode(crops, batch_size=embed_cfg.batch_size)
+                return time.perf_counter() - t
+            rows.append(bench(f"embed ({embed_cfg.model}, {embedder.precision})", "crops/s", n_crops,
+                              lambda: run_pipeline(emb, out, shards), bare_embed, args.runs))
+    print()
+    print(f"| stage | n | bare | pipeline | ratio |   (median of {args.runs} runs, device {args.device})")
+    print("|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['stage']} | {r['n']} | {r['bare']:.1f} {r['units']} | {r['pipeline']:.1f} {r['units']} | "
+              f"{r['ratio']:.2f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
