@@ -10,7 +10,8 @@ from the row's regions after it:
   detector class per cluster) or is written ``class <id>``; ``<where>`` is the cell of a 3 × 3 grid
   holding the box centre (``top left`` ... ``bottom right``); largest boxes first, ``max_objects``;
 - text (``source == text``): ``token_ids`` decoded with open_clip's bundled BPE (the pipeline's
-  default OCR tokenizer), special ids dropped; ``max_texts`` of them.
+  default OCR tokenizer), special and padding ids dropped; ``max_texts`` of them. These are RICE's
+  label sets (at most M ids, repeats dropped), so the text approximates the OCR line.
 """
 
 from __future__ import annotations
