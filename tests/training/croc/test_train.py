@@ -6,6 +6,7 @@ import os
 
 import pytest
 
+from training.cli import run_training
 from training.croc.train import run
 
 from .conftest import write_caption_shards
@@ -20,8 +21,8 @@ def overrides(out: str, run_dir: str, *extra: str) -> list[str]:
 def test_caption_and_reconstruction_losses_fall(tmp_path):
     out = str(tmp_path / "out")
     write_caption_shards(out, rows=24)
-    summary = run(CONFIG, overrides(out, str(tmp_path / "run"), "loop.steps=40", "loop.log_every=1",
-                                    "loop.save_every=0", "loop.lr=0.002"))
+    summary = run_training("croc", CONFIG, overrides(out, str(tmp_path / "run"), "loop.steps=40", "loop.log_every=1",
+                                                    "loop.save_every=0", "loop.lr=0.002"))
     first, last = summary["history"][0], summary["history"][-5:]
     ce = sum(r["ce"] for r in last) / len(last)
     recon = sum(r["recon"] for r in last) / len(last)
