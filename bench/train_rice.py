@@ -2,6 +2,7 @@
 
     python bench/train_rice.py                 # CPU: loader vs step, Partial FC vs dense at K=100k
     python bench/train_rice.py --device cuda   # + ViT-B/16 224, batch 256, bf16, K=1M, rho=0.1
+    python bench/train_rice.py --device cuda --skip-cpu   # the GPU step only
 
 Every number is the median of ``--repeats`` runs. The CPU part uses synthetic train shards
 (training.synthetic) with the pipeline's schema; the GPU part uses random tensors of the same shapes.
@@ -126,10 +127,11 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--k", type=int, default=100_000)
+    p.add_argument("--skip-cpu", action="store_true", help="only the GPU step (with --device cuda)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    rows = loader_vs_step(args.repeats, args.batch, args.workers, args.model)
-    rows += partial_fc_vs_dense(args.repeats, args.k, rows=args.batch * 11, dim=vit_shape(ModelConfig(args.model))[
+    rows = [] if args.skip_cpu else loader_vs_step(args.repeats, args.batch, args.workers, args.model)
+    rows += [] if args.skip_cpu else partial_fc_vs_dense(args.repeats, args.k, rows=args.batch * 11, dim=vit_shape(ModelConfig(args.model))[
         "output_dim"], device="cpu")
     if args.device == "cuda":
         rows += gpu_step(args.repeats, 256, 1_000_000, 0.1, "B-16")

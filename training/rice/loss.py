@@ -42,16 +42,27 @@ def apply_margin(cos: torch.Tensor, margin: float, kind: MarginType) -> torch.Te
     return torch.where(cos > math.cos(math.pi - margin), phi, cos - math.sin(math.pi - margin) * margin)
 
 
-def _dist_lse(x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Row-wise log-sum-exp of ``x`` over ``mask`` across all ranks; returns (lse, row has any)."""
-    neg_inf = torch.finfo(x.dtype).min
-    shift = torch.where(mask, x, neg_inf).amax(1).detach() if x.shape[1] else x.new_full((x.shape[0],), neg_inf)
+def _dist_lse(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Row-wise log-sum-exp of ``x`` across all ranks; entries at the dtype's min are excluded.
+
+    Returns:
+        (lse, whether the row has any included entry on any rank).
+    """
+    floor = torch.finfo(x.dtype).min
+    shift = x.amax(1).detach() if x.shape[1] else x.new_full((x.shape[0],), floor)
     shift = all_reduce_max_(shift.clone())
-    has = shift > neg_inf
+    has = shift > floor / 2
     shift = torch.where(has, shift, torch.zeros_like(shift))
-    total = torch.where(mask, torch.exp(x - shift[:, None]), torch.zeros_like(x)).sum(1)
-    total = all_reduce_sum(total)
+    total = all_reduce_sum(torch.exp(x - shift[:, None]).sum(1))  # excluded entries underflow to 0
     return torch.log(torch.where(has, total, torch.ones_like(total))) + shift, has
+
+
+def unique_labels(labels: torch.Tensor) -> torch.Tensor:
+    """Labels per row with repeats replaced by -1 (a positive counts once, as in a set)."""
+    ordered = labels.sort(dim=1).values
+    repeat = torch.zeros_like(ordered, dtype=torch.bool)
+    repeat[:, 1:] = ordered[:, 1:] == ordered[:, :-1]
+    return torch.where(repeat, torch.full_like(ordered, -1), ordered)
 
 
 def shard_range(num_classes: int, rank: int, world: int) -> tuple[int, int]:
@@ -111,21 +122,23 @@ class PartialFCLoss(nn.Module):
         with torch.autocast(features.device.type, enabled=False):
             dtype = torch.promote_types(features.dtype, torch.float32)  # fp32 under bf16; fp64 kept
             feats = F.normalize(gather_features(features.to(dtype)), dim=1)
-            labels = gather_nograd(labels.long())
+            labels = unique_labels(gather_nograd(labels.long()))
             if labels.numel() and int(labels.max()) >= self.num_classes:
                 raise ValueError(f"label {int(labels.max())} >= num_classes {self.num_classes}: "
                                  "set the loss's class count to the data's (leaf clusters / vocabulary)")
             index = self.sample(labels)
             centres = F.normalize(self.weight.to(dtype)[index], dim=1)
             cos = (feats @ centres.t()).clamp(-1.0, 1.0)  # [B_global, S_local]
-            inside = (labels >= self.start) & (labels < self.end)
+            floor = torch.finfo(dtype).min
+            inside = (labels >= self.start) & (labels < self.end)  # positives held by this rank
             local = torch.where(inside, labels - self.start, torch.zeros_like(labels))
             slot = torch.searchsorted(index, local).clamp_max(max(len(index) - 1, 0))
-            pos = torch.zeros_like(cos, dtype=torch.bool)
-            rows = torch.arange(len(labels), device=labels.device)[:, None].expand_as(labels)
-            pos[rows[inside], slot[inside]] = True
-            lse_pos, has_pos = _dist_lse(-self.scale * apply_margin(cos, self.margin, self.margin_type), pos)
-            lse_neg, _ = _dist_lse(self.scale * cos, ~pos)
+            # positives: only the [B, P] gathered entries; negatives: every other sampled centre
+            pos_logit = -self.scale * apply_margin(cos.gather(1, slot), self.margin, self.margin_type)
+            lse_pos, has_pos = _dist_lse(torch.where(inside, pos_logit, torch.full_like(pos_logit, floor)))
+            pos = torch.zeros_like(cos, dtype=torch.uint8).scatter_reduce_(1, slot, inside.to(torch.uint8), "amax")
+            neg_logit = (self.scale * cos).masked_fill(pos.bool(), floor)
+            lse_neg, _ = _dist_lse(neg_logit)
             per_row = F.softplus(lse_pos) + F.softplus(lse_neg)
         group = gather_nograd(groups) if groups is not None else torch.zeros_like(has_pos, dtype=torch.long)
         return RowLosses(torch.where(has_pos, per_row, torch.zeros_like(per_row)), has_pos, group)

@@ -44,6 +44,7 @@ def _case(seed=0, b=6, k=9, d=5, p=3):
     labels = torch.randint(0, k, (b, p), generator=g)
     labels[:, 1:][torch.rand(b, p - 1, generator=g) < 0.5] = -1  # multi-label rows and single-label rows
     labels[0] = -1  # a row without labels is ignored
+    labels[1] = torch.tensor([0, -1, 0][:p])  # class 0 beside padding, and a repeated positive
     return feats, labels
 
 
