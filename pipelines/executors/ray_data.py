@@ -119,8 +119,8 @@ class RayExecutor:
             self._started_ray = True
             self.startup_seconds = time.perf_counter() - t0
             ctx = ray.data.DataContext.get_current()
-            ctx.enable_progress_bars = False
-            ctx.print_on_execution_start = False
+            ctx.enable_progress_bars = False  # regionset draws its own per-stage bar
+            logging.getLogger("ray.data").setLevel(logging.WARNING)
         return ray
 
     def run_stage(self, stage: Stage, out: Path, shards: list[int]) -> StageReport:
