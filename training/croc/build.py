@@ -16,7 +16,7 @@ from training.croc.conversation import ConversationStream, ConversationTransform
 from training.croc.model import CrocModel, build_croc_model
 from training.croc.sequence import SequenceBuilder, collate_sequences
 from training.croc.task import CrocTask
-from training.croc.tokenizer import build_tokenizer
+from training.croc.tokenizer import TOKENIZER_FILE, build_tokenizer
 from training.data import ShardStream, list_shards
 
 
@@ -60,7 +60,7 @@ def load_model_weights(model: CrocModel, path: str) -> None:
     state = {k.removeprefix("module.").removeprefix("model."): v for k, v in state.items()}
     state.pop("step", None)  # the previous stage's step count does not carry over
     missing, unexpected = model.load_state_dict(state, strict=False)
-    fresh = [k for k in missing if not k.startswith(("pool.", "recon_head."))]
+    fresh = [k for k in missing if k != "step" and not k.startswith(("pool.", "recon_head."))]
     if fresh:
         raise ValueError(f"croc.method.init_from={path}: missing weights {fresh[:5]}")
 
@@ -77,8 +77,10 @@ def build_croc(settings: CrocConfig, run_dir: str | Path | None, rank: int | Non
         (task, tokenizer).
     """
     m, method = settings.model, settings.method
-    texts = tokenizer_texts(settings) if m.tokenizer.kind == "bpe" else None
-    tokenizer = build_tokenizer(m.tokenizer, m.lm.path, texts, run_dir)
+    texts = _LazyTexts(settings) if m.tokenizer.kind == "bpe" else None  # read only if none is saved
+    previous = (os.path.join(method.init_from, TOKENIZER_FILE),) if method.init_from and os.path.isdir(
+        method.init_from) else ()
+    tokenizer = build_tokenizer(m.tokenizer, m.lm.path, texts, run_dir, previous)
     model = build_croc_model(m.vision, m.lm, tokenizer,
                              pool_size=method.pool_size if method.uses_pool else 0, pool_init=method.pool_init,
                              recon_heads=method.recon_heads if method.uses_pool else 0)
@@ -113,6 +115,16 @@ def build_stream(settings: CrocConfig, task: CrocTask, tokenizer, epochs: int | 
     transform = CaptionTransform(settings.data.captions, builder, vision.image_size, mean, std)
     return ShardStream(train_dir, transform, collate, batch_size, seed=seed, epochs=epochs,
                        columns=["key", "jpg", "caption", "width", "height", "regions"])
+
+
+class _LazyTexts:
+    """The tokenizer texts, read from the shards only when iterated."""
+
+    def __init__(self, settings: CrocConfig) -> None:
+        self.settings = settings
+
+    def __iter__(self):
+        return iter(tokenizer_texts(self.settings))
 
 
 class _Collate:

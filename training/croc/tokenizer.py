@@ -6,7 +6,7 @@
 - ``bytes``: the same byte-level model with no merges (256 byte symbols + specials), the fallback
   that needs no text at all.
 A ``bpe``/``bytes`` tokenizer is saved as ``tokenizer.json`` in the run directory and loaded from
-there on resume, so a resumed run sees the same ids.
+there on resume (or from the previous stage's run with ``method.init_from``), so ids never change.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ class TokenizerConfig:
 
 
 def build_tokenizer(cfg: TokenizerConfig, lm_path: str | None, texts: Iterable[str] | None = None,
-                    save_dir: str | Path | None = None):
+                    save_dir: str | Path | None = None, fallbacks: tuple[str, ...] = ()):
     """Return a ``PreTrainedTokenizerFast`` with BOS, EOS and padding tokens set.
 
     Args:
@@ -45,6 +45,8 @@ def build_tokenizer(cfg: TokenizerConfig, lm_path: str | None, texts: Iterable[s
         lm_path: ``croc.lm.path`` (used by kind ``lm``).
         texts: training texts for kind ``bpe`` (ignored when a saved tokenizer exists).
         save_dir: run directory: a saved ``tokenizer.json`` there is reused, a new one is written there.
+        fallbacks: further ``tokenizer.json`` files to reuse before training one (the previous
+            stage's, so that chained stages share ids).
     """
     from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
@@ -59,17 +61,19 @@ def build_tokenizer(cfg: TokenizerConfig, lm_path: str | None, texts: Iterable[s
         if tok.pad_token is None:
             tok.pad_token = tok.eos_token or tok.unk_token
         return tok
-    saved = Path(cfg.path) if cfg.path else (Path(save_dir) / TOKENIZER_FILE if save_dir else None)
-    if saved is not None and saved.exists():
-        raw = _load(saved)
+    own = Path(save_dir) / TOKENIZER_FILE if save_dir else None
+    sources = [p for p in (own, Path(cfg.path) if cfg.path else None, *(Path(f) for f in fallbacks)) if p]
+    found = next((p for p in sources if p.exists()), None)
+    if found is not None:
+        raw = _load(found)
     else:
         if cfg.kind == "bpe" and texts is None:
             raise ValueError("croc.tokenizer.kind=bpe needs training texts (the shard captions)")
         raw = train_byte_bpe(texts if cfg.kind == "bpe" else [], cfg.vocab_size if cfg.kind == "bpe" else 0)
-        if saved is not None:
-            saved.parent.mkdir(parents=True, exist_ok=True)
-            raw.save(str(saved) + ".tmp")
-            os.replace(str(saved) + ".tmp", saved)
+    if own is not None and not own.exists():
+        own.parent.mkdir(parents=True, exist_ok=True)
+        raw.save(str(own) + ".tmp")
+        os.replace(str(own) + ".tmp", own)
     return PreTrainedTokenizerFast(tokenizer_object=raw, bos_token=BOS, eos_token=EOS, pad_token=PAD)
 
 

@@ -56,3 +56,22 @@ def test_torchrun_two_cpu_ranks(caption_out, tmp_path):
     meta = json.loads((run_dir / "checkpoints" / "step-00000003" / "meta.json").read_text())
     assert meta["kind"] == "croc" and len(meta["data"]) == 2
     assert (run_dir / "tokenizer.json").exists()
+
+
+def test_stage1_then_stage15_from_its_checkpoint(caption_out, tmp_path):
+    import torch
+
+    from training.croc.build import build_croc
+
+    from .conftest import tiny_config
+
+    stage1 = str(tmp_path / "stage1")
+    run(CONFIG, overrides(caption_out, stage1, "method.stage='1'", "method.lr={}", "method.attention=null",
+                          "loop.steps=2", "loop.save_every=2"))
+    cfg = tiny_config(caption_out, str(tmp_path / "stage15"), overrides=[f"method.init_from={stage1}"])
+    task, _ = build_croc(cfg, cfg.loop.out_dir)
+    saved = torch.load(os.path.join(stage1, "checkpoints", "step-00000002", "model.pt"), weights_only=True)["model"]
+    assert torch.equal(task.croc.projector.fc1.weight, saved["projector.fc1.weight"])
+    assert int(task.croc.step) == 0  # the masking step count starts afresh
+    tokenizer = "tokenizer.json"
+    assert (tmp_path / "stage15" / tokenizer).read_text() == (tmp_path / "stage1" / tokenizer).read_text()
