@@ -23,7 +23,6 @@ import numpy as np
 from models.kmeans_index import ClusterTree, l2_normalize, read_meta
 from pipelines.failpoints import failpoint
 from pipelines.hierarchical_kmeans import FitParams, fit_hierarchy
-from pipelines.kmeans_sample import uniform_sample
 from schemas.tables import SOURCE_OBJECT
 
 KMEANS_DIR = "kmeans"
@@ -139,6 +138,8 @@ def fit_kmeans(out: Path, cfg: Any, shards: list[int]) -> dict[str, Any]:
     if old is not None and not kc.refit and old.get("signature") == fit_signature(kc):
         return {"reused": True, "leaves": old["sizes"][-1], "sizes": old["sizes"],
                 "centroids_sha256": old["centroids_sha256"][:12]}
+    from pipelines.kmeans_sample import uniform_sample  # pandas: kept out of config loading
+
     t0 = time.perf_counter()
     sample = uniform_sample(Path(out), shards, tuple(kc.sources), kc.sample_size, kc.seed)
     if sample.rows_seen == 0:
