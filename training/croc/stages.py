@@ -15,13 +15,11 @@ the freshly initialised pool and head 10× that by default. Every entry can be o
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
 
 from training.croc.attention import AttentionMode
 from training.croc.matching import MatchMode
 from training.croc.pool import PoolInit
 
-Stage = Literal["1", "1.5", "2"]
 GROUPS = ("vision", "projector", "lm", "pool", "recon_head")
 
 DEFAULT_TRAIN: dict[str, list[str]] = {
@@ -42,7 +40,8 @@ class CrocMethodConfig:
     """The Croc method settings of a run.
 
     Args:
-        stage: ``1`` (alignment), ``1.5`` (cross-modal comprehension) or ``2`` (instruction tuning).
+        stage: ``1`` (alignment), ``1.5`` (cross-modal comprehension) or ``2`` (instruction tuning),
+            as a string or a number.
         train: parameter groups to train (subset of vision, projector, lm, pool, recon_head);
             empty = the stage's default.
         lr: per-group learning rates; missing groups take the stage's default (or ``default_lr``).
@@ -61,7 +60,7 @@ class CrocMethodConfig:
         seed: seed of the per-step masking draws.
     """
 
-    stage: Stage = "1.5"
+    stage: str | float = "1.5"
     train: list[str] = field(default_factory=list)
     lr: dict[str, float] = field(default_factory=dict)
     default_lr: float = 2e-5
@@ -76,6 +75,13 @@ class CrocMethodConfig:
     recon_heads: int = 8
     init_from: str | None = None
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        # YAML reads an unquoted 1.5 as a number: accept 1, 1.5, 2 in either form
+        stage = f"{self.stage:g}" if isinstance(self.stage, int | float) else str(self.stage)
+        if stage not in DEFAULT_TRAIN:
+            raise ValueError(f"method.stage: expected one of {list(DEFAULT_TRAIN)}, got {self.stage!r}")
+        self.stage = stage
 
     @property
     def uses_pool(self) -> bool:
