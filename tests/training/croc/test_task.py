@@ -59,3 +59,12 @@ def test_ce_on_kept_logits_equals_full_logits(caption_out, tmp_path):
         full = m.run_lm(embeds, batch["image_mask"], batch["answer_mask"], batch["padding_mask"], "causal").logits
     assert full.shape[1] == batch["input_ids"].shape[1]
     assert torch.allclose(kept, caption_ce(full, batch["labels"]), atol=1e-5)
+
+
+def test_stage15_options_nearest_and_prefix(caption_out, tmp_path):
+    cfg = tiny_config(caption_out, str(tmp_path / "r"),
+                      overrides=["method.matching=nearest", "method.attention=prefix", "method.pool_init=normal"])
+    task, tok = build_croc(cfg, cfg.loop.out_dir)
+    losses = task.training_forward(next(iter(build_stream(cfg, task, tok, epochs=1))))
+    assert set(losses) == {"loss", "ce", "recon"} and all(v.isfinite() for v in losses.values())
+    assert int(task.croc.step) == 1
