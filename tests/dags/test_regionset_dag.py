@@ -103,3 +103,15 @@ def test_dag_suite_in_airflow_venv():
     assert proc.returncode == 0, proc.stdout[-4000:]
     summary = proc.stdout.strip().splitlines()[-1]
     assert " passed" in summary and "skipped" not in summary, summary
+
+
+def test_dag_file_imports_nothing_heavy_at_parse_time():
+    import ast
+
+    tree = ast.parse((DAGS_FOLDER / "regionset_dag.py").read_text())
+    top = [n for n in tree.body if isinstance(n, ast.Import | ast.ImportFrom)]
+    modules = {(n.module if isinstance(n, ast.ImportFrom) else n.names[0].name) for n in top}
+    assert modules <= {"__future__", "datetime", "airflow.sdk", "pipelines.tasks"}, modules
+    code = "import sys, pipelines.tasks; print(sorted(m for m in ('torch', 'pyarrow', 'open_clip', 'stages') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout
