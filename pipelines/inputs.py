@@ -1,4 +1,4 @@
-"""Shard the input URL list into ``_input/part-NNNNN.parquet`` (key, url, caption), in input order.
+"""Shard the input URL list into ``input/part-NNNNN.parquet`` (key, url, caption), in input order.
 
 Keys follow img2dataset's format (shard id + index in shard), so a stable URL order gives stable
 keys: appending URLs to the list only adds shards (and redoes the last, partial one).

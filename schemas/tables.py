@@ -22,7 +22,7 @@ TRAIN = "train"
 
 # table name -> shard folders (relative to the output folder), used by the catalog and readers.
 TABLE_DIRS: dict[str, tuple[str, ...]] = {
-    INPUT: ("_input",),
+    INPUT: (INPUT,),
     IMAGES: (IMAGES,),
     REGIONS: (REGIONS_OBJECT, REGIONS_TEXT),
     EMBEDDINGS: (EMBEDDINGS,),

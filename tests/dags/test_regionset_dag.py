@@ -88,7 +88,7 @@ def test_dag_test_equals_regionset_build_and_reruns_are_no_ops(dagbag, server, t
     assert server.hits == hits  # nothing downloaded again
 
 
-@pytest.mark.slow  # ~2-3 min on 2 busy cores: run with -m airflow
+@pytest.mark.airflow  # ~2 min: runs tests/dags inside .venv-airflow (install.sh --dev creates it)
 @pytest.mark.skipif(IN_AIRFLOW, reason="already inside the airflow venv")
 def test_dag_suite_in_airflow_venv():
     if not VENV_PYTHON.exists():

@@ -72,7 +72,7 @@ def test_pipeline_under_test_is_the_full_step_list():
     assert steps and steps[0].name == "download"
 
 
-@pytest.mark.slow  # ~4 min on 2 busy cores (three full builds); run with -m "ray or spark"
+# ~1-4 min (three full builds); part of the default run so CI checks parity (issue 5)
 @pytest.mark.parametrize("name", [pytest.param("ray", marks=pytest.mark.ray),
                                   pytest.param("spark", marks=pytest.mark.spark)])
 def test_executor_matches_local(name, corpus, local_snapshot):
