@@ -60,7 +60,7 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     checks = {
         bool: lambda v: isinstance(v, bool),
         int: lambda v: isinstance(v, int) and not isinstance(v, bool),
-        float: lambda v: isinstance(v, int | float) and not isinstance(v, bool),
+        float: lambda v: isinstance(v, int | float) and not isinstance(v, bool) or _is_number(v),
         str: lambda v: isinstance(v, str),
     }
     if tp in checks:
@@ -68,6 +68,17 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             raise ConfigError(f"{key}: expected {tp.__name__}, got {value!r}")
         return float(value) if tp is float else value
     raise ConfigError(f"{key}: unsupported field type {tp}")
+
+
+def _is_number(v: Any) -> bool:
+    """YAML 1.1 reads ``2e-5`` (no dot) as a string: accept such strings for float fields."""
+    if not isinstance(v, str):
+        return False
+    try:
+        float(v)
+    except ValueError:
+        return False
+    return True
 
 
 def from_dict(cls: type[T], data: dict[str, Any], prefix: str = "") -> T:

@@ -108,6 +108,8 @@ def train(task: TrainTask, loader, cfg: LoopConfig, device: torch.device, meta: 
     rank, world = rank_world()
     task.to(device)
     optimizer = torch.optim.AdamW(task.param_groups(cfg.weight_decay), lr=cfg.lr, betas=tuple(cfg.betas))
+    for group in optimizer.param_groups:  # a task may give groups their own peak lr (Croc does)
+        group["base_lr"] = group["lr"]
     step = 0
     found = latest_checkpoint(cfg.out_dir) if cfg.resume else None
     if found:
@@ -126,7 +128,7 @@ def train(task: TrainTask, loader, cfg: LoopConfig, device: torch.device, meta: 
         batch = move_batch(next(batches), device)
         wait += time.perf_counter() - tick
         for group in optimizer.param_groups:
-            group["lr"] = cfg.lr * lr_factor(step, cfg)
+            group["lr"] = group["base_lr"] * lr_factor(step, cfg)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
             losses = task.training_forward(batch)
         losses["loss"].backward()

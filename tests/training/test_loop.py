@@ -65,3 +65,44 @@ def test_typed_config_and_overrides(tmp_path):
         from_dict(_Outer, {"inner": {"lrr": 1}})
     with pytest.raises(ConfigError, match="inner.lr: expected float"):
         from_dict(_Outer, {"inner": {"lr": "fast"}})
+
+
+class FakeTwoRateTask(TrainTask):
+    """Two parameter groups with their own peak learning rates (as Croc's stage 1.5 has)."""
+
+    replicated = ("fast", "slow")
+
+    def __init__(self):
+        super().__init__()
+        self.fast = torch.nn.Linear(4, 1, bias=False)
+        self.slow = torch.nn.Linear(4, 1, bias=False)
+
+    def param_groups(self, weight_decay):
+        return [{"params": list(self.fast.parameters()), "lr": 0.1, "weight_decay": 0.0},
+                {"params": list(self.slow.parameters()), "lr": 0.001, "weight_decay": 0.0}]
+
+    def training_forward(self, batch):
+        x = batch["x"]
+        return {"loss": (self.fast(x) + self.slow(x)).pow(2).mean()}
+
+
+class FakeLoader(list):
+    def state_dict(self):
+        return {}
+
+    def load_state_dict(self, state):
+        pass
+
+
+def test_loop_honours_per_group_peak_lrs(tmp_path):
+    from training.loop import train
+
+    torch.manual_seed(0)
+    task = FakeTwoRateTask()
+    before = {n: p.detach().clone() for n, p in task.named_parameters()}
+    cfg = LoopConfig(steps=1, warmup_steps=0, lr=0.5, out_dir=str(tmp_path), log_every=1, save_every=0)
+    train(task, FakeLoader([{"x": torch.randn(8, 4)}]), cfg, torch.device("cpu"))
+    moved = {n: float((p.detach() - before[n]).abs().max()) for n, p in task.named_parameters()}
+    # Adam's first step moves each weight by about its group's lr (not loop.lr = 0.5)
+    assert moved["fast.weight"] == pytest.approx(0.1, rel=0.05)
+    assert moved["slow.weight"] == pytest.approx(0.001, rel=0.05)

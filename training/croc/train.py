@@ -8,12 +8,8 @@ them with ``method.init_from`` pointing at the previous stage's run folder.
 
 from __future__ import annotations
 
-import inspect
-import warnings
-
 import torch
 
-from training import loop as shared_loop
 from training.config import load_config, to_dict
 from training.croc.build import build_croc, build_stream
 from training.croc.config import CrocConfig
@@ -44,18 +40,6 @@ def build_run(cfg: CrocConfig, rank: int = 0, epochs: int | None = None):
     return task, tokenizer, loader
 
 
-def warn_if_group_lrs_ignored(task) -> None:
-    """Warn when groups ask for different learning rates that the shared loop would flatten.
-
-    The shared loop sets each group's lr to ``loop.lr`` × schedule; per-group rates need it to
-    multiply by the group's ``lr_scale`` (docs/training-croc.md).
-    """
-    lrs = {g["name"]: g["lr"] for g in task.param_groups(0.0)}
-    if len(set(lrs.values())) > 1 and "lr_scale" not in inspect.getsource(shared_loop.train):
-        warnings.warn(f"method.lr asks for per-group rates {lrs}, but training/loop.py applies loop.lr to "
-                      "every group; see docs/training-croc.md", stacklevel=2)
-
-
 def run(config_path: str | None, overrides: list[str] | None = None) -> dict:
     """Train Croc as configured; returns the loop's summary.
 
@@ -67,8 +51,6 @@ def run(config_path: str | None, overrides: list[str] | None = None) -> dict:
     device, rank, _ = init_from_env(cfg.device)
     torch.manual_seed(cfg.seed)
     task, _, loader = build_run(cfg, rank)
-    if rank == 0:
-        warn_if_group_lrs_ignored(task)
     meta = {"kind": "croc", "stage": cfg.method.stage, "num_visual_tokens": task.croc.num_visual_tokens,
             "config": to_dict(cfg)}
     try:
