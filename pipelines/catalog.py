@@ -16,6 +16,7 @@ import duckdb
 import pyarrow as pa
 
 from pipelines.catalog_labels import add_label_tables
+from pipelines.failpoints import failpoint
 from pipelines.shards import STATE_DIR, list_shards
 from schemas import EMBEDDINGS, TABLE_DIRS, schema_for
 
@@ -95,6 +96,7 @@ def build_catalog(out: Path) -> Path:
         con.execute("CHECKPOINT")
     finally:
         con.close()
+    failpoint("catalog")
     os.replace(tmp, final)
     return final
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from pipelines.failpoints import failpoint
 from pipelines.shards import (
     ROW_GROUP_ROWS,
     Marker,
@@ -98,7 +99,7 @@ def plan_stage(stage: Stage, out: Path, shards: list[int], report: StageReport |
 
 def read_inputs(stage: Stage, out: Path, shard: int) -> pa.Table:
     """Read the shard's input tables and combine them with the stage's ``prepare``."""
-    tables = {folder: read_table(shard_path(out, folder, shard)) for folder in stage.inputs}
+    tables = {folder: read_table(shard_path(out, folder, shard), folder) for folder in stage.inputs}
     return stage.prepare(tables)
 
 
@@ -109,6 +110,7 @@ def finish_shard(stage: Stage, out: Path, task: ShardTask, rows_in: int, result:
     # A stage may ask for smaller row groups (e.g. pack: image bytes, streamed by training readers).
     rows = getattr(stage, "row_group_rows", None) or ROW_GROUP_ROWS
     sha = write_table(result, shard_path(out, stage.output, task.shard), row_group_rows=rows)
+    failpoint(f"shard_written:{stage.name}")
     marker = Marker(
         stage=stage.name, shard=task.shard, config_hash=task.config_hash, input_hash=task.input_hash,
         output_sha256=sha, rows_in=rows_in, rows_out=result.num_rows, seconds=round(seconds, 4),
@@ -125,5 +127,6 @@ def run_shard(stage: Stage, out: Path, task: ShardTask) -> Marker:
     table = read_inputs(stage, out, task.shard)
     stage.take_counters()
     result = stage.process(table)
+    failpoint(f"mid_shard:{stage.name}")
     counters = stage.take_counters()
     return finish_shard(stage, out, task, table.num_rows, result, time.perf_counter() - start, counters)
