@@ -30,6 +30,9 @@ def _parser() -> argparse.ArgumentParser:
     b = sub.add_parser("build", help="run the pipeline of a config file")
     b.add_argument("config", help="YAML config")
     b.add_argument("overrides", nargs="*", help="config overrides key=value")
+    k = sub.add_parser("config", help="print the resolved config (defaults + file + overrides) as YAML")
+    k.add_argument("config", nargs="?", default=None, help="YAML config (optional)")
+    k.add_argument("overrides", nargs="*", help="config overrides key=value")
     s = sub.add_parser("status", help="stage x shard progress and failures")
     s.add_argument("out")
     s.add_argument("--json", action="store_true")
@@ -89,6 +92,16 @@ def main(argv: list[str] | None = None) -> int:
             from pipelines.config import load_config
 
             build(load_config(args.config, args.overrides))
+        elif args.cmd == "config":
+            import yaml
+
+            from pipelines.config import load_config
+            from pipelines.typed_config import to_dict
+
+            config, overrides = args.config, args.overrides
+            if config is not None and "=" in config:  # only overrides were given
+                config, overrides = None, [config, *overrides]
+            print(yaml.safe_dump(to_dict(load_config(config, overrides)), sort_keys=False), end="")
         elif args.cmd == "status":
             from pipelines.status import print_status
 

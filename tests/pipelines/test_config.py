@@ -37,3 +37,12 @@ def test_cli_exit_code_and_message(tmp_path):
     r = subprocess.run([sys.executable, "-m", "pipelines.cli", "build", str(p)], capture_output=True, text=True)
     assert r.returncode == 2
     assert "download.tread_count" in r.stderr
+
+
+def test_printed_config_round_trips(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "pipelines.cli", "config", "input.shard_size=7"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    p = tmp_path / "all.yaml"
+    p.write_text(r.stdout)
+    assert load_config(p) == load_config(None, ["input.shard_size=7"])
