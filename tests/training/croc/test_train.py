@@ -22,7 +22,8 @@ def test_caption_and_reconstruction_losses_fall(tmp_path):
     out = str(tmp_path / "out")
     write_caption_shards(out, rows=24)
     summary = run_training("croc", CONFIG, overrides(out, str(tmp_path / "run"), "loop.steps=40", "loop.log_every=1",
-                                                    "loop.save_every=0", "loop.lr=0.002"))
+                                                    "loop.save_every=0", "method.lr.lm=0.002", "method.lr.projector=0.002",
+                                                    "method.lr.pool=0.002", "method.lr.recon_head=0.002"))
     first, last = summary["history"][0], summary["history"][-5:]
     ce = sum(r["ce"] for r in last) / len(last)
     recon = sum(r["recon"] for r in last) / len(last)
