@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Literal
 
@@ -81,26 +82,30 @@ class ClipEmbedder:
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="clip-prep") if workers > 1 else None
 
     def encode(self, crops: Sequence, batch_size: int = 64) -> np.ndarray:
-        """Embed PIL crops; returns float32 ``len(crops) x dim``, each row L2-normalised.
+        """Embed PIL crops; returns float32 ``len(crops) x dim``, each row L2-normalised."""
+        out = list(self.encode_iter(crops, batch_size))
+        return np.concatenate(out) if out else np.zeros((0, self.dim), np.float32)
 
-        Crops are preprocessed by ``workers`` threads (PIL and torch release the GIL), and the next
-        batch is preprocessed while the current one is encoded.
+    def encode_iter(self, crops: Iterable, batch_size: int = 64) -> Iterator[np.ndarray]:
+        """Embed a stream of PIL crops, yielding one float32 array per batch, in order.
+
+        Each crop is handed to the preprocessing threads as soon as it arrives (PIL and torch
+        release the GIL), up to two batches ahead of the encoder: preprocessing overlaps with
+        whatever produces the crops (decoding, cropping) and with the encoding of the batch before.
         """
-        if not crops:
-            return np.zeros((0, self.dim), np.float32)
-        starts = range(0, len(crops), batch_size)
-        out = []
+        pending: deque = deque()
+        for crop in crops:
+            pending.append(self._pool.submit(self._prep, crop) if self._pool is not None else crop)
+            if len(pending) >= 2 * batch_size:
+                yield self._encode_pending(pending, batch_size)
+        while pending:
+            yield self._encode_pending(pending, batch_size)
+
+    def _encode_pending(self, pending: deque, n: int) -> np.ndarray:
+        items = [pending.popleft() for _ in range(min(n, len(pending)))]
         if self._pool is None:
-            for i in starts:
-                out.append(self.encode_tensor(np.stack([self._prep(c) for c in crops[i:i + batch_size]])))
-            return np.concatenate(out)
-        futures = [self._pool.submit(self._prep, c) for c in crops[:batch_size]]
-        for i in starts:
-            batch = np.stack([f.result() for f in futures])
-            nxt = crops[i + batch_size:i + 2 * batch_size]
-            futures = [self._pool.submit(self._prep, c) for c in nxt]
-            out.append(self.encode_tensor(batch))
-        return np.concatenate(out)
+            return self.encode_tensor(np.stack([self._prep(c) for c in items]))
+        return self.encode_tensor(np.stack([f.result() for f in items]))
 
     def _prep(self, crop) -> np.ndarray:
         return self.preprocess(crop).numpy()

@@ -22,7 +22,7 @@ from models.registry import TINY_CLIP, clip_embed_dim, resolve_clip
 from schemas import EMBEDDINGS, IMAGES, REGIONS_OBJECT, REGIONS_TEXT, embeddings_schema, images_schema
 from schemas.tables import SOURCE_OBJECT, SOURCE_TEXT
 from stages.base import Resources, Stage
-from stages.regions import batched, files_fingerprint, iter_images
+from stages.regions import files_fingerprint, iter_images
 
 _SOURCE_DIRS = {SOURCE_OBJECT: REGIONS_OBJECT, SOURCE_TEXT: REGIONS_TEXT}
 _BOX = pa.struct([("region_id", pa.string()), ("x0", pa.float32()), ("y0", pa.float32()),
@@ -140,7 +140,6 @@ class EmbedStage(Stage):
 
     def crops(self, table: pa.Table) -> Iterator[tuple[str, str, Any]]:
         """(region_id, key, PIL crop) for every region of the prepared table, counting skips."""
-        from PIL import Image
 
         c = self.config
         with_regions = table.filter(pc.greater(pc.list_value_length(table.column("regions")), 0))
@@ -148,7 +147,7 @@ class EmbedStage(Stage):
         decoded: set[str] = set()
         for img in iter_images(with_regions, self.counters):
             decoded.add(img.key)
-            pil = Image.fromarray(img.rgb)
+            pil = img.pil
             for r in per_key[img.key]:
                 x0, y0, x1, y1 = r["x0"], r["y0"], r["x1"], r["y1"]
                 px, py = (x1 - x0) * c.context, (y1 - y0) * c.context
@@ -166,12 +165,15 @@ class EmbedStage(Stage):
         emb = self.embedder
         ids: list[str] = []
         keys: list[str] = []
-        vectors: list[np.ndarray] = []
-        # chunks of several batches, so that the embedder preprocesses one batch while encoding another
-        for chunk in batched(self.crops(table), self.config.batch_size * 8):
-            ids.extend(b[0] for b in chunk)
-            keys.extend(b[1] for b in chunk)
-            vectors.append(emb.encode([b[2] for b in chunk], batch_size=self.config.batch_size))
+
+        def crops():
+            for rid, key, crop in self.crops(table):
+                ids.append(rid)
+                keys.append(key)
+                yield crop
+
+        # crops stream into the embedder, which preprocesses them in threads while decoding goes on
+        vectors = list(emb.encode_iter(crops(), self.config.batch_size))
         self.counters["regions:embedded"] += len(ids)
         dim = self.dim
         flat = np.concatenate(vectors).astype(np.float16).ravel() if vectors else np.zeros(0, np.float16)

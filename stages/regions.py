@@ -12,7 +12,7 @@ import hashlib
 import io
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import pyarrow as pa
@@ -25,22 +25,20 @@ from schemas.tables import STATUS_SUCCESS
 BOX_QUANTUM = 1.0
 
 
-@dataclass(frozen=True)
 class DecodedImage:
-    """One decoded ledger row: ``rgb`` is H x W x 3 uint8 (the stored image)."""
+    """One decoded ledger row: the stored image as PIL (``pil``) and, on first use, as an H x W x 3
+    uint8 array (``rgb``); ``scale_x``/``scale_y`` are original pixels per stored pixel."""
 
-    key: str
-    rgb: np.ndarray
-    scale_x: float  # original pixels per stored pixel
-    scale_y: float
+    def __init__(self, key: str, pil, scale_x: float, scale_y: float) -> None:
+        self.key = key
+        self.pil = pil
+        self.scale_x = scale_x
+        self.scale_y = scale_y
+        self.width, self.height = pil.size
 
-    @property
-    def width(self) -> int:
-        return int(self.rgb.shape[1])
-
-    @property
-    def height(self) -> int:
-        return int(self.rgb.shape[0])
+    @cached_property
+    def rgb(self) -> np.ndarray:
+        return np.asarray(self.pil)
 
 
 def region_id(key: str, source: str, box: tuple[float, float, float, float], quantum: float = BOX_QUANTUM) -> str:
@@ -49,28 +47,33 @@ def region_id(key: str, source: str, box: tuple[float, float, float, float], qua
     return hashlib.sha1(f"{key}\x1f{source}\x1f{q}".encode()).hexdigest()[:20]
 
 
-def decode_rgb(data: bytes) -> np.ndarray:
-    """Decode image bytes to RGB uint8; raises on anything PIL cannot fully decode."""
+def decode_pil(data: bytes):
+    """Decode image bytes to an RGB PIL image; raises on anything PIL cannot fully decode."""
     from PIL import Image
 
-    with Image.open(io.BytesIO(data)) as im:
-        im.load()
-        return np.asarray(im.convert("RGB"))
+    im = Image.open(io.BytesIO(data))
+    im.load()
+    return im if im.mode == "RGB" else im.convert("RGB")
+
+
+def decode_rgb(data: bytes) -> np.ndarray:
+    """Decode image bytes to RGB uint8 (H x W x 3); raises on anything PIL cannot fully decode."""
+    return np.asarray(decode_pil(data))
 
 
 def _decode_row(data: bytes | None, ow: int | None, oh: int | None, min_image_side: int):
-    """(rgb, scale_x, scale_y) or the skip reason of one ledger row that downloaded."""
+    """(PIL image, scale_x, scale_y) or the skip reason of one ledger row that downloaded."""
     if not data:
         return "no_image_bytes"
     try:
-        rgb = decode_rgb(data)
+        pil = decode_pil(data)
     except Exception:  # noqa: BLE001 - any decoder failure is a counted skip
         return "corrupt_image"
-    h, w = rgb.shape[:2]
+    w, h = pil.size
     ow, oh = ow or w, oh or h
     if min(ow, oh) < min_image_side or min(w, h) < 2:
         return "image_too_small"
-    return rgb, ow / w, oh / h
+    return pil, ow / w, oh / h
 
 
 def iter_images(table: pa.Table, counters: Counter, min_image_side: int = 0,
