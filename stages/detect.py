@@ -128,8 +128,9 @@ class DetectStage(Stage):
     def process(self, table: pa.Table) -> pa.Table:
         c = self.config
         rows = RegionRows(SOURCE_OBJECT, self.model_id, self.counters)
-        images = iter_images(table, self.counters, c.min_image_side)
-        for batch in batched(images, c.batch_size if c.backend == "ultralytics" else 1):
+        n = c.batch_size if c.backend == "ultralytics" else 1
+        images = iter_images(table, self.counters, c.min_image_side, lookahead=n)
+        for batch in batched(images, n):
             for img, (boxes, scores, classes) in zip(batch, self.detect([im.rgb for im in batch])):
                 keep = filter_boxes(img, boxes, scores, self.counters, min_box_side=c.min_box_side,
                                     max_box_area=c.max_box_area, max_regions=c.max_regions)

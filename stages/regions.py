@@ -76,19 +76,30 @@ def _decode_row(data: bytes | None, ow: int | None, oh: int | None, min_image_si
     return pil, ow / w, oh / h
 
 
+def default_prefetch() -> int:
+    """Decoder threads: 1 on small machines (more only steals cores from the model), up to 4."""
+    import os
+
+    return max(1, min(4, (os.cpu_count() or 2) // 4))
+
+
 def iter_images(table: pa.Table, counters: Counter, min_image_side: int = 0,
-                prefetch: int = 2) -> Iterator[DecodedImage]:
+                prefetch: int | None = None, lookahead: int = 0) -> Iterator[DecodedImage]:
     """Decode the usable rows of an ``images`` table, in order, counting each skipped row by reason.
 
     Args:
         table: an ``images`` shard (needs key, status, jpg, original_width, original_height).
         counters: where ``skip:<reason>`` and ``images:decoded`` are counted.
         min_image_side: rows whose shortest edge in original pixels is below this are skipped.
-        prefetch: decoder threads working ahead of the consumer (0: decode inline). JPEG decoding
-            releases the GIL, so it overlaps with the model of the stage that consumes the images.
+        prefetch: decoder threads working ahead of the consumer (0: decode inline; None: 1 per 4
+            cores, 1 to 4). JPEG decoding releases the GIL, so it overlaps with the stage's model.
+        lookahead: images decoded ahead of the consumer (at least ``2 * prefetch``); a consumer
+            that takes batches of n should ask for n, so the next batch decodes during this one.
     """
     from concurrent.futures import ThreadPoolExecutor
 
+    if prefetch is None:
+        prefetch = default_prefetch()
     keys = table.column("key").to_pylist()
     status = table.column("status").to_pylist()
     ow = table.column("original_width").to_pylist()
@@ -107,7 +118,7 @@ def iter_images(table: pa.Table, counters: Counter, min_image_side: int = 0,
     pool = ThreadPoolExecutor(prefetch, thread_name_prefix="decode") if prefetch > 0 and len(todo) > 1 else None
     try:
         pending: list = []
-        ahead = 2 * prefetch
+        ahead = max(2 * prefetch, lookahead)
         for n, i in enumerate(todo):
             if pool is None:
                 result = decode(i)
