@@ -57,7 +57,7 @@ def find_font(size: int, bold: bool = False) -> ImageFont.FreeTypeFont:
     return ImageFont.truetype(str(path), size)
 
 
-def render_text_page(lines: list[str], width: int = 900, line_height: int = 110) -> Image.Image:
+def render_text_page(lines: list[str], width: int = 1100, line_height: int = 110) -> Image.Image:
     """Dark text lines on a light background, large enough to survive the 336-px RICE filter."""
     height = max(400, 80 + line_height * len(lines))
     img = Image.new("RGB", (width, height), (245, 242, 235))
