@@ -65,7 +65,7 @@ class ClipEmbedder:
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(seed)
                 net, _, preprocess = open_clip.create_model_and_transforms(
-                    model, pretrained=resolved.pretrained, device=self.device, image_resize_mode=resize_mode)
+                    resolved.model, pretrained=resolved.pretrained, device=self.device, image_resize_mode=resize_mode)
         except RuntimeError as e:
             raise ModelUnavailable(f"embed.pretrained={pretrained!r}: {e}") from e
         net.eval()

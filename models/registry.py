@@ -9,6 +9,7 @@ module level: resolving a name is cheap and safe in the driver; building happens
 from __future__ import annotations
 
 import importlib.metadata
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -152,11 +153,35 @@ def register_clip_configs() -> None:
     _REGISTERED = True
 
 
+RICE_PREFIX = "rice:"
+
+
+def rice_export(model: str) -> tuple[str, str]:
+    """For ``rice:<folder>`` (a RICE trainer export): register its open_clip config and return
+    (open_clip model name, checkpoint path).
+
+    Args:
+        model: ``rice:`` followed by the export folder (``loop.out_dir/export`` of a RICE run).
+    """
+    folder = Path(model[len(RICE_PREFIX):]).expanduser()
+    info_path = folder / "rice.json"
+    if not info_path.is_file():
+        raise ModelUnavailable(f"embed.model={model!r}: {info_path} not found; point it at the export folder "
+                               "a RICE run writes (loop.out_dir/export)")
+    info = json.loads(info_path.read_text())
+    import open_clip
+
+    open_clip.add_model_config(str(folder / info["open_clip_config"]))
+    return info["open_clip_model"], str(folder / info["checkpoint"])
+
+
 def clip_embed_dim(model: str) -> int:
     """Output width of an open_clip model, read from its config (no model is built)."""
     register_clip_configs()
     import open_clip
 
+    if model.startswith(RICE_PREFIX):
+        model = rice_export(model)[0]
     cfg = open_clip.get_model_config(model)
     if cfg is None:
         raise ModelUnavailable(f"embed.model={model!r} is not an open_clip model config; "
@@ -181,6 +206,9 @@ def resolve_clip(model: str, pretrained: str, option: str = "embed.pretrained") 
     """
     clip_embed_dim(model)
     version = package_version("open_clip_torch")
+    if model.startswith(RICE_PREFIX):  # a trained RICE trunk: its export carries config and weights
+        name, checkpoint = rice_export(model)
+        return ResolvedClip(name, checkpoint, f"rice-export:{Path(checkpoint).parent.name}:{name}")
     if pretrained in NO_WEIGHTS:
         return ResolvedClip(model, None, f"open_clip-{version}:{model}:none(random-init)")
     p = Path(pretrained).expanduser()
