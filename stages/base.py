@@ -54,8 +54,12 @@ class Stage:
 
     # -- what executors call -------------------------------------------------------------------
     def resources(self) -> Resources:
-        """The per-worker resource hint; by default taken from ``config.resources`` if present."""
-        return getattr(self.config, "resources", None) or Resources()
+        """The per-worker resource hint from ``config.resources``; a config whose ``device`` names
+        CUDA explicitly asks executors for one GPU per worker when the hint gives none."""
+        r = getattr(self.config, "resources", None) or Resources()
+        if str(getattr(self.config, "device", "") or "").startswith("cuda") and r.gpus == 0:
+            return Resources(cpus=r.cpus, gpus=1.0, batch_size=r.batch_size)
+        return r
 
     def setup(self) -> None:
         """Load models; called once per worker before the first ``process``."""

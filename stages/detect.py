@@ -84,13 +84,6 @@ class DetectStage(Stage):
         self._model: Any = None
         self.model_id = ""
 
-    def resources(self) -> Resources:
-        """The configured hint; an explicit ``device: cuda`` asks executors for a GPU per worker."""
-        r = self.config.resources
-        if self.config.device.startswith("cuda") and r.gpus == 0:
-            return Resources(cpus=r.cpus, gpus=1.0, batch_size=r.batch_size)
-        return r
-
     def fingerprint(self, out) -> str:
         c = self.config
         return files_fingerprint(c.model)
