@@ -15,6 +15,7 @@ child process: vectors/s and peak RSS (both should stay flat as N grows).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import statistics
@@ -59,17 +60,23 @@ def routed(x: np.ndarray, c0: np.ndarray, c1: np.ndarray, parents: np.ndarray) -
     return out
 
 
-def one_run(x: np.ndarray, k: int, seed: int, niter: int, gpu: bool, backend: str) -> dict:
-    """Fit both on ``x``; return timings, throughputs and inertias."""
+def one_run(x: np.ndarray, k: int, seed: int, niter: int, gpu: bool, backend: str, refine_iters: int) -> dict:
+    """Fit both on ``x``; return timings, throughputs and inertias (hierarchical before and after
+    the global refinement, which is timed as part of its fit)."""
     import faiss
 
     from models.kmeans_index import nearest_centroids
-    from pipelines.hierarchical_kmeans import FitParams, fit_hierarchy
+    from pipelines.hierarchical_kmeans import FitParams, fit_hierarchy, refine
 
     a, b = split_levels(k)
+    params = FitParams(niter=niter, seed=seed, spherical=False, gpu=gpu, refine_iters=0)
     t, c = time.perf_counter(), time.process_time()
-    res = fit_hierarchy(x, [a, a * b], FitParams(niter=niter, seed=seed, spherical=False, gpu=gpu))
+    res = fit_hierarchy(x, [a, a * b], params)
     h_fit, h_cpu = time.perf_counter() - t, time.process_time() - c
+    _, h0_d = nearest_centroids(x, res.centroids[-1], backend)
+    t, c = time.perf_counter(), time.process_time()
+    refine(x, res, dataclasses.replace(params, refine_iters=refine_iters))
+    h_fit, h_cpu = h_fit + time.perf_counter() - t, h_cpu + time.process_time() - c
     t, c = time.perf_counter(), time.process_time()
     km = faiss.Kmeans(x.shape[1], k, niter=niter, seed=seed, gpu=gpu, verbose=False)
     km.train(x)
@@ -82,13 +89,13 @@ def one_run(x: np.ndarray, k: int, seed: int, niter: int, gpu: bool, backend: st
     f_assign = len(x) / (time.perf_counter() - t)
     r_d = routed(x, res.centroids[0], res.centroids[1], res.parents[1])
     return {"h_fit": h_fit, "f_fit": f_fit, "h_cpu": h_cpu, "f_cpu": f_cpu, "h_assign": h_assign, "f_assign": f_assign,
-            "h_inertia": float(h_d.mean()), "f_inertia": float(f_d.mean()), "routed_inertia": float(r_d.mean()),
+            "h_inertia": float(h_d.mean()), "h0_inertia": float(h0_d.mean()), "f_inertia": float(f_d.mean()), "routed_inertia": float(r_d.mean()),
             "leaves": len(res.centroids[-1])}
 
 
-def compare(n: int, d: int, k: int, runs: int, niter: int, gpu: bool, backend: str) -> dict:
+def compare(n: int, d: int, k: int, runs: int, niter: int, gpu: bool, backend: str, refine_iters: int) -> dict:
     x = mixture(n, d, centres=max(k // 4, 8), seed=123)
-    rows = [one_run(x, k, seed, niter, gpu, backend) for seed in range(runs)]
+    rows = [one_run(x, k, seed, niter, gpu, backend, refine_iters) for seed in range(runs)]
     med = {key: statistics.median(r[key] for r in rows) for key in rows[0]}
     return {"n": n, "d": d, "k": k, "levels": split_levels(k), **med}
 
@@ -148,6 +155,7 @@ def main() -> None:
     ap.add_argument("--small-k", type=int, default=512)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--niter", type=int, default=20)
+    ap.add_argument("--refine-iters", type=int, default=2, help="global Lloyd iterations after the tree fit")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--gpu", action="store_true", help="faiss GPU k-means and GPU assignment")
     ap.add_argument("--rss-n", default="100000,400000,1600000", help="comma-separated N of part 2 (0 skips)")
@@ -159,18 +167,20 @@ def main() -> None:
     faiss.omp_set_num_threads(args.threads)
     backend = "faiss" if args.gpu else "numpy"
     cases = [(args.n, args.d, args.k)] + ([(args.small_case, 512, args.small_k)] if args.small_case else [])
-    print(f"faiss {faiss.__version__}, threads {args.threads}, gpu {args.gpu}, runs {args.runs} (median)")
+    print(f"faiss {faiss.__version__}, threads {args.threads}, gpu {args.gpu}, runs {args.runs} (median), "
+          f"refine iterations {args.refine_iters}")
     hdr = ("N", "d", "K", "levels", "leaves", "fit h s", "fit flat s", "fit ×", "cpu h s", "cpu flat s", "cpu ×",
            "assign h v/s", "assign flat v/s",
-           "inertia h", "inertia flat", "h/flat", "routed/flat")
+           "inertia h", "inertia flat", "h/flat", "unrefined/flat", "routed/flat")
     print(" | ".join(hdr))
     for n, d, k in cases:
-        r = compare(n, d, k, args.runs, args.niter, args.gpu, backend)
+        r = compare(n, d, k, args.runs, args.niter, args.gpu, backend, args.refine_iters)
         print(" | ".join(str(v) for v in (
             r["n"], r["d"], r["k"], "×".join(map(str, r["levels"])), int(r["leaves"]), f"{r['h_fit']:.1f}",
             f"{r['f_fit']:.1f}", f"{r['f_fit'] / r['h_fit']:.1f}", f"{r['h_cpu']:.1f}", f"{r['f_cpu']:.1f}",
             f"{r['f_cpu'] / r['h_cpu']:.1f}", f"{r['h_assign']:,.0f}", f"{r['f_assign']:,.0f}",
             f"{r['h_inertia']:.4f}", f"{r['f_inertia']:.4f}", f"{r['h_inertia'] / r['f_inertia']:.3f}",
+            f"{r['h0_inertia'] / r['f_inertia']:.3f}",
             f"{r['routed_inertia'] / r['f_inertia']:.3f}")), flush=True)
     ns = [int(v) for v in args.rss_n.split(",") if int(v)]
     if ns:

@@ -46,6 +46,8 @@ class KMeansConfig:
         allocate_by: share a level's children among parents by ``size`` or by ``sse`` (spread).
         max_points_per_centroid: FAISS trains each k-means on at most this many points per
             centroid (it subsamples the rest); every point is still labelled exactly afterwards.
+        refine_iters: global Lloyd iterations over all leaves after the tree is fitted (exact
+            assignment of the whole sample, then means); 0 keeps each parent's k-means as is.
         device: ``auto`` uses faiss GPU (all visible GPUs) when available, ``cpu`` never does.
     """
 
@@ -59,6 +61,7 @@ class KMeansConfig:
     sources: tuple[str, ...] = (SOURCE_OBJECT,)
     allocate_by: Literal["size", "sse"] = "size"
     max_points_per_centroid: int = 256
+    refine_iters: int = 2
     device: Literal["auto", "cpu", "gpu"] = "auto"
 
 
@@ -100,19 +103,22 @@ def fit_tree(x: np.ndarray, kc: KMeansConfig) -> tuple[ClusterTree, dict[str, An
     import faiss
 
     t0 = time.perf_counter()
+    if kc.refine_iters < 0:
+        raise ValueError(f"kmeans.refine_iters: need 0 or more iterations, got {kc.refine_iters}")
     if kc.spherical:
         x = l2_normalize(x)
     gpus = _use_gpu(kc)
     params = FitParams(niter=kc.niter, seed=kc.seed, spherical=kc.spherical,
                        max_points_per_centroid=kc.max_points_per_centroid,
-                       allocate_by=kc.allocate_by, gpu=gpus > 0)
+                       allocate_by=kc.allocate_by, gpu=gpus > 0, refine_iters=kc.refine_iters)
     res = fit_hierarchy(x, level_totals(kc), params)
     meta: dict[str, Any] = {
         "levels": list(kc.levels), "level_sizes": kc.level_sizes, "requested": level_totals(kc),
         "sizes": [len(c) for c in res.centroids], "dim": int(x.shape[1]), "sample_rows": int(len(x)),
         "sample_size": kc.sample_size, "seed": kc.seed, "niter": kc.niter, "spherical": kc.spherical,
         "sources": list(kc.sources), "allocate_by": kc.allocate_by,
-        "max_points_per_centroid": kc.max_points_per_centroid, "faiss_version": faiss.__version__,
+        "max_points_per_centroid": kc.max_points_per_centroid, "refine_iters": kc.refine_iters,
+        "faiss_version": faiss.__version__,
         "gpus": gpus, "degenerate": dict(res.stats), "signature": fit_signature(kc),
     }
     tree = ClusterTree(res.centroids, res.parents, kc.spherical, meta)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from models.kmeans_index import nearest_centroids
-from pipelines.hierarchical_kmeans import FitParams, allocate, fit_hierarchy
+from pipelines.hierarchical_kmeans import FitParams, FitResult, allocate, fit_hierarchy, refine
 from pipelines.kmeans import KMeansConfig, fit_tree, level_totals
 from tests.label_data import gaussian_mixture
 
@@ -114,3 +114,80 @@ def test_three_levels_paths_are_consistent(allocate_by):
     kids = np.bincount(tree.parents[1], minlength=2)
     if allocate_by == "size" and sizes[0] != sizes[1]:
         assert kids[np.argmax(sizes)] >= kids[np.argmin(sizes)]
+
+
+def _zipf_mixture(n: int, centres: int, d: int, seed: int) -> np.ndarray:
+    """Clustered data with Zipf-like cluster sizes and spreads (like bench/kmeans.py)."""
+    rng = np.random.default_rng(seed)
+    c = rng.standard_normal((centres, d)) * 2.0
+    w = 1.0 / np.arange(1, centres + 1) ** 0.8
+    lab = rng.choice(centres, n, p=w / w.sum())
+    return (c[lab] + rng.standard_normal((n, d)) * rng.uniform(0.3, 1.5, centres)[lab, None]).astype(np.float32)
+
+
+def test_global_refinement_lowers_inertia_to_flat_level():
+    x = _zipf_mixture(20_000, 128, 32, seed=6)
+    base = fit_hierarchy(x, [16, 512], FitParams(spherical=False, refine_iters=0))
+    ref = fit_hierarchy(x, [16, 512], FitParams(spherical=False, refine_iters=2))
+    _, d0 = nearest_centroids(x, base.centroids[-1], "numpy")
+    _, d2 = nearest_centroids(x, ref.centroids[-1], "numpy")
+    km = faiss.Kmeans(32, 512, niter=20, seed=0)
+    km.train(x)
+    _, df = nearest_centroids(x, km.centroids, "numpy")
+    print(f"inertia: tree {d0.mean():.4f}, refined {d2.mean():.4f}, flat {df.mean():.4f}")
+    assert d2.mean() < d0.mean() and d2.mean() <= 1.02 * df.mean()
+    assert [len(c) for c in ref.centroids] == [16, 512]
+    assert ref.parents[1].min() >= 0 and ref.parents[1].max() < 16
+
+
+def _hand_tree() -> tuple[np.ndarray, FitResult]:
+    """Points around (0,0) and (10,0); leaves 0,1 under parent 0, leaves 2,3 under parent 1; leaf 3
+    sits far from every point."""
+    x = np.array([[-1, 0], [1, 0], [0, 1], [9, 0], [11, 0], [10, 2]], np.float32)
+    res = FitResult(centroids=[np.array([[0, 0], [10, 0]], np.float32),
+                               np.array([[-1, 0], [1, 0.5], [10, 0], [50, 50]], np.float32)],
+                    parents=[np.array([-1, -1], np.int32), np.array([0, 0, 1, 1], np.int32)])
+    return x, res
+
+
+def test_refine_moves_leaves_to_means_and_upper_centroids_to_subtree_means():
+    x, res = _hand_tree()
+    refine(x, res, FitParams(spherical=False, refine_iters=1))
+    leaves = res.centroids[1]
+    assert np.allclose(leaves[0], [-1, 0]) and np.allclose(leaves[1], [0.5, 0.5])
+    # leaf 3 got no point: re-seeded beside the largest leaf (2, three points) and adopted by its parent
+    assert res.stats["refine_reseeded"] == 1 and res.parents[1].tolist() == [0, 0, 1, 1]
+    assert np.allclose(leaves[2], leaves[3], atol=0.1) and not np.array_equal(leaves[2], leaves[3])
+    assert np.allclose(leaves[2] + leaves[3], 2 * np.array([10, 2 / 3]), atol=1e-4)
+    # upper level: mean of the points under each parent in that iteration
+    assert np.allclose(res.centroids[0], [[0, 1 / 3], [10, 2 / 3]], atol=1e-5)
+
+
+def test_reseeded_leaf_takes_the_parent_of_the_leaf_it_splits():
+    x, res = _hand_tree()
+    res.parents[1] = np.array([0, 0, 1, 0], np.int32)  # the far leaf now hangs under parent 0
+    refine(x, res, FitParams(spherical=False, refine_iters=2))
+    assert res.parents[1].tolist() == [0, 0, 1, 1]
+    leaf, _ = nearest_centroids(x, res.centroids[1], "numpy")
+    assert len(set(leaf.tolist())) == 4  # after a second iteration the split cell is shared
+
+
+def test_refinement_off_leaves_the_tree_as_fitted():
+    x, res = _hand_tree()
+    before = [c.copy() for c in res.centroids]
+    refine(x, res, FitParams(spherical=False, refine_iters=0))
+    assert all(np.array_equal(a, b) for a, b in zip(before, res.centroids))
+
+
+def test_refinement_spherical_keeps_unit_norm_at_every_level():
+    x, _ = gaussian_mixture(3000, k=20, d=32, seed=8)
+    tree, meta = fit_tree(x, KMeansConfig(levels=(4, 8), refine_iters=2))
+    assert meta["refine_iters"] == 2
+    for c in tree.centroids:
+        assert np.allclose(np.linalg.norm(c, axis=1), 1, atol=1e-4)
+
+
+def test_negative_refine_iters_is_refused_naming_the_key():
+    x, _ = gaussian_mixture(100, k=4, d=8, seed=9)
+    with pytest.raises(ValueError, match="kmeans.refine_iters"):
+        fit_tree(x, KMeansConfig(levels=(2, 2), refine_iters=-1))
