@@ -184,15 +184,19 @@ def fit_hierarchy(x: np.ndarray, totals: list[int], p: FitParams) -> FitResult:
     return res
 
 
-def _cluster_sums(x: np.ndarray, ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per-cluster sums of the rows of ``x`` (float64) and counts."""
-    order = np.argsort(ids, kind="stable")
+def _cluster_sums(x: np.ndarray, ids: np.ndarray, k: int, chunk_bytes: int = 1 << 27) -> tuple[np.ndarray, np.ndarray]:
+    """Per-cluster sums of the rows of ``x`` (float64) and counts, in row chunks of about
+    ``chunk_bytes`` of float64 so the temporary stays small whatever the sample size."""
     counts = np.bincount(ids, minlength=k)
     sums = np.zeros((k, x.shape[1]), np.float64)
-    nz = np.flatnonzero(counts)
-    if len(nz):
-        starts = np.concatenate([[0], np.cumsum(counts[nz])[:-1]])
-        sums[nz] = np.add.reduceat(x[order].astype(np.float64), starts, axis=0)
+    step = max(1, chunk_bytes // (8 * x.shape[1]))
+    for i in range(0, len(x), step):
+        part = ids[i:i + step]
+        order = np.argsort(part, kind="stable")
+        part_counts = np.bincount(part, minlength=k)
+        nz = np.flatnonzero(part_counts)
+        starts = np.concatenate([[0], np.cumsum(part_counts[nz])[:-1]])
+        sums[nz] += np.add.reduceat(x[i:i + step][order].astype(np.float64), starts, axis=0)
     return sums, counts
 
 
