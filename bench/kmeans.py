@@ -9,6 +9,7 @@ child process: vectors/s and peak RSS (both should stay flat as N grows).
 
     python bench/kmeans.py                                   # the sizes recorded in BENCHMARKS.md
     python bench/kmeans.py --n 1000000 --k 16384 --d 64 --rss-n 1000000,4000000,16000000   # issue sizes
+    python bench/kmeans.py --spherical --small-case 0 --rss-n 0             # cosine, the pipeline default
     python bench/kmeans.py --gpu --n 10000000 --d 768 --k 65536 --small-case 0 --rss-n 0   # one GPU run
 """
 
@@ -60,7 +61,7 @@ def routed(x: np.ndarray, c0: np.ndarray, c1: np.ndarray, parents: np.ndarray) -
     return out
 
 
-def one_run(x: np.ndarray, k: int, seed: int, niter: int, gpu: bool, backend: str, refine_iters: int) -> dict:
+def one_run(x: np.ndarray, k: int, seed: int, args: argparse.Namespace, backend: str) -> dict:
     """Fit both on ``x``; return timings, throughputs and inertias (hierarchical before and after
     the global refinement, which is timed as part of its fit)."""
     import faiss
@@ -69,16 +70,17 @@ def one_run(x: np.ndarray, k: int, seed: int, niter: int, gpu: bool, backend: st
     from pipelines.hierarchical_kmeans import FitParams, fit_hierarchy, refine
 
     a, b = split_levels(k)
-    params = FitParams(niter=niter, seed=seed, spherical=False, gpu=gpu, refine_iters=0)
+    niter, gpu = args.niter, args.gpu
+    params = FitParams(niter=niter, seed=seed, spherical=args.spherical, gpu=gpu, refine_iters=0)
     t, c = time.perf_counter(), time.process_time()
     res = fit_hierarchy(x, [a, a * b], params)
     h_fit, h_cpu = time.perf_counter() - t, time.process_time() - c
     _, h0_d = nearest_centroids(x, res.centroids[-1], backend)
     t, c = time.perf_counter(), time.process_time()
-    refine(x, res, dataclasses.replace(params, refine_iters=refine_iters))
+    refine(x, res, dataclasses.replace(params, refine_iters=args.refine_iters))
     h_fit, h_cpu = h_fit + time.perf_counter() - t, h_cpu + time.process_time() - c
     t, c = time.perf_counter(), time.process_time()
-    km = faiss.Kmeans(x.shape[1], k, niter=niter, seed=seed, gpu=gpu, verbose=False)
+    km = faiss.Kmeans(x.shape[1], k, niter=niter, seed=seed, gpu=gpu, spherical=args.spherical, verbose=False)
     km.train(x)
     f_fit, f_cpu = time.perf_counter() - t, time.process_time() - c
     t = time.perf_counter()
@@ -93,9 +95,13 @@ def one_run(x: np.ndarray, k: int, seed: int, niter: int, gpu: bool, backend: st
             "leaves": len(res.centroids[-1])}
 
 
-def compare(n: int, d: int, k: int, runs: int, niter: int, gpu: bool, backend: str, refine_iters: int) -> dict:
+def compare(n: int, d: int, k: int, args: argparse.Namespace, backend: str) -> dict:
     x = mixture(n, d, centres=max(k // 4, 8), seed=123)
-    rows = [one_run(x, k, seed, niter, gpu, backend, refine_iters) for seed in range(runs)]
+    if args.spherical:
+        from models.kmeans_index import l2_normalize
+
+        x = l2_normalize(x)
+    rows = [one_run(x, k, seed, args, backend) for seed in range(args.runs)]
     med = {key: statistics.median(r[key] for r in rows) for key in rows[0]}
     return {"n": n, "d": d, "k": k, "levels": split_levels(k), **med}
 
@@ -156,6 +162,7 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--niter", type=int, default=20)
     ap.add_argument("--refine-iters", type=int, default=2, help="global Lloyd iterations after the tree fit")
+    ap.add_argument("--spherical", action="store_true", help="L2-normalised data, cosine k-means (the pipeline's default)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--gpu", action="store_true", help="faiss GPU k-means and GPU assignment")
     ap.add_argument("--rss-n", default="100000,400000,1600000", help="comma-separated N of part 2 (0 skips)")
@@ -168,13 +175,13 @@ def main() -> None:
     backend = "faiss" if args.gpu else "numpy"
     cases = [(args.n, args.d, args.k)] + ([(args.small_case, 512, args.small_k)] if args.small_case else [])
     print(f"faiss {faiss.__version__}, threads {args.threads}, gpu {args.gpu}, runs {args.runs} (median), "
-          f"refine iterations {args.refine_iters}")
+          f"refine iterations {args.refine_iters}, spherical {args.spherical}")
     hdr = ("N", "d", "K", "levels", "leaves", "fit h s", "fit flat s", "fit ×", "cpu h s", "cpu flat s", "cpu ×",
            "assign h v/s", "assign flat v/s",
            "inertia h", "inertia flat", "h/flat", "unrefined/flat", "routed/flat")
     print(" | ".join(hdr))
     for n, d, k in cases:
-        r = compare(n, d, k, args.runs, args.niter, args.gpu, backend, args.refine_iters)
+        r = compare(n, d, k, args, backend)
         print(" | ".join(str(v) for v in (
             r["n"], r["d"], r["k"], "×".join(map(str, r["levels"])), int(r["leaves"]), f"{r['h_fit']:.1f}",
             f"{r['f_fit']:.1f}", f"{r['f_fit'] / r['h_fit']:.1f}", f"{r['h_cpu']:.1f}", f"{r['f_cpu']:.1f}",
