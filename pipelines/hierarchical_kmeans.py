@@ -20,12 +20,20 @@ rest silently); the cells and sizes here always come from an exact pass over eve
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from models.kmeans_index import l2_normalize, nearest_centroids
+
+ProgressFn = Callable[..., None]
+"""``progress(phase, done, total, rows=0)``: called as the fit advances (see pipelines.progress)."""
+
+
+def _no_progress(phase: str, done: int, total: int, rows: int = 0) -> None:
+    return None
 
 
 @dataclass(frozen=True)
@@ -118,7 +126,7 @@ def _split(x: np.ndarray, keys: np.ndarray, k: int, seed: int, p: FitParams,
 
 
 def _split_all(x: np.ndarray, keys: np.ndarray, jobs: list[tuple[np.ndarray, int, int]], p: FitParams,
-               stats: Counter) -> list[np.ndarray]:
+               stats: Counter, tick: Callable[[int], None]) -> list[np.ndarray]:
     """Split every parent cell. On CPU, many small parents run side by side with one FAISS thread
     each: a 2-thread OpenMP team per tiny k-means spends most of its time in barriers, worst on a
     loaded machine (measured 2.6 s vs 38 s for 32 parents × 32 children, 50k × 64, load 13).
@@ -126,14 +134,20 @@ def _split_all(x: np.ndarray, keys: np.ndarray, jobs: list[tuple[np.ndarray, int
     import faiss
 
     threads = faiss.omp_get_max_threads()
+    out: list[np.ndarray] = []
     if p.gpu or len(jobs) == 1 or threads == 1:
-        return [_split(x[rows], keys[rows], k, seed, p, stats) for rows, k, seed in jobs]
+        for rows, k, seed in jobs:
+            out.append(_split(x[rows], keys[rows], k, seed, p, stats))
+            tick(len(out))
+        return out
     counts: list[Counter] = [Counter() for _ in jobs]
     faiss.omp_set_num_threads(1)
     try:
         with ThreadPoolExecutor(threads, initializer=faiss.omp_set_num_threads, initargs=(1,)) as pool:
-            out = list(pool.map(lambda i: _split(x[jobs[i][0]], keys[jobs[i][0]], jobs[i][1], jobs[i][2], p,
-                                                 counts[i]), range(len(jobs))))
+            for c in pool.map(lambda i: _split(x[jobs[i][0]], keys[jobs[i][0]], jobs[i][1], jobs[i][2], p,
+                                               counts[i]), range(len(jobs))):
+                out.append(c)
+                tick(len(out))
     finally:
         faiss.omp_set_num_threads(threads)
     for c in counts:
@@ -141,14 +155,18 @@ def _split_all(x: np.ndarray, keys: np.ndarray, jobs: list[tuple[np.ndarray, int
     return out
 
 
-def fit_hierarchy(x: np.ndarray, totals: list[int], p: FitParams) -> FitResult:
+def fit_hierarchy(x: np.ndarray, totals: list[int], p: FitParams,
+                  progress: ProgressFn | None = None) -> FitResult:
     """Fit the cluster tree on sample ``x`` (already L2-normalised in spherical mode).
 
     Args:
         x: (n, d) float32 sample.
         totals: wanted number of clusters at each level, coarsest first (non-decreasing).
         p: k-means parameters.
+        progress: called with (``level i``, parents split, parents) and (``refine``, iterations
+            done, iterations, rows assigned).
     """
+    progress = progress or _no_progress
     res = FitResult()
     n = len(x)
     if n == 0:
@@ -170,7 +188,8 @@ def fit_hierarchy(x: np.ndarray, totals: list[int], p: FitParams) -> FitResult:
         order = np.argsort(members, kind="stable")
         bounds = np.concatenate([[0], np.cumsum(sizes)])
         jobs = [(order[bounds[j]:bounds[j + 1]], int(k[j]), p.seed + 1009 * level + j) for j in range(parent_count)]
-        cents = _split_all(x, keys, jobs, p, res.stats)
+        cents = _split_all(x, keys, jobs, p, res.stats,
+                           lambda done, lv=level, total=parent_count: progress(f"level {lv}", done, total))
         pars = [np.full(len(c), j if level else -1, np.int32) for j, c in enumerate(cents)]
         c_all = np.concatenate(cents).astype(np.float32)
         res.stats["clusters_short"] += want - len(c_all)
@@ -180,7 +199,7 @@ def fit_hierarchy(x: np.ndarray, totals: list[int], p: FitParams) -> FitResult:
             # a cell's members are the points nearest its centroid *among all centroids of the level*
             members, _ = nearest_centroids(x, c_all, "auto")
             parent_count = len(c_all)
-    refine(x, res, p)
+    refine(x, res, p, progress)
     return res
 
 
@@ -227,7 +246,7 @@ def _reseed_empty(leaves: np.ndarray, parents: np.ndarray, counts: np.ndarray, s
     return len(empty)
 
 
-def refine(x: np.ndarray, res: FitResult, p: FitParams) -> None:
+def refine(x: np.ndarray, res: FitResult, p: FitParams, progress: ProgressFn | None = None) -> None:
     """Global Lloyd iterations over **all leaves at once** (exact assignment, then means).
 
     Each parent's k-means only sees its own cell, so leaves near a cell border are placed without
@@ -238,14 +257,17 @@ def refine(x: np.ndarray, res: FitResult, p: FitParams) -> None:
     sample points under it."""
     if p.refine_iters <= 0:
         return
+    progress = progress or _no_progress
     leaves = res.centroids[-1].copy()
     parents = res.parents[-1].copy()
     k = len(leaves)
-    for _ in range(p.refine_iters):
+    progress("refine", 0, p.refine_iters)
+    for it in range(p.refine_iters):
         ids, _ = nearest_centroids(x, leaves, "auto")
         sums, counts = _cluster_sums(x, ids, k)
         leaves = _means(sums, counts, leaves, p.spherical)
         res.stats["refine_reseeded"] += _reseed_empty(leaves, parents, counts, p.spherical)
+        progress("refine", it + 1, p.refine_iters, (it + 1) * len(x))
     res.centroids[-1], res.parents[-1] = leaves, parents
     for level in range(len(res.centroids) - 2, -1, -1):  # upper centroids: mean of their subtree
         up = res.parents[level + 1]

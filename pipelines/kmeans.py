@@ -22,7 +22,8 @@ import numpy as np
 
 from models.kmeans_index import ClusterTree, l2_normalize, read_meta
 from pipelines.failpoints import failpoint
-from pipelines.hierarchical_kmeans import FitParams, fit_hierarchy
+from pipelines.hierarchical_kmeans import FitParams, ProgressFn, fit_hierarchy
+from pipelines.progress import StepProgress
 from schemas.tables import SOURCE_OBJECT
 
 KMEANS_DIR = "kmeans"
@@ -93,12 +94,14 @@ def _use_gpu(kc: KMeansConfig) -> int:
     return n if kc.device != "cpu" else 0
 
 
-def fit_tree(x: np.ndarray, kc: KMeansConfig) -> tuple[ClusterTree, dict[str, Any]]:
+def fit_tree(x: np.ndarray, kc: KMeansConfig,
+             progress: ProgressFn | None = None) -> tuple[ClusterTree, dict[str, Any]]:
     """Fit the tree of ``kc`` on an in-memory sample; return it and its fit statistics.
 
     Args:
         x: (n, d) float32 sample (normalised here in spherical mode).
         kc: the k-means config.
+        progress: ``progress(phase, done, total, rows=0)`` as each level and refinement advances.
     """
     import faiss
 
@@ -111,7 +114,7 @@ def fit_tree(x: np.ndarray, kc: KMeansConfig) -> tuple[ClusterTree, dict[str, An
     params = FitParams(niter=kc.niter, seed=kc.seed, spherical=kc.spherical,
                        max_points_per_centroid=kc.max_points_per_centroid,
                        allocate_by=kc.allocate_by, gpu=gpus > 0, refine_iters=kc.refine_iters)
-    res = fit_hierarchy(x, level_totals(kc), params)
+    res = fit_hierarchy(x, level_totals(kc), params, progress)
     meta: dict[str, Any] = {
         "levels": list(kc.levels), "level_sizes": kc.level_sizes, "requested": level_totals(kc),
         "sizes": [len(c) for c in res.centroids], "dim": int(x.shape[1]), "sample_rows": int(len(x)),
@@ -147,10 +150,11 @@ def fit_kmeans(out: Path, cfg: Any, shards: list[int]) -> dict[str, Any]:
     from pipelines.kmeans_sample import uniform_sample  # pandas: kept out of config loading
 
     t0 = time.perf_counter()
-    sample = uniform_sample(Path(out), shards, tuple(kc.sources), kc.sample_size, kc.seed)
-    if sample.rows_seen == 0:
-        return {"reused": False, "skipped": "no embeddings of sources " + ",".join(kc.sources)}
-    tree, meta = fit_tree(sample.x, kc)
+    with StepProgress("fit_kmeans", enabled=bool(getattr(cfg, "progress", False))) as bar:
+        sample = uniform_sample(Path(out), shards, tuple(kc.sources), kc.sample_size, kc.seed, progress=bar)
+        if sample.rows_seen == 0:
+            return {"reused": False, "skipped": "no embeddings of sources " + ",".join(kc.sources)}
+        tree, meta = fit_tree(sample.x, kc, bar)
     meta["rows_seen"] = sample.rows_seen
     meta["shards"] = len(shards)
     meta["wall_seconds"] = round(time.perf_counter() - t0, 3)

@@ -9,7 +9,7 @@ not change it, which is what makes the fit (and so the labels) independent of sh
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,8 +37,9 @@ def _allowed_ids(out: Path, shard: int, sources: tuple[str, ...]) -> pa.Array:
 
 
 def iter_embeddings(out: Path, shards: list[int], sources: tuple[str, ...],
-                    batch_rows: int = BATCH_ROWS) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Yield (region ids as an object array, (n, d) float32) batches of the chosen sources' embeddings.
+                    batch_rows: int = BATCH_ROWS) -> Iterator[tuple[np.ndarray, np.ndarray, int]]:
+    """Yield (region ids as an object array, (n, d) float32, shard id) batches of the chosen sources'
+    embeddings.
 
     Args:
         out: the output folder.
@@ -58,7 +59,7 @@ def iter_embeddings(out: Path, shards: list[int], sources: tuple[str, ...],
             batch = batch.filter(mask)
             if batch.num_rows:
                 ids = batch.column(0).to_numpy(zero_copy_only=False)
-                yield ids, embedding_matrix(batch.column(1))
+                yield ids, embedding_matrix(batch.column(1)), shard
 
 
 def row_priority(ids: np.ndarray, seed: int) -> np.ndarray:
@@ -77,7 +78,7 @@ class Sample:
 
 
 def uniform_sample(out: Path, shards: list[int], sources: tuple[str, ...], size: int, seed: int,
-                   batch_rows: int = BATCH_ROWS) -> Sample:
+                   batch_rows: int = BATCH_ROWS, progress: Callable[..., None] | None = None) -> Sample:
     """Stream every embedding once and keep a uniform sample of at most ``size`` rows.
 
     Args:
@@ -87,6 +88,7 @@ def uniform_sample(out: Path, shards: list[int], sources: tuple[str, ...], size:
         size: sample size (memory: ``size × d × 4`` bytes).
         seed: the sampling seed.
         batch_rows: rows per record batch.
+        progress: called as ``progress("sample", shards read, shards, rows seen)`` after each shard.
     """
     if size < 1:
         raise ValueError("kmeans.sample_size: must be >= 1")
@@ -98,7 +100,7 @@ def uniform_sample(out: Path, shards: list[int], sources: tuple[str, ...], size:
     ids = np.empty(cap, object)
     x: np.ndarray | None = None
     n = seen = 0
-    for bid, bx in iter_embeddings(out, shards, sources, batch_rows):
+    for bid, bx in _with_progress(iter_embeddings(out, shards, sources, batch_rows), shards, progress):
         seen += len(bid)
         bp = row_priority(bid, seed)
         if x is None:
@@ -118,6 +120,21 @@ def uniform_sample(out: Path, shards: list[int], sources: tuple[str, ...], size:
         n = _compact(pri, ids, x, n, size)
     order = np.lexsort((ids[:n].astype(str), pri[:n]))  # ids break (improbable) hash ties
     return Sample(ids[:n][order], x[:n][order], seen)
+
+
+def _with_progress(batches: Iterator[tuple[np.ndarray, np.ndarray, int]], shards: list[int],
+                   progress: Callable[..., None] | None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Pass (ids, x) batches through, reporting shards done and rows seen when a shard ends."""
+    done = rows = 0
+    index = {s: i for i, s in enumerate(shards)}
+    for bid, bx, shard in batches:
+        if progress is not None and index[shard] > done:
+            done = index[shard]
+            progress("sample", done, len(shards), rows)
+        rows += len(bid)
+        yield bid, bx
+    if progress is not None:
+        progress("sample", len(shards), len(shards), rows)
 
 
 def _compact(pri: np.ndarray, ids: np.ndarray, x: np.ndarray, n: int, size: int) -> int:

@@ -45,6 +45,43 @@ class StageProgress:
             self._progress.stop()
 
 
+class StepProgress:
+    """Bars for the phases of a global step (e.g. ``fit_kmeans``: sample, level 0, level 1, refine),
+    one bar per phase, created the first time the phase reports. Call it as
+    ``progress(phase, done, total, rows)``: ``done`` of ``total`` units, ``rows`` processed so far in
+    that phase (shown with rows/s when non-zero)."""
+
+    def __init__(self, step: str, enabled: bool = True) -> None:
+        self.step, self.enabled = step, enabled
+        self._tasks: dict[str, tuple[Any, float]] = {}
+        self._progress: Progress | None = None
+
+    def __enter__(self) -> StepProgress:
+        if self.enabled:
+            self._progress = Progress(
+                TextColumn("[bold]{task.fields[phase]:<18}"), BarColumn(), MofNCompleteColumn(),
+                TextColumn("{task.fields[rows]}"), TimeElapsedColumn(), console=console, transient=False,
+            )
+            self._progress.start()
+        return self
+
+    def __call__(self, phase: str, done: int, total: int, rows: int = 0) -> None:
+        if self._progress is None:
+            return
+        if phase not in self._tasks:
+            task = self._progress.add_task("", total=total, phase=f"{self.step} {phase}", rows="")
+            self._tasks[phase] = (task, time.perf_counter())
+        task, start = self._tasks[phase]
+        text = ""
+        if rows:
+            text = f"{rows:,} rows  {rows / max(time.perf_counter() - start, 1e-9):,.0f} rows/s"
+        self._progress.update(task, completed=done, total=total, rows=text)
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+
+
 def print_table(title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]], stderr: bool = False) -> None:
     """Print a table with a title."""
     t = Table(title=title, title_justify="left")

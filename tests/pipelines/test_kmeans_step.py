@@ -78,3 +78,35 @@ def test_no_embeddings_is_a_clear_skip(tmp_path):
     summary = fit_kmeans(tmp_path, _cfg(tmp_path), [0, 1])
     assert "no embeddings" in summary["skipped"]
     assert not (tmp_path / "kmeans").exists()
+
+
+def test_progress_reports_sample_levels_and_refinement(tmp_path):
+    from pipelines.kmeans import fit_tree
+
+    write_mixture(tmp_path, 4, 150, d=8)
+    calls: list[tuple] = []
+
+    def record(phase, done, total, rows=0):
+        calls.append((phase, done, total, rows))
+
+    sample = uniform_sample(tmp_path, [0, 1, 2, 3], ("object",), 400, seed=0, batch_rows=50, progress=record)
+    fit_tree(sample.x, KMeansConfig(levels=(4, 3), refine_iters=2), record)
+    by_phase: dict[str, list[tuple]] = {}
+    for phase, done, total, rows in calls:
+        by_phase.setdefault(phase, []).append((done, total, rows))
+    assert list(by_phase) == ["sample", "level 0", "level 1", "refine"]
+    # sample: shards finished in order, rows seen so far, ending at every shard and row
+    assert [d for d, _, _ in by_phase["sample"]] == [1, 2, 3, 4]
+    assert by_phase["sample"][-1] == (4, 4, 600)
+    assert by_phase["level 0"] == [(1, 1, 0)]  # the root is split once
+    assert [d for d, t, _ in by_phase["level 1"]] == [1, 2, 3, 4] and by_phase["level 1"][-1][1] == 4
+    assert by_phase["refine"] == [(0, 2, 0), (1, 2, 400), (2, 2, 800)]
+
+
+def test_build_shows_a_bar_per_fit_phase(tmp_path, capsys):
+    write_mixture(tmp_path, 2, 100, d=8)
+    fit_kmeans(tmp_path, replace(_cfg(tmp_path, sample_size=150), progress=True), [0, 1])
+    err = capsys.readouterr().err
+    for phase in ("fit_kmeans sample", "fit_kmeans level 0", "fit_kmeans level 1", "fit_kmeans refine"):
+        assert phase in err, err
+    assert "rows/s" in err
