@@ -234,7 +234,8 @@ def _reseed_empty(leaves: np.ndarray, parents: np.ndarray, counts: np.ndarray, s
     cell between them. The moved leaf takes the big leaf's parent. Returns how many were moved."""
     empty = np.flatnonzero(counts == 0)
     big = np.argsort(-counts, kind="stable")[:len(empty)]
-    empty, big = empty[:int((counts[big] > 1).sum())], big[counts[big] > 1]
+    big = big[counts[big] > 1]  # only a leaf with two or more points can be split
+    empty = empty[:len(big)]
     if not len(empty):
         return 0
     eps = np.where(np.arange(leaves.shape[1]) % 2 == 0, 1.0, -1.0).astype(np.float32) / 1024
@@ -272,6 +273,6 @@ def refine(x: np.ndarray, res: FitResult, p: FitParams, progress: ProgressFn | N
     for level in range(len(res.centroids) - 2, -1, -1):  # upper centroids: mean of their subtree
         up = res.parents[level + 1]
         kp = len(res.centroids[level])
-        sums = np.stack([np.bincount(up, weights=sums[:, j], minlength=kp) for j in range(sums.shape[1])], 1)
+        sums, _ = _cluster_sums(sums, up, kp)
         counts = np.bincount(up, weights=counts, minlength=kp).astype(np.int64)
         res.centroids[level] = _means(sums, counts, res.centroids[level], p.spherical)

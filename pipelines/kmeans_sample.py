@@ -37,9 +37,8 @@ def _allowed_ids(out: Path, shard: int, sources: tuple[str, ...]) -> pa.Array:
 
 
 def iter_embeddings(out: Path, shards: list[int], sources: tuple[str, ...],
-                    batch_rows: int = BATCH_ROWS) -> Iterator[tuple[np.ndarray, np.ndarray, int]]:
-    """Yield (region ids as an object array, (n, d) float32, shard id) batches of the chosen sources'
-    embeddings.
+                    batch_rows: int = BATCH_ROWS) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Yield (region ids as an object array, (n, d) float32) batches of the chosen sources' embeddings.
 
     Args:
         out: the output folder.
@@ -59,7 +58,7 @@ def iter_embeddings(out: Path, shards: list[int], sources: tuple[str, ...],
             batch = batch.filter(mask)
             if batch.num_rows:
                 ids = batch.column(0).to_numpy(zero_copy_only=False)
-                yield ids, embedding_matrix(batch.column(1)), shard
+                yield ids, embedding_matrix(batch.column(1))
 
 
 def row_priority(ids: np.ndarray, seed: int) -> np.ndarray:
@@ -100,7 +99,7 @@ def uniform_sample(out: Path, shards: list[int], sources: tuple[str, ...], size:
     ids = np.empty(cap, object)
     x: np.ndarray | None = None
     n = seen = 0
-    for bid, bx in _with_progress(iter_embeddings(out, shards, sources, batch_rows), shards, progress):
+    for bid, bx in _with_progress(out, shards, sources, batch_rows, progress):
         seen += len(bid)
         bp = row_priority(bid, seed)
         if x is None:
@@ -122,19 +121,16 @@ def uniform_sample(out: Path, shards: list[int], sources: tuple[str, ...], size:
     return Sample(ids[:n][order], x[:n][order], seen)
 
 
-def _with_progress(batches: Iterator[tuple[np.ndarray, np.ndarray, int]], shards: list[int],
+def _with_progress(out: Path, shards: list[int], sources: tuple[str, ...], batch_rows: int,
                    progress: Callable[..., None] | None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Pass (ids, x) batches through, reporting shards done and rows seen when a shard ends."""
-    done = rows = 0
-    index = {s: i for i, s in enumerate(shards)}
-    for bid, bx, shard in batches:
-        if progress is not None and index[shard] > done:
-            done = index[shard]
-            progress("sample", done, len(shards), rows)
-        rows += len(bid)
-        yield bid, bx
-    if progress is not None:
-        progress("sample", len(shards), len(shards), rows)
+    """``iter_embeddings`` shard by shard, reporting shards read and rows seen after each shard."""
+    rows = 0
+    for i, shard in enumerate(shards):
+        for bid, bx in iter_embeddings(out, [shard], sources, batch_rows):
+            rows += len(bid)
+            yield bid, bx
+        if progress is not None:
+            progress("sample", i + 1, len(shards), rows)
 
 
 def _compact(pri: np.ndarray, ids: np.ndarray, x: np.ndarray, n: int, size: int) -> int:
