@@ -1,7 +1,7 @@
 """Hierarchical vs flat FAISS k-means at equal leaf count, and streaming assignment at growing N.
 
 Part 1 (same data, same process): fit time, exact-assignment throughput and inertia (mean squared
-distance of every point to its nearest centroid) of ``pipelines.hierarchical_kmeans`` against one
+distance of every point to its nearest centroid) of ``pipelines.kmeans.tree`` against one
 flat ``faiss.Kmeans``; plus, for reference, routing through the coarse cell (what the pipeline does
 *not* do). Median of ``--runs`` runs (seeds 0..runs-1).
 Part 2: the assign stage streaming synthetic fp16 shards at N = ``--rss-n`` rows, each N in a fresh
@@ -67,7 +67,7 @@ def one_run(x: np.ndarray, k: int, seed: int, args: argparse.Namespace, backend:
     import faiss
 
     from models.kmeans_index import nearest_centroids
-    from pipelines.hierarchical_kmeans import FitParams, fit_hierarchy, refine
+    from pipelines.kmeans.tree import FitParams, fit_hierarchy, refine
 
     a, b = split_levels(k)
     niter, gpu = args.niter, args.gpu

@@ -34,7 +34,7 @@ from schemas import IMAGES, REGIONS_OBJECT, REGIONS_TEXT, images_schema  # noqa:
 from stages.detect import DetectConfig, DetectStage  # noqa: E402
 from stages.embed import EmbedConfig, EmbedStage  # noqa: E402
 from stages.ocr import OcrConfig, OcrStage  # noqa: E402
-from stages.regions import decode_pil, decode_rgb  # noqa: E402
+from stages.region_helpers import decode_pil, decode_rgb  # noqa: E402
 from tests.synth import encode, render_text_image, synthetic_scene, text_lines  # noqa: E402
 
 

@@ -18,9 +18,9 @@ import time
 import torch
 
 from training.data import ShardStream, StreamLoader
-from training.regions import RegionTransform, collate_regions
 from training.rice.loss import PartialFCLoss
 from training.rice.model import ModelConfig, vit_shape
+from training.rice.regions import RegionTransform, collate_regions
 from training.rice.task import LossConfig, RiceTask
 from training.synthetic import write_synthetic_shards
 

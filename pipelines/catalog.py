@@ -15,8 +15,8 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
-from pipelines.catalog_labels import add_label_tables
 from pipelines.failpoints import failpoint
+from pipelines.kmeans.catalog import add_label_tables
 from pipelines.shards import STATE_DIR, list_shards
 from schemas import EMBEDDINGS, TABLE_DIRS, schema_for
 

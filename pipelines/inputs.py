@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 from pipelines.config import InputConfig
 from pipelines.shards import list_shards, shard_path, write_table
 from schemas import INPUT, input_schema
-from stages.download import make_key
+from stages.download.stage import make_key
 
 _EXT = {".parquet": "parquet", ".csv": "csv", ".tsv": "csv", ".jsonl": "jsonl", ".json": "jsonl", ".txt": "txt"}
 

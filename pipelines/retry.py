@@ -23,7 +23,7 @@ from pipelines.shards import list_shards, read_marker, read_table, shard_path, w
 from pipelines.typed_config import apply_overrides, from_dict
 from schemas import IMAGES
 from schemas.tables import STATUS_FAILED
-from stages.download import DownloadStage, ledger_counters
+from stages.download.stage import DownloadStage, ledger_counters
 
 RETRYABLE = re.compile(
     r"timed out|timeout|HTTP Error 5\d\d|HTTP Error 429|reset by peer|Connection refused|"

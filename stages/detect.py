@@ -21,7 +21,7 @@ from models.registry import PROPOSER, package_version
 from schemas import IMAGES, REGIONS, REGIONS_OBJECT
 from schemas.tables import SOURCE_OBJECT
 from stages.base import Resources, Stage
-from stages.regions import RegionRows, batched, files_fingerprint, filter_boxes, iter_images
+from stages.region_helpers import RegionRows, batched, files_fingerprint, filter_boxes, iter_images
 
 
 @dataclass(frozen=True)

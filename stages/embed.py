@@ -22,7 +22,7 @@ from models.registry import TINY_CLIP, clip_embed_dim, resolve_clip
 from schemas import EMBEDDINGS, IMAGES, REGIONS_OBJECT, REGIONS_TEXT, embeddings_schema, images_schema
 from schemas.tables import SOURCE_OBJECT, SOURCE_TEXT
 from stages.base import Resources, Stage
-from stages.regions import files_fingerprint, iter_images
+from stages.region_helpers import files_fingerprint, iter_images
 
 _SOURCE_DIRS = {SOURCE_OBJECT: REGIONS_OBJECT, SOURCE_TEXT: REGIONS_TEXT}
 _BOX = pa.struct([("region_id", pa.string()), ("x0", pa.float32()), ("y0", pa.float32()),

@@ -21,7 +21,7 @@ from models.registry import PADDLEOCR, RAPIDOCR, package_version, rapidocr_model
 from schemas import IMAGES, REGIONS, REGIONS_TEXT
 from schemas.tables import SOURCE_TEXT
 from stages.base import Resources, Stage
-from stages.regions import RegionRows, files_fingerprint, filter_boxes, iter_images
+from stages.region_helpers import RegionRows, files_fingerprint, filter_boxes, iter_images
 
 
 @dataclass(frozen=True)

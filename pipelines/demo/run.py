@@ -8,10 +8,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipelines.build import build
-from pipelines.catalog_labels import cluster_summary
 from pipelines.config import load_config
 from pipelines.demo.corpus import demo_images
 from pipelines.demo.server import LoopbackServer
+from pipelines.kmeans.catalog import cluster_summary
 from pipelines.progress import out_console, print_table
 from pipelines.report import write_report
 

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from pipelines.demo.server import LoopbackServer
-from stages.download import DownloadConfig, DownloadStage, make_key
+from stages.download.stage import DownloadConfig, DownloadStage, make_key
 from tests.reliability.hostile import hostile_cases
 
 

@@ -8,7 +8,7 @@ import pytest
 
 from schemas import images_schema, regions_schema, validate_table
 from stages.detect import DetectConfig, DetectStage
-from stages.regions import region_id
+from stages.region_helpers import region_id
 from tests.synth import box_iou, encode, synthetic_scene
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pyarrow as pa
 
 from schemas import images_schema, validate_table
-from stages.download import DownloadConfig, DownloadStage, make_key
+from stages.download.stage import DownloadConfig, DownloadStage, make_key
 from tests.conftest import make_jpeg, make_png
 
 

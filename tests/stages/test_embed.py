@@ -9,7 +9,7 @@ import pytest
 from schemas import IMAGES, REGIONS_OBJECT, REGIONS_TEXT, embeddings_schema, images_schema, validate_table
 from stages.detect import DetectStage
 from stages.embed import EmbedConfig, EmbedStage
-from stages.regions import RegionRows
+from stages.region_helpers import RegionRows
 from tests.stages.test_detect import ledger
 from tests.synth import synthetic_scene
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from training.data import ShardStream, StreamLoader
-from training.regions import RegionTransform, collate_regions
+from training.rice.regions import RegionTransform, collate_regions
 from training.synthetic import write_synthetic_shards
 
 torch.set_num_threads(1)

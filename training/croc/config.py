@@ -11,7 +11,7 @@ from typing import Literal
 from training.croc.captions import CaptionConfig
 from training.croc.conversation import ConversationConfig
 from training.croc.lm import LMConfig
-from training.croc.stages import CrocMethodConfig
+from training.croc.method import CrocMethodConfig
 from training.croc.tokenizer import TokenizerConfig
 from training.croc.vision import VisionConfig
 from training.loop import LoopConfig

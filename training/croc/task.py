@@ -15,11 +15,11 @@ from torch import nn
 from torch.nn import functional as F
 
 from training.croc.matching import PoolMatcher
+from training.croc.method import GROUPS, CrocMethodConfig
 from training.croc.model import CrocModel
 from training.croc.pool import random_mask
 from training.croc.recon import reconstruction_loss
 from training.croc.sequence import IGNORE
-from training.croc.stages import GROUPS, CrocMethodConfig
 from training.distributed import rank_world
 from training.task import TrainTask
 

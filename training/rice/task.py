@@ -90,7 +90,7 @@ class RiceTask(TrainTask):
             self.token_centres = PartialFCLoss(loss_cfg.num_tokens, dim, **kw)
 
     def training_forward(self, batch: dict) -> dict[str, torch.Tensor]:
-        """Losses of a :func:`training.regions.collate_regions` batch (on the task's device)."""
+        """Losses of a :func:`training.rice.regions.collate_regions` batch (on the task's device)."""
         cls, regions = self.model(batch["image"], batch["token_mask"])
         b, r, d = regions.shape
         feats = regions.reshape(b * r, d)

@@ -15,8 +15,8 @@ from training.config import load_config, to_dict
 from training.data import ShardStream, StreamLoader
 from training.distributed import init_from_env
 from training.loop import LoopConfig, train
-from training.regions import RegionTransform, collate_regions
 from training.rice.model import ModelConfig, vit_shape
+from training.rice.regions import RegionTransform, collate_regions
 from training.rice.task import LossConfig, RiceTask, scan_num_classes
 
 
@@ -96,7 +96,7 @@ def run(config_path: str | None, overrides: list[str] | None = None) -> dict:
     task = RiceTask(cfg.model, cfg.loss, seed=cfg.seed)
     summary = train(task, build_loader(cfg), cfg.loop, device, meta={"kind": "rice", "config": to_dict(cfg)})
     if cfg.export and rank == 0:
-        from training.export import export_trunk
+        from training.rice.export import export_trunk
 
         summary["export"] = export_trunk(task.module("model"), os.path.join(cfg.loop.out_dir, "export"))
     return summary

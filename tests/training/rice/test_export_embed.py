@@ -9,7 +9,7 @@ from PIL import Image
 
 from models.embedder import ClipEmbedder
 from models.registry import clip_embed_dim
-from training.export import export_trunk, load_exported
+from training.rice.export import export_trunk, load_exported
 from training.rice.model import ModelConfig, RiceViT
 
 

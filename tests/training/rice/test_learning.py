@@ -16,8 +16,8 @@ import torch.nn.functional as F
 from training.checkpoint import latest_checkpoint
 from training.cli import run_training
 from training.data import ShardStream, StreamLoader
-from training.regions import RegionTransform, collate_regions
 from training.rice.model import ModelConfig, RiceViT
+from training.rice.regions import RegionTransform, collate_regions
 from training.synthetic import NUM_CLASSES, NUM_TOKENS, write_synthetic_shards
 
 CONFIG = os.path.join(os.path.dirname(__file__), "../../../training/configs/rice-tiny.yaml")

@@ -12,7 +12,7 @@ import torch
 
 from training.cli import main, run_training
 from training.config import ConfigError
-from training.export import load_exported
+from training.rice.export import load_exported
 from training.rice.model import ModelConfig, RiceViT
 from training.synthetic import write_synthetic_shards
 

@@ -21,10 +21,10 @@ import pyarrow as pa
 
 from schemas import IMAGES, INPUT, images_schema
 from schemas.tables import STATUS_REFUSED
-from stages import http_guard
 from stages.base import Resources, Stage
-from stages.image_check import ImageRejected, check_image
-from stages.url_guard import UrlPolicy, check_url, normalize_url
+from stages.download import http_guard
+from stages.download.image_check import ImageRejected, check_image
+from stages.download.url_guard import UrlPolicy, check_url, normalize_url
 
 _SOURCE_KEY = "source_key"
 

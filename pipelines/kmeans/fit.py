@@ -22,7 +22,7 @@ import numpy as np
 
 from models.kmeans_index import ClusterTree, l2_normalize, read_meta
 from pipelines.failpoints import failpoint
-from pipelines.hierarchical_kmeans import FitParams, ProgressFn, fit_hierarchy
+from pipelines.kmeans.tree import FitParams, ProgressFn, fit_hierarchy
 from pipelines.progress import StepProgress
 from schemas.tables import SOURCE_OBJECT
 
@@ -147,7 +147,7 @@ def fit_kmeans(out: Path, cfg: Any, shards: list[int]) -> dict[str, Any]:
     if old is not None and not kc.refit and old.get("signature") == fit_signature(kc):
         return {"reused": True, "leaves": old["sizes"][-1], "sizes": old["sizes"],
                 "centroids_sha256": old["centroids_sha256"][:12]}
-    from pipelines.kmeans_sample import uniform_sample  # pandas: kept out of config loading
+    from pipelines.kmeans.sample import uniform_sample  # pandas: kept out of config loading
 
     t0 = time.perf_counter()
     with StepProgress("fit_kmeans", enabled=bool(getattr(cfg, "progress", False))) as bar:

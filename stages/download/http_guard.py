@@ -16,7 +16,7 @@ import time
 import urllib.request
 import zlib
 
-from stages.url_guard import UrlPolicy, address_refusal
+from stages.download.url_guard import UrlPolicy, address_refusal
 
 _DEFAULT = {"policy": UrlPolicy(), "deadline": 30.0, "max_bytes": 64 << 20}
 _config = dict(_DEFAULT)

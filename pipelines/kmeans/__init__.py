@@ -1,0 +1,10 @@
+"""Hierarchical k-means: the ``fit_kmeans`` global step and what it is built from.
+
+``fit.py`` is the step (config, sample, fit, write ``OUT/kmeans``), ``tree.py`` the hierarchical fit
+and global refinement, ``sample.py`` the streaming uniform sample, ``catalog.py`` the catalog's
+cluster and vocabulary tables.
+"""
+
+from pipelines.kmeans.fit import KMEANS_DIR, KMeansConfig, fit_kmeans
+
+__all__ = ["KMEANS_DIR", "KMeansConfig", "fit_kmeans"]
