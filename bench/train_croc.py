@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from training.config import load_config  # noqa: E402
+from common.typed_config import load_config  # noqa: E402
 from training.croc.build import build_croc, build_stream  # noqa: E402
 from training.croc.config import CrocConfig  # noqa: E402
 from training.synthetic import write_synthetic_shards  # noqa: E402

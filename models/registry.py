@@ -154,25 +154,38 @@ def register_clip_configs() -> None:
 
 
 RICE_PREFIX = "rice:"
+RICE_EXPORT_INFO = "rice.json"  # what a RICE export folder holds and how to load it (training/rice/export.py)
+# open_clip's OpenAI CLIP preprocessing statistics: the default of every encoder regionset trains or embeds with.
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 
-def rice_export(model: str) -> tuple[str, str]:
-    """For ``rice:<folder>`` (a RICE trainer export): register its open_clip config and return
-    (open_clip model name, checkpoint path).
+def read_rice_export(folder: str | Path, option: str = "embed.model") -> tuple[str, str]:
+    """Register a RICE export's open_clip config and return (open_clip model name, checkpoint path).
 
     Args:
-        model: ``rice:`` followed by the export folder (``loop.out_dir/export`` of a RICE run).
+        folder: an export folder (``loop.out_dir/export`` of a RICE run).
+        option: the config option that named it, for the error message.
     """
-    folder = Path(model[len(RICE_PREFIX):]).expanduser()
-    info_path = folder / "rice.json"
+    folder = Path(folder).expanduser()
+    info_path = folder / RICE_EXPORT_INFO
     if not info_path.is_file():
-        raise ModelUnavailable(f"embed.model={model!r}: {info_path} not found; point it at the export folder "
+        raise ModelUnavailable(f"{option}={str(folder)!r}: {info_path} not found; point it at the export folder "
                                "a RICE run writes (loop.out_dir/export)")
     info = json.loads(info_path.read_text())
     import open_clip
 
     open_clip.add_model_config(str(folder / info["open_clip_config"]))
     return info["open_clip_model"], str(folder / info["checkpoint"])
+
+
+def rice_export(model: str) -> tuple[str, str]:
+    """For ``rice:<folder>`` (a RICE trainer export): (open_clip model name, checkpoint path).
+
+    Args:
+        model: ``rice:`` followed by the export folder.
+    """
+    return read_rice_export(model[len(RICE_PREFIX):])
 
 
 def clip_embed_dim(model: str) -> int:

@@ -3,21 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
 from pathlib import Path
 
-_OFFLINE_ENV = {"YOLO_OFFLINE": "1", "YOLO_AUTOINSTALL": "False", "HF_HUB_OFFLINE": "1",
-                "NO_ALBUMENTATIONS_UPDATE": "1", "WANDB_MODE": "disabled"}
-
-
-def _quiet_env() -> None:
-    for k, v in _OFFLINE_ENV.items():
-        os.environ.setdefault(k, v)
-    tmp = Path(tempfile.gettempdir()) / "regionset-config"
-    os.environ.setdefault("YOLO_CONFIG_DIR", str(tmp))
-    os.environ.setdefault("MPLCONFIGDIR", str(tmp))
+from common.offline import set_offline_defaults
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -75,11 +64,11 @@ def _sql(out: str, query: str, limit: int) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``regionset`` console script; returns the exit code."""
-    _quiet_env()
+    set_offline_defaults()
     args = _parser().parse_args(argv)
+    from common.typed_config import ConfigError
     from pipelines.inputs import InputError
     from pipelines.lock import LockedError
-    from pipelines.typed_config import ConfigError
     from schemas import SchemaError
 
     try:
@@ -95,8 +84,8 @@ def main(argv: list[str] | None = None) -> int:
         elif args.cmd == "config":
             import yaml
 
+            from common.typed_config import to_dict
             from pipelines.config import load_config
-            from pipelines.typed_config import to_dict
 
             config, overrides = args.config, args.overrides
             if config is not None and "=" in config:  # only overrides were given

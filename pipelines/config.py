@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from pipelines import typed_config
+from common import typed_config
 from pipelines.kmeans import KMeansConfig
 from stages.assign import AssignConfig
 from stages.detect import DetectConfig
@@ -112,7 +112,7 @@ class BuildConfig:
 
 def load_config(path: str | Path | None, overrides: list[str] | None = None) -> BuildConfig:
     """Load a BuildConfig from YAML plus ``key=value`` overrides; errors name the key."""
-    cfg = typed_config.load(BuildConfig, path, overrides)
+    cfg = typed_config.load_config(BuildConfig, path, overrides)
     unknown = [s for s in cfg.steps if s not in STEP_NAMES]
     if unknown:
         raise typed_config.ConfigError(f"steps: unknown step {unknown[0]!r}; known: {list(STEP_NAMES)}")

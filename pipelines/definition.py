@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.config import STEP_NAMES, BuildConfig
-from pipelines.kmeans import KMEANS_DIR, fit_kmeans
+from pipelines.kmeans import fit_kmeans
+from schemas.tables import KMEANS
 from stages.assign import AssignConfig, AssignStage
 from stages.base import Stage
 from stages.detect import DetectStage
@@ -38,7 +39,7 @@ def _with_kmeans_dir(cfg: BuildConfig) -> AssignConfig:
     """The assign config, pointed at ``OUT/kmeans`` unless it names a tree folder itself."""
     if cfg.assign.kmeans_dir:
         return cfg.assign
-    return dataclasses.replace(cfg.assign, kmeans_dir=str(Path(cfg.output).resolve() / KMEANS_DIR))
+    return dataclasses.replace(cfg.assign, kmeans_dir=str(Path(cfg.output).resolve() / KMEANS))
 
 
 def build_steps(cfg: BuildConfig) -> list[Step]:

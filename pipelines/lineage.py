@@ -12,8 +12,8 @@ from typing import Any
 
 import yaml
 
+from common.typed_config import to_dict
 from pipelines.shards import write_json
-from pipelines.typed_config import to_dict
 
 LINEAGE_FILE = "regionset.yaml"
 PACKAGES = ("regionset", "pyarrow", "duckdb", "numpy", "torch", "torchvision", "open_clip_torch",

@@ -16,11 +16,11 @@ from pathlib import Path
 import pyarrow as pa
 import yaml
 
+from common.typed_config import apply_overrides, from_dict
 from pipelines.config import BuildConfig
 from pipelines.lineage import LINEAGE_FILE
 from pipelines.lock import BuildLock
 from pipelines.shards import list_shards, read_marker, read_table, shard_path, write_marker, write_table
-from pipelines.typed_config import apply_overrides, from_dict
 from schemas import IMAGES
 from schemas.tables import STATUS_FAILED
 from stages.download.stage import DownloadStage, ledger_counters

@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import shutil
 import tempfile
 import time
@@ -21,19 +20,12 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from common.shard_names import shard_id, shard_name
 from schemas import SCHEMA_VERSION, check_shard
 from schemas.validate import VERSION_KEY
 
 STATE_DIR = "_state"
-_PART_RE = re.compile(r"^part-(\d{5,})\.parquet$")
 ROW_GROUP_ROWS = 1024
-
-
-def shard_name(shard: int) -> str:
-    """``part-00017.parquet`` for shard 17."""
-    if shard < 0:
-        raise ValueError(f"shard id must be >= 0, got {shard}")
-    return f"part-{shard:05d}.parquet"
 
 
 def shard_path(out: Path, folder: str, shard: int) -> Path:
@@ -50,8 +42,7 @@ def list_shards(out: Path, folder: str) -> list[int]:
     d = Path(out) / folder
     if not d.is_dir():
         return []
-    ids = [int(m.group(1)) for p in d.iterdir() if (m := _PART_RE.match(p.name))]
-    return sorted(ids)
+    return sorted(i for p in d.iterdir() if (i := shard_id(p.name)) is not None)
 
 
 def _atomic_target(path: Path) -> Path:

@@ -19,6 +19,7 @@ REGIONS_TEXT = "regions/text"
 EMBEDDINGS = "embeddings"
 LABELS = "labels"
 TRAIN = "train"
+KMEANS = "kmeans"  # the fitted cluster tree (centroids per level + kmeans.json), not a table
 
 # table name -> shard folders (relative to the output folder), used by the catalog and readers.
 TABLE_DIRS: dict[str, tuple[str, ...]] = {

@@ -24,7 +24,7 @@ import pyarrow.compute as pc
 from models.kmeans_index import ClusterTree, embedding_matrix, read_meta
 from models.tokenizer import TokenizerConfig, TokenLabeler
 from schemas import EMBEDDINGS, LABELS, REGIONS_OBJECT, REGIONS_TEXT, labels_schema
-from schemas.tables import SOURCE_TEXT
+from schemas.tables import KMEANS, SOURCE_TEXT
 from stages.base import Resources, Stage, config_hash
 
 _REGION_COLS = ["region_id", "key", "source", "text"]
@@ -72,7 +72,7 @@ class AssignStage(Stage):
             return Path(self.config.kmeans_dir)
         if out is None:
             raise ValueError("assign.kmeans_dir is empty: the pipeline sets it to OUT/kmeans")
-        return Path(out) / "kmeans"
+        return Path(out) / KMEANS
 
     def fingerprint(self, out: Path) -> str:
         meta = read_meta(self._kmeans_dir(out))

@@ -8,12 +8,12 @@ import tempfile
 
 import pytest
 
+from common.offline import set_offline_defaults
+
 _TMP = tempfile.mkdtemp(prefix="regionset-test-env-")
-for _k, _v in {
-    "YOLO_OFFLINE": "1", "YOLO_AUTOINSTALL": "False", "YOLO_CONFIG_DIR": _TMP, "MPLCONFIGDIR": _TMP,
-    "HF_HUB_OFFLINE": "1", "NO_ALBUMENTATIONS_UPDATE": "1", "WANDB_MODE": "disabled",
-}.items():
-    os.environ.setdefault(_k, _v)
+os.environ.setdefault("YOLO_CONFIG_DIR", _TMP)
+os.environ.setdefault("MPLCONFIGDIR", _TMP)
+set_offline_defaults()  # the same switches the CLI and the models package set
 
 
 @pytest.fixture

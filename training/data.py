@@ -27,10 +27,11 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
+from common.shard_names import shard_id
+from models.registry import CLIP_MEAN, CLIP_STD
 from schemas.tables import TRAIN
+from training.distributed import rank_world
 
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 POSITION_KEY = "_position"
 
 
@@ -43,7 +44,7 @@ def list_shards(train_dir: str) -> list[str]:
     sub = os.path.join(train_dir, TRAIN)
     folder = sub if os.path.isdir(sub) else train_dir
     shards = sorted(
-        os.path.join(folder, f) for f in os.listdir(folder) if f.startswith("part-") and f.endswith(".parquet")
+        os.path.join(folder, f) for f in os.listdir(folder) if shard_id(f) is not None
     )
     if not shards:
         raise FileNotFoundError(f"no part-*.parquet shards in {folder}")
@@ -80,13 +81,6 @@ def to_tensor(arr: np.ndarray, mean: tuple[float, ...] = CLIP_MEAN, std: tuple[f
     return (x - torch.tensor(mean).view(3, 1, 1)) / torch.tensor(std).view(3, 1, 1)
 
 
-def dist_rank_world() -> tuple[int, int]:
-    """(rank, world size) of the initialised process group, or (0, 1)."""
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return torch.distributed.get_rank(), torch.distributed.get_world_size()
-    return 0, 1
-
-
 class ShardStream(IterableDataset):
     """Batches of transformed train rows, split over ranks and workers (see module doc).
 
@@ -110,7 +104,7 @@ class ShardStream(IterableDataset):
         super().__init__()
         self.shards = list_shards(train_dir)
         self.rows = [pq.ParquetFile(s).metadata.num_rows for s in self.shards]
-        r, w = dist_rank_world()
+        r, w = rank_world()
         self.rank, self.world_size = (r if rank is None else rank), (w if world_size is None else world_size)
         self.transform, self.collate, self.batch_size = transform, collate, batch_size
         self.seed, self.epochs, self.shuffle, self.drop_last, self.columns = seed, epochs, shuffle, drop_last, columns

@@ -17,6 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import Image, ImageDraw
 
+from common.shard_names import shard_name
 from schemas.tables import SOURCE_OBJECT, SOURCE_TEXT, TRAIN, train_schema
 
 COLOURS = ((220, 40, 40), (40, 180, 60), (50, 80, 230), (230, 200, 40))
@@ -113,7 +114,7 @@ def write_synthetic_shards(out_dir: str, num_shards: int = 2, rows_per_shard: in
     for s in range(num_shards):
         rng = np.random.default_rng([seed, s])
         rows = [synthetic_row(f"{s:05d}{i:04d}", rng, size=size, text_prob=text_prob) for i in range(rows_per_shard)]
-        path = os.path.join(folder, f"part-{s:05d}.parquet")
+        path = os.path.join(folder, shard_name(s))
         pq.write_table(pa.Table.from_pylist(rows, schema=train_schema()), path + ".tmp")
         os.replace(path + ".tmp", path)
         paths.append(path)

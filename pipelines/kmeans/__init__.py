@@ -5,6 +5,6 @@ and global refinement, ``sample.py`` the streaming uniform sample, ``catalog.py`
 cluster and vocabulary tables.
 """
 
-from pipelines.kmeans.fit import KMEANS_DIR, KMeansConfig, fit_kmeans
+from pipelines.kmeans.fit import KMeansConfig, fit_kmeans
 
-__all__ = ["KMEANS_DIR", "KMeansConfig", "fit_kmeans"]
+__all__ = ["KMeansConfig", "fit_kmeans"]

@@ -22,7 +22,7 @@ import pyarrow as pa
 import yaml
 
 from models.kmeans_index import level_dir, read_meta
-from pipelines.kmeans import KMEANS_DIR
+from schemas.tables import KMEANS
 
 _VIEWS = {
     "cluster_size_histogram": """
@@ -41,7 +41,7 @@ _VIEWS = {
 
 
 def _tree_table(out: Path) -> tuple[pa.Table, int]:
-    root = out / KMEANS_DIR
+    root = out / KMEANS
     meta = read_meta(root)
     levels, ids, parents = [], [], []
     for level in range(len(meta["sizes"]) if meta else 0):
@@ -55,8 +55,8 @@ def _tree_table(out: Path) -> tuple[pa.Table, int]:
 
 
 def _tokenizer_config(out: Path) -> Any:
+    from common.typed_config import from_dict
     from models.tokenizer import TokenizerConfig
-    from pipelines.typed_config import from_dict
 
     try:
         doc = yaml.safe_load((out / "regionset.yaml").read_text()) or {}

@@ -24,9 +24,7 @@ from models.kmeans_index import ClusterTree, l2_normalize, read_meta
 from pipelines.failpoints import failpoint
 from pipelines.kmeans.tree import FitParams, ProgressFn, fit_hierarchy
 from pipelines.progress import StepProgress
-from schemas.tables import SOURCE_OBJECT
-
-KMEANS_DIR = "kmeans"
+from schemas.tables import KMEANS, SOURCE_OBJECT
 
 
 @dataclass(frozen=True)
@@ -142,7 +140,7 @@ def fit_kmeans(out: Path, cfg: Any, shards: list[int]) -> dict[str, Any]:
         shards: the build's shard ids (the sample is drawn from all of them).
     """
     kc: KMeansConfig = cfg.kmeans
-    root = Path(out) / KMEANS_DIR
+    root = Path(out) / KMEANS
     old = read_meta(root)
     if old is not None and not kc.refit and old.get("signature") == fit_signature(kc):
         return {"reused": True, "leaves": old["sizes"][-1], "sizes": old["sizes"],
@@ -159,7 +157,7 @@ def fit_kmeans(out: Path, cfg: Any, shards: list[int]) -> dict[str, Any]:
     meta["shards"] = len(shards)
     meta["wall_seconds"] = round(time.perf_counter() - t0, 3)
     meta["created_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    tmp = Path(out) / f".{KMEANS_DIR}.tmp"
+    tmp = Path(out) / f".{KMEANS}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     digest = tree.save(tmp)
     failpoint("kmeans:fitted")  # kill tests: fitted and saved to the temp folder, not yet swapped in

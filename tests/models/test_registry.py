@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -17,11 +21,32 @@ from models.registry import (
     resolve_detector,
 )
 
+ROOT = Path(__file__).resolve().parents[2]
 
-def test_offline_environment_defaults():
-    for k in ("YOLO_OFFLINE", "HF_HUB_OFFLINE", "YOLO_AUTOINSTALL", "NO_ALBUMENTATIONS_UPDATE",
-              "YOLO_CONFIG_DIR", "MPLCONFIGDIR"):
-        assert os.environ.get(k), k
+
+def _env_after_import(extra: dict[str, str]) -> dict[str, str]:
+    """The environment a fresh interpreter has after ``import models``, starting from a clean one."""
+    names = ("YOLO_OFFLINE", "HF_HUB_OFFLINE", "YOLO_AUTOINSTALL", "NO_ALBUMENTATIONS_UPDATE",
+             "YOLO_CONFIG_DIR", "MPLCONFIGDIR", "WANDB_MODE")
+    env = {k: v for k, v in os.environ.items() if k not in names and k != "REGIONSET_ONLINE"}
+    code = f"import json, os, models; print(json.dumps({{k: os.environ.get(k) for k in {names!r}}}))"
+    out = subprocess.run([sys.executable, "-c", code], env={**env, **extra}, capture_output=True, text=True,
+                         check=True, cwd=ROOT)
+    return json.loads(out.stdout)
+
+
+def test_importing_models_sets_offline_defaults():
+    got = _env_after_import({})
+    assert got["YOLO_OFFLINE"] == "1" and got["HF_HUB_OFFLINE"] == "1"
+    assert got["YOLO_AUTOINSTALL"] == "False" and got["NO_ALBUMENTATIONS_UPDATE"] == "1"
+    assert got["WANDB_MODE"] == "disabled"
+    assert got["YOLO_CONFIG_DIR"] and got["MPLCONFIGDIR"]
+
+
+def test_online_switch_leaves_network_alone_and_user_values_win():
+    got = _env_after_import({"REGIONSET_ONLINE": "1", "NO_ALBUMENTATIONS_UPDATE": "0"})
+    assert got["YOLO_OFFLINE"] is None and got["HF_HUB_OFFLINE"] is None
+    assert got["NO_ALBUMENTATIONS_UPDATE"] == "0"  # a value the user exported is kept
 
 
 def test_detector_name_needing_download_fails_offline_naming_option(monkeypatch, tmp_path):

@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
+from common.typed_config import ConfigError
 from pipelines.config import load_config
-from pipelines.typed_config import ConfigError
 
 
 def test_yaml_and_overrides(tmp_path):

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import yaml
 
+from common.typed_config import to_dict
 from pipelines.build import build
 from pipelines.config import load_config
 from pipelines.definition import GlobalStep, build_steps
 from pipelines.tasks import DAG_STEPS, GLOBAL, SHARD, finalize, prepare_build, run_global, run_stage_shard
-from pipelines.typed_config import to_dict
 from tests.conftest import make_jpeg
 from tests.helpers import download_only, write_urls
 from tests.pipelines.snapshots import assert_same, markers, snapshot

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import pytest
 import torch
 
-from training.config import ConfigError, from_dict, load_config
+from common.typed_config import ConfigError, from_dict, load_config
 from training.loop import LoopConfig, clip_gradients, lr_factor
 from training.task import TrainTask, batch_size, move_batch
 

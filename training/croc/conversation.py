@@ -23,7 +23,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from training.croc.sequence import Segment, SequenceBuilder
-from training.data import ShardStream, decode_image, dist_rank_world, letterbox, list_shards, to_tensor
+from training.data import ShardStream, decode_image, letterbox, list_shards, to_tensor
+from training.distributed import rank_world
 
 
 @dataclass
@@ -153,7 +154,7 @@ class ConversationStream(ShardStream):
         if not self.records:
             raise ValueError(f"no conversations in {path}")
         self.shards, self.rows = [path], [len(self.records)]
-        self.rank, self.world_size = dist_rank_world()
+        self.rank, self.world_size = rank_world()
         self.transform, self.collate, self.batch_size = transform, collate, batch_size
         self.seed, self.epochs, self.shuffle, self.drop_last, self.columns = seed, epochs, True, False, None
         self.start_positions = {}  # ShardStream.__init__ is skipped on purpose: there are no shards to list

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from training.config import load_config, to_dict
+from common.typed_config import load_config, to_dict
 from training.croc.build import build_croc, build_stream
 from training.croc.config import CrocConfig
 from training.data import StreamLoader

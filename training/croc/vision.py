@@ -13,8 +13,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
-OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
+from models.registry import CLIP_MEAN, CLIP_STD
 
 
 @dataclass
@@ -93,7 +92,7 @@ def build_vision_encoder(cfg: VisionConfig) -> nn.Module:
 
     if cfg.tower:
         visual = _build_vision_tower(embed_dim=cfg.tower.get("width", 64), vision_cfg=dict(cfg.tower))
-        return VisionEncoder(visual, cfg.feature_layer, OPENAI_MEAN, OPENAI_STD)
+        return VisionEncoder(visual, cfg.feature_layer, CLIP_MEAN, CLIP_STD)
     if not cfg.name:
         raise ValueError("croc.vision: set either vision.name (an open_clip model) or vision.tower")
     try:
@@ -104,8 +103,8 @@ def build_vision_encoder(cfg: VisionConfig) -> nn.Module:
             "Offline, set croc.vision.pretrained to a local checkpoint file (or leave it empty for "
             "random init)."
         ) from e
-    mean = getattr(model.visual, "image_mean", None) or OPENAI_MEAN
-    std = getattr(model.visual, "image_std", None) or OPENAI_STD
+    mean = getattr(model.visual, "image_mean", None) or CLIP_MEAN
+    std = getattr(model.visual, "image_std", None) or CLIP_STD
     return VisionEncoder(model.visual, cfg.feature_layer, mean, std)
 
 
@@ -116,4 +115,4 @@ def _build_rice(cfg: VisionConfig) -> nn.Module:
     except ImportError as e:
         raise RuntimeError("croc.vision.kind=rice needs training/rice/model.py (the RICE trunk)") from e
     trunk = rice.RiceViT(rice.ModelConfig(name=cfg.rice_model, init_from=cfg.rice_checkpoint or None))
-    return VisionEncoder(trunk.visual, cfg.feature_layer, OPENAI_MEAN, OPENAI_STD)
+    return VisionEncoder(trunk.visual, cfg.feature_layer, CLIP_MEAN, CLIP_STD)

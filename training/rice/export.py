@@ -26,7 +26,7 @@ import os
 import open_clip
 import torch
 
-from training.data import CLIP_MEAN, CLIP_STD
+from models.registry import CLIP_MEAN, CLIP_STD, RICE_EXPORT_INFO, read_rice_export
 
 _TINY_TEXT = {"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 1, "layers": 1}
 
@@ -86,7 +86,7 @@ def export_trunk(model, out_dir: str) -> str:
             "same_as_open_clip": model.shape["open_clip"], "image_size": model.shape["image_size"],
             "mean": list(CLIP_MEAN), "std": list(CLIP_STD), "rice_model": model.cfg.name,
             "note": "text tower randomly initialised: use encode_image only"}
-    with open(os.path.join(out_dir, "rice.json"), "w") as f:
+    with open(os.path.join(out_dir, RICE_EXPORT_INFO), "w") as f:
         json.dump(info, f, indent=1)
     return out_dir
 
@@ -97,8 +97,5 @@ def load_exported(export_dir: str):
     Args:
         export_dir: a folder written by :func:`export_trunk`.
     """
-    with open(os.path.join(export_dir, "rice.json")) as f:
-        info = json.load(f)
-    open_clip.add_model_config(os.path.join(export_dir, info["open_clip_config"]))
-    model = open_clip.create_model(info["open_clip_model"], pretrained=os.path.join(export_dir, info["checkpoint"]))
-    return model.eval()
+    name, checkpoint = read_rice_export(export_dir, option="export_dir")
+    return open_clip.create_model(name, pretrained=checkpoint).eval()

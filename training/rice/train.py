@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, replace
 
 import torch
 
-from training.config import load_config, to_dict
+from common.typed_config import load_config, to_dict
 from training.data import ShardStream, StreamLoader
 from training.distributed import init_from_env
 from training.loop import LoopConfig, train

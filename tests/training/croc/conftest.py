@@ -58,7 +58,7 @@ def caption_out(tmp_path):
 
 def tiny_config(out: str, run_dir: str, stage: str = "1.5", overrides: list[str] | None = None):
     """The croc-tiny config pointed at ``out`` and ``run_dir`` (no DataLoader workers), as a CrocConfig."""
-    from training.config import load_config
+    from common.typed_config import load_config
 
     path = os.path.join(os.path.dirname(__file__), "..", "..", "..", "training", "configs", "croc-tiny.yaml")
     items = [f"data.train_dir={out}", f"loop.out_dir={run_dir}", "data.num_workers=0", "device=cpu",

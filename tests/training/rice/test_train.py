@@ -10,8 +10,8 @@ import sys
 import pytest
 import torch
 
+from common.typed_config import ConfigError
 from training.cli import main, run_training
-from training.config import ConfigError
 from training.rice.export import load_exported
 from training.rice.model import ModelConfig, RiceViT
 from training.synthetic import write_synthetic_shards

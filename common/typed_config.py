@@ -1,8 +1,8 @@
-"""YAML -> typed training configs, with ``key=value`` overrides and errors that name the key.
+"""YAML/dict -> typed dataclasses, with ``key=value`` overrides and errors that name the key.
 
-Training may not import ``pipelines`` (ARCHITECTURE §1), so this is a small loader of its own.
-Supported field types: bool, int, float, str, Literal[...], X | None, list[X], dict[str, X] and
-nested dataclasses. Unknown keys and wrong types raise :class:`ConfigError`.
+One loader for the build config (``pipelines.config``) and the training configs (``training/``).
+Supported field types: bool, int, float, str, Literal[...], X | None, list[X], tuple[X, ...],
+dict[str, X] and nested dataclasses. Unknown keys and wrong types raise ConfigError.
 """
 
 from __future__ import annotations
@@ -22,6 +22,10 @@ class ConfigError(ValueError):
     """A config value is unknown or of the wrong type; the message names the key."""
 
 
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
 def _coerce(value: Any, tp: Any, key: str) -> Any:
     origin = get_origin(tp)
     if tp is Any:
@@ -37,7 +41,7 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
                 return _coerce(value, arg, key)
             except ConfigError:
                 pass
-        raise ConfigError(f"{key}: expected {tp}, got {value!r}")
+        raise ConfigError(f"{key}: expected {_type_name(tp)}, got {value!r}")
     if origin is Literal:
         if value not in get_args(tp):
             raise ConfigError(f"{key}: expected one of {list(get_args(tp))}, got {value!r}")
@@ -49,36 +53,38 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     if origin in (list, tuple):
         if not isinstance(value, list | tuple):
             raise ConfigError(f"{key}: expected a list, got {value!r}")
-        item = (get_args(tp) or (Any,))[0]
+        (item,) = get_args(tp)[:1] or (Any,)
         items = [_coerce(v, item, f"{key}[{i}]") for i, v in enumerate(value)]
         return items if origin is list else tuple(items)
     if origin is dict:
         if not isinstance(value, dict):
             raise ConfigError(f"{key}: expected a mapping, got {value!r}")
-        vt = (get_args(tp) or (str, Any))[1]
+        _, vt = get_args(tp) or (str, Any)
         return {str(k): _coerce(v, vt, f"{key}.{k}") for k, v in value.items()}
-    checks = {
-        bool: lambda v: isinstance(v, bool),
-        int: lambda v: isinstance(v, int) and not isinstance(v, bool),
-        float: lambda v: isinstance(v, int | float) and not isinstance(v, bool) or _is_number(v),
-        str: lambda v: isinstance(v, str),
-    }
-    if tp in checks:
-        if not checks[tp](value):
-            raise ConfigError(f"{key}: expected {tp.__name__}, got {value!r}")
-        return float(value) if tp is float else value
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{key}: expected bool, got {value!r}")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ConfigError(f"{key}: expected int, got {value!r}")
+    if tp is float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):  # YAML 1.1 reads 2e-5 (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise ConfigError(f"{key}: expected float, got {value!r}")
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return str(value)
+        raise ConfigError(f"{key}: expected str, got {value!r}")
     raise ConfigError(f"{key}: unsupported field type {tp}")
-
-
-def _is_number(v: Any) -> bool:
-    """YAML 1.1 reads ``2e-5`` (no dot) as a string: accept such strings for float fields."""
-    if not isinstance(v, str):
-        return False
-    try:
-        float(v)
-    except ValueError:
-        return False
-    return True
 
 
 def from_dict(cls: type[T], data: dict[str, Any], prefix: str = "") -> T:
@@ -90,12 +96,15 @@ def from_dict(cls: type[T], data: dict[str, Any], prefix: str = "") -> T:
         prefix: dotted path of ``data`` inside the whole config, used in messages.
     """
     hints = typing.get_type_hints(cls)
-    fields = {f.name for f in dataclasses.fields(cls) if f.init}
-    unknown = sorted(set(data) - fields)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    unknown = sorted(set(data) - set(fields))
     if unknown:
-        where = prefix.rstrip(".") or "top level"
-        raise ConfigError(f"unknown config key {prefix}{unknown[0]}; valid keys under {where}: {sorted(fields)}")
-    return cls(**{name: _coerce(value, hints[name], f"{prefix}{name}") for name, value in data.items()})
+        raise ConfigError(
+            f"unknown config key {prefix}{unknown[0]!s}; valid keys under "
+            f"{prefix.rstrip('.') or 'top level'}: {sorted(fields)}"
+        )
+    kwargs = {name: _coerce(value, hints[name], f"{prefix}{name}") for name, value in data.items()}
+    return cls(**kwargs)
 
 
 def to_dict(obj: Any) -> Any:
@@ -140,7 +149,8 @@ def load_config(cls: type[T], path: str | Path | None, overrides: list[str] | No
     """
     data: dict[str, Any] = {}
     if path is not None:
-        loaded = yaml.safe_load(Path(path).read_text()) or {}
+        text = Path(path).read_text()
+        loaded = yaml.safe_load(text) or {}
         if not isinstance(loaded, dict):
             raise ConfigError(f"{path}: the config must be a mapping at top level")
         data = loaded
