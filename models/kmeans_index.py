@@ -6,7 +6,7 @@
 
 A vector is routed to its exact nearest **leaf** (a flat search over all leaves) and its path is that
 leaf's chain of ancestors; routing through the nearest coarse centroid first is cheaper but raised
-k-means error from +14 % to +34 % over flat on clustered data (OFFLINE.md). The search is a batched
+k-means error from +14 % to +34 % over flat on clustered data (docs/kmeans-labels.md). The search is a batched
 matmul + argmin: on 2 CPU threads numpy beat ``faiss.IndexFlatL2`` 3× at d = 64 and 2× at d = 512
 (bench/kmeans.py); on a GPU, ``auto`` uses a FAISS flat index on every visible GPU.
 """

@@ -1,4 +1,4 @@
-"""The model registry: every model is a known name or a local path (ARCHITECTURE §6).
+"""The model registry: every model is a known name or a local path (docs/region-stages.md).
 
 A name that needs a download works where the internet is reachable and downloads are allowed
 (``REGIONSET_ONLINE=1``); otherwise it fails at once with ``ModelUnavailable``, whose message names

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 import time
-import uuid
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,10 +13,10 @@ from typing import Any
 from pipelines.catalog import build_catalog
 from pipelines.config import BuildConfig
 from pipelines.definition import GlobalStep, build_steps
-from pipelines.executors.base import StageReport
+from pipelines.executors.base import Executor, StageReport
 from pipelines.failpoints import failpoint
 from pipelines.inputs import shard_input
-from pipelines.lineage import append_run, config_digest, write_lineage
+from pipelines.lineage import append_run, config_digest, new_run_id, write_lineage
 from pipelines.lock import BuildLock
 from pipelines.progress import console, print_table
 from pipelines.shards import clean_temp_files
@@ -34,7 +34,7 @@ class BuildResult:
     seconds: float = 0.0
 
 
-def make_executor(cfg: BuildConfig):
+def make_executor(cfg: BuildConfig) -> Executor:
     """The executor named by ``cfg.executor.name``."""
     name = cfg.executor.name
     if name == "local":
@@ -52,38 +52,77 @@ def make_executor(cfg: BuildConfig):
     raise ValueError(f"executor.name: unknown executor {name!r}")
 
 
-def _model_lineage(steps: list) -> tuple[dict[str, Any], list[str]]:
+def model_lineage(steps: list) -> tuple[dict[str, Any], list[str]]:
+    """(models by stage, warnings) from each stage's ``lineage()``, for ``regionset.yaml``.
+
+    Args:
+        steps: the build's steps (global steps carry no model lineage).
+    """
     models: dict[str, Any] = {}
     warnings: list[str] = []
     for step in steps:
-        info = getattr(step, "lineage", None)
-        if callable(info):
-            meta = info()
-            warnings.extend(meta.pop("warnings", []))
-            if meta:
-                models[step.name] = meta
+        if isinstance(step, GlobalStep):
+            continue
+        meta = dict(step.lineage())
+        warnings.extend(meta.pop("warnings", []))
+        if meta:
+            models[step.name] = meta
     return models, warnings
 
 
-def build(cfg: BuildConfig, executor: Any = None) -> BuildResult:
+def begin_build(cfg: BuildConfig, steps: list, announce: bool = True) -> list[str]:
+    """What every build does first, holding the lock: drop temp files a killed writer left, write
+    ``regionset.yaml`` (config, versions, models, warnings); return the warnings.
+
+    Args:
+        cfg: the resolved build config.
+        steps: the build's steps.
+        announce: print the warnings (random weights, ...) on the console.
+    """
+    out = Path(cfg.output)
+    clean_temp_files(out)
+    models, warnings = model_lineage(steps)
+    if announce:
+        for w in warnings:
+            console.print(f"[bold red]WARNING[/]: {w}")
+    write_lineage(out, cfg, models, warnings)
+    return warnings
+
+
+def finish_build(cfg: BuildConfig, started_at: float, executor: str, shards: list[int],
+                 run_id: str | None = None) -> Path:
+    """What every build does last: append the run record and rebuild the catalog; return its path.
+
+    Args:
+        cfg: the resolved build config.
+        started_at: when the run started (epoch seconds).
+        executor: the executor's name, for the run record.
+        shards: the build's shard ids.
+        run_id: the run's id (default: a new one from ``started_at``).
+    """
+    out = Path(cfg.output)
+    append_run(out, {
+        "run_id": run_id or new_run_id(started_at), "started_at": started_at, "finished_at": time.time(),
+        "status": "success", "config_hash": config_digest(cfg), "executor": executor,
+        "argv": " ".join(sys.argv), "pid": os.getpid(), "shards": len(shards),
+    })
+    return build_catalog(out)
+
+
+def build(cfg: BuildConfig, executor: Executor | None = None) -> BuildResult:
     """Run the pipeline of ``cfg`` into ``cfg.output``; resumable and idempotent.
 
     Args:
         cfg: the resolved build config.
-        executor: an executor instance; by default the one ``cfg.executor`` names.
+        executor: an executor instance (the caller closes it); by default the one ``cfg.executor``
+            names, closed when the build ends, however it ends.
     """
     out = Path(cfg.output)
     out.mkdir(parents=True, exist_ok=True)
     start = time.time()
-    run_id = time.strftime("%Y%m%dT%H%M%S", time.gmtime(start)) + "-" + uuid.uuid4().hex[:6]
-    with BuildLock(out):
-        clean_temp_files(out)
+    with BuildLock(out), (nullcontext(executor) if executor else make_executor(cfg)) as ex:
         steps = build_steps(cfg)
-        models, warnings = _model_lineage(steps)
-        for w in warnings:
-            console.print(f"[bold red]WARNING[/]: {w}")
-        write_lineage(out, cfg, models, warnings)
-        executor = executor or make_executor(cfg)
+        begin_build(cfg, steps)
         shards = shard_input(cfg.input, out)
         result = BuildResult(out, shards)
         for step in steps:
@@ -94,15 +133,10 @@ def build(cfg: BuildConfig, executor: Any = None) -> BuildResult:
                 summary.setdefault("seconds", round(time.perf_counter() - t0, 3))
                 result.globals[step.name] = summary
             else:
-                result.reports.append(executor.run_stage(step, out, shards))
+                result.reports.append(ex.run_stage(step, out, shards))
             result.order.append(step.name)
         result.seconds = time.time() - start
-        append_run(out, {
-            "run_id": run_id, "started_at": start, "finished_at": time.time(), "status": "success",
-            "config_hash": config_digest(cfg), "executor": getattr(executor, "name", "?"),
-            "argv": " ".join(sys.argv), "pid": os.getpid(), "shards": len(shards),
-        })
-        build_catalog(out)
+        finish_build(cfg, start, ex.name, shards)
     if cfg.progress:
         print_summary(result)
     return result

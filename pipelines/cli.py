@@ -1,4 +1,4 @@
-"""The ``regionset`` command line (ARCHITECTURE §5)."""
+"""The ``regionset`` command line (README "Command line")."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The build config: one YAML file mapped onto typed dataclasses (ARCHITECTURE §5).
+"""The build config: one YAML file mapped onto typed dataclasses (README "Configuration").
 
 Each stage's section is that stage's own frozen config dataclass (defaults live there, once).
 """
@@ -11,14 +11,13 @@ from typing import Literal
 
 from common import typed_config
 from pipelines.kmeans import KMeansConfig
+from pipelines.steps import STEP_NAMES
 from stages.assign import AssignConfig
 from stages.detect import DetectConfig
 from stages.download import DownloadConfig
 from stages.embed import EmbedConfig
 from stages.ocr import OcrConfig
 from stages.pack import PackConfig
-
-STEP_NAMES = ("download", "detect", "ocr", "embed", "fit_kmeans", "assign", "pack")
 
 
 @dataclass(frozen=True)

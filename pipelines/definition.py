@@ -12,8 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipelines.config import STEP_NAMES, BuildConfig
+from pipelines.config import BuildConfig
 from pipelines.kmeans import fit_kmeans
+from pipelines.steps import GLOBAL, PIPELINE
 from schemas.tables import KMEANS
 from stages.assign import AssignConfig, AssignStage
 from stages.base import Stage
@@ -53,4 +54,8 @@ def build_steps(cfg: BuildConfig) -> list[Step]:
         "assign": lambda: AssignStage(_with_kmeans_dir(cfg)),
         "pack": lambda: PackStage(cfg.pack),
     }
-    return [factories[name]() for name in STEP_NAMES if name in factories and name in cfg.steps]
+    steps = [factories[name]() for name, _ in PIPELINE if name in cfg.steps]
+    for step, (name, kind) in zip(steps, (p for p in PIPELINE if p[0] in cfg.steps), strict=True):
+        if step.name != name or isinstance(step, GlobalStep) != (kind == GLOBAL):
+            raise RuntimeError(f"step {name!r} does not match its declaration in pipelines.steps")
+    return steps

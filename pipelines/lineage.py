@@ -7,6 +7,7 @@ import importlib.metadata
 import json
 import platform
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +53,11 @@ def write_lineage(out: Path, cfg: Any, models: dict[str, Any], warnings: list[st
     tmp.write_text(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True))
     tmp.replace(path)
     return doc
+
+
+def new_run_id(started_at: float) -> str:
+    """A run id: the UTC start time plus a random suffix (``20261130T041500-3fa2c1``)."""
+    return time.strftime("%Y%m%dT%H%M%S", time.gmtime(started_at)) + "-" + uuid.uuid4().hex[:6]
 
 
 def append_run(out: Path, record: dict[str, Any]) -> None:

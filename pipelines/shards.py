@@ -1,4 +1,4 @@
-"""Shard files on disk: names, atomic Parquet writes, completion markers (ARCHITECTURE §2).
+"""Shard files on disk: names, atomic Parquet writes, completion markers (README "Output layout").
 
 The shard id given at input sharding flows through every stage: ``part-00017.parquet`` exists in
 every table folder. A completion marker ``_state/<stage>/part-NNNNN.json`` is written last, after

@@ -7,32 +7,18 @@ stage shard whose completion marker matches is skipped, so retries and re-runs d
 global steps skip their own finished work the same way they do under ``build``.
 
 This module imports nothing heavy at top level (DAG files import it at parse time); the pipeline
-modules load inside each call. ``DAG_STEPS`` is the full pipeline shape the DAG is drawn from; a
-step that a build does not include (not in ``steps`` or not implemented) runs as a no-op.
+modules load inside each call. The DAG is drawn from ``pipelines.steps.PIPELINE``; a step that a
+build does not include (not in ``steps``) runs as a no-op.
 """
 
 from __future__ import annotations
 
-import os
-import sys
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
-SHARD, GLOBAL = "shard", "global"
-
-# The pipeline's shape, in order: (step name, per-shard stage or global step). A test checks it
-# against pipelines.definition.build_steps so that a new step cannot be missing from the DAG.
-DAG_STEPS: tuple[tuple[str, str], ...] = (
-    ("download", SHARD),
-    ("detect", SHARD),
-    ("ocr", SHARD),
-    ("embed", SHARD),
-    ("fit_kmeans", GLOBAL),
-    ("assign", SHARD),
-    ("pack", SHARD),
-)
+from pipelines.steps import GLOBAL, SHARD  # noqa: F401  (the DAG file reads them here)
+from pipelines.steps import PIPELINE as DAG_STEPS  # noqa: F401
 
 
 def load(config_path: str, overrides: list[str] | None = None):
@@ -67,20 +53,16 @@ def prepare_build(config_path: str, overrides: list[str] | None = None) -> list[
         config_path: path of the build config.
         overrides: ``key=value`` overrides.
     """
-    from pipelines.build import _model_lineage  # the same lineage ``build`` writes
+    from pipelines.build import begin_build  # the same start ``build`` makes
     from pipelines.definition import build_steps
     from pipelines.inputs import shard_input
-    from pipelines.lineage import write_lineage
     from pipelines.lock import BuildLock
-    from pipelines.shards import clean_temp_files
 
     cfg = load(config_path, overrides)
     out = Path(cfg.output)
     out.mkdir(parents=True, exist_ok=True)
     with BuildLock(out):  # only this task writes the input shards; stage tasks run lock-free
-        clean_temp_files(out)
-        models, warnings = _model_lineage(build_steps(cfg))
-        write_lineage(out, cfg, models, warnings)
+        begin_build(cfg, build_steps(cfg), announce=False)
         return shard_input(cfg.input, out)
 
 
@@ -140,19 +122,10 @@ def finalize(config_path: str, overrides: list[str] | None = None, executor: str
         overrides: ``key=value`` overrides.
         executor: the name recorded in the run record.
     """
-    from pipelines.catalog import build_catalog
-    from pipelines.lineage import append_run, config_digest
+    from pipelines.build import finish_build  # the same finish ``build`` makes
 
     cfg = load(config_path, overrides)
-    out = Path(cfg.output)
-    now = time.time()
-    run_id = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now)) + "-" + uuid.uuid4().hex[:6]
-    append_run(out, {
-        "run_id": run_id, "started_at": now, "finished_at": now, "status": "success",
-        "config_hash": config_digest(cfg), "executor": executor, "argv": " ".join(sys.argv),
-        "pid": os.getpid(), "shards": len(_shards(out)),
-    })
-    return str(build_catalog(out))
+    return str(finish_build(cfg, time.time(), executor, _shards(Path(cfg.output))))
 
 
 def train(kind: str, config_path: str, overrides: list[str] | None = None) -> None:

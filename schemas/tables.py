@@ -1,4 +1,4 @@
-"""Arrow schemas of every regionset table (ARCHITECTURE §2).
+"""Arrow schemas of every regionset table (README "Output layout", docs/architecture.md).
 
 A table is a folder of ``part-NNNNN.parquet`` shards under the output folder. ``TABLE_DIRS`` maps a
 table name to the folder(s) holding its shards; regions are written by two stages (object and text

@@ -1,9 +1,13 @@
-"""The stage contract (ARCHITECTURE §3), shared by every stage and understood by every executor.
+"""The stage contract, shared by every stage and understood by every executor (docs/architecture.md).
 
 A stage maps one shard's Arrow table to an Arrow table and knows nothing of executors. It is built
 from a frozen, picklable config dataclass (so executors can ship it to workers cheaply); models are
-loaded in ``setup()``, once per worker. Per-row problems are never exceptions: they become ledger
-values or drops counted by reason in ``counters``.
+loaded in ``setup()``, once per worker, and released in ``teardown()``. Per-row problems are never
+exceptions: they become ledger values or drops counted by reason in ``counters``.
+
+What a stage may override, besides ``process``: ``prepare`` (several inputs), ``setup`` /
+``teardown``, ``fingerprint`` (state outside the config that must redo shards), ``lineage`` (model
+ids and warnings for ``regionset.yaml``), ``row_group_rows`` (Parquet row-group size of the output).
 """
 
 from __future__ import annotations
@@ -21,11 +25,15 @@ import pyarrow as pa
 
 @dataclass(frozen=True)
 class Resources:
-    """What one worker of a stage needs; executors map this onto actors, tasks or pools."""
+    """What one worker of a stage needs; executors map this onto actors, tasks or pools.
+
+    Args:
+        cpus: CPUs per worker (Ray actor ``num_cpus``).
+        gpus: GPUs per worker (Ray actor ``num_gpus``).
+    """
 
     cpus: float = 1.0
     gpus: float = 0.0
-    batch_size: int = 64
 
 
 def config_hash(config: Any, extra: str = "") -> str:
@@ -46,6 +54,8 @@ class Stage:
     output: ClassVar[str] = ""
     table: ClassVar[str] = ""
     version: ClassVar[str] = "1"
+    # Rows per Parquet row group of the output; None: the executors' default (pipelines/shards.py).
+    row_group_rows: int | None = None
 
     def __init__(self, config: Any) -> None:
         self.config = config
@@ -58,7 +68,7 @@ class Stage:
         CUDA explicitly asks executors for one GPU per worker when the hint gives none."""
         r = getattr(self.config, "resources", None) or Resources()
         if str(getattr(self.config, "device", "") or "").startswith("cuda") and r.gpus == 0:
-            return Resources(cpus=r.cpus, gpus=1.0, batch_size=r.batch_size)
+            return Resources(cpus=r.cpus, gpus=1.0)
         return r
 
     def setup(self) -> None:
@@ -69,6 +79,19 @@ class Stage:
         if not self._ready:
             self.setup()
             self._ready = True
+
+    def teardown(self) -> None:
+        """Release what ``setup()`` holds (worker processes, sessions); the next use sets up again."""
+
+    def ensure_teardown(self) -> None:
+        """Run ``teardown()`` if ``setup()`` ran; executors call it when a worker is done with the stage."""
+        if self._ready:
+            self._ready = False
+            self.teardown()
+
+    def lineage(self) -> dict[str, Any]:
+        """Model ids and versions for ``regionset.yaml``; a ``warnings`` list is printed loudly."""
+        return {}
 
     def prepare(self, tables: dict[str, pa.Table]) -> pa.Table:
         """Combine the shard's input tables (one per entry of ``inputs``) into ``process``'s input."""

@@ -67,7 +67,7 @@ class DetectConfig:
     min_image_side: int = 336
     max_box_area: float = 0.95
     max_regions: int = 20
-    resources: Resources = Resources(cpus=1.0, gpus=0.0, batch_size=8)
+    resources: Resources = Resources(cpus=1.0, gpus=0.0)
 
 
 class DetectStage(Stage):

@@ -59,7 +59,7 @@ class EmbedConfig:
     threads: int = 0
     workers: int = 0
     sources: tuple[str, ...] = (SOURCE_OBJECT, SOURCE_TEXT)
-    resources: Resources = Resources(cpus=1.0, gpus=0.0, batch_size=64)
+    resources: Resources = Resources(cpus=1.0, gpus=0.0)
 
 
 class EmbedStage(Stage):

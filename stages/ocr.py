@@ -75,7 +75,7 @@ class OcrConfig:
     min_box_side: int = 0
     min_image_side: int = 336
     max_regions: int = 100
-    resources: Resources = Resources(cpus=1.0, gpus=0.0, batch_size=1)
+    resources: Resources = Resources(cpus=1.0, gpus=0.0)
 
 
 class OcrStage(Stage):
@@ -154,7 +154,8 @@ class OcrStage(Stage):
                 rows.add(img.key, boxes[i], scores[i], text=good[i].text)
         return rows.table()
 
-    def close(self) -> None:
-        """Release the backend (stops the paddleocr worker)."""
+    def teardown(self) -> None:
+        """Release the backend (stops the paddleocr worker process)."""
         if self._engine is not None:
             self._engine.close()
+            self._engine = None

@@ -32,7 +32,7 @@ class PackConfig:
     """
 
     row_group_rows: int = 64
-    resources: Resources = Resources(cpus=1.0, gpus=0.0, batch_size=1000)
+    resources: Resources = Resources(cpus=1.0, gpus=0.0)
 
 
 class PackStage(Stage):

@@ -56,11 +56,6 @@ def decode_pil(data: bytes):
     return im if im.mode == "RGB" else im.convert("RGB")
 
 
-def decode_rgb(data: bytes) -> np.ndarray:
-    """Decode image bytes to RGB uint8 (H x W x 3); raises on anything PIL cannot fully decode."""
-    return np.asarray(decode_pil(data))
-
-
 def _decode_row(data: bytes | None, ow: int | None, oh: int | None, min_image_side: int):
     """(PIL image, scale_x, scale_y) or the skip reason of one ledger row that downloaded."""
     if not data:

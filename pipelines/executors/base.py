@@ -1,8 +1,10 @@
-"""What every executor shares: deciding which shards to (re)do, and doing one shard.
+"""What every executor shares: the ``Executor`` contract, deciding which shards to (re)do, doing one.
 
 A shard is skipped when its completion marker exists, its output file exists, and both the stage's
 config hash and the hash of its input files match; anything else is (re)done. Doing a shard is:
 read inputs -> ``prepare`` -> ``process`` -> validate schema -> atomic write -> marker (last).
+``Executor.run_stage`` is the same flow on every backend (plan, progress bar, report, a check that
+every planned shard came back); a backend implements only ``run_tasks`` and ``close``.
 """
 
 from __future__ import annotations
@@ -10,12 +12,15 @@ from __future__ import annotations
 import hashlib
 import time
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import pyarrow as pa
 
 from pipelines.failpoints import failpoint
+from pipelines.progress import StageProgress
 from pipelines.shards import (
     ROW_GROUP_ROWS,
     Marker,
@@ -108,7 +113,7 @@ def finish_shard(stage: Stage, out: Path, task: ShardTask, rows_in: int, result:
     """Validate and write a shard's output, then its marker (the marker is always last)."""
     validate_table(result, stage.output_schema(), stage.output)
     # A stage may ask for smaller row groups (e.g. pack: image bytes, streamed by training readers).
-    rows = getattr(stage, "row_group_rows", None) or ROW_GROUP_ROWS
+    rows = stage.row_group_rows or ROW_GROUP_ROWS
     sha = write_table(result, shard_path(out, stage.output, task.shard), row_group_rows=rows)
     failpoint(f"shard_written:{stage.name}")
     marker = Marker(
@@ -130,3 +135,61 @@ def run_shard(stage: Stage, out: Path, task: ShardTask) -> Marker:
     failpoint(f"mid_shard:{stage.name}")
     counters = stage.take_counters()
     return finish_shard(stage, out, task, table.num_rows, result, time.perf_counter() - start, counters)
+
+
+def check_complete(report: StageReport, tasks: list[ShardTask], markers: list[Marker]) -> None:
+    """Raise if a planned shard came back without a marker (a lost or duplicated task)."""
+    got = sorted(m.shard for m in markers)
+    want = sorted(t.shard for t in tasks)
+    if got != want:
+        raise RuntimeError(f"stage {report.stage}: expected markers for shards {want}, got {got}")
+
+
+class Executor:
+    """A backend that runs stages over shards. Use as a context manager, or call ``close()``.
+
+    Args:
+        show_progress: draw a progress bar per stage.
+    """
+
+    name: ClassVar[str] = ""
+
+    def __init__(self, show_progress: bool = True) -> None:
+        self.show_progress = show_progress
+
+    def run_stage(self, stage: Stage, out: Path, shards: list[int]) -> StageReport:
+        """Run ``stage`` on every shard of ``shards`` that is not already complete.
+
+        Args:
+            stage: the stage to run.
+            out: the output folder (on a cluster: a path every worker sees).
+            shards: the shard ids of this build.
+        """
+        report = StageReport(stage.name)
+        tasks = plan_stage(stage, out, shards, report)
+        if not tasks:
+            return report
+        markers: list[Marker] = []
+        try:
+            with StageProgress(stage.name, len(tasks), enabled=self.show_progress) as bar:
+                for marker in self.run_tasks(stage, out, tasks):
+                    markers.append(marker)
+                    report.add(marker)
+                    bar.advance(marker.rows_in)
+        finally:
+            stage.ensure_teardown()  # what this process set up (in-process runs); workers tear down their own
+        check_complete(report, tasks, markers)
+        return report
+
+    def run_tasks(self, stage: Stage, out: Path, tasks: list[ShardTask]) -> Iterator[Marker]:
+        """Do every task (write its shard and marker) and yield the markers as they come back."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release the backend (worker pools, Ray, the Spark session); safe to call twice."""
+
+    def __enter__(self) -> Executor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

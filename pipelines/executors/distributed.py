@@ -10,6 +10,7 @@ with several inputs still see them joined by ``prepare``, and outputs are identi
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import json
 import os
@@ -19,7 +20,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from pipelines.executors.base import ShardTask, StageReport, run_shard
+from pipelines.executors.base import ShardTask, run_shard
 from pipelines.shards import Marker
 from stages.base import Stage
 
@@ -61,6 +62,7 @@ def cached_stage(stage: Stage) -> Stage:
     cached = _WORKER_STAGES.get(key)
     if cached is None:
         stage.ensure_setup()
+        atexit.register(stage.ensure_teardown)  # the worker process is the stage's lifetime
         cached = _WORKER_STAGES[key] = stage
     return cached
 
@@ -85,9 +87,3 @@ def markers_of(results: pa.Table | pa.RecordBatch) -> list[Marker]:
     return [Marker(**json.loads(m)) for m in results.column("marker").to_pylist()]
 
 
-def check_complete(report: StageReport, tasks: list[ShardTask], markers: list[Marker]) -> None:
-    """Raise if a planned shard came back without a marker (a lost or duplicated task)."""
-    got = sorted(m.shard for m in markers)
-    want = sorted(t.shard for t in tasks)
-    if got != want:
-        raise RuntimeError(f"stage {report.stage}: expected markers for shards {want}, got {got}")

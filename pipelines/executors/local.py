@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import multiprocessing as mp
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from multiprocessing.util import Finalize
 from pathlib import Path
 
-from pipelines.executors.base import StageReport, plan_stage, run_shard
-from pipelines.progress import StageProgress
+from pipelines.executors.base import Executor, ShardTask, run_shard
+from pipelines.shards import Marker
 from stages.base import Stage
 
 _WORKER_STAGE: Stage | None = None
@@ -16,14 +18,15 @@ _WORKER_STAGE: Stage | None = None
 def _init_worker(stage: Stage) -> None:
     global _WORKER_STAGE
     _WORKER_STAGE = stage  # unpickled from its config: models load in ensure_setup(), once per worker
+    Finalize(stage, stage.ensure_teardown, exitpriority=10)  # runs when the pool shuts the worker down
 
 
-def _work(out: str, task):
+def _work(out: str, task: ShardTask) -> Marker:
     assert _WORKER_STAGE is not None
     return run_shard(_WORKER_STAGE, Path(out), task)
 
 
-class LocalExecutor:
+class LocalExecutor(Executor):
     """Run stages shard by shard in this process, or in ``processes`` worker processes.
 
     Args:
@@ -34,26 +37,17 @@ class LocalExecutor:
     name = "local"
 
     def __init__(self, processes: int = 1, show_progress: bool = True) -> None:
+        super().__init__(show_progress)
         self.processes = max(1, processes)
-        self.show_progress = show_progress
 
-    def run_stage(self, stage: Stage, out: Path, shards: list[int]) -> StageReport:
-        """Run ``stage`` on every shard of ``shards`` that is not already complete."""
-        report = StageReport(stage.name)
-        tasks = plan_stage(stage, out, shards, report)
-        with StageProgress(stage.name, len(tasks), enabled=self.show_progress) as bar:
-            if self.processes == 1 or len(tasks) <= 1:
-                for task in tasks:
-                    marker = run_shard(stage, out, task)
-                    report.add(marker)
-                    bar.advance(marker.rows_in)
-            else:
-                ctx = mp.get_context("spawn")  # torch/onnx threads do not survive fork
-                with ProcessPoolExecutor(self.processes, mp_context=ctx, initializer=_init_worker,
-                                         initargs=(stage,)) as pool:
-                    futures = [pool.submit(_work, str(out), t) for t in tasks]
-                    for fut in as_completed(futures):
-                        marker = fut.result()
-                        report.add(marker)
-                        bar.advance(marker.rows_in)
-        return report
+    def run_tasks(self, stage: Stage, out: Path, tasks: list[ShardTask]) -> Iterator[Marker]:
+        if self.processes == 1 or len(tasks) <= 1:
+            for task in tasks:
+                yield run_shard(stage, out, task)
+            return
+        ctx = mp.get_context("spawn")  # torch/onnx threads do not survive fork
+        with ProcessPoolExecutor(self.processes, mp_context=ctx, initializer=_init_worker,
+                                 initargs=(stage,)) as pool:
+            futures = [pool.submit(_work, str(out), t) for t in tasks]
+            for fut in as_completed(futures):
+                yield fut.result()

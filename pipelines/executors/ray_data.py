@@ -14,20 +14,13 @@ Data cannot schedule its own tasks and the job deadlocks, so ``reserve_cpus`` st
 from __future__ import annotations
 
 import logging
-import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from pipelines.config import RayConfig
-from pipelines.executors.base import StageReport, plan_stage
-from pipelines.executors.distributed import (
-    cached_stage,
-    check_complete,
-    markers_of,
-    run_task_batch,
-    task_table,
-    worker_env,
-)
-from pipelines.progress import StageProgress
+from pipelines.executors.base import Executor, ShardTask
+from pipelines.executors.distributed import cached_stage, markers_of, run_task_batch, task_table, worker_env
+from pipelines.shards import Marker
 from stages.base import Stage
 
 _PIP_HINT = "the ray executor needs Ray Data: pip install 'regionset[ray]' (ray[data])"
@@ -89,7 +82,7 @@ def pool_shape(resources, cluster: dict[str, float], n_tasks: int, cfg: RayConfi
     return size, cpus, gpus
 
 
-class RayExecutor:
+class RayExecutor(Executor):
     """Run stages with Ray Data, locally (``ray.init()``) or on the cluster at ``config.address``.
 
     Args:
@@ -100,15 +93,13 @@ class RayExecutor:
     name = "ray"
 
     def __init__(self, config: RayConfig | None = None, show_progress: bool = True) -> None:
+        super().__init__(show_progress)
         self.config = config or RayConfig()
-        self.show_progress = show_progress
-        self.startup_seconds = 0.0
         self._started_ray = False
 
     def _ensure_ray(self):
         ray = _ray()
         if not ray.is_initialized():
-            t0 = time.perf_counter()
             kwargs = {"runtime_env": {"env_vars": worker_env()}, "logging_level": logging.WARNING,
                       "include_dashboard": False, "log_to_driver": True}
             if self.config.address:
@@ -117,24 +108,12 @@ class RayExecutor:
                 ray.init(num_cpus=self.config.num_cpus or None, object_store_memory=LOCAL_OBJECT_STORE_BYTES,
                          **kwargs)
             self._started_ray = True
-            self.startup_seconds = time.perf_counter() - t0
             ctx = ray.data.DataContext.get_current()
             ctx.enable_progress_bars = False  # regionset draws its own per-stage bar
             logging.getLogger("ray.data").setLevel(logging.WARNING)
         return ray
 
-    def run_stage(self, stage: Stage, out: Path, shards: list[int]) -> StageReport:
-        """Run ``stage`` on every shard of ``shards`` that is not already complete.
-
-        Args:
-            stage: the stage to run.
-            out: the output folder (on a cluster: a path every node sees, e.g. NFS).
-            shards: the shard ids of this build.
-        """
-        report = StageReport(stage.name)
-        tasks = plan_stage(stage, out, shards, report)
-        if not tasks:
-            return report
+    def run_tasks(self, stage: Stage, out: Path, tasks: list[ShardTask]) -> Iterator[Marker]:
         ray = self._ensure_ray()
         size, cpus, gpus = pool_shape(stage.resources(), ray.cluster_resources(), len(tasks), self.config)
         ds = ray.data.from_arrow(task_table(tasks)).repartition(len(tasks))  # one block per shard
@@ -143,15 +122,8 @@ class RayExecutor:
             batch_format="pyarrow", batch_size=1, compute=ray.data.ActorPoolStrategy(min_size=1, max_size=size),
             num_cpus=cpus, num_gpus=gpus or None,
         )
-        markers = []
-        with StageProgress(stage.name, len(tasks), enabled=self.show_progress) as bar:
-            for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
-                for marker in markers_of(batch):
-                    markers.append(marker)
-                    report.add(marker)
-                    bar.advance(marker.rows_in)
-        check_complete(report, tasks, markers)
-        return report
+        for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
+            yield from markers_of(batch)
 
     def close(self) -> None:
         """Shut Ray down if this executor started it."""

@@ -16,22 +16,21 @@ from __future__ import annotations
 
 import os
 import sys
-import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from pipelines.config import SparkConfig
-from pipelines.executors.base import StageReport, plan_stage
+from pipelines.executors.base import Executor, ShardTask
 from pipelines.executors.distributed import (
     RESULT_SCHEMA,
     TASK_SCHEMA,
     cached_stage,
-    check_complete,
     markers_of,
     run_task_batch,
     task_table,
     worker_env,
 )
-from pipelines.progress import StageProgress
+from pipelines.shards import Marker
 from stages.base import Stage
 
 _PIP_HINT = "the spark executor needs PySpark and Java 17+: pip install 'regionset[spark]' (pyspark)"
@@ -70,7 +69,7 @@ def _shard_runner(stage: Stage, out: str):
     return run
 
 
-class SparkExecutor:
+class SparkExecutor(Executor):
     """Run stages as Spark jobs, on ``local[*]`` or on the cluster at ``config.master``.
 
     Args:
@@ -81,9 +80,8 @@ class SparkExecutor:
     name = "spark"
 
     def __init__(self, config: SparkConfig | None = None, show_progress: bool = True) -> None:
+        super().__init__(show_progress)
         self.config = config or SparkConfig()
-        self.show_progress = show_progress
-        self.startup_seconds = 0.0
         self._session = None
 
     def session(self):
@@ -92,7 +90,6 @@ class SparkExecutor:
             _pyspark()
             from pyspark.sql import SparkSession
 
-            t0 = time.perf_counter()
             python = self.config.python or sys.executable
             os.environ["PYSPARK_PYTHON"] = python  # read when the session's JVM starts
             os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
@@ -110,36 +107,17 @@ class SparkExecutor:
                 builder = builder.config(key, value)
             self._session = builder.getOrCreate()
             self._session.sparkContext.setLogLevel("ERROR")
-            self.startup_seconds = time.perf_counter() - t0
         return self._session
 
-    def run_stage(self, stage: Stage, out: Path, shards: list[int]) -> StageReport:
-        """Run ``stage`` on every shard of ``shards`` that is not already complete.
-
-        Args:
-            stage: the stage to run.
-            out: the output folder (on a cluster: a path every executor sees, e.g. NFS).
-            shards: the shard ids of this build.
-        """
-        report = StageReport(stage.name)
-        tasks = plan_stage(stage, out, shards, report)
-        if not tasks:
-            return report
+    def run_tasks(self, stage: Stage, out: Path, tasks: list[ShardTask]) -> Iterator[Marker]:
         spark = self.session()
         rows = [tuple(r.values()) for r in task_table(tasks).to_pylist()]
         # parallelize slices a list evenly: n rows in n slices is exactly one shard per partition.
         rdd = spark.sparkContext.parallelize(rows, numSlices=len(rows))
         df = spark.createDataFrame(rdd, schema=spark_schema(TASK_SCHEMA))
         result = df.mapInArrow(_shard_runner(stage, str(Path(out).resolve())), spark_schema(RESULT_SCHEMA))
-        markers = []
-        with StageProgress(stage.name, len(tasks), enabled=self.show_progress) as bar:
-            for batch in result.toArrow().to_batches():
-                for marker in markers_of(batch):
-                    markers.append(marker)
-                    report.add(marker)
-                    bar.advance(marker.rows_in)
-        check_complete(report, tasks, markers)
-        return report
+        for batch in result.toArrow().to_batches():
+            yield from markers_of(batch)
 
     def close(self) -> None:
         """Stop the SparkSession if one was started."""

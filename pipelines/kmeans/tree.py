@@ -4,7 +4,7 @@ Level 0 is one k-means over the whole sample. Every later level splits each pare
 sample points whose exact nearest centroid at the level above is that parent) with its own
 k-means; the level's total number of children is shared out **in proportion to each parent's size**
 (or its sum of squared distances, ``allocate_by: sse``) rather than equally — equal splits cost
-+14 % inertia over flat k-means on clustered data (issue 4). Points are later routed to their exact
++14 % inertia over flat k-means on clustered data (docs/kmeans-labels.md). Points are later routed to their exact
 nearest leaf (``models.kmeans_index``), never through the coarse cell.
 
 Degenerate cases have fixed outcomes, counted in ``stats``:

@@ -8,7 +8,6 @@ back as an Arrow table instead of writing files. Every input URL yields exactly 
 from __future__ import annotations
 
 import io
-import json
 import math
 import os
 import tempfile
@@ -66,7 +65,7 @@ class DownloadConfig:
     disallowed_header_directives: tuple[str, ...] = ("noai", "noimageai", "noindex", "noimageindex")
     deadline: float = 30.0
     max_bytes: int = 64 << 20
-    resources: Resources = Resources(cpus=1.0, gpus=0.0, batch_size=1000)
+    resources: Resources = Resources(cpus=1.0, gpus=0.0)
 
 
 class _CheckedResizer:
@@ -195,9 +194,6 @@ class DownloadStage(Stage):
                 w.write_table(src)
             rows: list[dict[str, Any]] = []
             self._downloader(tmp, n, rows).download_shard((0, str(shard_file)))
-            stats = sorted(Path(tmp).glob("*_stats.json"))
-            if stats:
-                self.last_stats = json.loads(stats[0].read_text())
         out = []
         for r in rows:
             out.append({

@@ -15,9 +15,10 @@ import pytest
 
 from pipelines.build import build
 from pipelines.config import load_config
-from pipelines.definition import GlobalStep, build_steps
+from pipelines.definition import build_steps
 from pipelines.demo.run import demo_overrides, write_url_list
 from pipelines.demo.server import LoopbackServer
+from pipelines.steps import STEP_NAMES
 from tests.pipelines.snapshots import assert_same, snapshot
 
 N_IMAGES, SHARD_SIZE = 6, 4  # 8 URLs with the two bad ones: 2 shards
@@ -65,14 +66,13 @@ def local_snapshot(corpus):
     return _build(corpus, "local")
 
 
-def test_pipeline_under_test_is_the_full_step_list():
-    steps = build_steps(load_config(None, ["progress=false"]))
-    print("steps under parity test:", [s.name for s in steps],
-          "(global:", [s.name for s in steps if isinstance(s, GlobalStep)], ")")
-    assert steps and steps[0].name == "download"
+def test_pipeline_under_test_is_the_full_step_list(corpus):
+    root, urls = corpus
+    steps = build_steps(load_config(None, demo_overrides(root / "steps", urls, SHARD_SIZE) + ["progress=false"]))
+    assert [s.name for s in steps] == list(STEP_NAMES)
 
 
-# ~1-4 min (three full builds); part of the default run so CI checks parity (issue 5)
+# ~1-4 min (three full builds); part of the default run so CI checks parity
 @pytest.mark.parametrize("name", [pytest.param("ray", marks=pytest.mark.ray),
                                   pytest.param("spark", marks=pytest.mark.spark)])
 def test_executor_matches_local(name, corpus, local_snapshot):

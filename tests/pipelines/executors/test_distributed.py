@@ -10,11 +10,10 @@ import pyarrow as pa
 import pytest
 
 from pipelines.config import RayConfig
-from pipelines.executors.base import StageReport, plan_stage, run_shard
+from pipelines.executors.base import StageReport, check_complete, plan_stage, run_shard
 from pipelines.executors.distributed import (
     RESULT_SCHEMA,
     cached_stage,
-    check_complete,
     markers_of,
     run_task_batch,
     task_table,
