@@ -28,8 +28,8 @@ from training.croc.templates import TEMPLATES, TemplateName, render
 from training.data import decode_image, letterbox, to_tensor
 
 ROWS = ("top", "middle", "bottom")
-INSTRUCTION = f"{IMAGE_PLACEHOLDER}\nDescribe the image."
 COLS = ("left", "centre", "right")
+INSTRUCTION = f"{IMAGE_PLACEHOLDER}\nDescribe the image."
 
 
 @dataclass
@@ -122,11 +122,11 @@ class CaptionTransform:
 
     def __init__(self, cfg: CaptionConfig, builder: SequenceBuilder, image_size: int,
                  mean: tuple[float, ...], std: tuple[float, ...], template: TemplateName = "custom") -> None:
+        if template not in TEMPLATES:
+            raise ValueError(f"croc.data.template: expected one of {list(TEMPLATES)}, got {template!r}")
         field = "prompt" if template == "custom" else "instruction"
         if getattr(cfg, field).count(IMAGE_PLACEHOLDER) != 1:
             raise ValueError(f"croc.data.captions.{field} must contain {IMAGE_PLACEHOLDER} exactly once")
-        if template not in TEMPLATES:
-            raise ValueError(f"croc.data.template: expected one of {list(TEMPLATES)}, got {template!r}")
         self.cfg, self.builder, self.template = cfg, builder, template
         self.image_size, self.mean, self.std = image_size, tuple(mean), tuple(std)
         self.detailed = DetailedCaption(cfg) if cfg.caption == "detailed" else None

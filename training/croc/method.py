@@ -9,7 +9,8 @@ which stage-1.5 machinery is on (reference/CROC.md, "Stages").
 
 The paper gives 2e-5 for stage 1.5 but no separate rate for the pool and head; regionset gives
 the freshly initialised pool and head 10× that by default. Every entry can be overridden in
-``croc.train`` / ``croc.lr``.
+``croc.train`` / ``croc.lr``; ``training/configs/croc-released-*.yaml`` and ``victor-released-*.yaml``
+set them (and the matching, pool, attention and head options) as the authors' released code does.
 """
 
 from __future__ import annotations
