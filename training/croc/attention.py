@@ -1,4 +1,4 @@
-"""The mixed attention mask of Croc (reference/CROC.md §4) as a 4-D additive mask.
+"""The mixed attention mask of Croc (docs/training-croc.md) as a 4-D additive mask.
 
 A query may attend to a key when the key is not padding and either the key is not in the future
 (causal) or both lie in the bidirectional region:

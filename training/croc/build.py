@@ -27,8 +27,8 @@ def tokenizer_texts(settings: CrocConfig) -> list[str]:
         settings: the run config.
     """
     data, limit, train_dir = settings.data, settings.data.tokenizer_texts, settings.data.train_dir
-    texts: list[str] = [data.captions.prompt, data.conversations.system, data.conversations.user_prefix,
-                        data.conversations.assistant_prefix]
+    texts: list[str] = [data.captions.prompt, data.captions.instruction, data.conversations.system,
+                        data.conversations.user_prefix, data.conversations.assistant_prefix]
     if data.source == "conversations" and data.conversations.path:
         with open(data.conversations.path) as f:
             for line in f:
@@ -83,7 +83,7 @@ def build_croc(settings: CrocConfig, run_dir: str | Path | None, rank: int | Non
     tokenizer = build_tokenizer(m.tokenizer, m.lm.path, texts, run_dir, previous)
     model = build_croc_model(m.vision, m.lm, tokenizer,
                              pool_size=method.pool_size if method.uses_pool else 0, pool_init=method.pool_init,
-                             recon_heads=method.recon_heads if method.uses_pool else 0)
+                             recon=method if method.uses_pool else None)
     if method.init_from:
         load_model_weights(model, method.init_from)
     return CrocTask(model, method, rank=rank), tokenizer
@@ -108,11 +108,11 @@ def build_stream(settings: CrocConfig, task: CrocTask, tokenizer, epochs: int | 
         if not conv.path:
             raise ValueError("croc.data.conversations.path: set it for data.source=conversations")
         lookup = ImageLookup(train_dir, conv.image_root)
-        transform = ConversationTransform(conv, builder, lookup, vision.image_size, mean, std)
+        transform = ConversationTransform(conv, builder, lookup, vision.image_size, mean, std, settings.data.template)
         return ConversationStream(conv.path, transform, collate, batch_size, seed=seed, epochs=epochs)
     if not train_dir:
         raise ValueError("data.source=captions needs the train shards folder")
-    transform = CaptionTransform(settings.data.captions, builder, vision.image_size, mean, std)
+    transform = CaptionTransform(settings.data.captions, builder, vision.image_size, mean, std, settings.data.template)
     return ShardStream(train_dir, transform, collate, batch_size, seed=seed, epochs=epochs,
                        columns=["key", "jpg", "caption", "width", "height", "regions"])
 

@@ -24,10 +24,12 @@ import numpy as np
 
 from schemas.tables import SOURCE_OBJECT, SOURCE_TEXT
 from training.croc.sequence import IMAGE_PLACEHOLDER, Segment, SequenceBuilder
+from training.croc.templates import TEMPLATES, TemplateName, render
 from training.data import decode_image, letterbox, to_tensor
 
 ROWS = ("top", "middle", "bottom")
 COLS = ("left", "centre", "right")
+INSTRUCTION = f"{IMAGE_PLACEHOLDER}\nDescribe the image."
 
 
 @dataclass
@@ -35,15 +37,18 @@ class CaptionConfig:
     """How a caption sample is written.
 
     Args:
-        prompt: the text before the answer; must contain ``<image>`` once.
+        prompt: the text before the answer (``custom`` template); must contain ``<image>`` once.
+        instruction: the human turn of a caption sample under a named template (``v1``; ``plain``
+            keeps only its ``<image>``); must contain ``<image>`` once.
         caption: ``caption`` (the row's caption) or ``detailed`` (caption + regions, see module doc).
-        answer_prefix: text put before the caption inside the supervised answer.
+        answer_prefix: text put before the caption inside the supervised answer (``custom`` template).
         class_names: JSON file mapping class ids to names, for detailed captions.
         max_objects: most object regions named in a detailed caption.
         max_texts: most OCR texts quoted in a detailed caption.
     """
 
-    prompt: str = f"USER: {IMAGE_PLACEHOLDER}\nDescribe the image. ASSISTANT:"
+    prompt: str = f"USER: {INSTRUCTION} ASSISTANT:"
+    instruction: str = INSTRUCTION
     caption: Literal["caption", "detailed"] = "caption"
     answer_prefix: str = " "
     class_names: str | None = None
@@ -112,19 +117,29 @@ class CaptionTransform:
         image_size: encoder input side in pixels.
         mean: encoder normalisation mean.
         std: encoder normalisation std.
+        template: ``custom`` (``prompt`` + ``answer_prefix``), ``v1`` or ``plain`` (``instruction``).
     """
 
     def __init__(self, cfg: CaptionConfig, builder: SequenceBuilder, image_size: int,
-                 mean: tuple[float, ...], std: tuple[float, ...]) -> None:
-        if cfg.prompt.count(IMAGE_PLACEHOLDER) != 1:
-            raise ValueError(f"croc.data.captions.prompt must contain {IMAGE_PLACEHOLDER} exactly once")
-        self.cfg, self.builder = cfg, builder
+                 mean: tuple[float, ...], std: tuple[float, ...], template: TemplateName = "custom") -> None:
+        if template not in TEMPLATES:
+            raise ValueError(f"croc.data.template: expected one of {list(TEMPLATES)}, got {template!r}")
+        field = "prompt" if template == "custom" else "instruction"
+        if getattr(cfg, field).count(IMAGE_PLACEHOLDER) != 1:
+            raise ValueError(f"croc.data.captions.{field} must contain {IMAGE_PLACEHOLDER} exactly once")
+        self.cfg, self.builder, self.template = cfg, builder, template
         self.image_size, self.mean, self.std = image_size, tuple(mean), tuple(std)
         self.detailed = DetailedCaption(cfg) if cfg.caption == "detailed" else None
 
     def text(self, row: dict) -> str:
         """The caption text of ``row`` (plain or detailed)."""
         return self.detailed(row) if self.detailed else (row.get("caption") or "").strip()
+
+    def segments(self, text: str) -> list[Segment]:
+        """The segments of a caption sample whose answer is ``text``."""
+        if self.template == "custom":
+            return [Segment(self.cfg.prompt), Segment(self.cfg.answer_prefix + text, True)]
+        return render(self.template, [("human", self.cfg.instruction), ("gpt", text)])
 
     def __call__(self, row: dict, rng: np.random.Generator | None = None) -> dict | None:
         """Return the sample or None (no caption, undecodable image, or the sequence does not fit)."""
@@ -135,7 +150,7 @@ class CaptionTransform:
             arr, _ = letterbox(decode_image(row["jpg"]), self.image_size)
         except Exception:  # a broken image is skipped, as the stream's contract allows
             return None
-        seq = self.builder.build([Segment(self.cfg.prompt), Segment(self.cfg.answer_prefix + text, True)])
+        seq = self.builder.build(self.segments(text))
         if seq is None:
             return None
         seq["image"] = to_tensor(arr, self.mean, self.std)

@@ -12,6 +12,7 @@ from training.croc.captions import CaptionConfig
 from training.croc.conversation import ConversationConfig
 from training.croc.lm import LMConfig
 from training.croc.method import CrocMethodConfig
+from training.croc.templates import TemplateName
 from training.croc.tokenizer import TokenizerConfig
 from training.croc.vision import VisionConfig
 from training.loop import LoopConfig
@@ -44,6 +45,9 @@ class CrocDataConfig:
         source: ``captions`` (rows of ``OUT/train``; stages 1 and 1.5) or ``conversations``
             (a LLaVA JSONL; stage 2).
         max_length: maximum tokens per sample including the image span.
+        template: text layout of a sample: ``custom`` (the ``captions``/``conversations`` fields),
+            ``v1`` (Vicuna v1 with its system prompt, as Croc's stages 1.5 and 2) or ``plain``
+            (``<image><caption>\\n``, Croc's stage 1); see :mod:`training.croc.templates`.
         captions: caption sample settings.
         conversations: conversation sample settings.
         tokenizer_texts: rows read from the shards to train a ``bpe`` tokenizer.
@@ -55,6 +59,7 @@ class CrocDataConfig:
     seed: int = 0
     source: Literal["captions", "conversations"] = "captions"
     max_length: int = 1024
+    template: TemplateName = "custom"
     captions: CaptionConfig = field(default_factory=CaptionConfig)
     conversations: ConversationConfig = field(default_factory=ConversationConfig)
     tokenizer_texts: int = 10_000

@@ -8,7 +8,8 @@ One JSON object per line, as in LLaVA's ``llava_v1_5_mix665k``::
 
 ``image`` is looked up first as a key of the ``OUT/train`` shards, then as a file path (relative
 paths under ``image_root``). The text is ``system`` + per turn ``user_prefix + human`` or
-``assistant_prefix`` + the supervised assistant reply + EOS (the Vicuna v1 layout by default).
+``assistant_prefix`` + the supervised assistant reply + EOS (close to Vicuna v1), or the layout of a
+named template (``data.template``: ``v1``, ``plain``; :mod:`training.croc.templates`).
 Samples without exactly one ``<image>`` are skipped: batches hold one image span per sample.
 """
 
@@ -23,6 +24,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from training.croc.sequence import Segment, SequenceBuilder
+from training.croc.templates import V1_SYSTEM, TemplateName, render
 from training.data import ShardStream, decode_image, letterbox, list_shards, to_tensor
 from training.distributed import rank_world
 
@@ -41,19 +43,21 @@ class ConversationConfig:
 
     path: str | None = None
     image_root: str | None = None
-    system: str = ("A chat between a curious user and an artificial intelligence assistant. "
-                   "The assistant gives helpful, detailed, and polite answers to the user's questions.")
+    system: str = V1_SYSTEM
     user_prefix: str = " USER: "
     assistant_prefix: str = " ASSISTANT: "
 
 
-def conversation_segments(record: dict, cfg: ConversationConfig) -> list[Segment]:
+def conversation_segments(record: dict, cfg: ConversationConfig, template: TemplateName = "custom") -> list[Segment]:
     """The text segments of one LLaVA record (assistant replies supervised).
 
     Args:
         record: a parsed JSONL line.
-        cfg: turn layout.
+        cfg: turn layout (for the ``custom`` template).
+        template: ``custom`` (``cfg``'s fields), ``v1`` or ``plain``.
     """
+    if template != "custom":
+        return render(template, [(t.get("from", ""), t.get("value", "")) for t in record.get("conversations", [])])
     segments = [Segment(cfg.system)]
     for turn in record.get("conversations", []):
         role = turn.get("from")
@@ -110,11 +114,13 @@ class ConversationTransform:
         image_size: encoder input side.
         mean: normalisation mean.
         std: normalisation std.
+        template: ``custom``, ``v1`` or ``plain``.
     """
 
     def __init__(self, cfg: ConversationConfig, builder: SequenceBuilder, lookup: ImageLookup,
-                 image_size: int, mean: tuple[float, ...], std: tuple[float, ...]) -> None:
-        self.cfg, self.builder, self.lookup = cfg, builder, lookup
+                 image_size: int, mean: tuple[float, ...], std: tuple[float, ...],
+                 template: TemplateName = "custom") -> None:
+        self.cfg, self.builder, self.lookup, self.template = cfg, builder, lookup, template
         self.image_size, self.mean, self.std = image_size, tuple(mean), tuple(std)
 
     def __call__(self, record: dict, rng: np.random.Generator | None = None) -> dict | None:
@@ -123,7 +129,7 @@ class ConversationTransform:
         data = self.lookup(str(ref)) if ref else None
         if data is None:
             return None
-        seq = self.builder.build(conversation_segments(record, self.cfg))
+        seq = self.builder.build(conversation_segments(record, self.cfg, self.template))
         if seq is None:
             return None
         try:

@@ -1,4 +1,4 @@
-"""Matching masked visual tokens to prompt-pool vectors (Croc stage 1.5, reference/CROC.md §3).
+"""Matching masked visual tokens to prompt-pool vectors (Croc stage 1.5, docs/training-croc.md).
 
 The cost is the Euclidean distance between each masked (L2-normalised) visual token and each pool
 vector. ``hungarian`` solves the one-to-one assignment on the rectangular cost with

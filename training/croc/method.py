@@ -1,5 +1,5 @@
 """Croc stages as configs of one loop: which parameter groups train, their learning rates, and
-which stage-1.5 machinery is on (reference/CROC.md, "Stages").
+which stage-1.5 machinery is on (docs/training-croc.md, "Stages").
 
 | stage | trained (default)                  | lr (default)                              | attention |
 |-------|------------------------------------|-------------------------------------------|-----------|
@@ -9,7 +9,8 @@ which stage-1.5 machinery is on (reference/CROC.md, "Stages").
 
 The paper gives 2e-5 for stage 1.5 but no separate rate for the pool and head; regionset gives
 the freshly initialised pool and head 10× that by default. Every entry can be overridden in
-``croc.train`` / ``croc.lr``.
+``croc.train`` / ``croc.lr``; ``training/configs/croc-released-*.yaml`` and ``victor-released-*.yaml``
+set them (and the matching, pool, attention and head options) as the authors' released code does.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from dataclasses import dataclass, field
 from training.croc.attention import AttentionMode
 from training.croc.matching import MatchMode
 from training.croc.pool import PoolInit
+from training.croc.recon import HeadNorm
 
 GROUPS = ("vision", "projector", "lm", "pool", "recon_head")
 
@@ -54,7 +56,16 @@ class CrocMethodConfig:
         match_threads: threads solving per-sample assignments concurrently.
         recon_weight: weight of the reconstruction loss.
         recon_beta: SmoothL1 β.
-        recon_heads: attention heads of the reconstruction head's transformer layer.
+        recon_heads: attention heads of each of the reconstruction head's transformer layers.
+        recon_head_dim: when > 0, heads = LM width // this (the released head: 64) instead of
+            ``recon_heads``.
+        recon_layers: transformer layers of the head (1; 0 = a single linear map, as ViCToR).
+        recon_norm: ``pre`` (pre-norm layer, default) or ``post`` (BERT-style post-norm, as released).
+        recon_mlp_ratio: the layers' feed-forward width as a multiple of the LM width.
+        recon_dropout: dropout inside the head's layers (released: 0.1).
+        recon_positions: learned position embeddings, one per image token (as released).
+        recon_init_std: when > 0, the head's weights start N(0, std) with zero biases (released:
+            0.02, the LM's ``initializer_range``); 0 = PyTorch's default initialisation.
         init_from: model weights to start from (e.g. the stage-1 checkpoint); parts absent there
             (pool, head) keep their initialisation.
         seed: seed of the per-step masking draws.
@@ -73,6 +84,13 @@ class CrocMethodConfig:
     recon_weight: float = 10.0
     recon_beta: float = 0.01
     recon_heads: int = 8
+    recon_head_dim: int = 0
+    recon_layers: int = 1
+    recon_norm: HeadNorm = "pre"
+    recon_mlp_ratio: float = 4.0
+    recon_dropout: float = 0.0
+    recon_positions: bool = False
+    recon_init_std: float = 0.0
     init_from: str | None = None
     seed: int = 0
 
@@ -104,6 +122,16 @@ class CrocMethodConfig:
         if bad:
             raise ValueError(f"croc.lr: unknown group {bad[0]!r}; groups are {list(GROUPS)}")
         return float(self.lr.get(group, DEFAULT_LR[self.stage].get(group, self.default_lr)))
+
+    def recon_head_options(self, num_tokens: int) -> dict:
+        """Keyword arguments of :class:`training.croc.recon.ReconstructionHead` (besides the width).
+
+        Args:
+            num_tokens: visual tokens per image (the count of position embeddings, when on).
+        """
+        return {"heads": self.recon_heads, "head_dim": self.recon_head_dim, "layers": self.recon_layers,
+                "norm": self.recon_norm, "mlp_ratio": self.recon_mlp_ratio, "dropout": self.recon_dropout,
+                "positions": num_tokens if self.recon_positions else 0, "init_std": self.recon_init_std}
 
     def attention_mode(self) -> AttentionMode:
         """The attention mode in effect."""

@@ -17,6 +17,7 @@ from torch.nn import functional as F
 
 from training.croc.attention import AttentionMode, build_attention_mask
 from training.croc.lm import LMConfig, build_lm
+from training.croc.method import CrocMethodConfig
 from training.croc.pool import PoolInit, PromptTokenPool, replace_tokens
 from training.croc.recon import ReconstructionHead, gather_image_states
 from training.croc.vision import VisionConfig, build_vision_encoder
@@ -48,11 +49,12 @@ class CrocModel(nn.Module):
         lm: a ``transformers`` causal LM.
         pool_size: prompt pool size P (0 = no pool).
         pool_init: ``unit`` or ``normal``.
-        recon_heads: attention heads of the reconstruction head (0 = no head).
+        recon: keyword arguments of the reconstruction head (see
+            :meth:`training.croc.method.CrocMethodConfig.recon_head_options`); None = no head.
     """
 
     def __init__(self, vision: nn.Module, lm: nn.Module, pool_size: int = 0, pool_init: PoolInit = "unit",
-                 recon_heads: int = 0) -> None:
+                 recon: dict | None = None) -> None:
         super().__init__()
         self.vision = vision
         self.lm = lm
@@ -60,7 +62,7 @@ class CrocModel(nn.Module):
         self.hidden_size = hidden
         self.projector = Projector(vision.width, hidden)
         self.pool = PromptTokenPool(pool_size, hidden, pool_init) if pool_size else None
-        self.recon_head = ReconstructionHead(hidden, recon_heads) if recon_heads else None
+        self.recon_head = ReconstructionHead(hidden, **recon) if recon is not None else None
         # optimizer steps taken; seeds the masking draws, saved with the weights so resume redraws alike
         self.register_buffer("step", torch.zeros((), dtype=torch.long))
         self.timings: dict[str, float] = {}
@@ -192,7 +194,8 @@ def logits_needed(answer_mask: torch.Tensor) -> int:
 
 
 def build_croc_model(vision_cfg: VisionConfig, lm_cfg: LMConfig, tokenizer, pool_size: int = 0,
-                     pool_init: PoolInit = "unit", recon_heads: int = 0) -> CrocModel:
+                     pool_init: PoolInit = "unit",
+                     recon: CrocMethodConfig | None = None) -> CrocModel:
     """Build the Croc model from its config sections.
 
     Args:
@@ -201,9 +204,11 @@ def build_croc_model(vision_cfg: VisionConfig, lm_cfg: LMConfig, tokenizer, pool
         tokenizer: the tokenizer (sizes a random-init LM and gives its special ids).
         pool_size: prompt pool size (stage 1.5), 0 for none.
         pool_init: pool initialisation.
-        recon_heads: reconstruction head attention heads (stage 1.5), 0 for none.
+        recon: the method config whose ``recon_*`` options shape the reconstruction head (stage 1.5),
+            None for no head.
     """
     vision = build_vision_encoder(vision_cfg)
     lm = build_lm(lm_cfg, len(tokenizer), tokenizer.bos_token_id, tokenizer.eos_token_id,
                   tokenizer.pad_token_id)
-    return CrocModel(vision, lm, pool_size, pool_init, recon_heads)
+    head = recon.recon_head_options(int(vision.num_tokens)) if recon is not None else None
+    return CrocModel(vision, lm, pool_size, pool_init, head)

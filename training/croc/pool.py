@@ -1,4 +1,4 @@
-"""Prompt token pool and per-image random masking (Croc stage 1.5, reference/CROC.md §1-3).
+"""Prompt token pool and per-image random masking (Croc stage 1.5, docs/training-croc.md).
 
 The pool holds P learnable vectors of the LM's width and is trained only through the losses of
 the masked inputs it replaces. Rows start at unit norm by default: ``randn`` rows have norm √d,

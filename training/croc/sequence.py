@@ -19,10 +19,11 @@ IMAGE_PLACEHOLDER = "<image>"
 
 @dataclass
 class Segment:
-    """A piece of text; ``supervised`` pieces get labels and an EOS after them."""
+    """A piece of text; ``supervised`` pieces get labels and, unless ``eos`` is False, an EOS after them."""
 
     text: str
     supervised: bool = False
+    eos: bool = True
 
 
 class SequenceBuilder:
@@ -70,7 +71,7 @@ class SequenceBuilder:
                     ids, labels, image = ids + toks, labels + [IGNORE] * len(toks), image + [False] * len(toks)
                 continue
             toks = self._encode(seg.text)
-            if seg.supervised and self.tokenizer.eos_token_id is not None:
+            if seg.supervised and seg.eos and self.tokenizer.eos_token_id is not None:
                 toks = toks + [self.tokenizer.eos_token_id]
             ids += toks
             labels += toks if seg.supervised else [IGNORE] * len(toks)
