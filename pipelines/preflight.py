@@ -60,19 +60,26 @@ class PreflightError(RuntimeError):
 
 
 def ok(name: str, key: str, detail: str) -> Check:
+    """A ``ok`` Check (see ``Check`` for the arguments)."""
     return Check(name, "ok", key, detail)
 
 
 def warn(name: str, key: str, detail: str) -> Check:
+    """A ``warn`` Check (see ``Check`` for the arguments)."""
     return Check(name, "warn", key, detail)
 
 
 def fail(name: str, key: str, detail: str) -> Check:
+    """A ``fail`` Check (see ``Check`` for the arguments)."""
     return Check(name, "fail", key, detail)
 
 
 def check_extra(cfg: BuildConfig) -> Check:
-    """The chosen executor's optional dependencies are importable by this interpreter."""
+    """The chosen executor's optional dependencies are importable by this interpreter.
+
+    Args:
+        cfg: the resolved build config.
+    """
     name = cfg.executor.name
     if name not in EXTRAS:
         return ok("executor extra", "executor.name", f"{name}: no extra needed")
@@ -92,7 +99,11 @@ def _existing_parent(path: Path) -> Path:
 
 
 def check_output(cfg: BuildConfig) -> Check:
-    """``output`` is a folder this process can create files in (tried, not guessed: root ignores modes)."""
+    """``output`` is a folder this process can create files in (tried, not guessed: root ignores modes).
+
+    Args:
+        cfg: the resolved build config.
+    """
     out = Path(cfg.output).expanduser()
     base = _existing_parent(out)
     if not base.is_dir():
@@ -109,7 +120,11 @@ def check_output(cfg: BuildConfig) -> Check:
 
 
 def estimate_urls(cfg: BuildConfig) -> int | None:
-    """A rough count of input URLs (Parquet row counts, else file size / a typical row), or None."""
+    """A rough count of input URLs (Parquet row counts, else file size / a typical row), or None.
+
+    Args:
+        cfg: the resolved build config (``input.path``).
+    """
     p = Path(cfg.input.path).expanduser()
     if not cfg.input.path or not p.exists():
         return None  # the input reader names the key when the build shards it
@@ -127,13 +142,22 @@ def estimate_urls(cfg: BuildConfig) -> int | None:
 
 
 def estimate_bytes(cfg: BuildConfig, urls: int) -> int:
-    """Rough bytes a build of ``urls`` URLs writes (images dominate)."""
+    """Rough bytes a build of ``urls`` URLs writes (images dominate).
+
+    Args:
+        cfg: the resolved build config (``download.image_size``).
+        urls: the number of input URLs.
+    """
     side = cfg.download.image_size
     return int(urls * side * side * 3 * JPEG_RATIO * IMAGE_COPIES)
 
 
 def check_disk(cfg: BuildConfig) -> Check:
-    """Free space where ``output`` lives against a rough estimate from the input size."""
+    """Free space where ``output`` lives against a rough estimate from the input size.
+
+    Args:
+        cfg: the resolved build config.
+    """
     urls = estimate_urls(cfg)
     base = _existing_parent(Path(cfg.output).expanduser())
     if urls is None or not base.is_dir():
