@@ -84,7 +84,6 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     from pipelines.inputs import InputError
     from pipelines.lock import LockedError
-    from pipelines.preflight import PreflightError
     from pipelines.typed_config import ConfigError
     from schemas import SchemaError
 
@@ -143,8 +142,8 @@ def main(argv: list[str] | None = None) -> int:
             from training.cli import run_training  # the only place pipelines touch training, lazily
 
             run_training(args.kind, args.config, args.overrides)
-    except (ConfigError, InputError, LockedError, FileNotFoundError, SchemaError, PreflightError) as err:
-        if getattr(args, "debug", False):
+    except (ConfigError, InputError, LockedError, FileNotFoundError, SchemaError) as err:
+        if getattr(args, "debug", False):  # e.g. a PreflightError (a ConfigError) of build --debug
             import traceback
 
             traceback.print_exc()

@@ -21,7 +21,7 @@ from typing import Literal
 
 import pyarrow.parquet as pq
 
-from pipelines.config import BuildConfig
+from pipelines.config import BuildConfig, typed_config
 
 Status = Literal["ok", "warn", "fail"]
 
@@ -51,8 +51,8 @@ class Check:
     detail: str
 
 
-class PreflightError(RuntimeError):
-    """A preflight check failed; the message is one line naming the config key and the fix."""
+class PreflightError(typed_config.ConfigError):
+    """A preflight check failed: a config key that does not work here (one line naming it and the fix)."""
 
     def __init__(self, check: Check) -> None:
         self.check = check
