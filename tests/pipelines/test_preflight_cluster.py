@@ -31,7 +31,6 @@ from tests.pipelines.snapshots import assert_same, snapshot
 
 N_IMAGES, SHARD_SIZE = 3, 3  # 5 URLs with the two bad ones: 2 shards
 STEPS = "steps=[download]"  # the executor path, not the models, is under test here
-TIMEOUT = 20  # executor.connect_timeout's default
 
 needs_ray = pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="ray is not installed")
 needs_spark = pytest.mark.skipif(importlib.util.find_spec("pyspark") is None or shutil.which("java") is None,
