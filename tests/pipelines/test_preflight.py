@@ -110,3 +110,22 @@ def test_doctor_table_and_exit_code(capsys, tmp_path):
     bad = capsys.readouterr().out
     print(bad)
     assert "fail" in bad and "ocr.rec_model" in bad
+
+
+@pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="ray is not installed")
+def test_silent_port_fails_after_connect_timeout(tmp_path):
+    """A port that accepts TCP but never answers as Ray gives up after executor.connect_timeout."""
+    import socket
+
+    from pipelines.preflight_cluster import ray_checks
+
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        port = silent.getsockname()[1]
+        cfg = load_config(None, ["executor.name=ray", f"executor.ray.address=127.0.0.1:{port}",
+                                 "executor.connect_timeout=3", f"output={tmp_path}"])
+        got = list(ray_checks(cfg))
+    print(got)
+    assert got[-1].status == "fail" and got[-1].key == "executor.ray.address"
+    assert "did not answer" in got[-1].detail or "no Ray answer" in got[-1].detail
