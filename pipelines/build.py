@@ -18,6 +18,7 @@ from pipelines.failpoints import failpoint
 from pipelines.inputs import shard_input
 from pipelines.lineage import append_run, config_digest, new_run_id, write_lineage
 from pipelines.lock import BuildLock
+from pipelines.preflight import run_preflight
 from pipelines.progress import console, print_table
 from pipelines.shards import clean_temp_files
 
@@ -117,6 +118,7 @@ def build(cfg: BuildConfig, executor: Executor | None = None) -> BuildResult:
         executor: an executor instance (the caller closes it); by default the one ``cfg.executor``
             names, closed when the build ends, however it ends.
     """
+    run_preflight(cfg)  # before any work and before the lock: exit 2 naming the key (docs/cluster.md)
     out = Path(cfg.output)
     out.mkdir(parents=True, exist_ok=True)
     start = time.time()

@@ -19,6 +19,11 @@ def _parser() -> argparse.ArgumentParser:
     b = sub.add_parser("build", help="run the pipeline of a config file")
     b.add_argument("config", help="YAML config")
     b.add_argument("overrides", nargs="*", help="config overrides key=value")
+    b.add_argument("--debug", action="store_true", help="show the stack trace of a failed check")
+    dr = sub.add_parser("doctor", help="check the environment and a config's executor, models and output")
+    dr.add_argument("config", nargs="?", default=None, help="YAML config (optional)")
+    dr.add_argument("overrides", nargs="*", help="config overrides key=value")
+    dr.add_argument("--debug", action="store_true", help="show stack traces")
     k = sub.add_parser("config", help="print the resolved config (defaults + file + overrides) as YAML")
     k.add_argument("config", nargs="?", default=None, help="YAML config (optional)")
     k.add_argument("overrides", nargs="*", help="config overrides key=value")
@@ -91,6 +96,13 @@ def main(argv: list[str] | None = None) -> int:
             if config is not None and "=" in config:  # only overrides were given
                 config, overrides = None, [config, *overrides]
             print(yaml.safe_dump(to_dict(load_config(config, overrides)), sort_keys=False), end="")
+        elif args.cmd == "doctor":
+            from pipelines.doctor import doctor
+
+            config, overrides = args.config, args.overrides
+            if config is not None and "=" in config:  # only overrides were given
+                config, overrides = None, [config, *overrides]
+            return doctor(config, overrides)
         elif args.cmd == "status":
             from pipelines.status import print_status
 
@@ -120,6 +132,10 @@ def main(argv: list[str] | None = None) -> int:
 
             run_training(args.kind, args.config, args.overrides)
     except (ConfigError, InputError, LockedError, FileNotFoundError, SchemaError) as err:
+        if getattr(args, "debug", False):  # e.g. a PreflightError (a ConfigError) of build --debug
+            import traceback
+
+            traceback.print_exc()
         print(f"regionset {args.cmd}: error: {err}", file=sys.stderr)
         return 2
     except Exception as err:

@@ -44,7 +44,9 @@ class RayConfig:
     """The ``ray`` executor (Ray Data; extra ``ray``). See docs/cluster.md.
 
     Args:
-        address: an existing cluster (``auto``, ``ray://host:10001``); empty starts a local Ray.
+        address: an existing cluster (``auto`` = the one ``ray start`` or ``RAY_ADDRESS`` names,
+            ``host:6379``, ``ray://host:10001``); empty starts a fresh local Ray for this build,
+            whatever ``ray start`` left on the machine or ``RAY_ADDRESS`` says.
         num_cpus: CPUs of a local Ray (0 = all of this machine); ignored with ``address``.
         actors: actor-pool size per stage (0 = as many as the CPUs or GPUs allow, capped by shards).
         reserve_cpus: CPUs left free for Ray Data's own tasks; actors get fractional CPUs so that
@@ -83,12 +85,14 @@ class ExecutorConfig:
         processes: worker processes for ``local`` (1 = in-process).
         ray: settings of the ``ray`` executor.
         spark: settings of the ``spark`` executor.
+        connect_timeout: seconds the preflight waits for a Ray or Spark address to answer.
     """
 
     name: Literal["local", "ray", "spark"] = "local"
     processes: int = 1
     ray: RayConfig = field(default_factory=RayConfig)
     spark: SparkConfig = field(default_factory=SparkConfig)
+    connect_timeout: float = 20.0
 
 
 @dataclass(frozen=True)

@@ -57,8 +57,10 @@ def prepare_build(config_path: str, overrides: list[str] | None = None) -> list[
     from pipelines.definition import build_steps
     from pipelines.inputs import shard_input
     from pipelines.lock import BuildLock
+    from pipelines.preflight import run_preflight
 
     cfg = load(config_path, overrides)
+    run_preflight(cfg)  # as ``regionset build``: before any work and before the lock
     out = Path(cfg.output)
     out.mkdir(parents=True, exist_ok=True)
     with BuildLock(out):  # only this task writes the input shards; stage tasks run lock-free

@@ -83,7 +83,7 @@ def pool_shape(resources, cluster: dict[str, float], n_tasks: int, cfg: RayConfi
 
 
 class RayExecutor(Executor):
-    """Run stages with Ray Data, locally (``ray.init()``) or on the cluster at ``config.address``.
+    """Run stages with Ray Data, locally (``ray.init(address="local")``) or on the cluster at ``config.address``.
 
     Args:
         config: the ``executor.ray`` settings.
@@ -104,8 +104,8 @@ class RayExecutor(Executor):
                       "include_dashboard": False, "log_to_driver": True}
             if self.config.address:
                 ray.init(address=self.config.address, **kwargs)
-            else:
-                ray.init(num_cpus=self.config.num_cpus or None, object_store_memory=LOCAL_OBJECT_STORE_BYTES,
+            else:  # "local": never a cluster found via ray_current_cluster or RAY_ADDRESS
+                ray.init(address="local", num_cpus=self.config.num_cpus or None, object_store_memory=LOCAL_OBJECT_STORE_BYTES,
                          **kwargs)
             self._started_ray = True
             ctx = ray.data.DataContext.get_current()

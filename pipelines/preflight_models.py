@@ -1,0 +1,147 @@
+"""Preflight of the model files a config names: present (through ``models/registry.py``) and loadable.
+
+"Loadable" is checked cheaply, without building a model: an ONNX file opens in onnxruntime, a
+PyTorch checkpoint is a zip archive or a pickle stream, a ``.safetensors`` file has a JSON header.
+Only the steps in ``cfg.steps`` are checked.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from models.registry import PADDLEOCR, ModelUnavailable, check_local_file, resolve_clip, resolve_detector
+from pipelines.config import BuildConfig
+from pipelines.preflight import Check, fail, ok
+
+TORCH_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
+PICKLE_PROTO = 0x80  # first byte of a pickle stream (protocol >= 2): torch's legacy format
+
+
+def file_problem(path: str) -> str | None:
+    """Why the model file at ``path`` cannot be loaded, or None when it looks loadable.
+
+    Args:
+        path: a local model file (``.onnx``, ``.pt``/``.pth``/``.bin``/``.ckpt``, ``.safetensors``, other).
+    """
+    p = Path(path).expanduser()
+    if not p.is_file():
+        return "no such file"
+    try:
+        with p.open("rb") as f:
+            head = f.read(8)
+    except OSError as e:
+        return f"cannot read it ({e.strerror or e})"
+    if not head:
+        return "the file is empty"
+    suffix = p.suffix.lower()
+    if suffix == ".onnx":
+        import onnxruntime as ort
+
+        try:
+            ort.InferenceSession(str(p), providers=["CPUExecutionProvider"])
+        except Exception as e:  # onnxruntime raises its own Fail/InvalidProtobuf types
+            return f"onnxruntime cannot load it ({str(e).splitlines()[0][:160]})"
+    elif suffix in TORCH_SUFFIXES:
+        if not (zipfile.is_zipfile(p) or head[0] == PICKLE_PROTO):
+            return "not a PyTorch checkpoint (neither a zip archive nor a pickle)"
+    elif suffix == ".safetensors":
+        try:
+            (size,) = struct.unpack("<Q", head)
+            with p.open("rb") as f:
+                f.seek(8)
+                json.loads(f.read(size))
+        except (struct.error, ValueError, OSError, MemoryError):
+            return "not a safetensors file (bad header)"
+    return None
+
+
+def _file_check(name: str, key: str, path: str) -> Check:
+    problem = file_problem(path)
+    if problem:
+        return fail(name, key, f"{key}={path!r}: {problem}; give a readable local model file")
+    return ok(name, key, path)
+
+
+def _detect(cfg: BuildConfig) -> Iterator[Check]:
+    c = cfg.detect
+    if c.backend != "ultralytics":
+        yield ok("detect model", "detect.backend", f"{c.backend} (no model file)")
+        return
+    try:
+        r = resolve_detector(c.model, c.family)
+    except ModelUnavailable as e:
+        yield fail("detect model", "detect.model", str(e))
+        return
+    if Path(r.source).is_file():
+        yield _file_check("detect model", "detect.model", r.source)
+    else:
+        yield ok("detect model", "detect.model", r.model_id)
+
+
+def _ocr(cfg: BuildConfig) -> Iterator[Check]:
+    c = cfg.ocr
+    if c.backend == PADDLEOCR:
+        folders = [("ocr.det_model_dir", c.det_model_dir), ("ocr.rec_model_dir", c.rec_model_dir)]
+        if c.use_cls:
+            folders.append(("ocr.cls_model_dir", c.cls_model_dir))
+        for key, folder in folders:
+            try:
+                check_local_file(folder, key, "dir")
+            except ModelUnavailable as e:
+                yield fail("ocr model", key, f"{e}; ocr.backend=paddleocr needs local inference folders")
+                return
+        if c.paddle_python and not Path(c.paddle_python).is_file():
+            yield fail("ocr model", "ocr.paddle_python", f"ocr.paddle_python={c.paddle_python!r}: no such interpreter")
+            return
+        yield ok("ocr model", "ocr.det_model_dir", f"{c.det_model_dir} + {c.rec_model_dir}")
+        return
+    named = [(k, v) for k, v in (("ocr.det_model", c.det_model), ("ocr.rec_model", c.rec_model)) if v]
+    for key, path in named:
+        yield _file_check("ocr model", key, path)
+    if not named:
+        yield ok("ocr model", "ocr.backend", "PP-OCRv4 ONNX shipped in rapidocr-onnxruntime")
+
+
+def _embed(cfg: BuildConfig) -> Iterator[Check]:
+    c = cfg.embed
+    try:
+        r = resolve_clip(c.model, c.pretrained)
+    except ModelUnavailable as e:
+        key = "embed.model" if str(e).startswith("embed.model") else "embed.pretrained"
+        yield fail("embed model", key, str(e))
+        return
+    if r.pretrained and Path(r.pretrained).expanduser().is_file():
+        key = "embed.model" if c.model.startswith("rice:") else "embed.pretrained"
+        yield _file_check("embed model", key, r.pretrained)
+    else:
+        yield ok("embed model", "embed.model", r.model_id)
+
+
+def _assign(cfg: BuildConfig) -> Iterator[Check]:
+    tok = cfg.assign.tokenizer
+    if tok.name == "hf":
+        try:
+            check_local_file(tok.hf_path, "assign.tokenizer.hf_path", "dir")
+        except ModelUnavailable as e:
+            yield fail("tokenizer", "assign.tokenizer.hf_path", f"{e}; give the local tokenizer folder")
+            return
+    if cfg.assign.kmeans_dir and not Path(cfg.assign.kmeans_dir).is_dir():
+        yield fail("k-means tree", "assign.kmeans_dir",
+                   f"assign.kmeans_dir={cfg.assign.kmeans_dir!r}: no such folder; leave it empty to use OUT/kmeans")
+        return
+    yield ok("tokenizer", "assign.tokenizer.name", tok.name)
+
+
+def model_checks(cfg: BuildConfig) -> Iterator[Check]:
+    """Checks of every model file and folder that the steps of ``cfg`` name.
+
+    Args:
+        cfg: the resolved build config.
+    """
+    for step, checks in (("detect", _detect), ("ocr", _ocr), ("embed", _embed), ("assign", _assign)):
+        if step in cfg.steps:
+            yield from checks(cfg)
