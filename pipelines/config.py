@@ -12,13 +12,14 @@ from typing import Literal
 from pipelines import typed_config
 from pipelines.kmeans import KMeansConfig
 from stages.assign import AssignConfig
+from stages.dedup import DedupConfig
 from stages.detect import DetectConfig
 from stages.download import DownloadConfig
 from stages.embed import EmbedConfig
 from stages.ocr import OcrConfig
 from stages.pack import PackConfig
 
-STEP_NAMES = ("download", "detect", "ocr", "embed", "fit_kmeans", "assign", "pack")
+STEP_NAMES = ("download", "dedup", "group_duplicates", "detect", "ocr", "embed", "fit_kmeans", "assign", "pack")
 
 
 @dataclass(frozen=True)
@@ -102,6 +103,7 @@ class BuildConfig:
     executor: ExecutorConfig = field(default_factory=ExecutorConfig)
     progress: bool = True
     download: DownloadConfig = field(default_factory=DownloadConfig)
+    dedup: DedupConfig = field(default_factory=DedupConfig)
     detect: DetectConfig = field(default_factory=DetectConfig)
     ocr: OcrConfig = field(default_factory=OcrConfig)
     embed: EmbedConfig = field(default_factory=EmbedConfig)

@@ -13,9 +13,11 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.config import STEP_NAMES, BuildConfig
+from pipelines.dedup import group_duplicates
 from pipelines.kmeans import KMEANS_DIR, fit_kmeans
 from stages.assign import AssignConfig, AssignStage
 from stages.base import Stage
+from stages.dedup import DedupStage
 from stages.detect import DetectStage
 from stages.download import DownloadStage
 from stages.embed import EmbedStage
@@ -45,6 +47,8 @@ def build_steps(cfg: BuildConfig) -> list[Step]:
     """The steps of ``cfg.steps``, in pipeline order."""
     factories: dict[str, Callable[[], Step]] = {
         "download": lambda: DownloadStage(cfg.download),
+        "dedup": lambda: DedupStage(cfg.dedup),
+        "group_duplicates": lambda: GlobalStep("group_duplicates", group_duplicates),
         "detect": lambda: DetectStage(cfg.detect),
         "ocr": lambda: OcrStage(cfg.ocr),
         "embed": lambda: EmbedStage(cfg.embed),

@@ -26,6 +26,8 @@ SHARD, GLOBAL = "shard", "global"
 # against pipelines.definition.build_steps so that a new step cannot be missing from the DAG.
 DAG_STEPS: tuple[tuple[str, str], ...] = (
     ("download", SHARD),
+    ("dedup", SHARD),
+    ("group_duplicates", GLOBAL),
     ("detect", SHARD),
     ("ocr", SHARD),
     ("embed", SHARD),

@@ -1,7 +1,9 @@
 """Arrow schemas, table names and column names: the single source of truth for regionset's data."""
 
 from schemas.tables import (
+    DUPLICATES,
     EMBEDDINGS,
+    HASHES,
     IMAGES,
     INPUT,
     LABELS,
@@ -11,7 +13,9 @@ from schemas.tables import (
     SCHEMA_VERSION,
     TABLE_DIRS,
     TRAIN,
+    duplicates_schema,
     embeddings_schema,
+    hashes_schema,
     images_schema,
     input_schema,
     labels_schema,
@@ -22,7 +26,7 @@ from schemas.tables import (
 from schemas.validate import SchemaError, check_shard, validate_table
 
 __all__ = [
-    "EMBEDDINGS", "IMAGES", "INPUT", "LABELS", "REGIONS", "REGIONS_OBJECT", "REGIONS_TEXT",
+    "DUPLICATES", "HASHES", "duplicates_schema", "hashes_schema", "EMBEDDINGS", "IMAGES", "INPUT", "LABELS", "REGIONS", "REGIONS_OBJECT", "REGIONS_TEXT",
     "SCHEMA_VERSION", "TABLE_DIRS", "TRAIN", "SchemaError", "check_shard", "embeddings_schema", "images_schema",
     "input_schema", "labels_schema", "regions_schema", "schema_for", "train_schema", "validate_table",
 ]

@@ -15,8 +15,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from schemas import IMAGES, LABELS, REGIONS_OBJECT, REGIONS_TEXT, TRAIN, train_schema
-from schemas.tables import STATUS_SUCCESS, TRAIN_REGION
+from schemas import DUPLICATES, IMAGES, LABELS, REGIONS_OBJECT, REGIONS_TEXT, TRAIN, train_schema
+from schemas.tables import DUP_EVAL, STATUS_SUCCESS, TRAIN_REGION
 from stages.base import Resources, Stage
 
 _IMAGE_COLS = ["key", "jpg", "caption", "width", "height"]
@@ -40,6 +40,7 @@ class PackStage(Stage):
 
     name = "pack"
     inputs = (IMAGES, REGIONS_OBJECT, REGIONS_TEXT, LABELS)
+    optional_inputs = (DUPLICATES,)
     output = TRAIN
     table = TRAIN
 
@@ -54,6 +55,12 @@ class PackStage(Stage):
     def prepare(self, tables: dict[str, pa.Table]) -> pa.Table:
         """Every ledger row with a ``regions`` list column of its labelled regions (possibly empty)."""
         images = tables[IMAGES].select([*_IMAGE_COLS, "status"])
+        dups = tables.get(DUPLICATES)
+        if dups is not None and dups.num_rows:  # evaluation look-alikes never reach train/
+            evals = dups.filter(pc.equal(dups.column("kind"), DUP_EVAL)).column("key").combine_chunks()
+            contaminated = pc.fill_null(pc.is_in(images.column("key"), value_set=evals), False)
+            self._count("drop:eval_duplicate", int(pc.sum(contaminated).as_py() or 0))
+            images = images.filter(pc.invert(contaminated))
         regions = pa.concat_tables([tables[REGIONS_OBJECT].select(_REGION_COLS),
                                     tables[REGIONS_TEXT].select(_REGION_COLS)])
         labels = tables[LABELS]

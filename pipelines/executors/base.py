@@ -69,6 +69,11 @@ def input_hash(out: Path, stage: Stage, shard: int) -> str | None:
             return None
         h.update(folder.encode())
         h.update(file_sha256(p).encode())
+    for folder in getattr(stage, "optional_inputs", ()):  # read when present (e.g. duplicates)
+        p = shard_path(out, folder, shard)
+        if p.exists():
+            h.update(folder.encode())
+            h.update(file_sha256(p).encode())
     return h.hexdigest()[:16]
 
 
@@ -100,6 +105,9 @@ def plan_stage(stage: Stage, out: Path, shards: list[int], report: StageReport |
 def read_inputs(stage: Stage, out: Path, shard: int) -> pa.Table:
     """Read the shard's input tables and combine them with the stage's ``prepare``."""
     tables = {folder: read_table(shard_path(out, folder, shard), folder) for folder in stage.inputs}
+    for folder in getattr(stage, "optional_inputs", ()):
+        if shard_path(out, folder, shard).exists():
+            tables[folder] = read_table(shard_path(out, folder, shard), folder)
     return stage.prepare(tables)
 
 
