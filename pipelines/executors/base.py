@@ -132,8 +132,8 @@ def run_shard(stage: Stage, out: Path, task: ShardTask) -> Marker:
     """Do one shard in this process: read, prepare, process, validate, write, mark."""
     stage.ensure_setup()
     start = time.perf_counter()
+    stage.take_counters()  # before prepare: what prepare counts (e.g. skip:duplicate) is this shard's
     table = read_inputs(stage, out, task.shard)
-    stage.take_counters()
     result = stage.process(table)
     failpoint(f"mid_shard:{stage.name}")
     counters = stage.take_counters()
