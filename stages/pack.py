@@ -9,11 +9,14 @@ download, or have no labelled region, are counted drops. Shards are written in s
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from schemas import DUPLICATES, IMAGES, LABELS, REGIONS_OBJECT, REGIONS_TEXT, TRAIN, train_schema
 from schemas.tables import DUP_EVAL, STATUS_SUCCESS, TRAIN_REGION
@@ -29,9 +32,11 @@ class PackConfig:
 
     Args:
         row_group_rows: images per Parquet row group (bounds a streaming reader's memory).
+        sample: a ``regionset sample`` Parquet file: pack only its regions (empty: all regions).
     """
 
     row_group_rows: int = 64
+    sample: str = ""
     resources: Resources = Resources(cpus=1.0, gpus=0.0, batch_size=1000)
 
 
@@ -52,6 +57,33 @@ class PackStage(Stage):
         """Rows per row group of the written shard (read by the executor's writer)."""
         return self.config.row_group_rows
 
+    def fingerprint(self, out: Path) -> str:
+        """The sample file's content: a new sample redoes every shard."""
+        if not self.config.sample:
+            return ""
+        h = hashlib.sha256()
+        try:
+            with open(self.config.sample, "rb") as f:
+                for chunk in iter(lambda: f.read(1 << 20), b""):
+                    h.update(chunk)
+        except OSError as e:
+            raise FileNotFoundError(f"pack.sample: cannot read {self.config.sample}: {e.strerror}") from None
+        return h.hexdigest()
+
+    def _sampled(self, regions: pa.Table, keys: pa.ChunkedArray) -> pa.Table:
+        """``regions`` restricted to the sample file's regions of this shard's keys."""
+        if not self.config.sample or regions.num_rows == 0:
+            return regions
+        lo, hi = pc.min(keys).as_py(), pc.max(keys).as_py()
+        try:
+            picked = pq.read_table(self.config.sample, columns=["region_id"],
+                                   filters=[("key", ">=", lo), ("key", "<=", hi)]).column("region_id")
+        except (OSError, pa.ArrowInvalid) as e:
+            raise FileNotFoundError(f"pack.sample: cannot read {self.config.sample}: {e}") from None
+        keep = pc.fill_null(pc.is_in(regions.column("region_id"), value_set=picked.combine_chunks()), False)
+        self._count("drop:not_sampled", regions.num_rows - int(pc.sum(keep).as_py() or 0))
+        return regions.filter(keep)
+
     def prepare(self, tables: dict[str, pa.Table]) -> pa.Table:
         """Every ledger row with a ``regions`` list column of its labelled regions (possibly empty)."""
         images = tables[IMAGES].select([*_IMAGE_COLS, "status"])
@@ -63,6 +95,7 @@ class PackStage(Stage):
             images = images.filter(pc.invert(contaminated))
         regions = pa.concat_tables([tables[REGIONS_OBJECT].select(_REGION_COLS),
                                     tables[REGIONS_TEXT].select(_REGION_COLS)])
+        regions = self._sampled(regions, images.column("key"))
         labels = tables[LABELS]
         li = pc.index_in(regions.column("region_id"), value_set=labels.column("region_id").combine_chunks())
         ii = pc.index_in(regions.column("key"), value_set=images.column("key").combine_chunks())
