@@ -11,6 +11,7 @@ from typing import Literal
 
 from pipelines import typed_config
 from pipelines.kmeans import KMeansConfig
+from pipelines.semdedup import SemDedupConfig
 from stages.assign import AssignConfig
 from stages.dedup import DedupConfig
 from stages.detect import DetectConfig
@@ -19,7 +20,7 @@ from stages.embed import EmbedConfig
 from stages.ocr import OcrConfig
 from stages.pack import PackConfig
 
-STEP_NAMES = ("download", "dedup", "group_duplicates", "detect", "ocr", "embed", "fit_kmeans", "assign", "pack")
+STEP_NAMES = ("download", "dedup", "group_duplicates", "detect", "ocr", "embed", "fit_kmeans", "assign", "semdedup", "pack")
 
 
 @dataclass(frozen=True)
@@ -109,6 +110,7 @@ class BuildConfig:
     embed: EmbedConfig = field(default_factory=EmbedConfig)
     kmeans: KMeansConfig = field(default_factory=KMeansConfig)
     assign: AssignConfig = field(default_factory=AssignConfig)
+    semdedup: SemDedupConfig = field(default_factory=SemDedupConfig)
     pack: PackConfig = field(default_factory=PackConfig)
 
 

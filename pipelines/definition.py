@@ -15,6 +15,7 @@ from typing import Any
 from pipelines.config import STEP_NAMES, BuildConfig
 from pipelines.dedup import group_duplicates
 from pipelines.kmeans import KMEANS_DIR, fit_kmeans
+from pipelines.semdedup import semdedup
 from stages.assign import AssignConfig, AssignStage
 from stages.base import Stage
 from stages.dedup import DedupStage
@@ -54,6 +55,7 @@ def build_steps(cfg: BuildConfig) -> list[Step]:
         "embed": lambda: EmbedStage(cfg.embed),
         "fit_kmeans": lambda: GlobalStep("fit_kmeans", fit_kmeans),
         "assign": lambda: AssignStage(_with_kmeans_dir(cfg)),
+        "semdedup": lambda: GlobalStep("semdedup", semdedup),
         "pack": lambda: PackStage(cfg.pack),
     }
     return [factories[name]() for name in STEP_NAMES if name in factories and name in cfg.steps]

@@ -33,6 +33,7 @@ DAG_STEPS: tuple[tuple[str, str], ...] = (
     ("embed", SHARD),
     ("fit_kmeans", GLOBAL),
     ("assign", SHARD),
+    ("semdedup", GLOBAL),
     ("pack", SHARD),
 )
 

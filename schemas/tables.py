@@ -21,6 +21,7 @@ LABELS = "labels"
 TRAIN = "train"
 HASHES = "hashes"
 DUPLICATES = "duplicates"
+REGION_DUPLICATES = "region_duplicates"
 
 # table name -> shard folders (relative to the output folder), used by the catalog and readers.
 TABLE_DIRS: dict[str, tuple[str, ...]] = {
@@ -32,6 +33,7 @@ TABLE_DIRS: dict[str, tuple[str, ...]] = {
     TRAIN: (TRAIN,),
     HASHES: (HASHES,),
     DUPLICATES: (DUPLICATES,),
+    REGION_DUPLICATES: (REGION_DUPLICATES,),
 }
 
 SOURCE_OBJECT = "object"
@@ -158,6 +160,18 @@ def duplicates_schema() -> pa.Schema:
     ])
 
 
+def region_duplicates_schema() -> pa.Schema:
+    """Semantic region duplicates: within a leaf cluster, a region whose embedding cosine to an
+    already kept region (same cluster, kept in order of distance to the centroid) is >= the threshold."""
+    return pa.schema([
+        pa.field("region_id", pa.string(), nullable=False),
+        pa.field("key", pa.string(), nullable=False),
+        pa.field("cluster_id", pa.int32(), nullable=False),
+        pa.field("duplicate_of", pa.string(), nullable=False),
+        pa.field("cosine", pa.float32()),
+    ])
+
+
 _SCHEMAS = {
     INPUT: input_schema,
     IMAGES: images_schema,
@@ -166,6 +180,7 @@ _SCHEMAS = {
     TRAIN: train_schema,
     HASHES: hashes_schema,
     DUPLICATES: duplicates_schema,
+    REGION_DUPLICATES: region_duplicates_schema,
 }
 
 

@@ -18,7 +18,16 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from schemas import DUPLICATES, IMAGES, LABELS, REGIONS_OBJECT, REGIONS_TEXT, TRAIN, train_schema
+from schemas import (
+    DUPLICATES,
+    IMAGES,
+    LABELS,
+    REGION_DUPLICATES,
+    REGIONS_OBJECT,
+    REGIONS_TEXT,
+    TRAIN,
+    train_schema,
+)
 from schemas.tables import DUP_EVAL, STATUS_SUCCESS, TRAIN_REGION
 from stages.base import Resources, Stage
 
@@ -33,10 +42,12 @@ class PackConfig:
     Args:
         row_group_rows: images per Parquet row group (bounds a streaming reader's memory).
         sample: a ``regionset sample`` Parquet file: pack only its regions (empty: all regions).
+        keep_region_duplicates: pack the regions ``semdedup`` flagged too (default: dropped).
     """
 
     row_group_rows: int = 64
     sample: str = ""
+    keep_region_duplicates: bool = False
     resources: Resources = Resources(cpus=1.0, gpus=0.0, batch_size=1000)
 
 
@@ -45,7 +56,7 @@ class PackStage(Stage):
 
     name = "pack"
     inputs = (IMAGES, REGIONS_OBJECT, REGIONS_TEXT, LABELS)
-    optional_inputs = (DUPLICATES,)
+    optional_inputs = (DUPLICATES, REGION_DUPLICATES)
     output = TRAIN
     table = TRAIN
 
@@ -96,6 +107,12 @@ class PackStage(Stage):
         regions = pa.concat_tables([tables[REGIONS_OBJECT].select(_REGION_COLS),
                                     tables[REGIONS_TEXT].select(_REGION_COLS)])
         regions = self._sampled(regions, images.column("key"))
+        sem = tables.get(REGION_DUPLICATES)
+        if sem is not None and sem.num_rows and not self.config.keep_region_duplicates:
+            dup = pc.fill_null(pc.is_in(regions.column("region_id"), value_set=sem.column("region_id").combine_chunks()),
+                               False)
+            self._count("drop:region_duplicate", int(pc.sum(dup).as_py() or 0))
+            regions = regions.filter(pc.invert(dup))
         labels = tables[LABELS]
         li = pc.index_in(regions.column("region_id"), value_set=labels.column("region_id").combine_chunks())
         ii = pc.index_in(regions.column("key"), value_set=images.column("key").combine_chunks())
