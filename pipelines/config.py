@@ -21,6 +21,9 @@ from stages.ocr import OcrConfig
 from stages.pack import PackConfig
 
 STEP_NAMES = ("download", "dedup", "group_duplicates", "detect", "ocr", "embed", "fit_kmeans", "assign", "semdedup", "pack")
+# semdedup is opt-in (steps=[..., semdedup, pack]): over random-weight embeddings (the offline
+# default) every region looks alike and it would drop most of them.
+DEFAULT_STEPS = tuple(s for s in STEP_NAMES if s != "semdedup")
 
 
 @dataclass(frozen=True)
@@ -100,7 +103,7 @@ class BuildConfig:
 
     output: str = "regionset-out"
     input: InputConfig = field(default_factory=InputConfig)
-    steps: tuple[str, ...] = STEP_NAMES
+    steps: tuple[str, ...] = DEFAULT_STEPS
     executor: ExecutorConfig = field(default_factory=ExecutorConfig)
     progress: bool = True
     download: DownloadConfig = field(default_factory=DownloadConfig)

@@ -104,7 +104,8 @@ def semdedup(out: Path, cfg: Any, shards: list[int]) -> dict[str, Any]:
     """
     sc: SemDedupConfig = cfg.semdedup
     out = Path(out)
-    ready = [s for s in shards if s in set(list_shards(out, LABELS)) and s in set(list_shards(out, EMBEDDINGS))]
+    present = set(list_shards(out, LABELS)) & set(list_shards(out, EMBEDDINGS))
+    ready = [s for s in shards if s in present]
     if not ready:
         return {"skipped": "no labels"}
     n_rows = sum(read_table(shard_path(out, LABELS, s)).num_rows for s in ready)

@@ -41,7 +41,8 @@ def group_duplicates(out: Path, cfg: Any, shards: list[int]) -> dict[str, Any]:
     """
     dc: DedupConfig = cfg.dedup
     out = Path(out)
-    hashed = [s for s in shards if s in set(list_shards(out, HASHES))]
+    present = set(list_shards(out, HASHES))
+    hashed = [s for s in shards if s in present]
     if not hashed:
         return {"skipped": "no hashes"}
     evals = against_hashes(dc.against, dc.border_tol) if dc.against else None
