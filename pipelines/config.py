@@ -123,6 +123,8 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
     unknown = [s for s in cfg.steps if s not in STEP_NAMES]
     if unknown:
         raise typed_config.ConfigError(f"steps: unknown step {unknown[0]!r}; known: {list(STEP_NAMES)}")
+    if cfg.dedup.bands < 1 or 64 % cfg.dedup.bands:
+        raise typed_config.ConfigError(f"dedup.bands: {cfg.dedup.bands} must divide 64 (1, 2, 4, 8, 16, 32 or 64)")
     if cfg.input.shard_size < 1:
         raise typed_config.ConfigError("input.shard_size: must be >= 1")
     return cfg

@@ -71,16 +71,17 @@ def built(tmp_path_factory):
             (eval_dir / f"eval{i}.jpg").write_bytes(body)
         (eval_dir / "unrelated.jpg").write_bytes(_jpeg(__import__("PIL.Image").Image.new("RGB", (64, 64), (9, 99, 9))))
         out = tmp / "out"
-        build(download_only(out, write_urls(tmp / "in", urls), shard_size=40,
-                            extra=[STEPS, f"dedup.against=[{eval_dir}]"]))
+        result = build(download_only(out, write_urls(tmp / "in", urls), shard_size=40,
+                                     extra=["steps=[download,dedup,group_duplicates,detect]",
+                                            f"dedup.against=[{eval_dir}]"]))
     keys = pq.read_table(out / "input").column("key").to_pylist()
     truth = {k: (g, kind) for k, g, kind in zip(keys, groups, kinds)}
     rows = pq.read_table(out / "duplicates").to_pylist()
-    return out, truth, rows
+    return out, truth, rows, {r.stage: r for r in result.reports}
 
 
 def test_near_and_exact_duplicates_are_found_precisely(built):
-    out, truth, rows = built
+    out, truth, rows, _ = built
     flagged = {r["key"]: r for r in rows if r["kind"] in ("exact", "near")}
     correct = [k for k, r in flagged.items() if truth[k][0] == truth[r["duplicate_of"]][0]]
     precision = len(correct) / len(flagged)
@@ -103,7 +104,7 @@ def test_near_and_exact_duplicates_are_found_precisely(built):
 
 
 def test_eval_images_are_flagged_and_nothing_else(built):
-    out, truth, rows = built
+    out, truth, rows, _ = built
     flagged = {r["key"] for r in rows if r["kind"] == "eval"}
     in_eval_groups = {k for k, (g, _) in truth.items() if g < 3}
     assert flagged <= in_eval_groups
@@ -115,7 +116,7 @@ def test_eval_images_are_flagged_and_nothing_else(built):
 def test_catalog_has_duplicates_view(built):
     from pipelines.catalog import connect
 
-    out, _, rows = built
+    out, _, rows, _ = built
     con = connect(out)
     try:
         assert con.execute("SELECT count(*) FROM duplicates").fetchone()[0] == len(rows)
@@ -154,3 +155,21 @@ def test_unreadable_against_path_exits_2_naming_it(tmp_path, server, capsys):
     missing = tmp_path / "no-such-eval-set"
     assert main(["build", str(cfg), STEPS, f"dedup.against=[{missing}]"]) == 2
     assert str(missing) in capsys.readouterr().err
+
+
+def test_detect_skips_duplicates_unless_switched_off(built):
+    from pipelines.executors.local import LocalExecutor
+    from stages.detect import DetectConfig, DetectStage
+
+    out, _, rows, reports = built
+    assert reports["detect"].counters["skip:duplicate"] == len({r["key"] for r in rows})
+    kept = LocalExecutor(show_progress=False).run_stage(DetectStage(DetectConfig(skip_duplicates=False)), out, [0, 1])
+    assert kept.done == 2 and "skip:duplicate" not in kept.counters
+
+
+def test_bands_must_divide_64():
+    from pipelines.config import load_config
+    from pipelines.typed_config import ConfigError
+
+    with pytest.raises(ConfigError, match="dedup.bands"):
+        load_config(None, ["dedup.bands=5"])
