@@ -42,9 +42,10 @@ def prepare(root: Path, images: int, shard_size: int, stage: str, threads: int):
     import pyarrow.parquet as pq
 
     from pipelines.build import build
-    from pipelines.config import STEP_NAMES, load_config
+    from pipelines.config import load_config
     from pipelines.definition import build_steps
     from pipelines.demo.server import LoopbackServer
+    from pipelines.steps import STEP_NAMES
 
     upto = list(STEP_NAMES[: STEP_NAMES.index(stage) + 1])
     with LoopbackServer() as server:

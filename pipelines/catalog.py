@@ -22,6 +22,12 @@ from schemas import EMBEDDINGS, TABLE_DIRS, schema_for
 
 CATALOG_FILE = "catalog.duckdb"
 
+# semantic region duplicates counted per leaf cluster (regions: the cluster's labelled regions)
+_REGION_DUPS_PER_CLUSTER = """CREATE OR REPLACE VIEW region_duplicates_per_cluster AS
+    SELECT l.cluster_id, count(*) AS regions, count(d.region_id) AS duplicates
+    FROM labels l LEFT JOIN region_duplicates d USING (region_id)
+    WHERE l.cluster_id IS NOT NULL GROUP BY ALL ORDER BY duplicates DESC, l.cluster_id"""
+
 
 def _sql_str(s: str) -> str:
     return "'" + s.replace("'", "''") + "'"
@@ -89,6 +95,7 @@ def build_catalog(out: Path) -> Path:
         for name in TABLE_DIRS:
             _table_view(con, out, name)
         add_label_tables(con, out)
+        con.execute(_REGION_DUPS_PER_CLUSTER)
         stage_state = _markers(out)  # noqa: F841
         runs = _runs(out)  # noqa: F841
         con.execute("CREATE TABLE stage_state AS SELECT * FROM stage_state")

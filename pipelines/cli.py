@@ -46,6 +46,12 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("out")
     r.add_argument("--ledger-only", action="store_true", help="merge into the ledger, do not rebuild")
     r.add_argument("overrides", nargs="*", help="changes to the saved config, key=value")
+    m = sub.add_parser("sample", help="draw a region subset balanced over the cluster tree (or at random)")
+    m.add_argument("out")
+    m.add_argument("--size", type=int, required=True, help="regions to draw")
+    m.add_argument("--strategy", choices=["balanced", "random"], default="balanced")
+    m.add_argument("--seed", type=int, default=0)
+    m.add_argument("--to", required=True, help="Parquet file to write (use it with pack.sample=FILE)")
     t = sub.add_parser("train", help="train RICE or Croc off OUT/train shards")
     t.add_argument("kind", choices=["rice", "croc"])
     t.add_argument("config")
@@ -127,6 +133,11 @@ def main(argv: list[str] | None = None) -> int:
             from pipelines.catalog import build_catalog
 
             print(build_catalog(Path(args.out)))
+        elif args.cmd == "sample":
+            from pipelines.sampling import write_sample
+
+            n = write_sample(Path(args.out), Path(args.to), args.size, args.strategy, args.seed)
+            print(f"{n} regions ({args.strategy}, seed {args.seed}) -> {args.to}")
         elif args.cmd == "train":
             from training.cli import run_training  # the only place pipelines touch training, lazily
 

@@ -11,8 +11,10 @@ from typing import Literal
 
 from common import typed_config
 from pipelines.kmeans import KMeansConfig
-from pipelines.steps import STEP_NAMES
+from pipelines.semdedup import SemDedupConfig
+from pipelines.steps import DEFAULT_STEPS, STEP_NAMES
 from stages.assign import AssignConfig
+from stages.dedup import DedupConfig
 from stages.detect import DetectConfig
 from stages.download import DownloadConfig
 from stages.embed import EmbedConfig
@@ -101,15 +103,17 @@ class BuildConfig:
 
     output: str = "regionset-out"
     input: InputConfig = field(default_factory=InputConfig)
-    steps: tuple[str, ...] = STEP_NAMES
+    steps: tuple[str, ...] = DEFAULT_STEPS
     executor: ExecutorConfig = field(default_factory=ExecutorConfig)
     progress: bool = True
     download: DownloadConfig = field(default_factory=DownloadConfig)
+    dedup: DedupConfig = field(default_factory=DedupConfig)
     detect: DetectConfig = field(default_factory=DetectConfig)
     ocr: OcrConfig = field(default_factory=OcrConfig)
     embed: EmbedConfig = field(default_factory=EmbedConfig)
     kmeans: KMeansConfig = field(default_factory=KMeansConfig)
     assign: AssignConfig = field(default_factory=AssignConfig)
+    semdedup: SemDedupConfig = field(default_factory=SemDedupConfig)
     pack: PackConfig = field(default_factory=PackConfig)
 
 
@@ -119,6 +123,8 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
     unknown = [s for s in cfg.steps if s not in STEP_NAMES]
     if unknown:
         raise typed_config.ConfigError(f"steps: unknown step {unknown[0]!r}; known: {list(STEP_NAMES)}")
+    if cfg.dedup.bands < 1 or 64 % cfg.dedup.bands:
+        raise typed_config.ConfigError(f"dedup.bands: {cfg.dedup.bands} must divide 64 (1, 2, 4, 8, 16, 32 or 64)")
     if cfg.input.shard_size < 1:
         raise typed_config.ConfigError("input.shard_size: must be >= 1")
     return cfg

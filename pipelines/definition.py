@@ -13,11 +13,14 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.config import BuildConfig
+from pipelines.dedup import group_duplicates
 from pipelines.kmeans import fit_kmeans
+from pipelines.semdedup import semdedup
 from pipelines.steps import GLOBAL, PIPELINE
 from schemas.tables import KMEANS
 from stages.assign import AssignConfig, AssignStage
 from stages.base import Stage
+from stages.dedup import DedupStage
 from stages.detect import DetectStage
 from stages.download import DownloadStage
 from stages.embed import EmbedStage
@@ -47,11 +50,14 @@ def build_steps(cfg: BuildConfig) -> list[Step]:
     """The steps of ``cfg.steps``, in pipeline order."""
     factories: dict[str, Callable[[], Step]] = {
         "download": lambda: DownloadStage(cfg.download),
+        "dedup": lambda: DedupStage(cfg.dedup),
+        "group_duplicates": lambda: GlobalStep("group_duplicates", group_duplicates),
         "detect": lambda: DetectStage(cfg.detect),
         "ocr": lambda: OcrStage(cfg.ocr),
         "embed": lambda: EmbedStage(cfg.embed),
         "fit_kmeans": lambda: GlobalStep("fit_kmeans", fit_kmeans),
         "assign": lambda: AssignStage(_with_kmeans_dir(cfg)),
+        "semdedup": lambda: GlobalStep("semdedup", semdedup),
         "pack": lambda: PackStage(cfg.pack),
     }
     steps = [factories[name]() for name, _ in PIPELINE if name in cfg.steps]

@@ -12,11 +12,18 @@ SHARD, GLOBAL = "shard", "global"
 
 PIPELINE: tuple[tuple[str, str], ...] = (
     ("download", SHARD),
+    ("dedup", SHARD),
+    ("group_duplicates", GLOBAL),
     ("detect", SHARD),
     ("ocr", SHARD),
     ("embed", SHARD),
     ("fit_kmeans", GLOBAL),
     ("assign", SHARD),
+    ("semdedup", GLOBAL),
     ("pack", SHARD),
 )
 STEP_NAMES: tuple[str, ...] = tuple(name for name, _ in PIPELINE)
+# Opt-in steps run only when ``steps`` names them. semdedup: over random-weight embeddings (the
+# offline default) every region looks alike and it would drop most of them (docs/curation.md).
+OPT_IN: tuple[str, ...] = ("semdedup",)
+DEFAULT_STEPS: tuple[str, ...] = tuple(name for name in STEP_NAMES if name not in OPT_IN)

@@ -20,6 +20,9 @@ EMBEDDINGS = "embeddings"
 LABELS = "labels"
 TRAIN = "train"
 KMEANS = "kmeans"  # the fitted cluster tree (centroids per level + kmeans.json), not a table
+HASHES = "hashes"
+DUPLICATES = "duplicates"
+REGION_DUPLICATES = "region_duplicates"
 
 # table name -> shard folders (relative to the output folder), used by the catalog and readers.
 TABLE_DIRS: dict[str, tuple[str, ...]] = {
@@ -29,6 +32,9 @@ TABLE_DIRS: dict[str, tuple[str, ...]] = {
     EMBEDDINGS: (EMBEDDINGS,),
     LABELS: (LABELS,),
     TRAIN: (TRAIN,),
+    HASHES: (HASHES,),
+    DUPLICATES: (DUPLICATES,),
+    REGION_DUPLICATES: (REGION_DUPLICATES,),
 }
 
 SOURCE_OBJECT = "object"
@@ -39,6 +45,11 @@ STATUS_SUCCESS = "success"
 STATUS_FAILED = "failed_to_download"
 STATUS_RESIZE_FAILED = "failed_to_resize"
 STATUS_REFUSED = "refused"
+
+# Kinds of the duplicates table: same decoded pixels, perceptual-hash neighbour, evaluation image.
+DUP_EXACT = "exact"
+DUP_NEAR = "near"
+DUP_EVAL = "eval"
 
 
 def input_schema() -> pa.Schema:
@@ -128,12 +139,49 @@ def train_schema() -> pa.Schema:
     ])
 
 
+def hashes_schema() -> pa.Schema:
+    """Per-image hashes of downloaded images (the dedup stage): bytes and pixel sha256, 64-bit pHash."""
+    return pa.schema([
+        pa.field("key", pa.string(), nullable=False),
+        pa.field("sha256", pa.string()),
+        pa.field("pixel_sha256", pa.string(), nullable=False),
+        pa.field("phash", pa.int64(), nullable=False),
+    ])
+
+
+def duplicates_schema() -> pa.Schema:
+    """One row per image that is a duplicate: of a kept image (``exact``/``near``, the smallest key of
+    its group) or of an evaluation image (``eval``: ``duplicate_of`` names the image's path or URL).
+    ``distance`` is the Hamming distance of the 64-bit pHashes (0 for exact)."""
+    return pa.schema([
+        pa.field("key", pa.string(), nullable=False),
+        pa.field("duplicate_of", pa.string(), nullable=False),
+        pa.field("kind", pa.string(), nullable=False),
+        pa.field("distance", pa.int32()),
+    ])
+
+
+def region_duplicates_schema() -> pa.Schema:
+    """Semantic region duplicates: within a leaf cluster, a region whose embedding cosine to an
+    already kept region (same cluster, kept in order of distance to the centroid) is >= the threshold."""
+    return pa.schema([
+        pa.field("region_id", pa.string(), nullable=False),
+        pa.field("key", pa.string(), nullable=False),
+        pa.field("cluster_id", pa.int32(), nullable=False),
+        pa.field("duplicate_of", pa.string(), nullable=False),
+        pa.field("cosine", pa.float32()),
+    ])
+
+
 _SCHEMAS = {
     INPUT: input_schema,
     IMAGES: images_schema,
     REGIONS: regions_schema,
     LABELS: labels_schema,
     TRAIN: train_schema,
+    HASHES: hashes_schema,
+    DUPLICATES: duplicates_schema,
+    REGION_DUPLICATES: region_duplicates_schema,
 }
 
 

@@ -51,6 +51,7 @@ class Stage:
 
     name: ClassVar[str] = ""
     inputs: ClassVar[tuple[str, ...]] = ()
+    optional_inputs: ClassVar[tuple[str, ...]] = ()  # shard folders read (and hashed) when present
     output: ClassVar[str] = ""
     table: ClassVar[str] = ""
     version: ClassVar[str] = "1"
@@ -95,9 +96,9 @@ class Stage:
 
     def prepare(self, tables: dict[str, pa.Table]) -> pa.Table:
         """Combine the shard's input tables (one per entry of ``inputs``) into ``process``'s input."""
-        if len(tables) != 1:
+        if len(self.inputs) != 1:
             raise NotImplementedError(f"stage {self.name} reads {list(tables)} and must define prepare()")
-        return next(iter(tables.values()))
+        return tables[self.inputs[0]]
 
     def process(self, table: pa.Table) -> pa.Table:
         """Map an input table to an output table with ``output_schema()``."""

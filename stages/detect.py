@@ -18,9 +18,10 @@ import pyarrow as pa
 
 from models.proposer import ProposerConfig
 from models.registry import PROPOSER, package_version
-from schemas import IMAGES, REGIONS, REGIONS_OBJECT
+from schemas import DUPLICATES, IMAGES, REGIONS, REGIONS_OBJECT
 from schemas.tables import SOURCE_OBJECT
 from stages.base import Resources, Stage
+from stages.dedup import skip_duplicates
 from stages.region_helpers import RegionRows, batched, files_fingerprint, filter_boxes, iter_images
 
 
@@ -48,6 +49,7 @@ class DetectConfig:
         min_image_side: RICE: skip images whose shortest edge is below this, in original pixels.
         max_box_area: drop boxes covering more than this fraction of the image.
         max_regions: keep at most this many boxes per image, best score first (0: no cap).
+        skip_duplicates: skip images the ``duplicates`` table lists (``skip:duplicate``); false keeps them.
     """
 
     backend: Literal["proposer", "ultralytics"] = "proposer"
@@ -67,6 +69,7 @@ class DetectConfig:
     min_image_side: int = 336
     max_box_area: float = 0.95
     max_regions: int = 20
+    skip_duplicates: bool = True
     resources: Resources = Resources(cpus=1.0, gpus=0.0)
 
 
@@ -75,6 +78,7 @@ class DetectStage(Stage):
 
     name = "detect"
     inputs = (IMAGES,)
+    optional_inputs = (DUPLICATES,)
     output = REGIONS_OBJECT
     table = REGIONS
     version = "1"
@@ -117,6 +121,10 @@ class DetectStage(Stage):
                                               conf=c.conf, iou=c.iou, classes=c.classes, max_det=c.max_det,
                                               half=c.half, threads=c.threads)
         self.model_id = self._model.model_id
+
+    def prepare(self, tables: dict[str, pa.Table]) -> pa.Table:
+        """The shard's ledger, without the duplicate images unless ``skip_duplicates`` is off."""
+        return skip_duplicates(tables[IMAGES], tables, self.config.skip_duplicates, self.counters)
 
     def process(self, table: pa.Table) -> pa.Table:
         c = self.config

@@ -19,9 +19,18 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from models.registry import TINY_CLIP, clip_embed_dim, resolve_clip
-from schemas import EMBEDDINGS, IMAGES, REGIONS_OBJECT, REGIONS_TEXT, embeddings_schema, images_schema
+from schemas import (
+    DUPLICATES,
+    EMBEDDINGS,
+    IMAGES,
+    REGIONS_OBJECT,
+    REGIONS_TEXT,
+    embeddings_schema,
+    images_schema,
+)
 from schemas.tables import SOURCE_OBJECT, SOURCE_TEXT
 from stages.base import Resources, Stage
+from stages.dedup import skip_duplicates
 from stages.region_helpers import files_fingerprint, iter_images
 
 _SOURCE_DIRS = {SOURCE_OBJECT: REGIONS_OBJECT, SOURCE_TEXT: REGIONS_TEXT}
@@ -47,6 +56,7 @@ class EmbedConfig:
         threads: ``torch.set_num_threads`` when > 0.
         workers: crop-preprocessing threads (0: up to 8 on CUDA, 2 on CPU).
         sources: which regions to embed (``object``, ``text``); each adds its regions folder to the inputs.
+        skip_duplicates: skip images the ``duplicates`` table lists (``skip:duplicate``); false keeps them.
     """
 
     model: str = TINY_CLIP
@@ -59,6 +69,7 @@ class EmbedConfig:
     threads: int = 0
     workers: int = 0
     sources: tuple[str, ...] = (SOURCE_OBJECT, SOURCE_TEXT)
+    skip_duplicates: bool = True
     resources: Resources = Resources(cpus=1.0, gpus=0.0)
 
 
@@ -66,6 +77,7 @@ class EmbedStage(Stage):
     """Crop, encode and normalise every region of a shard."""
 
     name = "embed"
+    optional_inputs = (DUPLICATES,)
     output = EMBEDDINGS
     table = EMBEDDINGS
     version = "1"
@@ -123,8 +135,12 @@ class EmbedStage(Stage):
             t = tables[folder].select(["key", "region_id", "x0", "y0", "x1", "y1"]).to_pylist()
             for r in t:
                 boxes[r.pop("key")].append(r)
-        images = tables[IMAGES].select([f.name for f in images_schema()])
+        all_keys = tables[IMAGES].column("key")
+        images = skip_duplicates(tables[IMAGES], tables, self.config.skip_duplicates, self.counters)
+        images = images.select([f.name for f in images_schema()])
         keys = set(images.column("key").to_pylist())
+        skipped = set(all_keys.to_pylist()) - keys  # regions of skipped duplicates are not orphans
+        boxes = {k: v for k, v in boxes.items() if k not in skipped}
         orphans = sum(len(v) for k, v in boxes.items() if k not in keys)
         if orphans:
             self.counters["drop:region_without_image"] += orphans

@@ -18,9 +18,10 @@ import pyarrow as pa
 
 from models.ocr import TUNED_LIMIT_SIDE, TUNED_LIMIT_TYPE, TUNED_UNCLIP, TUNED_USE_CLS
 from models.registry import PADDLEOCR, RAPIDOCR, package_version, rapidocr_model_id
-from schemas import IMAGES, REGIONS, REGIONS_TEXT
+from schemas import DUPLICATES, IMAGES, REGIONS, REGIONS_TEXT
 from schemas.tables import SOURCE_TEXT
 from stages.base import Resources, Stage
+from stages.dedup import skip_duplicates
 from stages.region_helpers import RegionRows, files_fingerprint, filter_boxes, iter_images
 
 
@@ -51,6 +52,7 @@ class OcrConfig:
         min_box_side: drop text boxes whose shortest side is below this, in original pixels.
         min_image_side: skip images whose shortest edge is below this, in original pixels.
         max_regions: keep at most this many text regions per image, best score first (0: no cap).
+        skip_duplicates: skip images the ``duplicates`` table lists (``skip:duplicate``); false keeps them.
     """
 
     backend: Literal["rapidocr", "paddleocr"] = RAPIDOCR
@@ -75,6 +77,7 @@ class OcrConfig:
     min_box_side: int = 0
     min_image_side: int = 336
     max_regions: int = 100
+    skip_duplicates: bool = True
     resources: Resources = Resources(cpus=1.0, gpus=0.0)
 
 
@@ -83,6 +86,7 @@ class OcrStage(Stage):
 
     name = "ocr"
     inputs = (IMAGES,)
+    optional_inputs = (DUPLICATES,)
     output = REGIONS_TEXT
     table = REGIONS
     version = "1"
@@ -126,6 +130,10 @@ class OcrStage(Stage):
         """Raw text lines of one RGB image (no filtering); also used by the benchmark."""
         self.ensure_setup()
         return self._engine(image)
+
+    def prepare(self, tables: dict[str, pa.Table]) -> pa.Table:
+        """The shard's ledger, without the duplicate images unless ``skip_duplicates`` is off."""
+        return skip_duplicates(tables[IMAGES], tables, self.config.skip_duplicates, self.counters)
 
     def process(self, table: pa.Table) -> pa.Table:
         c = self.config

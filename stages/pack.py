@@ -9,14 +9,26 @@ download, or have no labelled region, are counted drops. Shards are written in s
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
-from schemas import IMAGES, LABELS, REGIONS_OBJECT, REGIONS_TEXT, TRAIN, train_schema
-from schemas.tables import STATUS_SUCCESS, TRAIN_REGION
+from schemas import (
+    DUPLICATES,
+    IMAGES,
+    LABELS,
+    REGION_DUPLICATES,
+    REGIONS_OBJECT,
+    REGIONS_TEXT,
+    TRAIN,
+    train_schema,
+)
+from schemas.tables import DUP_EVAL, STATUS_SUCCESS, TRAIN_REGION
 from stages.base import Resources, Stage
 
 _IMAGE_COLS = ["key", "jpg", "caption", "width", "height"]
@@ -29,9 +41,13 @@ class PackConfig:
 
     Args:
         row_group_rows: images per Parquet row group (bounds a streaming reader's memory).
+        sample: a ``regionset sample`` Parquet file: pack only its regions (empty: all regions).
+        keep_region_duplicates: pack the regions ``semdedup`` flagged too (default: dropped).
     """
 
     row_group_rows: int = 64
+    sample: str = ""
+    keep_region_duplicates: bool = False
     resources: Resources = Resources(cpus=1.0, gpus=0.0)
 
 
@@ -40,6 +56,7 @@ class PackStage(Stage):
 
     name = "pack"
     inputs = (IMAGES, REGIONS_OBJECT, REGIONS_TEXT, LABELS)
+    optional_inputs = (DUPLICATES, REGION_DUPLICATES)
     output = TRAIN
     table = TRAIN
 
@@ -51,11 +68,51 @@ class PackStage(Stage):
         """Rows per row group of the written shard (read by the executor's writer)."""
         return self.config.row_group_rows
 
+    def fingerprint(self, out: Path) -> str:
+        """The sample file's content: a new sample redoes every shard."""
+        if not self.config.sample:
+            return ""
+        h = hashlib.sha256()
+        try:
+            with open(self.config.sample, "rb") as f:
+                for chunk in iter(lambda: f.read(1 << 20), b""):
+                    h.update(chunk)
+        except OSError as e:
+            raise FileNotFoundError(f"pack.sample: cannot read {self.config.sample}: {e.strerror}") from None
+        return h.hexdigest()
+
+    def _sampled(self, regions: pa.Table, keys: pa.ChunkedArray) -> pa.Table:
+        """``regions`` restricted to the sample file's regions of this shard's keys."""
+        if not self.config.sample or regions.num_rows == 0:
+            return regions
+        lo, hi = pc.min(keys).as_py(), pc.max(keys).as_py()
+        try:
+            picked = pq.read_table(self.config.sample, columns=["region_id"],
+                                   filters=[("key", ">=", lo), ("key", "<=", hi)]).column("region_id")
+        except (OSError, pa.ArrowInvalid) as e:
+            raise FileNotFoundError(f"pack.sample: cannot read {self.config.sample}: {e}") from None
+        keep = pc.fill_null(pc.is_in(regions.column("region_id"), value_set=picked.combine_chunks()), False)
+        self._count("drop:not_sampled", regions.num_rows - int(pc.sum(keep).as_py() or 0))
+        return regions.filter(keep)
+
     def prepare(self, tables: dict[str, pa.Table]) -> pa.Table:
         """Every ledger row with a ``regions`` list column of its labelled regions (possibly empty)."""
         images = tables[IMAGES].select([*_IMAGE_COLS, "status"])
+        dups = tables.get(DUPLICATES)
+        if dups is not None and dups.num_rows:  # evaluation look-alikes never reach train/
+            evals = dups.filter(pc.equal(dups.column("kind"), DUP_EVAL)).column("key").combine_chunks()
+            contaminated = pc.fill_null(pc.is_in(images.column("key"), value_set=evals), False)
+            self._count("drop:eval_duplicate", int(pc.sum(contaminated).as_py() or 0))
+            images = images.filter(pc.invert(contaminated))
         regions = pa.concat_tables([tables[REGIONS_OBJECT].select(_REGION_COLS),
                                     tables[REGIONS_TEXT].select(_REGION_COLS)])
+        regions = self._sampled(regions, images.column("key"))
+        sem = tables.get(REGION_DUPLICATES)
+        if sem is not None and sem.num_rows and not self.config.keep_region_duplicates:
+            dup = pc.fill_null(pc.is_in(regions.column("region_id"), value_set=sem.column("region_id").combine_chunks()),
+                               False)
+            self._count("drop:region_duplicate", int(pc.sum(dup).as_py() or 0))
+            regions = regions.filter(pc.invert(dup))
         labels = tables[LABELS]
         li = pc.index_in(regions.column("region_id"), value_set=labels.column("region_id").combine_chunks())
         ii = pc.index_in(regions.column("key"), value_set=images.column("key").combine_chunks())

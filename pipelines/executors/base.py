@@ -74,6 +74,11 @@ def input_hash(out: Path, stage: Stage, shard: int) -> str | None:
             return None
         h.update(folder.encode())
         h.update(file_sha256(p).encode())
+    for folder in getattr(stage, "optional_inputs", ()):  # read when present (e.g. duplicates)
+        p = shard_path(out, folder, shard)
+        if p.exists():
+            h.update(folder.encode())
+            h.update(file_sha256(p).encode())
     return h.hexdigest()[:16]
 
 
@@ -105,6 +110,9 @@ def plan_stage(stage: Stage, out: Path, shards: list[int], report: StageReport |
 def read_inputs(stage: Stage, out: Path, shard: int) -> pa.Table:
     """Read the shard's input tables and combine them with the stage's ``prepare``."""
     tables = {folder: read_table(shard_path(out, folder, shard), folder) for folder in stage.inputs}
+    for folder in getattr(stage, "optional_inputs", ()):
+        if shard_path(out, folder, shard).exists():
+            tables[folder] = read_table(shard_path(out, folder, shard), folder)
     return stage.prepare(tables)
 
 
@@ -129,8 +137,8 @@ def run_shard(stage: Stage, out: Path, task: ShardTask) -> Marker:
     """Do one shard in this process: read, prepare, process, validate, write, mark."""
     stage.ensure_setup()
     start = time.perf_counter()
+    stage.take_counters()  # before prepare: what prepare counts (e.g. skip:duplicate) is this shard's
     table = read_inputs(stage, out, task.shard)
-    stage.take_counters()
     result = stage.process(table)
     failpoint(f"mid_shard:{stage.name}")
     counters = stage.take_counters()

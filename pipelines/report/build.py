@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from pipelines.catalog import CATALOG_FILE, build_catalog, connect
+from pipelines.report.curation import curation_body
 from pipelines.report.gallery import gallery_body, images_body
 from pipelines.report.overview import distributions_body, overview_body
 from pipelines.report.pages import page
@@ -68,6 +69,8 @@ def write_report(out: str | Path, clusters: int = DEFAULT_CLUSTERS, per_cluster:
         bodies.append(("clusters.html", "Cluster gallery", body, results))
         body, results = images_body(con, tmp, images, seed)
         bodies.append(("images.html", "Images", body, results))
+        body, results = curation_body(con, out, tmp, seed)
+        bodies.append(("curation.html", "Curation", body, results))
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

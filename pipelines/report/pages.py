@@ -14,7 +14,7 @@ from typing import Any
 from pipelines.report.sql import Result
 
 PAGES = (("index.html", "Overview"), ("distributions.html", "Distributions"),
-         ("clusters.html", "Cluster gallery"), ("images.html", "Images"))
+         ("clusters.html", "Cluster gallery"), ("images.html", "Images"), ("curation.html", "Curation"))
 NO_DATA = "no data yet"
 
 CSS = """

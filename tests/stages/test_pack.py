@@ -57,3 +57,36 @@ def test_one_row_per_image_with_labelled_regions(built):
 def test_row_groups_are_small(built):
     meta = pq.ParquetFile(shard_path(built[0], TRAIN, 0)).metadata
     assert meta.num_rows == 6 and meta.num_row_groups == 3  # row_group_rows=2
+
+
+def test_eval_duplicates_never_reach_train(tmp_path):
+    import pyarrow as pa
+
+    from pipelines.shards import write_table
+    from schemas import DUPLICATES, duplicates_schema
+
+    first, second = key_of(0), key_of(4)  # two images with labelled regions
+    rows = [{"key": first, "duplicate_of": "eval/a.jpg", "kind": "eval", "distance": 2},
+            {"key": second, "duplicate_of": first, "kind": "near", "distance": 3}]
+    write_table(pa.Table.from_pylist(rows, duplicates_schema()), shard_path(tmp_path, DUPLICATES, 0))
+    report = _build(tmp_path)
+    keys = set(pq.read_table(shard_path(tmp_path, TRAIN, 0)).column("key").to_pylist())
+    assert first not in keys and second in keys  # near duplicates that were processed are kept
+    assert report.counters["drop:eval_duplicate"] == 1
+
+
+def test_skip_duplicates_counts_and_switch():
+    from collections import Counter
+
+    import pyarrow as pa
+
+    from schemas import DUPLICATES
+    from stages.dedup import skip_duplicates
+
+    images = pa.table({"key": ["a", "b", "c"]})
+    dups = {DUPLICATES: pa.table({"key": ["b"], "duplicate_of": ["a"], "kind": ["exact"], "distance": [0]})}
+    counters: Counter = Counter()
+    assert skip_duplicates(images, dups, True, counters).column("key").to_pylist() == ["a", "c"]
+    assert counters["skip:duplicate"] == 1
+    assert skip_duplicates(images, dups, False, Counter()).num_rows == 3
+    assert skip_duplicates(images, {}, True, Counter()).num_rows == 3

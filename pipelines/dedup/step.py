@@ -1,0 +1,82 @@
+"""The ``group_duplicates`` global step: ``hashes/`` -> ``duplicates/`` (one file per shard), incremental.
+
+``OUT/_state/group_duplicates.json`` records the grouping settings and each shard's hashes-file
+sha256. A rerun regroups only from the first shard whose hashes changed (or that is new): rows of
+earlier shards depend only on earlier keys (``group.py``), so their files are left untouched and the
+stages that read them are not redone. Changed settings regroup everything.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from pipelines.dedup.against import against_hashes
+from pipelines.dedup.group import find_duplicates
+from pipelines.shards import STATE_DIR, file_sha256, list_shards, shard_path, write_json, write_table
+from schemas import DUPLICATES, HASHES, duplicates_schema
+from stages.dedup import DedupConfig
+
+STATE_FILE = "group_duplicates.json"
+
+
+def _settings(dc: DedupConfig, eval_digest: str) -> str:
+    payload = json.dumps({"threshold": dc.threshold, "bands": dc.bands, "border_tol": dc.border_tol,
+                          "against": eval_digest, "version": 1}, sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def group_duplicates(out: Path, cfg: Any, shards: list[int]) -> dict[str, Any]:
+    """Group the hashes of ``shards`` into ``OUT/duplicates``; return a summary.
+
+    Args:
+        out: the output folder.
+        cfg: the BuildConfig (its ``dedup`` section is used).
+        shards: the build's shard ids.
+    """
+    dc: DedupConfig = cfg.dedup
+    out = Path(out)
+    present = set(list_shards(out, HASHES))
+    hashed = [s for s in shards if s in present]
+    if not hashed:
+        return {"skipped": "no hashes"}
+    evals = against_hashes(dc.against, dc.border_tol) if dc.against else None
+    eval_digest = hashlib.sha256(repr(sorted(zip(evals["src"].to_pylist(), evals["phash"].to_pylist()))
+                                      if evals is not None else []).encode()).hexdigest()
+    settings = _settings(dc, eval_digest)
+    state_path = out / STATE_DIR / STATE_FILE
+    old = json.loads(state_path.read_text()) if state_path.exists() else {}
+    sums = {str(s): file_sha256(shard_path(out, HASHES, s)) for s in hashed}
+    prior = old.get("shards", {}) if old.get("settings") == settings else {}
+    changed = [s for s in hashed if prior.get(str(s)) != sums[str(s)]
+               or not shard_path(out, DUPLICATES, s).exists()]
+    if not changed:
+        return {"regrouped_shards": 0, "reused": True}
+    s0 = min(changed)
+    tmp = out / "_tmp" / "dedup"
+    tmp.mkdir(parents=True, exist_ok=True)
+    con = duckdb.connect()
+    try:
+        con.execute(f"SET memory_limit = '{dc.memory_limit}'")
+        con.execute(f"SET temp_directory = '{tmp}'")
+        if evals is not None:
+            con.register("eval_hashes", evals)
+        find_duplicates(con, [str(shard_path(out, HASHES, s)) for s in hashed], f"{s0:05d}", dc.threshold,
+                        dc.bands, [str(shard_path(out, DUPLICATES, s)) for s in hashed if s < s0],
+                        "eval_hashes" if evals is not None else None)
+        counts = dict(con.execute("SELECT kind, count(*) FROM dups GROUP BY kind").fetchall())
+        redo = [s for s in hashed if s >= s0]
+        for s in redo:
+            t = con.sql("SELECT * FROM dups WHERE key >= $lo AND key < $hi ORDER BY key, kind",
+                        params={"lo": f"{s:05d}", "hi": f"{s + 1:05d}"}).to_arrow_table()
+            write_table(t.cast(duplicates_schema()), shard_path(out, DUPLICATES, s))
+    finally:
+        con.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+    write_json({"settings": settings, "shards": sums}, state_path)
+    return {"regrouped_shards": len(redo), "from_shard": s0, **{f"dups:{k}": v for k, v in sorted(counts.items())}}

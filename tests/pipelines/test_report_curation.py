@@ -1,0 +1,31 @@
+"""The report's curation page: duplicate pairs side by side, cluster sizes before/after balanced sampling."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+from pipelines.catalog import build_catalog
+from pipelines.report.build import write_report
+from pipelines.shards import shard_path, write_table
+from schemas import DUPLICATES, duplicates_schema
+from tests.pipelines.report_synthetic import build_synthetic
+
+
+def test_curation_page_shows_pairs_and_sizes(tmp_path):
+    out = build_synthetic(tmp_path / "out")
+    rows = [{"key": "000000001", "duplicate_of": "000000000", "kind": "near", "distance": 5},
+            {"key": "000000002", "duplicate_of": "/eval/cat.jpg", "kind": "eval", "distance": 3}]
+    write_table(pa.Table.from_pylist(rows, duplicates_schema()), shard_path(out, DUPLICATES, 0))
+    build_catalog(out)
+    index = write_report(out, clusters=1, per_cluster=1, images=1)
+    page = (index.parent / "curation.html").read_text()
+    assert "Hamming distance 5" in page and "Hamming distance 3" in page and "/eval/cat.jpg" in page
+    assert (index.parent / "duplicates" / "0-dup.jpg").is_file() and (index.parent / "duplicates" / "0-kept.jpg").is_file()
+    assert 'src="plots/leaf_sizes_before.png"' in page and 'src="plots/leaf_sizes_after.png"' in page
+    assert 'href="curation.html"' in (index.parent / "index.html").read_text()
+
+
+def test_curation_page_without_data_says_so(tmp_path):
+    out = build_synthetic(tmp_path / "out")
+    page = (write_report(out, clusters=1, per_cluster=1, images=1).parent / "curation.html").read_text()
+    assert "no data yet: no duplicates" in page
