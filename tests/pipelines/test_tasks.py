@@ -8,6 +8,7 @@ from common.typed_config import to_dict
 from pipelines.build import build
 from pipelines.config import load_config
 from pipelines.definition import GlobalStep, build_steps
+from pipelines.steps import OPT_IN, STEP_NAMES
 from pipelines.tasks import DAG_STEPS, GLOBAL, SHARD, finalize, prepare_build, run_global, run_stage_shard
 from tests.conftest import make_jpeg
 from tests.helpers import download_only, write_urls
@@ -15,8 +16,10 @@ from tests.pipelines.snapshots import assert_same, markers, snapshot
 
 
 def test_built_steps_are_the_declared_pipeline_in_order():
-    steps = build_steps(load_config(None, ["progress=false"]))
-    assert [(s.name, GLOBAL if isinstance(s, GlobalStep) else SHARD) for s in steps] == list(DAG_STEPS)
+    every = build_steps(load_config(None, ["progress=false", f"steps=[{','.join(STEP_NAMES)}]"]))
+    assert [(s.name, GLOBAL if isinstance(s, GlobalStep) else SHARD) for s in every] == list(DAG_STEPS)
+    default = build_steps(load_config(None, ["progress=false"]))
+    assert [s.name for s in default] == [n for n in STEP_NAMES if n not in OPT_IN]
     subset = build_steps(load_config(None, ["progress=false", "steps=[pack,download,fit_kmeans]"]))
     assert [s.name for s in subset] == ["download", "fit_kmeans", "pack"]  # pipeline order, not config order
 
