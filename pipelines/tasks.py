@@ -67,7 +67,7 @@ def prepare_build(config_path: str, overrides: list[str] | None = None) -> list[
         config_path: path of the build config.
         overrides: ``key=value`` overrides.
     """
-    from pipelines.build import _model_lineage  # the same lineage ``build`` writes
+    from pipelines.build import _model_lineage, make_output  # the same lineage ``build`` writes
     from pipelines.definition import build_steps
     from pipelines.inputs import shard_input
     from pipelines.lineage import write_lineage
@@ -75,8 +75,7 @@ def prepare_build(config_path: str, overrides: list[str] | None = None) -> list[
     from pipelines.shards import clean_temp_files
 
     cfg = load(config_path, overrides)
-    out = Path(cfg.output)
-    out.mkdir(parents=True, exist_ok=True)
+    out = make_output(cfg.output)
     with BuildLock(out):  # only this task writes the input shards; stage tasks run lock-free
         clean_temp_files(out)
         models, warnings = _model_lineage(build_steps(cfg))
