@@ -104,7 +104,7 @@ def _csv_where(path: Path, delim: str) -> str:
 
 def _unreadable(path: Path, fmt: str, err: Exception, where: str) -> InputError:
     detail = " ".join(str(err).split())[:200]
-    return InputError(f"{path}: {where + ': ' if where else ''}cannot read as {fmt} ({detail})")
+    return InputError(f"{path}: cannot read as {fmt}: {where + ' ' if where else ''}({detail})")
 
 
 def _read_file(path: Path, cfg: InputConfig, counters: Counter) -> Iterator[pa.RecordBatch]:

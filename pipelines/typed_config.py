@@ -140,7 +140,8 @@ def _yaml(text: str, where: str) -> Any:
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         line = f" (line {mark.line + 1})" if mark is not None else ""
-        raise ConfigError(f"{where}: not valid YAML{line}: {getattr(err, 'problem', None) or err}") from None
+        detail = " ".join(str(getattr(err, "problem", None) or err).split())
+        raise ConfigError(f"{where}: not valid YAML{line}: {detail}") from None
 
 
 def load(cls: type[T], path: str | Path | None, overrides: list[str] | None = None) -> T:
