@@ -114,8 +114,10 @@ def _read_file(path: Path, cfg: InputConfig, counters: Counter) -> Iterator[pa.R
     try:
         if path.stat().st_size == 0:
             return  # no URLs: counted by iter_urls
-        yield from _read_batches(path, fmt, counters)
-    except (pa.ArrowException, OSError) as err:
+        for batch in _read_batches(path, fmt, counters):
+            batch.schema.names  # noqa: B018 (column names that are not UTF-8 raise here, not in the caller)
+            yield batch
+    except (pa.ArrowException, OSError, UnicodeDecodeError) as err:
         where = (_jsonl_where(path) if fmt == "jsonl"
                  else _csv_where(path, "\t" if path.suffix == ".tsv" else ",") if fmt == "csv" else "")
         raise _unreadable(path, fmt, err, where) from None
