@@ -25,6 +25,7 @@ import pyarrow.parquet as pq
 
 from pipelines.config import InputConfig
 from pipelines.shards import list_shards, shard_path, write_table
+from pipelines.typed_config import one_line
 from schemas import INPUT, input_schema
 from stages.download.stage import make_key
 
@@ -32,7 +33,10 @@ _EXT = {".parquet": "parquet", ".csv": "csv", ".tsv": "csv", ".jsonl": "jsonl", 
 
 
 class InputError(ValueError):
-    """The URL list cannot be read."""
+    """The URL list cannot be read; the message (one line) names the file."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(one_line(str(message)))
 
 
 def _files(cfg: InputConfig) -> list[Path]:

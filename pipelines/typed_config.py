@@ -17,8 +17,16 @@ import yaml
 T = TypeVar("T")
 
 
+def one_line(text: str) -> str:
+    """``text`` with every line break or other unprintable character escaped (``\\n``), for one-line errors."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 class ConfigError(ValueError):
-    """A config value is unknown or of the wrong type; the message names the key."""
+    """A config value is unknown or of the wrong type; the message (one line) names the key."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(one_line(str(message)))
 
 
 def _type_name(tp: Any) -> str:
