@@ -121,8 +121,8 @@ def _wrap(resp):
     return resp
 
 
-def _refusal(url: str, what: str) -> None:
-    reason = check_url(url, _config["policy"], unresolvable_ok=True)
+def _refusal(url: str, what: str, unresolvable_ok: bool = True) -> None:
+    reason = check_url(url, _config["policy"], unresolvable_ok=unresolvable_ok)
     if reason:
         reason = reason.removeprefix("refused: ")
         raise RefusedRedirect(f"refused: {what} {url[:200]}: {reason}")
@@ -152,7 +152,7 @@ class _GuardedProxy(urllib.request.ProxyHandler):
     """``download.proxy``: the proxy sees the target, so the target is checked before handing it over."""
 
     def proxy_open(self, req, proxy, type):
-        _refusal(req.full_url, "proxied url")
+        _refusal(req.full_url, "proxied url", unresolvable_ok=False)  # unchecked names never go out
         return super().proxy_open(req, proxy, type)
 
 

@@ -94,3 +94,6 @@ def test_configured_proxy_gets_only_checked_targets(server):
         # The proxy handler checks the target itself too (not only the stage's first-URL check).
         with pytest.raises(http_guard.RefusedRedirect, match="proxied url"):
             http_guard.guarded_opener(proxy.url("").rstrip("/")).open("http://127.0.0.2:9/x.jpg", timeout=2)
+        with pytest.raises(http_guard.RefusedRedirect, match="cannot resolve"):  # not handed over unchecked
+            http_guard.guarded_opener(proxy.url("").rstrip("/")).open("http://no-such-host.invalid/x.jpg", timeout=2)
+        assert "/x.jpg" not in proxy.hits
