@@ -18,8 +18,16 @@ import yaml
 T = TypeVar("T")
 
 
+def one_line(text: str) -> str:
+    """``text`` with every line break or other unprintable character escaped (``\\n``), for one-line errors."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 class ConfigError(ValueError):
-    """A config value is unknown or of the wrong type; the message names the key."""
+    """A config value is unknown or of the wrong type; the message (one line) names the key."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(one_line(str(message)))
 
 
 def _type_name(tp: Any) -> str:
@@ -97,7 +105,7 @@ def from_dict(cls: type[T], data: dict[str, Any], prefix: str = "") -> T:
     """
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
-    unknown = sorted(set(data) - set(fields))
+    unknown = sorted(set(data) - set(fields), key=str)  # YAML keys may be ints, None...
     if unknown:
         raise ConfigError(
             f"unknown config key {prefix}{unknown[0]!s}; valid keys under "
@@ -135,8 +143,18 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
                 raise ConfigError(f"override {key}: {part} is not a section")
-        node[parts[-1]] = yaml.safe_load(raw) if raw != "" else ""
+        node[parts[-1]] = _yaml(raw, f"override {key}") if raw != "" else ""
     return data
+
+
+def _yaml(text: str, where: str) -> Any:
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        line = f" (line {mark.line + 1})" if mark is not None else ""
+        detail = " ".join(str(getattr(err, "problem", None) or err).split())
+        raise ConfigError(f"{where}: not valid YAML{line}: {detail}") from None
 
 
 def load_config(cls: type[T], path: str | Path | None, overrides: list[str] | None = None) -> T:
@@ -149,8 +167,11 @@ def load_config(cls: type[T], path: str | Path | None, overrides: list[str] | No
     """
     data: dict[str, Any] = {}
     if path is not None:
-        text = Path(path).read_text()
-        loaded = yaml.safe_load(text) or {}
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except UnicodeDecodeError as err:
+            raise ConfigError(f"{path}: not UTF-8 text (byte {err.start})") from None
+        loaded = _yaml(text, str(path)) or {}
         if not isinstance(loaded, dict):
             raise ConfigError(f"{path}: the config must be a mapping at top level")
         data = loaded

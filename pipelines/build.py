@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+from collections import Counter
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +22,7 @@ from pipelines.lock import BuildLock
 from pipelines.preflight import run_preflight
 from pipelines.progress import console, print_table
 from pipelines.shards import clean_temp_files
+from pipelines.typed_config import ConfigError
 
 
 @dataclass
@@ -33,6 +35,19 @@ class BuildResult:
     globals: dict[str, dict[str, Any]] = field(default_factory=dict)
     order: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    input_counters: dict[str, int] = field(default_factory=dict)
+
+
+def make_output(path: str) -> Path:
+    """Create the output folder; a path that is a file (or under one) is a ConfigError naming it."""
+    out = Path(path)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"output: {out} exists and is not a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ConfigError(f"output: cannot create {out}: {err.strerror or err}") from None
+    return out
 
 
 def make_executor(cfg: BuildConfig) -> Executor:
@@ -119,14 +134,14 @@ def build(cfg: BuildConfig, executor: Executor | None = None) -> BuildResult:
             names, closed when the build ends, however it ends.
     """
     run_preflight(cfg)  # before any work and before the lock: exit 2 naming the key (docs/cluster.md)
-    out = Path(cfg.output)
-    out.mkdir(parents=True, exist_ok=True)
+    out = make_output(cfg.output)
     start = time.time()
     with BuildLock(out), (nullcontext(executor) if executor else make_executor(cfg)) as ex:
         steps = build_steps(cfg)
         begin_build(cfg, steps)
-        shards = shard_input(cfg.input, out)
-        result = BuildResult(out, shards)
+        input_counters: Counter = Counter()
+        shards = shard_input(cfg.input, out, input_counters)
+        result = BuildResult(out, shards, input_counters=dict(input_counters))
         for step in steps:
             if isinstance(step, GlobalStep):
                 failpoint(f"global:{step.name}")
@@ -156,7 +171,8 @@ def print_summary(result: BuildResult) -> None:
             rows.append([name, "global", "", "", "", "", f"{result.globals[name].get('seconds', 0):.1f}"])
     print_table(f"regionset build: {result.out} ({len(result.shards)} shards, {result.seconds:.1f} s)",
                 ["step", "done", "skipped", "waiting", "rows in", "rows out", "seconds"], rows)
-    counts = [[r.stage, *k.split(":", 1), v] for r in result.reports for k, v in sorted(r.counters.items())
+    counts = [["input", *k.split(":", 1), v] for k, v in sorted(result.input_counters.items())]
+    counts += [[r.stage, *k.split(":", 1), v] for r in result.reports for k, v in sorted(r.counters.items())
               if ":" in k]
     counts += [[name, "summary", k, v] for name, g in result.globals.items() for k, v in g.items()
                if k != "seconds" and not isinstance(v, list | dict)]

@@ -5,6 +5,8 @@ Each stage's section is that stage's own frozen config dataclass (defaults live 
 
 from __future__ import annotations
 
+import ipaddress
+import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -127,4 +129,21 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
         raise typed_config.ConfigError(f"dedup.bands: {cfg.dedup.bands} must divide 64 (1, 2, 4, 8, 16, 32 or 64)")
     if cfg.input.shard_size < 1:
         raise typed_config.ConfigError("input.shard_size: must be >= 1")
+    _check_network_settings(cfg.download)
     return cfg
+
+
+def _check_network_settings(d: DownloadConfig) -> None:
+    for net in d.deny_networks:
+        try:
+            ipaddress.ip_network(net, strict=False)
+        except ValueError as err:
+            raise typed_config.ConfigError(f"download.deny_networks: {err}") from None
+    if d.proxy:
+        try:
+            p = urllib.parse.urlsplit(d.proxy)
+            ok = p.scheme in ("http", "https") and p.hostname and p.port
+        except ValueError:
+            ok = False
+        if not ok:
+            raise typed_config.ConfigError(f"download.proxy: expected http://host:port, got {d.proxy!r}")

@@ -53,7 +53,7 @@ def prepare_build(config_path: str, overrides: list[str] | None = None) -> list[
         config_path: path of the build config.
         overrides: ``key=value`` overrides.
     """
-    from pipelines.build import begin_build  # the same start ``build`` makes
+    from pipelines.build import begin_build, make_output  # the same start ``build`` makes
     from pipelines.definition import build_steps
     from pipelines.inputs import shard_input
     from pipelines.lock import BuildLock
@@ -61,8 +61,7 @@ def prepare_build(config_path: str, overrides: list[str] | None = None) -> list[
 
     cfg = load(config_path, overrides)
     run_preflight(cfg)  # as ``regionset build``: before any work and before the lock
-    out = Path(cfg.output)
-    out.mkdir(parents=True, exist_ok=True)
+    out = make_output(cfg.output)
     with BuildLock(out):  # only this task writes the input shards; stage tasks run lock-free
         begin_build(cfg, build_steps(cfg), announce=False)
         return shard_input(cfg.input, out)

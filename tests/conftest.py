@@ -41,3 +41,14 @@ def make_png(width: int, height: int, color: tuple[int, int, int] = (30, 30, 200
     buf = io.BytesIO()
     Image.new("RGB", (width, height), color).save(buf, "PNG")
     return buf.getvalue()
+
+
+try:  # fuzz budgets (tests/reliability/test_fuzz_*.py): `--hypothesis-profile=slow` runs 20x more examples
+    from hypothesis import HealthCheck, settings
+
+    _FUZZ = {"deadline": None, "suppress_health_check": [HealthCheck.too_slow, HealthCheck.function_scoped_fixture]}
+    settings.register_profile("regionset", max_examples=60, **_FUZZ)
+    settings.register_profile("slow", max_examples=1200, **_FUZZ)
+    settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "regionset"))
+except ImportError:  # hypothesis is a dev extra
+    pass

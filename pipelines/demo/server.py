@@ -3,7 +3,7 @@
 Routes: ``/files/<name>`` serves bytes registered with ``add``; ``/status/<code>`` answers that
 code; ``/slow/<seconds>`` drips a body slower than any sane timeout; ``/as-jpeg/<name>`` serves a
 registered body with ``Content-Type: image/jpeg`` whatever it is; ``/redirect/<n>`` redirects n
-times then to ``/files/<target>`` (``?to=name``); ``/redirect-to?url=U`` redirects to any URL;
+times then to ``/files/<target>`` (``?to=name``); ``/redirect-to?url=U[&code=C]`` redirects to any URL (302 or C);
 ``/loop`` redirects to itself; ``/reset`` closes the connection without answering; ``/gzip/<name>``
 serves a registered body gzip-encoded; ``/flaky/<name>?fail=N`` answers 503 N times, then the file. It binds 127.0.0.1 (or ::1 with ``ipv6=True``) only.
 """
@@ -60,7 +60,8 @@ class _Handler(BaseHTTPRequestHandler):
                 return self._send(503, b"try later", "text/plain", {"Retry-After": "1"})
             return self._send(200, files[rest][0], files[rest][1])
         if head == "redirect-to":
-            return self._send(302, b"", "text/plain", {"Location": query.get("url", ["/"])[0]})
+            code = int(query.get("code", ["302"])[0])
+            return self._send(code, b"", "text/plain", {"Location": query.get("url", ["/"])[0]})
         if head == "slow":
             self.send_response(200)
             self.send_header("Content-Type", "image/jpeg")

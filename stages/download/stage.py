@@ -45,6 +45,10 @@ class DownloadConfig:
         encode_quality: encoder quality.
         allow_loopback: allow URLs resolving to 127.0.0.0/8 or ::1 (tests, the demo).
         allow_private: allow every private range (trusted internal mirrors only).
+        deny_networks: networks (CIDR) refused whatever ``allow_*`` says, e.g. ``["10.1.0.0/16"]``.
+        proxy: ``http://host:port`` of an HTTP proxy for every fetch; empty = direct connections.
+            Environment proxies (``http_proxy``...) are ignored. With a proxy the target URL is
+            checked before it is handed over (the proxy resolves it again; see RELIABILITY.md).
         disallowed_header_directives: X-Robots-Tag directives that forbid use.
         deadline: seconds allowed for a whole response body (stops slow drips).
         max_bytes: largest response body accepted, before and after gzip decoding.
@@ -62,6 +66,8 @@ class DownloadConfig:
     encode_quality: int = 95
     allow_loopback: bool = False
     allow_private: bool = False
+    deny_networks: tuple[str, ...] = ()
+    proxy: str = ""
     disallowed_header_directives: tuple[str, ...] = ("noai", "noimageai", "noindex", "noimageindex")
     deadline: float = 30.0
     max_bytes: int = 64 << 20
@@ -114,8 +120,9 @@ class DownloadStage(Stage):
         from img2dataset.resizer import Resizer
 
         c = self.config
-        self._policy = UrlPolicy(allow_loopback=c.allow_loopback, allow_private=c.allow_private)
-        http_guard.install(self._policy, c.deadline, c.max_bytes)
+        self._policy = UrlPolicy(allow_loopback=c.allow_loopback, allow_private=c.allow_private,
+                                 deny=tuple(c.deny_networks))
+        http_guard.install(self._policy, c.deadline, c.max_bytes, c.proxy)
         self._resizer = _CheckedResizer(Resizer(
             image_size=c.image_size,
             resize_mode=c.resize_mode,

@@ -3,6 +3,8 @@
 The check resolves the host and refuses it when any address it resolves to is loopback, private,
 link-local, multicast, reserved or unspecified. ``allow_loopback`` lets tests and the demo fetch
 from 127.0.0.1 / ::1; ``allow_private`` lifts the guard entirely (trusted internal mirrors).
+``deny`` names networks refused whatever the flags say (a mirror's admin range; the tests use it to
+make a second loopback address forbidden while the test server itself is allowed).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ class UrlPolicy:
     allow_loopback: bool = False
     allow_private: bool = False
     max_url_length: int = 4096
+    deny: tuple[str, ...] = ()
 
 
 def address_refusal(addr: str, policy: UrlPolicy) -> str | None:
@@ -32,6 +35,8 @@ def address_refusal(addr: str, policy: UrlPolicy) -> str | None:
 def _blocked(ip: ipaddress.IPv4Address | ipaddress.IPv6Address, policy: UrlPolicy) -> str | None:
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         ip = ip.ipv4_mapped
+    if any(ip in ipaddress.ip_network(net, strict=False) for net in policy.deny):
+        return "denied (download.deny_networks)"
     if ip.is_loopback:
         return None if (policy.allow_loopback or policy.allow_private) else "loopback"
     if policy.allow_private:
@@ -42,8 +47,15 @@ def _blocked(ip: ipaddress.IPv4Address | ipaddress.IPv6Address, policy: UrlPolic
     return None
 
 
-def check_url(url: str | None, policy: UrlPolicy) -> str | None:
-    """Return None if ``url`` may be fetched, else the reason it is refused (for the ledger)."""
+def check_url(url: str | None, policy: UrlPolicy, unresolvable_ok: bool = False) -> str | None:
+    """Return None if ``url`` may be fetched, else the reason it is refused (for the ledger).
+
+    Args:
+        url: the URL as given (any scheme; the scheme is compared case-insensitively).
+        policy: which addresses may be reached.
+        unresolvable_ok: a host that does not resolve is not a refusal (redirect checks leave that
+            failure to the connection, which reports it as a download failure).
+    """
     if not url or not isinstance(url, str):
         return "empty url"
     if len(url) > policy.max_url_length:
@@ -60,7 +72,7 @@ def check_url(url: str | None, policy: UrlPolicy) -> str | None:
     try:
         infos = socket.getaddrinfo(host, parts.port or 80, proto=socket.IPPROTO_TCP)
     except (socket.gaierror, UnicodeError, ValueError) as err:
-        return f"cannot resolve host {host!r}: {err}"
+        return None if unresolvable_ok else f"cannot resolve host {host!r}: {err}"
     for info in infos:
         addr = info[4][0].split("%")[0]
         reason = _blocked(ipaddress.ip_address(addr), policy)

@@ -6,7 +6,10 @@ Used by the reliability tests; every builder returns (url, expected_status, expe
 from __future__ import annotations
 
 import io
+import socket
 import struct
+import threading
+import urllib.parse
 import zlib
 
 import numpy as np
@@ -43,6 +46,49 @@ def exif_rotated_jpeg() -> bytes:
     exif = Image.Exif()
     exif[0x0112] = 6
     return _encode(_photo(480, 360), "JPEG", exif=exif.tobytes(), quality=90)
+
+
+FORBIDDEN_HOST = "127.0.0.2"  # a second loopback address; tests refuse it with download.deny_networks
+
+
+class ConnectionRecorder:
+    """A TCP listener on ``FORBIDDEN_HOST`` that counts the connections it accepts (and answers none)."""
+
+    def __init__(self) -> None:
+        self.sock = socket.create_server((FORBIDDEN_HOST, 0))
+        self.port = self.sock.getsockname()[1]
+        self.connections = 0
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.connections += 1
+            conn.close()
+
+    def close(self) -> None:
+        """Stop listening."""
+        self.sock.close()
+
+
+def redirect_cases(server, port: int) -> dict[str, tuple[str, str, str]]:
+    """301/302/303/307/308 to every forbidden scheme, and to http on a forbidden address (port: a recorder)."""
+    at = f"{FORBIDDEN_HOST}:{port}"
+    targets = {
+        "ftp": (f"ftp://{at}/x.jpg", "scheme"), "file": ("file:///etc/passwd", "scheme"),
+        "data": ("data:image/png;base64,iVBORw0KGgo=", "scheme"), "gopher": (f"gopher://{at}/1x", "scheme"),
+        "jar": (f"jar:http://{at}/a.jar!/x.jpg", "scheme"), "upper_http": (f"HTTP://{at}/x.jpg", "denied"),
+        "http_forbidden": (f"http://{at}/x.jpg", "denied"),
+    }
+    cases = {}
+    for code in (301, 302, 303, 307, 308):
+        for name, (target, err) in targets.items():
+            url = server.url(f"redirect-to?code={code}&url={urllib.parse.quote(target, safe='')}")
+            cases[f"redirect_{code}_to_{name}"] = (url, "refused", err)
+    return cases
 
 
 def hostile_cases(server, ipv6_server=None) -> dict[str, tuple[str, str, str]]:

@@ -10,7 +10,17 @@ from PIL import Image
 
 from pipelines.demo.server import LoopbackServer
 from stages.download.stage import DownloadConfig, DownloadStage, make_key
-from tests.reliability.hostile import hostile_cases
+from tests.reliability.hostile import FORBIDDEN_HOST, ConnectionRecorder, hostile_cases, redirect_cases
+
+
+@pytest.fixture
+def recorder():
+    try:
+        r = ConnectionRecorder()
+    except OSError as err:
+        pytest.skip(f"cannot listen on {FORBIDDEN_HOST} here: {err}")
+    yield r
+    r.close()
 
 
 @pytest.fixture
@@ -23,13 +33,14 @@ def ipv6_server():
         yield s
 
 
-def test_every_hostile_case_gets_its_status(server, ipv6_server):
-    cases = hostile_cases(server, ipv6_server)
-    assert len(cases) >= 30
+def test_every_hostile_case_gets_its_status(server, ipv6_server, recorder):
+    cases = {**hostile_cases(server, ipv6_server), **redirect_cases(server, recorder.port)}
+    assert len(cases) >= 70
     names = list(cases)
     table = pa.table({"key": [make_key(0, i, 100) for i in range(len(names))],
                       "url": [cases[n][0] for n in names], "caption": names})
-    stage = DownloadStage(DownloadConfig(allow_loopback=True, timeout=2, deadline=3))
+    stage = DownloadStage(DownloadConfig(allow_loopback=True, timeout=2, deadline=3,
+                                         deny_networks=(f"{FORBIDDEN_HOST}/32",)))
     stage.ensure_setup()
     out = stage.process(table)
     assert out.num_rows == len(names)
@@ -41,6 +52,8 @@ def test_every_hostile_case_gets_its_status(server, ipv6_server):
         if row["status"] != status or (err and err.lower() not in (row["error_message"] or "").lower()):
             wrong[name] = (row["status"], row["error_message"], "expected", status, err)
     assert not wrong, wrong
+    assert recorder.connections == 0  # no redirect reached the forbidden address, by any scheme
+    assert stage.take_counters()["status:refused"] >= 35
     print(f"\nhostile corpus: {len(cases)} cases, all with the expected ledger status")
 
     # EXIF orientation is applied: the stored image is upright (360 wide, 480 tall).

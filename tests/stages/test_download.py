@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import urllib.parse
+
 import pyarrow as pa
+import pytest
 
 from schemas import images_schema, validate_table
+from stages.download import http_guard
 from stages.download.stage import DownloadConfig, DownloadStage, make_key
 from tests.conftest import make_jpeg, make_png
 
@@ -57,3 +61,39 @@ def test_private_addresses_refused_by_default(server):
     row = out.to_pylist()[0]
     assert row["status"] == "refused" and "loopback" in row["error_message"]
     assert server.hits == {}
+
+
+def test_environment_proxies_are_ignored(server, monkeypatch):
+    from pipelines.demo.server import LoopbackServer
+
+    with LoopbackServer() as env_proxy:
+        for var in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY"):
+            monkeypatch.setenv(var, env_proxy.url(""))
+        monkeypatch.delenv("no_proxy", raising=False)
+        monkeypatch.delenv("NO_PROXY", raising=False)
+        out, _ = _run([server.add("direct.jpg", make_jpeg(64, 64))])
+        assert out.column("status").to_pylist() == ["success"]
+        assert env_proxy.hits == {} and server.hits == {"/files/direct.jpg": 1}
+
+
+def test_configured_proxy_gets_only_checked_targets(server):
+    """download.proxy: allowed targets go through the proxy; a refused target never reaches it."""
+    from pipelines.demo.server import LoopbackServer
+
+    with LoopbackServer() as proxy:  # answers absolute-URI requests from its own files: a recording proxy
+        proxy.add("via.jpg", make_jpeg(64, 64))
+        urls = [server.url("files/via.jpg"), "http://127.0.0.2:9/files/via.jpg"]
+        out, _ = _run(urls, proxy=proxy.url("").rstrip("/"), deny_networks=("127.0.0.2/32",))
+        rows = out.to_pylist()
+        assert rows[0]["status"] == "success"
+        assert rows[1]["status"] == "refused" and "denied" in rows[1]["error_message"]
+        assert proxy.hits == {"/files/via.jpg": 1} and server.hits == {}
+        via_redirect = server.url("redirect-to?url=" + urllib.parse.quote("http://127.0.0.2:9/x.jpg", safe=""))
+        out, _ = _run([via_redirect], proxy=proxy.url("").rstrip("/"), deny_networks=("127.0.0.2/32",))
+        assert out.column("status").to_pylist() == ["refused"]  # the proxy answered the redirect itself
+        # The proxy handler checks the target itself too (not only the stage's first-URL check).
+        with pytest.raises(http_guard.RefusedRedirect, match="proxied url"):
+            http_guard.guarded_opener(proxy.url("").rstrip("/")).open("http://127.0.0.2:9/x.jpg", timeout=2)
+        with pytest.raises(http_guard.RefusedRedirect, match="cannot resolve"):  # not handed over unchecked
+            http_guard.guarded_opener(proxy.url("").rstrip("/")).open("http://no-such-host.invalid/x.jpg", timeout=2)
+        assert "/x.jpg" not in proxy.hits
