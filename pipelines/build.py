@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from common.typed_config import ConfigError
 from pipelines.catalog import build_catalog
 from pipelines.config import BuildConfig
 from pipelines.definition import GlobalStep, build_steps
@@ -22,7 +23,6 @@ from pipelines.lock import BuildLock
 from pipelines.preflight import run_preflight
 from pipelines.progress import console, print_table
 from pipelines.shards import clean_temp_files
-from pipelines.typed_config import ConfigError
 
 
 @dataclass

@@ -23,9 +23,9 @@ import pyarrow.csv as pacsv
 import pyarrow.json as pajson
 import pyarrow.parquet as pq
 
+from common.typed_config import one_line
 from pipelines.config import InputConfig
 from pipelines.shards import list_shards, shard_path, write_table
-from pipelines.typed_config import one_line
 from schemas import INPUT, input_schema
 from stages.download.stage import make_key
 

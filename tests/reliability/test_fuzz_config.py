@@ -14,8 +14,8 @@ from pathlib import Path
 import yaml
 from hypothesis import given
 from hypothesis import strategies as st
-from pipelines.typed_config import ConfigError, to_dict
 
+from common.typed_config import ConfigError, to_dict
 from pipelines.config import BuildConfig, load_config
 
 
