@@ -190,7 +190,7 @@ class RegionRows:
         self._seen: set[str] = set()
 
     def add(self, key: str, box: np.ndarray, score: float, class_name: str | None = None,
-            text: str | None = None) -> None:
+            text: str | None = None, text_raw: str | None = None) -> None:
         """Add one region (box in stored pixels); a second region with the same id is a counted drop."""
         x0, y0, x1, y1 = (float(v) for v in box)
         rid = region_id(key, self.source, (x0, y0, x1, y1))
@@ -200,7 +200,8 @@ class RegionRows:
         self._seen.add(rid)
         for name, value in (("region_id", rid), ("key", key), ("source", self.source), ("x0", x0),
                             ("y0", y0), ("x1", x1), ("y1", y1), ("score", float(score)),
-                            ("class_name", class_name), ("text", text), ("proposer", self.proposer)):
+                            ("class_name", class_name), ("text", text), ("text_raw", text_raw),
+                            ("proposer", self.proposer)):
             self.cols[name].append(value)
         self.counters[f"regions:{self.source}"] += 1
 
