@@ -57,3 +57,14 @@ def test_private_addresses_refused_by_default(server):
     row = out.to_pylist()[0]
     assert row["status"] == "refused" and "loopback" in row["error_message"]
     assert server.hits == {}
+
+
+def test_keep_original_stores_the_downloaded_bytes_of_resized_images_only(server):
+    big, small = make_jpeg(1200, 800), make_jpeg(400, 300)
+    urls = [server.add("big.jpg", big), server.add("small.jpg", small)]
+    out, _ = _run(urls, image_size=512, keep_original=True)
+    rows = out.to_pylist()
+    assert rows[0]["original"] == big and rows[0]["width"] == 768
+    assert rows[1]["original"] is None  # not resized: jpg is the full resolution already
+    out, _ = _run(urls[:1], image_size=512)
+    assert out.column("original").to_pylist() == [None]  # off by default
