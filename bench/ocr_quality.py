@@ -87,7 +87,7 @@ def render_set(n: int, seed: int) -> list[dict]:
             text = _line_text(rng)
             while font.getlength(text) > 1100 and " " in text:
                 text = text.rsplit(" ", 1)[0]
-            l, t, r, b = font.getbbox(text)
+            _, _, r, b = font.getbbox(text)
             layer = Image.new("RGBA", (r + 8, b + 8), (0, 0, 0, 0))
             ImageDraw.Draw(layer).text((4, 4), text, font=font, fill=fg + (255,))
             angle = float(rng.uniform(-10, 10)) if rng.random() < 0.6 else 0.0
