@@ -7,7 +7,8 @@ words ("saffroncopper"). Two ways to restore them, switchable per run (``OcrConf
   decoder (same text, same score) and also keeps, for every emitted character, its CTC frame and,
   between two characters, the highest probability the model gave the space class. A space is put
   back where that probability reaches ``space_prob`` (the model "almost" said space), after ``, ; ! ?``
-  followed by a letter, and (off by default: it hurt) where the frame gap between two characters is
+  followed by a letter (or a digit not preceded by one), never before ``, . ; : ! ? ) %`` nor after
+  ``( $``, and (off by default: it hurt) where the frame gap between two characters is
   at least ``gap_ratio`` times the line's median gap.
 - ``wordseg``: a unigram/bigram word segmenter (``wordsegment``, its corpus shipped in the wheel)
   splits runs of ASCII letters that are not known words; digits and punctuation are left alone.
@@ -75,6 +76,8 @@ class SpacingCTCDecode:
 
 
 _SPACE_AFTER = set(",;!?")
+_NO_SPACE_BEFORE = set(",.;:!?)%")
+_NO_SPACE_AFTER = set("($")
 
 
 def _is_cjk(ch: str) -> bool:
@@ -102,8 +105,11 @@ def restore_gaps(text: str, times: CharTimes | None, space_prob: float = TUNED_S
         a, b = text[i - 1], text[i]
         if a != " " and b != " " and not (_is_cjk(a) or _is_cjk(b)):
             wide = gap_ratio > 0 and median > 0 and gaps[i - 1] >= gap_ratio * median
-            after_punct = a in _SPACE_AFTER and b.isalpha()  # "HOTEL,A" -> "HOTEL, A" (not "1,000")
-            if times.space_prob[i] >= space_prob or wide or after_punct:
+            prev = text[i - 2] if i >= 2 else ""
+            # "HOTEL,A" -> "HOTEL, A" and "Planet,2026" -> "Planet, 2026", but not "1,000"
+            after_punct = a in _SPACE_AFTER and (b.isalpha() or (b.isdigit() and not prev.isdigit()))
+            never = b in _NO_SPACE_BEFORE or a in _NO_SPACE_AFTER  # "No .5", "paper ,", "( new"
+            if not never and (times.space_prob[i] >= space_prob or wide or after_punct):
                 out.append(" ")
         out.append(b)
     return "".join(out)

@@ -23,6 +23,8 @@ def test_space_probability_between_characters_restores_the_space():
 def test_punctuation_rule_and_what_it_leaves_alone():
     assert restore_gaps("HOTEL,A-113", _times("HOTEL,A-113", {})) == "HOTEL, A-113"
     assert restore_gaps("1,000 km", _times("1,000 km", {})) == "1,000 km"  # digits after a comma
+    assert restore_gaps("Planet,2026", _times("Planet,2026", {})) == "Planet, 2026"
+    assert restore_gaps("No.5(new)$3", _times("No.5(new)$3", {2: 0.9, 5: 0.9, 4: 0.9, 9: 0.9})) == "No.5 (new) $3"
     assert restore_gaps("你好世界", _times("你好世界", {2: 0.9})) == "你好世界"  # no spaces in CJK
 
 
