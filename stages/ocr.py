@@ -158,12 +158,12 @@ class OcrStage(Stage):
     def process(self, table: pa.Table) -> pa.Table:
         c = self.config
         rows = RegionRows(SOURCE_TEXT, self.model_id, self.counters)
-        originals = {}
-        if c.use_original and "original" in table.column_names:
-            originals = {k: v for k, v in zip(table.column("key").to_pylist(), table.column("original").to_pylist()) if v}
+        original = table.column("original") if c.use_original and "original" in table.column_names else None
+        row_of = {k: i for i, k in enumerate(table.column("key").to_pylist())} if original is not None else {}
         for img in iter_images(table, self.counters, c.min_image_side):
             try:
-                lines = self._read_image(img, originals.get(img.key))
+                data = original[row_of[img.key]].as_py() if original is not None else None  # one at a time
+                lines = self._read_image(img, data or None)
             except Exception as e:  # noqa: BLE001 - one bad image must not fail the shard
                 self.counters[f"skip:ocr_error:{type(e).__name__}"] += 1
                 continue
