@@ -24,7 +24,6 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import numpy as np  # noqa: E402
 import pyarrow as pa  # noqa: E402
 from PIL import Image  # noqa: E402
 
@@ -35,13 +34,8 @@ from schemas import IMAGES, REGIONS_OBJECT, REGIONS_TEXT, images_schema  # noqa:
 from stages.detect import DetectConfig, DetectStage  # noqa: E402
 from stages.embed import EmbedConfig, EmbedStage  # noqa: E402
 from stages.ocr import OcrConfig, OcrStage  # noqa: E402
-from stages.region_helpers import decode_pil  # noqa: E402
+from stages.region_helpers import decode_pil, decode_rgb  # noqa: E402
 from tests.synth import encode, render_text_image, synthetic_scene, text_lines  # noqa: E402
-
-
-def decode_rgb(data: bytes) -> np.ndarray:
-    """Decode image bytes to RGB uint8 (H x W x 3), as the bare loops do."""
-    return np.asarray(decode_pil(data))
 
 
 def make_corpus(out: Path, n_images: int, n_shards: int) -> list[int]:

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from models.ocr_spaces import CharTimes, SpacingCTCDecode
 from models.registry import ModelUnavailable, check_local_file, rapidocr_model_id
 
 WORKER = Path(__file__).with_name("paddle_worker.py")
@@ -41,11 +42,16 @@ TUNED_UNCLIP = 2.0
 
 @dataclass(frozen=True)
 class TextLine:
-    """One recognised line: ``quad`` is 4 x 2 (x, y) image pixels, clockwise from top-left."""
+    """One recognised line: ``quad`` is 4 x 2 (x, y) image pixels, clockwise from top-left.
+
+    ``text`` is what the recogniser emitted; ``times`` (RapidOCR only) where it put each character,
+    which ``models.ocr_spaces.restore_spaces`` uses to put back dropped spaces.
+    """
 
     quad: np.ndarray
     text: str
     score: float
+    times: CharTimes | None = None
 
 
 class RapidOcr:
@@ -84,6 +90,8 @@ class RapidOcr:
         if rec_model:
             kwargs["rec_model_path"] = check_local_file(rec_model, "ocr.rec_model")
         self._engine = RapidOCR(**kwargs)
+        # Same greedy decoding, plus each character's CTC frame and the space probabilities between.
+        self._engine.text_rec.postprocess_op = SpacingCTCDecode(self._engine.text_rec.postprocess_op.character)
         self._opts = {"box_thresh": box_thresh, "unclip_ratio": unclip_ratio, "text_score": 0.0}
         self.model_id = rapidocr_model_id(det_model, rec_model)
 
@@ -92,8 +100,9 @@ class RapidOcr:
         bgr = np.ascontiguousarray(image[:, :, ::-1])
         result, _ = self._engine(bgr, **self._opts)
         lines = []
-        for quad, text, score in result or []:
-            lines.append(TextLine(np.asarray(quad, dtype=np.float32).reshape(4, 2), str(text), float(score)))
+        for quad, text, score, *times in result or []:
+            lines.append(TextLine(np.asarray(quad, dtype=np.float32).reshape(4, 2), str(text), float(score),
+                                  times[0] if times else None))
         return lines
 
     def close(self) -> None:

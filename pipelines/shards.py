@@ -81,10 +81,11 @@ def write_json(obj: Any, path: Path) -> None:
 
 
 def read_table(path: Path, folder: str | None = None) -> pa.Table:
-    """Read one shard file; with ``folder``, check it for schema drift (``schemas.check_shard``)."""
+    """Read one shard file; with ``folder``, check it for schema drift and upgrade an older shard
+    that only lacks newer nullable columns (``schemas.check_shard``)."""
     table = pq.read_table(path)
     if folder is not None:
-        check_shard(table, folder, str(path))
+        table = check_shard(table, folder, str(path))
     return table
 
 

@@ -9,7 +9,13 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+
+# Nullable columns added after version 1: {version: {table: (column, ...)}}. A shard written by an
+# older version that only lacks these is read with them filled with nulls (``schemas.check_shard``).
+ADDED_COLUMNS: dict[int, dict[str, tuple[str, ...]]] = {
+    2: {"images": ("original",), "regions": ("text_raw",)},
+}
 
 INPUT = "input"
 IMAGES = "images"
@@ -75,11 +81,16 @@ def images_schema() -> pa.Schema:
         pa.field("original_height", pa.int32()),
         pa.field("sha256", pa.string()),
         pa.field("jpg", pa.binary()),
+        # the downloaded bytes, kept only with download.keep_original and when the image was resized
+        pa.field("original", pa.binary()),
     ])
 
 
 def regions_schema() -> pa.Schema:
-    """One row per region; boxes are in pixels of the stored image."""
+    """One row per region; boxes are in pixels of the stored image.
+
+    ``text`` is the OCR text after space restoration, ``text_raw`` what the recogniser emitted.
+    """
     return pa.schema([
         pa.field("region_id", pa.string(), nullable=False),
         pa.field("key", pa.string(), nullable=False),
@@ -91,6 +102,7 @@ def regions_schema() -> pa.Schema:
         pa.field("score", pa.float32()),
         pa.field("class_name", pa.string()),
         pa.field("text", pa.string()),
+        pa.field("text_raw", pa.string()),
         pa.field("proposer", pa.string()),
     ])
 

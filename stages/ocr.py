@@ -6,10 +6,17 @@ tuned for web images (docs/region-stages.md): the detector never upscales (``det
 (``unclip_ratio=2.0``) so that recognition keeps the spaces between words. Alternative backend:
 PaddleOCR with local model folders, in its own venv (``ocr.paddle_python``). RICE keeps recognitions
 with confidence > 0.7; each text quadrilateral becomes its axis-aligned bounding box.
+
+PP-OCR often drops the space between two words ("saffroncopper"); ``restore_spaces`` (default
+``gaps``: the recogniser's own space probabilities between characters, ``models/ocr_spaces.py``)
+puts them back in ``text`` and keeps the recogniser's output in ``text_raw``. With
+``download.keep_original`` the images table also holds the downloaded bytes of resized images, and
+``use_original`` (default on) makes OCR read those, with boxes scaled back to stored pixels.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -17,12 +24,13 @@ import numpy as np
 import pyarrow as pa
 
 from models.ocr import TUNED_LIMIT_SIDE, TUNED_LIMIT_TYPE, TUNED_UNCLIP, TUNED_USE_CLS
+from models.ocr_spaces import TUNED_GAP_RATIO, TUNED_RESTORE, TUNED_SPACE_PROB, RestoreMode, restore_spaces
 from models.registry import PADDLEOCR, RAPIDOCR, package_version, rapidocr_model_id
 from schemas import DUPLICATES, IMAGES, REGIONS, REGIONS_TEXT
 from schemas.tables import SOURCE_TEXT
 from stages.base import Resources, Stage
 from stages.dedup import skip_duplicates
-from stages.region_helpers import RegionRows, files_fingerprint, filter_boxes, iter_images
+from stages.region_helpers import RegionRows, decode_rgb, files_fingerprint, filter_boxes, iter_images
 
 
 @dataclass(frozen=True)
@@ -53,6 +61,12 @@ class OcrConfig:
         min_image_side: skip images whose shortest edge is below this, in original pixels.
         max_regions: keep at most this many text regions per image, best score first (0: no cap).
         skip_duplicates: skip images the ``duplicates`` table lists (``skip:duplicate``); false keeps them.
+        restore_spaces: put back spaces the recogniser dropped: ``gaps`` (its space probabilities
+            between characters), ``wordseg`` (a word segmenter on letter runs), ``both`` or ``off``.
+        space_prob: ``gaps``: a space probability at or above this between two characters is a space.
+        gap_ratio: ``gaps``: a frame gap this many times the line's median is a space (0: off).
+        use_original: read the ``original`` bytes of the images table where download kept them
+            (``download.keep_original``); boxes are still in stored pixels.
     """
 
     backend: Literal["rapidocr", "paddleocr"] = RAPIDOCR
@@ -78,6 +92,10 @@ class OcrConfig:
     min_image_side: int = 336
     max_regions: int = 100
     skip_duplicates: bool = True
+    restore_spaces: RestoreMode = TUNED_RESTORE
+    space_prob: float = TUNED_SPACE_PROB
+    gap_ratio: float = TUNED_GAP_RATIO
+    use_original: bool = True
     resources: Resources = Resources(cpus=1.0, gpus=0.0)
 
 
@@ -89,7 +107,7 @@ class OcrStage(Stage):
     optional_inputs = (DUPLICATES,)
     output = REGIONS_TEXT
     table = REGIONS
-    version = "1"
+    version = "2"
 
     def __init__(self, config: OcrConfig | None = None) -> None:
         super().__init__(config or OcrConfig())
@@ -135,12 +153,25 @@ class OcrStage(Stage):
         """The shard's ledger, without the duplicate images unless ``skip_duplicates`` is off."""
         return skip_duplicates(tables[IMAGES], tables, self.config.skip_duplicates, self.counters)
 
+    def _read_image(self, img, original: bytes | None) -> list:
+        """Lines of one image, in stored pixels; read from ``original`` bytes when given."""
+        if original is None:
+            return self.read(img.rgb)
+        rgb = decode_rgb(original)
+        sx, sy = rgb.shape[1] / img.width, rgb.shape[0] / img.height
+        self.counters["ocr:original"] += 1
+        lines = self.read(rgb)
+        return [dataclasses.replace(ln, quad=ln.quad / np.array([sx, sy], np.float32)) for ln in lines]
+
     def process(self, table: pa.Table) -> pa.Table:
         c = self.config
         rows = RegionRows(SOURCE_TEXT, self.model_id, self.counters)
+        original = table.column("original") if c.use_original and "original" in table.column_names else None
+        row_of = {k: i for i, k in enumerate(table.column("key").to_pylist())} if original is not None else {}
         for img in iter_images(table, self.counters, c.min_image_side):
             try:
-                lines = self.read(img.rgb)
+                data = original[row_of[img.key]].as_py() if original is not None else None  # one at a time
+                lines = self._read_image(img, data or None)
             except Exception as e:  # noqa: BLE001 - one bad image must not fail the shard
                 self.counters[f"skip:ocr_error:{type(e).__name__}"] += 1
                 continue
@@ -159,7 +190,10 @@ class OcrStage(Stage):
             keep = filter_boxes(img, boxes, scores, self.counters, min_box_side=c.min_box_side,
                                 max_box_area=1.0, max_regions=c.max_regions)
             for i in sorted(keep, key=lambda i: (boxes[i, 1], boxes[i, 0])):  # reading order
-                rows.add(img.key, boxes[i], scores[i], text=good[i].text)
+                ln = good[i]
+                text = restore_spaces(ln.text, ln.times, c.restore_spaces, c.space_prob, c.gap_ratio)
+                self.counters["spaces_restored"] += text != ln.text
+                rows.add(img.key, boxes[i], scores[i], text=text, text_raw=ln.text)
         return rows.table()
 
     def teardown(self) -> None:

@@ -56,6 +56,11 @@ def decode_pil(data: bytes):
     return im if im.mode == "RGB" else im.convert("RGB")
 
 
+def decode_rgb(data: bytes) -> np.ndarray:
+    """Decode image bytes to RGB uint8 (H x W x 3); raises on anything PIL cannot fully decode."""
+    return np.asarray(decode_pil(data))
+
+
 def _decode_row(data: bytes | None, ow: int | None, oh: int | None, min_image_side: int):
     """(PIL image, scale_x, scale_y) or the skip reason of one ledger row that downloaded."""
     if not data:
@@ -185,7 +190,7 @@ class RegionRows:
         self._seen: set[str] = set()
 
     def add(self, key: str, box: np.ndarray, score: float, class_name: str | None = None,
-            text: str | None = None) -> None:
+            text: str | None = None, text_raw: str | None = None) -> None:
         """Add one region (box in stored pixels); a second region with the same id is a counted drop."""
         x0, y0, x1, y1 = (float(v) for v in box)
         rid = region_id(key, self.source, (x0, y0, x1, y1))
@@ -195,7 +200,8 @@ class RegionRows:
         self._seen.add(rid)
         for name, value in (("region_id", rid), ("key", key), ("source", self.source), ("x0", x0),
                             ("y0", y0), ("x1", x1), ("y1", y1), ("score", float(score)),
-                            ("class_name", class_name), ("text", text), ("proposer", self.proposer)):
+                            ("class_name", class_name), ("text", text), ("text_raw", text_raw),
+                            ("proposer", self.proposer)):
             self.cols[name].append(value)
         self.counters[f"regions:{self.source}"] += 1
 

@@ -54,7 +54,7 @@ def write_region_shard(out: Path, shard: int, idx: np.ndarray, x: np.ndarray,
             "x0": pa.array([1.0] * n, pa.float32()), "y0": pa.array([2.0] * n, pa.float32()),
             "x1": pa.array([30.0] * n, pa.float32()), "y1": pa.array([40.0] * n, pa.float32()),
             "score": pa.array([0.9] * n, pa.float32()), "class_name": [None] * n, "text": text,
-            "proposer": ["fake"] * n,
+            "text_raw": text, "proposer": ["fake"] * n,
         }, schema=regions_schema())
 
     obj = [int(i) for i in idx]
@@ -83,6 +83,7 @@ def write_image_shard(out: Path, shard: int, keys: list[str], failed: set[str] |
         "width": pa.array([64] * n, pa.int32()), "height": pa.array([48] * n, pa.int32()),
         "original_width": pa.array([64] * n, pa.int32()), "original_height": pa.array([48] * n, pa.int32()),
         "sha256": [None] * n, "jpg": [f"JPEG{k}".encode() if o else None for k, o in zip(keys, ok)],
+        "original": [None] * n,
     }, schema=images_schema())
     write_table(table, shard_path(out, IMAGES, shard))
 

@@ -7,6 +7,7 @@ back as an Arrow table instead of writing files. Every input URL yields exactly 
 
 from __future__ import annotations
 
+import hashlib
 import io
 import math
 import os
@@ -52,6 +53,8 @@ class DownloadConfig:
         disallowed_header_directives: X-Robots-Tag directives that forbid use.
         deadline: seconds allowed for a whole response body (stops slow drips).
         max_bytes: largest response body accepted, before and after gzip decoding.
+        keep_original: also store the downloaded bytes (column ``original``) of images that were
+            resized, for OCR at full resolution (``ocr.use_original``); costs the original's bytes.
     """
 
     image_size: int = 512
@@ -71,21 +74,27 @@ class DownloadConfig:
     disallowed_header_directives: tuple[str, ...] = ("noai", "noimageai", "noindex", "noimageindex")
     deadline: float = 30.0
     max_bytes: int = 64 << 20
+    keep_original: bool = False
     resources: Resources = Resources(cpus=1.0, gpus=0.0)
 
 
 class _CheckedResizer:
     """img2dataset's Resizer behind ``check_image`` (bombs, truncation, non-images, EXIF, odd modes)."""
 
-    def __init__(self, resizer, max_pixels: float) -> None:
-        self.resizer, self.max_pixels = resizer, max_pixels
+    def __init__(self, resizer, max_pixels: float, keep_original: bool = False) -> None:
+        self.resizer, self.max_pixels, self.keep_original = resizer, max_pixels, keep_original
+        self.originals: dict[str, bytes] = {}  # sha256 of the downloaded bytes -> checked bytes
 
     def __call__(self, img_stream, blurring_bbox_list=None):
+        raw = img_stream.read()
         try:
-            data = check_image(img_stream.read(), self.max_pixels)
+            data = check_image(raw, self.max_pixels)
         except ImageRejected as err:
             return None, None, None, None, None, str(err)
-        return self.resizer(io.BytesIO(data), blurring_bbox_list)
+        out = self.resizer(io.BytesIO(data), blurring_bbox_list)
+        if self.keep_original and out[0] is not None and (out[1], out[2]) != (out[3], out[4]):
+            self.originals[hashlib.sha256(raw).hexdigest()] = data  # img2dataset hashes the same bytes
+        return out
 
 
 def _ledger_writer(sink: list[dict[str, Any]]) -> type:
@@ -131,7 +140,7 @@ class DownloadStage(Stage):
             encode_quality=c.encode_quality,
             min_image_size=c.min_image_size,
             max_image_area=c.max_image_area,
-        ), c.max_image_area)
+        ), c.max_image_area, c.keep_original)
 
     def _downloader(self, tmp: str, n: int, sink: list[dict[str, Any]]):
         from img2dataset.downloader import Downloader
@@ -208,7 +217,9 @@ class DownloadStage(Stage):
                 "error_message": r.get("error_message"), "width": r.get("width"), "height": r.get("height"),
                 "original_width": r.get("original_width"), "original_height": r.get("original_height"),
                 "sha256": r.get("sha256"), "jpg": r.get("jpg"),
+                "original": self._resizer.originals.pop(r.get("sha256") or "", None),
             })
+        self._resizer.originals.clear()
         return out
 
 

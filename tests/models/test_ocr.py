@@ -121,3 +121,37 @@ def test_paddleocr_hanging_worker_is_killed(tmp_path, monkeypatch):
     with pytest.raises(ModelUnavailable, match="did not answer"):
         PaddleOcr(det_model_dir=str(tmp_path / "det"), rec_model_dir=str(tmp_path / "rec"), start_timeout=3)
     assert time.monotonic() - t0 < 15
+
+
+def _merged_page():
+    """Lines where PP-OCRv4 drops spaces: 26-46 px DejaVu lines, downscaled by 0.6 (as stored)."""
+    from PIL import Image
+
+    lines = text_lines(6, seed=11)
+    image, _ = render_text_image(lines, [26, 30, 34, 38, 42, 46])
+    small = Image.fromarray(image).resize((int(image.shape[1] * 0.6), int(image.shape[0] * 0.6)),
+                                          Image.Resampling.LANCZOS)
+    return lines, np.asarray(small)
+
+
+def test_spacing_decoder_gives_rapidocrs_own_text(rapid):
+    from rapidocr_onnxruntime import RapidOCR
+
+    lines, image = _merged_page()
+    stock = RapidOCR(det_limit_type="max", det_limit_side_len=960, use_cls=False, print_verbose=False)
+    res, _ = stock(np.ascontiguousarray(image[:, :, ::-1]), box_thresh=0.5, unclip_ratio=2.0, text_score=0.0)
+    ours = rapid(image)
+    assert [t for _, t, _ in res] == [ln.text for ln in ours]
+    assert [s for _, _, s in res] == pytest.approx([ln.score for ln in ours])
+    assert all(len(ln.times.frames) == len(ln.text) for ln in ours)
+
+
+def test_gaps_restore_the_words_that_recognition_merged(rapid):
+    from models.ocr_spaces import restore_spaces
+
+    lines, image = _merged_page()
+    read = sorted(rapid(image), key=lambda ln: ln.quad[:, 1].min())
+    raw = [ln.text for ln in read]
+    restored = [restore_spaces(ln.text, ln.times, "gaps") for ln in read]
+    assert sum(r != want for r, want in zip(raw, lines)) >= 1, raw  # this page does merge words
+    assert restored == lines, raw

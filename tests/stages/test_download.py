@@ -97,3 +97,13 @@ def test_configured_proxy_gets_only_checked_targets(server):
         with pytest.raises(http_guard.RefusedRedirect, match="cannot resolve"):  # not handed over unchecked
             http_guard.guarded_opener(proxy.url("").rstrip("/")).open("http://no-such-host.invalid/x.jpg", timeout=2)
         assert "/x.jpg" not in proxy.hits
+
+def test_keep_original_stores_the_downloaded_bytes_of_resized_images_only(server):
+    big, small = make_jpeg(1200, 800), make_jpeg(400, 300)
+    urls = [server.add("big.jpg", big), server.add("small.jpg", small)]
+    out, _ = _run(urls, image_size=512, keep_original=True)
+    rows = out.to_pylist()
+    assert rows[0]["original"] == big and rows[0]["width"] == 768
+    assert rows[1]["original"] is None  # not resized: jpg is the full resolution already
+    out, _ = _run(urls[:1], image_size=512)
+    assert out.column("original").to_pylist() == [None]  # off by default

@@ -6,6 +6,8 @@ import numpy as np
 import pyarrow as pa
 
 from models.ocr import TextLine
+from models.ocr_spaces import CharTimes
+from models.tokenizer import TokenLabeler
 from schemas import images_schema, regions_schema, validate_table
 from stages.ocr import OcrConfig, OcrStage
 from tests.stages.test_detect import ledger
@@ -36,6 +38,7 @@ def test_ocr_stage_reads_rendered_lines():
     out = stage.process(ledger([image]))
     validate_table(out, regions_schema(), "regions")
     assert out.column("text").to_pylist() == lines  # reading order
+    assert [t.replace(" ", "") for t in out.column("text_raw").to_pylist()] == [t.replace(" ", "") for t in lines]
     assert set(out.column("source").to_pylist()) == {"text"}
     assert min(out.column("score").to_pylist()) > 0.7
     assert "rapidocr" in out.column("proposer")[0].as_py()
@@ -89,3 +92,64 @@ def test_engine_error_is_a_counted_skip():
     stage._ready = True
     out = stage.process(ledger([np.full((400, 400, 3), 255, np.uint8)]))
     assert out.num_rows == 0 and stage.take_counters()["skip:ocr_error:RuntimeError"] == 1
+
+
+def _merged(text: str, space_before: int) -> CharTimes:
+    return CharTimes(list(range(0, 2 * len(text), 2)), [0.4 if i == space_before else 0.0 for i in range(len(text))])
+
+
+def test_restored_text_and_raw_text_are_both_kept():
+    raw = "saffroncopper"
+    for mode, want in (("gaps", "saffron copper"), ("off", raw)):
+        stage = OcrStage(OcrConfig(restore_spaces=mode))
+        stage._engine = FakeOcr([TextLine(_quad(10, 10, 200, 40), raw, 0.95, _merged(raw, 7))])
+        stage._ready = True
+        out = stage.process(ledger([np.full((400, 400, 3), 255, np.uint8)]))
+        assert out.column("text").to_pylist() == [want] and out.column("text_raw").to_pylist() == [raw]
+
+
+def test_ocr_reads_the_original_bytes_and_boxes_stay_in_stored_pixels():
+    class SeeingOcr(FakeOcr):
+        def __call__(self, image):
+            self.shape = image.shape
+            return self.lines
+
+    table = ledger([np.full((400, 400, 3), 255, np.uint8)], scale=2.0)
+    original = encode(np.full((800, 800, 3), 255, np.uint8))
+    table = table.set_column(table.schema.get_field_index("original"), "original", pa.array([original], pa.binary()))
+    for use, shape, x1 in ((True, (800, 800, 3), 100.0), (False, (400, 400, 3), 200.0)):
+        stage = OcrStage(OcrConfig(use_original=use))
+        stage._engine = SeeingOcr([TextLine(_quad(20, 20, 200, 60), "full size", 0.95)])
+        stage._ready = True
+        out = stage.process(table)
+        assert stage._engine.shape == shape and out.column("x1").to_pylist() == [x1]
+
+
+def test_token_labels_follow_the_words_after_restoration():
+    """Real OCR on lines where PP-OCRv4 merges words, then assign: each line's token_ids are the
+    tokenizer's ids of its true words (specials and punctuation removed, M = 10, sampled by id)."""
+    from PIL import Image
+
+    from schemas import embeddings_schema
+    from stages.assign import AssignStage
+
+    lines = text_lines(6, seed=11)
+    big, _ = render_text_image(lines, [26, 30, 34, 38, 42, 46])
+    image = np.asarray(Image.fromarray(big).resize((int(big.shape[1] * 0.6), int(big.shape[0] * 0.6)),
+                                                   Image.Resampling.LANCZOS))
+    ocr = OcrStage()
+    ocr.ensure_setup()
+    regions = ocr.process(ledger([image], scale=1 / 0.6))  # stored at 0.6 of the original
+    assert regions.column("text").to_pylist() == lines
+    raw = regions.column("text_raw").to_pylist()
+    assert raw != lines  # the recogniser did merge words here
+    assign = AssignStage()  # no k-means tree: only text regions are labelled
+    labels = assign.process(assign.prepare({"embeddings": embeddings_schema(4).empty_table(),
+                                            "regions/object": regions.slice(0, 0), "regions/text": regions}))
+    labeler = TokenLabeler()
+    ids = labels.column("region_id").to_pylist()
+    assert ids == regions.column("region_id").to_pylist()
+    want = [labeler.labels(line, rid) for line, rid in zip(lines, ids)]
+    assert labels.column("token_ids").to_pylist() == want
+    assert all(len(t) == 10 for t in want)
+    assert any(labeler.labels(r, rid) != w for r, rid, w in zip(raw, ids, want))  # raw text would be wrong
