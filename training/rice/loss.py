@@ -134,21 +134,28 @@ class PartialFCLoss(nn.Module):
                                  "set the loss's class count to the data's (leaf clusters / vocabulary)")
             has = (labels >= 0).any(1)
             if self.multilabel == "joint":
-                per_row = self._draw(feats, labels)
+                index = self.sample(labels)
+                per_row = self._draw(feats, labels, index, self._centres(index, dtype))
             else:
                 total, count = torch.zeros_like(feats[:, 0]), torch.zeros_like(feats[:, 0])
-                for col in labels.t():  # an independent draw per label column
-                    if bool((col >= 0).any()):
-                        total = total + self._draw(feats, col[:, None])
-                        count = count + (col >= 0)
+                # an independent draw per label column, over the rows that have one (same rows on every rank)
+                cols = [(rows, col[rows, None]) for col in labels.t() if len(rows := (col >= 0).nonzero()[:, 0])]
+                draws = [self.sample(targets) for _, targets in cols]
+                banks = self._centres(torch.cat(draws), dtype).split([len(d) for d in draws]) if draws else []
+                for (rows, targets), index, centres in zip(cols, draws, banks):
+                    total = total.index_add(0, rows, self._draw(feats[rows], targets, index, centres))
+                    count = count.index_add(0, rows, torch.ones_like(rows, dtype=count.dtype))
                 per_row = total / count.clamp_min(1)
         group = gather_nograd(groups) if groups is not None else torch.zeros_like(has, dtype=torch.long)
         return RowLosses(torch.where(has, per_row, torch.zeros_like(per_row)), has, group)
 
-    def _draw(self, feats: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """Per-row loss of one Partial FC draw whose positives are ``targets`` [B, T] (global ids)."""
-        index = self.sample(targets)
-        centres = F.normalize(self.weight.to(feats.dtype)[index], dim=1)
+    def _centres(self, index: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        """Normalised centres ``index`` of this rank's shard (one gather: one sparse-to-dense backward)."""
+        return F.normalize(self.weight.to(dtype)[index], dim=1)
+
+    def _draw(self, feats: torch.Tensor, targets: torch.Tensor, index: torch.Tensor,
+              centres: torch.Tensor) -> torch.Tensor:
+        """Per-row loss of one Partial FC draw ``index`` (its ``centres``) with targets [B, T] (global ids)."""
         cos = (feats @ centres.t()).clamp(-1.0, 1.0)  # [B_global, S_local]
         inside = (targets >= self.start) & (targets < self.end)  # targets held by this rank
         local = torch.where(inside, targets - self.start, torch.zeros_like(targets))

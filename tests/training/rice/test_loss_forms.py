@@ -162,3 +162,19 @@ def test_subset_labels_keeps_real_labels_first():
         seen.add(tuple(sorted(kept[1].tolist())))
     assert len(seen) > 3  # a fresh random subset per call
     assert subset_labels(labels, 0) is labels
+
+
+def test_config_reaches_both_banks_and_bad_values_name_the_key():
+    from training.config import ConfigError, load_config
+    from training.rice.model import ModelConfig
+    from training.rice.task import LossConfig, RiceTask
+    from training.rice.train import RiceConfig
+
+    cfg = LossConfig(num_classes=12, num_tokens=16, form="paper", multilabel="per_label", labels_per_sample=3,
+                     interclass_filter=0.75, interclass_ref="centre", budget_rounding="ceil")
+    task = RiceTask(ModelConfig(name="nano"), cfg)
+    for bank in (task.object_centres, task.token_centres):
+        assert (bank.form, bank.multilabel, bank.labels_per_sample) == ("paper", "per_label", 3)
+        assert (bank.interclass_filter, bank.interclass_ref, bank.budget_rounding) == (0.75, "centre", "ceil")
+    with pytest.raises(ConfigError, match="loss.form"):
+        load_config(RiceConfig, None, ["loss.form=arcface"])
