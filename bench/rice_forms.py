@@ -81,7 +81,7 @@ def learning_probe(steps: int, batch: int, forms: tuple[str, ...] = ("paper", "s
     write_synthetic_shards(f"{root}/train", num_shards=8, rows_per_shard=64, size=32, seed=0)
     write_synthetic_shards(f"{root}/probe", num_shards=2, rows_per_shard=64, size=32, seed=99)
     torch.manual_seed(0)
-    out = [("probe accuracy, untrained", region_probe(RiceViT(ModelConfig(name="nano")), f"{root}/probe", NUM_CLASSES))]
+    out = [("probe accuracy %, untrained", 100 * region_probe(RiceViT(ModelConfig(name="nano")), f"{root}/probe", NUM_CLASSES))]
     for form in forms:
         run = f"{root}/run-{form}"
         t = time.perf_counter()
@@ -95,6 +95,6 @@ def learning_probe(steps: int, batch: int, forms: tuple[str, ...] = ("paper", "s
             model = RiceViT(ModelConfig(name="nano"))
             ckpt = os.path.join(os.path.dirname(latest_checkpoint(run)), f"step-{step:08d}", "model.pt")
             model.load_state_dict(torch.load(ckpt, weights_only=True)["model"])
-            out.append((f"probe accuracy, {form}, step {step}", region_probe(model, f"{root}/probe", NUM_CLASSES)))
+            out.append((f"probe accuracy %, {form}, step {step}", 100 * region_probe(model, f"{root}/probe", NUM_CLASSES)))
         out.append((f"train seconds, {form}, {steps} steps", seconds))
     return out

@@ -82,7 +82,7 @@ class PartialFCLoss(nn.Module):
     """
 
     def __init__(self, num_classes: int, dim: int, sample_rate: float = 0.1, margin: float = 0.3,
-                 scale: float = 64.0, margin_type: MarginType = "additive-cosine", form: LossForm = "paper",
+                 scale: float = 64.0, margin_type: MarginType = "additive-cosine", form: LossForm = "softmax",
                  multilabel: MultiLabel = "joint", labels_per_sample: int = 0, interclass_filter: float = 0.0,
                  interclass_ref: FilterRef = "feature", budget_rounding: Rounding = "floor",
                  rank: int | None = None, world_size: int | None = None):

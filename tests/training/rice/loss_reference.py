@@ -28,9 +28,9 @@ def one_problem(f, c, targets, drawn, form, s, m, kind, filt, ref):
             continue
         if filt > 0:
             if ref == "feature":
-                near = float(cos[j]) > filt
+                near = cos[j].item() > filt
             else:  # cosine of centre j to any target centre
-                near = any(float((c[j] * c[t]).sum() / (c[j].norm() * c[t].norm())) > filt for t in targets)
+                near = any(((c[j] * c[t]).sum() / (c[j].norm() * c[t].norm())).item() > filt for t in targets)
             if near:
                 logit[j] = torch.zeros((), dtype=f.dtype)  # zeroed, as in the released code
                 continue
