@@ -1,7 +1,8 @@
 """RICE loss forms side by side: loss-step speed and peak memory at K centres, and a learning probe.
 
-Imported by ``bench/train_rice.py`` (``--forms``, ``--probe-steps``). Each speed/memory measurement
-runs in a fresh spawned process, so its peak RSS (VmHWM, reset via /proc/self/clear_refs) is its own.
+Imported by ``bench/train_rice.py`` (``--forms``, ``--probe-steps``). Speeds are measured in one
+process, the forms interleaved step by step; each peak memory in a fresh spawned process, so its
+peak RSS (VmHWM, reset via /proc/self/clear_refs) is its own.
 """
 
 from __future__ import annotations
@@ -22,10 +23,8 @@ def _rss_kib(field: str) -> int:
     return int(re.search(rf"{field}:\s+(\d+)", open("/proc/self/status").read()).group(1))
 
 
-def _measure(form: str, multilabel: str, k: int, rows: int, dim: int, repeats: int, threads: int,
-             filt: float) -> tuple[float, float]:
-    """(rows/s of forward+backward, peak RSS growth MiB over the built bank) of one form, in this fresh process."""
-    torch.set_num_threads(threads)
+def _case(form: str, multilabel: str, k: int, rows: int, dim: int, filt: float):
+    """A loss module, its inputs and a timed forward+backward step (task-like label mix)."""
     from training.rice.loss import PartialFCLoss
 
     torch.manual_seed(0)
@@ -43,23 +42,34 @@ def _measure(form: str, multilabel: str, k: int, rows: int, dim: int, repeats: i
         loss_fn.weight.grad, feats.grad = None, None
         return time.perf_counter() - t
 
-    base = _rss_kib("VmRSS")  # bank, inputs and libraries loaded; the step's working set comes next
+    return step
+
+
+def _peak_mib(case: tuple, threads: int) -> float:
+    """Peak RSS growth (MiB) of two steps of ``case`` over the process with the bank built (fresh process)."""
+    torch.set_num_threads(threads)
+    step = _case(*case)
+    base = _rss_kib("VmRSS")
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")  # reset the peak RSS to the current RSS
-    step()
-    seconds = statistics.median(step() for _ in range(repeats))
-    return rows / seconds, (_rss_kib("VmHWM") - base) / 1024
+    step(), step()
+    return (_rss_kib("VmHWM") - base) / 1024
 
 
 def loss_forms(k: int, rows: int, dim: int, repeats: int, threads: int) -> list[tuple[str, float]]:
-    """Loss step rows/s and peak memory of every form at ``k`` centres, ρ = 0.1 (one process each)."""
+    """Loss step rows/s (forms interleaved step by step, medians) and peak memory (a process each) at K."""
+    cases = [(f, ml, k, rows, dim, 0.0) for f, ml in FORMS] + [("softmax", "per_label", k, rows, dim, 0.75)]
+    steps = [_case(*c) for c in cases]
+    for step in steps:
+        step()  # warm-up
+    times = [[step() for step in steps] for _ in range(repeats)]  # side by side: load hits every form alike
     out = []
     ctx = mp.get_context("spawn")
-    cases = [(f, ml, 0.0) for f, ml in FORMS] + [("softmax", "per_label", 0.75)]
-    for form, multilabel, filt in cases:
+    for i, case in enumerate(cases):
         with ctx.Pool(1) as pool:
-            rate, mib = pool.apply(_measure, (form, multilabel, k, rows, dim, repeats, threads, filt))
-        name = f"{form}/{multilabel}" + (f"/filter {filt}" if filt else "")
+            mib = pool.apply(_peak_mib, (case, threads))
+        name = f"{case[0]}/{case[1]}" + (f"/filter {case[5]}" if case[5] else "")
+        rate = rows / statistics.median(t[i] for t in times)
         out += [(f"loss rows/s, K={k}, {name}", rate), (f"loss peak RSS growth MiB, {name}", mib)]
     return out
 
