@@ -1,6 +1,7 @@
-"""RICE training benchmarks: loader vs step throughput, Partial FC vs dense, and a GPU step.
+"""RICE training benchmarks: loader vs step throughput, Partial FC vs dense, loss forms, and a GPU step.
 
     python bench/train_rice.py                 # CPU: loader vs step, Partial FC vs dense at K=100k
+    python bench/train_rice.py --only-forms --forms --probe-steps 150   # loss forms + learning probe
     python bench/train_rice.py --device cuda   # + ViT-B/16 224, batch 256, bf16, K=1M, rho=0.1
     python bench/train_rice.py --device cuda --skip-cpu   # the GPU step only
 
@@ -16,6 +17,7 @@ import tempfile
 import time
 
 import torch
+from rice_forms import learning_probe, loss_forms  # bench/ is the script's folder
 
 from training.data import ShardStream, StreamLoader
 from training.rice.loss import PartialFCLoss
@@ -128,11 +130,18 @@ def main() -> None:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--k", type=int, default=100_000)
     p.add_argument("--skip-cpu", action="store_true", help="only the GPU step (with --device cuda)")
+    p.add_argument("--forms", action="store_true", help="loss step rows/s and peak memory of every loss form")
+    p.add_argument("--probe-steps", type=int, default=0, help="learning probe, paper vs softmax (0: skip)")
+    p.add_argument("--only-forms", action="store_true", help="skip the loader/step and dense comparisons")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
+    args.skip_cpu = args.skip_cpu or args.only_forms
     rows = [] if args.skip_cpu else loader_vs_step(args.repeats, args.batch, args.workers, args.model)
     rows += [] if args.skip_cpu else partial_fc_vs_dense(args.repeats, args.k, rows=args.batch * 11, dim=vit_shape(ModelConfig(args.model))[
         "output_dim"], device="cpu")
+    dim = vit_shape(ModelConfig(args.model))["output_dim"]
+    rows += loss_forms(args.k, args.batch * 11, dim, args.repeats, args.threads) if args.forms else []
+    rows += learning_probe(args.probe_steps, 16) if args.probe_steps else []
     if args.device == "cuda":
         rows += gpu_step(args.repeats, 256, 1_000_000, 0.1, "B-16")
     width = max(len(name) for name, _ in rows)

@@ -1,16 +1,22 @@
-"""Unified region cluster discrimination loss with margin, Partial FC sampling, sharded centres.
+"""Unified region cluster discrimination over sharded centres with Partial FC sampling.
 
-For a feature f with positive centres P (one leaf cluster for an object region, up to M token ids
-for a text region) and negatives Q (the sampled centres that are not positives), with cosine
-similarities and the margin applied to positives only (RICE §3, reference/RICE.md):
+A feature f has positive centres (one leaf cluster for an object region, up to M token ids for a
+text region, the image's clusters for a CLS row). Cosines are of L2-normalised features and
+centres; the margin φ goes on targets only. Two loss forms (``loss_forms.py``), two multi-label
+policies:
 
-    L = log(1 + Σ_{i∈P} exp(-s·φ(cos_i))) + log(1 + Σ_{j∈Q} exp(s·cos_j))
+- ``joint``: one Partial FC draw; all the row's positives are targets at once (none is a negative).
+- ``per_label``: every label column is its own single-target problem with its *own* draw; the
+  row's other positives are ordinary negatives there (as in the released code); the row's loss is
+  the mean over its labels.
 
-φ(c) = c - m (``additive-cosine``) or cos(θ + m) (``angular``, ArcFace with its usual fallback past
-π - m). Centres are sharded evenly over ranks; features and labels are all-gathered; each rank keeps
-the positives that live in its shard plus a random fraction ρ of its other centres (Partial FC);
-both log-sum-exps are completed with all-reduces (max shift, then sum), so every rank holds the
-same global per-row losses; callers average rows that have a positive (``RowLosses.mean``).
+``labels_per_sample`` > 0 keeps a random subset of that many distinct labels per row first (real
+labels before padding). ``interclass_filter`` > 0 zeroes the logit of every non-target centre
+whose cosine exceeds it: cosine to the row's feature (``interclass_ref: feature``, the released
+code) or to the row's target centre (``centre``). The budget of one draw on a rank with K_local
+centres is ``max(round(ρ·K_local), #positives on the rank)`` with round = floor (released code) or
+ceil. Centres are sharded evenly over ranks, features and labels all-gathered, sums completed with
+all-reduces: W ranks give the loss and gradients of one process (``test_loss_ddp.py``).
 """
 
 from __future__ import annotations
@@ -22,39 +28,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from training.distributed import all_reduce_max_, all_reduce_sum, gather_features, gather_nograd, rank_world
+from training.distributed import all_reduce_sum, gather_features, gather_nograd, rank_world
+from training.rice.loss_forms import LossForm, MarginType, apply_margin, form_rows
 
-MarginType = Literal["additive-cosine", "angular"]
+__all__ = ["FilterRef", "LossForm", "MarginType", "MultiLabel", "PartialFCLoss", "Rounding", "RowLosses",
+           "apply_margin", "shard_range"]
 
-
-def apply_margin(cos: torch.Tensor, margin: float, kind: MarginType) -> torch.Tensor:
-    """Margin on positive cosines: ``cos - m`` or ``cos(acos(cos) + m)`` (monotone fallback past π-m).
-
-    Args:
-        cos: cosine similarities of positives.
-        margin: m.
-        kind: ``additive-cosine`` or ``angular``.
-    """
-    if kind == "additive-cosine":
-        return cos - margin
-    sin = torch.sqrt((1.0 - cos * cos).clamp_min(1e-12))
-    phi = cos * math.cos(margin) - sin * math.sin(margin)
-    return torch.where(cos > math.cos(math.pi - margin), phi, cos - math.sin(math.pi - margin) * margin)
-
-
-def _dist_lse(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Row-wise log-sum-exp of ``x`` across all ranks; entries at the dtype's min are excluded.
-
-    Returns:
-        (lse, whether the row has any included entry on any rank).
-    """
-    floor = torch.finfo(x.dtype).min
-    shift = x.amax(1).detach() if x.shape[1] else x.new_full((x.shape[0],), floor)
-    shift = all_reduce_max_(shift.clone())
-    has = shift > floor / 2
-    shift = torch.where(has, shift, torch.zeros_like(shift))
-    total = all_reduce_sum(torch.exp(x - shift[:, None]).sum(1))  # excluded entries underflow to 0
-    return torch.log(torch.where(has, total, torch.ones_like(total))) + shift, has
+MultiLabel = Literal["joint", "per_label"]
+FilterRef = Literal["feature", "centre"]
+Rounding = Literal["floor", "ceil"]
 
 
 def unique_labels(labels: torch.Tensor) -> torch.Tensor:
@@ -63,6 +45,14 @@ def unique_labels(labels: torch.Tensor) -> torch.Tensor:
     repeat = torch.zeros_like(ordered, dtype=torch.bool)
     repeat[:, 1:] = ordered[:, 1:] == ordered[:, :-1]
     return torch.where(repeat, torch.full_like(ordered, -1), ordered)
+
+
+def subset_labels(labels: torch.Tensor, keep: int) -> torch.Tensor:
+    """A uniformly random subset of ``keep`` labels per row (real labels before -1 padding)."""
+    if keep <= 0 or labels.shape[1] <= keep:
+        return labels
+    score = torch.rand(labels.shape, device=labels.device) + (labels >= 0)
+    return labels.gather(1, score.topk(keep, dim=1).indices)
 
 
 def shard_range(num_classes: int, rank: int, world: int) -> tuple[int, int]:
@@ -78,33 +68,49 @@ class PartialFCLoss(nn.Module):
     Args:
         num_classes: K, total number of centres (clusters or vocabulary tokens).
         dim: feature width.
-        sample_rate: ρ, fraction of each rank's centres used per step (1.0: all, dense).
-        margin: m on positive cosines.
+        sample_rate: ρ, fraction of each rank's centres drawn per step (1.0: all, dense).
+        margin: m on target cosines.
         scale: s.
         margin_type: ``additive-cosine`` or ``angular``.
+        form: ``paper`` (Eq. 3/4) or ``softmax`` (margin cross-entropy).
+        multilabel: ``joint`` or ``per_label``.
+        labels_per_sample: random subset of labels kept per row (0: all).
+        interclass_filter: cosine threshold of the inter-class filter (0: off).
+        interclass_ref: ``feature`` or ``centre``, what the filter's cosine is measured to.
+        budget_rounding: ``floor`` or ``ceil`` of ρ·K_local.
         rank, world_size: default from the process group.
     """
 
     def __init__(self, num_classes: int, dim: int, sample_rate: float = 0.1, margin: float = 0.3,
-                 scale: float = 64.0, margin_type: MarginType = "additive-cosine",
+                 scale: float = 64.0, margin_type: MarginType = "additive-cosine", form: LossForm = "softmax",
+                 multilabel: MultiLabel = "joint", labels_per_sample: int = 0, interclass_filter: float = 0.0,
+                 interclass_ref: FilterRef = "feature", budget_rounding: Rounding = "floor",
                  rank: int | None = None, world_size: int | None = None):
         super().__init__()
         r, w = rank_world()
         self.rank, self.world = (r if rank is None else rank), (w if world_size is None else world_size)
         self.num_classes, self.sample_rate = num_classes, sample_rate
         self.margin, self.scale, self.margin_type = margin, scale, margin_type
+        self.form, self.multilabel, self.labels_per_sample = form, multilabel, labels_per_sample
+        self.interclass_filter, self.interclass_ref = interclass_filter, interclass_ref
+        self.budget_rounding = budget_rounding
         self.start, self.end = shard_range(num_classes, self.rank, self.world)
         self.weight = nn.Parameter(torch.randn(self.end - self.start, dim) * 0.01)
 
+    def budget(self) -> int:
+        """Centres one draw keeps on this rank when positives fit: floor or ceil of ρ·K_local."""
+        n = self.weight.shape[0]
+        return (math.floor if self.budget_rounding == "floor" else math.ceil)(self.sample_rate * n)
+
     def sample(self, labels: torch.Tensor) -> torch.Tensor:
-        """Sorted local centre indices for this step: every local positive plus ρ of the rest."""
+        """Sorted local centre indices of one draw: every local positive, topped up at random to the budget."""
         n = self.weight.shape[0]
         if self.sample_rate >= 1.0:
             return torch.arange(n, device=self.weight.device)
         local = labels[(labels >= self.start) & (labels < self.end)] - self.start
         score = torch.rand(n, device=self.weight.device)
         score[local] = 2.0  # positives are always kept
-        keep = max(math.ceil(self.sample_rate * n), int((score > 1.0).sum()))
+        keep = max(self.budget(), int((score > 1.0).sum()))
         return torch.topk(score, keep, sorted=False).indices.sort().values
 
     def forward(self, features: torch.Tensor, labels: torch.Tensor,
@@ -122,26 +128,55 @@ class PartialFCLoss(nn.Module):
         with torch.autocast(features.device.type, enabled=False):
             dtype = torch.promote_types(features.dtype, torch.float32)  # fp32 under bf16; fp64 kept
             feats = F.normalize(gather_features(features.to(dtype)), dim=1)
-            labels = unique_labels(gather_nograd(labels.long()))
+            labels = gather_nograd(subset_labels(unique_labels(labels.long()), self.labels_per_sample))
             if labels.numel() and int(labels.max()) >= self.num_classes:
                 raise ValueError(f"label {int(labels.max())} >= num_classes {self.num_classes}: "
                                  "set the loss's class count to the data's (leaf clusters / vocabulary)")
-            index = self.sample(labels)
-            centres = F.normalize(self.weight.to(dtype)[index], dim=1)
-            cos = (feats @ centres.t()).clamp(-1.0, 1.0)  # [B_global, S_local]
-            floor = torch.finfo(dtype).min
-            inside = (labels >= self.start) & (labels < self.end)  # positives held by this rank
-            local = torch.where(inside, labels - self.start, torch.zeros_like(labels))
-            slot = torch.searchsorted(index, local).clamp_max(max(len(index) - 1, 0))
-            # positives: only the [B, P] gathered entries; negatives: every other sampled centre
-            pos_logit = -self.scale * apply_margin(cos.gather(1, slot), self.margin, self.margin_type)
-            lse_pos, has_pos = _dist_lse(torch.where(inside, pos_logit, torch.full_like(pos_logit, floor)))
-            pos = torch.zeros_like(cos, dtype=torch.uint8).scatter_reduce_(1, slot, inside.to(torch.uint8), "amax")
-            neg_logit = (self.scale * cos).masked_fill(pos.bool(), floor)
-            lse_neg, _ = _dist_lse(neg_logit)
-            per_row = F.softplus(lse_pos) + F.softplus(lse_neg)
-        group = gather_nograd(groups) if groups is not None else torch.zeros_like(has_pos, dtype=torch.long)
-        return RowLosses(torch.where(has_pos, per_row, torch.zeros_like(per_row)), has_pos, group)
+            has = (labels >= 0).any(1)
+            if self.multilabel == "joint":
+                index = self.sample(labels)
+                per_row = self._draw(feats, labels, index, self._centres(index, dtype))
+            else:
+                total, count = torch.zeros_like(feats[:, 0]), torch.zeros_like(feats[:, 0])
+                # an independent draw per label column, over the rows that have one (same rows on every rank)
+                cols = [(rows, col[rows, None]) for col in labels.t() if len(rows := (col >= 0).nonzero()[:, 0])]
+                draws = [self.sample(targets) for _, targets in cols]
+                banks = self._centres(torch.cat(draws), dtype).split([len(d) for d in draws]) if draws else []
+                for (rows, targets), index, centres in zip(cols, draws, banks):
+                    total = total.index_add(0, rows, self._draw(feats[rows], targets, index, centres))
+                    count = count.index_add(0, rows, torch.ones_like(rows, dtype=count.dtype))
+                per_row = total / count.clamp_min(1)
+        group = gather_nograd(groups) if groups is not None else torch.zeros_like(has, dtype=torch.long)
+        return RowLosses(torch.where(has, per_row, torch.zeros_like(per_row)), has, group)
+
+    def _centres(self, index: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        """Normalised centres ``index`` of this rank's shard (one gather: one sparse-to-dense backward)."""
+        return F.normalize(self.weight.to(dtype)[index], dim=1)
+
+    def _draw(self, feats: torch.Tensor, targets: torch.Tensor, index: torch.Tensor,
+              centres: torch.Tensor) -> torch.Tensor:
+        """Per-row loss of one Partial FC draw ``index`` (its ``centres``) with targets [B, T] (global ids)."""
+        cos = (feats @ centres.t()).clamp(-1.0, 1.0)  # [B_global, S_local]
+        inside = (targets >= self.start) & (targets < self.end)  # targets held by this rank
+        local = torch.where(inside, targets - self.start, torch.zeros_like(targets))
+        slot = torch.searchsorted(index, local).clamp_max(max(len(index) - 1, 0))
+        filtered = None
+        if self.interclass_filter > 0:
+            ref = cos if self.interclass_ref == "feature" else self._target_cos(centres, local, inside)
+            filtered = ref.detach() > self.interclass_filter
+        return form_rows(self.form, cos, slot, inside, targets >= 0, filtered, self.scale, self.margin,
+                         self.margin_type)
+
+    @torch.no_grad()
+    def _target_cos(self, centres: torch.Tensor, local: torch.Tensor, inside: torch.Tensor) -> torch.Tensor:
+        """[B, S] largest cosine of each sampled centre to the row's target centres (any rank's)."""
+        bank = F.normalize(self.weight.detach().to(centres.dtype), dim=1)
+        vectors = torch.where(inside[..., None], bank[local], torch.zeros_like(bank[local]))
+        vectors = all_reduce_sum(vectors)  # [B, T, D]: each target's centre, from the rank that holds it
+        best = torch.full((local.shape[0], centres.shape[0]), -2.0, dtype=centres.dtype, device=centres.device)
+        for t in range(local.shape[1]):  # a padded target has a zero vector: cosine 0, never above a threshold > 0
+            best = torch.maximum(best, vectors[:, t] @ centres.t())
+        return best
 
 
 class RowLosses(NamedTuple):

@@ -18,7 +18,7 @@ import torch
 
 from training.data import list_shards
 from training.distributed import rank_world
-from training.rice.loss import MarginType, PartialFCLoss
+from training.rice.loss import FilterRef, LossForm, MarginType, MultiLabel, PartialFCLoss, Rounding
 from training.rice.model import ModelConfig, RiceViT
 from training.task import TrainTask
 
@@ -36,6 +36,12 @@ class LossConfig:
         margin: m.
         scale: s.
         margin_type: ``additive-cosine`` or ``angular``.
+        form: ``softmax`` (margin cross-entropy, the released code's) or ``paper`` (RICE Eq. 3/4).
+        multilabel: ``joint`` (one draw, all positives targets) or ``per_label`` (a draw per label).
+        labels_per_sample: random subset of labels kept per multi-label row (0: all).
+        interclass_filter: zero negatives' logits above this cosine (0: off; released code: 0.75).
+        interclass_ref: ``feature`` (cosine to the row's feature, released code) or ``centre``.
+        budget_rounding: ``floor`` (released code) or ``ceil`` of ρ·K_local per rank.
         object_weight, text_weight, cls_weight: weights of the three terms.
     """
 
@@ -45,6 +51,12 @@ class LossConfig:
     margin: float = 0.3
     scale: float = 64.0
     margin_type: MarginType = "additive-cosine"
+    form: LossForm = "softmax"
+    multilabel: MultiLabel = "joint"
+    labels_per_sample: int = 0
+    interclass_filter: float = 0.0
+    interclass_ref: FilterRef = "feature"
+    budget_rounding: Rounding = "floor"
     object_weight: float = 1.0
     text_weight: float = 1.0
     cls_weight: float = 1.0
@@ -82,8 +94,11 @@ class RiceTask(TrainTask):
         self.cfg = loss_cfg
         self.model = RiceViT(model_cfg)
         dim = self.model.output_dim
-        kw = dict(sample_rate=loss_cfg.sample_rate, margin=loss_cfg.margin, scale=loss_cfg.scale,
-                  margin_type=loss_cfg.margin_type)
+        c = loss_cfg
+        kw = dict(sample_rate=c.sample_rate, margin=c.margin, scale=c.scale, margin_type=c.margin_type,
+                  form=c.form, multilabel=c.multilabel, labels_per_sample=c.labels_per_sample,
+                  interclass_filter=c.interclass_filter, interclass_ref=c.interclass_ref,
+                  budget_rounding=c.budget_rounding)
         with torch.random.fork_rng(devices=[]):  # each rank's shard of centres differs, the trunk not
             torch.manual_seed(seed + 7919 * (1 + rank_world()[0]))
             self.object_centres = PartialFCLoss(loss_cfg.num_classes, dim, **kw)

@@ -51,7 +51,7 @@ def _case(seed=0, b=6, k=9, d=5, p=3):
 @pytest.mark.parametrize("kind", ["additive-cosine", "angular"])
 def test_rho_one_equals_dense_reference(kind):
     feats, labels = _case()
-    loss_fn = PartialFCLoss(9, 5, sample_rate=1.0, margin=0.3, scale=64.0, margin_type=kind).double()
+    loss_fn = PartialFCLoss(9, 5, sample_rate=1.0, margin=0.3, scale=64.0, margin_type=kind, form="paper").double()
     loss, count = loss_fn(feats, labels).mean()
     ref = dense_reference(feats, loss_fn.weight.detach(), labels, 64.0, 0.3, kind)
     assert int(count) == 5
@@ -61,7 +61,7 @@ def test_rho_one_equals_dense_reference(kind):
 @pytest.mark.parametrize("kind", ["additive-cosine", "angular"])
 def test_gradcheck_float64(kind):
     feats, labels = _case(seed=1, b=4, k=5, d=3)
-    loss_fn = PartialFCLoss(5, 3, sample_rate=1.0, margin=0.3, scale=8.0, margin_type=kind).double()
+    loss_fn = PartialFCLoss(5, 3, sample_rate=1.0, margin=0.3, scale=8.0, margin_type=kind, form="paper").double()
 
     def loss(x, w):
         return torch.func.functional_call(loss_fn, {"weight": w}, (x, labels)).mean()[0]
@@ -76,7 +76,7 @@ def test_gradcheck_float64(kind):
 
 def test_partial_fc_keeps_positives_and_samples_rho():
     torch.manual_seed(0)
-    loss_fn = PartialFCLoss(1000, 8, sample_rate=0.1)
+    loss_fn = PartialFCLoss(1000, 8, sample_rate=0.1, form="paper")
     labels = torch.tensor([[3, -1], [999, 500], [3, 7]])
     index = loss_fn.sample(labels)
     assert len(index) == 100 and {3, 7, 500, 999} <= set(index.tolist())

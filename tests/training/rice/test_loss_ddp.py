@@ -1,9 +1,10 @@
-"""DDP on CPU: 2 gloo processes with sharded centres == 1 process on the same global batch."""
+"""DDP on CPU: 2 gloo processes with sharded centres == 1 process on the same global batch, every loss form."""
 
 from __future__ import annotations
 
 import os
 
+import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
@@ -12,6 +13,14 @@ from torch.nn.parallel import DistributedDataParallel
 from training.rice.loss import PartialFCLoss, shard_range
 
 K, D_IN, D, B, P = 11, 6, 5, 8, 3  # global batch B split over the ranks
+FORMS = {  # every loss form and policy, with and without the inter-class filter (both references)
+    "paper-joint": dict(form="paper"),
+    "softmax-joint": dict(form="softmax"),
+    "paper-per_label-filter": dict(form="paper", multilabel="per_label", interclass_filter=0.3),
+    "softmax-per_label": dict(form="softmax", multilabel="per_label"),
+    "softmax-joint-filter-centre": dict(form="softmax", interclass_filter=0.2, interclass_ref="centre"),
+    "softmax-per_label-filter": dict(form="softmax", multilabel="per_label", interclass_filter=0.3),
+}
 
 
 def _problem():
@@ -27,9 +36,9 @@ def _problem():
     return x, labels, trunk, centres
 
 
-def _step(rank: int, world: int):
+def _step(rank: int, world: int, form: str):
     x, labels, trunk, centres = _problem()
-    loss_fn = PartialFCLoss(K, D, sample_rate=1.0, scale=16.0, rank=rank, world_size=world)
+    loss_fn = PartialFCLoss(K, D, sample_rate=1.0, scale=16.0, rank=rank, world_size=world, **FORMS[form])
     start, end = shard_range(K, rank, world)
     with torch.no_grad():
         loss_fn.weight.copy_(centres[start:end])
@@ -42,19 +51,20 @@ def _step(rank: int, world: int):
     return loss.detach(), trunk.weight.grad, trunk.bias.grad, loss_fn.weight.grad
 
 
-def _worker(rank: int, world: int, store: str, out: str):
+def _worker(rank: int, world: int, store: str, out: str, form: str):
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
     try:
-        torch.save(_step(rank, world), os.path.join(out, f"rank{rank}.pt"))
+        torch.save(_step(rank, world, form), os.path.join(out, f"rank{rank}.pt"))
     finally:
         dist.destroy_process_group()
 
 
-def test_two_gloo_ranks_match_one_process(tmp_path):
+@pytest.mark.parametrize("form", list(FORMS))
+def test_two_gloo_ranks_match_one_process(tmp_path, form):
     torch.set_num_threads(1)
-    loss1, gw1, gb1, gc1 = _step(0, 1)
-    mp.start_processes(_worker, args=(2, str(tmp_path / "store"), str(tmp_path)), nprocs=2, join=True,
+    loss1, gw1, gb1, gc1 = _step(0, 1, form)
+    mp.start_processes(_worker, args=(2, str(tmp_path / "store"), str(tmp_path), form), nprocs=2, join=True,
                        start_method="fork")  # fork: no re-import of torch per rank
     ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2)]
     for loss, gw, gb, _ in ranks:  # every rank holds the global loss and DDP-averaged trunk grads
