@@ -166,7 +166,6 @@ def test_subset_labels_keeps_real_labels_first():
 
 def test_config_reaches_both_banks_and_bad_values_name_the_key():
     from common.typed_config import ConfigError, load_config
-
     from training.rice.model import ModelConfig
     from training.rice.task import LossConfig, RiceTask
     from training.rice.train import RiceConfig
