@@ -27,9 +27,12 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--out", default="regionset-demo", help="output folder (default ./regionset-demo)")
     d.add_argument("--limit", type=int, default=None, help="use only the first N sample images")
     d.add_argument("overrides", nargs="*", help="config overrides key=value")
-    b = sub.add_parser("build", help="run the pipeline of a config file")
-    b.add_argument("config", help="YAML config")
+    b = sub.add_parser("build", help="run the pipeline of a config file and/or key=value settings")
+    b.add_argument("config", nargs="?", default=None, help="YAML config (optional)")
     b.add_argument("overrides", nargs="*", help="config overrides key=value")
+    i = sub.add_parser("init", help="write a commented starter config with every section and default")
+    i.add_argument("file", nargs="?", default="build.yaml", help="where to write it (default build.yaml; - = stdout)")
+    i.add_argument("--force", action="store_true", help="overwrite an existing file")
     k = sub.add_parser("config", help="print the resolved config (defaults + file + overrides) as YAML")
     k.add_argument("config", nargs="?", default=None, help="YAML config (optional)")
     k.add_argument("overrides", nargs="*", help="config overrides key=value")
@@ -57,6 +60,33 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("config")
     t.add_argument("overrides", nargs="*")
     return p
+
+
+def _config_and_overrides(args: argparse.Namespace) -> tuple[str | None, list[str]]:
+    """``[CONFIG.yaml] [key=value ...]``: a first argument with ``=`` is an override, not a file."""
+    if args.config is not None and "=" in args.config:
+        return None, [args.config, *args.overrides]
+    return args.config, list(args.overrides)
+
+
+INIT_TITLE = """regionset build config: every section and key with its default (from the config dataclasses).
+Edit what you need and delete the rest; any key can also be given as key=value on the command line:
+  regionset build build.yaml input.path=urls.parquet output=out"""
+
+
+def _init(file: str, force: bool) -> None:
+    from pipelines.config import BuildConfig
+    from pipelines.config_doc import commented_yaml
+
+    text = commented_yaml(BuildConfig(), INIT_TITLE)
+    if file == "-":
+        print(text, end="")
+        return
+    path = Path(file)
+    if path.exists() and not force:
+        raise FileExistsError(f"{path} exists; pass --force to overwrite it")
+    path.write_text(text)
+    print(f"wrote {path}: set input.path and output, then: regionset build {path}")
 
 
 def _sql(out: str, query: str, limit: int) -> None:
@@ -91,17 +121,16 @@ def main(argv: list[str] | None = None) -> int:
             from pipelines.build import build
             from pipelines.config import load_config
 
-            build(load_config(args.config, args.overrides))
+            build(load_config(*_config_and_overrides(args)))
+        elif args.cmd == "init":
+            _init(args.file, args.force)
         elif args.cmd == "config":
             import yaml
 
             from pipelines.config import load_config
             from pipelines.typed_config import to_dict
 
-            config, overrides = args.config, args.overrides
-            if config is not None and "=" in config:  # only overrides were given
-                config, overrides = None, [config, *overrides]
-            print(yaml.safe_dump(to_dict(load_config(config, overrides)), sort_keys=False), end="")
+            print(yaml.safe_dump(to_dict(load_config(*_config_and_overrides(args))), sort_keys=False), end="")
         elif args.cmd == "status":
             from pipelines.status import print_status
 
@@ -130,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
             from training.cli import run_training  # the only place pipelines touch training, lazily
 
             run_training(args.kind, args.config, args.overrides)
-    except (ConfigError, InputError, LockedError, FileNotFoundError, SchemaError) as err:
+    except (ConfigError, InputError, LockedError, FileNotFoundError, FileExistsError, SchemaError) as err:
         print(f"regionset {args.cmd}: error: {err}", file=sys.stderr)
         return 2
     except Exception as err:
