@@ -47,6 +47,7 @@ def drive(tmp_path: Path, *args: str, pythonpath: bool = True) -> object:
         env["PYTHONPATH"] = str(REPO)
     proc = subprocess.run([str(VENV_PYTHON), str(DRIVER), *args], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=1200)
+    (tmp_path / f"driver-{args[0]}.log").write_text(proc.stdout + proc.stderr)  # the task logs, to debug
     assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-6000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
@@ -85,10 +86,10 @@ def test_dag_parses_in_the_airflow_venv_without_regionset(tmp_path):
 
 @pytest.fixture
 def demo_config(server, tmp_path) -> Path:
-    """The demo pipeline (every step, tiny offline models) over 4 loopback images, 2 shards."""
+    """The demo pipeline (every step, tiny offline models) over 4 loopback images + 2 broken URLs, 2 shards."""
     urls = write_url_list(server, tmp_path / "urls", limit=4)
     path = tmp_path / "build.yaml"
-    path.write_text(yaml.safe_dump(to_dict(load_config(None, demo_overrides(tmp_path / "unused", urls, 2)))))
+    path.write_text(yaml.safe_dump(to_dict(load_config(None, demo_overrides(tmp_path / "unused", urls, 3)))))
     return path
 
 
@@ -96,7 +97,8 @@ def test_dag_test_equals_regionset_build_and_reruns_are_no_ops(demo_config, serv
     conf = {"config_path": str(demo_config), "overrides": [f"output={tmp_path / 'dag'}"]}
     first = drive(tmp_path, "test", _write(tmp_path / "conf1.json", [conf]))[0]
     assert first["state"] == "success", first
-    assert first["tis"]["download"] == 2 and first["tis"]["fit_kmeans"] == 1  # one task per shard
+    shards = len(list((tmp_path / "dag" / "input").glob("part-*.parquet")))
+    assert shards == 2 and first["tis"]["download"] == shards and first["tis"]["fit_kmeans"] == 1  # per shard
 
     build(load_config(str(demo_config), [f"output={tmp_path / 'cli'}", "progress=false"]))
     assert_same(snapshot(tmp_path / "dag"), snapshot(tmp_path / "cli"))
