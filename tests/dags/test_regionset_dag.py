@@ -113,8 +113,10 @@ def test_dag_test_equals_regionset_build_and_reruns_are_no_ops(demo_config, serv
 
 
 @pytest.mark.ray
-def test_one_task_per_stage_drives_a_local_ray_cluster(demo_config, tmp_path):
+def test_one_task_per_stage_drives_a_local_ray_cluster(demo_config, tmp_path, monkeypatch):
     pytest.importorskip("ray")
+    # A local test cluster without token auth, for the cluster and its clients (the tasks) alike.
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
     with LocalRay() as address:
         conf = {"config_path": str(demo_config), "per_shard": False,
                 "overrides": [f"output={tmp_path / 'dag'}", "executor.name=ray", f"executor.ray.address={address}"]}
