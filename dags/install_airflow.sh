@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# Create .venv-airflow: Airflow 3 in its own venv that still sees regionset and its model stack.
+# Create .venv-airflow: Airflow 3 in its own venv, isolated from regionset's environment.
 #
-# Airflow pins its own versions of sqlalchemy, starlette, fastapi, structlog, ... that must not
-# leak into the main environment, so it lives in a venv. The venv is made with
-# --system-site-packages: DAG tasks import regionset (pipelines.tasks) and, through it, torch,
-# open_clip, ultralytics, onnxruntime — reused from the base interpreter instead of installed twice
-# (torch alone is ~4 GB). Airflow's own packages, installed in the venv, take precedence there.
+# Airflow pins its own versions of sqlalchemy, starlette, fastapi, structlog, ... so it lives in a
+# venv that sees none of regionset's packages (no --system-site-packages) and regionset none of
+# Airflow's. The DAG's tasks run in regionset's interpreter through @task.external_python (Airflow's
+# ExternalPythonOperator); this script records that interpreter in $VENV/regionset-python, the DAG's
+# default when neither the run's param regionset_python nor the Airflow Variable regionset_python
+# nor $REGIONSET_PYTHON names another one.
 #
 # Usage: dags/install_airflow.sh [PYTHON]   (PYTHON: the interpreter regionset is installed in;
 #        default: python3). Re-running is cheap: an existing venv with the right Airflow is kept.
@@ -21,10 +22,15 @@ if ! "$PYTHON" -c "import pipelines.tasks" 2>/dev/null; then
   echo "install_airflow.sh: $PYTHON cannot import regionset; run 'pip install -e $REPO' with it first" >&2
   exit 1
 fi
+REGIONSET_PY="$("$PYTHON" -c 'import sys; print(sys.executable)')"
+if [ -x "$VENV/bin/python" ] && grep -q "include-system-site-packages = true" "$VENV/pyvenv.cfg"; then
+  rm -rf "$VENV"  # made by an older install_airflow.sh that leaked site-packages: start clean
+fi
 if [ ! -x "$VENV/bin/python" ]; then
-  "$PYTHON" -m venv --system-site-packages "$VENV"
+  "$PYTHON" -m venv "$VENV"
 fi
 if ! "$VENV/bin/python" -c "import importlib.metadata as m, sys; sys.exit(m.version('apache-airflow') != '$VERSION')" 2>/dev/null; then
-  "$VENV/bin/pip" install --quiet --disable-pip-version-check "apache-airflow==$VERSION"
+  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "apache-airflow==$VERSION"
 fi
-"$VENV/bin/python" -c "import airflow, pipelines.tasks; print('airflow', airflow.__version__, 'in $VENV')"
+echo "$REGIONSET_PY" > "$VENV/regionset-python"
+"$VENV/bin/python" -c "import airflow; print('airflow', airflow.__version__, 'in $VENV; tasks run in $REGIONSET_PY')"

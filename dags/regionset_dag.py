@@ -1,81 +1,125 @@
-"""Airflow 3 DAG ``regionset``: the build pipeline as tasks, mapped per shard.
+"""Airflow 3 DAG ``regionset``: the build pipeline as tasks, run in regionset's own interpreter.
 
     prepare -> download[shard] -> detect[shard] -> ocr[shard] -> embed[shard] -> fit_kmeans
             -> assign[shard] -> pack[shard] -> catalog -> train (off unless params.train)
 
-Every task calls ``pipelines.tasks`` (the same functions ``regionset build`` is made of), with the
-build config at ``params.config_path`` (plus ``params.overrides``). Per-shard steps are dynamically
-mapped over the shard ids ``prepare`` returns; tasks are idempotent through the completion markers,
-so a retried task or a re-triggered run only does what is missing. A step that this build does not
-include runs as a no-op. Only ``pipelines.tasks`` (stdlib imports) is imported at parse time;
-the pipeline modules, torch and the models load inside the tasks.
+Airflow and regionset live in separate environments (Airflow pins its own sqlalchemy, fastapi, ...;
+regionset needs torch, pyarrow, duckdb, ...). Every task is ``@task.external_python``: Airflow runs
+its callable in regionset's interpreter, which calls ``pipelines.tasks`` (the functions
+``regionset build`` is made of). The interpreter is, first to last: the run's param
+``regionset_python``, the Airflow Variable ``regionset_python``, ``$REGIONSET_PYTHON``, the one
+``dags/install_airflow.sh`` recorded in the Airflow venv (``<venv>/regionset-python``), ``python3``.
+
+This file imports neither regionset nor its dependencies (Airflow parses it in its own env): the
+callables import inside their bodies, and take the build config as arguments (``params.config_path``,
+empty for the defaults, plus ``params.overrides``).
+
+``params.per_shard`` (default true) maps the per-shard steps over the shard ids ``prepare`` returns:
+one Airflow task per stage × shard. ``per_shard: false`` runs each stage as ONE task that drives the
+configured executor over every shard (``overrides: ["executor.name=ray",
+"executor.ray.address=auto"]``): big builds schedule shards on the Ray or Spark cluster, not as
+thousands of Airflow tasks. Tasks are idempotent through the completion markers either way.
 
 Trigger: ``airflow dags trigger regionset -c '{"config_path": "/data/build.yaml"}'``.
 """
 
 from __future__ import annotations
 
+import importlib.util
+import os
+import shutil
+import sys
 from datetime import timedelta
+from pathlib import Path
 
-from airflow.sdk import Param, dag, get_current_context, task
-
-from pipelines.tasks import DAG_STEPS, GLOBAL, SHARD
+from airflow.sdk import Param, dag, task
 
 DAG_ID = "regionset"
 
 
-def _params() -> tuple[str, list[str]]:
-    params = get_current_context()["params"]
-    if not params.get("config_path"):
-        raise ValueError("DAG param config_path is empty: trigger with -c '{\"config_path\": \"build.yaml\"}'")
-    return params["config_path"], list(params.get("overrides") or [])
+def _pipeline_shape():
+    """``pipelines/steps.py`` of the regionset source beside this folder (or ``$REGIONSET_SOURCE``),
+    loaded by path: it imports nothing, so it loads where Airflow parses this file without regionset,
+    and the DAG never holds a copy of the step list."""
+    root = Path(os.environ.get("REGIONSET_SOURCE") or Path(__file__).resolve().parents[1])
+    spec = importlib.util.spec_from_file_location("regionset_pipeline_steps", root / "pipelines" / "steps.py")
+    if spec is None or spec.loader is None:
+        raise FileNotFoundError(f"no pipelines/steps.py under {root}; set REGIONSET_SOURCE to the regionset folder")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
-@task
-def prepare() -> list[int]:
-    """Shard the input list, write the lineage; the shard ids feed every mapped task."""
+_SHAPE = _pipeline_shape()
+SHARD, GLOBAL = _SHAPE.SHARD, _SHAPE.GLOBAL
+STEPS: tuple[tuple[str, str], ...] = _SHAPE.PIPELINE  # the pipeline's shape, in order
+
+
+def default_regionset_python() -> str:
+    """``$REGIONSET_PYTHON``, else the interpreter ``install_airflow.sh`` recorded, else ``python3``."""
+    if os.environ.get("REGIONSET_PYTHON"):
+        return os.environ["REGIONSET_PYTHON"]
+    recorded = Path(sys.prefix) / "regionset-python"
+    if recorded.is_file():
+        return recorded.read_text().strip()
+    return shutil.which("python3") or "python3"
+
+
+# Rendered natively (render_template_as_native_obj): lists stay lists, booleans stay booleans.
+PYTHON = ("{{ params.regionset_python or var.value.get('regionset_python', "
+          + repr(default_regionset_python()) + ") }}")
+CONFIG = "{{ params.config_path }}"
+OVERRIDES = "{{ params.overrides }}"
+PER_SHARD = "{{ params.per_shard }}"
+
+
+@task.external_python(python=PYTHON, expect_airflow=False)
+def prepare(config_path: str, overrides: list, per_shard: bool) -> list:
+    """Shard the input list and write the lineage; returns what the per-shard steps map over.
+
+    Per shard: the shard ids. Otherwise ``[None]``: one task per stage, over every shard.
+    """
     from pipelines.tasks import prepare_build
 
-    return prepare_build(*_params())
+    shards = prepare_build(config_path, list(overrides or []))
+    return list(shards) if per_shard else [None]
 
 
-@task(retries=2, retry_delay=timedelta(seconds=30))
-def stage_shard(step: str, shard: int) -> dict:
-    """One stage × shard (a no-op when its marker is already there)."""
-    from pipelines.tasks import run_stage_shard
+@task.external_python(python=PYTHON, expect_airflow=False, retries=2, retry_delay=timedelta(seconds=30))
+def stage_shard(step: str, shard, config_path: str, overrides: list) -> dict:
+    """One stage × shard (a no-op when its marker is there); ``shard=None``: every shard, executor-driven."""
+    from pipelines.tasks import run_stage_all, run_stage_shard
 
-    config_path, overrides = _params()
-    return run_stage_shard(config_path, step, shard, overrides)
+    if shard is None:
+        return run_stage_all(config_path, step, list(overrides or []))
+    return run_stage_shard(config_path, step, shard, list(overrides or []))
 
 
-@task(retries=1)
-def global_step(step: str) -> dict:
+@task.external_python(python=PYTHON, expect_airflow=False, retries=1)
+def global_step(step: str, config_path: str, overrides: list) -> dict:
     """One global step over all shards (e.g. the k-means fit)."""
     from pipelines.tasks import run_global
 
-    config_path, overrides = _params()
-    return run_global(config_path, step, overrides)
+    return run_global(config_path, step, list(overrides or []))
 
 
-@task
-def catalog() -> str:
+@task.external_python(python=PYTHON, expect_airflow=False)
+def catalog(config_path: str, overrides: list) -> str:
     """Record the run and rebuild ``catalog.duckdb``."""
     from pipelines.tasks import finalize
 
-    config_path, overrides = _params()
-    return finalize(config_path, overrides, executor="airflow")
+    return finalize(config_path, list(overrides or []), executor="airflow")
 
 
-@task
-def train() -> str:
+@task.external_python(python=PYTHON, expect_airflow=False)
+def train(enabled: bool, kind: str, config_path: str, overrides: list) -> str:
     """Train off ``train/`` shards when ``params.train`` is true (off by default)."""
-    params = get_current_context()["params"]
-    if not params.get("train"):
+    if not enabled:
         return "skipped: params.train is false"
     from pipelines.tasks import train as run_training
 
-    run_training(params["train_kind"], params["train_config"], list(params.get("train_overrides") or []))
-    return f"trained {params['train_kind']}"
+    run_training(kind, config_path, list(overrides or []))
+    return f"trained {kind}"
 
 
 @dag(
@@ -84,9 +128,15 @@ def train() -> str:
     catchup=False,
     max_active_runs=1,  # one writer per output folder
     tags=["regionset"],
+    render_template_as_native_obj=True,
     params={
-        "config_path": Param("", type="string", description="path of the build config YAML"),
+        "config_path": Param("", type="string", description="build config YAML (empty: defaults + overrides)"),
         "overrides": Param([], type="array", description="key=value overrides of the build config"),
+        "per_shard": Param(True, type="boolean",
+                           description="one task per stage x shard; false: one task per stage driving executor.name"),
+        "regionset_python": Param("", type="string",
+                                  description="regionset's interpreter (empty: Variable regionset_python, "
+                                              "then REGIONSET_PYTHON, then the one install_airflow.sh recorded)"),
         "train": Param(False, type="boolean", description="run the training task after the build"),
         "train_kind": Param("rice", enum=["rice", "croc"]),
         "train_config": Param("", type="string", description="training config YAML"),
@@ -95,20 +145,20 @@ def train() -> str:
     doc_md=__doc__,
 )
 def regionset():
-    shards = prepare()
+    shards = prepare(config_path=CONFIG, overrides=OVERRIDES, per_shard=PER_SHARD)
     upstream = shards
-    for step, kind in DAG_STEPS:
+    for step, kind in STEPS:
         if kind == SHARD:
-            node = stage_shard.override(task_id=step).partial(step=step).expand(shard=shards)
-        elif kind == GLOBAL:
-            node = global_step.override(task_id=step)(step=step)
-        else:  # pragma: no cover - DAG_STEPS is checked by tests
-            raise ValueError(f"unknown step kind {kind!r} of {step}")
+            node = (stage_shard.override(task_id=step)
+                    .partial(step=step, config_path=CONFIG, overrides=OVERRIDES).expand(shard=shards))
+        else:
+            node = global_step.override(task_id=step)(step=step, config_path=CONFIG, overrides=OVERRIDES)
         upstream >> node
         upstream = node
-    done = catalog()
+    done = catalog(config_path=CONFIG, overrides=OVERRIDES)
     upstream >> done
-    done >> train()
+    done >> train(enabled="{{ params.train }}", kind="{{ params.train_kind }}",
+                  config_path="{{ params.train_config }}", overrides="{{ params.train_overrides }}")
 
 
 regionset()

@@ -90,7 +90,9 @@ def build_catalog(out: Path) -> Path:
     tmp = out / f".{CATALOG_FILE}.{os.getpid()}.tmp"
     for p in (tmp, Path(str(tmp) + ".wal")):
         p.unlink(missing_ok=True)
-    con = duckdb.connect(str(tmp))
+    # The oldest storage format that holds views and small tables: any DuckDB CLI >= 1.0 opens the
+    # catalog, even one older than the duckdb wheel that wrote it (``duckdb-cli`` lags the wheel).
+    con = duckdb.connect(str(tmp), config={"storage_compatibility_version": "v1.0.0"})
     try:
         for name in TABLE_DIRS:
             _table_view(con, out, name)

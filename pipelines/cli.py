@@ -16,14 +16,17 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--out", default="regionset-demo", help="output folder (default ./regionset-demo)")
     d.add_argument("--limit", type=int, default=None, help="use only the first N sample images")
     d.add_argument("overrides", nargs="*", help="config overrides key=value")
-    b = sub.add_parser("build", help="run the pipeline of a config file")
-    b.add_argument("config", help="YAML config")
+    b = sub.add_parser("build", help="run the pipeline of a config file and/or key=value settings")
+    b.add_argument("config", nargs="?", default=None, help="YAML config (optional)")
     b.add_argument("overrides", nargs="*", help="config overrides key=value")
     b.add_argument("--debug", action="store_true", help="show the stack trace of a failed check")
     dr = sub.add_parser("doctor", help="check the environment and a config's executor, models and output")
     dr.add_argument("config", nargs="?", default=None, help="YAML config (optional)")
     dr.add_argument("overrides", nargs="*", help="config overrides key=value")
     dr.add_argument("--debug", action="store_true", help="show stack traces")
+    i = sub.add_parser("init", help="write a commented starter config with every section and default")
+    i.add_argument("file", nargs="?", default="build.yaml", help="where to write it (default build.yaml; - = stdout)")
+    i.add_argument("--force", action="store_true", help="overwrite an existing file")
     k = sub.add_parser("config", help="print the resolved config (defaults + file + overrides) as YAML")
     k.add_argument("config", nargs="?", default=None, help="YAML config (optional)")
     k.add_argument("overrides", nargs="*", help="config overrides key=value")
@@ -59,6 +62,33 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _config_and_overrides(args: argparse.Namespace) -> tuple[str | None, list[str]]:
+    """``[CONFIG.yaml] [key=value ...]``: a first argument with ``=`` is an override, not a file."""
+    if args.config is not None and "=" in args.config:
+        return None, [args.config, *args.overrides]
+    return args.config, list(args.overrides)
+
+
+INIT_TITLE = """regionset build config: every section and key with its default (from the config dataclasses).
+Edit what you need and delete the rest; any key can also be given as key=value on the command line:
+  regionset build build.yaml input.path=urls.parquet output=out"""
+
+
+def _init(file: str, force: bool) -> None:
+    from pipelines.config import BuildConfig
+    from pipelines.config_doc import commented_yaml
+
+    text = commented_yaml(BuildConfig(), INIT_TITLE)
+    if file == "-":
+        print(text, end="")
+        return
+    path = Path(file)
+    if path.exists() and not force:
+        raise FileExistsError(f"{path} exists; pass --force to overwrite it")
+    path.write_text(text)
+    print(f"wrote {path}: set input.path and output, then: regionset build {path}")
+
+
 def _sql(out: str, query: str, limit: int) -> None:
     from pipelines.catalog import connect
     from pipelines.progress import print_table
@@ -91,24 +121,20 @@ def main(argv: list[str] | None = None) -> int:
             from pipelines.build import build
             from pipelines.config import load_config
 
-            build(load_config(args.config, args.overrides))
+            build(load_config(*_config_and_overrides(args)))
+        elif args.cmd == "init":
+            _init(args.file, args.force)
         elif args.cmd == "config":
             import yaml
 
             from common.typed_config import to_dict
             from pipelines.config import load_config
 
-            config, overrides = args.config, args.overrides
-            if config is not None and "=" in config:  # only overrides were given
-                config, overrides = None, [config, *overrides]
-            print(yaml.safe_dump(to_dict(load_config(config, overrides)), sort_keys=False), end="")
+            print(yaml.safe_dump(to_dict(load_config(*_config_and_overrides(args))), sort_keys=False), end="")
         elif args.cmd == "doctor":
             from pipelines.doctor import doctor
 
-            config, overrides = args.config, args.overrides
-            if config is not None and "=" in config:  # only overrides were given
-                config, overrides = None, [config, *overrides]
-            return doctor(config, overrides)
+            return doctor(*_config_and_overrides(args))
         elif args.cmd == "status":
             from pipelines.status import print_status
 
@@ -142,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
             from training.cli import run_training  # the only place pipelines touch training, lazily
 
             run_training(args.kind, args.config, args.overrides)
-    except (ConfigError, InputError, LockedError, FileNotFoundError, SchemaError) as err:
+    except (ConfigError, InputError, LockedError, FileNotFoundError, FileExistsError, SchemaError) as err:
         if getattr(args, "debug", False):  # e.g. a PreflightError (a ConfigError) of build --debug
             import traceback
 

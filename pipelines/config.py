@@ -101,7 +101,22 @@ class ExecutorConfig:
 
 @dataclass(frozen=True)
 class BuildConfig:
-    """Everything ``regionset build`` needs."""
+    """Everything ``regionset build`` needs.
+
+    Args:
+        output: the output folder (tables, markers, catalog.duckdb); a re-run resumes it.
+        input: the URL list.
+        steps: the steps to run, in pipeline order.
+        executor: which backend runs the per-shard stages.
+        progress: draw progress bars and the summary tables.
+        download: how images are fetched and stored.
+        detect: how object regions are proposed and filtered.
+        ocr: how text regions are read and filtered.
+        embed: how region crops are embedded.
+        kmeans: the cluster tree.
+        assign: how regions get their labels.
+        pack: how training shards are written.
+    """
 
     output: str = "regionset-out"
     input: InputConfig = field(default_factory=InputConfig)

@@ -21,16 +21,16 @@ from pipelines.steps import GLOBAL, SHARD  # noqa: F401  (the DAG file reads the
 from pipelines.steps import PIPELINE as DAG_STEPS  # noqa: F401
 
 
-def load(config_path: str, overrides: list[str] | None = None):
+def load(config_path: str | None, overrides: list[str] | None = None):
     """The BuildConfig of a YAML file plus ``key=value`` overrides (progress bars off).
 
     Args:
-        config_path: path of the build config.
+        config_path: path of the build config; empty or None: the defaults plus ``overrides``.
         overrides: ``key=value`` overrides.
     """
     from pipelines.config import load_config
 
-    return load_config(config_path, ["progress=false", *(overrides or [])])
+    return load_config(config_path or None, ["progress=false", *(overrides or [])])
 
 
 def _step(cfg, name: str):
@@ -94,6 +94,37 @@ def run_stage_shard(config_path: str, stage_name: str, shard: int, overrides: li
     marker = run_shard(stage, out, tasks[0])
     return {"stage": stage_name, "shard": shard, "status": "done", "rows_in": marker.rows_in,
             "rows_out": marker.rows_out, "counters": marker.counters}
+
+
+def run_stage_all(config_path: str, stage_name: str, overrides: list[str] | None = None) -> dict:
+    """Run one stage on every shard of the build through the configured executor (``executor.name``).
+
+    The orchestrator's task is then a driver: with ``executor.name=ray`` and ``executor.ray.address``
+    the shards run on the Ray cluster, not as one orchestrator task each. Complete shards are skipped.
+
+    Args:
+        config_path: path of the build config.
+        stage_name: a per-shard step of ``DAG_STEPS``.
+        overrides: ``key=value`` overrides.
+
+    Returns:
+        ``status`` (``done`` or ``absent``), the executor's name and the stage's totals.
+    """
+    from pipelines.build import make_executor
+
+    cfg = load(config_path, overrides)
+    stage = _step(cfg, stage_name)
+    if stage is None or not hasattr(stage, "process"):
+        return {"stage": stage_name, "status": "absent"}
+    out = Path(cfg.output)
+    executor = make_executor(cfg)
+    try:
+        report = executor.run_stage(stage, out, _shards(out))
+    finally:
+        getattr(executor, "close", lambda: None)()
+    return {"stage": stage_name, "status": "done", "executor": executor.name, "done": report.done,
+            "skipped": report.skipped, "waiting": report.waiting, "rows_in": report.rows_in,
+            "rows_out": report.rows_out, "counters": dict(report.counters)}
 
 
 def run_global(config_path: str, name: str, overrides: list[str] | None = None) -> dict[str, Any]:

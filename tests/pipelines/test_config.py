@@ -46,3 +46,35 @@ def test_printed_config_round_trips(tmp_path):
     p = tmp_path / "all.yaml"
     p.write_text(r.stdout)
     assert load_config(p) == load_config(None, ["input.shard_size=7"])
+
+
+def test_build_without_a_config_file(server, tmp_path):
+    from pipelines.cli import main
+    from pipelines.demo.run import write_url_list
+
+    urls = write_url_list(server, tmp_path / "urls", limit=2)
+    out = tmp_path / "out"
+    rc = main(["build", f"output={out}", f"input.path={urls}", "download.allow_loopback=true",
+               "steps=[download]", "progress=false"])
+    assert rc == 0
+    assert sorted(p.name for p in (out / "images").glob("*.parquet")) == ["part-00000.parquet"]
+    assert (out / "catalog.duckdb").exists()
+
+
+def test_init_writes_every_section_with_comments_and_loads_back(tmp_path):
+    import dataclasses
+
+    from pipelines.cli import main
+    from pipelines.config import BuildConfig
+    from pipelines.config_doc import field_docs
+
+    path = tmp_path / "build.yaml"
+    assert main(["init", str(path)]) == 0
+    text = path.read_text()
+    assert load_config(path) == BuildConfig()  # the defaults, from the dataclasses
+    for f in dataclasses.fields(BuildConfig):  # every section and key, each documented above it
+        doc = field_docs(BuildConfig)[f.name]
+        assert f"# {doc.split()[0]}" in text and f"\n{f.name}:" in text, f.name
+    assert "  # an existing cluster" in text and "    address: ''" in text  # nested sections too
+    assert main(["init", str(path)]) == 2  # never overwrites without --force
+    assert main(["init", str(path), "--force"]) == 0
