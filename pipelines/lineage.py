@@ -54,6 +54,27 @@ def write_lineage(out: Path, cfg: Any, models: dict[str, Any], warnings: list[st
     return doc
 
 
+def add_to_lineage(out: Path, key: str, value: Any, warnings: list[str]) -> None:
+    """Record a fact learnt during the run (e.g. the fitted tree) and its warnings in ``regionset.yaml``.
+
+    Args:
+        out: the output folder (a missing ``regionset.yaml`` is started with just these).
+        key: top-level key to set.
+        value: its value (YAML-serialisable).
+        warnings: warnings to add (each once).
+    """
+    path = Path(out) / LINEAGE_FILE
+    try:
+        doc = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError):
+        doc = {"regionset_lineage": 1}
+    doc[key] = value
+    doc["warnings"] = list(dict.fromkeys([*(doc.get("warnings") or []), *warnings]))
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True))
+    tmp.replace(path)
+
+
 def append_run(out: Path, record: dict[str, Any]) -> None:
     """Append one run record to ``_state/runs/`` (one JSON file per run; read by the catalog)."""
     write_json(record, Path(out) / "_state" / "runs" / f"{record['run_id']}.json")

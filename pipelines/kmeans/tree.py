@@ -198,7 +198,8 @@ def fit_hierarchy(x: np.ndarray, totals: list[int], p: FitParams,
             weights = sizes.astype(np.float64)
         seeds: list[np.ndarray | None] = [None] * parent_count
         if p.seeding == "kmeans++":  # the level-wide k-means++ also decides the children per parent
-            seeded = level_seeds(x, members, parent_count, want, p.seed + 7919 * level)
+            seeded = level_seeds(x, members, parent_count, want, p.seed + 7919 * level,
+                                 p.max_points_per_centroid)
             k = np.array([len(s) for s in seeded], np.int64)
             seeds = [x[s] for s in seeded]
         elif p.seeding == "random":
