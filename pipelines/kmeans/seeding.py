@@ -30,12 +30,14 @@ MIN_TRIALS = 8
 
 
 def _sq_dist(rows: np.ndarray, row_norms: np.ndarray, x: np.ndarray, x_norms: np.ndarray) -> np.ndarray:
-    """(len(rows), len(x)) squared L2 distances, clipped at 0."""
+    """(len(rows), len(x)) squared L2 distances; those within float32 rounding of 0 (a point and
+    itself, or a duplicate) are exactly 0, so a fully seeded cell has no potential left."""
     d = rows @ x.T
     d *= -2.0
     d += row_norms[:, None]
     d += x_norms[None, :]
-    return np.maximum(d, 0.0, out=d)
+    d[d < 1e-5 * (row_norms[:, None] + x_norms[None, :])] = 0.0
+    return d
 
 
 def kmeanspp(x: np.ndarray, k: int, seed: int, trials: int | None = None) -> np.ndarray:
