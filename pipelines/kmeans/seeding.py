@@ -25,6 +25,9 @@ import math
 
 import numpy as np
 
+GEMV_ROWS = 2048
+"""Rows per matrix-vector product: OpenBLAS threads larger ones, which cost 45x more on a busy
+2-core machine (16,000 × 64: 3.8 ms vs 84 µs CPU in 2,048-row blocks)."""
 MIN_TRIALS = 8
 """At least this many candidates per seed: 2 + ln k alone leaves a small fit to chance."""
 
@@ -115,7 +118,12 @@ def level_seeds(x: np.ndarray, members: np.ndarray, parents: int, want: int, see
 
     def dist(i: int, p: int) -> np.ndarray:
         lo, hi = bounds[p], bounds[p + 1]
-        return _sq_dist(xs[i:i + 1], norms[i:i + 1], xs[lo:hi], norms[lo:hi])[0].astype(np.float64)
+        dot = np.empty(hi - lo, np.float32)
+        for j in range(lo, hi, GEMV_ROWS):
+            np.dot(xs[j:min(j + GEMV_ROWS, hi)], xs[i], out=dot[j - lo:min(j + GEMV_ROWS, hi) - lo])
+        d = (norms[lo:hi] + norms[i]) - 2.0 * dot
+        d[d < 1e-5 * (norms[lo:hi] + norms[i])] = 0.0
+        return d.astype(np.float64)
 
     for p in range(parents):
         lo, hi = bounds[p], bounds[p + 1]
