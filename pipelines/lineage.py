@@ -54,7 +54,7 @@ def write_lineage(out: Path, cfg: Any, models: dict[str, Any], warnings: list[st
     return doc
 
 
-def add_to_lineage(out: Path, key: str, value: Any, warnings: list[str]) -> None:
+def add_to_lineage(out: Path, key: str, value: Any, warnings: list[str], replaces: str = "") -> None:
     """Record a fact learnt during the run (e.g. the fitted tree) and its warnings in ``regionset.yaml``.
 
     Args:
@@ -62,6 +62,7 @@ def add_to_lineage(out: Path, key: str, value: Any, warnings: list[str]) -> None
         key: top-level key to set.
         value: its value (YAML-serialisable).
         warnings: warnings to add (each once).
+        replaces: earlier warnings starting with this are dropped first (a refit tree's old ones).
     """
     path = Path(out) / LINEAGE_FILE
     try:
@@ -69,7 +70,8 @@ def add_to_lineage(out: Path, key: str, value: Any, warnings: list[str]) -> None
     except (OSError, yaml.YAMLError):
         doc = {"regionset_lineage": 1}
     doc[key] = value
-    doc["warnings"] = list(dict.fromkeys([*(doc.get("warnings") or []), *warnings]))
+    old = [w for w in doc.get("warnings") or [] if not (replaces and str(w).startswith(replaces))]
+    doc["warnings"] = list(dict.fromkeys([*old, *warnings]))
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True))
     tmp.replace(path)

@@ -22,7 +22,7 @@ import numpy as np
 
 from models.kmeans_index import ClusterTree, l2_normalize, read_meta
 from pipelines.failpoints import failpoint
-from pipelines.kmeans.sizing import auto_levels, auto_rule, tree_warnings
+from pipelines.kmeans.sizing import WARNING_PREFIX, auto_levels, auto_rule, tree_warnings
 from pipelines.kmeans.tree import FitParams, ProgressFn, fit_hierarchy
 from pipelines.lineage import add_to_lineage
 from pipelines.progress import StepProgress, console
@@ -206,4 +206,4 @@ def _announce(out: Path, meta: dict[str, Any]) -> None:
     add_to_lineage(Path(out), "kmeans_tree", {
         "levels": meta["levels"], "levels_auto": meta.get("levels_auto", False), "sizes": meta["sizes"],
         "sample_rows": meta["sample_rows"], "seeding": meta.get("seeding", "random"),
-        "centroids_sha256": meta.get("centroids_sha256", "")[:12]}, meta.get("warnings", []))
+        "centroids_sha256": meta.get("centroids_sha256", "")[:12]}, meta.get("warnings", []), WARNING_PREFIX)

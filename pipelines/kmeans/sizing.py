@@ -24,6 +24,7 @@ from typing import Any
 FULL_SCALE_PER_LEAF = 2_400
 MIN_PER_LEAF = 50
 TWO_LEVELS_FROM = 100
+WARNING_PREFIX = "k-means tree is degenerate"
 MIN_MEDIAN_LEAF_REGIONS = 5
 """A fitted tree whose median leaf holds fewer sampled regions than this is flagged as degenerate."""
 
@@ -69,6 +70,6 @@ def tree_warnings(meta: dict[str, Any]) -> list[str]:
         why.append(f"{meta['empty_leaves_in_sample']:,} leaves with no sampled region")
     if not why:
         return []
-    return [f"k-means tree is degenerate for its {n:,} sampled regions: " + "; ".join(why)
+    return [f"{WARNING_PREFIX} for its {n:,} sampled regions: " + "; ".join(why)
             + f". The labels are not meaningful: use kmeans.levels: auto (here {list(auto_levels(n))}) "
             "or fewer clusters, or embed more regions."]

@@ -67,6 +67,9 @@ def test_degenerate_tree_warns_everywhere(tmp_path, capsys):
     assert "WARNING" in capsys.readouterr().err
     again = fit_kmeans(tmp_path, cfg, [0, 1])  # a reused frozen tree keeps its warning
     assert again["reused"] and again["warnings"] == [warning]
+    refit = fit_kmeans(tmp_path, BuildConfig(output=str(tmp_path), kmeans=KMeansConfig(sample_size=1000)), [0, 1])
+    assert refit["warnings"] == []  # a well-sized refit clears the old tree's warning
+    assert yaml.safe_load((tmp_path / LINEAGE_FILE).read_text())["warnings"] == []
 
 
 def test_well_sized_tree_has_no_warning_and_empty_leaves_do(tmp_path):
