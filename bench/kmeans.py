@@ -4,12 +4,16 @@ Part 1 (same data, same process): fit time, exact-assignment throughput and iner
 distance of every point to its nearest centroid) of ``pipelines.kmeans.tree`` against one
 flat ``faiss.Kmeans``; plus, for reference, routing through the coarse cell (what the pipeline does
 *not* do). Median of ``--runs`` runs (seeds 0..runs-1).
+Each tree is fitted once per ``--seeding`` (random and k-means++ side by side, same flat fits).
+Part 0 (``--zipf``): the Zipf mixture of ``bench/kmeans_zipf.py`` with K = the true cluster count:
+partition SSE, NMI and time of the tree against greedy k-means++ (all points) + Lloyd.
 Part 2: the assign stage streaming synthetic fp16 shards at N = ``--rss-n`` rows, each N in a fresh
 child process: vectors/s and peak RSS (both should stay flat as N grows).
 
     python bench/kmeans.py                                   # the sizes recorded in BENCHMARKS.md
     python bench/kmeans.py --n 1000000 --k 16384 --d 64 --rss-n 1000000,4000000,16000000   # issue sizes
     python bench/kmeans.py --spherical --small-case 0 --rss-n 0             # cosine, the pipeline default
+    python bench/kmeans.py --k 0 --rss-n 0 --runs 1           # only the Zipf case (K = true clusters)
     python bench/kmeans.py --gpu --n 10000000 --d 768 --k 65536 --small-case 0 --rss-n 0   # one GPU run
 """
 
@@ -61,9 +65,10 @@ def routed(x: np.ndarray, c0: np.ndarray, c1: np.ndarray, parents: np.ndarray) -
     return out
 
 
-def one_run(x: np.ndarray, k: int, seed: int, args: argparse.Namespace, backend: str) -> dict:
+def one_run(x: np.ndarray, k: int, seed: int, args: argparse.Namespace, backend: str, seeding: str,
+            flat: dict) -> dict:
     """Fit both on ``x``; return timings, throughputs and inertias (hierarchical before and after
-    the global refinement, which is timed as part of its fit)."""
+    the global refinement, which is timed as part of its fit). ``flat`` caches the flat fit per seed."""
     import faiss
 
     from models.kmeans_index import nearest_centroids
@@ -71,7 +76,7 @@ def one_run(x: np.ndarray, k: int, seed: int, args: argparse.Namespace, backend:
 
     a, b = split_levels(k)
     niter, gpu = args.niter, args.gpu
-    params = FitParams(niter=niter, seed=seed, spherical=args.spherical, gpu=gpu, refine_iters=0)
+    params = FitParams(niter=niter, seed=seed, spherical=args.spherical, gpu=gpu, refine_iters=0, seeding=seeding)
     t, c = time.perf_counter(), time.process_time()
     res = fit_hierarchy(x, [a, a * b], params)
     h_fit, h_cpu = time.perf_counter() - t, time.process_time() - c
@@ -79,15 +84,17 @@ def one_run(x: np.ndarray, k: int, seed: int, args: argparse.Namespace, backend:
     t, c = time.perf_counter(), time.process_time()
     refine(x, res, dataclasses.replace(params, refine_iters=args.refine_iters))
     h_fit, h_cpu = h_fit + time.perf_counter() - t, h_cpu + time.process_time() - c
-    t, c = time.perf_counter(), time.process_time()
-    km = faiss.Kmeans(x.shape[1], k, niter=niter, seed=seed, gpu=gpu, spherical=args.spherical, verbose=False)
-    km.train(x)
-    f_fit, f_cpu = time.perf_counter() - t, time.process_time() - c
+    if seed not in flat:
+        t, c = time.perf_counter(), time.process_time()
+        km = faiss.Kmeans(x.shape[1], k, niter=niter, seed=seed, gpu=gpu, spherical=args.spherical, verbose=False)
+        km.train(x)
+        flat[seed] = (km.centroids, time.perf_counter() - t, time.process_time() - c)
+    f_centroids, f_fit, f_cpu = flat[seed]
     t = time.perf_counter()
     _, h_d = nearest_centroids(x, res.centroids[-1], backend)
     h_assign = len(x) / (time.perf_counter() - t)
     t = time.perf_counter()
-    _, f_d = nearest_centroids(x, km.centroids, backend)
+    _, f_d = nearest_centroids(x, f_centroids, backend)
     f_assign = len(x) / (time.perf_counter() - t)
     r_d = routed(x, res.centroids[0], res.centroids[1], res.parents[1])
     return {"h_fit": h_fit, "f_fit": f_fit, "h_cpu": h_cpu, "f_cpu": f_cpu, "h_assign": h_assign, "f_assign": f_assign,
@@ -95,15 +102,20 @@ def one_run(x: np.ndarray, k: int, seed: int, args: argparse.Namespace, backend:
             "leaves": len(res.centroids[-1])}
 
 
-def compare(n: int, d: int, k: int, args: argparse.Namespace, backend: str) -> dict:
+def compare(n: int, d: int, k: int, args: argparse.Namespace, backend: str) -> list[dict]:
+    """One median row per tree seeding (``--seeding``), all against the same flat fits."""
     x = mixture(n, d, centres=max(k // 4, 8), seed=123)
     if args.spherical:
         from models.kmeans_index import l2_normalize
 
         x = l2_normalize(x)
-    rows = [one_run(x, k, seed, args, backend) for seed in range(args.runs)]
-    med = {key: statistics.median(r[key] for r in rows) for key in rows[0]}
-    return {"n": n, "d": d, "k": k, "levels": split_levels(k), **med}
+    flat: dict = {}
+    out = []
+    for seeding in args.seeding.split(","):
+        rows = [one_run(x, k, seed, args, backend, seeding, flat) for seed in range(args.runs)]
+        med = {key: statistics.median(r[key] for r in rows) for key in rows[0]}
+        out.append({"n": n, "d": d, "k": k, "levels": split_levels(k), "seeding": seeding, **med})
+    return out
 
 
 _CHILD = """
@@ -165,6 +177,9 @@ def main() -> None:
     ap.add_argument("--spherical", action="store_true", help="L2-normalised data, cosine k-means (the pipeline's default)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--gpu", action="store_true", help="faiss GPU k-means and GPU assignment")
+    ap.add_argument("--seeding", default="random,kmeans++", help="tree seedings compared (comma-separated)")
+    ap.add_argument("--zipf", type=int, default=200_000, help="N of the Zipf-mixture case, K = true clusters (0 skips)")
+    ap.add_argument("--zipf-levels", default="15,20", help="tree of the Zipf case (its product = true clusters)")
     ap.add_argument("--rss-n", default="100000,400000,1600000", help="comma-separated N of part 2 (0 skips)")
     ap.add_argument("--rss-k", type=int, default=1024)
     ap.add_argument("--per-shard", type=int, default=50_000)
@@ -176,19 +191,28 @@ def main() -> None:
     cases = [(args.n, args.d, args.k)] + ([(args.small_case, 512, args.small_k)] if args.small_case else [])
     print(f"faiss {faiss.__version__}, threads {args.threads}, gpu {args.gpu}, runs {args.runs} (median), "
           f"refine iterations {args.refine_iters}, spherical {args.spherical}")
-    hdr = ("N", "d", "K", "levels", "leaves", "fit h s", "fit flat s", "fit ×", "cpu h s", "cpu flat s", "cpu ×",
+    if args.zipf:
+        from kmeans_zipf import print_zipf, run_zipf
+
+        a, b = (int(v) for v in args.zipf_levels.split(","))
+        for seed in range(args.runs):
+            rows = run_zipf(args.zipf, 64, a * b, (a, b), seed, args.niter, args.seeding.split(","))
+            print_zipf(rows, f"Zipf mixture: N={args.zipf}, d=64, {a * b} clusters, K={a}x{b}, seed {seed}")
+        if args.k == 0:
+            return
+    hdr = ("N", "d", "K", "seeding", "levels", "leaves", "fit h s", "fit flat s", "fit ×", "cpu h s", "cpu flat s", "cpu ×",
            "assign h v/s", "assign flat v/s",
            "inertia h", "inertia flat", "h/flat", "unrefined/flat", "routed/flat")
     print(" | ".join(hdr))
     for n, d, k in cases:
-        r = compare(n, d, k, args, backend)
-        print(" | ".join(str(v) for v in (
-            r["n"], r["d"], r["k"], "×".join(map(str, r["levels"])), int(r["leaves"]), f"{r['h_fit']:.1f}",
-            f"{r['f_fit']:.1f}", f"{r['f_fit'] / r['h_fit']:.1f}", f"{r['h_cpu']:.1f}", f"{r['f_cpu']:.1f}",
-            f"{r['f_cpu'] / r['h_cpu']:.1f}", f"{r['h_assign']:,.0f}", f"{r['f_assign']:,.0f}",
-            f"{r['h_inertia']:.4f}", f"{r['f_inertia']:.4f}", f"{r['h_inertia'] / r['f_inertia']:.3f}",
-            f"{r['h0_inertia'] / r['f_inertia']:.3f}",
-            f"{r['routed_inertia'] / r['f_inertia']:.3f}")), flush=True)
+        for r in compare(n, d, k, args, backend):
+            print(" | ".join(str(v) for v in (
+                r["n"], r["d"], r["k"], r["seeding"], "×".join(map(str, r["levels"])), int(r["leaves"]), f"{r['h_fit']:.1f}",
+                f"{r['f_fit']:.1f}", f"{r['f_fit'] / r['h_fit']:.1f}", f"{r['h_cpu']:.1f}", f"{r['f_cpu']:.1f}",
+                f"{r['f_cpu'] / r['h_cpu']:.1f}", f"{r['h_assign']:,.0f}", f"{r['f_assign']:,.0f}",
+                f"{r['h_inertia']:.4f}", f"{r['f_inertia']:.4f}", f"{r['h_inertia'] / r['f_inertia']:.3f}",
+                f"{r['h0_inertia'] / r['f_inertia']:.3f}",
+                f"{r['routed_inertia'] / r['f_inertia']:.3f}")), flush=True)
     ns = [int(v) for v in args.rss_n.split(",") if int(v)]
     if ns:
         print(f"\nassign stage, streaming fp16 shards of {args.per_shard} rows, d={args.d}, K={args.rss_k}")

@@ -60,6 +60,29 @@ def new_run_id(started_at: float) -> str:
     return time.strftime("%Y%m%dT%H%M%S", time.gmtime(started_at)) + "-" + uuid.uuid4().hex[:6]
 
 
+def add_to_lineage(out: Path, key: str, value: Any, warnings: list[str], replaces: str = "") -> None:
+    """Record a fact learnt during the run (e.g. the fitted tree) and its warnings in ``regionset.yaml``.
+
+    Args:
+        out: the output folder (a missing ``regionset.yaml`` is started with just these).
+        key: top-level key to set.
+        value: its value (YAML-serialisable).
+        warnings: warnings to add (each once).
+        replaces: earlier warnings starting with this are dropped first (a refit tree's old ones).
+    """
+    path = Path(out) / LINEAGE_FILE
+    try:
+        doc = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError):
+        doc = {"regionset_lineage": 1}
+    doc[key] = value
+    old = [w for w in doc.get("warnings") or [] if not (replaces and str(w).startswith(replaces))]
+    doc["warnings"] = list(dict.fromkeys([*old, *warnings]))
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True))
+    tmp.replace(path)
+
+
 def append_run(out: Path, record: dict[str, Any]) -> None:
     """Append one run record to ``_state/runs/`` (one JSON file per run; read by the catalog)."""
     write_json(record, Path(out) / "_state" / "runs" / f"{record['run_id']}.json")

@@ -6,7 +6,10 @@ import json
 from collections import Counter
 from pathlib import Path
 
-from pipelines.progress import print_table
+import yaml
+
+from pipelines.lineage import LINEAGE_FILE
+from pipelines.progress import console, print_table
 from pipelines.shards import STATE_DIR, list_shards, read_marker
 from schemas import INPUT
 
@@ -19,13 +22,22 @@ def stage_names(out: Path) -> list[str]:
                                                            default=0))]
 
 
+def run_warnings(out: Path) -> list[str]:
+    """The warnings of ``regionset.yaml`` (random weights, a degenerate k-means tree, ...)."""
+    try:
+        doc = yaml.safe_load((Path(out) / LINEAGE_FILE).read_text()) or {}
+    except (OSError, yaml.YAMLError):
+        return []
+    return [str(w) for w in doc.get("warnings") or []]
+
+
 def collect_status(out: Path) -> dict:
     """Per stage: shards done/pending, rows, counters (a dict, also used by tests and the report)."""
     out = Path(out)
     if not (out / STATE_DIR).exists():
         raise FileNotFoundError(f"{out} is not a regionset output folder (no {STATE_DIR}/)")
     shards = list_shards(out, INPUT)
-    result = {"shards": len(shards), "stages": {}}
+    result = {"shards": len(shards), "warnings": run_warnings(out), "stages": {}}
     for stage in stage_names(out):
         counters: Counter[str] = Counter()
         done = rows_in = rows_out = 0
@@ -51,6 +63,8 @@ def print_status(out: Path, as_json: bool = False) -> dict:
     if as_json:
         print(json.dumps(st, indent=2, sort_keys=True))
         return st
+    for w in st["warnings"]:  # first, as in the report
+        console.print(f"[bold red]WARNING[/]: {w}")
     rows = [[name, s["done"], s["pending"], s["rows_in"], s["rows_out"], f"{s['seconds']:.1f}"]
             for name, s in st["stages"].items()]
     print_table(f"{out}: {st['shards']} shards", ["stage", "done", "pending", "rows in", "rows out", "seconds"], rows)

@@ -22,8 +22,10 @@ import numpy as np
 
 from models.kmeans_index import ClusterTree, l2_normalize, read_meta
 from pipelines.failpoints import failpoint
+from pipelines.kmeans.sizing import WARNING_PREFIX, auto_levels, auto_rule, tree_warnings
 from pipelines.kmeans.tree import FitParams, ProgressFn, fit_hierarchy
-from pipelines.progress import StepProgress
+from pipelines.lineage import add_to_lineage
+from pipelines.progress import StepProgress, console
 from schemas.tables import KMEANS, SOURCE_OBJECT
 
 
@@ -32,9 +34,11 @@ class KMeansConfig:
     """The cluster tree.
 
     Args:
-        levels: clusters per level, coarsest first. ``level_sizes: branching`` (default): children
-            per parent on average, so ``[1000, 100]`` gives 1,000 top clusters and ~100,000 leaves;
-            ``totals``: the number of clusters of each level.
+        levels: ``auto`` (default): chosen from the number of sampled regions
+            (``pipelines.kmeans.sizing``: ~√n leaves, up to RICE's 2,400 regions per leaf, at least
+            50; two levels from 100 leaves on). Or clusters per level, coarsest first:
+            ``level_sizes: branching``: children per parent on average, so ``[1000, 100]`` gives
+            1,000 top clusters and ~100,000 leaves; ``totals``: the number of clusters of each level.
         level_sizes: how ``levels`` is read (``branching`` or ``totals``).
         sample_size: embeddings the fit samples uniformly (memory: sample_size × d × 4 bytes).
         niter: k-means iterations of every FAISS fit.
@@ -47,10 +51,13 @@ class KMeansConfig:
             centroid (it subsamples the rest); every point is still labelled exactly afterwards.
         refine_iters: global Lloyd iterations over all leaves after the tree is fitted (exact
             assignment of the whole sample, then means); 0 keeps each parent's k-means as is.
+        seeding: initial centroids of every k-means: ``kmeans++`` (greedy k-means++ over each whole
+            level, which also decides the children per parent; ``pipelines.kmeans.seeding``) or
+            ``random`` (FAISS's uniform pick, children shared out by ``allocate_by``).
         device: ``auto`` uses faiss GPU (all visible GPUs) when available, ``cpu`` never does.
     """
 
-    levels: tuple[int, ...] = (1000, 100)
+    levels: tuple[int, ...] | Literal["auto"] = "auto"
     level_sizes: Literal["branching", "totals"] = "branching"
     sample_size: int = 1_000_000
     niter: int = 20
@@ -61,13 +68,24 @@ class KMeansConfig:
     allocate_by: Literal["size", "sse"] = "size"
     max_points_per_centroid: int = 256
     refine_iters: int = 2
+    seeding: Literal["kmeans++", "random"] = "kmeans++"
     device: Literal["auto", "cpu", "gpu"] = "auto"
 
 
-def level_totals(kc: KMeansConfig) -> list[int]:
-    """Wanted number of clusters at each level."""
-    if not kc.levels or any(k < 1 for k in kc.levels):
-        raise ValueError(f"kmeans.levels: need one or more positive sizes, got {list(kc.levels)}")
+def level_totals(kc: KMeansConfig, sampled: int | None = None) -> list[int]:
+    """Wanted number of clusters at each level.
+
+    Args:
+        kc: the k-means config.
+        sampled: sampled regions (needed when ``levels`` is ``auto``).
+    """
+    if kc.levels == "auto":
+        if sampled is None:
+            raise ValueError("kmeans.levels: auto needs the number of sampled regions")
+        levels: tuple[int, ...] = auto_levels(sampled)
+        return [math.prod(levels[:i + 1]) for i in range(len(levels))]
+    if isinstance(kc.levels, str) or not kc.levels or any(k < 1 for k in kc.levels):
+        raise ValueError(f"kmeans.levels: need auto or one or more positive sizes, got {kc.levels!r}")
     if kc.level_sizes == "totals":
         if list(kc.levels) != sorted(kc.levels):
             raise ValueError("kmeans.levels: totals must be non-decreasing")
@@ -111,10 +129,15 @@ def fit_tree(x: np.ndarray, kc: KMeansConfig,
     gpus = _use_gpu(kc)
     params = FitParams(niter=kc.niter, seed=kc.seed, spherical=kc.spherical,
                        max_points_per_centroid=kc.max_points_per_centroid,
-                       allocate_by=kc.allocate_by, gpu=gpus > 0, refine_iters=kc.refine_iters)
-    res = fit_hierarchy(x, level_totals(kc), params, progress)
+                       allocate_by=kc.allocate_by, gpu=gpus > 0, refine_iters=kc.refine_iters,
+                       seeding=kc.seeding)
+    auto = kc.levels == "auto"
+    levels = list(auto_levels(len(x))) if auto else list(kc.levels)
+    requested = level_totals(kc, len(x))
+    res = fit_hierarchy(x, requested, params, progress)
     meta: dict[str, Any] = {
-        "levels": list(kc.levels), "level_sizes": kc.level_sizes, "requested": level_totals(kc),
+        "levels": levels, "levels_auto": auto, "level_sizes": "branching" if auto else kc.level_sizes,
+        "requested": requested, "seeding": kc.seeding,
         "sizes": [len(c) for c in res.centroids], "dim": int(x.shape[1]), "sample_rows": int(len(x)),
         "sample_size": kc.sample_size, "seed": kc.seed, "niter": kc.niter, "spherical": kc.spherical,
         "sources": list(kc.sources), "allocate_by": kc.allocate_by,
@@ -127,6 +150,10 @@ def fit_tree(x: np.ndarray, kc: KMeansConfig,
     leaf_sizes = np.bincount(paths[:, -1], minlength=tree.num_leaves)
     meta["sample_inertia"] = float(dist.mean())
     meta["empty_leaves_in_sample"] = int((leaf_sizes == 0).sum())
+    meta["median_leaf_regions"] = float(np.median(leaf_sizes))
+    if auto:
+        meta["auto_rule"] = auto_rule()
+    meta["warnings"] = tree_warnings(meta)
     meta["fit_seconds"] = round(time.perf_counter() - t0, 3)
     return tree, meta
 
@@ -143,8 +170,9 @@ def fit_kmeans(out: Path, cfg: Any, shards: list[int]) -> dict[str, Any]:
     root = Path(out) / KMEANS
     old = read_meta(root)
     if old is not None and not kc.refit and old.get("signature") == fit_signature(kc):
+        _announce(out, old)
         return {"reused": True, "leaves": old["sizes"][-1], "sizes": old["sizes"],
-                "centroids_sha256": old["centroids_sha256"][:12]}
+                "centroids_sha256": old["centroids_sha256"][:12], "warnings": old.get("warnings", [])}
     from pipelines.kmeans.sample import uniform_sample  # pandas: kept out of config loading
 
     t0 = time.perf_counter()
@@ -163,6 +191,17 @@ def fit_kmeans(out: Path, cfg: Any, shards: list[int]) -> dict[str, Any]:
     failpoint("kmeans:fitted")  # kill tests: fitted and saved to the temp folder, not yet swapped in
     shutil.rmtree(root, ignore_errors=True)
     tmp.rename(root)
-    return {"reused": False, "leaves": meta["sizes"][-1], "sizes": meta["sizes"],
+    _announce(out, meta)
+    return {"reused": False, "warnings": meta["warnings"], "leaves": meta["sizes"][-1], "sizes": meta["sizes"],
             "sample": meta["sample_rows"], "inertia": round(meta["sample_inertia"], 4),
             "centroids_sha256": digest[:12], **{k: v for k, v in meta["degenerate"].items() if v}}
+
+
+def _announce(out: Path, meta: dict[str, Any]) -> None:
+    """Print the tree's warnings like the random-weights one and record the tree in regionset.yaml."""
+    for w in meta.get("warnings", []):
+        console.print(f"[bold red]WARNING[/]: {w}")
+    add_to_lineage(Path(out), "kmeans_tree", {
+        "levels": meta["levels"], "levels_auto": meta.get("levels_auto", False), "sizes": meta["sizes"],
+        "sample_rows": meta["sample_rows"], "seeding": meta.get("seeding", "random"),
+        "centroids_sha256": meta.get("centroids_sha256", "")[:12]}, meta.get("warnings", []), WARNING_PREFIX)

@@ -2,9 +2,13 @@
 
 Level 0 is one k-means over the whole sample. Every later level splits each parent cell (the
 sample points whose exact nearest centroid at the level above is that parent) with its own
-k-means; the level's total number of children is shared out **in proportion to each parent's size**
-(or its sum of squared distances, ``allocate_by: sse``) rather than equally — equal splits cost
-+14 % inertia over flat k-means on clustered data (docs/kmeans-labels.md). Points are later routed to their exact
+k-means. With ``seeding: kmeans++`` (default) one greedy k-means++ pass over the whole level
+(``pipelines.kmeans.seeding.level_seeds``) picks every child's seed, and so how many children each
+parent gets; with ``seeding: random`` the level's total is shared out **in proportion to each
+parent's size** (or its sum of squared distances, ``allocate_by: sse``) and FAISS draws the seeds
+at random. Equal splits cost +14 % inertia over flat k-means on clustered data (docs/kmeans-labels.md), random
+seeds 1.2–1.4× the partition SSE of k-means++ when K is close to the true cluster count (BENCHMARKS.md).
+Points are later routed to their exact
 nearest leaf (``models.kmeans_index``), never through the coarse cell.
 
 Degenerate cases have fixed outcomes, counted in ``stats``:
@@ -13,7 +17,8 @@ Degenerate cases have fixed outcomes, counted in ``stats``:
 - duplicate vectors count once for that cap;
 - children of a FAISS fit that get no point of their parent in the exact assignment (empty or
   duplicate centroids) are dropped before ids are given (``empty_dropped``).
-FAISS trains each k-means on at most ``max_points_per_centroid × k`` points (it subsamples the
+Each k-means starts from ``seeding`` (``pipelines.kmeans.seeding``: greedy k-means++ by default,
+or FAISS's uniform random pick). FAISS trains each k-means on at most ``max_points_per_centroid × k`` points (it subsamples the
 rest silently); the cells and sizes here always come from an exact pass over every sample point.
 """
 
@@ -27,6 +32,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from models.kmeans_index import l2_normalize, nearest_centroids
+from pipelines.kmeans.seeding import level_seeds
 
 ProgressFn = Callable[..., None]
 """``progress(phase, done, total, rows=0)``: called as the fit advances (see pipelines.progress)."""
@@ -47,6 +53,7 @@ class FitParams:
     allocate_by: str = "size"
     gpu: bool = False
     refine_iters: int = 2
+    seeding: str = "kmeans++"
 
 
 @dataclass
@@ -98,7 +105,7 @@ def _distinct_per_parent(members: np.ndarray, keys: np.ndarray, parents: int) ->
     return np.bincount(m[new], minlength=parents)
 
 
-def _kmeans(x: np.ndarray, k: int, seed: int, p: FitParams) -> np.ndarray:
+def _kmeans(x: np.ndarray, k: int, seed: int, p: FitParams, init: np.ndarray | None) -> np.ndarray:
     import faiss
 
     if k == 1:
@@ -107,25 +114,31 @@ def _kmeans(x: np.ndarray, k: int, seed: int, p: FitParams) -> np.ndarray:
     km = faiss.Kmeans(x.shape[1], k, niter=p.niter, seed=seed, spherical=p.spherical, gpu=p.gpu,
                       max_points_per_centroid=p.max_points_per_centroid, min_points_per_centroid=1,
                       verbose=False)
-    km.train(np.ascontiguousarray(x, np.float32))
+    km.train(np.ascontiguousarray(x, np.float32),
+             init_centroids=None if init is None else np.ascontiguousarray(init, np.float32))
     return km.centroids.copy()
 
 
 def _split(x: np.ndarray, keys: np.ndarray, k: int, seed: int, p: FitParams,
-           stats: Counter) -> np.ndarray:
-    """The children of one parent cell (rows ``x``); ``k`` is already capped to distinct rows."""
+           stats: Counter, init: np.ndarray | None = None) -> np.ndarray:
+    """The children of one parent cell (rows ``x``); ``k`` is already capped to distinct rows;
+    ``init``: k-means++ seeds (None: FAISS draws ``k`` points at random)."""
     uniq, first = np.unique(keys, return_index=True)
     if k >= len(uniq):  # one child per distinct point: exact, no k-means needed
         c = x[np.sort(first)]
         return l2_normalize(c) if p.spherical else c.copy()
-    c = _kmeans(x, k, seed, p)
+    c = _kmeans(x, k, seed, p, init)
     ids, _ = nearest_centroids(x, c, "numpy")
     used = np.bincount(ids, minlength=len(c)) > 0
     stats["empty_dropped"] += int((~used).sum())
     return c[used]
 
 
-def _split_all(x: np.ndarray, keys: np.ndarray, jobs: list[tuple[np.ndarray, int, int]], p: FitParams,
+Job = tuple[np.ndarray, int, int, np.ndarray | None]
+"""One parent to split: its rows, children wanted, k-means seed, initial centroids or None."""
+
+
+def _split_all(x: np.ndarray, keys: np.ndarray, jobs: list[Job], p: FitParams,
                stats: Counter, tick: Callable[[int], None]) -> list[np.ndarray]:
     """Split every parent cell. On CPU, many small parents run side by side with one FAISS thread
     each: a 2-thread OpenMP team per tiny k-means spends most of its time in barriers, worst on a
@@ -136,8 +149,8 @@ def _split_all(x: np.ndarray, keys: np.ndarray, jobs: list[tuple[np.ndarray, int
     threads = faiss.omp_get_max_threads()
     out: list[np.ndarray] = []
     if p.gpu or len(jobs) == 1 or threads == 1:
-        for rows, k, seed in jobs:
-            out.append(_split(x[rows], keys[rows], k, seed, p, stats))
+        for rows, k, seed, init in jobs:
+            out.append(_split(x[rows], keys[rows], k, seed, p, stats, init))
             tick(len(out))
         return out
     counts: list[Counter] = [Counter() for _ in jobs]
@@ -145,7 +158,7 @@ def _split_all(x: np.ndarray, keys: np.ndarray, jobs: list[tuple[np.ndarray, int
     try:
         with ThreadPoolExecutor(threads, initializer=faiss.omp_set_num_threads, initargs=(1,)) as pool:
             for c in pool.map(lambda i: _split(x[jobs[i][0]], keys[jobs[i][0]], jobs[i][1], jobs[i][2], p,
-                                               counts[i]), range(len(jobs))):
+                                               counts[i], jobs[i][3]), range(len(jobs))):
                 out.append(c)
                 tick(len(out))
     finally:
@@ -183,11 +196,21 @@ def fit_hierarchy(x: np.ndarray, totals: list[int], p: FitParams,
             weights = sse
         else:
             weights = sizes.astype(np.float64)
-        k = allocate(weights, want, caps)
+        seeds: list[np.ndarray | None] = [None] * parent_count
+        if p.seeding == "kmeans++":  # the level-wide k-means++ also decides the children per parent
+            seeded = level_seeds(x, members, parent_count, want, p.seed + 7919 * level,
+                                 p.max_points_per_centroid)
+            k = np.array([len(s) for s in seeded], np.int64)
+            seeds = [x[s] for s in seeded]
+        elif p.seeding == "random":
+            k = allocate(weights, want, caps)
+        else:
+            raise ValueError(f"kmeans.seeding: expected random or kmeans++, got {p.seeding!r}")
         res.stats["capped_parents"] += int(((k == caps) & (caps < want * weights / weights.sum())).sum())
         order = np.argsort(members, kind="stable")
         bounds = np.concatenate([[0], np.cumsum(sizes)])
-        jobs = [(order[bounds[j]:bounds[j + 1]], int(k[j]), p.seed + 1009 * level + j) for j in range(parent_count)]
+        jobs = [(order[bounds[j]:bounds[j + 1]], int(k[j]), p.seed + 1009 * level + j, seeds[j])
+                for j in range(parent_count)]
         cents = _split_all(x, keys, jobs, p, res.stats,
                            lambda done, lv=level, total=parent_count: progress(f"level {lv}", done, total))
         pars = [np.full(len(c), j if level else -1, np.int32) for j, c in enumerate(cents)]
