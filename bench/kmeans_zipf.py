@@ -1,4 +1,4 @@
-"""The Zipf-mixture case of ``bench/kmeans.py``: K ≈ the number of true clusters (issue 25).
+"""The Zipf-mixture case of ``bench/kmeans.py``: K ≈ the number of true clusters.
 
 Unit vectors drawn around ``centres`` random directions, cluster sizes ∝ 1/rank (Zipf) and a
 different spread per cluster. Each method is scored by partition SSE (each point to the mean of

@@ -1,4 +1,4 @@
-"""k-means++ seeding (issue 25): deterministic, shard-order independent, and a tiny cluster gets its leaf."""
+"""k-means++ seeding: deterministic, shard-order independent, and a tiny cluster gets its leaf."""
 
 from __future__ import annotations
 

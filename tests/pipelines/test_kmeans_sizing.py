@@ -1,4 +1,4 @@
-"""``kmeans.levels: auto`` and the degenerate-tree warning (issue 20)."""
+"""``kmeans.levels: auto`` and the degenerate-tree warning (docs/kmeans-labels.md)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Real clusters on loopback, used once right (a tiny build equal to the local one) and once wrong
 (closed port, missing or wrong Ray token, ``auto`` with no cluster) -> exit 2 with one line naming
-the key, within ``executor.connect_timeout``. Also issue 26: an empty ``executor.ray.address``
+the key, within ``executor.connect_timeout``. Also: an empty ``executor.ray.address``
 starts a fresh local Ray even with a stale ``ray_current_cluster`` and a dead ``RAY_ADDRESS``.
 
 Each build runs ``regionset build`` in a subprocess, as a user would, with ``HOME`` and
