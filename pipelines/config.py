@@ -110,11 +110,13 @@ class BuildConfig:
         executor: which backend runs the per-shard stages.
         progress: draw progress bars and the summary tables.
         download: how images are fetched and stored.
+        dedup: exact and near-duplicate images, and evaluation images to keep out (docs/curation.md).
         detect: how object regions are proposed and filtered.
         ocr: how text regions are read and filtered.
         embed: how region crops are embedded.
         kmeans: the cluster tree.
         assign: how regions get their labels.
+        semdedup: semantic region duplicates within each leaf cluster (opt-in step, docs/curation.md).
         pack: how training shards are written.
     """
 
