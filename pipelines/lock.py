@@ -110,8 +110,10 @@ class LeaseLock(BuildLock):
                 self._renewer.start()
                 return self
             holder = self._holder()
-            if holder is None or float(holder.get("expires", 0)) < time.time():
-                self.path.unlink(missing_ok=True)  # expired (its build is dead) or torn: stale
+            dead_here = (holder is not None and holder.get("host") == self.info["host"]
+                         and not _alive(int(holder.get("pid", -1))))
+            if holder is None or dead_here or float(holder.get("expires", 0)) < time.time():
+                self.path.unlink(missing_ok=True)  # expired, its process gone from this host, or torn: stale
                 continue
             raise LockedError(
                 f"{self.out} is being built by pid {holder.get('pid')} on host {holder.get('host')} "

@@ -12,9 +12,9 @@ import os
 
 from common.storage import as_path, is_remote
 from pipelines.config import BuildConfig
-from pipelines.definition import GlobalStep
 from pipelines.preflight import Check, fail, ok
 from pipelines.shards import STATE_DIR
+from pipelines.steps import OBJECT_STORE_STEPS
 
 _CAUSES = (  # (substring of the client's error, the cause in words)
     ("NoSuchBucket", "the bucket does not exist"),
@@ -67,19 +67,17 @@ def check_remote_output(cfg: BuildConfig) -> Check:
     return ok("output writable", "output", f"{out} (object store; probe written and deleted)")
 
 
-def check_remote_steps(cfg: BuildConfig, steps: list) -> Check:
-    """Global steps still read and write local files: refuse them on an object store, by name.
+def check_remote_steps(cfg: BuildConfig) -> Check:
+    """Steps that still read or write local files (global steps, assign, pack) are refused by name.
 
     Args:
         cfg: the resolved build config.
-        steps: the build's steps.
     """
-    glob = [s.name for s in steps if isinstance(s, GlobalStep)]
-    if glob:
-        return fail("object-store steps", "steps", f"output={cfg.output}: the global steps {glob} do not run "
-                    "on an object store yet; set steps to shard steps only (e.g. [download, detect, ocr, embed]) "
-                    "or use a local output")
-    return ok("object-store steps", "steps", "shard steps only")
+    other = [s for s in cfg.steps if s not in OBJECT_STORE_STEPS]
+    if other:
+        return fail("object-store steps", "steps", f"output={cfg.output}: the steps {other} do not run on an "
+                    f"object store yet; set steps=[{','.join(OBJECT_STORE_STEPS)}] or use a local output")
+    return ok("object-store steps", "steps", ", ".join(cfg.steps))
 
 
 def storage_checks(cfg: BuildConfig) -> list[Check]:
@@ -90,7 +88,5 @@ def storage_checks(cfg: BuildConfig) -> list[Check]:
     """
     if not is_remote(cfg.output):
         return []
-    from pipelines.definition import build_steps
-
     out = check_remote_output(cfg)
-    return [out] if out.status == "fail" else [out, check_remote_steps(cfg, build_steps(cfg))]
+    return [out] if out.status == "fail" else [out, check_remote_steps(cfg)]

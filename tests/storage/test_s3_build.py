@@ -6,8 +6,6 @@ resume, unmarked objects cleaned by the next build, bad storage refused with exi
 
 from __future__ import annotations
 
-import pytest
-
 from pipelines.build import build
 from pipelines.shards import marker_path, shard_path
 from tests.conftest import make_jpeg
