@@ -69,7 +69,7 @@ def _client_options(protocol: str) -> dict[str, Any]:
 
 
 @lru_cache(maxsize=16)
-def _filesystem(protocol: str, env_key: tuple) -> Any:
+def _filesystem(protocol: str, env_key: tuple, pid: int) -> Any:
     import fsspec
 
     return fsspec.filesystem(protocol, **_client_options(protocol))
@@ -82,7 +82,8 @@ def filesystem(protocol: str) -> Any:
         protocol: ``s3``, ``gs``, ...
     """
     env_key = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith(("AWS_", "GOOGLE_", "AZURE_"))))
-    return _filesystem("s3" if protocol == "s3a" else protocol, env_key)
+    # per process: a client's event loop does not survive fork (data-loader workers, process pools)
+    return _filesystem("s3" if protocol == "s3a" else protocol, env_key, os.getpid())
 
 
 class _Stat:
@@ -245,3 +246,15 @@ def worker_out(out: str | os.PathLike | RemotePath) -> str:
         out: the build's output folder or prefix.
     """
     return str(out) if is_remote(out) else str(Path(out).resolve())
+
+
+def arrow_source(path: str | os.PathLike | RemotePath) -> tuple[str, Any]:
+    """``(path, filesystem)`` for pyarrow readers: ``(path, None)`` locally, ``(key, fsspec fs)`` remotely.
+
+    Args:
+        path: a file path or URL.
+    """
+    p = as_path(path)
+    if isinstance(p, RemotePath):
+        return p.key, p.fs
+    return os.fspath(p), None

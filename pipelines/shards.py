@@ -20,12 +20,11 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from common.shard_names import shard_id, shard_name
+from common.shard_names import STATE_DIR, shard_id, shard_name
 from common.storage import RemotePath, as_path, is_remote
 from schemas import SCHEMA_VERSION, check_shard
 from schemas.validate import VERSION_KEY
 
-STATE_DIR = "_state"
 ROW_GROUP_ROWS = 1024
 
 
