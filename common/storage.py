@@ -200,7 +200,7 @@ class RemotePath:
     # -- reading and writing whole objects (a PUT is atomic: no temp object, no rename) ----------
     def read_bytes(self) -> bytes:
         try:
-            return self.fs.cat_file(self.key)
+            return self.fs.cat_file(self.key, max_concurrency=1)  # one GET: no HEAD for the size first
         except FileNotFoundError:
             raise FileNotFoundError(f"{self} does not exist") from None
 

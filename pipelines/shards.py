@@ -135,8 +135,10 @@ def known_sha256(path: Path | RemotePath) -> str:
 
 def file_sha256(path: Path) -> str:
     """sha256 of a file's bytes."""
+    if is_remote(path):
+        return hashlib.sha256(path.read_bytes()).hexdigest()  # one GET (no HEAD, no ranged reads)
     h = hashlib.sha256()
-    with path.open("rb") if is_remote(path) else open(path, "rb") as f:
+    with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
