@@ -48,3 +48,24 @@ def test_unmarked_object_is_redone_and_cleaned(server, s3, tmp_path):  # noqa: F
     assert res.reports[0].done == 1 and res.reports[0].skipped == 1
     assert not orphan.exists()
     assert table_hash(s3.download("resume", tmp_path / "b"), "images") == before
+
+
+def test_lease_is_renewed_while_held_and_refuses_a_second_holder(s3):  # noqa: F811
+    import json
+    import time
+
+    from pipelines.lock import LeaseLock, LockedError
+
+    with LeaseLock(s3.url("lease"), lease_seconds=0.9) as held:
+        first = json.loads(held.path.read_text())["expires"]
+        time.sleep(1.5)  # past the first expiry: only a renewal keeps it valid
+        now = json.loads(held.path.read_text())
+        assert now["expires"] > first and now["expires"] > time.time() and now["token"] == held.info["token"]
+        other = LeaseLock(s3.url("lease"))
+        other.info["host"] = "another-host"  # liveness cannot be checked from here: only the lease counts
+        try:
+            other.__enter__()
+            raise AssertionError("a second writer took a live lease")
+        except LockedError as err:
+            assert "another" not in str(err) and str(held.info["pid"]) in str(err)
+    assert not held.path.exists()

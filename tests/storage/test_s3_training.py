@@ -9,9 +9,9 @@ import sys
 from pathlib import Path
 
 from common.storage import as_path
+from tests.s3server import s3  # noqa: F401 (fixture)
 from training.data import list_shards, read_shard
 from training.synthetic import write_synthetic_shards
-from tests.s3server import s3  # noqa: F401 (fixture)
 
 
 def test_train_rice_from_s3(s3, tmp_path):  # noqa: F811
