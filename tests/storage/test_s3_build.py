@@ -90,3 +90,15 @@ def test_demo_steps_to_s3_match_local(s3, tmp_path):  # noqa: F811
     for folder in folders:
         assert table_hash(got, folder) == table_hash(tmp_path / "local", folder), folder
     assert markers(got) == markers(tmp_path / "local") and len(markers(got)) == 4 * 2
+
+
+def test_input_list_read_from_s3(server, s3, tmp_path):  # noqa: F811
+    from common.storage import as_path
+
+    local_list = write_urls(tmp_path, _corpus(server, 5))
+    remote_list = as_path(s3.url("lists/urls.parquet"))
+    remote_list.write_bytes(local_list.read_bytes())
+    local = build(download_only(tmp_path / "a", local_list))
+    remote = build(download_only(tmp_path / "b", s3.url("lists")))  # a prefix of URL lists, one listing
+    assert remote.shards == local.shards
+    assert table_hash(tmp_path / "b", "images") == table_hash(tmp_path / "a", "images")
