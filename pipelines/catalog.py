@@ -22,6 +22,7 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
+from common.shard_names import shard_name
 from common.storage import RemotePath, as_path, is_remote
 from pipelines.failpoints import failpoint
 from pipelines.kmeans.catalog import add_label_tables
@@ -65,8 +66,31 @@ def register_storage(con: duckdb.DuckDBPyConnection, out: Path | RemotePath) -> 
         con.register_filesystem(as_path(out).fs)
 
 
+def committed_files(out: RemotePath, folder: str) -> list[str]:
+    """The shard objects of an object-store table folder that carry their stage's completion marker.
+
+    The marker is the commit there: objects a killed writer left are not in the catalog (the next
+    build deletes them). One listing of the folder and one of its stage's markers.
+
+    Args:
+        out: the output prefix.
+        folder: a table folder.
+    """
+    from pipelines.definition import stage_outputs
+
+    shards = list_shards(out, folder)
+    stage = stage_outputs().get(folder)
+    if stage is not None:
+        marked = {p.name.replace(".json", ".parquet") for p in (out / STATE_DIR / stage).iterdir()}
+        shards = [s for s in shards if shard_name(s) in marked]
+    return [str(out / folder / shard_name(s)) for s in shards]
+
+
 def _table_view(con: duckdb.DuckDBPyConnection, out: Path, name: str) -> int:
-    globs = [str((out / d).resolve() / "part-*.parquet") for d in TABLE_DIRS[name] if list_shards(out, d)]
+    if is_remote(out):
+        globs = [f for d in TABLE_DIRS[name] for f in committed_files(out, d)]
+    else:
+        globs = [str((out / d).resolve() / "part-*.parquet") for d in TABLE_DIRS[name] if list_shards(out, d)]
     if globs:
         files = "[" + ", ".join(_sql_str(g) for g in globs) + "]"
         con.execute(f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM read_parquet({files}, union_by_name=true)")
