@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.cmd == "report":
             from pipelines.report import write_report
 
-            print(write_report(Path(args.out), clusters=args.clusters, per_cluster=args.per_cluster,
+            print(write_report(as_path(args.out), clusters=args.clusters, per_cluster=args.per_cluster,
                                seed=args.seed, images=args.images))
         elif args.cmd == "catalog":
             from pipelines.catalog import build_catalog

@@ -44,6 +44,10 @@ def test_demo_sql_status_catalog_and_no_secret_anywhere(s3, tmp_path):  # noqa: 
     assert sql.returncode == 0, sql.stderr[-2000:]
     status = _cli("status", out, "--json")
     assert status.returncode == 0 and '"embed"' in status.stdout
+    report = _cli("report", out)
+    assert report.returncode == 0, report.stderr[-2000:]
+    index = Path(report.stdout.strip().splitlines()[-1])
+    assert index.name == "index.html" and index.is_file() and "Overview" in index.read_text()
     cat = _cli("catalog", out, "--to", str(tmp_path / "c.duckdb"))
     assert cat.returncode == 0 and (tmp_path / "c.duckdb").exists()
     import duckdb
@@ -54,7 +58,7 @@ def test_demo_sql_status_catalog_and_no_secret_anywhere(s3, tmp_path):  # noqa: 
     con.close()
     got = s3.download("demo", tmp_path / "got")
     assert (got / "regionset.yaml").exists() and list((got / "_state" / "runs").glob("*.json"))
-    texts = [demo.stdout, demo.stderr, sql.stdout, sql.stderr, status.stdout, cat.stdout]
+    texts = [demo.stdout, demo.stderr, sql.stdout, sql.stderr, status.stdout, cat.stdout, report.stdout, report.stderr]
     blobs = [f.read_bytes() for f in got.rglob("*") if f.is_file()]
     blobs += [f.read_bytes() for f in Path(os.environ["REGIONSET_CATALOG_DIR"]).rglob("*") if f.is_file()]
     blobs.append((tmp_path / "c.duckdb").read_bytes())
