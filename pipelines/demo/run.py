@@ -76,7 +76,7 @@ def run_demo(out: str | Path = "regionset-demo", limit: int | None = None, shard
 
 
 def _run_remote_demo(out: RemotePath, limit: int | None, shard_size: int, extra: list[str] | None) -> RemotePath:
-    """The demo into an object-store prefix: the steps that run there (``OBJECT_STORE_STEPS``), no report."""
+    """The demo into an object-store prefix: the steps that run there (``OBJECT_STORE_STEPS``)."""
     with tempfile.TemporaryDirectory(prefix="regionset-demo-") as tmp, LoopbackServer() as server:
         urls = write_url_list(server, Path(tmp), limit)
         steps = f"steps=[{','.join(OBJECT_STORE_STEPS)}]"
@@ -87,4 +87,5 @@ def _run_remote_demo(out: RemotePath, limit: int | None, shard_size: int, extra:
     out_console.print("try:")
     for q in EXAMPLE_SQL[:3]:
         out_console.print(f'  regionset sql {out} "{q}"', soft_wrap=True, markup=False, highlight=False)
+    out_console.print(f"report: {write_report(out)}  (local; open it in a browser)", soft_wrap=True)
     return out
