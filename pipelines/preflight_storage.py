@@ -19,7 +19,9 @@ from pipelines.steps import OBJECT_STORE_STEPS
 _CAUSES = (  # (substring of the client's error, the cause in words)
     ("NoSuchBucket", "the bucket does not exist"),
     ("InvalidAccessKeyId", "bad credentials (the access key is not known)"),
+    ("Access Key Id you provided does not exist", "bad credentials (the access key is not known)"),
     ("SignatureDoesNotMatch", "bad credentials (the secret key does not match)"),
+    ("signature we calculated does not match", "bad credentials (the secret key does not match)"),
     ("InvalidToken", "bad credentials (the session token is invalid)"),
     ("ExpiredToken", "bad credentials (the session token expired)"),
     ("AccessDenied", "no permission to write there"),
