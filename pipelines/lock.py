@@ -123,10 +123,13 @@ class LeaseLock(BuildLock):
 
     def _renew(self) -> None:
         while not self._stop.wait(self.lease_seconds / 3):
-            holder = self._holder()
-            if holder is None or holder.get("token") != self.info["token"]:
-                return  # taken over (this build stalled past its lease): stop renewing
-            self.path.write_bytes(self._payload())
+            try:
+                holder = self._holder()
+                if holder is None or holder.get("token") != self.info["token"]:
+                    return  # gone or taken over (this build stalled past its lease): stop renewing
+                self.path.write_bytes(self._payload())
+            except OSError:
+                continue  # a failed renewal is retried on the next tick; the lease covers two more
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
