@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+STATE_DIR = "_state"  # completion markers: ``OUT/_state/<stage>/part-NNNNN.json``
 _PART_RE = re.compile(r"^part-(\d{5,})\.parquet$")
 
 

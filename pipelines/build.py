@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from common.storage import as_path, is_remote
 from common.typed_config import ConfigError
 from pipelines.catalog import build_catalog
 from pipelines.config import BuildConfig
@@ -22,7 +23,7 @@ from pipelines.lineage import append_run, config_digest, new_run_id, write_linea
 from pipelines.lock import BuildLock
 from pipelines.preflight import run_preflight
 from pipelines.progress import console, print_table
-from pipelines.shards import clean_temp_files
+from pipelines.shards import clean_temp_files, forget_sha256
 
 
 @dataclass
@@ -40,6 +41,8 @@ class BuildResult:
 
 def make_output(path: str) -> Path:
     """Create the output folder; a path that is a file (or under one) is a ConfigError naming it."""
+    if is_remote(path):
+        return as_path(path)  # folders are implicit on object stores; preflight checked the bucket
     out = Path(path)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"output: {out} exists and is not a folder")
@@ -95,8 +98,9 @@ def begin_build(cfg: BuildConfig, steps: list, announce: bool = True) -> list[st
         steps: the build's steps.
         announce: print the warnings (random weights, ...) on the console.
     """
-    out = Path(cfg.output)
-    clean_temp_files(out)
+    out = as_path(cfg.output)
+    forget_sha256()  # remembered object-store hashes are this build's own, never an earlier process's
+    clean_temp_files(out, {s.output: s.name for s in steps if not isinstance(s, GlobalStep)})
     models, warnings = model_lineage(steps)
     if announce:
         for w in warnings:
@@ -116,7 +120,7 @@ def finish_build(cfg: BuildConfig, started_at: float, executor: str, shards: lis
         shards: the build's shard ids.
         run_id: the run's id (default: a new one from ``started_at``).
     """
-    out = Path(cfg.output)
+    out = as_path(cfg.output)
     append_run(out, {
         "run_id": run_id or new_run_id(started_at), "started_at": started_at, "finished_at": time.time(),
         "status": "success", "config_hash": config_digest(cfg), "executor": executor,

@@ -4,17 +4,26 @@ The catalog is built into a temp file and renamed into place, so a build never h
 open for writing and readers (``duckdb OUT/catalog.duckdb``) are never locked out. Views use
 absolute paths so the file answers from any working directory; after moving an output folder, run
 ``regionset catalog OUT`` to re-point them.
+
+For an object-store output (``s3://bucket/prefix``) the catalog file is local (``--to FILE``, by
+default a file named after the URL in ``REGIONSET_CATALOG_DIR`` or ``~/.cache/regionset/catalogs``)
+and its views read the remote Parquet through the fsspec filesystem registered on each connection
+(DuckDB's httpfs extension is not bundled with the wheel and cannot be downloaded offline).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
 from pathlib import Path
 
 import duckdb
 import pyarrow as pa
 
+from common.shard_names import shard_name
+from common.storage import RemotePath, as_path, is_remote
 from pipelines.failpoints import failpoint
 from pipelines.kmeans.catalog import add_label_tables
 from pipelines.shards import STATE_DIR, list_shards
@@ -33,8 +42,55 @@ def _sql_str(s: str) -> str:
     return "'" + s.replace("'", "''") + "'"
 
 
+def catalog_file(out: Path | RemotePath) -> Path:
+    """Where the catalog of ``out`` lives: ``OUT/catalog.duckdb``, or a local cache file for a URL.
+
+    Args:
+        out: the output folder or prefix.
+    """
+    if not is_remote(out):
+        return Path(out) / CATALOG_FILE
+    base = Path(os.environ.get("REGIONSET_CATALOG_DIR") or Path.home() / ".cache" / "regionset" / "catalogs")
+    slug = re.sub(r"[^A-Za-z0-9]+", "-", str(out)).strip("-")[:80]
+    return base / f"{slug}-{hashlib.sha256(str(out).encode()).hexdigest()[:8]}.duckdb"
+
+
+def register_storage(con: duckdb.DuckDBPyConnection, out: Path | RemotePath) -> None:
+    """Let ``con`` read ``out``'s remote Parquet (fsspec registration); nothing for local folders.
+
+    Args:
+        con: a DuckDB connection.
+        out: the output folder or prefix.
+    """
+    if is_remote(out):
+        con.register_filesystem(as_path(out).fs)
+
+
+def committed_files(out: RemotePath, folder: str) -> list[str]:
+    """The shard objects of an object-store table folder that carry their stage's completion marker.
+
+    The marker is the commit there: objects a killed writer left are not in the catalog (the next
+    build deletes them). One listing of the folder and one of its stage's markers.
+
+    Args:
+        out: the output prefix.
+        folder: a table folder.
+    """
+    from pipelines.definition import stage_outputs
+
+    shards = list_shards(out, folder)
+    stage = stage_outputs().get(folder)
+    if stage is not None:
+        marked = {p.name.replace(".json", ".parquet") for p in (out / STATE_DIR / stage).iterdir()}
+        shards = [s for s in shards if shard_name(s) in marked]
+    return [str(out / folder / shard_name(s)) for s in shards]
+
+
 def _table_view(con: duckdb.DuckDBPyConnection, out: Path, name: str) -> int:
-    globs = [str((out / d).resolve() / "part-*.parquet") for d in TABLE_DIRS[name] if list_shards(out, d)]
+    if is_remote(out):
+        globs = [f for d in TABLE_DIRS[name] for f in committed_files(out, d)]
+    else:
+        globs = [str((out / d).resolve() / "part-*.parquet") for d in TABLE_DIRS[name] if list_shards(out, d)]
     if globs:
         files = "[" + ", ".join(_sql_str(g) for g in globs) + "]"
         con.execute(f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM read_parquet({files}, union_by_name=true)")
@@ -83,17 +139,24 @@ def _runs(out: Path) -> pa.Table:
     return pa.Table.from_pylist([{k: r.get(k) for k in schema.names} for r in rows], schema=schema)
 
 
-def build_catalog(out: Path) -> Path:
-    """(Re)build ``OUT/catalog.duckdb`` atomically and return its path."""
-    out = Path(out)
-    final = out / CATALOG_FILE
-    tmp = out / f".{CATALOG_FILE}.{os.getpid()}.tmp"
+def build_catalog(out: Path | RemotePath, to: Path | None = None) -> Path:
+    """(Re)build the catalog of ``out`` atomically and return its path.
+
+    Args:
+        out: the output folder or prefix.
+        to: the catalog file (default ``catalog_file(out)``).
+    """
+    out = as_path(out)
+    final = Path(to) if to is not None else catalog_file(out)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.parent / f".{final.name}.{os.getpid()}.tmp"
     for p in (tmp, Path(str(tmp) + ".wal")):
         p.unlink(missing_ok=True)
     # The oldest storage format that holds views and small tables: any DuckDB CLI >= 1.0 opens the
     # catalog, even one older than the duckdb wheel that wrote it (``duckdb-cli`` lags the wheel).
     con = duckdb.connect(str(tmp), config={"storage_compatibility_version": "v1.0.0"})
     try:
+        register_storage(con, out)
         for name in TABLE_DIRS:
             _table_view(con, out, name)
         add_label_tables(con, out)
@@ -110,9 +173,13 @@ def build_catalog(out: Path) -> Path:
     return final
 
 
-def connect(out: Path, read_only: bool = True) -> duckdb.DuckDBPyConnection:
-    """Open the catalog of an output folder."""
-    path = Path(out) / CATALOG_FILE
+def connect(out: Path | RemotePath, read_only: bool = True) -> duckdb.DuckDBPyConnection:
+    """Open the catalog of an output folder or prefix (a URL's catalog is rebuilt if missing)."""
+    path = catalog_file(out)
+    if is_remote(out) and not path.exists():
+        build_catalog(out)
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist: run `regionset build` (or `regionset catalog OUT`)")
-    return duckdb.connect(str(path), read_only=read_only)
+    con = duckdb.connect(str(path), read_only=read_only)
+    register_storage(con, out)
+    return con

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from common.offline import set_offline_defaults
+from common.storage import as_path
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -37,8 +38,9 @@ def _parser() -> argparse.ArgumentParser:
     q.add_argument("out")
     q.add_argument("query")
     q.add_argument("--limit", type=int, default=50, help="rows to print")
-    c = sub.add_parser("catalog", help="(re)build OUT/catalog.duckdb")
+    c = sub.add_parser("catalog", help="(re)build OUT/catalog.duckdb (for an s3://… OUT: a local cache file)")
     c.add_argument("out")
+    c.add_argument("--to", default=None, help="catalog file to write (default OUT/catalog.duckdb or the cache)")
     v = sub.add_parser("report", help="write the visual QA report to OUT/report/index.html")
     v.add_argument("out")
     v.add_argument("--clusters", type=int, default=8, help="leaf clusters per gallery group (largest/smallest/random)")
@@ -93,7 +95,7 @@ def _sql(out: str, query: str, limit: int) -> None:
     from pipelines.catalog import connect
     from pipelines.progress import print_table
 
-    con = connect(Path(out))
+    con = connect(as_path(out))
     try:
         cur = con.execute(query)
         cols = [d[0] for d in cur.description] if cur.description else []
@@ -138,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.cmd == "status":
             from pipelines.status import print_status
 
-            print_status(Path(args.out), as_json=args.json)
+            print_status(as_path(args.out), as_json=args.json)
         elif args.cmd == "sql":
             _sql(args.out, args.query, args.limit)
         elif args.cmd == "retry":
@@ -153,12 +155,12 @@ def main(argv: list[str] | None = None) -> int:
         elif args.cmd == "report":
             from pipelines.report import write_report
 
-            print(write_report(Path(args.out), clusters=args.clusters, per_cluster=args.per_cluster,
+            print(write_report(as_path(args.out), clusters=args.clusters, per_cluster=args.per_cluster,
                                seed=args.seed, images=args.images))
         elif args.cmd == "catalog":
             from pipelines.catalog import build_catalog
 
-            print(build_catalog(Path(args.out)))
+            print(build_catalog(as_path(args.out), Path(args.to) if args.to else None))
         elif args.cmd == "sample":
             from pipelines.sampling import write_sample
 

@@ -46,6 +46,12 @@ def _with_kmeans_dir(cfg: BuildConfig) -> AssignConfig:
     return dataclasses.replace(cfg.assign, kmeans_dir=str(Path(cfg.output).resolve() / KMEANS))
 
 
+def stage_outputs() -> dict[str, str]:
+    """Table folder -> the shard stage that writes it (on object stores its markers commit the folder)."""
+    return {cls.output: cls.name for cls in (DownloadStage, DedupStage, DetectStage, OcrStage, EmbedStage,
+                                             AssignStage, PackStage)}
+
+
 def build_steps(cfg: BuildConfig) -> list[Step]:
     """The steps of ``cfg.steps``, in pipeline order."""
     factories: dict[str, Callable[[], Step]] = {

@@ -23,9 +23,10 @@ import pyarrow.csv as pacsv
 import pyarrow.json as pajson
 import pyarrow.parquet as pq
 
+from common.storage import as_path, is_remote
 from common.typed_config import one_line
 from pipelines.config import InputConfig
-from pipelines.shards import list_shards, shard_path, write_table
+from pipelines.shards import list_shards, read_table, shard_path, write_table
 from schemas import INPUT, input_schema
 from stages.download.stage import make_key
 
@@ -40,9 +41,13 @@ class InputError(ValueError):
 
 
 def _files(cfg: InputConfig) -> list[Path]:
-    p = Path(cfg.path)
     if not cfg.path:
         raise InputError("input.path is empty: give the URL list (Parquet, CSV, JSONL or TXT)")
+    p = as_path(cfg.path)
+    if is_remote(p):  # one listing: a prefix of URL lists, or one object
+        files = sorted(f for f in p.iterdir() if f.suffix in _EXT)
+        if files:
+            return files
     if p.is_dir():
         files = sorted(f for f in p.iterdir() if f.suffix in _EXT)
         if not files:
@@ -128,10 +133,12 @@ def _read_file(path: Path, cfg: InputConfig, counters: Counter) -> Iterator[pa.R
 
 
 def _read_batches(path: Path, fmt: str, counters: Counter) -> Iterator[pa.RecordBatch]:
+    delim = "\t" if path.suffix == ".tsv" else ","
+    if is_remote(path) and fmt != "txt":  # an object store: the readers take an open file
+        path = path.open("rb")
     if fmt == "parquet":
         yield from pq.ParquetFile(path).iter_batches(batch_size=65536)
     elif fmt == "csv":
-        delim = "\t" if path.suffix == ".tsv" else ","
         yield from pacsv.open_csv(path, parse_options=pacsv.ParseOptions(delimiter=delim, newlines_in_values=True),
                                   convert_options=pacsv.ConvertOptions(strings_can_be_null=True))
     elif fmt == "jsonl":
@@ -191,7 +198,7 @@ def shard_input(cfg: InputConfig, out: Path, counters: Counter | None = None) ->
         table = pa.Table.from_pydict(
             {"key": keys, "url": [u for u, _ in buf], "caption": [c for _, c in buf]}, schema=input_schema())
         path = shard_path(out, INPUT, shard)
-        if not (path.exists() and pq.read_table(path).equals(table)):
+        if not (path.exists() and read_table(path).equals(table)):
             write_table(table, path)
         shards.append(shard)
         buf.clear()

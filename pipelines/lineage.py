@@ -13,6 +13,7 @@ from typing import Any
 
 import yaml
 
+from common.storage import as_path, is_remote
 from common.typed_config import to_dict
 from pipelines.shards import write_json
 
@@ -48,9 +49,13 @@ def write_lineage(out: Path, cfg: Any, models: dict[str, Any], warnings: list[st
         "versions": package_versions(),
         "config": to_dict(cfg),
     }
-    path = Path(out) / LINEAGE_FILE
+    path = as_path(out) / LINEAGE_FILE
+    text = yaml.safe_dump(doc, sort_keys=False, allow_unicode=True)
+    if is_remote(path):
+        path.write_text(text)  # one PUT is atomic on an object store
+        return doc
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True))
+    tmp.write_text(text)
     tmp.replace(path)
     return doc
 
@@ -85,4 +90,4 @@ def add_to_lineage(out: Path, key: str, value: Any, warnings: list[str], replace
 
 def append_run(out: Path, record: dict[str, Any]) -> None:
     """Append one run record to ``_state/runs/`` (one JSON file per run; read by the catalog)."""
-    write_json(record, Path(out) / "_state" / "runs" / f"{record['run_id']}.json")
+    write_json(record, as_path(out) / "_state" / "runs" / f"{record['run_id']}.json")

@@ -21,6 +21,7 @@ from typing import Literal
 
 import pyarrow.parquet as pq
 
+from common.storage import is_remote
 from pipelines.config import BuildConfig, typed_config
 
 Status = Literal["ok", "warn", "fail"]
@@ -184,8 +185,13 @@ def iter_checks(cfg: BuildConfig) -> Iterator[Check]:
 
     extra = check_extra(cfg)
     yield extra
-    yield check_output(cfg)
-    yield check_disk(cfg)
+    if is_remote(cfg.output):  # an object store: a probe object, not a folder and free disk
+        from pipelines.preflight_storage import storage_checks
+
+        yield from storage_checks(cfg)
+    else:
+        yield check_output(cfg)
+        yield check_disk(cfg)
     yield from model_checks(cfg)
     if extra.status != "fail":
         yield from executor_checks(cfg)

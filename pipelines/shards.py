@@ -20,16 +20,18 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from common.shard_names import shard_id, shard_name
+from common.shard_names import STATE_DIR, shard_id, shard_name
+from common.storage import RemotePath, as_path, is_remote
 from schemas import SCHEMA_VERSION, check_shard
 from schemas.validate import VERSION_KEY
 
-STATE_DIR = "_state"
 ROW_GROUP_ROWS = 1024
 
 
-def shard_path(out: Path, folder: str, shard: int) -> Path:
+def shard_path(out: Path | RemotePath, folder: str, shard: int) -> Path | RemotePath:
     """Path of one shard of a table folder, refusing folder names that escape ``out``."""
+    if is_remote(out):
+        return as_path(out) / folder / shard_name(shard)  # RemotePath refuses ``..``
     base = Path(out).resolve()
     path = (base / folder / shard_name(shard)).resolve()
     if base not in path.parents:
@@ -39,10 +41,10 @@ def shard_path(out: Path, folder: str, shard: int) -> Path:
 
 def list_shards(out: Path, folder: str) -> list[int]:
     """Shard ids present in a table folder, sorted."""
-    d = Path(out) / folder
-    if not d.is_dir():
+    d = as_path(out) / folder
+    if not is_remote(d) and not d.is_dir():
         return []
-    return sorted(i for p in d.iterdir() if (i := shard_id(p.name)) is not None)
+    return sorted(i for p in d.iterdir() if (i := shard_id(p.name)) is not None)  # remote: one listing
 
 
 def _atomic_target(path: Path) -> Path:
@@ -52,11 +54,23 @@ def _atomic_target(path: Path) -> Path:
     return Path(tmp)
 
 
-def write_table(table: pa.Table, path: Path, row_group_rows: int = ROW_GROUP_ROWS) -> str:
-    """Write ``table`` to ``path`` atomically (temp file + fsync + rename); return its sha256."""
-    tmp = _atomic_target(path)
+def write_table(table: pa.Table, path: Path | RemotePath, row_group_rows: int = ROW_GROUP_ROWS) -> str:
+    """Write ``table`` to ``path`` atomically; return its sha256.
+
+    Local disk: temp file + fsync + rename. Object store: one PUT of the final object (atomic, no
+    rename); the marker written after it is the commit (README "Object storage").
+    """
     meta = {**(table.schema.metadata or {}), VERSION_KEY: str(SCHEMA_VERSION).encode()}
     table = table.replace_schema_metadata(meta)
+    if is_remote(path):
+        buf = pa.BufferOutputStream()
+        pq.write_table(table, buf, row_group_size=row_group_rows, compression="zstd")
+        data = buf.getvalue().to_pybytes()
+        path.write_bytes(data)
+        digest = hashlib.sha256(data).hexdigest()
+        remember_sha256(path, digest)
+        return digest
+    tmp = _atomic_target(path)
     try:
         pq.write_table(table, tmp, row_group_size=row_group_rows, compression="zstd")
         with open(tmp, "rb") as f:
@@ -70,7 +84,10 @@ def write_table(table: pa.Table, path: Path, row_group_rows: int = ROW_GROUP_ROW
 
 
 def write_json(obj: Any, path: Path) -> None:
-    """Write JSON atomically."""
+    """Write JSON atomically (temp + rename locally, one PUT on an object store)."""
+    if is_remote(path):
+        path.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str))
+        return
     tmp = _atomic_target(path)
     try:
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str))
@@ -83,14 +100,44 @@ def write_json(obj: Any, path: Path) -> None:
 def read_table(path: Path, folder: str | None = None) -> pa.Table:
     """Read one shard file; with ``folder``, check it for schema drift and upgrade an older shard
     that only lacks newer nullable columns (``schemas.check_shard``)."""
-    table = pq.read_table(path)
+    table = pq.read_table(pa.BufferReader(path.read_bytes())) if is_remote(path) else pq.read_table(path)
     if folder is not None:
         table = check_shard(table, folder, str(path))
     return table
 
 
+_KNOWN_SHA: dict[str, str] = {}  # object-store shards this process wrote or saw committed
+
+
+def remember_sha256(path: Path | RemotePath, sha: str) -> None:
+    """Remember an object-store shard's sha256 (from its marker) so planning need not re-read it.
+
+    Args:
+        path: the shard's path.
+        sha: its sha256, as its marker carries it.
+    """
+    if is_remote(path):
+        _KNOWN_SHA[str(path)] = sha
+
+
+def forget_sha256() -> None:
+    """Forget every remembered object-store sha256 (a new build starts from what the store holds)."""
+    _KNOWN_SHA.clear()
+
+
+def known_sha256(path: Path | RemotePath) -> str:
+    """sha256 of a shard file: remembered for object-store shards this build wrote, else read.
+
+    Args:
+        path: the shard's path.
+    """
+    return _KNOWN_SHA.get(str(path)) or file_sha256(path)
+
+
 def file_sha256(path: Path) -> str:
     """sha256 of a file's bytes."""
+    if is_remote(path):
+        return hashlib.sha256(path.read_bytes()).hexdigest()  # one GET (no HEAD, no ranged reads)
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -116,7 +163,7 @@ class Marker:
 
 def marker_path(out: Path, stage: str, shard: int) -> Path:
     """``_state/<stage>/part-NNNNN.json``."""
-    return Path(out) / STATE_DIR / stage / shard_name(shard).replace(".parquet", ".json")
+    return as_path(out) / STATE_DIR / stage / shard_name(shard).replace(".parquet", ".json")
 
 
 def read_marker(out: Path, stage: str, shard: int) -> Marker | None:
@@ -133,8 +180,15 @@ def write_marker(out: Path, marker: Marker) -> None:
     write_json(asdict(marker), marker_path(out, marker.stage, marker.shard))
 
 
-def clean_temp_files(out: Path) -> int:
-    """Remove temp files left by a killed writer; return how many were removed."""
+def clean_temp_files(out: Path | RemotePath, producers: dict[str, str] | None = None) -> int:
+    """Remove what a killed writer left; return how many files or objects were removed.
+
+    Local disk: temp files (a rename is the commit). Object store: shard objects of a table folder
+    with no completion marker of the stage that writes it (``producers``: folder -> stage), since
+    the marker is the commit there.
+    """
+    if is_remote(out):
+        return _clean_unmarked(as_path(out), producers or {})
     n = 0
     for pattern in (".*.tmp", ".*.tmp.wal"):
         for p in list(Path(out).rglob(pattern)):
@@ -143,4 +197,16 @@ def clean_temp_files(out: Path) -> int:
             else:
                 p.unlink(missing_ok=True)
             n += 1
+    return n
+
+
+def _clean_unmarked(out: RemotePath, producers: dict[str, str]) -> int:
+    n = 0
+    for folder, stage in producers.items():
+        marked = {shard_id(p.name.replace(".json", ".parquet")) for p in (out / STATE_DIR / stage).iterdir()}
+        for p in (out / folder).iterdir():
+            i = shard_id(p.name)
+            if i is not None and i not in marked:
+                p.unlink(missing_ok=True)
+                n += 1
     return n

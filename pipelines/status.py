@@ -8,15 +8,20 @@ from pathlib import Path
 
 import yaml
 
+from common.storage import as_path, is_remote
 from pipelines.lineage import LINEAGE_FILE
 from pipelines.progress import console, print_table
 from pipelines.shards import STATE_DIR, list_shards, read_marker
+from pipelines.steps import STEP_NAMES
 from schemas import INPUT
 
 
 def stage_names(out: Path) -> list[str]:
     """Stages that left markers in ``out``, in the order their first marker was written."""
-    state = Path(out) / STATE_DIR
+    state = as_path(out) / STATE_DIR
+    if is_remote(state):  # object stores keep no folder times: the pipeline's own order
+        names = {p.name for p in state.iterdir()} - {"runs", "build.lock"}
+        return [n for n in STEP_NAMES if n in names] + sorted(names - set(STEP_NAMES))
     dirs = [p for p in state.glob("*") if p.is_dir() and p.name != "runs"]
     return [p.name for p in sorted(dirs, key=lambda p: min((f.stat().st_mtime for f in p.glob("*.json")),
                                                            default=0))]
@@ -25,7 +30,7 @@ def stage_names(out: Path) -> list[str]:
 def run_warnings(out: Path) -> list[str]:
     """The warnings of ``regionset.yaml`` (random weights, a degenerate k-means tree, ...)."""
     try:
-        doc = yaml.safe_load((Path(out) / LINEAGE_FILE).read_text()) or {}
+        doc = yaml.safe_load((as_path(out) / LINEAGE_FILE).read_text()) or {}
     except (OSError, yaml.YAMLError):
         return []
     return [str(w) for w in doc.get("warnings") or []]
@@ -33,7 +38,7 @@ def run_warnings(out: Path) -> list[str]:
 
 def collect_status(out: Path) -> dict:
     """Per stage: shards done/pending, rows, counters (a dict, also used by tests and the report)."""
-    out = Path(out)
+    out = as_path(out)
     if not (out / STATE_DIR).exists():
         raise FileNotFoundError(f"{out} is not a regionset output folder (no {STATE_DIR}/)")
     shards = list_shards(out, INPUT)

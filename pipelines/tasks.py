@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from common.storage import as_path
 from pipelines.steps import GLOBAL, SHARD  # noqa: F401  (the DAG file reads them here)
 from pipelines.steps import PIPELINE as DAG_STEPS  # noqa: F401
 
@@ -86,7 +87,7 @@ def run_stage_shard(config_path: str, stage_name: str, shard: int, overrides: li
     stage = _step(cfg, stage_name)
     if stage is None or not hasattr(stage, "process"):
         return {"stage": stage_name, "shard": shard, "status": "absent"}
-    out = Path(cfg.output)
+    out = as_path(cfg.output)
     report = StageReport(stage_name)
     tasks = plan_stage(stage, out, [shard], report)
     if not tasks:
@@ -157,7 +158,7 @@ def finalize(config_path: str, overrides: list[str] | None = None, executor: str
     from pipelines.build import finish_build  # the same finish ``build`` makes
 
     cfg = load(config_path, overrides)
-    return str(finish_build(cfg, time.time(), executor, _shards(Path(cfg.output))))
+    return str(finish_build(cfg, time.time(), executor, _shards(as_path(cfg.output))))
 
 
 def train(kind: str, config_path: str, overrides: list[str] | None = None) -> None:

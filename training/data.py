@@ -27,20 +27,28 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from common.shard_names import shard_id
+from common.shard_names import STATE_DIR, shard_id
+from common.storage import RemotePath, arrow_source, as_path, is_remote
 from models.registry import CLIP_MEAN, CLIP_STD
 from schemas.tables import TRAIN
 from training.distributed import rank_world
+
+PACK_STEP = "pack"  # the step that writes ``train/`` (its markers commit the shards on object stores)
 
 POSITION_KEY = "_position"
 
 
 def list_shards(train_dir: str) -> list[str]:
-    """Sorted ``part-*.parquet`` files of a train folder (``OUT`` or ``OUT/train``).
+    """Sorted ``part-*.parquet`` files of a train folder (``OUT`` or ``OUT/train``; a local path or URL).
+
+    On an object store (``s3://…``) a build's shards count only with their ``pack`` completion marker
+    (the marker is the commit there): objects a killed writer left are never read.
 
     Args:
         train_dir: the output folder of a build or its ``train`` sub-folder.
     """
+    if is_remote(train_dir):
+        return _remote_shards(as_path(train_dir))
     sub = os.path.join(train_dir, TRAIN)
     folder = sub if os.path.isdir(sub) else train_dir
     shards = sorted(
@@ -49,6 +57,38 @@ def list_shards(train_dir: str) -> list[str]:
     if not shards:
         raise FileNotFoundError(f"no part-*.parquet shards in {folder}")
     return shards
+
+
+def _remote_shards(root: RemotePath) -> list[str]:
+    """One listing per folder: the train shards under ``root`` (or ``root/train``) that are committed."""
+    folder, out = root / TRAIN, root
+    names = {p.name for p in folder.iterdir()}
+    if not names:
+        folder, out, names = root, root.parent, {p.name for p in root.iterdir()}
+    shards = sorted(n for n in names if shard_id(n) is not None)
+    marked = {p.name.replace(".json", ".parquet") for p in (out / STATE_DIR / PACK_STEP).iterdir()}
+    if marked:
+        shards = [n for n in shards if n in marked]
+    if not shards:
+        raise FileNotFoundError(f"no part-*.parquet shards in {folder}")
+    return [str(folder / n) for n in shards]
+
+
+def read_shard(path: str, columns: list[str] | None = None) -> Any:
+    """Read one train shard (a local file or an object-store URL) as an Arrow table.
+
+    Args:
+        path: the shard's path or URL.
+        columns: the columns to read (all by default).
+    """
+    src, fs = arrow_source(path)
+    return pq.read_table(src, columns=columns, filesystem=fs)
+
+
+def shard_rows(path: str) -> int:
+    """Rows of one train shard from its footer (a local file or an object-store URL)."""
+    src, fs = arrow_source(path)
+    return pq.ParquetFile(fs.open(src, "rb") if fs is not None else src).metadata.num_rows
 
 
 def decode_image(data: bytes) -> Image.Image:
@@ -103,7 +143,7 @@ class ShardStream(IterableDataset):
                  drop_last: bool = False, columns: list[str] | None = None):
         super().__init__()
         self.shards = list_shards(train_dir)
-        self.rows = [pq.ParquetFile(s).metadata.num_rows for s in self.shards]
+        self.rows = [shard_rows(s) for s in self.shards]
         r, w = rank_world()
         self.rank, self.world_size = (r if rank is None else rank), (w if world_size is None else world_size)
         self.transform, self.collate, self.batch_size = transform, collate, batch_size
@@ -138,7 +178,7 @@ class ShardStream(IterableDataset):
                 shard, a, b = units[uid]
                 if b <= a:
                     continue
-                table = pq.read_table(self.shards[shard], columns=self.columns).slice(a, b - a)
+                table = read_shard(self.shards[shard], columns=self.columns).slice(a, b - a)
                 rows = table.to_pylist()
                 perm = np.random.default_rng([self.seed, epoch, uid]).permutation(len(rows)) if self.shuffle \
                     else np.arange(len(rows))

@@ -19,14 +19,19 @@ from typing import ClassVar
 
 import pyarrow as pa
 
+from common.shard_names import shard_id
+from common.storage import as_path, is_remote
 from pipelines.failpoints import failpoint
 from pipelines.progress import StageProgress
 from pipelines.shards import (
     ROW_GROUP_ROWS,
+    STATE_DIR,
     Marker,
-    file_sha256,
+    known_sha256,
+    list_shards,
     read_marker,
     read_table,
+    remember_sha256,
     shard_path,
     write_marker,
     write_table,
@@ -65,40 +70,68 @@ class StageReport:
         self.counters.update(marker.counters)
 
 
-def input_hash(out: Path, stage: Stage, shard: int) -> str | None:
-    """Hash of the shard's input files (None if one is missing: upstream not done)."""
+def input_hash(out: Path, stage: Stage, shard: int, listing: Listing | None = None) -> str | None:
+    """Hash of the shard's input files (None if one is missing: upstream not done).
+
+    Args:
+        out: the output folder or prefix.
+        stage: the stage.
+        shard: the shard id.
+        listing: which shard files exist (on an object store: one listing per folder, no HEAD per shard).
+    """
+    exists = listing.exists if listing is not None else (lambda folder, s: shard_path(out, folder, s).exists())
     h = hashlib.sha256()
     for folder in stage.inputs:
-        p = shard_path(out, folder, shard)
-        if not p.exists():
+        if not exists(folder, shard):
             return None
         h.update(folder.encode())
-        h.update(file_sha256(p).encode())
+        h.update(known_sha256(shard_path(out, folder, shard)).encode())
     for folder in getattr(stage, "optional_inputs", ()):  # read when present (e.g. duplicates)
-        p = shard_path(out, folder, shard)
-        if p.exists():
+        if exists(folder, shard):
             h.update(folder.encode())
-            h.update(file_sha256(p).encode())
+            h.update(known_sha256(shard_path(out, folder, shard)).encode())
     return h.hexdigest()[:16]
+
+
+class Listing:
+    """Shard files present per table folder, from one paginated listing per folder (object stores)."""
+
+    def __init__(self, out: Path) -> None:
+        self.out = out
+        self._seen: dict[str, set[int]] = {}
+
+    def exists(self, folder: str, shard: int) -> bool:
+        if folder not in self._seen:
+            self._seen[folder] = set(list_shards(self.out, folder))
+        return shard in self._seen[folder]
+
+    def marked(self, stage: str) -> set[int]:
+        """Shards of ``stage`` with a completion marker (one listing of ``_state/<stage>/``)."""
+        key = f"{STATE_DIR}/{stage}"
+        if key not in self._seen:
+            names = (p.name for p in (as_path(self.out) / STATE_DIR / stage).iterdir())
+            self._seen[key] = {i for n in names if (i := shard_id(n.replace(".json", ".parquet"))) is not None}
+        return self._seen[key]
 
 
 def plan_stage(stage: Stage, out: Path, shards: list[int], report: StageReport | None = None) -> list[ShardTask]:
     """The shards of ``shards`` that must be (re)done, skipping complete ones with matching hashes."""
     cfg = stage.config_hash(out)
+    listing = Listing(out) if is_remote(out) else None
     tasks = []
     for shard in shards:
-        ih = input_hash(out, stage, shard)
+        ih = input_hash(out, stage, shard, listing)
         if ih is None:
             if report is not None:
                 report.waiting += 1
             continue
-        m = read_marker(out, stage.name, shard)
-        done = (
-            m is not None
-            and m.config_hash == cfg
-            and m.input_hash == ih
-            and shard_path(out, stage.output, shard).exists()
-        )
+        if listing is not None:  # object store: GET only markers the listing shows
+            m = read_marker(out, stage.name, shard) if shard in listing.marked(stage.name) else None
+            present = listing.exists(stage.output, shard)
+        else:
+            m = read_marker(out, stage.name, shard)
+            present = m is not None and shard_path(out, stage.output, shard).exists()
+        done = m is not None and m.config_hash == cfg and m.input_hash == ih and present
         if done:
             if report is not None:
                 report.skipped += 1
@@ -181,6 +214,7 @@ class Executor:
         try:
             with StageProgress(stage.name, len(tasks), enabled=self.show_progress) as bar:
                 for marker in self.run_tasks(stage, out, tasks):
+                    remember_sha256(shard_path(out, stage.output, marker.shard), marker.output_sha256)
                     markers.append(marker)
                     report.add(marker)
                     bar.advance(marker.rows_in)

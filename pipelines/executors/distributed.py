@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from common.storage import as_path
 from pipelines.executors.base import ShardTask, run_shard
 from pipelines.shards import Marker
 from stages.base import Stage
@@ -36,8 +37,10 @@ RESULT_SCHEMA = pa.schema([
 ])
 
 # Environment a worker must share with the driver (offline switches, caches, thread limits).
-WORKER_ENV_PREFIXES = ("YOLO_", "HF_", "TRANSFORMERS_", "REGIONSET_", "OMP_", "MKL_")
-WORKER_ENV_NAMES = ("MPLCONFIGDIR", "NO_ALBUMENTATIONS_UPDATE", "WANDB_MODE", "TORCH_HOME", "XDG_CACHE_HOME")
+# AWS_/GOOGLE_/AZURE_: object-store endpoint and credentials (README "Object storage"); never logged.
+WORKER_ENV_PREFIXES = ("YOLO_", "HF_", "TRANSFORMERS_", "REGIONSET_", "OMP_", "MKL_", "AWS_", "GOOGLE_", "AZURE_")
+WORKER_ENV_NAMES = ("MPLCONFIGDIR", "NO_ALBUMENTATIONS_UPDATE", "WANDB_MODE", "TORCH_HOME", "XDG_CACHE_HOME",
+                    "BOTO_CONFIG")
 
 _WORKER_STAGES: dict[str, Stage] = {}
 
@@ -77,7 +80,7 @@ def run_task_batch(stage: Stage, out: Path, batch: pa.Table | pa.RecordBatch) ->
     """
     rows = []
     for row in batch.to_pylist():
-        marker = run_shard(stage, Path(out), ShardTask(int(row["shard"]), row["config_hash"], row["input_hash"]))
+        marker = run_shard(stage, as_path(out), ShardTask(int(row["shard"]), row["config_hash"], row["input_hash"]))
         rows.append({"shard": marker.shard, "marker": json.dumps(asdict(marker), sort_keys=True)})
     return pa.Table.from_pylist(rows, schema=RESULT_SCHEMA)
 

@@ -8,6 +8,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from multiprocessing.util import Finalize
 from pathlib import Path
 
+from common.storage import as_path
 from pipelines.executors.base import Executor, ShardTask, run_shard
 from pipelines.shards import Marker
 from stages.base import Stage
@@ -23,7 +24,7 @@ def _init_worker(stage: Stage) -> None:
 
 def _work(out: str, task: ShardTask) -> Marker:
     assert _WORKER_STAGE is not None
-    return run_shard(_WORKER_STAGE, Path(out), task)
+    return run_shard(_WORKER_STAGE, as_path(out), task)
 
 
 class LocalExecutor(Executor):

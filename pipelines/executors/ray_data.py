@@ -17,6 +17,7 @@ import logging
 from collections.abc import Iterator
 from pathlib import Path
 
+from common.storage import as_path, worker_out
 from pipelines.config import RayConfig
 from pipelines.executors.base import Executor, ShardTask
 from pipelines.executors.distributed import cached_stage, markers_of, run_task_batch, task_table, worker_env
@@ -46,7 +47,7 @@ class StageActor:
 
     def __init__(self, stage: Stage, out: str) -> None:
         self.stage = cached_stage(stage)
-        self.out = Path(out)
+        self.out = as_path(out)
 
     def __call__(self, batch):
         return run_task_batch(self.stage, self.out, batch)
@@ -118,7 +119,7 @@ class RayExecutor(Executor):
         size, cpus, gpus = pool_shape(stage.resources(), ray.cluster_resources(), len(tasks), self.config)
         ds = ray.data.from_arrow(task_table(tasks)).repartition(len(tasks))  # one block per shard
         ds = ds.map_batches(
-            StageActor, fn_constructor_kwargs={"stage": stage, "out": str(Path(out).resolve())},
+            StageActor, fn_constructor_kwargs={"stage": stage, "out": worker_out(out)},
             batch_format="pyarrow", batch_size=1, compute=ray.data.ActorPoolStrategy(min_size=1, max_size=size),
             num_cpus=cpus, num_gpus=gpus or None,
         )

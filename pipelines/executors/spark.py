@@ -19,6 +19,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+from common.storage import as_path, worker_out
 from pipelines.config import SparkConfig
 from pipelines.executors.base import Executor, ShardTask
 from pipelines.executors.distributed import (
@@ -64,7 +65,7 @@ def _shard_runner(stage: Stage, out: str):
         ready = cached_stage(stage)
         for batch in batches:
             if batch.num_rows:
-                yield from run_task_batch(ready, Path(out), batch).to_batches()
+                yield from run_task_batch(ready, as_path(out), batch).to_batches()
 
     return run
 
@@ -115,7 +116,7 @@ class SparkExecutor(Executor):
         # parallelize slices a list evenly: n rows in n slices is exactly one shard per partition.
         rdd = spark.sparkContext.parallelize(rows, numSlices=len(rows))
         df = spark.createDataFrame(rdd, schema=spark_schema(TASK_SCHEMA))
-        result = df.mapInArrow(_shard_runner(stage, str(Path(out).resolve())), spark_schema(RESULT_SCHEMA))
+        result = df.mapInArrow(_shard_runner(stage, worker_out(out)), spark_schema(RESULT_SCHEMA))
         for batch in result.toArrow().to_batches():
             yield from markers_of(batch)
 

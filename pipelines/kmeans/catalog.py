@@ -21,6 +21,7 @@ import numpy as np
 import pyarrow as pa
 import yaml
 
+from common.storage import as_path, is_remote
 from models.kmeans_index import level_dir, read_meta
 from schemas.tables import KMEANS
 
@@ -42,7 +43,7 @@ _VIEWS = {
 
 def _tree_table(out: Path) -> tuple[pa.Table, int]:
     root = out / KMEANS
-    meta = read_meta(root)
+    meta = None if is_remote(root) else read_meta(root)  # fit_kmeans does not run on object stores yet
     levels, ids, parents = [], [], []
     for level in range(len(meta["sizes"]) if meta else 0):
         p = np.load(level_dir(root, level) / "parents.npy")
@@ -94,7 +95,7 @@ def add_label_tables(con: duckdb.DuckDBPyConnection, out: Path) -> None:
         con: an open connection to the catalog being built.
         out: the output folder.
     """
-    out = Path(out)
+    out = as_path(out)  # a folder or an object-store prefix
     cluster_tree, depth = _tree_table(out)  # noqa: F841 (read by DuckDB's replacement scan)
     con.execute("CREATE OR REPLACE TABLE cluster_tree AS SELECT * FROM cluster_tree")
     con.execute(f"""

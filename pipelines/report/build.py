@@ -12,7 +12,8 @@ import shutil
 import time
 from pathlib import Path
 
-from pipelines.catalog import CATALOG_FILE, build_catalog, connect
+from common.storage import RemotePath, as_path, is_remote
+from pipelines.catalog import CATALOG_FILE, build_catalog, catalog_file, connect
 from pipelines.report.curation import curation_body
 from pipelines.report.gallery import gallery_body, images_body
 from pipelines.report.overview import distributions_body, overview_body
@@ -34,6 +35,18 @@ def _swap_into_place(tmp: Path, final: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
+def report_dir(out: Path | RemotePath) -> Path:
+    """``OUT/report``, or for an object-store prefix a local folder next to its catalog file.
+
+    Args:
+        out: the output folder or prefix.
+    """
+    if is_remote(out):
+        cat = catalog_file(out)
+        return cat.with_name(cat.stem + "-" + REPORT_DIR)
+    return Path(out) / REPORT_DIR
+
+
 def write_report(out: str | Path, clusters: int = DEFAULT_CLUSTERS, per_cluster: int = DEFAULT_PER_CLUSTER,
                  seed: int = 0, images: int = DEFAULT_IMAGES) -> Path:
     """Write ``OUT/report/`` (overview, distributions, cluster gallery, images) and return its index.
@@ -48,14 +61,17 @@ def write_report(out: str | Path, clusters: int = DEFAULT_CLUSTERS, per_cluster:
         seed: seed of the SQL sampling (random clusters, sampled images).
         images: images shown with their boxes.
     """
-    out = Path(out).resolve()
+    out = as_path(out)
+    out = out if is_remote(out) else Path(out).resolve()
+    site = report_dir(out)
     if clusters < 0 or per_cluster < 0 or images < 0:
         raise ValueError("clusters, per_cluster and images must be >= 0")
-    if not (out / CATALOG_FILE).exists():
-        if not (out / STATE_DIR).is_dir():
+    if not catalog_file(out).exists():
+        if not (out / STATE_DIR).exists():
             raise FileNotFoundError(f"{out} is not a regionset output folder (no {CATALOG_FILE}, no {STATE_DIR}/)")
         build_catalog(out)
-    tmp = out / f".{REPORT_DIR}.tmp-{os.getpid()}"
+    site.parent.mkdir(parents=True, exist_ok=True)
+    tmp = site.parent / f".{site.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     started = time.perf_counter()
@@ -80,6 +96,6 @@ def write_report(out: str | Path, clusters: int = DEFAULT_CLUSTERS, per_cluster:
             f"{time.perf_counter() - started:.1f} s; seed {seed}</small></p>")
     for file, title, body, results in bodies:
         (tmp / file).write_text(page(file, title, body + note, results, warnings, str(out)), encoding="utf-8")
-    final = out / REPORT_DIR
+    final = site
     _swap_into_place(tmp, final)
     return final / INDEX

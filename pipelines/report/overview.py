@@ -8,6 +8,7 @@ from typing import Any
 import duckdb
 import yaml
 
+from common.storage import as_path
 from pipelines.lineage import LINEAGE_FILE
 from pipelines.report import plots, queries
 from pipelines.report.pages import NO_DATA, esc, figure, result_table, table
@@ -18,7 +19,7 @@ from schemas.tables import IMAGES, LABELS, REGIONS
 def read_lineage(out: Path) -> dict[str, Any]:
     """``OUT/regionset.yaml`` as a dict (empty when missing or unreadable)."""
     try:
-        doc = yaml.safe_load((Path(out) / LINEAGE_FILE).read_text())
+        doc = yaml.safe_load((as_path(out) / LINEAGE_FILE).read_text())
     except (OSError, yaml.YAMLError):
         return {}
     return doc if isinstance(doc, dict) else {}

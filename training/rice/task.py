@@ -13,10 +13,9 @@ import os
 from dataclasses import dataclass
 
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 import torch
 
-from training.data import list_shards
+from training.data import list_shards, read_shard
 from training.distributed import rank_world
 from training.rice.loss import FilterRef, LossForm, MarginType, MultiLabel, PartialFCLoss, Rounding
 from training.rice.model import ModelConfig, RiceViT
@@ -66,7 +65,7 @@ def scan_num_classes(train_dir: str) -> int:
     """Largest object ``class_id`` in the train shards + 1 (reads only the regions column)."""
     top = -1
     for shard in list_shards(train_dir):
-        regions = pc.list_flatten(pq.read_table(shard, columns=["regions"])["regions"])
+        regions = pc.list_flatten(read_shard(shard, columns=["regions"])["regions"])
         if len(regions):
             ids = pc.struct_field(regions, "class_id")
             top = max(top, int(pc.max(ids).as_py() if pc.max(ids).as_py() is not None else -1))
