@@ -44,7 +44,7 @@ class AssignConfig:
     kmeans_dir: str = ""
     backend: Literal["auto", "numpy", "torch", "faiss"] = "auto"
     tokenizer: TokenizerConfig = TokenizerConfig()
-    resources: Resources = Resources(cpus=1.0, gpus=0.0)
+    resources: Resources = Resources()
 
 
 def _embedding_of(table: pa.Table, ids: pa.ChunkedArray) -> pa.Array:

@@ -71,7 +71,7 @@ class DownloadConfig:
     disallowed_header_directives: tuple[str, ...] = ("noai", "noimageai", "noindex", "noimageindex")
     deadline: float = 30.0
     max_bytes: int = 64 << 20
-    resources: Resources = Resources(cpus=1.0, gpus=0.0)
+    resources: Resources = Resources()
 
 
 class _CheckedResizer:
