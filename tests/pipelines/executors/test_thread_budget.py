@@ -73,9 +73,9 @@ def _probe(executor, out: Path, cpus: float = 0.0, shards: tuple[int, ...] = (0,
     return [pq.read_table(shard_path(out, "thread_probe", s)).to_pylist()[0] for s in shards]
 
 
-def _assert_budget(rows: list[dict], want: int) -> None:
+def _assert_budget(rows: list[dict], want: int, counts: tuple[str, ...] = COUNTS) -> None:
     for row in rows:
-        assert {k: row[k] for k in COUNTS} == dict.fromkeys(COUNTS, want), row
+        assert {k: row[k] for k in counts} == dict.fromkeys(counts, want), row
 
 
 @pytest.fixture
@@ -118,7 +118,9 @@ def test_ray_actor_of_a_whole_share_stage_asks_one_cpu():
 @pytest.mark.parametrize("processes", [1, 2])
 def test_local_workers_get_an_equal_share(processes, tmp_path, restore_process):
     rows = _probe(LocalExecutor(processes, show_progress=False), tmp_path)
-    _assert_budget(rows, max(1, threads.machine_cpus() // processes))
+    # In-process, torch's inter-op pool keeps the size this test process first gave it (once per process).
+    counts = COUNTS if processes > 1 else tuple(k for k in COUNTS if k != "torch_interop")
+    _assert_budget(rows, max(1, threads.machine_cpus() // processes), counts)
     assert len({r["pid"] for r in rows}) == 1 or processes == 2
 
 
