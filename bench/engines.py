@@ -56,7 +56,7 @@ def prepare(root: Path, images: int, shard_size: int, stage: str, threads: int):
                 "download.allow_loopback=true", "download.timeout=5", "progress=false", f"steps={upto}"]
         for name in ("embed", "detect"):
             if name in upto and threads:
-                over.append(f"{name}.threads={threads}")
+                over.append(f"{name}.resources.cpus={threads}")
         cfg = load_config(None, over)
         result = build(cfg)
     target = next(s for s in build_steps(cfg) if s.name == stage)
@@ -118,7 +118,7 @@ def main() -> None:
     p.add_argument("--shard-size", type=int, default=6)
     p.add_argument("--stage", default="embed", help="the per-shard stage to time (upstream is built once)")
     p.add_argument("--runs", type=int, default=3)
-    p.add_argument("--threads", type=int, default=1, help="torch threads per worker (0: torch default)")
+    p.add_argument("--threads", type=int, default=1, help="threads per worker, as resources.cpus (0: the worker's share)")
     p.add_argument("--engines", default=",".join(ENGINES))
     args = p.parse_args()
     for k, v in {"YOLO_OFFLINE": "1", "HF_HUB_OFFLINE": "1", "NO_ALBUMENTATIONS_UPDATE": "1",

@@ -31,6 +31,7 @@ import models  # noqa: E402, F401  (offline environment defaults)
 from pipelines.executors.local import LocalExecutor  # noqa: E402
 from pipelines.shards import STATE_DIR, shard_path, write_table  # noqa: E402
 from schemas import IMAGES, REGIONS_OBJECT, REGIONS_TEXT, images_schema  # noqa: E402
+from stages.base import Resources  # noqa: E402
 from stages.detect import DetectConfig, DetectStage  # noqa: E402
 from stages.embed import EmbedConfig, EmbedStage  # noqa: E402
 from stages.ocr import OcrConfig, OcrStage  # noqa: E402
@@ -108,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--shards", type=int, default=2)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--device", default="cpu", help="cpu or cuda")
-    ap.add_argument("--threads", type=int, default=0, help="torch/onnxruntime threads (0: default)")
+    ap.add_argument("--threads", type=int, default=0, help="threads per stage, as resources.cpus (0: the whole machine)")
     ap.add_argument("--stages", default="", help="default: detect,ocr,embed on cpu; detect,embed on cuda "
                     "(RapidOCR runs on the CPU in both)")
     ap.add_argument("--detect-backend", default="", help="proposer or ultralytics (default: proposer on "
@@ -122,11 +123,12 @@ def main(argv: list[str] | None = None) -> int:
     todo = (args.stages or ("detect,embed" if cuda else "detect,ocr,embed")).split(",")
     n_images = args.images or (256 if cuda else 32)
     backend = args.detect_backend or ("ultralytics" if cuda else "proposer")
+    cpus = Resources(cpus=args.threads)
     detect_cfg = DetectConfig(backend=backend, model=args.yolo if backend == "ultralytics" else "",
-                              device=args.device, threads=args.threads, batch_size=16 if cuda else 8)
-    ocr_cfg = OcrConfig(threads=args.threads)
+                              device=args.device, resources=cpus, batch_size=16 if cuda else 8)
+    ocr_cfg = OcrConfig(resources=cpus)
     embed_cfg = EmbedConfig(model=args.clip or ("ViT-B-32" if cuda else EmbedConfig().model), device=args.device,
-                            threads=args.threads, batch_size=args.embed_batch or (256 if cuda else 64))
+                            resources=cpus, batch_size=args.embed_batch or (256 if cuda else 64))
     rows = []
     with tempfile.TemporaryDirectory(prefix="regionset-bench-") as tmp:
         out = Path(tmp)

@@ -31,6 +31,10 @@ class ConfigError(ValueError):
 
 
 def _type_name(tp: Any) -> str:
+    if get_origin(tp) in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in get_args(tp))
+    if get_origin(tp) is Literal:
+        return " or ".join(repr(a) for a in get_args(tp))
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
 
 

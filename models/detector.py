@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from common import threads as worker_threads
 from models.registry import ResolvedDetector, pick_device, resolve_detector
 
 
@@ -53,7 +54,8 @@ class UltralyticsDetector:
         classes: keep only these class ids (empty: all).
         max_det: detections kept per image.
         half: fp16 inference (CUDA only).
-        threads: ``torch.set_num_threads`` when > 0.
+        threads: torch and onnxruntime threads (0 = this worker's thread budget, already applied to
+            torch by the stage; ``common.threads.current()``).
     """
 
     def __init__(self, model: str, family: str = "auto", device: str = "auto", imgsz: int = 640,
@@ -79,6 +81,27 @@ class UltralyticsDetector:
             self._kw["classes"] = list(classes)
         if self.resolved.family == "sam":
             self._kw.pop("classes", None)
+        self.threads = threads or worker_threads.current()
+        if str(self.resolved.source).endswith(".onnx") and self.device == "cpu":
+            self.model.predict(np.zeros((32, 32, 3), np.uint8), **self._kw)  # builds ultralytics' session
+            self._budget_onnx_session()
+
+    def _budget_onnx_session(self) -> None:
+        """Rebuild ultralytics' onnxruntime session with the thread budget (ultralytics 8.4 passes no
+        SessionOptions, so onnxruntime would start one thread per core in every worker)."""
+        import onnxruntime as ort
+
+        backend = self.model.predictor.model.backend
+        session = backend.session
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = opts.inter_op_num_threads = self.threads
+        backend.session = ort.InferenceSession(session._model_path, opts, providers=session.get_providers())
+
+    def onnx_threads(self) -> int | None:
+        """The intra-op threads of the onnxruntime session (None for torch models)."""
+        backend = getattr(getattr(getattr(self.model, "predictor", None), "model", None), "backend", None)
+        session = getattr(backend, "session", None)
+        return session.get_session_options().intra_op_num_threads if session is not None else None
 
     def __call__(self, images: Sequence[np.ndarray], batch_size: int = 8) -> list[Detections]:
         """Detect objects in RGB uint8 images; one ``Detections`` per image, in order."""

@@ -9,7 +9,6 @@ bf16 units), with ``torch.set_num_threads`` applied when ``threads`` > 0.
 
 from __future__ import annotations
 
-import os
 import sys
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
@@ -18,6 +17,7 @@ from typing import Literal
 
 import numpy as np
 
+from common import threads as worker_threads
 from models.registry import TINY_CLIP, ModelUnavailable, pick_device, register_clip_configs, resolve_clip
 
 ResizeMode = Literal["squash", "shortest", "longest"]
@@ -42,7 +42,8 @@ class ClipEmbedder:
             distorted), ``shortest`` (open_clip's default: resize + centre crop) or ``longest`` (pad).
         threads: ``torch.set_num_threads`` on CPU when > 0.
         seed: seed of the random init (matters only for ``pretrained: none``).
-        workers: crop-preprocessing threads (0: up to 8 on CUDA, 2 on CPU; 1: inline).
+        workers: crop-preprocessing threads (0: up to 8 on CUDA, on CPU up to 2 within the worker's
+            thread budget, ``common.threads.current()``; 1: inline).
     """
 
     def __init__(self, model: str = TINY_CLIP, pretrained: str = "none", device: str = "auto",
@@ -78,7 +79,7 @@ class ClipEmbedder:
         self.autocast_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(precision)
         self.precision = precision
         if workers == 0:
-            workers = min(8 if on_cuda else 2, os.cpu_count() or 1)
+            workers = min(8, worker_threads.machine_cpus()) if on_cuda else min(2, worker_threads.current())
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="clip-prep") if workers > 1 else None
 
     def encode(self, crops: Sequence, batch_size: int = 64) -> np.ndarray:

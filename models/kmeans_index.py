@@ -23,6 +23,8 @@ from typing import Any, Literal
 import numpy as np
 import pyarrow as pa
 
+from common import threads as worker_threads
+
 KMEANS_JSON = "kmeans.json"
 Backend = Literal["auto", "numpy", "torch", "faiss"]
 
@@ -87,6 +89,7 @@ def nearest_centroids(x: np.ndarray, centroids: np.ndarray, backend: Backend = "
     if which == "faiss":
         import faiss
 
+        faiss.omp_set_num_threads(worker_threads.current())  # the worker's thread budget
         index = faiss.IndexFlatL2(c.shape[1])
         if getattr(faiss, "get_num_gpus", lambda: 0)() > 0:
             index = faiss.index_cpu_to_all_gpus(index)

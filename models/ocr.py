@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from common import threads as worker_threads
 from models.ocr_spaces import CharTimes, SpacingCTCDecode
 from models.registry import ModelUnavailable, check_local_file, rapidocr_model_id
 
@@ -65,7 +66,8 @@ class RapidOcr:
         box_thresh: detector box score threshold.
         unclip_ratio: how much detected text boxes are grown (RapidOCR's 1.6 often merges the words
             of a line: 2.0 kept the spaces in 96 % of rendered lines vs 75-87 %).
-        threads: onnxruntime intra-op threads (0 = onnxruntime's default).
+        threads: onnxruntime intra- and inter-op threads of each session (0 = this worker's thread
+            budget, ``common.threads.current()``).
         det_model: a local det ``.onnx`` instead of the shipped PP-OCRv4 one.
         rec_model: a local rec ``.onnx`` (with its dictionary embedded) instead of the shipped one.
     """
@@ -83,8 +85,8 @@ class RapidOcr:
             "text_score": 0.0,  # the stage filters on confidence, so that drops are counted
             "print_verbose": False,
         }
-        if threads > 0:
-            kwargs["intra_op_num_threads"] = threads
+        # RapidOCR 1.4.4 copies these Global options into the det, cls and rec SessionOptions.
+        kwargs["intra_op_num_threads"] = kwargs["inter_op_num_threads"] = threads or worker_threads.current()
         if det_model:
             kwargs["det_model_path"] = check_local_file(det_model, "ocr.det_model")
         if rec_model:
@@ -104,6 +106,12 @@ class RapidOcr:
             lines.append(TextLine(np.asarray(quad, dtype=np.float32).reshape(4, 2), str(text), float(score),
                                   times[0] if times else None))
         return lines
+
+    def session_threads(self) -> dict[str, int]:
+        """The intra-op threads each onnxruntime session ended up with (``det``, ``cls``, ``rec``)."""
+        e = self._engine  # RapidOCR 1.4.4 names the OrtInferSession ``infer`` in det/cls, ``session`` in rec
+        parts = {"det": e.text_det.infer, "cls": e.text_cls.infer, "rec": e.text_rec.session}
+        return {k: p.session.get_session_options().intra_op_num_threads for k, p in parts.items()}
 
     def close(self) -> None:
         """Nothing to release (kept for symmetry with the subprocess backend)."""

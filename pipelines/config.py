@@ -86,14 +86,16 @@ class ExecutorConfig:
 
     Args:
         name: ``local`` (in-process, the default), ``ray`` (Ray Data) or ``spark`` (PySpark).
-        processes: worker processes for ``local`` (1 = in-process).
+        processes: worker processes for ``local`` (1 = in-process); ``auto`` = as many as each stage's
+            ``resources.cpus`` fits on this machine (one per core when it is 0). Each worker's thread
+            pools get cores ÷ workers threads (docs/cluster.md "Threads per worker").
         ray: settings of the ``ray`` executor.
         spark: settings of the ``spark`` executor.
         connect_timeout: seconds the preflight waits for a Ray or Spark address to answer.
     """
 
     name: Literal["local", "ray", "spark"] = "local"
-    processes: int = 1
+    processes: int | Literal["auto"] = 1
     ray: RayConfig = field(default_factory=RayConfig)
     spark: SparkConfig = field(default_factory=SparkConfig)
     connect_timeout: float = 20.0
@@ -144,6 +146,8 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
         raise typed_config.ConfigError(f"steps: unknown step {unknown[0]!r}; known: {list(STEP_NAMES)}")
     if cfg.dedup.bands < 1 or 64 % cfg.dedup.bands:
         raise typed_config.ConfigError(f"dedup.bands: {cfg.dedup.bands} must divide 64 (1, 2, 4, 8, 16, 32 or 64)")
+    if cfg.executor.processes != "auto" and cfg.executor.processes < 1:
+        raise typed_config.ConfigError("executor.processes: must be >= 1 or auto")
     if cfg.input.shard_size < 1:
         raise typed_config.ConfigError("input.shard_size: must be >= 1")
     _check_network_settings(cfg.download)

@@ -44,7 +44,7 @@ class AssignConfig:
     kmeans_dir: str = ""
     backend: Literal["auto", "numpy", "torch", "faiss"] = "auto"
     tokenizer: TokenizerConfig = TokenizerConfig()
-    resources: Resources = Resources(cpus=1.0, gpus=0.0)
+    resources: Resources = Resources()
 
 
 def _embedding_of(table: pa.Table, ids: pa.ChunkedArray) -> pa.Array:
@@ -86,9 +86,12 @@ class AssignStage(Stage):
     def setup(self) -> None:
         root = self._kmeans_dir()
         self.tree = ClusterTree.load(root) if read_meta(root) is not None else None
+        # Built here, not on the first text region: what it imports (open_clip, torch) then loads under
+        # the worker's thread budget and once per worker, outside the per-shard work.
+        self.labeler = TokenLabeler(self.config.tokenizer)
 
     def _labeler(self) -> TokenLabeler:
-        if self.labeler is None:  # built on the first text region: shards without text skip the import
+        if self.labeler is None:
             self.labeler = TokenLabeler(self.config.tokenizer)
         return self.labeler
 

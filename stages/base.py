@@ -22,17 +22,21 @@ from typing import Any, ClassVar
 
 import pyarrow as pa
 
+from common import threads
+
 
 @dataclass(frozen=True)
 class Resources:
     """What one worker of a stage needs; executors map this onto actors, tasks or pools.
 
     Args:
-        cpus: CPUs per worker (Ray actor ``num_cpus``).
+        cpus: threads one worker of the stage may use, on every pool (torch, onnxruntime, OpenCV,
+            BLAS/OpenMP, FAISS, decode threads), capped by the worker's share of cores; 0 = the whole
+            share (``common/threads.py``, docs/cluster.md). Ray actors ask for this many CPUs (1 when 0).
         gpus: GPUs per worker (Ray actor ``num_gpus``).
     """
 
-    cpus: float = 1.0
+    cpus: float = 0.0
     gpus: float = 0.0
 
 
@@ -76,9 +80,12 @@ class Stage:
         """Load models; called once per worker before the first ``process``."""
 
     def ensure_setup(self) -> None:
-        """Run ``setup()`` once."""
+        """Run ``setup()`` once, under the stage's thread budget (applied before the models load and
+        again after, for the libraries they loaded)."""
         if not self._ready:
+            budget = threads.apply(threads.stage_threads(self.resources().cpus))
             self.setup()
+            threads.apply(budget)
             self._ready = True
 
     def teardown(self) -> None:

@@ -42,7 +42,7 @@ class DedupConfig:
     border_tol: float = 3.0
     against: tuple[str, ...] = ()
     memory_limit: str = "2GB"
-    resources: Resources = Resources(cpus=1.0, gpus=0.0)
+    resources: Resources = Resources()
 
 
 def trim_borders(rgb: np.ndarray, tol: float) -> np.ndarray:

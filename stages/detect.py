@@ -43,7 +43,6 @@ class DetectConfig:
         max_det: ultralytics detections per image before the filters.
         half: fp16 inference on CUDA.
         batch_size: images per ultralytics predict call.
-        threads: ``torch.set_num_threads`` when > 0.
         proposer: options of the weight-free proposer.
         min_box_side: RICE: drop boxes whose shortest side is below this, in original-image pixels.
         min_image_side: RICE: skip images whose shortest edge is below this, in original pixels.
@@ -63,14 +62,13 @@ class DetectConfig:
     max_det: int = 100
     half: bool = True
     batch_size: int = 8
-    threads: int = 0
     proposer: ProposerConfig = field(default_factory=ProposerConfig)
     min_box_side: int = 128
     min_image_side: int = 336
     max_box_area: float = 0.95
     max_regions: int = 20
     skip_duplicates: bool = True
-    resources: Resources = Resources(cpus=1.0, gpus=0.0)
+    resources: Resources = Resources()
 
 
 class DetectStage(Stage):
@@ -119,7 +117,7 @@ class DetectStage(Stage):
 
             self._model = UltralyticsDetector(c.model, family=c.family, device=c.device, imgsz=c.imgsz,
                                               conf=c.conf, iou=c.iou, classes=c.classes, max_det=c.max_det,
-                                              half=c.half, threads=c.threads)
+                                              half=c.half)
         self.model_id = self._model.model_id
 
     def prepare(self, tables: dict[str, pa.Table]) -> pa.Table:

@@ -53,7 +53,6 @@ class EmbedConfig:
             resize + centre crop, ``longest`` pads.
         context: pad each box by this fraction of its width/height on each side before cropping.
         batch_size: crops per forward pass.
-        threads: ``torch.set_num_threads`` when > 0.
         workers: crop-preprocessing threads (0: up to 8 on CUDA, 2 on CPU).
         sources: which regions to embed (``object``, ``text``); each adds its regions folder to the inputs.
         skip_duplicates: skip images the ``duplicates`` table lists (``skip:duplicate``); false keeps them.
@@ -66,11 +65,10 @@ class EmbedConfig:
     resize_mode: Literal["squash", "shortest", "longest"] = "squash"
     context: float = 0.0
     batch_size: int = 64
-    threads: int = 0
     workers: int = 0
     sources: tuple[str, ...] = (SOURCE_OBJECT, SOURCE_TEXT)
     skip_duplicates: bool = True
-    resources: Resources = Resources(cpus=1.0, gpus=0.0)
+    resources: Resources = Resources()
 
 
 class EmbedStage(Stage):
@@ -120,7 +118,7 @@ class EmbedStage(Stage):
 
         c = self.config
         self._embedder = ClipEmbedder(c.model, c.pretrained, device=c.device, precision=c.precision,
-                                      resize_mode=c.resize_mode, threads=c.threads, workers=c.workers)
+                                      resize_mode=c.resize_mode, workers=c.workers)
 
     @property
     def embedder(self):

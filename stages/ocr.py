@@ -48,7 +48,6 @@ class OcrConfig:
         unclip_ratio: rapidocr: growth of detected text boxes (2.0 keeps word spaces; 1.6 is RapidOCR's).
         det_model: rapidocr: a local det ``.onnx`` instead of the shipped PP-OCRv4 one.
         rec_model: rapidocr: a local rec ``.onnx`` instead of the shipped PP-OCRv4 one.
-        threads: onnxruntime intra-op threads (0: its default).
         paddle_python: paddleocr: the interpreter of the venv that has paddleocr (empty: this one).
         det_model_dir: paddleocr: local text-detection inference folder (required).
         rec_model_dir: paddleocr: local text-recognition inference folder (required).
@@ -79,7 +78,6 @@ class OcrConfig:
     unclip_ratio: float = TUNED_UNCLIP
     det_model: str = ""
     rec_model: str = ""
-    threads: int = 0
     paddle_python: str = ""
     det_model_dir: str = ""
     rec_model_dir: str = ""
@@ -96,7 +94,7 @@ class OcrConfig:
     space_prob: float = TUNED_SPACE_PROB
     gap_ratio: float = TUNED_GAP_RATIO
     use_original: bool = True
-    resources: Resources = Resources(cpus=1.0, gpus=0.0)
+    resources: Resources = Resources()
 
 
 class OcrStage(Stage):
@@ -134,7 +132,7 @@ class OcrStage(Stage):
 
             self._engine = RapidOcr(det_limit_type=c.det_limit_type, det_limit_side_len=c.det_limit_side_len,
                                     use_cls=c.use_cls, box_thresh=c.box_thresh, unclip_ratio=c.unclip_ratio,
-                                    threads=c.threads, det_model=c.det_model, rec_model=c.rec_model)
+                                    det_model=c.det_model, rec_model=c.rec_model)
         else:
             from models.ocr import PaddleOcr
 

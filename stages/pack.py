@@ -48,7 +48,7 @@ class PackConfig:
     row_group_rows: int = 64
     sample: str = ""
     keep_region_duplicates: bool = False
-    resources: Resources = Resources(cpus=1.0, gpus=0.0)
+    resources: Resources = Resources()
 
 
 class PackStage(Stage):

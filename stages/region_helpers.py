@@ -17,6 +17,7 @@ from functools import cached_property
 import numpy as np
 import pyarrow as pa
 
+from common import threads
 from schemas import regions_schema
 from schemas.tables import STATUS_SUCCESS
 
@@ -77,10 +78,10 @@ def _decode_row(data: bytes | None, ow: int | None, oh: int | None, min_image_si
 
 
 def default_prefetch() -> int:
-    """Decoder threads: 1 on small machines (more only steals cores from the model), up to 4."""
-    import os
-
-    return max(1, min(4, (os.cpu_count() or 2) // 4))
+    """Decoder threads within the worker's thread budget: none (inline) on a 1-thread budget, 1 on
+    small budgets (more only steals cores from the model), 1 per 4 threads up to 4."""
+    budget = threads.current()
+    return 0 if budget < 2 else max(1, min(4, budget // 4))
 
 
 def iter_images(table: pa.Table, counters: Counter, min_image_side: int = 0,
@@ -91,8 +92,8 @@ def iter_images(table: pa.Table, counters: Counter, min_image_side: int = 0,
         table: an ``images`` shard (needs key, status, jpg, original_width, original_height).
         counters: where ``skip:<reason>`` and ``images:decoded`` are counted.
         min_image_side: rows whose shortest edge in original pixels is below this are skipped.
-        prefetch: decoder threads working ahead of the consumer (0: decode inline; None: 1 per 4
-            cores, 1 to 4). JPEG decoding releases the GIL, so it overlaps with the stage's model.
+        prefetch: decoder threads working ahead of the consumer (0: decode inline; None: from the
+            thread budget, ``default_prefetch``). JPEG decoding releases the GIL, so it overlaps with the stage's model.
         lookahead: images decoded ahead of the consumer (at least ``2 * prefetch``); a consumer
             that takes batches of n should ask for n, so the next batch decodes during this one.
     """

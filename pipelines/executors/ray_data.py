@@ -8,7 +8,8 @@ the shared output folder. Markers travel back as result rows for the report.
 
 Sizing: an actor gets the stage's ``resources().gpus`` and at most ``resources().cpus`` CPUs, but
 never so many that the pool holds every CPU of the cluster — with 2 actors × 1 CPU on 2 CPUs Ray
-Data cannot schedule its own tasks and the job deadlocks, so ``reserve_cpus`` stay free.
+Data cannot schedule its own tasks and the job deadlocks, so ``reserve_cpus`` stay free. The
+actor's thread pools get its ``num_cpus`` rounded up (at least 1) as their share (``common/threads.py``).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import logging
 from collections.abc import Iterator
 from pathlib import Path
 
+from common import threads
 from common.storage import as_path, worker_out
 from pipelines.config import RayConfig
 from pipelines.executors.base import Executor, ShardTask
@@ -43,9 +45,11 @@ class StageActor:
     Args:
         stage: the stage (travels as its config; ``setup()`` runs here, once per actor).
         out: the output folder, as seen by the actor's node.
+        cpus: the actor's ``num_cpus``: its share of cores, which sizes the stage's thread pools.
     """
 
-    def __init__(self, stage: Stage, out: str) -> None:
+    def __init__(self, stage: Stage, out: str, cpus: float = 1.0) -> None:
+        threads.set_worker_share(cpus)
         self.stage = cached_stage(stage)
         self.out = as_path(out)
 
@@ -70,7 +74,7 @@ def pool_shape(resources, cluster: dict[str, float], n_tasks: int, cfg: RayConfi
             f"the stage asks for {gpus} GPU per actor but the Ray cluster has {gpus_total:g}; run on a GPU "
             "cluster or set executor.ray.gpus_per_actor=0 (and the stage's device to cpu)"
         )
-    want = max(resources.cpus, 0.01)
+    want = max(resources.cpus, 0.01) if resources.cpus > 0 else 1.0  # 0: one CPU per actor
     if cfg.actors > 0:
         size = cfg.actors
     elif gpus > 0:
@@ -119,7 +123,7 @@ class RayExecutor(Executor):
         size, cpus, gpus = pool_shape(stage.resources(), ray.cluster_resources(), len(tasks), self.config)
         ds = ray.data.from_arrow(task_table(tasks)).repartition(len(tasks))  # one block per shard
         ds = ds.map_batches(
-            StageActor, fn_constructor_kwargs={"stage": stage, "out": worker_out(out)},
+            StageActor, fn_constructor_kwargs={"stage": stage, "out": worker_out(out), "cpus": cpus},
             batch_format="pyarrow", batch_size=1, compute=ray.data.ActorPoolStrategy(min_size=1, max_size=size),
             num_cpus=cpus, num_gpus=gpus or None,
         )

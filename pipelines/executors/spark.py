@@ -19,6 +19,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+from common import threads
 from common.storage import as_path, worker_out
 from pipelines.config import SparkConfig
 from pipelines.executors.base import Executor, ShardTask
@@ -59,9 +60,14 @@ def spark_schema(arrow_schema):
 
 
 def _shard_runner(stage: Stage, out: str):
-    """The ``mapInArrow`` function: run every shard task of the partition, yield marker rows."""
+    """The ``mapInArrow`` function: run every shard task of the partition, yield marker rows. The
+    task's ``spark.task.cpus`` is the worker's share of cores, which sizes the stage's thread pools."""
 
     def run(batches):
+        from pyspark import TaskContext
+
+        ctx = TaskContext.get()
+        threads.set_worker_share(ctx.cpus() if ctx is not None else 1)
         ready = cached_stage(stage)
         for batch in batches:
             if batch.num_rows:

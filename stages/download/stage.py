@@ -75,7 +75,7 @@ class DownloadConfig:
     deadline: float = 30.0
     max_bytes: int = 64 << 20
     keep_original: bool = False
-    resources: Resources = Resources(cpus=1.0, gpus=0.0)
+    resources: Resources = Resources()
 
 
 class _CheckedResizer:

@@ -9,13 +9,15 @@ every other file the build wrote, and the catalog's tables.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import os
 
 import pytest
 
+from common import threads
 from pipelines.build import build
-from pipelines.config import load_config
+from pipelines.config import BuildConfig, load_config
 from pipelines.definition import build_steps
 from pipelines.demo.run import demo_overrides, write_url_list
 from pipelines.demo.server import LoopbackServer
@@ -42,31 +44,33 @@ def _executor(name: str):
 def corpus(tmp_path_factory):
     """The demo corpus on a loopback server, and the demo build config minus its output folder.
 
-    Every engine computes with one thread per worker: float reductions (the embedder's matmuls)
-    round differently with other thread counts, so parity is checked under one thread budget
-    (OMP_NUM_THREADS travels to Ray and Spark workers with the offline switches).
+    Float reductions (the embedder's matmuls) round differently with other thread counts, so every
+    stage runs with ``resources.cpus=1`` (``_overrides``): one thread per worker on every engine, by
+    the thread budget alone. The driver's own steps (k-means) are pinned to one thread here, since
+    in-process local stages leave the driver at their budget and the other engines do not touch it.
     """
     import torch
 
     root = tmp_path_factory.mktemp("parity")
-    threads, omp = torch.get_num_threads(), os.environ.get("OMP_NUM_THREADS")
-    os.environ["OMP_NUM_THREADS"] = "1"
-    torch.set_num_threads(1)
+    saved = {k: os.environ.get(k) for k in threads.ENV_NAMES}
+    before = torch.get_num_threads()
+    threads.apply(1)
     try:
         with LoopbackServer() as server:
             urls = write_url_list(server, root / "urls", limit=N_IMAGES)
             yield root, urls
     finally:
-        torch.set_num_threads(threads)
-        if omp is None:
-            os.environ.pop("OMP_NUM_THREADS", None)
-        else:
-            os.environ["OMP_NUM_THREADS"] = omp
+        torch.set_num_threads(before)
+        for k, v in saved.items():
+            os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
 
 
 def _overrides(out, urls) -> list[str]:
     """The demo build, with every step of the pipeline (opt-in ones too)."""
-    return demo_overrides(out, urls, SHARD_SIZE) + ["progress=false", f"steps=[{','.join(STEP_NAMES)}]"]
+    one_thread = [f"{f.name}.resources.cpus=1" for f in dataclasses.fields(BuildConfig)
+                  if hasattr(getattr(BuildConfig(), f.name), "resources")]  # every stage section
+    return (demo_overrides(out, urls, SHARD_SIZE) + one_thread
+            + ["progress=false", f"steps=[{','.join(STEP_NAMES)}]"])
 
 
 def _build(corpus, name: str) -> dict[str, object]:
