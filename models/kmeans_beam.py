@@ -65,10 +65,17 @@ def _expand(x: np.ndarray, kept: np.ndarray, offsets: np.ndarray, order: np.ndar
             continue
         rows = pair_order[lo:hi] // b
         s = _scores(x[rows], cents[kids], cnorm[kids])
+        if keep == 1:  # the leaf level: only each row's best child so far
+            arg = s.argmin(1)
+            val = s[np.arange(len(rows)), arg]
+            better = val < best[rows, 0]
+            best[rows[better], 0] = val[better]
+            best_ids[rows[better], 0] = kids[arg[better]]
+            continue
         top = _top(s, keep)
         both = np.concatenate([best[rows], np.take_along_axis(s, top, 1)], 1)
         both_ids = np.concatenate([best_ids[rows], kids[top]], 1)
-        pick = _top(both, keep) if keep > 1 else both.argmin(1)[:, None]
+        pick = _top(both, keep)
         best[rows] = np.take_along_axis(both, pick, 1)
         best_ids[rows] = np.take_along_axis(both_ids, pick, 1)
     return best, best_ids
