@@ -153,6 +153,7 @@ def main() -> None:
         "regions": args.regions, "dim": args.dim, "leaves": meta["sizes"][-1], "levels": run["levels"],
         "shards": shards, "sample": meta["sample_rows"], "fit": args.fit, "processes": args.processes,
         "write_s": round(write_s, 1), "build_s": round(run["wall_s"], 1), "fit_s": meta.get("wall_seconds"),
+        "sample_inertia": round(meta["sample_inertia"], 5),
         "assign_rows_per_s": round(assign["rows_in"] / max(assign["seconds"], 1e-9)),
         "assign_search": [k for k in assign["counters"] if k.startswith("search:")],
         "driver_peak_rss_mib": round(run["driver"] / 2**20), "worker_peak_rss_mib": round(run["worker"] / 2**20),
