@@ -120,3 +120,28 @@ def test_driver_memory_is_bounded_by_the_level_0_sample(tmp_path):
     assert grew["local"] > sample_bytes  # the in-driver fit holds the whole sample (and copies)
     # level-0 sample + one shard's sample rows (1/8) + one parent's points (~1/16) + margin
     assert grew["per_parent"] < level0_bytes + sample_bytes / 8 + sample_bytes / 16 + 24 * 2**20
+
+
+def test_map_reduce_refinement_matches_the_in_driver_refinement(tmp_path):
+    import copy
+    from collections import Counter
+
+    from pipelines.kmeans.distributed import fit_per_parent, parent_points, refine_parents
+    from pipelines.kmeans.tree import FitParams, refine
+
+    write_mixture(tmp_path, 3, 500, d=8, k=30)
+    p0 = FitParams(refine_iters=0)
+    got = fit_per_parent(tmp_path, [0, 1, 2], ("object",), 1500, lambda n: [4, 20], p0, {"t": 1})
+    base = got["result"]
+    work = tmp_path / WORK
+    x = np.concatenate([parent_points(work, j) for j in range(4)])
+    p2 = FitParams(refine_iters=2)
+    driver, mapped = copy.deepcopy(base), copy.deepcopy(base)
+    driver.stats, mapped.stats = Counter(), Counter()
+    refine(x, driver, p2)
+    inertia, sizes = refine_parents(str(work), mapped, p2, [0, 1, 2, 3], None)
+    for a, b in zip(driver.centroids, mapped.centroids):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)  # float64 sums in another order
+    assert all(np.array_equal(a, b) for a, b in zip(driver.parents, mapped.parents))
+    assert sizes.sum() == 1500 and inertia > 0
+    assert not np.array_equal(base.centroids[-1], mapped.centroids[-1])  # refinement moved the leaves
