@@ -83,7 +83,8 @@ def run_build(out: Path, urls: Path, per_shard: int, args: argparse.Namespace) -
            f"input.shard_size={per_shard // 4}", "progress=false", "steps=[fit_kmeans,assign,pack]",
            f"kmeans.levels=[{levels[0]},{levels[1]}]", f"kmeans.sample_size={args.sample}",
            f"kmeans.niter={args.niter}", f"kmeans.fit={args.fit}", f"executor.processes={args.processes}",
-           f"assign.search={args.search}", f"assign.beam={args.beam}"]
+           f"assign.search={args.search}", f"assign.beam={args.beam}",
+           "download.image_size=16"]  # images exist already: only keeps preflight's disk estimate small
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
