@@ -157,12 +157,28 @@ class ClusterTree:
             cur = self.parents[level][cur] if level else cur
         return out
 
-    def assign(self, x: np.ndarray, backend: Backend = "auto") -> tuple[np.ndarray, np.ndarray]:
-        """Route every row to its exact nearest leaf: (paths (n, levels) int32, squared distance)."""
+    def assign(self, x: np.ndarray, backend: Backend = "auto", search: str = "exact",
+               beam: int = 8) -> tuple[np.ndarray, np.ndarray]:
+        """Route every row to a leaf: (paths (n, levels) int32, squared distance).
+
+        Args:
+            x: (n, d) queries.
+            backend: the exact search's backend (``nearest_centroids``).
+            search: ``exact`` (nearest of all leaves) or ``beam`` (``models.kmeans_beam``; a beam
+                that keeps every non-leaf node is the exact search).
+            beam: nodes kept per level by the beam.
+        """
+        from models.kmeans_beam import beam_search, covers_tree
+
         x = np.asarray(x, np.float32)
         if self.spherical:
             x = l2_normalize(x)
-        leaf, dist = nearest_centroids(x, self.centroids[-1], backend)
+        if search == "beam" and not covers_tree([len(c) for c in self.centroids], beam):
+            leaf, dist = beam_search(x, self.centroids, self.parents, beam)
+        elif search in ("exact", "beam"):
+            leaf, dist = nearest_centroids(x, self.centroids[-1], backend)
+        else:
+            raise ValueError(f"assign.search: expected exact or beam, got {search!r}")
         return self.paths(leaf), dist
 
     def save(self, root: Path) -> str:

@@ -59,7 +59,18 @@ def collect_status(out: Path) -> dict:
         result["stages"][stage] = {"done": done, "pending": len(shards) - done, "rows_in": rows_in,
                                    "rows_out": rows_out, "seconds": round(seconds, 2),
                                    "counters": dict(counters)}
+        if counters.get("beam_check:rows"):
+            result["stages"][stage]["beam_check"] = beam_check(counters)
     return result
+
+
+def beam_check(counters: Counter[str] | dict[str, int]) -> dict[str, float]:
+    """The assign stage's sampled exact check of the beam search: rows, % same leaf, inertia ratio
+    (beam over exact; 1.0 = as good as exact)."""
+    rows = counters["beam_check:rows"]
+    exact = counters.get("beam_check:exact_inertia", 0)
+    return {"rows": rows, "same_leaf_pct": round(100.0 * counters.get("beam_check:same_leaf", 0) / rows, 2),
+            "inertia_ratio": round(counters.get("beam_check:beam_inertia", 0) / exact, 5) if exact else 1.0}
 
 
 def print_status(out: Path, as_json: bool = False) -> dict:
@@ -78,4 +89,9 @@ def print_status(out: Path, as_json: bool = False) -> dict:
              if ":" in k and k != "status:success"]
     if fails:
         print_table("counters and failures by reason", ["stage", "kind", "reason", "count"], fails)
+    for name, s in st["stages"].items():
+        if "beam_check" in s:
+            b = s["beam_check"]
+            console.print(f"{name}: beam search vs exact on {b['rows']} sampled rows: {b['same_leaf_pct']} % "
+                          f"same leaf, inertia ratio {b['inertia_ratio']}")
     return st

@@ -1,7 +1,8 @@
 """assign: region embeddings + regions -> ``labels`` (cluster path and distance, OCR token ids).
 
 Per shard, streaming: every region of a clustered source (``kmeans.json``'s ``sources``, object
-regions by default) that has an embedding is routed to its exact nearest leaf of the frozen tree;
+regions by default) that has an embedding is routed to its nearest leaf of the frozen tree (exact,
+or by a beam through the tree for large trees: ``search``, with a sampled exact check);
 its ``cluster_path`` holds one id per level (the leaf's ancestors), ``cluster_id`` the global leaf id
 (the training class) and ``distance`` the squared L2 distance to the leaf centroid (between
 unit-norm vectors in spherical mode, i.e. 2 − 2·cos). Text regions get their M positive token ids.
@@ -28,6 +29,10 @@ from schemas.tables import KMEANS, SOURCE_TEXT
 from stages.base import Resources, Stage, config_hash
 
 _REGION_COLS = ["region_id", "key", "source", "text"]
+BEAM_MIN_LEAVES = 16_384
+"""``search: auto`` uses the beam from this many leaves on (BENCHMARKS.md, "Beam assignment")."""
+CHECK_SCALE = 1_000_000
+"""``beam_check:*_inertia`` counters hold summed squared distances × this (counters are integers)."""
 
 
 @dataclass(frozen=True)
@@ -38,11 +43,21 @@ class AssignConfig:
         kmeans_dir: the fitted tree's folder; empty means ``OUT/kmeans`` (the pipeline fills it in).
         backend: nearest-centroid search: ``auto`` (torch on a GPU, else numpy), ``numpy``,
             ``torch`` or ``faiss``.
+        search: ``exact`` (nearest of all leaves), ``beam`` (``models.kmeans_beam``: the ``beam``
+            nearest nodes per level, then their children) or ``auto``: beam from
+            ``BEAM_MIN_LEAVES`` leaves on (measured trade-off in BENCHMARKS.md), exact below.
+        beam: nodes kept per level by the beam search.
+        check_rows: rows of every shard also searched exactly when the beam is used, to record its
+            agreement (``beam_check:*`` counters; ``regionset status`` shows % same leaf and the
+            inertia ratio); 0 skips the check.
         tokenizer: the OCR token labeler (open_clip's bundled BPE by default).
     """
 
     kmeans_dir: str = ""
     backend: Literal["auto", "numpy", "torch", "faiss"] = "auto"
+    search: Literal["auto", "exact", "beam"] = "auto"
+    beam: int = 8
+    check_rows: int = 256
     tokenizer: TokenizerConfig = TokenizerConfig()
     resources: Resources = Resources()
 
@@ -104,6 +119,31 @@ class AssignStage(Stage):
         if n:
             self.counters[reason] += n
 
+    def search_used(self) -> str:
+        """``exact`` or ``beam``: what ``search`` resolves to for the loaded tree."""
+        from models.kmeans_beam import covers_tree
+
+        want = self.config.search
+        if want == "auto" and self.tree is not None:
+            want = "beam" if self.tree.num_leaves >= BEAM_MIN_LEAVES else "exact"
+        sizes = [len(c) for c in self.tree.centroids] if self.tree else [1]
+        return "beam" if want == "beam" and not covers_tree(sizes, self.config.beam) else "exact"
+
+    def _search(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Paths and distances by the configured search; counts the search and the sampled check."""
+        assert self.tree is not None
+        used = self.search_used()
+        paths, dist = self.tree.assign(x, self.config.backend, used, self.config.beam)
+        self.counters[f"search:{used}"] += len(x)
+        if used == "beam" and self.config.check_rows > 0:
+            pick = np.unique(np.linspace(0, len(x) - 1, min(self.config.check_rows, len(x))).astype(np.int64))
+            exact, edist = self.tree.assign(x[pick], self.config.backend, "exact")
+            self.counters["beam_check:rows"] += len(pick)
+            self.counters["beam_check:same_leaf"] += int((exact[:, -1] == paths[pick, -1]).sum())
+            self.counters["beam_check:exact_inertia"] += round(float(edist.sum(dtype=np.float64)) * CHECK_SCALE)
+            self.counters["beam_check:beam_inertia"] += round(float(dist[pick].sum(dtype=np.float64)) * CHECK_SCALE)
+        return paths, dist
+
     def process(self, table: pa.Table) -> pa.Table:
         n = table.num_rows
         ids = table.column("region_id").to_pylist()
@@ -121,7 +161,7 @@ class AssignStage(Stage):
             if x.shape[1] != self.tree.dim:
                 raise ValueError(f"assign: embeddings have d={x.shape[1]} but the k-means tree has "
                                  f"d={self.tree.dim}; refit with kmeans.refit=true")
-            paths[rows], dist[rows] = self.tree.assign(x, self.config.backend)
+            paths[rows], dist[rows] = self._search(x)
         self._count("drop:no_embedding", int((want & ~has_emb).sum()))
         self._count("labelled:cluster", len(rows))
         tokens: list[list[int] | None] = [None] * n

@@ -55,6 +55,11 @@ class KMeansConfig:
             level, which also decides the children per parent; ``pipelines.kmeans.seeding``) or
             ``random`` (FAISS's uniform pick, children shared out by ``allocate_by``).
         device: ``auto`` uses faiss GPU (all visible GPUs) when available, ``cpu`` never does.
+        fit: ``local`` (default): the whole sample in this process, level-wide k-means++;
+            ``per_parent``: level 0 here, every level-0 parent's subtree as a task on
+            ``executor.processes`` local worker processes, refinement as map-reduce, resumable
+            per parent; memory bounded by the level-0 sample or one parent's points
+            (``pipelines.kmeans.distributed``; a different, equally deterministic tree).
     """
 
     levels: tuple[int, ...] | Literal["auto"] = "auto"
@@ -70,6 +75,7 @@ class KMeansConfig:
     refine_iters: int = 2
     seeding: Literal["kmeans++", "random"] = "kmeans++"
     device: Literal["auto", "cpu", "gpu"] = "auto"
+    fit: Literal["local", "per_parent"] = "local"
 
 
 def level_totals(kc: KMeansConfig, sampled: int | None = None) -> list[int]:
@@ -98,6 +104,8 @@ def fit_signature(kc: KMeansConfig) -> dict[str, Any]:
     d = dataclasses.asdict(kc)
     d.pop("refit")
     d.pop("device")
+    if d.get("fit") == "local":  # trees fitted before the option existed stay frozen
+        d.pop("fit")
     return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
 
 
@@ -176,12 +184,17 @@ def fit_kmeans(out: Path, cfg: Any, shards: list[int]) -> dict[str, Any]:
     from pipelines.kmeans.sample import uniform_sample  # pandas: kept out of config loading
 
     t0 = time.perf_counter()
-    with StepProgress("fit_kmeans", enabled=bool(getattr(cfg, "progress", False))) as bar:
-        sample = uniform_sample(Path(out), shards, tuple(kc.sources), kc.sample_size, kc.seed, progress=bar)
-        if sample.rows_seen == 0:
-            return {"reused": False, "skipped": "no embeddings of sources " + ",".join(kc.sources)}
-        tree, meta = fit_tree(sample.x, kc, bar)
-    meta["rows_seen"] = sample.rows_seen
+    if kc.fit == "per_parent":
+        from pipelines.kmeans.distributed import WORK
+
+        tree, meta = _fit_per_parent(out, kc, shards, cfg)
+    else:
+        with StepProgress("fit_kmeans", enabled=bool(getattr(cfg, "progress", False))) as bar:
+            sample = uniform_sample(Path(out), shards, tuple(kc.sources), kc.sample_size, kc.seed, progress=bar)
+            if sample.rows_seen == 0:
+                return {"reused": False, "skipped": "no embeddings of sources " + ",".join(kc.sources)}
+            tree, meta = fit_tree(sample.x, kc, bar)
+        meta["rows_seen"] = sample.rows_seen
     meta["shards"] = len(shards)
     meta["wall_seconds"] = round(time.perf_counter() - t0, 3)
     meta["created_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
@@ -191,10 +204,50 @@ def fit_kmeans(out: Path, cfg: Any, shards: list[int]) -> dict[str, Any]:
     failpoint("kmeans:fitted")  # kill tests: fitted and saved to the temp folder, not yet swapped in
     shutil.rmtree(root, ignore_errors=True)
     tmp.rename(root)
+    if kc.fit == "per_parent":
+        shutil.rmtree(Path(out) / WORK, ignore_errors=True)  # partitions and per-parent markers
     _announce(out, meta)
     return {"reused": False, "warnings": meta["warnings"], "leaves": meta["sizes"][-1], "sizes": meta["sizes"],
             "sample": meta["sample_rows"], "inertia": round(meta["sample_inertia"], 4),
             "centroids_sha256": digest[:12], **{k: v for k, v in meta["degenerate"].items() if v}}
+
+
+def _fit_per_parent(out: Path, kc: KMeansConfig, shards: list[int], cfg: Any) -> tuple[ClusterTree, dict[str, Any]]:
+    """``kmeans.fit: per_parent`` (``pipelines.kmeans.distributed``): the tree and its metadata."""
+    import faiss
+
+    from pipelines.kmeans.distributed import fit_per_parent
+
+    t0 = time.perf_counter()
+    gpus = _use_gpu(kc)
+    params = FitParams(niter=kc.niter, seed=kc.seed, spherical=kc.spherical,
+                       max_points_per_centroid=kc.max_points_per_centroid, allocate_by=kc.allocate_by,
+                       gpu=gpus > 0, refine_iters=kc.refine_iters, seeding=kc.seeding)
+    processes = int(getattr(getattr(cfg, "executor", None), "processes", 1) or 1)
+    got = fit_per_parent(Path(out), shards, tuple(kc.sources), kc.sample_size,
+                         lambda n: level_totals(kc, n), params, fit_signature(kc), processes)
+    res = got["result"]
+    auto = kc.levels == "auto"
+    meta: dict[str, Any] = {
+        "levels": list(auto_levels(got["sample_rows"])) if auto else list(kc.levels), "levels_auto": auto,
+        "level_sizes": "branching" if auto else kc.level_sizes, "requested": level_totals(kc, got["sample_rows"]),
+        "seeding": kc.seeding, "fit": "per_parent", "processes": processes,
+        "parents_refitted": got["parents_refitted"],
+        "sizes": [len(c) for c in res.centroids], "dim": int(res.centroids[0].shape[1]),
+        "sample_rows": got["sample_rows"], "rows_seen": got["rows_seen"], "sample_size": kc.sample_size,
+        "seed": kc.seed, "niter": kc.niter, "spherical": kc.spherical, "sources": list(kc.sources),
+        "allocate_by": kc.allocate_by, "max_points_per_centroid": kc.max_points_per_centroid,
+        "refine_iters": kc.refine_iters, "faiss_version": faiss.__version__, "gpus": gpus,
+        "degenerate": {k: int(v) for k, v in res.stats.items()}, "signature": fit_signature(kc),
+        "sample_inertia": float(got["inertia"]),
+        "empty_leaves_in_sample": int((got["leaf_sizes"] == 0).sum()),
+        "median_leaf_regions": float(np.median(got["leaf_sizes"])),
+    }
+    if auto:
+        meta["auto_rule"] = auto_rule()
+    meta["warnings"] = tree_warnings(meta)
+    meta["fit_seconds"] = round(time.perf_counter() - t0, 3)
+    return ClusterTree(res.centroids, res.parents, kc.spherical, meta), meta
 
 
 def _announce(out: Path, meta: dict[str, Any]) -> None:

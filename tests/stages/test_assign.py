@@ -93,3 +93,33 @@ def test_stage_pickles_as_config_and_hash_ignores_tree_location(tmp_path):
     s2 = AssignStage(AssignConfig(kmeans_dir=str(tmp_path / "y" / "kmeans")))
     assert s1.config_hash(tmp_path) == s2.config_hash(tmp_path)
     assert pickle.loads(pickle.dumps(s1)).config == s1.config
+
+
+def test_beam_search_marker_counters_and_status(tmp_path):
+    from pipelines.shards import read_marker
+    from pipelines.status import beam_check
+
+    write_mixture(tmp_path, 2, 300, d=8, k=30, seed=5)
+    km = KMeansConfig(levels=(8, 6), sample_size=600)
+    fit_kmeans(tmp_path, BuildConfig(kmeans=km), [0, 1])
+    exact = _assign(tmp_path, [0, 1])  # auto on a 48-leaf tree: exact
+    assert exact.counters["search:exact"] == 600 and "beam_check:rows" not in exact.counters
+    exact_rows = {r["region_id"]: r for s in (0, 1) for r in _labels(tmp_path, s)}
+    stage = AssignStage(AssignConfig(kmeans_dir=str(tmp_path / "kmeans"), search="beam", beam=2, check_rows=100))
+    beam = LocalExecutor(show_progress=False).run_stage(stage, tmp_path, [0, 1])
+    assert beam.done == 2  # a new search is a new config: every shard is labelled again
+    c = beam.counters
+    assert c["search:beam"] == 600 and c["beam_check:rows"] == 200
+    same = sum(r["cluster_id"] == exact_rows[r["region_id"]]["cluster_id"]
+               for s in (0, 1) for r in _labels(tmp_path, s))
+    assert 0.8 * 600 <= same <= 600
+    marker = read_marker(tmp_path, "assign", 0).counters  # what `regionset status` sums up
+    assert marker["search:beam"] == 300 and marker["beam_check:rows"] == 100
+    check = beam_check(c)
+    assert check["rows"] == 200 and 80 <= check["same_leaf_pct"] <= 100
+    assert 1.0 <= check["inertia_ratio"] < 1.2
+    # a beam that keeps every level-0 node is the exact search
+    full = AssignStage(AssignConfig(kmeans_dir=str(tmp_path / "kmeans"), search="beam", beam=8))
+    again = LocalExecutor(show_progress=False).run_stage(full, tmp_path, [0, 1])
+    assert again.counters["search:exact"] == 600
+    assert {r["region_id"]: r for s in (0, 1) for r in _labels(tmp_path, s)} == exact_rows

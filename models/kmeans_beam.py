@@ -1,0 +1,123 @@
+"""Beam search through the cluster tree: keep the ``B`` nearest nodes per level, search their children.
+
+Exact assignment compares every vector with every leaf (cost n·K·d); the beam compares it with the
+K_0 level-0 centroids, then only with the children of the ``B`` nearest ones, level by level, and
+returns the nearest leaf among the last candidates (cost about n·(K_0 + B·branching·levels)·d).
+It is the tree analogue of FAISS ``IndexIVFFlat`` with ``nprobe = B`` (level-0 centroids as the
+coarse quantizer), generalised to any depth. A beam at least as wide as every non-leaf level keeps
+every node, so its candidates are all leaves: that case *is* the exact search and runs its code.
+
+Candidates are scored per kept parent with one matmul over the rows that kept it (BLAS, not a
+per-row gather) and merged into each row's running best ``B`` (the best one at the leaves). The agreement with exact and the inertia ratio are measured in
+BENCHMARKS.md (bench/scale.py) and checked on a sample of every shard by the assign stage.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+BATCH_ROWS = 16384
+"""Rows per block (the per-parent loop runs once per block)."""
+
+
+def children_csr(parents: np.ndarray, num_parents: int) -> tuple[np.ndarray, np.ndarray]:
+    """Children of every parent as CSR: (offsets (num_parents + 1,), child ids sorted by parent)."""
+    order = np.argsort(parents, kind="stable").astype(np.int64)
+    offsets = np.concatenate([[0], np.cumsum(np.bincount(parents, minlength=num_parents))]).astype(np.int64)
+    return offsets, order
+
+
+def _scores(x: np.ndarray, c: np.ndarray, cn: np.ndarray) -> np.ndarray:
+    """``|c|² − 2 x·c`` (the squared distance less ``|x|²``), float32."""
+    s = x @ c.T
+    s *= -2.0
+    s += cn
+    return s
+
+
+def _top(scores: np.ndarray, b: int) -> np.ndarray:
+    """Column ids of the ``b`` smallest scores of every row (all columns when there are fewer)."""
+    if scores.shape[1] <= b:
+        return np.broadcast_to(np.arange(scores.shape[1]), scores.shape).copy()
+    return np.argpartition(scores, b - 1, axis=1)[:, :b]
+
+
+def _expand(x: np.ndarray, kept: np.ndarray, offsets: np.ndarray, order: np.ndarray,
+            cents: np.ndarray, cnorm: np.ndarray, keep: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``keep`` best children of every row's kept parents.
+
+    Each kept parent is scored with one matmul over the rows that kept it; its ``keep`` best
+    children are merged into the row's running best (a row keeps a parent once, so the rows of one
+    block are distinct). Returns (scores (n, keep) float32, +inf padded; ids (n, keep), -1 padded).
+    """
+    n, b = kept.shape
+    best = np.full((n, keep), np.inf, np.float32)
+    best_ids = np.full((n, keep), -1, np.int64)
+    flat = kept.ravel()
+    pair_order = np.argsort(flat, kind="stable")
+    uniq, starts = np.unique(flat[pair_order], return_index=True)
+    ends = np.append(starts[1:], len(flat))
+    for p, lo, hi in zip(uniq.tolist(), starts.tolist(), ends.tolist()):
+        if p < 0:  # a padded slot (fewer candidates than the beam): no children
+            continue
+        kids = order[offsets[p]:offsets[p + 1]]
+        if not len(kids):
+            continue
+        rows = pair_order[lo:hi] // b
+        s = _scores(x[rows], cents[kids], cnorm[kids])
+        if keep == 1:  # the leaf level: only each row's best child so far
+            arg = s.argmin(1)
+            val = s[np.arange(len(rows)), arg]
+            better = val < best[rows, 0]
+            best[rows[better], 0] = val[better]
+            best_ids[rows[better], 0] = kids[arg[better]]
+            continue
+        top = _top(s, keep)
+        both = np.concatenate([best[rows], np.take_along_axis(s, top, 1)], 1)
+        both_ids = np.concatenate([best_ids[rows], kids[top]], 1)
+        pick = _top(both, keep)
+        best[rows] = np.take_along_axis(both, pick, 1)
+        best_ids[rows] = np.take_along_axis(both_ids, pick, 1)
+    return best, best_ids
+
+
+def beam_search(x: np.ndarray, centroids: list[np.ndarray], parents: list[np.ndarray],
+                beam: int, batch_rows: int = BATCH_ROWS) -> tuple[np.ndarray, np.ndarray]:
+    """Nearest leaf of every row found by a beam of width ``beam`` through the tree.
+
+    Args:
+        x: (n, d) float32 queries (already normalised in spherical mode).
+        centroids: per level (K_i, d) float32, level 0 the coarsest.
+        parents: per level (K_i,) parent ids at the level above.
+        beam: nodes kept per level (>= 1).
+        batch_rows: rows per block.
+
+    Returns:
+        (leaf ids int64 (n,), squared distances float32 (n,)).
+    """
+    if beam < 1:
+        raise ValueError(f"assign.beam: need a width of 1 or more, got {beam}")
+    x = np.ascontiguousarray(x, np.float32)
+    n = len(x)
+    depth = len(centroids)
+    norms = [np.einsum("ij,ij->i", c, c) for c in centroids]
+    csr = [children_csr(np.asarray(parents[lv]), len(centroids[lv - 1])) for lv in range(1, depth)]
+    leaf = np.zeros(n, np.int64)
+    dist = np.zeros(n, np.float32)
+    for i in range(0, n, batch_rows):
+        xb = x[i:i + batch_rows]
+        s = _scores(xb, centroids[0], norms[0])
+        ids = np.broadcast_to(np.arange(len(centroids[0])), s.shape)
+        for lv in range(1, depth):
+            kept = np.take_along_axis(ids, _top(s, beam), 1)
+            s, ids = _expand(xb, kept, *csr[lv - 1], centroids[lv], norms[lv], beam if lv + 1 < depth else 1)
+        best = s.argmin(1)
+        rows = np.arange(len(xb))
+        leaf[i:i + batch_rows] = ids[rows, best]
+        dist[i:i + batch_rows] = np.maximum(s[rows, best] + np.einsum("ij,ij->i", xb, xb), 0)
+    return leaf, dist
+
+
+def covers_tree(sizes: list[int], beam: int) -> bool:
+    """True when a beam of width ``beam`` keeps every node of every non-leaf level (= exact)."""
+    return all(beam >= k for k in sizes[:-1])

@@ -1,0 +1,147 @@
+"""kmeans.fit: per_parent — worker count and shard order do not change the tree; a killed fit
+refits only the unfinished parents; the driver holds the level-0 sample, not the whole sample."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from models.kmeans_index import ClusterTree
+from pipelines.config import BuildConfig, ExecutorConfig
+from pipelines.kmeans import KMeansConfig, fit_kmeans
+from pipelines.kmeans.distributed import WORK
+from tests.label_data import write_mixture
+
+KM = KMeansConfig(levels=(4, 5), sample_size=1500, fit="per_parent")
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _fit(out, km=KM, processes=1, shards=(0, 1, 2, 3)):
+    return fit_kmeans(out, BuildConfig(kmeans=km, executor=ExecutorConfig(processes=processes)), list(shards))
+
+
+def test_two_processes_and_shard_order_give_the_same_tree_bit_for_bit(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    write_mixture(a, 4, 500, d=8, k=30)
+    write_mixture(b, 4, 500, d=8, k=30, order=list(np.random.default_rng(1).permutation(2000)))
+    one = _fit(a)
+    two = _fit(b, processes=2, shards=(3, 1, 0, 2))
+    assert one["centroids_sha256"] == two["centroids_sha256"] and one["sizes"] == [4, 20]
+    ta, tb = ClusterTree.load(a / "kmeans"), ClusterTree.load(b / "kmeans")
+    for ca, cb in zip(ta.centroids, tb.centroids):
+        assert np.array_equal(ca, cb)
+    assert ta.meta["fit"] == "per_parent" and ta.meta["sample_rows"] == 1500
+    assert not (a / WORK).exists()  # partitions and markers are removed once the tree is in place
+    # every leaf's parent is the level-0 cell it was fitted in; leaves are unit-norm (spherical)
+    assert sorted(set(ta.parents[1].tolist())) == [0, 1, 2, 3]
+    np.testing.assert_allclose(np.linalg.norm(ta.centroids[1], axis=1), 1, atol=1e-5)
+    other_seed = _fit(a, KMeansConfig(**{**KM.__dict__, "seed": 3}))
+    assert other_seed["centroids_sha256"] != one["centroids_sha256"]
+
+
+def test_three_levels_and_no_refinement(tmp_path):
+    write_mixture(tmp_path, 2, 600, d=8, k=40)
+    got = _fit(tmp_path, KMeansConfig(levels=(3, 2, 2), sample_size=1200, fit="per_parent", refine_iters=0),
+               shards=(0, 1))
+    tree = ClusterTree.load(tmp_path / "kmeans")
+    assert got["sizes"] == [3, 6, 12]
+    assert np.array_equal(tree.parents[2] // 2, np.arange(12) // 4)  # each level-1 node keeps 2 children
+    paths, _ = tree.assign(np.random.default_rng(0).standard_normal((50, 8)).astype(np.float32))
+    assert np.array_equal(tree.parents[2][paths[:, 2]], paths[:, 1])
+
+
+def _run(out: Path, failpoint: str = "") -> subprocess.CompletedProcess:
+    code = textwrap.dedent(f"""
+        import json
+        from pathlib import Path
+        from pipelines.config import BuildConfig
+        from pipelines.kmeans import KMeansConfig, fit_kmeans
+        km = KMeansConfig(levels=(4, 5), sample_size=1500, fit="per_parent")
+        print(json.dumps(fit_kmeans(Path({str(out)!r}), BuildConfig(kmeans=km), [0, 1, 2, 3])))
+        print(json.dumps(json.loads((Path({str(out)!r}) / "kmeans" / "kmeans.json").read_text())["parents_refitted"]))
+    """)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "REGIONSET_FAILPOINT": failpoint}
+    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=ROOT)
+
+
+def test_kill_during_parent_fits_resumes_only_unfinished_parents(tmp_path):
+    clean, killed = tmp_path / "clean", tmp_path / "killed"
+    for out in (clean, killed):
+        write_mixture(out, 4, 500, d=8, k=30)
+    ref = _run(clean)
+    assert ref.returncode == 0, ref.stderr
+    first = _run(killed, "kmeans:parent_fitted")  # SIGKILL right after the first parent's marker
+    assert first.returncode == -9
+    assert len(list((killed / WORK).glob("parent-*.npz"))) == 1
+    again = _run(killed)
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout.splitlines()[-1]) == 3  # only the 3 unfinished parents
+    assert json.loads(ref.stdout.splitlines()[-1]) == 4
+    assert json.loads(again.stdout.splitlines()[-2])["centroids_sha256"] == \
+        json.loads(ref.stdout.splitlines()[-2])["centroids_sha256"]
+
+
+MEMORY = """
+import json, resource, sys
+from pathlib import Path
+import numpy as np
+import faiss  # noqa: F401  (imports before the baseline)
+from pipelines.config import BuildConfig
+from pipelines.kmeans import KMeansConfig, fit_kmeans
+from pipelines.kmeans.sample import uniform_sample  # noqa: F401
+out, fit = Path(sys.argv[1]), sys.argv[2]
+np.zeros((256, 256)) @ np.zeros((256, 256))
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+km = KMeansConfig(levels=(16, 4), sample_size=10**6, niter=4, refine_iters=1, fit=fit,
+                  max_points_per_centroid=64)
+fit_kmeans(out, BuildConfig(kmeans=km), list(range(8)))
+print(json.dumps({"grew_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base}))
+"""
+
+
+@pytest.mark.slow
+def test_driver_memory_is_bounded_by_the_level_0_sample(tmp_path):
+    write_mixture(tmp_path, 8, 30_000, d=64, k=64)  # whole sample 240,000 × 64 × 4 B = 61 MB
+    grew = {}
+    for fit in ("per_parent", "local"):
+        r = subprocess.run([sys.executable, "-c", MEMORY, str(tmp_path), fit], capture_output=True, text=True,
+                           cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+        assert r.returncode == 0, r.stderr
+        grew[fit] = json.loads(r.stdout.splitlines()[-1])["grew_kib"] * 1024
+    sample_bytes = 240_000 * 64 * 4
+    level0_bytes = 64 * 16 * 64 * 4
+    assert grew["local"] > sample_bytes  # the in-driver fit holds the whole sample (and copies)
+    # level-0 sample + one shard's sample rows (1/8) + one parent's points (~1/16) + margin
+    assert grew["per_parent"] < level0_bytes + sample_bytes / 8 + sample_bytes / 16 + 24 * 2**20
+
+
+def test_map_reduce_refinement_matches_the_in_driver_refinement(tmp_path):
+    import copy
+    from collections import Counter
+
+    from pipelines.kmeans.distributed import fit_per_parent, parent_points, refine_parents
+    from pipelines.kmeans.tree import FitParams, refine
+
+    write_mixture(tmp_path, 3, 500, d=8, k=30)
+    p0 = FitParams(refine_iters=0)
+    got = fit_per_parent(tmp_path, [0, 1, 2], ("object",), 1500, lambda n: [4, 20], p0, {"t": 1})
+    base = got["result"]
+    work = tmp_path / WORK
+    x = np.concatenate([parent_points(work, j) for j in range(4)])
+    p2 = FitParams(refine_iters=2)
+    driver, mapped = copy.deepcopy(base), copy.deepcopy(base)
+    driver.stats, mapped.stats = Counter(), Counter()
+    refine(x, driver, p2)
+    inertia, sizes = refine_parents(str(work), mapped, p2, [0, 1, 2, 3], None)
+    for a, b in zip(driver.centroids, mapped.centroids):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)  # float64 sums in another order
+    assert all(np.array_equal(a, b) for a, b in zip(driver.parents, mapped.parents))
+    assert sizes.sum() == 1500 and inertia > 0
+    assert not np.array_equal(base.centroids[-1], mapped.centroids[-1])  # refinement moved the leaves
