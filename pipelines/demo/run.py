@@ -50,7 +50,7 @@ def demo_overrides(out: Path, urls: Path, shard_size: int) -> list[str]:
     """The config of the demo: loopback allowed, small shards, every step on its offline default."""
     return [f"output={out}", f"input.path={urls}", f"input.shard_size={shard_size}",
             "download.allow_loopback=true", "download.timeout=5",
-            "kmeans.levels=[8,4]"]  # a small tree: the demo has a few hundred regions
+            "kmeans.levels=[3,3]"]  # two levels, ~10 regions per leaf: the demo has ~90 object regions
 
 
 def run_demo(out: str | Path = "regionset-demo", limit: int | None = None, shard_size: int = 8,
