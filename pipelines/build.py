@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from common import threads
 from common.storage import as_path, is_remote
 from common.typed_config import ConfigError
 from pipelines.catalog import build_catalog
@@ -129,6 +130,23 @@ def finish_build(cfg: BuildConfig, started_at: float, executor: str, shards: lis
     return build_catalog(out)
 
 
+def run_global_step(step: GlobalStep, out: Path, cfg: BuildConfig, shards: list[int]) -> dict[str, Any]:
+    """Run one global step in this process with the driver's whole thread share, whatever the
+    in-process stages before it set (its floating-point results then do not depend on them).
+
+    Args:
+        step: the global step.
+        out: the output folder.
+        cfg: the resolved build config.
+        shards: the build's shard ids.
+    """
+    threads.apply(threads.worker_share())
+    t0 = time.perf_counter()
+    summary = dict(step.run(out, cfg, shards))
+    summary.setdefault("seconds", round(time.perf_counter() - t0, 3))
+    return summary
+
+
 def build(cfg: BuildConfig, executor: Executor | None = None) -> BuildResult:
     """Run the pipeline of ``cfg`` into ``cfg.output``; resumable and idempotent.
 
@@ -149,9 +167,7 @@ def build(cfg: BuildConfig, executor: Executor | None = None) -> BuildResult:
         for step in steps:
             if isinstance(step, GlobalStep):
                 failpoint(f"global:{step.name}")
-                t0 = time.perf_counter()
-                summary = step.run(out, cfg, shards)
-                summary.setdefault("seconds", round(time.perf_counter() - t0, 3))
+                summary = run_global_step(step, out, cfg, shards)
                 result.globals[step.name] = summary
             else:
                 result.reports.append(ex.run_stage(step, out, shards))

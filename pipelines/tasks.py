@@ -141,9 +141,9 @@ def run_global(config_path: str, name: str, overrides: list[str] | None = None) 
     if step is None or not hasattr(step, "run"):
         return {"step": name, "status": "absent"}
     out = Path(cfg.output)
-    t0 = time.perf_counter()
-    summary = dict(step.run(out, cfg, _shards(out)))
-    summary.setdefault("seconds", round(time.perf_counter() - t0, 3))
+    from pipelines.build import run_global_step
+
+    summary = run_global_step(step, out, cfg, _shards(out))
     return {"step": name, "status": "done", **summary}
 
 

@@ -101,7 +101,7 @@ class SparkExecutor(Executor):
             os.environ["PYSPARK_PYTHON"] = python  # read when the session's JVM starts
             os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
             builder = (
-                SparkSession.builder.master(self.config.master).appName("regionset")
+                SparkSession.Builder().master(self.config.master).appName("regionset")  # a fresh builder: options never leak to later sessions
                 .config("spark.ui.enabled", "false")
                 .config("spark.ui.showConsoleProgress", "false")
                 .config("spark.python.worker.reuse", "true")  # models load once per Python worker
