@@ -46,6 +46,7 @@ from pipelines.kmeans.tree import (
     _reseed_empty,
     allocate,
     fit_hierarchy,
+    upper_means,
 )
 
 WORK = ".kmeans_fit"
@@ -265,12 +266,7 @@ def refine_parents(work: str, res: FitResult, p: FitParams, parents: list[int],
         last_sums, last_counts = sums, counts
     if p.refine_iters and len(res.centroids) > 1:
         res.centroids[-1], res.parents[-1] = leaves, links
-        for level in range(len(res.centroids) - 2, -1, -1):  # upper centroids: mean of their subtree
-            up = res.parents[level + 1]
-            kp = len(res.centroids[level])
-            last_sums, _ = _cluster_sums(last_sums, up, kp)
-            last_counts = np.bincount(up, weights=last_counts, minlength=kp).astype(np.int64)
-            res.centroids[level] = _means(last_sums, last_counts, res.centroids[level], p.spherical)
+        upper_means(res, last_sums, last_counts, p.spherical)
     elif p.refine_iters:
         res.centroids[-1] = leaves
     return total, counts

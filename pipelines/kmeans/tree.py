@@ -293,9 +293,21 @@ def refine(x: np.ndarray, res: FitResult, p: FitParams, progress: ProgressFn | N
         res.stats["refine_reseeded"] += _reseed_empty(leaves, parents, counts, p.spherical)
         progress("refine", it + 1, p.refine_iters, (it + 1) * len(x))
     res.centroids[-1], res.parents[-1] = leaves, parents
-    for level in range(len(res.centroids) - 2, -1, -1):  # upper centroids: mean of their subtree
+    upper_means(res, sums, counts, p.spherical)
+
+
+def upper_means(res: FitResult, sums: np.ndarray, counts: np.ndarray, spherical: bool) -> None:
+    """Set every level above the leaves to the mean of the points under it, from the leaves' sums.
+
+    Args:
+        res: the fit; its last level holds the leaves and every ``parents`` link is final.
+        sums: per-leaf float64 sums of the points.
+        counts: per-leaf point counts.
+        spherical: normalise the means.
+    """
+    for level in range(len(res.centroids) - 2, -1, -1):
         up = res.parents[level + 1]
         kp = len(res.centroids[level])
         sums, _ = _cluster_sums(sums, up, kp)
         counts = np.bincount(up, weights=counts, minlength=kp).astype(np.int64)
-        res.centroids[level] = _means(sums, counts, res.centroids[level], p.spherical)
+        res.centroids[level] = _means(sums, counts, res.centroids[level], spherical)
