@@ -72,7 +72,10 @@ def test_ray_data_reads_train(out):
 @pytest.mark.spark
 def test_spark_reads_train_and_regions(out):
     pyspark = pytest.importorskip("pyspark.sql")
-    spark = pyspark.SparkSession.builder.master("local[1]").config("spark.ui.enabled", "false").getOrCreate()
+    # spark.task.cpus explicitly: the JVM of this test process keeps the --conf values of the first
+    # session it was launched for (an executor test may have set 2), and local[1] has one core.
+    spark = (pyspark.SparkSession.Builder().master("local[1]").config("spark.ui.enabled", "false")
+             .config("spark.task.cpus", "1").getOrCreate())
     try:
         train = spark.read.parquet(str(out / "train"))
         assert train.count() == _rows(out / "train")
