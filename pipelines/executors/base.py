@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -186,7 +187,7 @@ def check_complete(report: StageReport, tasks: list[ShardTask], markers: list[Ma
         raise RuntimeError(f"stage {report.stage}: expected markers for shards {want}, got {got}")
 
 
-class Executor:
+class Executor(ABC):
     """A backend that runs stages over shards. Use as a context manager, or call ``close()``.
 
     Args:
@@ -223,11 +224,11 @@ class Executor:
         check_complete(report, tasks, markers)
         return report
 
+    @abstractmethod
     def run_tasks(self, stage: Stage, out: Path, tasks: list[ShardTask]) -> Iterator[Marker]:
         """Do every task (write its shard and marker) and yield the markers as they come back."""
-        raise NotImplementedError
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook: a backend with nothing to release keeps it
         """Release the backend (worker pools, Ray, the Spark session); safe to call twice."""
 
     def __enter__(self) -> Executor:
