@@ -18,7 +18,8 @@ from typing import Literal
 import numpy as np
 
 from common import threads as worker_threads
-from models.registry import TINY_CLIP, ModelUnavailable, pick_device, register_clip_configs, resolve_clip
+from models.clip_registry import TINY_CLIP, register_clip_configs, resolve_clip
+from models.registry import ModelUnavailable, pick_device
 
 ResizeMode = Literal["squash", "shortest", "longest"]
 

@@ -13,7 +13,8 @@ import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from models.registry import PADDLEOCR, ModelUnavailable, check_local_file, resolve_clip, resolve_detector
+from models.clip_registry import resolve_clip
+from models.registry import PADDLEOCR, ModelUnavailable, check_local_file, resolve_detector
 from pipelines.config import BuildConfig
 from pipelines.preflight import Check, fail, ok
 

@@ -18,7 +18,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from models.registry import TINY_CLIP, clip_embed_dim, resolve_clip
+from models.clip_registry import TINY_CLIP, clip_embed_dim, resolve_clip
 from schemas import (
     DUPLICATES,
     EMBEDDINGS,

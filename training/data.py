@@ -29,7 +29,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from common.shard_names import STATE_DIR, shard_id
 from common.storage import RemotePath, arrow_source, as_path, is_remote
-from models.registry import CLIP_MEAN, CLIP_STD
+from models.clip_registry import CLIP_MEAN, CLIP_STD
 from schemas.tables import TRAIN
 from training.distributed import rank_world
 

@@ -12,14 +12,8 @@ from pathlib import Path
 import pytest
 
 import models  # noqa: F401
-from models.registry import (
-    TINY_CLIP,
-    ModelUnavailable,
-    clip_embed_dim,
-    detector_family,
-    resolve_clip,
-    resolve_detector,
-)
+from models.clip_registry import TINY_CLIP, clip_embed_dim, resolve_clip
+from models.registry import ModelUnavailable, detector_family, resolve_detector
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -13,7 +13,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from models.registry import CLIP_MEAN, CLIP_STD
+from models.clip_registry import CLIP_MEAN, CLIP_STD
 
 
 @dataclass

@@ -7,8 +7,8 @@ import pyarrow as pa
 import torch
 from PIL import Image
 
+from models.clip_registry import clip_embed_dim
 from models.embedder import ClipEmbedder
-from models.registry import clip_embed_dim
 from training.rice.export import export_trunk, load_exported
 from training.rice.model import ModelConfig, RiceViT
 
