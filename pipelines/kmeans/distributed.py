@@ -40,6 +40,7 @@ from models.kmeans_index import nearest_centroids
 from pipelines.failpoints import failpoint
 from pipelines.kmeans.partition import parent_points, partition, read_sample, thresholds
 from pipelines.kmeans.refine import _cluster_sums, _means, _reseed_empty, upper_means
+from pipelines.kmeans.seeding import level_seeds
 from pipelines.kmeans.tree import FitParams, FitResult, allocate, fit_hierarchy
 
 if TYPE_CHECKING:
@@ -90,6 +91,17 @@ def refine_map(work: str, parent: int, leaves: np.ndarray) -> tuple[np.ndarray, 
     return nz, sums[nz], counts[nz], float(dist.sum(dtype=np.float64))
 
 
+def _children(x0: np.ndarray, level0: np.ndarray, want: list[int], p: FitParams) -> np.ndarray:
+    """Level-1 children per level-0 parent from a level-wide k-means++ pass over the level-0 sample
+    (``seeding.level_seeds``, as the in-driver fit decides them); empty with ``seeding: random``
+    (then ``allocate`` shares them by sample size) or a one-level tree."""
+    if len(want) < 2 or p.seeding != "kmeans++":
+        return np.zeros(0, np.int64)
+    members, _ = nearest_centroids(x0, level0, "numpy")
+    seeded = level_seeds(x0, members, len(level0), want[1], p.seed + 7919, p.max_points_per_centroid)
+    return np.maximum(1, np.array([len(s) for s in seeded], np.int64))
+
+
 def _in_process() -> Executor:
     from pipelines.executors.local import LocalExecutor
 
@@ -128,21 +140,22 @@ def fit_per_parent(out: Path, shards: list[int], sources: tuple[str, ...], sampl
     want = totals(min(sample_size, seen))
     n0 = min(sample_size, p.max_points_per_centroid * want[0])
     (t0, t_all), _ = thresholds(Path(out), shards, sources, p.seed, [n0, sample_size])
-    if (work / "level0.npy").exists():
-        level0 = np.load(work / "level0.npy")
-    else:
+    if not (work / "level0.npy").exists():
         x0, _ = read_sample(Path(out), shards, sources, p.seed, t0, p.spherical)
         level0 = fit_hierarchy(x0, want[:1], replace(p, refine_iters=0)).centroids[0]
+        np.save(work / "children.npy", _children(x0, level0, want, p))
         del x0
         np.save(work / ".level0.npy", level0)
-        (work / ".level0.npy").rename(work / "level0.npy")
+        (work / ".level0.npy").rename(work / "level0.npy")  # last: level 0 and the child counts are done
+    level0, children = np.load(work / "level0.npy"), np.load(work / "children.npy")
     partition(Path(out), work, sorted(shards), sources, p.seed, t_all, level0, p.spherical)
     sizes = np.sum([np.diff(np.load(part / "offsets.npy")) for part in sorted(work.glob("part-*"))], axis=0)
     parents = [j for j in range(len(level0)) if sizes[j]]
     todo = [j for j in parents if not _marker(work, j).exists()]
     res = FitResult(centroids=[level0], parents=[np.full(len(level0), -1, np.int32)])
     if len(want) > 1:
-        k1 = allocate(np.maximum(sizes.astype(np.float64), 1e-9), want[1], np.maximum(sizes, 1))
+        k1 = children if len(children) else allocate(np.maximum(sizes.astype(np.float64), 1e-9), want[1],
+                                                     np.maximum(sizes, 1))
         executor.run_calls(fit_parent, [(str(work), j, [max(1, int(k1[j]) * t // want[1]) for t in want[1:]], p)
                                         for j in todo])
         _assemble(work, res, parents, len(want))
