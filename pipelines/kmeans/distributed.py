@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from common.storage import worker_out
+from common.storage import is_remote, worker_out
 from models.kmeans_index import nearest_centroids
 from pipelines.failpoints import failpoint
 from pipelines.kmeans.partition import parent_points, partition, read_sample, thresholds
@@ -48,6 +48,7 @@ if TYPE_CHECKING:
 
 WORK = ".kmeans_fit"
 PARENT_SEED = 104_729
+LAYOUT = 2  # of the work folder (2: children.npy); a folder of another layout is refitted from scratch
 
 
 def _marker(work: Path, parent: int) -> Path:
@@ -127,9 +128,11 @@ def fit_per_parent(out: Path, shards: list[int], sources: tuple[str, ...], sampl
         ``result`` (FitResult), ``sample_rows``, ``rows_seen``, ``inertia``, ``leaf_sizes``,
         ``parents_refitted``.
     """
+    if is_remote(out):  # the partitions are memory-mapped files every worker reads
+        raise ValueError(f"kmeans.fit: per_parent needs a local or shared-filesystem output folder, got {out}")
     executor = executor or _in_process()
     work = Path(worker_out(Path(out) / WORK))
-    sig = json.dumps({"signature": signature, "shards": sorted(shards)}, sort_keys=True)
+    sig = json.dumps({"signature": signature, "shards": sorted(shards), "layout": LAYOUT}, sort_keys=True)
     if (work / "signature.json").exists() and (work / "signature.json").read_text() != sig:
         shutil.rmtree(work)
     work.mkdir(parents=True, exist_ok=True)
