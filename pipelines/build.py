@@ -130,7 +130,8 @@ def finish_build(cfg: BuildConfig, started_at: float, executor: str, shards: lis
     return build_catalog(out)
 
 
-def run_global_step(step: GlobalStep, out: Path, cfg: BuildConfig, shards: list[int]) -> dict[str, Any]:
+def run_global_step(step: GlobalStep, out: Path, cfg: BuildConfig, shards: list[int],
+                    executor: Executor | None = None) -> dict[str, Any]:
     """Run one global step in this process with the driver's whole thread share, whatever the
     in-process stages before it set (its floating-point results then do not depend on them).
 
@@ -139,10 +140,12 @@ def run_global_step(step: GlobalStep, out: Path, cfg: BuildConfig, shards: list[
         out: the output folder.
         cfg: the resolved build config.
         shards: the build's shard ids.
+        executor: the build's executor, passed to a step with ``uses_executor`` (default: its own).
     """
     threads.apply(threads.worker_share())
     t0 = time.perf_counter()
-    summary = dict(step.run(out, cfg, shards))
+    extra = {"executor": executor} if step.uses_executor and executor is not None else {}
+    summary = dict(step.run(out, cfg, shards, **extra))
     summary.setdefault("seconds", round(time.perf_counter() - t0, 3))
     return summary
 
@@ -167,7 +170,7 @@ def build(cfg: BuildConfig, executor: Executor | None = None) -> BuildResult:
         for step in steps:
             if isinstance(step, GlobalStep):
                 failpoint(f"global:{step.name}")
-                summary = run_global_step(step, out, cfg, shards)
+                summary = run_global_step(step, out, cfg, shards, ex)
                 result.globals[step.name] = summary
             else:
                 result.reports.append(ex.run_stage(step, out, shards))

@@ -30,10 +30,12 @@ from stages.pack import PackStage
 
 @dataclass(frozen=True)
 class GlobalStep:
-    """A step that runs once over all shards: ``run(out, cfg, shards) -> summary dict``."""
+    """A step that runs once over all shards: ``run(out, cfg, shards) -> summary dict``; with
+    ``uses_executor`` it also gets ``executor=`` (the build's, to spread independent tasks on)."""
 
     name: str
-    run: Callable[[Path, BuildConfig, list[int]], dict[str, Any]]
+    run: Callable[..., dict[str, Any]]
+    uses_executor: bool = False
 
 
 Step = Stage | GlobalStep
@@ -61,7 +63,7 @@ def build_steps(cfg: BuildConfig) -> list[Step]:
         "detect": lambda: DetectStage(cfg.detect),
         "ocr": lambda: OcrStage(cfg.ocr),
         "embed": lambda: EmbedStage(cfg.embed),
-        "fit_kmeans": lambda: GlobalStep("fit_kmeans", fit_kmeans),
+        "fit_kmeans": lambda: GlobalStep("fit_kmeans", fit_kmeans, uses_executor=True),
         "assign": lambda: AssignStage(_with_kmeans_dir(cfg)),
         "semdedup": lambda: GlobalStep("semdedup", semdedup),
         "pack": lambda: PackStage(cfg.pack),

@@ -4,7 +4,8 @@ A shard is skipped when its completion marker exists, its output file exists, an
 config hash and the hash of its input files match; anything else is (re)done. Doing a shard is:
 read inputs -> ``prepare`` -> ``process`` -> validate schema -> atomic write -> marker (last).
 ``Executor.run_stage`` is the same flow on every backend (plan, progress bar, report, a check that
-every planned shard came back); a backend implements only ``run_tasks`` and ``close``.
+every planned shard came back); a backend implements only ``run_tasks`` and ``close``, and may
+override ``run_calls`` (independent picklable calls, e.g. the per-parent k-means fits) to spread them.
 """
 
 from __future__ import annotations
@@ -13,10 +14,10 @@ import hashlib
 import time
 from abc import ABC, abstractmethod
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import pyarrow as pa
 
@@ -227,6 +228,16 @@ class Executor(ABC):
     @abstractmethod
     def run_tasks(self, stage: Stage, out: Path, tasks: list[ShardTask]) -> Iterator[Marker]:
         """Do every task (write its shard and marker) and yield the markers as they come back."""
+
+    def run_calls(self, fn: Callable[..., Any], jobs: list[tuple]) -> list[Any]:
+        """``fn(*job)`` for every job, results in job order. The default runs them in this process;
+        a backend spreads them over its workers (``fn`` a module-level function, jobs picklable).
+
+        Args:
+            fn: a module-level function (workers import it by name).
+            jobs: one argument tuple per call; the calls are independent of each other.
+        """
+        return [fn(*job) for job in jobs]
 
     def close(self) -> None:  # noqa: B027 - optional hook: a backend with nothing to release keeps it
         """Release the backend (worker pools, Ray, the Spark session); safe to call twice."""

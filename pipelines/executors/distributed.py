@@ -6,6 +6,8 @@ the stage exactly as ``local`` does (``run_shard``: prepare -> process -> valida
 -> marker last) and answers one small result row per shard carrying the marker. The shard stays
 the unit of work, so shards with no rows still get their (empty) output file and marker, stages
 with several inputs still see them joined by ``prepare``, and outputs are identical to ``local``.
+``Executor.run_calls`` (independent calls such as the per-parent k-means fits) runs each call
+through ``call_in_worker``, which first sizes the worker's thread pools to its share of cores.
 """
 
 from __future__ import annotations
@@ -15,11 +17,14 @@ import hashlib
 import json
 import os
 import pickle
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 
+from common import threads
 from common.storage import as_path
 from pipelines.executors.base import ShardTask, run_shard
 from pipelines.shards import Marker
@@ -90,3 +95,15 @@ def markers_of(results: pa.Table | pa.RecordBatch) -> list[Marker]:
     return [Marker(**json.loads(m)) for m in results.column("marker").to_pylist()]
 
 
+
+
+def call_in_worker(share: float, fn: Callable[..., Any], *args: Any) -> Any:
+    """``fn(*args)`` in a Ray/Spark worker, with its thread pools sized to ``share`` cores first.
+
+    Args:
+        share: the cores the executor gave this call (Ray ``num_cpus``, Spark ``spark.task.cpus``).
+        fn: a module-level function.
+        args: its arguments.
+    """
+    threads.apply(threads.set_worker_share(share))
+    return fn(*args)

@@ -11,12 +11,12 @@ from __future__ import annotations
 import math
 import multiprocessing as mp
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from contextlib import contextmanager
 from multiprocessing.util import Finalize
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from common import threads
 from common.storage import as_path
@@ -102,3 +102,18 @@ class LocalExecutor(Executor):
                 futures = [pool.submit(_work, str(out), t) for t in tasks]
             for fut in as_completed(futures):
                 yield fut.result()
+
+    def run_calls(self, fn: Callable[..., Any], jobs: list[tuple]) -> list[Any]:
+        """``fn(*job)`` per job on ``processes`` spawned workers (in-process with 1), in job order.
+
+        Args:
+            fn: a module-level function.
+            jobs: one argument tuple per call.
+        """
+        workers = local_workers(self.processes, 0, len(jobs))
+        if workers == 1:
+            return super().run_calls(fn, jobs)
+        share = max(1, threads.machine_cpus() // workers)
+        with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=threads.set_worker_share,
+                                 initargs=(share,)) as pool, _spawn_env(share):
+            return [f.result() for f in [pool.submit(fn, *job) for job in jobs]]

@@ -10,24 +10,37 @@ Sizing: an actor gets the stage's ``resources().gpus`` and at most ``resources()
 never so many that the pool holds every CPU of the cluster — with 2 actors × 1 CPU on 2 CPUs Ray
 Data cannot schedule its own tasks and the job deadlocks, so ``reserve_cpus`` stay free. The
 actor's thread pools get its ``num_cpus`` rounded up (at least 1) as their share (``common/threads.py``).
+
+``run_calls`` (e.g. the per-parent k-means fits) runs each call as a Ray task of ``CALL_CPUS`` CPU;
+a large array argument shared by several calls goes into the object store once.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 from common import threads
 from common.storage import as_path, worker_out
 from pipelines.config import RayConfig
 from pipelines.executors.base import Executor, ShardTask
-from pipelines.executors.distributed import cached_stage, markers_of, run_task_batch, task_table, worker_env
+from pipelines.executors.distributed import (
+    cached_stage,
+    call_in_worker,
+    markers_of,
+    run_task_batch,
+    task_table,
+    worker_env,
+)
 from pipelines.shards import Marker
 from stages.base import Stage
 
 _PIP_HINT = "the ray executor needs Ray Data: pip install 'regionset[ray]' (ray[data])"
 LOCAL_OBJECT_STORE_BYTES = 512 * 1024**2  # only small task/result rows travel through it
+CALL_CPUS = 1.0
+SHARED_ARG_BYTES = 1 << 20  # an argument at least this large is put in the object store once
 
 
 def _ray():
@@ -129,6 +142,26 @@ class RayExecutor(Executor):
         )
         for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
             yield from markers_of(batch)
+
+    def run_calls(self, fn: Callable[..., Any], jobs: list[tuple]) -> list[Any]:
+        """``fn(*job)`` per job as Ray tasks of ``CALL_CPUS`` CPU each, results in job order.
+
+        Args:
+            fn: a module-level function (workers import it by name).
+            jobs: one argument tuple per call.
+        """
+        if not jobs:
+            return []
+        ray = self._ensure_ray()
+        task = ray.remote(num_cpus=CALL_CPUS)(call_in_worker)
+        shared: dict[int, Any] = {}
+
+        def ref(arg: Any) -> Any:
+            if getattr(arg, "nbytes", 0) >= SHARED_ARG_BYTES:
+                return shared.setdefault(id(arg), ray.put(arg))
+            return arg
+
+        return ray.get([task.remote(CALL_CPUS, fn, *map(ref, job)) for job in jobs])
 
     def close(self) -> None:
         """Shut Ray down if this executor started it."""

@@ -10,14 +10,16 @@ float16, so ``embeddings`` would not survive the trip) and would only copy image
 
 Workers run ``executor.spark.python`` (default: this interpreter), set as ``PYSPARK_PYTHON``
 before the session starts; otherwise Spark starts the system python, which lacks regionset.
+``run_calls`` (e.g. the per-parent k-means fits) runs one call per partition of a plain RDD.
 """
 
 from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 from common import threads
 from common.storage import as_path, worker_out
@@ -27,6 +29,7 @@ from pipelines.executors.distributed import (
     RESULT_SCHEMA,
     TASK_SCHEMA,
     cached_stage,
+    call_in_worker,
     markers_of,
     run_task_batch,
     task_table,
@@ -72,6 +75,18 @@ def _shard_runner(stage: Stage, out: str):
         for batch in batches:
             if batch.num_rows:
                 yield from run_task_batch(ready, as_path(out), batch).to_batches()
+
+    return run
+
+
+def _call_runner(fn: Callable[..., Any]):
+    """The RDD ``map`` function: one ``(index, job)`` call with the task's ``spark.task.cpus`` as its share."""
+
+    def run(item: tuple[int, tuple]) -> tuple[int, Any]:
+        from pyspark import TaskContext
+
+        ctx = TaskContext.get()
+        return item[0], call_in_worker(ctx.cpus() if ctx is not None else 1, fn, *item[1])
 
     return run
 
@@ -125,6 +140,18 @@ class SparkExecutor(Executor):
         result = df.mapInArrow(_shard_runner(stage, worker_out(out)), spark_schema(RESULT_SCHEMA))
         for batch in result.toArrow().to_batches():
             yield from markers_of(batch)
+
+    def run_calls(self, fn: Callable[..., Any], jobs: list[tuple]) -> list[Any]:
+        """``fn(*job)`` per job, one job per RDD partition, results in job order.
+
+        Args:
+            fn: a module-level function (workers import it by name).
+            jobs: one argument tuple per call.
+        """
+        if not jobs:
+            return []
+        rdd = self.session().sparkContext.parallelize(list(enumerate(jobs)), numSlices=len(jobs))
+        return [r for _, r in sorted(rdd.map(_call_runner(fn)).collect(), key=lambda ir: ir[0])]
 
     def close(self) -> None:
         """Stop the SparkSession if one was started."""

@@ -7,126 +7,63 @@
 3. One streaming pass writes the full sample **partitioned by level-0 parent**: per embedding shard,
    ``WORK/part-<shard>/{x,pri,offsets}.npy`` sorted by (nearest level-0 centroid, priority), so a
    task reads only its parent's slice of each file (memory-mapped).
-4. Every level-0 parent is fitted as an independent task (``executor.processes`` worker processes):
+4. Every level-0 parent is fitted as an independent task on the build's executor
+   (``Executor.run_calls``: local worker processes, Ray tasks or Spark partitions):
    its points sorted by priority, its children count from the driver (``allocate`` in proportion
    to the parents' sample sizes; deeper levels scaled alike), seeded inside the parent only (its
    own k-means++ or random pick: no level-wide k-means++ across parents), its own seed
    ``seed + 104729 × (parent + 1)``; the subtree's result is written to ``WORK/parent-<P>.npz``,
    which is the task's completion marker: a killed fit reruns only the parents without one.
-5. Refinement is map-reduce: per parent, nearest leaf among all leaves and per-leaf float64 sums
-   and counts; the driver adds them **in parent order** and updates the leaves (as ``tree.refine``).
+5. Refinement is map-reduce on the same executor: per parent, nearest leaf among all leaves and
+   per-leaf float64 sums and counts; the driver adds them **in parent order** and updates the
+   leaves (as ``refine.refine``).
 
 So no process holds more than the level-0 sample, or one parent's points (plus the leaves during
 refinement); the result depends only on the set of region ids, the config and the seed — not on
-the worker count or the shard order. It differs from ``kmeans.fit: local`` (level-wide k-means++
-over one in-memory sample), which stays the default. ``WORK`` is ``OUT/.kmeans_fit``.
+the executor, the worker count or the shard order (tests/pipelines/test_kmeans_per_parent_parity.py). It differs from ``kmeans.fit: local`` (level-wide k-means++
+over one in-memory sample; docs/kmeans-labels.md "Per-parent fit"), which stays the default. ``WORK`` is ``OUT/.kmeans_fit``.
 """
 
 from __future__ import annotations
 
 import json
-import multiprocessing as mp
 import shutil
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from models.kmeans_index import l2_normalize, nearest_centroids
+from common.storage import is_remote, worker_out
+from models.kmeans_index import nearest_centroids
 from pipelines.failpoints import failpoint
-from pipelines.kmeans.sample import iter_embeddings, row_priority
-from pipelines.kmeans.tree import (
-    FitParams,
-    FitResult,
-    _cluster_sums,
-    _means,
-    _reseed_empty,
-    allocate,
-    fit_hierarchy,
-    upper_means,
-)
+from pipelines.kmeans.partition import parent_points, partition, read_sample, thresholds
+from pipelines.kmeans.refine import _cluster_sums, _means, _reseed_empty, upper_means
+from pipelines.kmeans.seeding import level_seeds
+from pipelines.kmeans.tree import FitParams, FitResult, allocate, fit_hierarchy
+
+if TYPE_CHECKING:
+    from pipelines.executors.base import Executor
 
 WORK = ".kmeans_fit"
 PARENT_SEED = 104_729
+LAYOUT = 2  # of the work folder (2: children.npy); a folder of another layout is refitted from scratch
 
 
-def _bottom(out: Path, shards: list[int], sources: tuple[str, ...], seed: int, sizes: list[int]) -> tuple[list[int], int]:
-    """Thresholds: the ``s``-th smallest priority for each ``s`` in ``sizes`` (uint64), rows seen."""
-    keep = max(sizes)
-    best = np.zeros(0, np.uint64)
-    seen = 0
-    for shard in shards:
-        for ids, _ in iter_embeddings(out, [shard], sources):
-            seen += len(ids)
-            best = np.concatenate([best, row_priority(ids, seed)])
-            if len(best) > 2 * keep:
-                best = np.partition(best, keep - 1)[:keep]
-    best = np.sort(best)[:keep]
-    if not len(best):
-        return [0 for _ in sizes], 0
-    return [int(best[min(s, len(best)) - 1]) for s in sizes], seen
+def _marker(work: Path, parent: int) -> Path:
+    return work / f"parent-{parent:07d}.npz"
 
 
-def _read(out: Path, shards: list[int], sources: tuple[str, ...], seed: int, limit: int,
-          spherical: bool) -> tuple[np.ndarray, np.ndarray]:
-    """(x, priorities) of the rows with priority <= ``limit``, sorted by priority."""
-    xs, ps = [], []
-    for shard in shards:
-        for ids, x in iter_embeddings(out, [shard], sources):
-            p = row_priority(ids, seed)
-            m = p <= np.uint64(limit)
-            xs.append(x[m])
-            ps.append(p[m])
-    x = np.concatenate(xs) if xs else np.zeros((0, 0), np.float32)
-    p = np.concatenate(ps) if ps else np.zeros(0, np.uint64)
-    order = np.argsort(p, kind="stable")
-    x = x[order]
-    return (l2_normalize(x) if spherical else x), p[order]
+def fit_parent(work: str, parent: int, totals: list[int], params: FitParams) -> None:
+    """Task: fit the subtree of one level-0 parent and write ``parent-<P>.npz`` (its marker).
 
-
-def _partition(out: Path, work: Path, shards: list[int], sources: tuple[str, ...], seed: int, limit: int,
-               level0: np.ndarray, spherical: bool) -> None:
-    """Write every shard's sample rows sorted by (level-0 parent, priority), with parent offsets."""
-    k0 = len(level0)
-    for shard in shards:
-        part = work / f"part-{shard:05d}"
-        if (part / "offsets.npy").exists():
-            continue
-        x, p = _read(out, [shard], sources, seed, limit, spherical)
-        members = nearest_centroids(x, level0, "numpy")[0] if len(x) else np.zeros(0, np.int64)
-        order = np.lexsort((p, members))
-        tmp = work / f".part-{shard:05d}.tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        np.save(tmp / "x.npy", x[order] if len(x) else np.zeros((0, level0.shape[1]), np.float32))
-        np.save(tmp / "pri.npy", p[order])
-        np.save(tmp / "offsets.npy", np.concatenate([[0], np.cumsum(np.bincount(members, minlength=k0))]))
-        tmp.rename(part)
-
-
-def parent_points(work: Path, parent: int) -> np.ndarray:
-    """The sample points of one level-0 parent, from every partition file, sorted by priority."""
-    xs, ps = [], []
-    for part in sorted(work.glob("part-*")):
-        off = np.load(part / "offsets.npy")
-        lo, hi = int(off[parent]), int(off[parent + 1])
-        if hi > lo:
-            xs.append(np.array(np.load(part / "x.npy", mmap_mode="r")[lo:hi]))
-            ps.append(np.array(np.load(part / "pri.npy", mmap_mode="r")[lo:hi]))
-    if not xs:
-        return np.zeros((0, 0), np.float32)
-    p = np.concatenate(ps)
-    return np.concatenate(xs)[np.argsort(p, kind="stable")]
-
-
-def _fit_parent(work: str, parent: int, totals: list[int], params: FitParams, threads: int) -> None:
-    """Task: fit the subtree of one level-0 parent and write ``parent-<P>.npz`` (its marker)."""
-    import faiss
-
-    faiss.omp_set_num_threads(threads)
+    Args:
+        work: the work folder (absolute: the task may run on another process or node).
+        parent: the level-0 parent.
+        totals: clusters wanted under it per level below level 0.
+        params: k-means parameters (the parent's seed is derived here).
+    """
     x = parent_points(Path(work), parent)
     p = replace(params, seed=params.seed + PARENT_SEED * (parent + 1), refine_iters=0)
     res = fit_hierarchy(x, totals, p) if len(x) else FitResult()
@@ -134,12 +71,18 @@ def _fit_parent(work: str, parent: int, totals: list[int], params: FitParams, th
     tmp = Path(work) / f".parent-{parent:07d}.npz"
     with open(tmp, "wb") as f:
         np.savez(f, stats=json.dumps(dict(res.stats)), **arrays)
-    tmp.replace(Path(work) / f"parent-{parent:07d}.npz")
+    tmp.replace(_marker(Path(work), parent))
     failpoint("kmeans:parent_fitted")
 
 
-def _refine_map(work: str, parent: int, leaves: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
-    """Task: nearest leaf of the parent's points; (leaf ids hit, their float64 sums, counts, Σ dist)."""
+def refine_map(work: str, parent: int, leaves: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """Task: nearest leaf of the parent's points; (leaf ids hit, their float64 sums, counts, Σ dist).
+
+    Args:
+        work: the work folder.
+        parent: the level-0 parent whose points are read.
+        leaves: every leaf centroid.
+    """
     x = parent_points(Path(work), parent)
     if not len(x):
         return np.zeros(0, np.int64), np.zeros((0, leaves.shape[1])), np.zeros(0, np.int64), 0.0
@@ -149,19 +92,26 @@ def _refine_map(work: str, parent: int, leaves: np.ndarray) -> tuple[np.ndarray,
     return nz, sums[nz], counts[nz], float(dist.sum(dtype=np.float64))
 
 
-def _pool(processes: int) -> ProcessPoolExecutor | None:
-    return ProcessPoolExecutor(processes, mp_context=mp.get_context("spawn")) if processes > 1 else None
+def _children(x0: np.ndarray, level0: np.ndarray, want: list[int], p: FitParams) -> np.ndarray:
+    """Level-1 children per level-0 parent from a level-wide k-means++ pass over the level-0 sample
+    (``seeding.level_seeds``, as the in-driver fit decides them); empty with ``seeding: random``
+    (then ``allocate`` shares them by sample size) or a one-level tree."""
+    if len(want) < 2 or p.seeding != "kmeans++":
+        return np.zeros(0, np.int64)
+    members, _ = nearest_centroids(x0, level0, "numpy")
+    seeded = level_seeds(x0, members, len(level0), want[1], p.seed + 7919, p.max_points_per_centroid)
+    return np.maximum(1, np.array([len(s) for s in seeded], np.int64))
 
 
-def _map(pool: ProcessPoolExecutor | None, fn: Any, jobs: list[tuple]) -> list[Any]:
-    """``fn(*job)`` for every job, results in job order (in-process without a pool)."""
-    if pool is None:
-        return [fn(*job) for job in jobs]
-    return [f.result() for f in [pool.submit(fn, *job) for job in jobs]]
+def _in_process() -> Executor:
+    from pipelines.executors.local import LocalExecutor
+
+    return LocalExecutor(1, show_progress=False)
 
 
 def fit_per_parent(out: Path, shards: list[int], sources: tuple[str, ...], sample_size: int,
-                   totals: Callable[[int], list[int]], p: FitParams, signature: dict[str, Any], processes: int = 1) -> dict[str, Any]:
+                   totals: Callable[[int], list[int]], p: FitParams, signature: dict[str, Any],
+                   executor: Executor | None = None) -> dict[str, Any]:
     """Fit the tree parent by parent (module docstring); return its arrays and fit statistics.
 
     Args:
@@ -172,60 +122,49 @@ def fit_per_parent(out: Path, shards: list[int], sources: tuple[str, ...], sampl
         totals: clusters wanted per level, coarsest first, given the sample rows (``level_totals``).
         p: k-means parameters.
         signature: what decides the tree; a work folder fitted under another one is discarded.
-        processes: worker processes for the per-parent fits and the refinement maps.
+        executor: runs the per-parent fits and refinement maps (``run_calls``); default in-process.
 
     Returns:
         ``result`` (FitResult), ``sample_rows``, ``rows_seen``, ``inertia``, ``leaf_sizes``,
         ``parents_refitted``.
     """
-    work = Path(out) / WORK
-    sig = json.dumps({"signature": signature, "shards": sorted(shards)}, sort_keys=True)
+    if is_remote(out):  # the partitions are memory-mapped files every worker reads
+        raise ValueError(f"kmeans.fit: per_parent needs a local or shared-filesystem output folder, got {out}")
+    executor = executor or _in_process()
+    work = Path(worker_out(Path(out) / WORK))
+    sig = json.dumps({"signature": signature, "shards": sorted(shards), "layout": LAYOUT}, sort_keys=True)
     if (work / "signature.json").exists() and (work / "signature.json").read_text() != sig:
         shutil.rmtree(work)
     work.mkdir(parents=True, exist_ok=True)
     (work / "signature.json").write_text(sig)
-    _, seen = _bottom(Path(out), shards, sources, p.seed, [1])
+    _, seen = thresholds(Path(out), shards, sources, p.seed, [1])
     if seen == 0:
         raise ValueError("fit_kmeans: no embeddings to fit (is the embed step done for the chosen sources?)")
     want = totals(min(sample_size, seen))
     n0 = min(sample_size, p.max_points_per_centroid * want[0])
-    (t0, t_all), _ = _bottom(Path(out), shards, sources, p.seed, [n0, sample_size])
-    totals = want  # type: ignore[assignment]
-    if (work / "level0.npy").exists():
-        level0 = np.load(work / "level0.npy")
-    else:
-        x0, _ = _read(Path(out), shards, sources, p.seed, t0, p.spherical)
-        level0 = fit_hierarchy(x0, totals[:1], replace(p, refine_iters=0)).centroids[0]
+    (t0, t_all), _ = thresholds(Path(out), shards, sources, p.seed, [n0, sample_size])
+    if not (work / "level0.npy").exists():
+        x0, _ = read_sample(Path(out), shards, sources, p.seed, t0, p.spherical)
+        level0 = fit_hierarchy(x0, want[:1], replace(p, refine_iters=0)).centroids[0]
+        np.save(work / "children.npy", _children(x0, level0, want, p))
         del x0
         np.save(work / ".level0.npy", level0)
-        (work / ".level0.npy").rename(work / "level0.npy")
-    _partition(Path(out), work, sorted(shards), sources, p.seed, t_all, level0, p.spherical)
-    offs = [np.load(part / "offsets.npy") for part in sorted(work.glob("part-*"))]
-    sizes = np.sum([np.diff(o) for o in offs], axis=0)
-    weights = sizes.astype(np.float64)
-    k1 = allocate(np.maximum(weights, 1e-9), totals[1], np.maximum(sizes, 1)) if len(totals) > 1 else None
-    todo = [j for j in range(len(level0)) if sizes[j] and not (work / f"parent-{j:07d}.npz").exists()]
+        (work / ".level0.npy").rename(work / "level0.npy")  # last: level 0 and the child counts are done
+    level0, children = np.load(work / "level0.npy"), np.load(work / "children.npy")
+    partition(Path(out), work, sorted(shards), sources, p.seed, t_all, level0, p.spherical)
+    sizes = np.sum([np.diff(np.load(part / "offsets.npy")) for part in sorted(work.glob("part-*"))], axis=0)
+    parents = [j for j in range(len(level0)) if sizes[j]]
+    todo = [j for j in parents if not _marker(work, j).exists()]
     res = FitResult(centroids=[level0], parents=[np.full(len(level0), -1, np.int32)])
-    pool = _pool(processes)
-    try:
-        if k1 is not None:
-            threads = 1 if processes > 1 else _threads()
-            jobs = [(str(work), j, [max(1, int(k1[j]) * t // totals[1]) for t in totals[1:]], p, threads)
-                    for j in todo]
-            _map(pool, _fit_parent, jobs)
-            _assemble(work, res, [j for j in range(len(level0)) if sizes[j]], len(totals))
-        inertia, leaf_sizes = refine_parents(str(work), res, p, [j for j in range(len(level0)) if sizes[j]], pool)
-    finally:
-        if pool is not None:
-            pool.shutdown()
+    if len(want) > 1:
+        k1 = children if len(children) else allocate(np.maximum(sizes.astype(np.float64), 1e-9), want[1],
+                                                     np.maximum(sizes, 1))
+        executor.run_calls(fit_parent, [(str(work), j, [max(1, int(k1[j]) * t // want[1]) for t in want[1:]], p)
+                                        for j in todo])
+        _assemble(work, res, parents, len(want))
+    inertia, leaf_sizes = refine_parents(str(work), res, p, parents, executor)
     return {"result": res, "sample_rows": int(sizes.sum()), "rows_seen": seen, "parents_refitted": len(todo),
             "inertia": inertia / max(int(sizes.sum()), 1), "leaf_sizes": leaf_sizes}
-
-
-def _threads() -> int:
-    import faiss
-
-    return faiss.omp_get_max_threads()
 
 
 def _assemble(work: Path, res: FitResult, parents: list[int], depth: int) -> None:
@@ -235,7 +174,7 @@ def _assemble(work: Path, res: FitResult, parents: list[int], depth: int) -> Non
     count = [0] * depth
     for j in parents:
         base = list(count)
-        with np.load(work / f"parent-{j:07d}.npz") as z:
+        with np.load(_marker(work, j)) as z:
             res.stats.update(json.loads(str(z["stats"])))
             for lv in range(1, depth):
                 c, q = z[f"c{lv - 1}"], z[f"p{lv - 1}"]
@@ -248,14 +187,23 @@ def _assemble(work: Path, res: FitResult, parents: list[int], depth: int) -> Non
 
 
 def refine_parents(work: str, res: FitResult, p: FitParams, parents: list[int],
-                   pool: ProcessPoolExecutor | None) -> tuple[float, np.ndarray]:
-    """Global Lloyd iterations as map-reduce over the parents (``tree.refine``'s update), then one
-    pass with the final leaves; returns (summed squared distances, leaf sizes) of that pass."""
+                   executor: Executor | None = None) -> tuple[float, np.ndarray]:
+    """Global Lloyd iterations as map-reduce over the parents (``refine.refine``'s update), then one
+    pass with the final leaves; returns (summed squared distances, leaf sizes) of that pass.
+
+    Args:
+        work: the work folder holding the partitions.
+        res: the assembled tree; its leaves (and the levels above) are updated in place.
+        p: k-means parameters (``refine_iters``, ``spherical``).
+        parents: the non-empty level-0 parents, reduced in this order.
+        executor: runs the maps (``run_calls``); default in-process.
+    """
+    executor = executor or _in_process()
     leaves, links = res.centroids[-1].copy(), res.parents[-1].copy()
     k, d = leaves.shape
     for it in range(p.refine_iters + 1):
         sums, counts, total = np.zeros((k, d)), np.zeros(k, np.int64), 0.0
-        for nz, s, c, dist in _map(pool, _refine_map, [(work, j, leaves) for j in parents]):
+        for nz, s, c, dist in executor.run_calls(refine_map, [(work, j, leaves) for j in parents]):
             sums[nz] += s
             counts[nz] += c
             total += dist

@@ -16,17 +16,20 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
 from models.kmeans_index import ClusterTree, l2_normalize, read_meta
 from pipelines.failpoints import failpoint
 from pipelines.kmeans.sizing import WARNING_PREFIX, auto_levels, auto_rule, tree_warnings
-from pipelines.kmeans.tree import FitParams, ProgressFn, fit_hierarchy
+from pipelines.kmeans.tree import FitParams, FitResult, ProgressFn, fit_hierarchy
 from pipelines.lineage import add_to_lineage
 from pipelines.progress import StepProgress, console
 from schemas.tables import KMEANS, SOURCE_OBJECT
+
+if TYPE_CHECKING:
+    from pipelines.executors.base import Executor
 
 
 @dataclass(frozen=True)
@@ -56,10 +59,10 @@ class KMeansConfig:
             ``random`` (FAISS's uniform pick, children shared out by ``allocate_by``).
         device: ``auto`` uses faiss GPU (all visible GPUs) when available, ``cpu`` never does.
         fit: ``local`` (default): the whole sample in this process, level-wide k-means++;
-            ``per_parent``: level 0 here, every level-0 parent's subtree as a task on
-            ``executor.processes`` local worker processes, refinement as map-reduce, resumable
-            per parent; memory bounded by the level-0 sample or one parent's points
-            (``pipelines.kmeans.distributed``; a different, equally deterministic tree).
+            ``per_parent``: level 0 here, every level-0 parent's subtree as a task on the build's
+            executor (local processes, Ray tasks, Spark partitions), refinement as map-reduce,
+            resumable per parent; memory bounded by the level-0 sample or one parent's points
+            (``pipelines.kmeans.distributed``; a different tree, identical on every executor).
     """
 
     levels: tuple[int, ...] | Literal["auto"] = "auto"
@@ -127,7 +130,6 @@ def fit_tree(x: np.ndarray, kc: KMeansConfig,
         kc: the k-means config.
         progress: ``progress(phase, done, total, rows=0)`` as each level and refinement advances.
     """
-    import faiss
 
     t0 = time.perf_counter()
     if kc.refine_iters < 0:
@@ -135,44 +137,53 @@ def fit_tree(x: np.ndarray, kc: KMeansConfig,
     if kc.spherical:
         x = l2_normalize(x)
     gpus = _use_gpu(kc)
-    params = FitParams(niter=kc.niter, seed=kc.seed, spherical=kc.spherical,
-                       max_points_per_centroid=kc.max_points_per_centroid,
-                       allocate_by=kc.allocate_by, gpu=gpus > 0, refine_iters=kc.refine_iters,
-                       seeding=kc.seeding)
-    auto = kc.levels == "auto"
-    levels = list(auto_levels(len(x))) if auto else list(kc.levels)
-    requested = level_totals(kc, len(x))
-    res = fit_hierarchy(x, requested, params, progress)
-    meta: dict[str, Any] = {
-        "levels": levels, "levels_auto": auto, "level_sizes": "branching" if auto else kc.level_sizes,
-        "requested": requested, "seeding": kc.seeding,
-        "sizes": [len(c) for c in res.centroids], "dim": int(x.shape[1]), "sample_rows": int(len(x)),
-        "sample_size": kc.sample_size, "seed": kc.seed, "niter": kc.niter, "spherical": kc.spherical,
-        "sources": list(kc.sources), "allocate_by": kc.allocate_by,
-        "max_points_per_centroid": kc.max_points_per_centroid, "refine_iters": kc.refine_iters,
-        "faiss_version": faiss.__version__,
-        "gpus": gpus, "degenerate": dict(res.stats), "signature": fit_signature(kc),
-    }
-    tree = ClusterTree(res.centroids, res.parents, kc.spherical, meta)
+    res = fit_hierarchy(x, level_totals(kc, len(x)), _params(kc, gpus), progress)
+    tree = ClusterTree(res.centroids, res.parents, kc.spherical, {})
     paths, dist = tree.assign(x)
     leaf_sizes = np.bincount(paths[:, -1], minlength=tree.num_leaves)
-    meta["sample_inertia"] = float(dist.mean())
-    meta["empty_leaves_in_sample"] = int((leaf_sizes == 0).sum())
-    meta["median_leaf_regions"] = float(np.median(leaf_sizes))
+    tree.meta.update(_meta(kc, res, len(x), gpus, float(dist.mean()), leaf_sizes, t0))
+    return tree, tree.meta
+
+
+def _params(kc: KMeansConfig, gpus: int) -> FitParams:
+    return FitParams(niter=kc.niter, seed=kc.seed, spherical=kc.spherical,
+                     max_points_per_centroid=kc.max_points_per_centroid, allocate_by=kc.allocate_by,
+                     gpu=gpus > 0, refine_iters=kc.refine_iters, seeding=kc.seeding)
+
+
+def _meta(kc: KMeansConfig, res: FitResult, sample_rows: int, gpus: int, inertia: float,
+          leaf_sizes: np.ndarray, t0: float) -> dict[str, Any]:
+    """``kmeans.json`` of a fitted tree (both fits): config, sizes, sample statistics, warnings."""
+    import faiss
+
+    auto = kc.levels == "auto"
+    meta: dict[str, Any] = {
+        "levels": list(auto_levels(sample_rows)) if auto else list(kc.levels), "levels_auto": auto,
+        "level_sizes": "branching" if auto else kc.level_sizes, "requested": level_totals(kc, sample_rows),
+        "seeding": kc.seeding, "sizes": [len(c) for c in res.centroids], "dim": int(res.centroids[0].shape[1]),
+        "sample_rows": int(sample_rows), "sample_size": kc.sample_size, "seed": kc.seed, "niter": kc.niter,
+        "spherical": kc.spherical, "sources": list(kc.sources), "allocate_by": kc.allocate_by,
+        "max_points_per_centroid": kc.max_points_per_centroid, "refine_iters": kc.refine_iters,
+        "faiss_version": faiss.__version__, "gpus": gpus,
+        "degenerate": {k: int(v) for k, v in res.stats.items()}, "signature": fit_signature(kc),
+        "sample_inertia": inertia, "empty_leaves_in_sample": int((leaf_sizes == 0).sum()),
+        "median_leaf_regions": float(np.median(leaf_sizes)),
+    }
     if auto:
         meta["auto_rule"] = auto_rule()
     meta["warnings"] = tree_warnings(meta)
     meta["fit_seconds"] = round(time.perf_counter() - t0, 3)
-    return tree, meta
+    return meta
 
 
-def fit_kmeans(out: Path, cfg: Any, shards: list[int]) -> dict[str, Any]:
+def fit_kmeans(out: Path, cfg: Any, shards: list[int], executor: Executor | None = None) -> dict[str, Any]:
     """The ``fit_kmeans`` global step: reuse a frozen tree or fit a new one; return a summary.
 
     Args:
         out: the output folder.
         cfg: the BuildConfig (its ``kmeans`` section is used).
         shards: the build's shard ids (the sample is drawn from all of them).
+        executor: runs the tasks of ``fit: per_parent`` (default: one made from ``cfg.executor``).
     """
     kc: KMeansConfig = cfg.kmeans
     root = Path(out) / KMEANS
@@ -187,7 +198,13 @@ def fit_kmeans(out: Path, cfg: Any, shards: list[int]) -> dict[str, Any]:
     if kc.fit == "per_parent":
         from pipelines.kmeans.distributed import WORK
 
-        tree, meta = _fit_per_parent(out, kc, shards, cfg)
+        if executor is None:  # e.g. the Airflow DAG's global task: the executor the config names
+            from pipelines.build import make_executor
+
+            with make_executor(cfg) as own:
+                tree, meta = _fit_per_parent(out, kc, shards, own)
+        else:
+            tree, meta = _fit_per_parent(out, kc, shards, executor)
     else:
         with StepProgress("fit_kmeans", enabled=bool(getattr(cfg, "progress", False))) as bar:
             sample = uniform_sample(Path(out), shards, tuple(kc.sources), kc.sample_size, kc.seed, progress=bar)
@@ -212,41 +229,18 @@ def fit_kmeans(out: Path, cfg: Any, shards: list[int]) -> dict[str, Any]:
             "centroids_sha256": digest[:12], **{k: v for k, v in meta["degenerate"].items() if v}}
 
 
-def _fit_per_parent(out: Path, kc: KMeansConfig, shards: list[int], cfg: Any) -> tuple[ClusterTree, dict[str, Any]]:
-    """``kmeans.fit: per_parent`` (``pipelines.kmeans.distributed``): the tree and its metadata."""
-    import faiss
-
+def _fit_per_parent(out: Path, kc: KMeansConfig, shards: list[int], executor: Executor) -> tuple[ClusterTree, dict[str, Any]]:
+    """``kmeans.fit: per_parent`` (``pipelines.kmeans.distributed``) on ``executor``: the tree and its metadata."""
     from pipelines.kmeans.distributed import fit_per_parent
 
     t0 = time.perf_counter()
     gpus = _use_gpu(kc)
-    params = FitParams(niter=kc.niter, seed=kc.seed, spherical=kc.spherical,
-                       max_points_per_centroid=kc.max_points_per_centroid, allocate_by=kc.allocate_by,
-                       gpu=gpus > 0, refine_iters=kc.refine_iters, seeding=kc.seeding)
-    processes = int(getattr(getattr(cfg, "executor", None), "processes", 1) or 1)
-    got = fit_per_parent(Path(out), shards, tuple(kc.sources), kc.sample_size,
-                         lambda n: level_totals(kc, n), params, fit_signature(kc), processes)
+    got = fit_per_parent(Path(out), shards, tuple(kc.sources), kc.sample_size, lambda n: level_totals(kc, n),
+                         _params(kc, gpus), fit_signature(kc), executor)
     res = got["result"]
-    auto = kc.levels == "auto"
-    meta: dict[str, Any] = {
-        "levels": list(auto_levels(got["sample_rows"])) if auto else list(kc.levels), "levels_auto": auto,
-        "level_sizes": "branching" if auto else kc.level_sizes, "requested": level_totals(kc, got["sample_rows"]),
-        "seeding": kc.seeding, "fit": "per_parent", "processes": processes,
-        "parents_refitted": got["parents_refitted"],
-        "sizes": [len(c) for c in res.centroids], "dim": int(res.centroids[0].shape[1]),
-        "sample_rows": got["sample_rows"], "rows_seen": got["rows_seen"], "sample_size": kc.sample_size,
-        "seed": kc.seed, "niter": kc.niter, "spherical": kc.spherical, "sources": list(kc.sources),
-        "allocate_by": kc.allocate_by, "max_points_per_centroid": kc.max_points_per_centroid,
-        "refine_iters": kc.refine_iters, "faiss_version": faiss.__version__, "gpus": gpus,
-        "degenerate": {k: int(v) for k, v in res.stats.items()}, "signature": fit_signature(kc),
-        "sample_inertia": float(got["inertia"]),
-        "empty_leaves_in_sample": int((got["leaf_sizes"] == 0).sum()),
-        "median_leaf_regions": float(np.median(got["leaf_sizes"])),
-    }
-    if auto:
-        meta["auto_rule"] = auto_rule()
-    meta["warnings"] = tree_warnings(meta)
-    meta["fit_seconds"] = round(time.perf_counter() - t0, 3)
+    meta = _meta(kc, res, got["sample_rows"], gpus, float(got["inertia"]), got["leaf_sizes"], t0)
+    meta.update(fit="per_parent", executor=executor.name,
+                parents_refitted=got["parents_refitted"], rows_seen=got["rows_seen"])
     return ClusterTree(res.centroids, res.parents, kc.spherical, meta), meta
 
 

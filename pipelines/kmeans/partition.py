@@ -1,0 +1,87 @@
+"""The sample of the per-parent fit, partitioned by level-0 parent (``pipelines.kmeans.distributed``).
+
+``thresholds`` finds the priority cut-offs of the bottom-k samples (``sample.row_priority``) in one
+pass; ``read_sample`` reads the rows under a cut-off sorted by priority; ``partition`` writes every
+embedding shard's sample rows as ``WORK/part-<shard>/{x,pri,offsets}.npy`` sorted by (nearest
+level-0 centroid, priority), so ``parent_points`` reads only one parent's slice of each file
+(memory-mapped). Each part is written to a temporary folder and renamed: a part present is complete.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from models.kmeans_index import l2_normalize, nearest_centroids
+from pipelines.kmeans.sample import iter_embeddings, row_priority
+
+
+def thresholds(out: Path, shards: list[int], sources: tuple[str, ...], seed: int, sizes: list[int]) -> tuple[list[int], int]:
+    """Thresholds: the ``s``-th smallest priority for each ``s`` in ``sizes`` (uint64), rows seen."""
+    keep = max(sizes)
+    best = np.zeros(0, np.uint64)
+    seen = 0
+    for shard in shards:
+        for ids, _ in iter_embeddings(out, [shard], sources):
+            seen += len(ids)
+            best = np.concatenate([best, row_priority(ids, seed)])
+            if len(best) > 2 * keep:
+                best = np.partition(best, keep - 1)[:keep]
+    best = np.sort(best)[:keep]
+    if not len(best):
+        return [0 for _ in sizes], 0
+    return [int(best[min(s, len(best)) - 1]) for s in sizes], seen
+
+
+def read_sample(out: Path, shards: list[int], sources: tuple[str, ...], seed: int, limit: int,
+          spherical: bool) -> tuple[np.ndarray, np.ndarray]:
+    """(x, priorities) of the rows with priority <= ``limit``, sorted by priority."""
+    xs, ps = [], []
+    for shard in shards:
+        for ids, x in iter_embeddings(out, [shard], sources):
+            p = row_priority(ids, seed)
+            m = p <= np.uint64(limit)
+            xs.append(x[m])
+            ps.append(p[m])
+    x = np.concatenate(xs) if xs else np.zeros((0, 0), np.float32)
+    p = np.concatenate(ps) if ps else np.zeros(0, np.uint64)
+    order = np.argsort(p, kind="stable")
+    x = x[order]
+    return (l2_normalize(x) if spherical else x), p[order]
+
+
+def partition(out: Path, work: Path, shards: list[int], sources: tuple[str, ...], seed: int, limit: int,
+               level0: np.ndarray, spherical: bool) -> None:
+    """Write every shard's sample rows sorted by (level-0 parent, priority), with parent offsets."""
+    k0 = len(level0)
+    for shard in shards:
+        part = work / f"part-{shard:05d}"
+        if (part / "offsets.npy").exists():
+            continue
+        x, p = read_sample(out, [shard], sources, seed, limit, spherical)
+        members = nearest_centroids(x, level0, "numpy")[0] if len(x) else np.zeros(0, np.int64)
+        order = np.lexsort((p, members))
+        tmp = work / f".part-{shard:05d}.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        np.save(tmp / "x.npy", x[order] if len(x) else np.zeros((0, level0.shape[1]), np.float32))
+        np.save(tmp / "pri.npy", p[order])
+        np.save(tmp / "offsets.npy", np.concatenate([[0], np.cumsum(np.bincount(members, minlength=k0))]))
+        tmp.rename(part)
+
+
+def parent_points(work: Path, parent: int) -> np.ndarray:
+    """The sample points of one level-0 parent, from every partition file, sorted by priority."""
+    xs, ps = [], []
+    for part in sorted(work.glob("part-*")):
+        off = np.load(part / "offsets.npy")
+        lo, hi = int(off[parent]), int(off[parent + 1])
+        if hi > lo:
+            xs.append(np.array(np.load(part / "x.npy", mmap_mode="r")[lo:hi]))
+            ps.append(np.array(np.load(part / "pri.npy", mmap_mode="r")[lo:hi]))
+    if not xs:
+        return np.zeros((0, 0), np.float32)
+    p = np.concatenate(ps)
+    return np.concatenate(xs)[np.argsort(p, kind="stable")]
