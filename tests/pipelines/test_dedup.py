@@ -137,6 +137,7 @@ def test_incremental_hashes_only_new_shards_and_keeps_earlier_rows(tmp_path, ser
     dedup = {r.stage: r for r in again.reports}["dedup"]
     assert (dedup.done, dedup.skipped) == (2, 2)
     assert again.globals["group_duplicates"]["from_shard"] == 2
+    assert again.globals["group_duplicates"]["scheme"] == "bands"  # auto, below dedup.auto_limit
     for s, body in before.items():
         assert (tmp_path / "out" / "duplicates" / f"part-0000{s}.parquet").read_bytes() == body
     late = pq.read_table(tmp_path / "out" / "duplicates" / "part-00003.parquet").to_pylist()

@@ -1,0 +1,103 @@
+"""Candidate schemes of the duplicate grouping (pipelines/dedup/candidates.py) on small synthetic hashes:
+both find every pair within 3 bits, ``halves`` finds a subset of what ``bands`` finds, ``auto`` switches
+on the number of hashes."""
+
+from __future__ import annotations
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from pipelines.dedup.candidates import resolve_scheme
+from pipelines.dedup.group import find_duplicates
+from schemas import hashes_schema
+
+N, PER_D = 3000, 40
+
+
+def _flip(h: int, bits) -> int:
+    u = h & (2**64 - 1)
+    for b in bits:
+        u ^= 1 << int(b)
+    return u - 2**64 if u >= 2**63 else u
+
+
+@pytest.fixture(scope="module")
+def hashes(tmp_path_factory):
+    """A hashes file: N random pHashes, then PER_D copies at each distance 1..8 of earlier rows."""
+    rng = np.random.default_rng(7)
+    ph = rng.integers(-(2**63), 2**63 - 1, N, dtype=np.int64).tolist()
+    truth = []
+    for d in range(1, 9):
+        for src in rng.choice(N, PER_D, replace=False).tolist():
+            truth.append((len(ph), src, d))
+            ph.append(_flip(ph[src], rng.choice(64, d, replace=False)))
+    keys = [f"00000{i:04d}" for i in range(len(ph))]
+    pix = [f"{i:064x}" for i in range(len(ph))]
+    path = tmp_path_factory.mktemp("hashes") / "part-00000.parquet"
+    pq.write_table(pa.table([keys, pix, pix, pa.array(ph, pa.int64())], schema=hashes_schema()), path)
+    return str(path), keys, [(keys[c], keys[s], d) for c, s, d in truth]
+
+
+def _group(path: str, scheme: str, eval_table: pa.Table | None = None) -> dict[str, dict]:
+    con = duckdb.connect()
+    if eval_table is not None:
+        con.register("ev_in", eval_table)
+    find_duplicates(con, [path], "", 8, eval_table="ev_in" if eval_table is not None else None, scheme=scheme)
+    rows = con.sql("SELECT * FROM dups").to_arrow_table().to_pylist()
+    con.close()
+    return {(r["key"], r["kind"]): r for r in rows}
+
+
+def _root(rows: dict, key: str) -> str:
+    r = rows.get((key, "near"))
+    return r["duplicate_of"] if r else key
+
+
+@pytest.mark.parametrize("scheme", ["bands", "halves"])
+def test_every_pair_within_3_bits_is_found(hashes, scheme):
+    path, _, truth = hashes
+    rows = _group(path, scheme)
+    assert all(_root(rows, c) == _root(rows, s) for c, s, d in truth if d <= 3)
+    assert all(r["distance"] <= 8 and r["duplicate_of"] < r["key"] for r in rows.values())
+
+
+def test_halves_find_a_subset_of_bands_and_fewer_wide_pairs(hashes):
+    path, _, truth = hashes
+    bands, halves = _group(path, "bands"), _group(path, "halves")
+    assert set(halves) <= set(bands)
+
+    def found(rows, d):
+        return sum(_root(rows, c) == _root(rows, s) for c, s, dd in truth if dd == d)
+
+    assert found(halves, 4) < found(bands, 4)  # the price of linear work: 4-bit pairs split 2 + 2 are missed
+    assert found(halves, 4) > PER_D // 3
+
+
+def test_halves_match_evaluation_images(hashes):
+    path, keys, truth = hashes
+    copy, src, _ = next(t for t in truth if t[2] == 2)
+    row = int(src[5:])
+    ph = pq.read_table(path).column("phash").to_pylist()
+    ev = pa.table({"src": ["eval.jpg"], "phash": pa.array([_flip(ph[row], [5, 40, 63])], pa.int64())})
+    rows = _group(path, "halves", ev)
+    flagged = {k for k, kind in rows if kind == "eval"}
+    assert {src} <= flagged and all(rows[(k, "eval")]["duplicate_of"] == "eval.jpg" for k in flagged)
+
+
+def test_auto_uses_bands_up_to_the_limit_then_halves():
+    assert resolve_scheme("auto", 1000, 1000) == "bands"
+    assert resolve_scheme("auto", 1001, 1000) == "halves"
+    assert resolve_scheme("bands", 10**9, 1000) == "bands"
+    with pytest.raises(ValueError, match="dedup.scheme"):
+        resolve_scheme("lsh", 10, 1000)
+
+
+def test_unknown_scheme_is_a_config_error():
+    from common.typed_config import ConfigError
+    from pipelines.config import load_config
+
+    with pytest.raises(ConfigError, match="dedup.scheme"):
+        load_config(None, ["dedup.scheme=lsh"])
