@@ -52,11 +52,6 @@ def key_columns(scheme: str, bands: int) -> list[str]:
     return cols
 
 
-def key_names(scheme: str, bands: int) -> list[str]:
-    """The names of ``key_columns`` (to project them from a table that has them)."""
-    return [c.rsplit(" AS ", 1)[1] for c in key_columns(scheme, bands)]
-
-
 def match_sql(left: str, right: str, scheme: str, bands: int, threshold: int, extra: str = "") -> str:
     """Rows (key, other, distance) of every candidate pair of ``left`` (alias a) and ``right`` (alias b)
     within ``threshold`` bits; a pair may appear more than once (one row per key column it shares).

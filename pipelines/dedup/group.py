@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import duckdb
 
-from pipelines.dedup.candidates import key_columns, key_names, match_sql
+from pipelines.dedup.candidates import key_columns, match_sql
 from schemas.tables import DUP_EVAL, DUP_EXACT, DUP_NEAR
 
 
@@ -44,13 +44,15 @@ def find_duplicates(con: duckdb.DuckDBPyConnection, hash_files: list[str], lo: s
     if 64 % bands:
         raise ValueError(f"dedup.bands: {bands} does not divide 64")
     lo_sql = "'" + lo.replace("'", "''") + "'"
-    con.execute(f"CREATE OR REPLACE TEMP TABLE h AS SELECT key, pixel_sha256, phash, {', '.join(key_columns(scheme, bands))} "
-                f"FROM read_parquet({_files(hash_files)})")
-    con.execute("CREATE OR REPLACE TEMP TABLE reps AS SELECT * FROM h "
-                "QUALIFY row_number() OVER (PARTITION BY pixel_sha256 ORDER BY key) = 1")
-    con.execute(f"""CREATE OR REPLACE TEMP TABLE exact AS
-        SELECT h.key, r.key AS duplicate_of FROM h JOIN reps r USING (pixel_sha256)
-        WHERE h.key <> r.key AND h.key >= {lo_sql}""")
+    con.execute(f"CREATE OR REPLACE TEMP VIEW h AS SELECT key, pixel_sha256, phash FROM read_parquet({_files(hash_files)})")
+    # one pass over the pixel hashes; the 64-character strings are not kept (24 bytes a row remain)
+    con.execute("CREATE OR REPLACE TEMP TABLE firsts AS "
+                "SELECT key, phash, min(key) OVER (PARTITION BY pixel_sha256) AS first FROM h")
+    con.execute(f"CREATE OR REPLACE TEMP TABLE reps AS SELECT key, phash, {', '.join(key_columns(scheme, bands))} "
+                "FROM firsts WHERE key = first")
+    con.execute(f"CREATE OR REPLACE TEMP TABLE exact AS SELECT key, first AS duplicate_of FROM firsts "
+                f"WHERE key <> first AND key >= {lo_sql}")
+    con.execute("DROP TABLE firsts")
     # near: each new representative points at the smallest smaller-key representative within reach
     new_reps = f"(SELECT * FROM reps WHERE key >= {lo_sql})"
     con.execute(f"""CREATE OR REPLACE TEMP TABLE ptr AS
@@ -75,7 +77,7 @@ def find_duplicates(con: duckdb.DuckDBPyConnection, hash_files: list[str], lo: s
     if eval_table is not None:
         con.execute(f"CREATE OR REPLACE TEMP TABLE ev AS SELECT src AS key, phash, {', '.join(key_columns(scheme, bands))} "
                     f"FROM {eval_table}")
-        new = f"(SELECT key, phash, {', '.join(key_names(scheme, bands))} FROM h WHERE key >= {lo_sql})"
+        new = f"(SELECT key, phash, {', '.join(key_columns(scheme, bands))} FROM h WHERE key >= {lo_sql})"
         parts.append(f"""SELECT key, arg_min(other, distance) AS duplicate_of, '{DUP_EVAL}' AS kind,
                                 min(distance) AS distance
                          FROM ({match_sql(new, 'ev', scheme, bands, threshold)}) GROUP BY key""")
