@@ -5,12 +5,12 @@ pHashes; per shard 1 % exact copies (same pixels) and ``--per-distance`` planted
 distance 1..8 (exactly d flipped bits of an earlier row of the shard). The generator runs in a child
 process so it does not count. Then, in this process, one engine groups them and the script reports
 wall time, peak RSS (``ru_maxrss``) and recall per planted distance:
-- ``--scheme bands|halves``: ``find_duplicates`` in DuckDB; a planted copy counts as found when
+- ``--scheme bands|halves`` (``--halvings 1|2``): ``find_duplicates`` in DuckDB; a planted copy counts as found when
   it ends in the same group as its source (same root);
 - ``--scheme faiss``: a FAISS ``IndexBinaryMultiHash`` (2 x 32-bit halves, ``nflip=1``: the same
   candidates as ``halves``), range search in batches of 1M queries; found = the source is among the
   copy's results. Near-candidate search only (no exact groups, no pointer jumping).
-Usage: ``python bench/dedup.py --n 1000000 --scheme halves [--threshold 8] [--per-distance 1000]``.
+Usage: ``python bench/dedup.py --n 1000000 --scheme halves [--halvings 1] [--threshold 8] [--per-distance 1000]``.
 """
 
 from __future__ import annotations
@@ -61,13 +61,14 @@ def _generate(folder: str, n: int, per_distance: int, seed: int) -> None:
     pq.write_table(pa.concat_tables(truth), Path(folder) / "truth.parquet")
 
 
-def _duckdb(tmp: str, files: list[str], scheme: str, threshold: int, memory_limit: str) -> tuple[float, dict, dict]:
+def _duckdb(tmp: str, files: list[str], scheme: str, threshold: int, memory_limit: str,
+            halvings: int) -> tuple[float, dict, dict]:
     con = duckdb.connect()
     con.execute(f"SET memory_limit = '{memory_limit}'")
     con.execute(f"SET temp_directory = '{tmp}/spill'")
     con.execute("SET threads = 2")
     t0 = time.perf_counter()
-    find_duplicates(con, files, "", threshold, scheme=scheme)
+    find_duplicates(con, files, "", threshold, scheme=scheme, halvings=halvings)
     seconds = time.perf_counter() - t0
     counts = dict(con.execute("SELECT kind, count(*) FROM dups GROUP BY kind").fetchall())
     found = con.execute(f"""SELECT t.d, avg(CASE WHEN coalesce(a.duplicate_of, t.copy) = coalesce(b.duplicate_of, t.src)
@@ -114,6 +115,7 @@ def main() -> None:
     ap.add_argument("--threshold", type=int, default=8)
     ap.add_argument("--per-distance", type=int, default=1000, help="planted near copies per distance per 1M")
     ap.add_argument("--memory-limit", default="2GB")
+    ap.add_argument("--halvings", type=int, default=2, help="halves scheme: 1 or 2 ways of halving the hash")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-dedup-") as tmp:
         t0 = time.perf_counter()
@@ -126,9 +128,10 @@ def main() -> None:
         if args.scheme == "faiss":
             seconds, counts, recall = _faiss(tmp, files, args.threshold)
         else:
-            seconds, counts, recall = _duckdb(tmp, files, args.scheme, args.threshold, args.memory_limit)
+            seconds, counts, recall = _duckdb(tmp, files, args.scheme, args.threshold, args.memory_limit, args.halvings)
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"n={args.n:,} scheme={args.scheme} threshold={args.threshold} generate={gen:.1f}s "
+    halvings = f" halvings={args.halvings}" if args.scheme == "halves" else ""
+    print(f"n={args.n:,} scheme={args.scheme}{halvings} threshold={args.threshold} generate={gen:.1f}s "
           f"group={seconds:.1f}s ({args.n / seconds:,.0f} hashes/s) peak_rss={rss:.0f} MiB "
           f"(before grouping {rss0:.0f} MiB) duplicates={counts}")
     print("recall by distance: " + " ".join(f"{d}:{r:.3f}" for d, r in recall.items()))

@@ -36,6 +36,8 @@ class DedupConfig:
             within 3 bits, fewer wider pairs, work linear), or ``auto``: ``bands`` up to
             ``auto_limit`` images, ``halves`` above.
         bands: the hash is split into this many bands (``bands`` scheme).
+        halvings: ways of cutting the hash into two 32-bit halves (``halves`` scheme): 1 (high and
+            low bits) or 2 (also bits 16-47 and the rest: twice the work, more wide pairs found).
         auto_limit: the most images for which ``auto`` uses ``bands``.
         border_tol: a row or column whose grey-level standard deviation is below this is a border.
         against: evaluation images (local paths, folders, or URLs): images within ``threshold`` of
@@ -46,6 +48,7 @@ class DedupConfig:
     threshold: int = 8
     scheme: Literal["auto", "bands", "halves"] = "auto"
     bands: int = 4
+    halvings: int = 2
     auto_limit: int = 1_000_000
     border_tol: float = 3.0
     against: tuple[str, ...] = ()

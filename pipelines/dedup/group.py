@@ -25,7 +25,7 @@ def _files(paths: list[str]) -> str:
 
 def find_duplicates(con: duckdb.DuckDBPyConnection, hash_files: list[str], lo: str, threshold: int,
                     bands: int = 4, prior_files: list[str] | None = None, eval_table: str | None = None,
-                    scheme: str = "bands") -> str:
+                    scheme: str = "bands", halvings: int = 2) -> str:
     """Create the temp table ``dups`` (key, duplicate_of, kind, distance) for keys ``>= lo``.
 
     Args:
@@ -37,18 +37,21 @@ def find_duplicates(con: duckdb.DuckDBPyConnection, hash_files: list[str], lo: s
         prior_files: ``duplicates`` files of the shards below ``lo`` (their near rows hold roots).
         eval_table: a table or view (src, phash) of evaluation images' hashes, or None.
         scheme: the candidate index, ``bands`` or ``halves`` (``candidates.py``).
+        halvings: 1 or 2 ways of halving the hash (``halves`` scheme).
 
     Returns:
         The table's name, ``dups``.
     """
     if 64 % bands:
         raise ValueError(f"dedup.bands: {bands} does not divide 64")
+    if halvings not in (1, 2):
+        raise ValueError(f"dedup.halvings: {halvings} is not 1 or 2")
     lo_sql = "'" + lo.replace("'", "''") + "'"
     con.execute(f"CREATE OR REPLACE TEMP VIEW h AS SELECT key, pixel_sha256, phash FROM read_parquet({_files(hash_files)})")
     # one pass over the pixel hashes; the 64-character strings are not kept (24 bytes a row remain)
     con.execute("CREATE OR REPLACE TEMP TABLE firsts AS "
                 "SELECT key, phash, min(key) OVER (PARTITION BY pixel_sha256) AS first FROM h")
-    con.execute(f"CREATE OR REPLACE TEMP TABLE reps AS SELECT key, phash, {', '.join(key_columns(scheme, bands))} "
+    con.execute(f"CREATE OR REPLACE TEMP TABLE reps AS SELECT key, phash, {', '.join(key_columns(scheme, bands, halvings))} "
                 "FROM firsts WHERE key = first")
     con.execute(f"CREATE OR REPLACE TEMP TABLE exact AS SELECT key, first AS duplicate_of FROM firsts "
                 f"WHERE key <> first AND key >= {lo_sql}")
@@ -57,7 +60,7 @@ def find_duplicates(con: duckdb.DuckDBPyConnection, hash_files: list[str], lo: s
     new_reps = f"(SELECT * FROM reps WHERE key >= {lo_sql})"
     con.execute(f"""CREATE OR REPLACE TEMP TABLE ptr AS
         SELECT key, min(other) AS parent FROM ({match_sql(new_reps, 'reps', scheme, bands, threshold,
-                                                           'AND b.key < a.key')}) GROUP BY key""")
+                                                           'AND b.key < a.key', halvings)}) GROUP BY key""")
     con.execute("CREATE OR REPLACE TEMP TABLE roots AS SELECT key, parent FROM ptr")
     if prior_files:
         con.execute(f"INSERT INTO roots SELECT key, duplicate_of FROM read_parquet({_files(prior_files)}) "
@@ -75,12 +78,12 @@ def find_duplicates(con: duckdb.DuckDBPyConnection, hash_files: list[str], lo: s
             FROM roots p JOIN ptr USING (key) JOIN reps a ON a.key = p.key JOIN reps b ON b.key = p.parent""",
     ]
     if eval_table is not None:
-        con.execute(f"CREATE OR REPLACE TEMP TABLE ev AS SELECT src AS key, phash, {', '.join(key_columns(scheme, bands))} "
+        con.execute(f"CREATE OR REPLACE TEMP TABLE ev AS SELECT src AS key, phash, {', '.join(key_columns(scheme, bands, halvings))} "
                     f"FROM {eval_table}")
-        new = f"(SELECT key, phash, {', '.join(key_columns(scheme, bands))} FROM h WHERE key >= {lo_sql})"
+        new = f"(SELECT key, phash, {', '.join(key_columns(scheme, bands, halvings))} FROM h WHERE key >= {lo_sql})"
         parts.append(f"""SELECT key, arg_min(other, distance) AS duplicate_of, '{DUP_EVAL}' AS kind,
                                 min(distance) AS distance
-                         FROM ({match_sql(new, 'ev', scheme, bands, threshold)}) GROUP BY key""")
+                         FROM ({match_sql(new, 'ev', scheme, bands, threshold, halvings=halvings)}) GROUP BY key""")
     con.execute("CREATE OR REPLACE TEMP TABLE dups AS SELECT key, duplicate_of, kind, "
                 f"CAST(distance AS INTEGER) AS distance FROM ({' UNION ALL '.join(parts)}) ORDER BY key, kind")
     return "dups"

@@ -31,7 +31,8 @@ STATE_FILE = "group_duplicates.json"
 def _settings(dc: DedupConfig, scheme: str, eval_digest: str) -> str:
     # "scheme" only when not bands, so builds grouped before schemes existed (bands) are not regrouped
     payload = json.dumps({"threshold": dc.threshold, "bands": dc.bands, "border_tol": dc.border_tol,
-                          "against": eval_digest, "version": 1} | ({} if scheme == "bands" else {"scheme": scheme}),
+                          "against": eval_digest, "version": 1}
+                         | ({} if scheme == "bands" else {"scheme": scheme, "halvings": dc.halvings}),
                          sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
@@ -76,7 +77,7 @@ def group_duplicates(out: Path, cfg: Any, shards: list[int]) -> dict[str, Any]:
             con.register("eval_hashes", evals)
         find_duplicates(con, [str(shard_path(out, HASHES, s)) for s in hashed], f"{s0:05d}", dc.threshold,
                         dc.bands, [str(shard_path(out, DUPLICATES, s)) for s in hashed if s < s0],
-                        "eval_hashes" if evals is not None else None, scheme)
+                        "eval_hashes" if evals is not None else None, scheme, dc.halvings)
         counts = dict(con.execute("SELECT kind, count(*) FROM dups GROUP BY kind").fetchall())
         redo = [s for s in hashed if s >= s0]
         for s in redo:

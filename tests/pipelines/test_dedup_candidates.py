@@ -41,11 +41,12 @@ def hashes(tmp_path_factory):
     return str(path), keys, [(keys[c], keys[s], d) for c, s, d in truth]
 
 
-def _group(path: str, scheme: str, eval_table: pa.Table | None = None) -> dict[str, dict]:
+def _group(path: str, scheme: str, eval_table: pa.Table | None = None, halvings: int = 2) -> dict[str, dict]:
     con = duckdb.connect()
     if eval_table is not None:
         con.register("ev_in", eval_table)
-    find_duplicates(con, [path], "", 8, eval_table="ev_in" if eval_table is not None else None, scheme=scheme)
+    find_duplicates(con, [path], "", 8, eval_table="ev_in" if eval_table is not None else None, scheme=scheme,
+                    halvings=halvings)
     rows = con.sql("SELECT * FROM dups").to_arrow_table().to_pylist()
     con.close()
     return {(r["key"], r["kind"]): r for r in rows}
@@ -56,24 +57,24 @@ def _root(rows: dict, key: str) -> str:
     return r["duplicate_of"] if r else key
 
 
-@pytest.mark.parametrize("scheme", ["bands", "halves"])
-def test_every_pair_within_3_bits_is_found(hashes, scheme):
+@pytest.mark.parametrize(("scheme", "halvings"), [("bands", 2), ("halves", 1), ("halves", 2)])
+def test_every_pair_within_3_bits_is_found(hashes, scheme, halvings):
     path, _, truth = hashes
-    rows = _group(path, scheme)
+    rows = _group(path, scheme, halvings=halvings)
     assert all(_root(rows, c) == _root(rows, s) for c, s, d in truth if d <= 3)
     assert all(r["distance"] <= 8 and r["duplicate_of"] < r["key"] for r in rows.values())
 
 
+def _found(rows: dict, truth: list, d: int) -> int:
+    return sum(_root(rows, c) == _root(rows, s) for c, s, dd in truth if dd == d)
+
+
 def test_halves_find_a_subset_of_bands_and_fewer_wide_pairs(hashes):
     path, _, truth = hashes
-    bands, halves = _group(path, "bands"), _group(path, "halves")
-    assert set(halves) <= set(bands)
-
-    def found(rows, d):
-        return sum(_root(rows, c) == _root(rows, s) for c, s, dd in truth if dd == d)
-
-    assert found(halves, 4) < found(bands, 4)  # the price of linear work: 4-bit pairs split 2 + 2 are missed
-    assert found(halves, 4) > PER_D // 3
+    bands, one, two = _group(path, "bands"), _group(path, "halves", halvings=1), _group(path, "halves")
+    assert set(one) <= set(two) <= set(bands)
+    # the price of linear work: a 4-bit pair split 2 + 2 by every halving is missed
+    assert PER_D // 3 < _found(one, truth, 4) < _found(two, truth, 4) <= _found(bands, truth, 4)
 
 
 def test_halves_match_evaluation_images(hashes):
@@ -95,9 +96,10 @@ def test_auto_uses_bands_up_to_the_limit_then_halves():
         resolve_scheme("lsh", 10, 1000)
 
 
-def test_unknown_scheme_is_a_config_error():
+@pytest.mark.parametrize(("override", "key"), [("dedup.scheme=lsh", "dedup.scheme"), ("dedup.halvings=3", "dedup.halvings")])
+def test_bad_scheme_settings_are_config_errors(override, key):
     from common.typed_config import ConfigError
     from pipelines.config import load_config
 
-    with pytest.raises(ConfigError, match="dedup.scheme"):
-        load_config(None, ["dedup.scheme=lsh"])
+    with pytest.raises(ConfigError, match=key):
+        load_config(None, [override])
