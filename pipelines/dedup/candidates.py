@@ -35,7 +35,7 @@ def resolve_scheme(scheme: str, n: int, auto_limit: int) -> str:
     Args:
         scheme: ``auto`` or one of ``SCHEMES``.
         n: the number of hashes grouped.
-        auto_limit: the largest ``n`` for which ``auto`` still adds the (quadratic) 16-bit bands.
+        auto_limit: the largest ``n`` for which ``auto`` still uses the (quadratic) 16-bit bands.
     """
     if scheme == "auto":
         return "bands" if n <= auto_limit else "halves"

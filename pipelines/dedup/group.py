@@ -48,7 +48,7 @@ def find_duplicates(con: duckdb.DuckDBPyConnection, hash_files: list[str], lo: s
         raise ValueError(f"dedup.halvings: {halvings} is not 1 or 2")
     lo_sql = "'" + lo.replace("'", "''") + "'"
     con.execute(f"CREATE OR REPLACE TEMP VIEW h AS SELECT key, pixel_sha256, phash FROM read_parquet({_files(hash_files)})")
-    # one pass over the pixel hashes; the 64-character strings are not kept (24 bytes a row remain)
+    # one window pass over the pixel hashes; their 64-character strings are not kept after it
     con.execute("CREATE OR REPLACE TEMP TABLE firsts AS "
                 "SELECT key, phash, min(key) OVER (PARTITION BY pixel_sha256) AS first FROM h")
     con.execute(f"CREATE OR REPLACE TEMP TABLE reps AS SELECT key, phash, {', '.join(key_columns(scheme, bands, halvings))} "
