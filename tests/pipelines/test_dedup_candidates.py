@@ -103,3 +103,27 @@ def test_bad_scheme_settings_are_config_errors(override, key):
 
     with pytest.raises(ConfigError, match=key):
         load_config(None, [override])
+
+
+def test_group_step_regroups_everything_when_auto_switches_scheme(tmp_path, hashes):
+    from types import SimpleNamespace
+
+    from pipelines.dedup.step import group_duplicates
+    from pipelines.shards import shard_path, write_table
+    from schemas import HASHES
+    from stages.dedup import DedupConfig
+
+    table = pq.read_table(hashes[0])
+
+    def add_shard(s: int) -> None:
+        keys = [f"{s:05d}{k[5:]}" for k in table.column("key").to_pylist()]
+        shard_path(tmp_path, HASHES, s).parent.mkdir(parents=True, exist_ok=True)
+        write_table(table.set_column(0, "key", pa.array(keys)), shard_path(tmp_path, HASHES, s))
+
+    cfg = SimpleNamespace(dedup=DedupConfig(auto_limit=table.num_rows))
+    add_shard(0)
+    assert group_duplicates(tmp_path, cfg, [0])["scheme"] == "bands"
+    add_shard(1)  # now over auto_limit: halves, and every shard is regrouped with it
+    second = group_duplicates(tmp_path, cfg, [0, 1])
+    assert (second["scheme"], second["from_shard"]) == ("halves", 0)
+    assert group_duplicates(tmp_path, cfg, [0, 1]) == {"regrouped_shards": 0, "reused": True}
