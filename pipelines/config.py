@@ -146,6 +146,8 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
         raise typed_config.ConfigError(f"steps: unknown step {unknown[0]!r}; known: {list(STEP_NAMES)}")
     if cfg.dedup.bands < 1 or 64 % cfg.dedup.bands:
         raise typed_config.ConfigError(f"dedup.bands: {cfg.dedup.bands} must divide 64 (1, 2, 4, 8, 16, 32 or 64)")
+    if cfg.dedup.halvings not in (1, 2):
+        raise typed_config.ConfigError(f"dedup.halvings: {cfg.dedup.halvings} must be 1 or 2")
     if cfg.executor.processes != "auto" and cfg.executor.processes < 1:
         raise typed_config.ConfigError("executor.processes: must be >= 1 or auto")
     if cfg.input.shard_size < 1:

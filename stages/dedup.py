@@ -13,6 +13,7 @@ import io
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pyarrow as pa
@@ -29,8 +30,15 @@ class DedupConfig:
 
     Args:
         threshold: largest Hamming distance of two 64-bit pHashes that makes them near duplicates.
-        bands: the hash is split into this many bands; two images are compared when one band is
-            equal, so every pair within ``bands - 1`` bits is found, wider pairs most of the time.
+        scheme: how candidate pairs are found (``pipelines/dedup/candidates.py``): ``bands`` (one of
+            ``bands`` equal bands equal: every pair within ``bands - 1`` bits, most wider pairs, work
+            quadratic in the number of images), ``halves`` (a 32-bit half within one bit: every pair
+            within 3 bits, fewer wider pairs, work linear), or ``auto``: ``bands`` up to
+            ``auto_limit`` images, ``halves`` above.
+        bands: the hash is split into this many bands (``bands`` scheme).
+        halvings: ways of cutting the hash into two 32-bit halves (``halves`` scheme): 1 (high and
+            low bits) or 2 (also bits 16-47 and the rest: twice the work, more wide pairs found).
+        auto_limit: the most images for which ``auto`` uses ``bands``.
         border_tol: a row or column whose grey-level standard deviation is below this is a border.
         against: evaluation images (local paths, folders, or URLs): images within ``threshold`` of
             one are flagged ``eval`` and never reach ``train/``.
@@ -38,7 +46,10 @@ class DedupConfig:
     """
 
     threshold: int = 8
+    scheme: Literal["auto", "bands", "halves"] = "auto"
     bands: int = 4
+    halvings: int = 2
+    auto_limit: int = 1_000_000
     border_tol: float = 3.0
     against: tuple[str, ...] = ()
     memory_limit: str = "2GB"

@@ -3,7 +3,8 @@
 ``OUT/_state/group_duplicates.json`` records the grouping settings and each shard's hashes-file
 sha256. A rerun regroups only from the first shard whose hashes changed (or that is new): rows of
 earlier shards depend only on earlier keys (``group.py``), so their files are left untouched and the
-stages that read them are not redone. Changed settings regroup everything.
+stages that read them are not redone. Changed settings regroup everything, and so does a build whose
+``dedup.scheme: auto`` resolves differently (the number of hashes crossed ``dedup.auto_limit``).
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import pyarrow.parquet as pq
 
 from pipelines.dedup.against import against_hashes
+from pipelines.dedup.candidates import resolve_scheme
 from pipelines.dedup.group import find_duplicates
 from pipelines.shards import STATE_DIR, file_sha256, list_shards, shard_path, write_json, write_table
 from schemas import DUPLICATES, HASHES, duplicates_schema
@@ -25,9 +28,12 @@ from stages.dedup import DedupConfig
 STATE_FILE = "group_duplicates.json"
 
 
-def _settings(dc: DedupConfig, eval_digest: str) -> str:
+def _settings(dc: DedupConfig, scheme: str, eval_digest: str) -> str:
+    # "scheme" only when not bands, so builds grouped before schemes existed (bands) are not regrouped
     payload = json.dumps({"threshold": dc.threshold, "bands": dc.bands, "border_tol": dc.border_tol,
-                          "against": eval_digest, "version": 1}, sort_keys=True)
+                          "against": eval_digest, "version": 1}
+                         | ({} if scheme == "bands" else {"scheme": scheme, "halvings": dc.halvings}),
+                         sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
@@ -48,7 +54,10 @@ def group_duplicates(out: Path, cfg: Any, shards: list[int]) -> dict[str, Any]:
     evals = against_hashes(dc.against, dc.border_tol) if dc.against else None
     eval_digest = hashlib.sha256(repr(sorted(zip(evals["src"].to_pylist(), evals["phash"].to_pylist()))
                                       if evals is not None else []).encode()).hexdigest()
-    settings = _settings(dc, eval_digest)
+    # auto resolves on the number of hashes; a build that crosses auto_limit regroups everything
+    n = sum(pq.ParquetFile(shard_path(out, HASHES, s)).metadata.num_rows for s in hashed)
+    scheme = resolve_scheme(dc.scheme, n, dc.auto_limit)
+    settings = _settings(dc, scheme, eval_digest)
     state_path = out / STATE_DIR / STATE_FILE
     old = json.loads(state_path.read_text()) if state_path.exists() else {}
     sums = {str(s): file_sha256(shard_path(out, HASHES, s)) for s in hashed}
@@ -68,7 +77,7 @@ def group_duplicates(out: Path, cfg: Any, shards: list[int]) -> dict[str, Any]:
             con.register("eval_hashes", evals)
         find_duplicates(con, [str(shard_path(out, HASHES, s)) for s in hashed], f"{s0:05d}", dc.threshold,
                         dc.bands, [str(shard_path(out, DUPLICATES, s)) for s in hashed if s < s0],
-                        "eval_hashes" if evals is not None else None)
+                        "eval_hashes" if evals is not None else None, scheme, dc.halvings)
         counts = dict(con.execute("SELECT kind, count(*) FROM dups GROUP BY kind").fetchall())
         redo = [s for s in hashed if s >= s0]
         for s in redo:
@@ -79,4 +88,4 @@ def group_duplicates(out: Path, cfg: Any, shards: list[int]) -> dict[str, Any]:
         con.close()
         shutil.rmtree(tmp, ignore_errors=True)
     write_json({"settings": settings, "shards": sums}, state_path)
-    return {"regrouped_shards": len(redo), "from_shard": s0, **{f"dups:{k}": v for k, v in sorted(counts.items())}}
+    return {"regrouped_shards": len(redo), "from_shard": s0, "scheme": scheme, **{f"dups:{k}": v for k, v in sorted(counts.items())}}

@@ -80,18 +80,21 @@ def built(tmp_path_factory):
     return out, truth, rows, {r.stage: r for r in result.reports}
 
 
-def test_near_and_exact_duplicates_are_found_precisely(built):
-    out, truth, rows, _ = built
+def _precision_recall(truth: dict, rows: list[dict]) -> tuple[float, float]:
     flagged = {r["key"]: r for r in rows if r["kind"] in ("exact", "near")}
     correct = [k for k, r in flagged.items() if truth[k][0] == truth[r["duplicate_of"]][0]]
-    precision = len(correct) / len(flagged)
-    assert precision >= 0.98, [(truth[k], truth[r["duplicate_of"]]) for k, r in flagged.items() if k not in correct]
     # every group keeps exactly one image: n copies give n - 1 duplicates; found / planted = recall
     sizes = {}
     for g, _ in truth.values():
         sizes[g] = sizes.get(g, 0) + 1
-    planted = sum(n - 1 for n in sizes.values())
-    assert len(correct) / planted >= 0.9
+    return len(correct) / len(flagged), len(correct) / sum(n - 1 for n in sizes.values())
+
+
+def test_near_and_exact_duplicates_are_found_precisely(built):
+    out, truth, rows, _ = built
+    flagged = {r["key"]: r for r in rows if r["kind"] in ("exact", "near")}
+    precision, recall = _precision_recall(truth, rows)
+    assert precision >= 0.98 and recall >= 0.9, (precision, recall)
     exact_keys = [k for k, (_, kind) in truth.items() if kind == "exact"]
     originals = {truth[k][0]: k for k, (_, kind) in truth.items() if kind == "original"}
     pairs = {frozenset((k, originals[truth[k][0]])) for k in exact_keys}
@@ -101,6 +104,24 @@ def test_near_and_exact_duplicates_are_found_precisely(built):
     # look-alikes (same scene generator, different shot) are never merged with their neighbour
     looks = {k for k, (g, _) in truth.items() if g >= 1000}
     assert not looks & set(flagged) and not looks & {r["duplicate_of"] for r in flagged.values()}
+
+
+def test_halves_scheme_meets_the_same_bar(built):
+    import duckdb
+
+    from pipelines.dedup.group import find_duplicates
+
+    out, truth, rows, _ = built
+    con = duckdb.connect()
+    try:
+        find_duplicates(con, sorted(str(p) for p in (out / "hashes").glob("part-*.parquet")), "", 8, scheme="halves")
+        halves = con.sql("SELECT * FROM dups").to_arrow_table().to_pylist()
+    finally:
+        con.close()
+    precision, recall = _precision_recall(truth, halves)
+    assert precision >= 0.98 and recall >= 0.9, (precision, recall)
+    # a subset of what the bands find (a half within one bit has an equal 16-bit quarter)
+    assert {r["key"] for r in halves} <= {r["key"] for r in rows if r["kind"] != "eval"}
 
 
 def test_eval_images_are_flagged_and_nothing_else(built):
@@ -137,6 +158,7 @@ def test_incremental_hashes_only_new_shards_and_keeps_earlier_rows(tmp_path, ser
     dedup = {r.stage: r for r in again.reports}["dedup"]
     assert (dedup.done, dedup.skipped) == (2, 2)
     assert again.globals["group_duplicates"]["from_shard"] == 2
+    assert again.globals["group_duplicates"]["scheme"] == "bands"  # auto, below dedup.auto_limit
     for s, body in before.items():
         assert (tmp_path / "out" / "duplicates" / f"part-0000{s}.parquet").read_bytes() == body
     late = pq.read_table(tmp_path / "out" / "duplicates" / "part-00003.parquet").to_pylist()
