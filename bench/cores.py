@@ -91,7 +91,8 @@ def _child(args) -> None:
     stage = _timed_stage(next(s for s in build_steps(cfg) if s.name == args.child))
     shutil.rmtree(Path(args.out) / STATE_DIR / stage.name, ignore_errors=True)
     shards = [int(x) for x in args.shards.split(",")]
-    report = LocalExecutor(args.workers, show_progress=False).run_stage(stage, Path(args.out), shards)
+    with LocalExecutor(args.workers, show_progress=False) as ex:
+        report = ex.run_stage(stage, Path(args.out), shards)
     assert report.done == len(shards), report
     print(json.dumps({"process_cpu": report.counters[CPU_COUNTER] / 1e6}))
 
