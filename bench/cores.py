@@ -89,19 +89,19 @@ class _StepClock:
     def __init__(self, executor) -> None:
         self.executor, self.steps = executor, {}
 
-    def _cpu(self) -> tuple[float, dict[int, float]]:
+    def _cpu(self) -> tuple[float, float, dict[int, float]]:
         me = resource.getrusage(resource.RUSAGE_SELF)
         gone = resource.getrusage(resource.RUSAGE_CHILDREN)
         pool = getattr(self.executor, "pool", None)
         pids = [p.pid for p in pool._pool._processes.values()] if pool is not None else []
-        return me.ru_utime + me.ru_stime + gone.ru_utime + gone.ru_stime, {p: _proc_cpu(p) for p in pids}
+        return me.ru_utime + me.ru_stime, gone.ru_utime + gone.ru_stime, {p: _proc_cpu(p) for p in pids}
 
     def timed(self, name: str, fn, *args):
-        t, (c0, w0) = time.perf_counter(), self._cpu()
+        t, (d0, g0, w0) = time.perf_counter(), self._cpu()
         result = fn(*args)
-        c1, w1 = self._cpu()
+        d1, g1, w1 = self._cpu()
         workers = sum(v - w0.get(p, 0.0) for p, v in w1.items())
-        self.steps[name] = {"wall": time.perf_counter() - t, "cpu": c1 - c0 + workers}
+        self.steps[name] = {"wall": time.perf_counter() - t, "cpu": d1 - d0 + g1 - g0 + workers, "driver": d1 - d0}
         return result
 
 

@@ -7,7 +7,7 @@ in ``_STAGES`` (keyed by stage name, class, config hash and the pickled config):
 load once per worker per build. Every task carries that key and the stage pickled once by the
 driver (its config only, a few hundred bytes); a worker unpickles it only on a miss. Cached stages
 are torn down when the pool shuts down (``close``), or when the same stage comes back with another
-config. A pool has one worker count and one thread share per worker (``common/threads.py``); a
+config; then the worker ends with ``os._exit`` (``_exit_now``). A pool has one worker count and one thread share per worker (``common/threads.py``); a
 stage that needs another share gets a new pool (``LocalExecutor``).
 """
 
@@ -17,6 +17,7 @@ import hashlib
 import multiprocessing as mp
 import os
 import pickle
+import sys
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
@@ -36,6 +37,20 @@ _STAGES: dict[str, Stage] = {}  # in a worker: the stages it was sent, set up on
 def _init_worker(share: int) -> None:
     threads.set_worker_share(share)  # before any stage sizes its pools from it
     Finalize(None, teardown_stages, exitpriority=10)  # runs when the pool shuts the worker down
+    Finalize(None, _exit_now, exitpriority=0)  # then, last of the exit finalizers that run first
+
+
+def _exit_now() -> None:
+    """End the worker without the interpreter's finalization: unloading torch, open_clip and
+    onnxruntime module by module costs ~2 CPU-s per worker and frees nothing the OS would not. The
+    worker has answered its last task (its result queue writes synchronously) and torn its stages
+    down; streams are flushed here."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (AttributeError, OSError, ValueError):  # closed or replaced stream
+            pass
+    os._exit(0)
 
 
 def teardown_stages() -> None:

@@ -135,6 +135,7 @@ def test_close_stops_the_workers_and_tears_their_stages_down(tmp_path, spawn_pat
     assert all(p.is_alive() for p in procs) and not any(n["teardown"] for n in _logs(log).values())
     ex.close()
     assert ex.pool is None and not any(p.is_alive() for p in procs)
+    assert [p.exitcode for p in procs] == [0] * len(procs)
     assert all(n["setup"] == n["teardown"] == 1 for n in _logs(log).values()), _logs(log)
     ex.close()  # twice is fine
 
