@@ -11,8 +11,9 @@ used it); for detect, ocr, embed and assign also the CPU time the workers spent 
 its workers' user + system time (``RUSAGE_CHILDREN``; the loopback server in this process is not
 counted). Duplicates are kept (``*.skip_duplicates=false``) since the cycled corpus repeats images.
 Prints the median of ``--runs`` rounds, the speed-up and CPU ratio against the first worker count,
-and the load average seen. Two builds per round: ``--images 300 --shard-size 50 --runs 1`` takes
-about 5–6 minutes on an idle 2-core machine.
+and the load average seen. A round is two builds (nothing else is built): at the ~0.7 CPU-s per
+image measured on the 60-image corpus, ``--images 300 --shard-size 50 --runs 1`` should take about
+5–6 minutes on an idle 2-core machine (an estimate; not run on an idle machine yet).
 
     python bench/cores.py --images 60 --shard-size 10 --runs 3
 """
