@@ -20,7 +20,6 @@ from typing import Any, Literal
 
 import numpy as np
 
-from common import threads
 from models.kmeans_index import ClusterTree, l2_normalize, read_meta
 from pipelines.failpoints import failpoint
 from pipelines.kmeans.sizing import WARNING_PREFIX, auto_levels, auto_rule, tree_warnings
@@ -224,8 +223,7 @@ def _fit_per_parent(out: Path, kc: KMeansConfig, shards: list[int], cfg: Any) ->
     params = FitParams(niter=kc.niter, seed=kc.seed, spherical=kc.spherical,
                        max_points_per_centroid=kc.max_points_per_centroid, allocate_by=kc.allocate_by,
                        gpu=gpus > 0, refine_iters=kc.refine_iters, seeding=kc.seeding)
-    raw = getattr(getattr(cfg, "executor", None), "processes", 1) or 1
-    processes = threads.machine_cpus() if raw == "auto" else int(raw)  # auto: one parent fit per core
+    processes = int(getattr(getattr(cfg, "executor", None), "processes", 1) or 1)
     got = fit_per_parent(Path(out), shards, tuple(kc.sources), kc.sample_size,
                          lambda n: level_totals(kc, n), params, fit_signature(kc), processes)
     res = got["result"]

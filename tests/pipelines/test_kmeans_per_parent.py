@@ -145,12 +145,3 @@ def test_map_reduce_refinement_matches_the_in_driver_refinement(tmp_path):
     assert all(np.array_equal(a, b) for a, b in zip(driver.parents, mapped.parents))
     assert sizes.sum() == 1500 and inertia > 0
     assert not np.array_equal(base.centroids[-1], mapped.centroids[-1])  # refinement moved the leaves
-
-
-def test_auto_processes_fit_one_parent_per_core(tmp_path, monkeypatch):
-    from common import threads
-
-    monkeypatch.setattr(threads, "machine_cpus", lambda: 1)  # auto on 1 core: in-process, no pool to spawn
-    write_mixture(tmp_path, 2, 300, d=8, k=10)
-    got = _fit(tmp_path, processes="auto", shards=(0, 1))
-    assert json.loads((tmp_path / "kmeans" / "kmeans.json").read_text())["processes"] == 1 and got["sizes"]
