@@ -18,12 +18,13 @@ import multiprocessing as mp
 import os
 import pickle
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from multiprocessing.util import Finalize
 from pathlib import Path
+from typing import Any
 
 from common import threads
 from common.storage import as_path
@@ -143,6 +144,24 @@ class WorkerPool:
         finally:
             for fut in futures:
                 fut.cancel()
+
+    def call(self, fn: Callable[..., Any], jobs: list[tuple]) -> list[Any]:
+        """``fn(*job)`` for every job on the workers, results in job order (e.g. k-means fits).
+
+        Args:
+            fn: a module-level function (workers import it by name).
+            jobs: one argument tuple per call.
+        """
+        with _spawn_env(self.share):
+            futures = [self._pool.submit(fn, *job) for job in jobs]
+        try:
+            return [f.result() for f in futures]
+        except BrokenProcessPool:
+            self.broken = True
+            raise
+        finally:
+            for f in futures:
+                f.cancel()
 
     def close(self) -> None:
         """Stop the workers (each tears its stages down first) and wait for them."""

@@ -152,6 +152,15 @@ def test_a_new_config_of_a_stage_replaces_the_workers_copy(tmp_path, spawn_path)
         assert n["setup"] == n["teardown"] and n["setup"] >= 1
 
 
+def test_plain_calls_run_on_the_same_workers(tmp_path, spawn_path):
+    _inputs(tmp_path, range(2))
+    with LocalExecutor(2, show_progress=False) as ex:
+        ex.run_stage(FakeUpperStage(FakeLogConfig(str(tmp_path))), tmp_path, [0, 1])
+        pids = {p.pid for p in ex.pool._pool._processes.values()}
+        assert set(ex.pool.call(os.getpid, [()] * 4)) <= pids
+        assert ex.pool.call(pow, [(2, 3), (3, 2)]) == [8, 9]  # in job order
+
+
 def test_the_pool_is_reused_while_the_share_is_the_same(monkeypatch):
     monkeypatch.setattr(threads, "machine_cpus", lambda: 8)
     ex = LocalExecutor("auto", show_progress=False)
