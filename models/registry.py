@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import models  # noqa: F401  (offline environment defaults, before any model library is imported)
+from models.clip_configs import clip_config_file
 
 # -- detectors (ultralytics) --------------------------------------------------------------------
 PROPOSER = "felzenszwalb"
@@ -188,28 +189,9 @@ def rice_export(model: str) -> tuple[str, str]:
     return read_rice_export(model[len(RICE_PREFIX):])
 
 
-def _clip_config_file(model: str) -> dict | None:
-    """The config JSON of a plain open_clip model name (regionset's own, then open_clip's bundled
-    ones), read without importing open_clip (seconds of torch/torchvision imports a build driver
-    does not need); None when the name is not a plain config file."""
-    import importlib.util
-
-    if "/" in model or ":" in model:  # rice:<folder>, hf-hub:..., a path: open_clip resolves these
-        return None
-    spec = importlib.util.find_spec("open_clip")
-    bundled = [Path(p) / "model_configs" for p in (spec.submodule_search_locations or [])] if spec else []
-    for root in (CONFIG_DIR, *bundled):
-        path = root / f"{model}.json"
-        if path.is_file():
-            cfg = json.loads(path.read_text())
-            if all(k in cfg for k in ("embed_dim", "vision_cfg", "text_cfg")):  # what open_clip registers
-                return cfg
-    return None
-
-
 def clip_embed_dim(model: str) -> int:
     """Output width of an open_clip model, read from its config (no model is built)."""
-    cfg = _clip_config_file(model)
+    cfg = clip_config_file(model, CONFIG_DIR)  # no open_clip import (seconds) for a plain name
     if cfg is not None:
         return int(cfg["embed_dim"])
     register_clip_configs()
