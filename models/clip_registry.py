@@ -12,6 +12,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from models.clip_configs import clip_config_file
 from models.registry import ModelUnavailable, downloads_allowed, package_version
 
 TINY_CLIP = "regionset-tiny-vit"
@@ -68,6 +69,9 @@ def rice_export(model: str) -> tuple[str, str]:
 
 def clip_embed_dim(model: str) -> int:
     """Output width of an open_clip model, read from its config (no model is built)."""
+    cfg = clip_config_file(model, CONFIG_DIR)  # no open_clip import (seconds) for a plain name
+    if cfg is not None:
+        return int(cfg["embed_dim"])
     register_clip_configs()
     import open_clip
 

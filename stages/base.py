@@ -81,12 +81,16 @@ class Stage:
 
     def ensure_setup(self) -> None:
         """Run ``setup()`` once, under the stage's thread budget (applied before the models load and
-        again after, for the libraries they loaded)."""
+        again after, for the libraries they loaded); later calls re-apply the budget if another stage
+        of this worker changed it in between."""
+        budget = threads.stage_threads(self.resources().cpus)
         if not self._ready:
-            budget = threads.apply(threads.stage_threads(self.resources().cpus))
+            threads.apply(budget)
             self.setup()
             threads.apply(budget)
             self._ready = True
+        elif threads.current() != budget:
+            threads.apply(budget)
 
     def teardown(self) -> None:
         """Release what ``setup()`` holds (worker processes, sessions); the next use sets up again."""

@@ -1,42 +1,26 @@
-"""The embedded default executor: in-process, shard by shard, with an optional process pool.
+"""The embedded default executor: in-process, shard by shard, or on a pool of worker processes.
 
 Each worker process gets an equal share of this machine's cores (``common/threads.py``): its
 stage's thread pools are sized to that share (or to the stage's ``resources.cpus`` when smaller),
 so N workers run about as many threads as there are cores. ``processes="auto"`` starts as many
-workers as the stage's ``resources.cpus`` fits on this machine.
+workers as the stage's ``resources.cpus`` fits on this machine. The pool is started by the first
+stage that needs one and reused by the next stages while their worker share is the same, so
+workers import their libraries and load each stage's models once per build
+(``pipelines/executors/worker_pool.py``); ``close()`` stops it.
 """
 
 from __future__ import annotations
 
 import math
-import multiprocessing as mp
-import os
 from collections.abc import Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor, as_completed
-from contextlib import contextmanager
-from multiprocessing.util import Finalize
 from pathlib import Path
 from typing import Any, Literal
 
 from common import threads
-from common.storage import as_path
 from pipelines.executors.base import Executor, ShardTask, run_shard
+from pipelines.executors.worker_pool import WorkerPool
 from pipelines.shards import Marker
 from stages.base import Stage
-
-_WORKER_STAGE: Stage | None = None
-
-
-def _init_worker(stage: Stage, share: int) -> None:
-    global _WORKER_STAGE
-    threads.set_worker_share(share)  # before ensure_setup() sizes the stage's pools from it
-    _WORKER_STAGE = stage  # unpickled from its config: models load in ensure_setup(), once per worker
-    Finalize(stage, stage.ensure_teardown, exitpriority=10)  # runs when the pool shuts the worker down
-
-
-def _work(out: str, task: ShardTask) -> Marker:
-    assert _WORKER_STAGE is not None
-    return run_shard(_WORKER_STAGE, as_path(out), task)
 
 
 def local_workers(processes: int | Literal["auto"], cpus: float, n_tasks: int, cores: int | None = None) -> int:
@@ -57,24 +41,9 @@ def local_workers(processes: int | Literal["auto"], cpus: float, n_tasks: int, c
     return max(1, min(wanted, n_tasks))
 
 
-@contextmanager
-def _spawn_env(share: int) -> Iterator[None]:
-    """Thread-count variables that spawned workers read before anything imports numpy or torch."""
-    names = (threads.SHARE_ENV, *threads.ENV_NAMES)
-    saved = {k: os.environ.get(k) for k in names}
-    os.environ.update({k: str(share) for k in names})
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
 class LocalExecutor(Executor):
-    """Run stages shard by shard in this process, or in ``processes`` worker processes.
+    """Run stages shard by shard in this process, or on ``processes`` worker processes kept for the
+    executor's life (call ``close()``, or use it as a context manager; ``build`` does).
 
     Args:
         processes: worker processes; 1 runs in-process (what tests and the demo use); ``auto`` = as
@@ -87,6 +56,15 @@ class LocalExecutor(Executor):
     def __init__(self, processes: int | Literal["auto"] = 1, show_progress: bool = True) -> None:
         super().__init__(show_progress)
         self.processes = processes if processes == "auto" else max(1, int(processes))
+        self.pool: WorkerPool | None = None
+
+    def _pool_for(self, workers: int) -> WorkerPool:
+        """The live pool if ``workers`` workers of the same share fit on it, else a new one."""
+        share = max(1, threads.machine_cpus() // workers)
+        if self.pool is None or not self.pool.fits(workers, share):
+            self.close()
+            self.pool = WorkerPool(workers, share)
+        return self.pool
 
     def run_tasks(self, stage: Stage, out: Path, tasks: list[ShardTask]) -> Iterator[Marker]:
         workers = local_workers(self.processes, stage.resources().cpus, len(tasks))
@@ -94,17 +72,10 @@ class LocalExecutor(Executor):
             for task in tasks:
                 yield run_shard(stage, out, task)
             return
-        share = max(1, threads.machine_cpus() // workers)
-        ctx = mp.get_context("spawn")  # torch/onnx threads do not survive fork
-        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
-                                 initargs=(stage, share)) as pool:
-            with _spawn_env(share):  # workers start on the first submits
-                futures = [pool.submit(_work, str(out), t) for t in tasks]
-            for fut in as_completed(futures):
-                yield fut.result()
+        yield from self._pool_for(workers).run(stage, out, tasks)
 
     def run_calls(self, fn: Callable[..., Any], jobs: list[tuple]) -> list[Any]:
-        """``fn(*job)`` per job on ``processes`` spawned workers (in-process with 1), in job order.
+        """``fn(*job)`` per job on the build's worker pool (in-process with 1 worker), in job order.
 
         Args:
             fn: a module-level function.
@@ -113,7 +84,10 @@ class LocalExecutor(Executor):
         workers = local_workers(self.processes, 0, len(jobs))
         if workers == 1:
             return super().run_calls(fn, jobs)
-        share = max(1, threads.machine_cpus() // workers)
-        with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=threads.set_worker_share,
-                                 initargs=(share,)) as pool, _spawn_env(share):
-            return [f.result() for f in [pool.submit(fn, *job) for job in jobs]]
+        return self._pool_for(workers).call(fn, jobs)
+
+    def close(self) -> None:
+        """Stop the worker pool (each worker tears down its stages); safe to call twice."""
+        pool, self.pool = self.pool, None
+        if pool is not None:
+            pool.close()

@@ -117,7 +117,8 @@ def test_ray_actor_of_a_whole_share_stage_asks_one_cpu():
 
 @pytest.mark.parametrize("processes", [1, 2])
 def test_local_workers_get_an_equal_share(processes, tmp_path, restore_process):
-    rows = _probe(LocalExecutor(processes, show_progress=False), tmp_path)
+    with LocalExecutor(processes, show_progress=False) as ex:
+        rows = _probe(ex, tmp_path)
     # In-process, torch's inter-op pool keeps the size this test process first gave it (once per process).
     counts = COUNTS if processes > 1 else tuple(k for k in COUNTS if k != "torch_interop")
     _assert_budget(rows, max(1, threads.machine_cpus() // processes), counts)

@@ -1,0 +1,168 @@
+"""The local executor's worker processes: one spawn pool per build, reused by every stage.
+
+Starting a worker costs an interpreter, the imports (torch, onnxruntime, open_clip) and a model
+load; paid once per stage, that start-up grew the CPU-seconds per image with every extra worker.
+So ``WorkerPool`` stays alive across stages, and each worker keeps the stages it was sent, set up,
+in ``_STAGES`` (keyed by stage name, class, config hash and the pickled config): a stage's models
+load once per worker per build. Every task carries that key and the stage pickled once by the
+driver (its config only, a few hundred bytes); a worker unpickles it only on a miss. Cached stages
+are torn down when the pool shuts down (``close``), or when the same stage comes back with another
+config; then the worker ends with ``os._exit`` (``_exit_now``). A pool has one worker count and one thread share per worker (``common/threads.py``); a
+stage that needs another share gets a new pool (``LocalExecutor``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import multiprocessing as mp
+import os
+import pickle
+import sys
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
+from multiprocessing.util import Finalize
+from pathlib import Path
+from typing import Any
+
+from common import threads
+from common.storage import as_path
+from pipelines.executors.base import ShardTask, run_shard
+from pipelines.shards import Marker
+from stages.base import Stage
+
+_STAGES: dict[str, Stage] = {}  # in a worker: the stages it was sent, set up on first use
+
+
+def _init_worker(share: int) -> None:
+    threads.set_worker_share(share)  # before any stage sizes its pools from it
+    Finalize(None, teardown_stages, exitpriority=10)  # runs when the pool shuts the worker down
+    Finalize(None, _exit_now, exitpriority=0)  # then, last of the exit finalizers that run first
+
+
+def _exit_now() -> None:
+    """End the worker without the interpreter's finalization: unloading torch, open_clip and
+    onnxruntime module by module costs ~2 CPU-s per worker and frees nothing the OS would not. The
+    worker has answered its last task (its result queue writes synchronously) and torn its stages
+    down; streams are flushed here."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (AttributeError, OSError, ValueError):  # closed or replaced stream
+            pass
+    os._exit(0)
+
+
+def teardown_stages() -> None:
+    """Tear down every stage this worker set up (stops e.g. OcrStage's PaddleOCR process)."""
+    while _STAGES:
+        _, stage = _STAGES.popitem()
+        stage.ensure_teardown()
+
+
+def worker_stage(key: str, payload: bytes) -> Stage:
+    """This worker's copy of the stage ``key`` names: cached, or unpickled from ``payload`` (models
+    load on its first shard, in ``run_shard``). An older config of the same stage is torn down.
+
+    Args:
+        key: the stage key (``stage_key``).
+        payload: the pickled stage.
+    """
+    stage = _STAGES.get(key)
+    if stage is None:
+        stage = pickle.loads(payload)
+        for old in [k for k, s in _STAGES.items() if s.name == stage.name]:
+            _STAGES.pop(old).ensure_teardown()
+        _STAGES[key] = stage
+    return stage
+
+
+def _work(out: str, key: str, payload: bytes, task: ShardTask) -> Marker:
+    return run_shard(worker_stage(key, payload), as_path(out), task)
+
+
+def stage_key(stage: Stage, config_hash: str, payload: bytes) -> str:
+    """The key of a stage in the workers' cache: name, class, config hash, pickled config."""
+    digest = hashlib.sha256(payload).hexdigest()[:16]
+    return f"{stage.name}:{type(stage).__qualname__}:{config_hash}:{digest}"
+
+
+@contextmanager
+def _spawn_env(share: int) -> Iterator[None]:
+    """Thread-count variables that workers spawned now read before anything imports numpy or torch."""
+    names = (threads.SHARE_ENV, *threads.ENV_NAMES)
+    saved = {k: os.environ.get(k) for k in names}
+    os.environ.update({k: str(share) for k in names})
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+class WorkerPool:
+    """``size`` spawned worker processes with ``share`` threads each, kept across stages.
+
+    Args:
+        size: worker processes (started as tasks arrive, never more than ``size``).
+        share: the thread share of each worker.
+    """
+
+    def __init__(self, size: int, share: int) -> None:
+        self.size, self.share = size, share
+        self.broken = False
+        ctx = mp.get_context("spawn")  # torch/onnx threads do not survive fork
+        self._pool = ProcessPoolExecutor(size, mp_context=ctx, initializer=_init_worker, initargs=(share,))
+
+    def fits(self, size: int, share: int) -> bool:
+        """Whether ``size`` workers of ``share`` threads can run on this pool as it is."""
+        return not self.broken and self.share == share and self.size >= size
+
+    def run(self, stage: Stage, out: Path, tasks: list[ShardTask]) -> Iterator[Marker]:
+        """Run ``tasks`` of ``stage`` on the workers; yield markers as shards finish. Tasks not yet
+        started are cancelled if the caller stops early or a shard fails.
+
+        Args:
+            stage: the stage (pickled once here; workers keep their set-up copy).
+            out: the output folder.
+            tasks: the shards to do (all carry the stage's config hash).
+        """
+        payload = pickle.dumps(stage)
+        key = stage_key(stage, tasks[0].config_hash, payload)
+        with _spawn_env(self.share):  # workers start on submit, inheriting these
+            futures = [self._pool.submit(_work, str(out), key, payload, t) for t in tasks]
+        try:
+            for fut in as_completed(futures):
+                yield fut.result()
+        except BrokenProcessPool:
+            self.broken = True  # a worker died: the next stage gets a new pool
+            raise
+        finally:
+            for fut in futures:
+                fut.cancel()
+
+    def call(self, fn: Callable[..., Any], jobs: list[tuple]) -> list[Any]:
+        """``fn(*job)`` for every job on the workers, results in job order (e.g. k-means fits).
+
+        Args:
+            fn: a module-level function (workers import it by name).
+            jobs: one argument tuple per call.
+        """
+        with _spawn_env(self.share):
+            futures = [self._pool.submit(fn, *job) for job in jobs]
+        try:
+            return [f.result() for f in futures]
+        except BrokenProcessPool:
+            self.broken = True
+            raise
+        finally:
+            for f in futures:
+                f.cancel()
+
+    def close(self) -> None:
+        """Stop the workers (each tears its stages down first) and wait for them."""
+        self._pool.shutdown(wait=True, cancel_futures=True)
