@@ -6,7 +6,7 @@
 2. The driver reads the level-0 sample, fits level 0 (``fit_hierarchy`` with one level).
 3. One streaming pass writes the full sample **partitioned by level-0 parent**: per embedding shard,
    ``WORK/part-<shard>/{x,pri,offsets}.npy`` sorted by (nearest level-0 centroid, priority), so a
-   task reads only its parent's slice of each file (memory-mapped).
+   task reads only its parent's slice of each file (a seek on disk, a ranged read on an object store).
 4. Every level-0 parent is fitted as an independent task (``executor.processes`` worker processes):
    its points sorted by priority, its children count from the driver (``allocate`` in proportion
    to the parents' sample sizes; deeper levels scaled alike), seeded inside the parent only (its
@@ -24,9 +24,9 @@ over one in-memory sample), which stays the default. ``WORK`` is ``OUT/.kmeans_f
 
 from __future__ import annotations
 
+import io
 import json
 import multiprocessing as mp
-import shutil
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
@@ -35,6 +35,8 @@ from typing import Any
 
 import numpy as np
 
+from common.files import load_npy, read_npy_rows, remove_tree, save_npy, write_atomic
+from common.storage import RemotePath, as_path
 from models.kmeans_index import l2_normalize, nearest_centroids
 from pipelines.failpoints import failpoint
 from pipelines.kmeans.sample import iter_embeddings, row_priority
@@ -87,35 +89,42 @@ def _read(out: Path, shards: list[int], sources: tuple[str, ...], seed: int, lim
     return (l2_normalize(x) if spherical else x), p[order]
 
 
-def _partition(out: Path, work: Path, shards: list[int], sources: tuple[str, ...], seed: int, limit: int,
-               level0: np.ndarray, spherical: bool) -> None:
-    """Write every shard's sample rows sorted by (level-0 parent, priority), with parent offsets."""
+def _partition(out: Path, work: Path | RemotePath, shards: list[int], sources: tuple[str, ...], seed: int,
+               limit: int, level0: np.ndarray, spherical: bool) -> None:
+    """Write every shard's sample rows sorted by (level-0 parent, priority), with parent offsets.
+
+    ``offsets.npy`` is written last: it commits the partition (no rename, so the same on object
+    stores); a partition without it is rewritten, and never read.
+    """
     k0 = len(level0)
+    done = {p.name for p in committed_parts(work)}
     for shard in shards:
         part = work / f"part-{shard:05d}"
-        if (part / "offsets.npy").exists():
+        if part.name in done:
             continue
         x, p = _read(out, [shard], sources, seed, limit, spherical)
         members = nearest_centroids(x, level0, "numpy")[0] if len(x) else np.zeros(0, np.int64)
         order = np.lexsort((p, members))
-        tmp = work / f".part-{shard:05d}.tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        np.save(tmp / "x.npy", x[order] if len(x) else np.zeros((0, level0.shape[1]), np.float32))
-        np.save(tmp / "pri.npy", p[order])
-        np.save(tmp / "offsets.npy", np.concatenate([[0], np.cumsum(np.bincount(members, minlength=k0))]))
-        tmp.rename(part)
+        save_npy(part / "x.npy", x[order] if len(x) else np.zeros((0, level0.shape[1]), np.float32))
+        save_npy(part / "pri.npy", p[order])
+        save_npy(part / "offsets.npy", np.concatenate([[0], np.cumsum(np.bincount(members, minlength=k0))]))
 
 
-def parent_points(work: Path, parent: int) -> np.ndarray:
-    """The sample points of one level-0 parent, from every partition file, sorted by priority."""
+def committed_parts(work: Path | RemotePath) -> list[Path | RemotePath]:
+    """The partitions of ``work`` whose ``offsets.npy`` (their commit) exists, in shard order (one listing)."""
+    return sorted(f.parent for f in as_path(work).glob("part-*/offsets.npy"))
+
+
+def parent_points(work: Path | RemotePath, parent: int) -> np.ndarray:
+    """The sample points of one level-0 parent, from every partition, sorted by priority (only that
+    parent's rows of each partition are read: a seek on disk, a ranged GET on an object store)."""
     xs, ps = [], []
-    for part in sorted(work.glob("part-*")):
-        off = np.load(part / "offsets.npy")
+    for part in committed_parts(work):
+        off = load_npy(part / "offsets.npy")
         lo, hi = int(off[parent]), int(off[parent + 1])
         if hi > lo:
-            xs.append(np.array(np.load(part / "x.npy", mmap_mode="r")[lo:hi]))
-            ps.append(np.array(np.load(part / "pri.npy", mmap_mode="r")[lo:hi]))
+            xs.append(read_npy_rows(part / "x.npy", lo, hi))
+            ps.append(read_npy_rows(part / "pri.npy", lo, hi))
     if not xs:
         return np.zeros((0, 0), np.float32)
     p = np.concatenate(ps)
@@ -127,20 +136,19 @@ def _fit_parent(work: str, parent: int, totals: list[int], params: FitParams, th
     import faiss
 
     faiss.omp_set_num_threads(threads)
-    x = parent_points(Path(work), parent)
+    x = parent_points(as_path(work), parent)
     p = replace(params, seed=params.seed + PARENT_SEED * (parent + 1), refine_iters=0)
     res = fit_hierarchy(x, totals, p) if len(x) else FitResult()
     arrays = {f"c{i}": c for i, c in enumerate(res.centroids)} | {f"p{i}": q for i, q in enumerate(res.parents)}
-    tmp = Path(work) / f".parent-{parent:07d}.npz"
-    with open(tmp, "wb") as f:
-        np.savez(f, stats=json.dumps(dict(res.stats)), **arrays)
-    tmp.replace(Path(work) / f"parent-{parent:07d}.npz")
+    buf = io.BytesIO()
+    np.savez(buf, stats=json.dumps(dict(res.stats)), **arrays)
+    write_atomic(as_path(work) / f"parent-{parent:07d}.npz", buf.getvalue())
     failpoint("kmeans:parent_fitted")
 
 
 def _refine_map(work: str, parent: int, leaves: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
     """Task: nearest leaf of the parent's points; (leaf ids hit, their float64 sums, counts, Σ dist)."""
-    x = parent_points(Path(work), parent)
+    x = parent_points(as_path(work), parent)
     if not len(x):
         return np.zeros(0, np.int64), np.zeros((0, leaves.shape[1])), np.zeros(0, np.int64), 0.0
     ids, dist = nearest_centroids(x, leaves, "numpy")
@@ -178,33 +186,33 @@ def fit_per_parent(out: Path, shards: list[int], sources: tuple[str, ...], sampl
         ``result`` (FitResult), ``sample_rows``, ``rows_seen``, ``inertia``, ``leaf_sizes``,
         ``parents_refitted``.
     """
-    work = Path(out) / WORK
+    out = as_path(out)
+    work = out / WORK
     sig = json.dumps({"signature": signature, "shards": sorted(shards)}, sort_keys=True)
     if (work / "signature.json").exists() and (work / "signature.json").read_text() != sig:
-        shutil.rmtree(work)
-    work.mkdir(parents=True, exist_ok=True)
-    (work / "signature.json").write_text(sig)
-    _, seen = _bottom(Path(out), shards, sources, p.seed, [1])
+        remove_tree(work)
+    write_atomic(work / "signature.json", sig.encode())
+    _, seen = _bottom(out, shards, sources, p.seed, [1])
     if seen == 0:
         raise ValueError("fit_kmeans: no embeddings to fit (is the embed step done for the chosen sources?)")
     want = totals(min(sample_size, seen))
     n0 = min(sample_size, p.max_points_per_centroid * want[0])
-    (t0, t_all), _ = _bottom(Path(out), shards, sources, p.seed, [n0, sample_size])
+    (t0, t_all), _ = _bottom(out, shards, sources, p.seed, [n0, sample_size])
     totals = want  # type: ignore[assignment]
     if (work / "level0.npy").exists():
-        level0 = np.load(work / "level0.npy")
+        level0 = load_npy(work / "level0.npy")
     else:
-        x0, _ = _read(Path(out), shards, sources, p.seed, t0, p.spherical)
+        x0, _ = _read(out, shards, sources, p.seed, t0, p.spherical)
         level0 = fit_hierarchy(x0, totals[:1], replace(p, refine_iters=0)).centroids[0]
         del x0
-        np.save(work / ".level0.npy", level0)
-        (work / ".level0.npy").rename(work / "level0.npy")
-    _partition(Path(out), work, sorted(shards), sources, p.seed, t_all, level0, p.spherical)
-    offs = [np.load(part / "offsets.npy") for part in sorted(work.glob("part-*"))]
+        save_npy(work / "level0.npy", level0)
+    _partition(out, work, sorted(shards), sources, p.seed, t_all, level0, p.spherical)
+    offs = [load_npy(part / "offsets.npy") for part in committed_parts(work)]
     sizes = np.sum([np.diff(o) for o in offs], axis=0)
     weights = sizes.astype(np.float64)
     k1 = allocate(np.maximum(weights, 1e-9), totals[1], np.maximum(sizes, 1)) if len(totals) > 1 else None
-    todo = [j for j in range(len(level0)) if sizes[j] and not (work / f"parent-{j:07d}.npz").exists()]
+    fitted = {f.name for f in work.glob("parent-*.npz")}  # one listing: the parents' markers
+    todo = [j for j in range(len(level0)) if sizes[j] and f"parent-{j:07d}.npz" not in fitted]
     res = FitResult(centroids=[level0], parents=[np.full(len(level0), -1, np.int32)])
     pool = _pool(processes)
     try:
@@ -235,7 +243,7 @@ def _assemble(work: Path, res: FitResult, parents: list[int], depth: int) -> Non
     count = [0] * depth
     for j in parents:
         base = list(count)
-        with np.load(work / f"parent-{j:07d}.npz") as z:
+        with np.load(io.BytesIO((work / f"parent-{j:07d}.npz").read_bytes())) as z:
             res.stats.update(json.loads(str(z["stats"])))
             for lv in range(1, depth):
                 c, q = z[f"c{lv - 1}"], z[f"p{lv - 1}"]
