@@ -75,27 +75,49 @@ def load_npy(path: str | os.PathLike | RemotePath) -> np.ndarray:
     return np.load(p, allow_pickle=False)
 
 
+def read_range(path: str | os.PathLike | RemotePath, start: int, end: int) -> bytes:
+    """Bytes ``[start, end)`` of a file or object (a seek locally, one ranged GET remotely; shorter at EOF).
+
+    Args:
+        path: where.
+        start: first byte.
+        end: one past the last byte.
+    """
+    p = as_path(path)
+    if isinstance(p, RemotePath):
+        return p.fs.cat_file(p.key, start=start, end=end)
+    with open(p, "rb") as f:
+        f.seek(start)
+        return f.read(max(0, end - start))
+
+
+_HEAD = 4096  # bytes fetched for a .npy header (regionset's are 128); a longer one costs one more read
+
+
 def read_npy_rows(path: str | os.PathLike | RemotePath, lo: int, hi: int) -> np.ndarray:
-    """Rows ``[lo, hi)`` of a C-order ``.npy`` array, reading only its header and those rows.
+    """Rows ``[lo, hi)`` of a C-order ``.npy`` array: its header, then only those rows (two reads).
 
     Args:
         path: the ``.npy`` file or object.
         lo: first row.
         hi: one past the last row.
     """
-    p = as_path(path)
-    with p.open("rb") as f:
-        version = np.lib.format.read_magic(f)
-        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-        shape, fortran, dtype = read_header(f)
-        if fortran:
-            raise ValueError(f"{p}: Fortran-order arrays are not supported")
-        row = int(np.prod(shape[1:], dtype=np.int64)) * dtype.itemsize
-        hi = min(hi, shape[0]) if shape else 0
-        if hi <= lo:
-            return np.zeros((0, *shape[1:]), dtype)
-        f.seek(f.tell() + lo * row)
-        data = f.read((hi - lo) * row)
+    head = read_range(path, 0, _HEAD)
+    version = np.lib.format.read_magic(io.BytesIO(head))
+    size = 10 + int.from_bytes(head[8:10], "little") if version == (1, 0) else 12 + int.from_bytes(head[8:12], "little")
+    if size > len(head):
+        head = read_range(path, 0, size)
+    f = io.BytesIO(head[:size])
+    np.lib.format.read_magic(f)
+    read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+    shape, fortran, dtype = read_header(f)
+    if fortran:
+        raise ValueError(f"{path}: Fortran-order arrays are not supported")
+    row = int(np.prod(shape[1:], dtype=np.int64)) * dtype.itemsize
+    hi = min(hi, shape[0]) if shape else 0
+    if hi <= lo:
+        return np.zeros((0, *shape[1:]), dtype)
+    data = read_range(path, size + lo * row, size + hi * row)
     return np.frombuffer(data, dtype).reshape((hi - lo, *shape[1:])).copy()
 
 
