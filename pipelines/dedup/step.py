@@ -1,11 +1,13 @@
 """The ``group_duplicates`` global step: ``hashes/`` -> ``duplicates/`` (one file per shard), incremental.
 
 ``OUT/_state/group_duplicates.json`` records the grouping settings and each shard's hashes-file
-sha256; it is also the commit of ``duplicates/`` (deleted before any file is rewritten, written
-last), so on an object store, where there is no rename, the next build deletes duplicates files
-that no state file commits (``pipelines.shards.clean_temp_files``). A rerun regroups only from the first shard whose hashes changed (or that is new): rows of
+sha256. A rerun regroups only from the first shard whose hashes changed (or that is new): rows of
 earlier shards depend only on earlier keys (``group.py``), so their files are left untouched and the
 stages that read them are not redone. Changed settings regroup everything.
+
+The state file is also the commit of ``duplicates/``: deleted before any file is rewritten, written
+last. On an object store (no rename) duplicates objects no state file commits are never read, and
+the next build deletes them (``pipelines.shards.clean_temp_files``).
 """
 
 from __future__ import annotations

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tempfile
+from contextlib import nullcontext
 from pathlib import Path
 
 import pyarrow as pa
@@ -60,8 +61,9 @@ def run_demo(out: str | Path = "regionset-demo", limit: int | None = None, shard
     both) and print the output path, example queries, the cluster sizes and the report's path."""
     remote = is_remote(out)
     out = as_path(out) if remote else Path(out).resolve()
-    with tempfile.TemporaryDirectory(prefix="regionset-demo-") as tmp, LoopbackServer() as server:
-        urls = write_url_list(server, Path(tmp) if remote else out / "_demo", limit)  # the URL list stays local
+    lists = tempfile.TemporaryDirectory(prefix="regionset-demo-") if remote else nullcontext(out / "_demo")
+    with lists as folder, LoopbackServer() as server:
+        urls = write_url_list(server, Path(folder), limit)  # the URL list is a local file either way
         build(load_config(None, demo_overrides(out, urls, shard_size) + list(extra or [])))
     catalog = catalog_file(out)
     out_console.print(f"\n[bold green]demo output:[/] {out}", soft_wrap=True)
