@@ -24,14 +24,16 @@ import numpy as np
 import pyarrow as pa
 
 from common import threads as worker_threads
+from common.files import load_npy, save_npy, write_atomic
+from common.storage import RemotePath, as_path
 
 KMEANS_JSON = "kmeans.json"
 Backend = Literal["auto", "numpy", "torch", "faiss"]
 
 
-def level_dir(root: Path, level: int) -> Path:
-    """``root/level-<level>``."""
-    return Path(root) / f"level-{level}"
+def level_dir(root: Path | RemotePath, level: int) -> Path | RemotePath:
+    """``root/level-<level>`` (a folder, or a prefix on an object store)."""
+    return as_path(root) / f"level-{level}"
 
 
 def l2_normalize(x: np.ndarray) -> np.ndarray:
@@ -181,29 +183,34 @@ class ClusterTree:
             raise ValueError(f"assign.search: expected exact or beam, got {search!r}")
         return self.paths(leaf), dist
 
-    def save(self, root: Path) -> str:
-        """Write every level's arrays and ``kmeans.json`` (with the centroids' hash); return the hash."""
-        root = Path(root)
+    def save(self, root: Path | RemotePath) -> str:
+        """Write every level's arrays, then ``kmeans.json`` (the commit); return the centroids' hash."""
+        self.write_levels(root)
+        return self.write_meta(root)
+
+    def write_levels(self, root: Path | RemotePath) -> None:
+        """Write every level's ``centroids.npy`` and ``parents.npy`` (each whole, under its final name)."""
         for level, (c, p) in enumerate(zip(self.centroids, self.parents)):
             d = level_dir(root, level)
-            d.mkdir(parents=True, exist_ok=True)
-            np.save(d / "centroids.npy", c.astype(np.float32))
-            np.save(d / "parents.npy", p.astype(np.int32))
+            save_npy(d / "centroids.npy", c.astype(np.float32))
+            save_npy(d / "parents.npy", p.astype(np.int32))
+
+    def write_meta(self, root: Path | RemotePath) -> str:
+        """Write ``kmeans.json`` with the centroids' hash, last: its presence means a complete tree
+        (on disk and on object stores alike, where there is no rename); return the hash."""
         self.meta["centroids_sha256"] = tree_hash(self.centroids, self.parents)
-        tmp = root / f".{KMEANS_JSON}.tmp"
-        tmp.write_text(json.dumps(self.meta, indent=2, sort_keys=True))
-        tmp.replace(root / KMEANS_JSON)  # written last: its presence means a complete tree
+        write_atomic(as_path(root) / KMEANS_JSON, json.dumps(self.meta, indent=2, sort_keys=True).encode())
         return self.meta["centroids_sha256"]
 
     @classmethod
-    def load(cls, root: Path) -> ClusterTree:
+    def load(cls, root: Path | RemotePath) -> ClusterTree:
         """Read a tree written by ``save``; FileNotFoundError names the missing ``kmeans.json``."""
-        root = Path(root)
+        root = as_path(root)
         meta = read_meta(root)
         if meta is None:
             raise FileNotFoundError(f"{root / KMEANS_JSON} not found: run the fit_kmeans step first")
-        cents = [np.load(level_dir(root, i) / "centroids.npy") for i in range(len(meta["sizes"]))]
-        pars = [np.load(level_dir(root, i) / "parents.npy") for i in range(len(meta["sizes"]))]
+        cents = [load_npy(level_dir(root, i) / "centroids.npy") for i in range(len(meta["sizes"]))]
+        pars = [load_npy(level_dir(root, i) / "parents.npy") for i in range(len(meta["sizes"]))]
         return cls(cents, pars, bool(meta["spherical"]), meta)
 
 
@@ -216,9 +223,9 @@ def tree_hash(centroids: list[np.ndarray], parents: list[np.ndarray]) -> str:
     return h.hexdigest()
 
 
-def read_meta(root: Path) -> dict[str, Any] | None:
-    """``kmeans.json`` of a tree folder, or None when there is no complete tree."""
-    path = Path(root) / KMEANS_JSON
+def read_meta(root: Path | RemotePath) -> dict[str, Any] | None:
+    """``kmeans.json`` of a tree folder or prefix, or None when there is no complete tree."""
+    path = as_path(root) / KMEANS_JSON
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError):

@@ -16,7 +16,7 @@ from common.storage import as_path, is_remote
 from common.typed_config import ConfigError
 from pipelines.catalog import build_catalog
 from pipelines.config import BuildConfig
-from pipelines.definition import GlobalStep, build_steps
+from pipelines.definition import GlobalStep, build_steps, global_outputs
 from pipelines.executors.base import Executor, StageReport
 from pipelines.failpoints import failpoint
 from pipelines.inputs import shard_input
@@ -101,7 +101,7 @@ def begin_build(cfg: BuildConfig, steps: list, announce: bool = True) -> list[st
     """
     out = as_path(cfg.output)
     forget_sha256()  # remembered object-store hashes are this build's own, never an earlier process's
-    clean_temp_files(out, {s.output: s.name for s in steps if not isinstance(s, GlobalStep)})
+    clean_temp_files(out, {s.output: s.name for s in steps if not isinstance(s, GlobalStep)}, global_outputs())
     models, warnings = model_lineage(steps)
     if announce:
         for w in warnings:

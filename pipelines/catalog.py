@@ -70,14 +70,18 @@ def committed_files(out: RemotePath, folder: str) -> list[str]:
     """The shard objects of an object-store table folder that carry their stage's completion marker.
 
     The marker is the commit there: objects a killed writer left are not in the catalog (the next
-    build deletes them). One listing of the folder and one of its stage's markers.
+    build deletes them). One listing of the folder and one of its stage's markers; a global step's
+    folder (``duplicates``, ...) counts only while its completion file exists.
 
     Args:
         out: the output prefix.
         folder: a table folder.
     """
-    from pipelines.definition import stage_outputs
+    from pipelines.definition import global_outputs, stage_outputs
 
+    commit = global_outputs().get(folder)
+    if commit is not None and not (out / commit).exists():
+        return []
     shards = list_shards(out, folder)
     stage = stage_outputs().get(folder)
     if stage is not None:

@@ -13,7 +13,8 @@ from typing import Any
 
 import yaml
 
-from common.storage import as_path, is_remote
+from common.files import write_atomic
+from common.storage import as_path
 from common.typed_config import to_dict
 from pipelines.shards import write_json
 
@@ -49,14 +50,7 @@ def write_lineage(out: Path, cfg: Any, models: dict[str, Any], warnings: list[st
         "versions": package_versions(),
         "config": to_dict(cfg),
     }
-    path = as_path(out) / LINEAGE_FILE
-    text = yaml.safe_dump(doc, sort_keys=False, allow_unicode=True)
-    if is_remote(path):
-        path.write_text(text)  # one PUT is atomic on an object store
-        return doc
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
+    write_atomic(as_path(out) / LINEAGE_FILE, yaml.safe_dump(doc, sort_keys=False, allow_unicode=True).encode())
     return doc
 
 
@@ -75,7 +69,7 @@ def add_to_lineage(out: Path, key: str, value: Any, warnings: list[str], replace
         warnings: warnings to add (each once).
         replaces: earlier warnings starting with this are dropped first (a refit tree's old ones).
     """
-    path = Path(out) / LINEAGE_FILE
+    path = as_path(out) / LINEAGE_FILE
     try:
         doc = yaml.safe_load(path.read_text()) or {}
     except (OSError, yaml.YAMLError):
@@ -83,9 +77,7 @@ def add_to_lineage(out: Path, key: str, value: Any, warnings: list[str], replace
     doc[key] = value
     old = [w for w in doc.get("warnings") or [] if not (replaces and str(w).startswith(replaces))]
     doc["warnings"] = list(dict.fromkeys([*old, *warnings]))
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True))
-    tmp.replace(path)
+    write_atomic(path, yaml.safe_dump(doc, sort_keys=False, allow_unicode=True).encode())
 
 
 def append_run(out: Path, record: dict[str, Any]) -> None:

@@ -14,7 +14,6 @@ from common.storage import as_path, is_remote
 from pipelines.config import BuildConfig
 from pipelines.preflight import Check, fail, ok
 from pipelines.shards import STATE_DIR
-from pipelines.steps import OBJECT_STORE_STEPS
 
 _CAUSES = (  # (substring of the client's error, the cause in words)
     ("NoSuchBucket", "the bucket does not exist"),
@@ -69,26 +68,10 @@ def check_remote_output(cfg: BuildConfig) -> Check:
     return ok("output writable", "output", f"{out} (object store; probe written and deleted)")
 
 
-def check_remote_steps(cfg: BuildConfig) -> Check:
-    """Steps that still read or write local files (global steps, assign, pack) are refused by name.
-
-    Args:
-        cfg: the resolved build config.
-    """
-    other = [s for s in cfg.steps if s not in OBJECT_STORE_STEPS]
-    if other:
-        return fail("object-store steps", "steps", f"output={cfg.output}: the steps {other} do not run on an "
-                    f"object store yet; set steps=[{','.join(OBJECT_STORE_STEPS)}] or use a local output")
-    return ok("object-store steps", "steps", ", ".join(cfg.steps))
-
-
 def storage_checks(cfg: BuildConfig) -> list[Check]:
     """The object-store checks of ``cfg`` (none for a local output).
 
     Args:
         cfg: the resolved build config.
     """
-    if not is_remote(cfg.output):
-        return []
-    out = check_remote_output(cfg)
-    return [out] if out.status == "fail" else [out, check_remote_steps(cfg)]
+    return [check_remote_output(cfg)] if is_remote(cfg.output) else []

@@ -83,8 +83,11 @@ def sample_regions(out: Path, size: int, strategy: Strategy = "balanced", seed: 
         raise FileNotFoundError(f"{out}/{LABELS}: no labels to sample from; run the build through assign first")
     if strategy not in ("balanced", "random"):
         raise ValueError(f"--strategy: unknown strategy {strategy!r}; known: balanced, random")
+    from pipelines.catalog import register_storage
+
     con = duckdb.connect()
     try:
+        register_storage(con, out)  # an object-store output's labels are read through fsspec
         con.execute(f"""CREATE TEMP VIEW r AS SELECT region_id, key, cluster_path, cluster_id,
                           md5('{int(seed)}:' || region_id) AS draw
                         FROM read_parquet({files!r}) WHERE cluster_path IS NOT NULL""")

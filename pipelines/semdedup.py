@@ -6,6 +6,9 @@ of the most similar one, otherwise it is kept. Clusters are processed in buckets
 buckets``), each bucket's embeddings read from every shard in turn, so at most about
 ``max_bytes`` of embeddings are in memory. Output: ``region_duplicates/part-NNNNN.parquet`` by the
 region's shard; a file whose rows did not change is not rewritten (pack is not redone for it).
+``OUT/_state/semdedup.json`` commits the folder: deleted before any file is written and written
+last, so on an object store (no rename) files no state file commits are never read and the next
+build deletes them (``pipelines.shards.clean_temp_files``).
 """
 
 from __future__ import annotations
@@ -20,10 +23,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipelines.shards import list_shards, read_table, shard_path, write_table
+from common.storage import as_path
+from pipelines.shards import STATE_DIR, list_shards, read_table, shard_path, write_json, write_table
 from schemas import EMBEDDINGS, LABELS, REGION_DUPLICATES, region_duplicates_schema
 
 _BLOCK = 2048
+STATE_FILE = "semdedup.json"  # under OUT/_state: the commit of region_duplicates/
 
 
 @dataclass(frozen=True)
@@ -103,7 +108,7 @@ def semdedup(out: Path, cfg: Any, shards: list[int]) -> dict[str, Any]:
         shards: the build's shard ids.
     """
     sc: SemDedupConfig = cfg.semdedup
-    out = Path(out)
+    out = as_path(out)  # a folder or an object-store prefix
     present = set(list_shards(out, LABELS)) & set(list_shards(out, EMBEDDINGS))
     ready = [s for s in shards if s in present]
     if not ready:
@@ -129,12 +134,16 @@ def semdedup(out: Path, cfg: Any, shards: list[int]) -> dict[str, Any]:
                 rows[int(shard_of[m])].append({"region_id": ids[m], "key": keys[m], "cluster_id": int(c),
                                                "duplicate_of": ids[members[dup_of[i]]], "cosine": float(cos[i])})
     written = 0
+    have = set(list_shards(out, REGION_DUPLICATES))
+    state = out / STATE_DIR / STATE_FILE
+    state.unlink(missing_ok=True)  # uncommitted until the new state is written, last
     for s in ready:
         table = pa.Table.from_pylist(sorted(rows.get(s, []), key=lambda r: r["region_id"]),
                                      schema=region_duplicates_schema())
         path = shard_path(out, REGION_DUPLICATES, s)
-        if path.exists() and read_table(path).equals(table):
+        if s in have and read_table(path).equals(table):
             continue
         write_table(table, path)
         written += 1
+    write_json({"threshold": sc.threshold, "shards": sorted(ready)}, state)
     return {"region_duplicates": sum(len(v) for v in rows.values()), "buckets": buckets, "shards_written": written}

@@ -180,15 +180,17 @@ def write_marker(out: Path, marker: Marker) -> None:
     write_json(asdict(marker), marker_path(out, marker.stage, marker.shard))
 
 
-def clean_temp_files(out: Path | RemotePath, producers: dict[str, str] | None = None) -> int:
+def clean_temp_files(out: Path | RemotePath, producers: dict[str, str] | None = None,
+                     commits: dict[str, str] | None = None) -> int:
     """Remove what a killed writer left; return how many files or objects were removed.
 
     Local disk: temp files (a rename is the commit). Object store: shard objects of a table folder
     with no completion marker of the stage that writes it (``producers``: folder -> stage), since
-    the marker is the commit there.
+    the marker is the commit there, and every object of a global step's folder whose completion
+    file is missing (``commits``: folder -> completion file relative to ``out``).
     """
     if is_remote(out):
-        return _clean_unmarked(as_path(out), producers or {})
+        return _clean_unmarked(as_path(out), producers or {}) + _clean_uncommitted(as_path(out), commits or {})
     n = 0
     for pattern in (".*.tmp", ".*.tmp.wal"):
         for p in list(Path(out).rglob(pattern)):
@@ -209,4 +211,15 @@ def _clean_unmarked(out: RemotePath, producers: dict[str, str]) -> int:
             if i is not None and i not in marked:
                 p.unlink(missing_ok=True)
                 n += 1
+    return n
+
+
+def _clean_uncommitted(out: RemotePath, commits: dict[str, str]) -> int:
+    n = 0
+    for folder, commit in commits.items():
+        if (out / commit).exists():
+            continue
+        for p in (out / folder).rglob("*"):
+            p.unlink(missing_ok=True)
+            n += 1
     return n

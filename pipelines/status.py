@@ -20,7 +20,8 @@ def stage_names(out: Path) -> list[str]:
     """Stages that left markers in ``out``, in the order their first marker was written."""
     state = as_path(out) / STATE_DIR
     if is_remote(state):  # object stores keep no folder times: the pipeline's own order
-        names = {p.name for p in state.iterdir()} - {"runs", "build.lock"}
+        # marker folders only: not runs/, the lock, nor a global step's completion file (``*.json``)
+        names = {p.name for p in state.iterdir() if not p.suffix} - {"runs", "build.lock"}
         return [n for n in STEP_NAMES if n in names] + sorted(names - set(STEP_NAMES))
     dirs = [p for p in state.glob("*") if p.is_dir() and p.name != "runs"]
     return [p.name for p in sorted(dirs, key=lambda p: min((f.stat().st_mtime for f in p.glob("*.json")),

@@ -27,7 +27,3 @@ STEP_NAMES: tuple[str, ...] = tuple(name for name, _ in PIPELINE)
 # offline default) every region looks alike and it would drop most of them (docs/curation.md).
 OPT_IN: tuple[str, ...] = ("semdedup",)
 DEFAULT_STEPS: tuple[str, ...] = tuple(name for name in STEP_NAMES if name not in OPT_IN)
-# Steps that run with ``output: s3://…`` (an object store) today: the shard steps up to ``embed``.
-# The global steps (group_duplicates, fit_kmeans, semdedup) and the steps that read their files
-# (assign, pack) still need a local output folder (README "Object storage").
-OBJECT_STORE_STEPS: tuple[str, ...] = ("download", "detect", "ocr", "embed")

@@ -117,7 +117,7 @@ def run_stage_all(config_path: str, stage_name: str, overrides: list[str] | None
     stage = _step(cfg, stage_name)
     if stage is None or not hasattr(stage, "process"):
         return {"stage": stage_name, "status": "absent"}
-    out = Path(cfg.output)
+    out = as_path(cfg.output)
     executor = make_executor(cfg)
     try:
         report = executor.run_stage(stage, out, _shards(out))
@@ -140,7 +140,7 @@ def run_global(config_path: str, name: str, overrides: list[str] | None = None) 
     step = _step(cfg, name)
     if step is None or not hasattr(step, "run"):
         return {"step": name, "status": "absent"}
-    out = Path(cfg.output)
+    out = as_path(cfg.output)
     from pipelines.build import run_global_step
 
     summary = run_global_step(step, out, cfg, _shards(out))

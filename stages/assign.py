@@ -22,6 +22,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from common.storage import RemotePath, as_path
 from models.kmeans_index import ClusterTree, embedding_matrix, read_meta
 from models.tokenizer import TokenizerConfig, TokenLabeler
 from schemas import EMBEDDINGS, LABELS, REGIONS_OBJECT, REGIONS_TEXT, labels_schema
@@ -82,12 +83,12 @@ class AssignStage(Stage):
         self.tree: ClusterTree | None = None
         self.labeler: TokenLabeler | None = None
 
-    def _kmeans_dir(self, out: Path | None = None) -> Path:
+    def _kmeans_dir(self, out: Path | None = None) -> Path | RemotePath:
         if self.config.kmeans_dir:
-            return Path(self.config.kmeans_dir)
+            return as_path(self.config.kmeans_dir)  # a folder or an object-store prefix
         if out is None:
             raise ValueError("assign.kmeans_dir is empty: the pipeline sets it to OUT/kmeans")
-        return Path(out) / KMEANS
+        return as_path(out) / KMEANS
 
     def fingerprint(self, out: Path) -> str:
         meta = read_meta(self._kmeans_dir(out))

@@ -5,6 +5,10 @@ sha256. A rerun regroups only from the first shard whose hashes changed (or that
 earlier shards depend only on earlier keys (``group.py``), so their files are left untouched and the
 stages that read them are not redone. Changed settings regroup everything, and so does a build whose
 ``dedup.scheme: auto`` resolves differently (the number of hashes crossed ``dedup.auto_limit``).
+
+The state file is also the commit of ``duplicates/``: deleted before any file is rewritten, written
+last. On an object store (no rename) duplicates objects no state file commits are never read, and
+the next build deletes them (``pipelines.shards.clean_temp_files``).
 """
 
 from __future__ import annotations
@@ -12,12 +16,15 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import duckdb
 import pyarrow.parquet as pq
 
+from common.storage import as_path, is_remote
+from pipelines.catalog import register_storage
 from pipelines.dedup.against import against_hashes
 from pipelines.dedup.candidates import resolve_scheme
 from pipelines.dedup.group import find_duplicates
@@ -46,7 +53,7 @@ def group_duplicates(out: Path, cfg: Any, shards: list[int]) -> dict[str, Any]:
         shards: the build's shard ids.
     """
     dc: DedupConfig = cfg.dedup
-    out = Path(out)
+    out = as_path(out)  # a folder or an object-store prefix
     present = set(list_shards(out, HASHES))
     hashed = [s for s in shards if s in present]
     if not hashed:
@@ -62,15 +69,17 @@ def group_duplicates(out: Path, cfg: Any, shards: list[int]) -> dict[str, Any]:
     old = json.loads(state_path.read_text()) if state_path.exists() else {}
     sums = {str(s): file_sha256(shard_path(out, HASHES, s)) for s in hashed}
     prior = old.get("shards", {}) if old.get("settings") == settings else {}
-    changed = [s for s in hashed if prior.get(str(s)) != sums[str(s)]
-               or not shard_path(out, DUPLICATES, s).exists()]
+    have = set(list_shards(out, DUPLICATES))
+    changed = [s for s in hashed if prior.get(str(s)) != sums[str(s)] or s not in have]
     if not changed:
         return {"regrouped_shards": 0, "reused": True}
     s0 = min(changed)
-    tmp = out / "_tmp" / "dedup"
+    # DuckDB spills next to the output on disk; for an object store, to a local temp folder
+    tmp = Path(tempfile.mkdtemp(prefix="regionset-dedup-")) if is_remote(out) else out / "_tmp" / "dedup"
     tmp.mkdir(parents=True, exist_ok=True)
     con = duckdb.connect()
     try:
+        register_storage(con, out)  # remote hashes/duplicates files are read through fsspec
         con.execute(f"SET memory_limit = '{dc.memory_limit}'")
         con.execute(f"SET temp_directory = '{tmp}'")
         if evals is not None:
@@ -80,6 +89,7 @@ def group_duplicates(out: Path, cfg: Any, shards: list[int]) -> dict[str, Any]:
                         "eval_hashes" if evals is not None else None, scheme, dc.halvings)
         counts = dict(con.execute("SELECT kind, count(*) FROM dups GROUP BY kind").fetchall())
         redo = [s for s in hashed if s >= s0]
+        state_path.unlink(missing_ok=True)  # uncommitted until the new state is written, last
         for s in redo:
             t = con.sql("SELECT * FROM dups WHERE key >= $lo AND key < $hi ORDER BY key, kind",
                         params={"lo": f"{s:05d}", "hi": f"{s + 1:05d}"}).to_arrow_table()

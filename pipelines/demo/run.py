@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import tempfile
+from contextlib import nullcontext
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from common.storage import RemotePath, as_path, is_remote
+from models.kmeans_index import read_meta
 from pipelines.build import build
 from pipelines.catalog import catalog_file
 from pipelines.config import load_config
@@ -17,7 +19,7 @@ from pipelines.demo.server import LoopbackServer
 from pipelines.kmeans.catalog import cluster_summary
 from pipelines.progress import out_console, print_table
 from pipelines.report import write_report
-from pipelines.steps import OBJECT_STORE_STEPS
+from schemas.tables import KMEANS
 
 EXAMPLE_SQL = [
     "SELECT status, count(*) AS n FROM images GROUP BY status ORDER BY n DESC",
@@ -54,38 +56,24 @@ def demo_overrides(out: Path, urls: Path, shard_size: int) -> list[str]:
 
 
 def run_demo(out: str | Path = "regionset-demo", limit: int | None = None, shard_size: int = 8,
-             extra: list[str] | None = None) -> Path:
-    """Run the demo end to end into ``out`` and print the output path and example queries."""
-    if is_remote(out):
-        return _run_remote_demo(as_path(out), limit, shard_size, extra)
-    out = Path(out).resolve()
-    with LoopbackServer() as server:
-        urls = write_url_list(server, out / "_demo", limit)
-        cfg = load_config(None, demo_overrides(out, urls, shard_size) + list(extra or []))
-        build(cfg)
+             extra: list[str] | None = None) -> Path | RemotePath:
+    """Run the demo end to end into ``out`` (a folder or an object-store prefix: every step runs on
+    both) and print the output path, example queries, the cluster sizes and the report's path."""
+    remote = is_remote(out)
+    out = as_path(out) if remote else Path(out).resolve()
+    lists = tempfile.TemporaryDirectory(prefix="regionset-demo-") if remote else nullcontext(out / "_demo")
+    with lists as folder, LoopbackServer() as server:
+        urls = write_url_list(server, Path(folder), limit)  # the URL list is a local file either way
+        build(load_config(None, demo_overrides(out, urls, shard_size) + list(extra or [])))
+    catalog = catalog_file(out)
     out_console.print(f"\n[bold green]demo output:[/] {out}", soft_wrap=True)
-    out_console.print(f"catalog: {out / 'catalog.duckdb'}  (also opens in the plain duckdb CLI)", soft_wrap=True)
+    where = f"(local; its views read {out})" if remote else "(also opens in the plain duckdb CLI)"
+    out_console.print(f"catalog: {catalog}  {where}", soft_wrap=True)
     out_console.print("try:")
     for q in EXAMPLE_SQL:
         out_console.print(f'  regionset sql {out} "{q}"', soft_wrap=True, markup=False, highlight=False)
-    if (out / "kmeans" / "kmeans.json").exists():
+    if read_meta(out / KMEANS) is not None:
         print_table("clusters (SELECT * FROM clusters)",
-                    ["level", "clusters", "regions", "empty", "min", "median", "max"], cluster_summary(out))
+                    ["level", "clusters", "regions", "empty", "min", "median", "max"], cluster_summary(catalog))
     out_console.print(f"report: {write_report(out)}  (open it in a browser)", soft_wrap=True)
-    return out
-
-
-def _run_remote_demo(out: RemotePath, limit: int | None, shard_size: int, extra: list[str] | None) -> RemotePath:
-    """The demo into an object-store prefix: the steps that run there (``OBJECT_STORE_STEPS``)."""
-    with tempfile.TemporaryDirectory(prefix="regionset-demo-") as tmp, LoopbackServer() as server:
-        urls = write_url_list(server, Path(tmp), limit)
-        steps = f"steps=[{','.join(OBJECT_STORE_STEPS)}]"
-        cfg = load_config(None, demo_overrides(out, urls, shard_size) + [steps, *(extra or [])])
-        build(cfg)
-    out_console.print(f"\n[bold green]demo output:[/] {out}  (steps {', '.join(OBJECT_STORE_STEPS)})", soft_wrap=True)
-    out_console.print(f"catalog: {catalog_file(out)}  (local; its views read {out})", soft_wrap=True)
-    out_console.print("try:")
-    for q in EXAMPLE_SQL[:3]:
-        out_console.print(f'  regionset sql {out} "{q}"', soft_wrap=True, markup=False, highlight=False)
-    out_console.print(f"report: {write_report(out)}  (local; open it in a browser)", soft_wrap=True)
     return out

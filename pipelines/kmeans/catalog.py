@@ -21,7 +21,8 @@ import numpy as np
 import pyarrow as pa
 import yaml
 
-from common.storage import as_path, is_remote
+from common.files import load_npy
+from common.storage import as_path
 from models.kmeans_index import level_dir, read_meta
 from schemas.tables import KMEANS
 
@@ -43,10 +44,10 @@ _VIEWS = {
 
 def _tree_table(out: Path) -> tuple[pa.Table, int]:
     root = out / KMEANS
-    meta = None if is_remote(root) else read_meta(root)  # fit_kmeans does not run on object stores yet
+    meta = read_meta(root)  # None until kmeans.json commits a tree (a folder or an object-store prefix)
     levels, ids, parents = [], [], []
     for level in range(len(meta["sizes"]) if meta else 0):
-        p = np.load(level_dir(root, level) / "parents.npy")
+        p = load_npy(level_dir(root, level) / "parents.npy")
         levels.append(np.full(len(p), level, np.int32))
         ids.append(np.arange(len(p), dtype=np.int32))
         parents.append(p.astype(np.int32))
@@ -117,15 +118,15 @@ def add_label_tables(con: duckdb.DuckDBPyConnection, out: Path) -> None:
         con.execute(f"CREATE OR REPLACE VIEW {name} AS {sql}")
 
 
-def cluster_summary(out: Path) -> list[tuple]:
+def cluster_summary(catalog: Path) -> list[tuple]:
     """Per level: clusters, regions, empty clusters, min / median / max size (from the catalog).
 
     Args:
-        out: the output folder (its ``catalog.duckdb`` must exist).
+        catalog: the catalog file (``OUT/catalog.duckdb``, or the local catalog of an object store).
     """
     import duckdb as _duckdb
 
-    con = _duckdb.connect(str(Path(out) / "catalog.duckdb"), read_only=True)
+    con = _duckdb.connect(str(catalog), read_only=True)
     try:
         return con.execute("""
             SELECT level, count(*) AS clusters, sum(size) AS regions, count(*) FILTER (WHERE size = 0) AS empty,

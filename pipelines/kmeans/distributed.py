@@ -6,7 +6,7 @@
 2. The driver reads the level-0 sample, fits level 0 (``fit_hierarchy`` with one level).
 3. One streaming pass writes the full sample **partitioned by level-0 parent**: per embedding shard,
    ``WORK/part-<shard>/{x,pri,offsets}.npy`` sorted by (nearest level-0 centroid, priority), so a
-   task reads only its parent's slice of each file (memory-mapped).
+   task reads only its parent's slice of each file (a seek on disk, a ranged read on an object store).
 4. Every level-0 parent is fitted as an independent task on the build's executor
    (``Executor.run_calls``: local worker processes, Ray tasks or Spark partitions):
    its points sorted by priority, its children count from the driver (``allocate`` in proportion
@@ -26,8 +26,8 @@ over one in-memory sample; docs/kmeans-labels.md "Per-parent fit"), which stays 
 
 from __future__ import annotations
 
+import io
 import json
-import shutil
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -35,10 +35,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from common.storage import is_remote, worker_out
+from common.files import load_npy, remove_tree, save_npy, write_atomic
+from common.storage import RemotePath, as_path, worker_out
 from models.kmeans_index import nearest_centroids
 from pipelines.failpoints import failpoint
-from pipelines.kmeans.partition import parent_points, partition, read_sample, thresholds
+from pipelines.kmeans.partition import committed_parts, parent_points, partition, read_sample, thresholds
 from pipelines.kmeans.refine import _cluster_sums, _means, _reseed_empty, upper_means
 from pipelines.kmeans.seeding import level_seeds
 from pipelines.kmeans.tree import FitParams, FitResult, allocate, fit_hierarchy
@@ -51,7 +52,7 @@ PARENT_SEED = 104_729
 LAYOUT = 2  # of the work folder (2: children.npy); a folder of another layout is refitted from scratch
 
 
-def _marker(work: Path, parent: int) -> Path:
+def _marker(work: Path | RemotePath, parent: int) -> Path | RemotePath:
     return work / f"parent-{parent:07d}.npz"
 
 
@@ -64,14 +65,13 @@ def fit_parent(work: str, parent: int, totals: list[int], params: FitParams) -> 
         totals: clusters wanted under it per level below level 0.
         params: k-means parameters (the parent's seed is derived here).
     """
-    x = parent_points(Path(work), parent)
+    x = parent_points(as_path(work), parent)
     p = replace(params, seed=params.seed + PARENT_SEED * (parent + 1), refine_iters=0)
     res = fit_hierarchy(x, totals, p) if len(x) else FitResult()
     arrays = {f"c{i}": c for i, c in enumerate(res.centroids)} | {f"p{i}": q for i, q in enumerate(res.parents)}
-    tmp = Path(work) / f".parent-{parent:07d}.npz"
-    with open(tmp, "wb") as f:
-        np.savez(f, stats=json.dumps(dict(res.stats)), **arrays)
-    tmp.replace(_marker(Path(work), parent))
+    buf = io.BytesIO()
+    np.savez(buf, stats=json.dumps(dict(res.stats)), **arrays)
+    write_atomic(_marker(as_path(work), parent), buf.getvalue())  # the parent's commit: one write
     failpoint("kmeans:parent_fitted")
 
 
@@ -83,7 +83,7 @@ def refine_map(work: str, parent: int, leaves: np.ndarray) -> tuple[np.ndarray, 
         parent: the level-0 parent whose points are read.
         leaves: every leaf centroid.
     """
-    x = parent_points(Path(work), parent)
+    x = parent_points(as_path(work), parent)
     if not len(x):
         return np.zeros(0, np.int64), np.zeros((0, leaves.shape[1])), np.zeros(0, np.int64), 0.0
     ids, dist = nearest_centroids(x, leaves, "numpy")
@@ -128,33 +128,31 @@ def fit_per_parent(out: Path, shards: list[int], sources: tuple[str, ...], sampl
         ``result`` (FitResult), ``sample_rows``, ``rows_seen``, ``inertia``, ``leaf_sizes``,
         ``parents_refitted``.
     """
-    if is_remote(out):  # the partitions are memory-mapped files every worker reads
-        raise ValueError(f"kmeans.fit: per_parent needs a local or shared-filesystem output folder, got {out}")
     executor = executor or _in_process()
-    work = Path(worker_out(Path(out) / WORK))
+    out = as_path(out)
+    work = as_path(worker_out(out / WORK))  # absolute: tasks may run in other processes or nodes
     sig = json.dumps({"signature": signature, "shards": sorted(shards), "layout": LAYOUT}, sort_keys=True)
     if (work / "signature.json").exists() and (work / "signature.json").read_text() != sig:
-        shutil.rmtree(work)
-    work.mkdir(parents=True, exist_ok=True)
-    (work / "signature.json").write_text(sig)
-    _, seen = thresholds(Path(out), shards, sources, p.seed, [1])
+        remove_tree(work)
+    write_atomic(work / "signature.json", sig.encode())
+    _, seen = thresholds(out, shards, sources, p.seed, [1])
     if seen == 0:
         raise ValueError("fit_kmeans: no embeddings to fit (is the embed step done for the chosen sources?)")
     want = totals(min(sample_size, seen))
     n0 = min(sample_size, p.max_points_per_centroid * want[0])
-    (t0, t_all), _ = thresholds(Path(out), shards, sources, p.seed, [n0, sample_size])
+    (t0, t_all), _ = thresholds(out, shards, sources, p.seed, [n0, sample_size])
     if not (work / "level0.npy").exists():
-        x0, _ = read_sample(Path(out), shards, sources, p.seed, t0, p.spherical)
+        x0, _ = read_sample(out, shards, sources, p.seed, t0, p.spherical)
         level0 = fit_hierarchy(x0, want[:1], replace(p, refine_iters=0)).centroids[0]
-        np.save(work / "children.npy", _children(x0, level0, want, p))
+        save_npy(work / "children.npy", _children(x0, level0, want, p))
         del x0
-        np.save(work / ".level0.npy", level0)
-        (work / ".level0.npy").rename(work / "level0.npy")  # last: level 0 and the child counts are done
-    level0, children = np.load(work / "level0.npy"), np.load(work / "children.npy")
-    partition(Path(out), work, sorted(shards), sources, p.seed, t_all, level0, p.spherical)
-    sizes = np.sum([np.diff(np.load(part / "offsets.npy")) for part in sorted(work.glob("part-*"))], axis=0)
+        save_npy(work / "level0.npy", level0)  # last: level 0 and the child counts are done
+    level0, children = load_npy(work / "level0.npy"), load_npy(work / "children.npy")
+    partition(out, work, sorted(shards), sources, p.seed, t_all, level0, p.spherical)
+    sizes = np.sum([np.diff(load_npy(part / "offsets.npy")) for part in committed_parts(work)], axis=0)
     parents = [j for j in range(len(level0)) if sizes[j]]
-    todo = [j for j in parents if not _marker(work, j).exists()]
+    fitted = {f.name for f in work.glob("parent-*.npz")}  # one listing: the parents' commits
+    todo = [j for j in parents if _marker(work, j).name not in fitted]
     res = FitResult(centroids=[level0], parents=[np.full(len(level0), -1, np.int32)])
     if len(want) > 1:
         k1 = children if len(children) else allocate(np.maximum(sizes.astype(np.float64), 1e-9), want[1],
@@ -167,14 +165,14 @@ def fit_per_parent(out: Path, shards: list[int], sources: tuple[str, ...], sampl
             "inertia": inertia / max(int(sizes.sum()), 1), "leaf_sizes": leaf_sizes}
 
 
-def _assemble(work: Path, res: FitResult, parents: list[int], depth: int) -> None:
+def _assemble(work: Path | RemotePath, res: FitResult, parents: list[int], depth: int) -> None:
     """Join the subtrees in parent order: global ids per level, parent links shifted by the offsets."""
     cents: list[list[np.ndarray]] = [[] for _ in range(depth)]
     links: list[list[np.ndarray]] = [[] for _ in range(depth)]
     count = [0] * depth
     for j in parents:
         base = list(count)
-        with np.load(_marker(work, j)) as z:
+        with np.load(io.BytesIO(_marker(work, j).read_bytes())) as z:
             res.stats.update(json.loads(str(z["stats"])))
             for lv in range(1, depth):
                 c, q = z[f"c{lv - 1}"], z[f"p{lv - 1}"]

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from common.files import remove_tree
+from common.storage import as_path
 from models.kmeans_index import ClusterTree, l2_normalize, read_meta
 from pipelines.failpoints import failpoint
 from pipelines.kmeans.sizing import WARNING_PREFIX, auto_levels, auto_rule, tree_warnings
@@ -186,7 +187,8 @@ def fit_kmeans(out: Path, cfg: Any, shards: list[int], executor: Executor | None
         executor: runs the tasks of ``fit: per_parent`` (default: one made from ``cfg.executor``).
     """
     kc: KMeansConfig = cfg.kmeans
-    root = Path(out) / KMEANS
+    out = as_path(out)  # a folder or an object-store prefix
+    root = out / KMEANS
     old = read_meta(root)
     if old is not None and not kc.refit and old.get("signature") == fit_signature(kc):
         _announce(out, old)
@@ -207,7 +209,7 @@ def fit_kmeans(out: Path, cfg: Any, shards: list[int], executor: Executor | None
             tree, meta = _fit_per_parent(out, kc, shards, executor)
     else:
         with StepProgress("fit_kmeans", enabled=bool(getattr(cfg, "progress", False))) as bar:
-            sample = uniform_sample(Path(out), shards, tuple(kc.sources), kc.sample_size, kc.seed, progress=bar)
+            sample = uniform_sample(out, shards, tuple(kc.sources), kc.sample_size, kc.seed, progress=bar)
             if sample.rows_seen == 0:
                 return {"reused": False, "skipped": "no embeddings of sources " + ",".join(kc.sources)}
             tree, meta = fit_tree(sample.x, kc, bar)
@@ -215,14 +217,15 @@ def fit_kmeans(out: Path, cfg: Any, shards: list[int], executor: Executor | None
     meta["shards"] = len(shards)
     meta["wall_seconds"] = round(time.perf_counter() - t0, 3)
     meta["created_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    tmp = Path(out) / f".{KMEANS}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    digest = tree.save(tmp)
-    failpoint("kmeans:fitted")  # kill tests: fitted and saved to the temp folder, not yet swapped in
-    shutil.rmtree(root, ignore_errors=True)
-    tmp.rename(root)
+    # Commit without rename (the same on disk and on object stores): the old tree goes first, with its
+    # kmeans.json; the arrays are written under their final names, kmeans.json last. A kill in
+    # between leaves no kmeans.json: readers see no tree, the next build deletes the arrays and refits.
+    remove_tree(root)
+    tree.write_levels(root)
+    failpoint("kmeans:fitted")  # kill tests: fitted and written, not yet committed
+    digest = tree.write_meta(root)
     if kc.fit == "per_parent":
-        shutil.rmtree(Path(out) / WORK, ignore_errors=True)  # partitions and per-parent markers
+        remove_tree(out / WORK)  # partitions and per-parent markers
     _announce(out, meta)
     return {"reused": False, "warnings": meta["warnings"], "leaves": meta["sizes"][-1], "sizes": meta["sizes"],
             "sample": meta["sample_rows"], "inertia": round(meta["sample_inertia"], 4),
@@ -235,7 +238,7 @@ def _fit_per_parent(out: Path, kc: KMeansConfig, shards: list[int], executor: Ex
 
     t0 = time.perf_counter()
     gpus = _use_gpu(kc)
-    got = fit_per_parent(Path(out), shards, tuple(kc.sources), kc.sample_size, lambda n: level_totals(kc, n),
+    got = fit_per_parent(out, shards, tuple(kc.sources), kc.sample_size, lambda n: level_totals(kc, n),
                          _params(kc, gpus), fit_signature(kc), executor)
     res = got["result"]
     meta = _meta(kc, res, got["sample_rows"], gpus, float(got["inertia"]), got["leaf_sizes"], t0)
@@ -248,7 +251,7 @@ def _announce(out: Path, meta: dict[str, Any]) -> None:
     """Print the tree's warnings like the random-weights one and record the tree in regionset.yaml."""
     for w in meta.get("warnings", []):
         console.print(f"[bold red]WARNING[/]: {w}")
-    add_to_lineage(Path(out), "kmeans_tree", {
+    add_to_lineage(out, "kmeans_tree", {
         "levels": meta["levels"], "levels_auto": meta.get("levels_auto", False), "sizes": meta["sizes"],
         "sample_rows": meta["sample_rows"], "seeding": meta.get("seeding", "random"),
         "centroids_sha256": meta.get("centroids_sha256", "")[:12]}, meta.get("warnings", []), WARNING_PREFIX)

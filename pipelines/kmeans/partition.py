@@ -4,16 +4,18 @@
 pass; ``read_sample`` reads the rows under a cut-off sorted by priority; ``partition`` writes every
 embedding shard's sample rows as ``WORK/part-<shard>/{x,pri,offsets}.npy`` sorted by (nearest
 level-0 centroid, priority), so ``parent_points`` reads only one parent's slice of each file
-(memory-mapped). Each part is written to a temporary folder and renamed: a part present is complete.
+(a seek on disk, a ranged read on an object store). A part's ``offsets.npy`` is written last and
+commits it (no rename, the same on object stores): a part without it is rewritten, and never read.
 """
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import numpy as np
 
+from common.files import load_npy, read_npy_rows, save_npy
+from common.storage import RemotePath, as_path
 from models.kmeans_index import l2_normalize, nearest_centroids
 from pipelines.kmeans.sample import iter_embeddings, row_priority
 
@@ -35,8 +37,8 @@ def thresholds(out: Path, shards: list[int], sources: tuple[str, ...], seed: int
     return [int(best[min(s, len(best)) - 1]) for s in sizes], seen
 
 
-def read_sample(out: Path, shards: list[int], sources: tuple[str, ...], seed: int, limit: int,
-          spherical: bool) -> tuple[np.ndarray, np.ndarray]:
+def read_sample(out: Path | RemotePath, shards: list[int], sources: tuple[str, ...], seed: int, limit: int,
+                spherical: bool) -> tuple[np.ndarray, np.ndarray]:
     """(x, priorities) of the rows with priority <= ``limit``, sorted by priority."""
     xs, ps = [], []
     for shard in shards:
@@ -52,35 +54,38 @@ def read_sample(out: Path, shards: list[int], sources: tuple[str, ...], seed: in
     return (l2_normalize(x) if spherical else x), p[order]
 
 
-def partition(out: Path, work: Path, shards: list[int], sources: tuple[str, ...], seed: int, limit: int,
+def partition(out: Path | RemotePath, work: Path | RemotePath, shards: list[int], sources: tuple[str, ...], seed: int, limit: int,
                level0: np.ndarray, spherical: bool) -> None:
     """Write every shard's sample rows sorted by (level-0 parent, priority), with parent offsets."""
     k0 = len(level0)
+    done = {part.name for part in committed_parts(work)}
     for shard in shards:
         part = work / f"part-{shard:05d}"
-        if (part / "offsets.npy").exists():
+        if part.name in done:
             continue
         x, p = read_sample(out, [shard], sources, seed, limit, spherical)
         members = nearest_centroids(x, level0, "numpy")[0] if len(x) else np.zeros(0, np.int64)
         order = np.lexsort((p, members))
-        tmp = work / f".part-{shard:05d}.tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        np.save(tmp / "x.npy", x[order] if len(x) else np.zeros((0, level0.shape[1]), np.float32))
-        np.save(tmp / "pri.npy", p[order])
-        np.save(tmp / "offsets.npy", np.concatenate([[0], np.cumsum(np.bincount(members, minlength=k0))]))
-        tmp.rename(part)
+        save_npy(part / "x.npy", x[order] if len(x) else np.zeros((0, level0.shape[1]), np.float32))
+        save_npy(part / "pri.npy", p[order])
+        save_npy(part / "offsets.npy", np.concatenate([[0], np.cumsum(np.bincount(members, minlength=k0))]))
 
 
-def parent_points(work: Path, parent: int) -> np.ndarray:
-    """The sample points of one level-0 parent, from every partition file, sorted by priority."""
+def committed_parts(work: Path | RemotePath) -> list[Path | RemotePath]:
+    """The partitions of ``work`` whose ``offsets.npy`` (their commit) exists, in shard order (one listing)."""
+    return sorted(f.parent for f in as_path(work).glob("part-*/offsets.npy"))
+
+
+def parent_points(work: Path | RemotePath, parent: int) -> np.ndarray:
+    """The sample points of one level-0 parent, from every committed partition, sorted by priority
+    (only that parent's rows of each file are read)."""
     xs, ps = [], []
-    for part in sorted(work.glob("part-*")):
-        off = np.load(part / "offsets.npy")
+    for part in committed_parts(work):
+        off = load_npy(part / "offsets.npy")
         lo, hi = int(off[parent]), int(off[parent + 1])
         if hi > lo:
-            xs.append(np.array(np.load(part / "x.npy", mmap_mode="r")[lo:hi]))
-            ps.append(np.array(np.load(part / "pri.npy", mmap_mode="r")[lo:hi]))
+            xs.append(read_npy_rows(part / "x.npy", lo, hi))
+            ps.append(read_npy_rows(part / "pri.npy", lo, hi))
     if not xs:
         return np.zeros((0, 0), np.float32)
     p = np.concatenate(ps)

@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from common.storage import arrow_source
 from models.kmeans_index import embedding_matrix
 from pipelines.shards import shard_path
 from schemas import EMBEDDINGS
@@ -32,7 +33,8 @@ def _allowed_ids(out: Path, shard: int, sources: tuple[str, ...]) -> pa.Array:
     for source in sources:
         p = shard_path(out, f"{REGIONS}/{source}", shard)
         if p.exists():
-            ids.append(pq.read_table(p, columns=["region_id"]).column(0).combine_chunks())
+            src, fs = arrow_source(p)  # a file, or an object read through the storage layer
+            ids.append(pq.read_table(src, filesystem=fs, columns=["region_id"]).column(0).combine_chunks())
     return pa.concat_arrays(ids) if ids else pa.array([], pa.string())
 
 
@@ -41,7 +43,7 @@ def iter_embeddings(out: Path, shards: list[int], sources: tuple[str, ...],
     """Yield (region ids as an object array, (n, d) float32) batches of the chosen sources' embeddings.
 
     Args:
-        out: the output folder.
+        out: the output folder or object-store prefix.
         shards: shard ids to read (missing embedding shards are skipped).
         sources: region sources to keep (``object``, ``text``): a region counts when its id is in
             that shard's ``regions/<source>`` table.
@@ -52,7 +54,8 @@ def iter_embeddings(out: Path, shards: list[int], sources: tuple[str, ...],
         if not path.exists():
             continue
         allowed = _allowed_ids(out, shard, sources)
-        pf = pq.ParquetFile(path)
+        src, fs = arrow_source(path)
+        pf = pq.ParquetFile(src, filesystem=fs)
         for batch in pf.iter_batches(batch_size=batch_rows, columns=["region_id", "embedding"]):
             mask = pc.is_in(batch.column(0), value_set=allowed)
             batch = batch.filter(mask)

@@ -77,27 +77,6 @@ def test_lease_is_renewed_while_held_and_refuses_a_second_holder(s3):  # noqa: F
     assert not held.path.exists()
 
 
-def test_demo_steps_to_s3_match_local(s3, tmp_path):  # noqa: F811
-    """download -> detect -> ocr -> embed on demo images: every table and marker equals the local build's."""
-    from pipelines.config import load_config
-    from pipelines.demo.run import demo_overrides, write_url_list
-    from pipelines.demo.server import LoopbackServer
-    from pipelines.steps import OBJECT_STORE_STEPS
-    from schemas import TABLE_DIRS
-
-    steps = f"steps=[{','.join(OBJECT_STORE_STEPS)}]"
-    with LoopbackServer() as web:
-        urls = write_url_list(web, tmp_path / "urls", limit=4)
-        for out in (tmp_path / "local", s3.url("demo-parity")):
-            build(load_config(None, demo_overrides(out, urls, 3) + ["progress=false", steps]))
-    got = s3.download("demo-parity", tmp_path / "got")
-    folders = sorted({d for dirs in TABLE_DIRS.values() for d in dirs if (tmp_path / "local" / d).is_dir()})
-    assert {"images", "embeddings"} <= set(folders)
-    for folder in folders:
-        assert table_hash(got, folder) == table_hash(tmp_path / "local", folder), folder
-    assert markers(got) == markers(tmp_path / "local") and len(markers(got)) == 4 * 2
-
-
 def test_input_list_read_from_s3(server, s3, tmp_path):  # noqa: F811
     from common.storage import as_path
 

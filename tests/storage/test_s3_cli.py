@@ -4,6 +4,7 @@ two writers, bad storage, and no credential anywhere in what a build writes or p
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -38,13 +39,18 @@ def _urls(server, tmp: Path, n: int = 7) -> Path:
 
 
 def test_demo_sql_status_catalog_and_no_secret_anywhere(s3, tmp_path):  # noqa: F811
+    """The full demo (every default step, global ones included) into s3://…, then its catalog."""
     out = s3.url("demo")
     demo = _cli("demo", "--out", out, "--limit", "4")
     assert demo.returncode == 0, demo.stderr[-2000:]
+    assert "clusters (SELECT * FROM clusters)" in demo.stdout
     sql = _cli("sql", out, "SELECT count(*) AS n FROM regions")
     assert sql.returncode == 0, sql.stderr[-2000:]
+    train = _cli("sql", out, "SELECT count(*) AS n FROM train")
+    assert train.returncode == 0, train.stderr[-2000:]
+    assert re.findall(r"│\s*(\d+)\s*│", train.stdout) == ["3"]  # the 3 images with a labelled region
     status = _cli("status", out, "--json")
-    assert status.returncode == 0 and '"embed"' in status.stdout
+    assert status.returncode == 0 and '"pack"' in status.stdout and "group_duplicates.json" not in status.stdout
     report = _cli("report", out)
     assert report.returncode == 0, report.stderr[-2000:]
     index = Path(report.stdout.strip().splitlines()[-1])
@@ -59,7 +65,8 @@ def test_demo_sql_status_catalog_and_no_secret_anywhere(s3, tmp_path):  # noqa: 
     con.close()
     got = s3.download("demo", tmp_path / "got")
     assert (got / "regionset.yaml").exists() and list((got / "_state" / "runs").glob("*.json"))
-    texts = [demo.stdout, demo.stderr, sql.stdout, sql.stderr, status.stdout, cat.stdout, report.stdout, report.stderr]
+    assert {"kmeans/kmeans.json", "_state/group_duplicates.json"} <= set(s3.keys("demo"))
+    texts = [demo.stdout, demo.stderr, train.stdout, sql.stdout, sql.stderr, status.stdout, cat.stdout, report.stdout, report.stderr]
     blobs = [f.read_bytes() for f in got.rglob("*") if f.is_file()]
     blobs += [f.read_bytes() for f in Path(os.environ["REGIONSET_CATALOG_DIR"]).rglob("*") if f.is_file()]
     blobs.append((tmp_path / "c.duckdb").read_bytes())
@@ -112,9 +119,7 @@ def test_bad_storage_exits_2_with_one_line(server, s3, tmp_path):  # noqa: F811
                  env={"AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}"})
     assert wrong.returncode == 2 and "cannot reach the endpoint" in wrong.stderr, wrong.stderr[-1000:]
     assert len(wrong.stderr.strip().splitlines()) == 1 and time.time() - t0 < 300
-    steps = _cli("build", str(_config(tmp_path, s3.url("steps"), urls, "s")), "steps=[download,fit_kmeans]")
-    assert steps.returncode == 2 and "fit_kmeans" in steps.stderr
-    assert s3.keys("wrong") == [] and s3.keys("steps") == []  # nothing written before the refusal
+    assert s3.keys("wrong") == []  # nothing written before the refusal
 
 
 def test_bad_credentials_exit_2(server, tmp_path):
