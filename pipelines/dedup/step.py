@@ -44,6 +44,12 @@ def _settings(dc: DedupConfig, scheme: str, eval_digest: str) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
+def _rows(path: Path) -> int:
+    """Rows of a Parquet file, from its footer (a local file or an object-store object)."""
+    with path.open("rb") as f:
+        return pq.ParquetFile(f).metadata.num_rows
+
+
 def group_duplicates(out: Path, cfg: Any, shards: list[int]) -> dict[str, Any]:
     """Group the hashes of ``shards`` into ``OUT/duplicates``; return a summary.
 
@@ -62,7 +68,7 @@ def group_duplicates(out: Path, cfg: Any, shards: list[int]) -> dict[str, Any]:
     eval_digest = hashlib.sha256(repr(sorted(zip(evals["src"].to_pylist(), evals["phash"].to_pylist()))
                                       if evals is not None else []).encode()).hexdigest()
     # auto resolves on the number of hashes; a build that crosses auto_limit regroups everything
-    n = sum(pq.ParquetFile(shard_path(out, HASHES, s)).metadata.num_rows for s in hashed)
+    n = sum(_rows(shard_path(out, HASHES, s)) for s in hashed)
     scheme = resolve_scheme(dc.scheme, n, dc.auto_limit)
     settings = _settings(dc, scheme, eval_digest)
     state_path = out / STATE_DIR / STATE_FILE
