@@ -172,7 +172,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--steps", default="download,detect,embed")
     ap.add_argument("--skip-throughput", action="store_true", help="only the planning requests")
-    ap.add_argument("--shards", type=int, default=10_000)
+    ap.add_argument("--shards", type=int, default=10_000, help="0: no planning measurement")
     args = ap.parse_args()
     server, counter = _start()
     try:
@@ -180,7 +180,8 @@ def main() -> None:
             os.environ["REGIONSET_CATALOG_DIR"] = tmp
             if not args.skip_throughput:
                 print(json.dumps({"throughput": _throughput(args.images, args.repeats, args.steps, Path(tmp))}))
-            print(json.dumps({"planning": _planning(args.shards, counter)}))
+            if args.shards:
+                print(json.dumps({"planning": _planning(args.shards, counter)}))
     finally:
         server.stop()
 
