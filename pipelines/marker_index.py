@@ -35,8 +35,8 @@ def _marker_shard(name: str) -> int | None:
 
 
 class MarkerIndex:
-    """The markers of one stage on an object store: one listing, one index GET, a GET per marker the
-    index does not vouch for.
+    """The markers of one stage on an object store, as of a fresh listing: what the listing's tokens
+    vouch for comes from this process's cache or the index object; any other marker is one GET.
 
     Args:
         out: the output prefix.
@@ -46,15 +46,16 @@ class MarkerIndex:
     def __init__(self, out: RemotePath, stage: str) -> None:
         self.out, self.stage = out, stage
         self.folder = out / STATE_DIR / stage
-        self.fetched = 0  # markers read one by one (what the next saved index spares)
         listed = self.folder.versions()
         self.tokens = {i: tok for name, tok in listed.items() if (i := _marker_shard(name)) is not None}
-        self.markers: dict[int, tuple[str | None, Marker]] = {}
-        if INDEX_NAME in listed:
+        known = _KNOWN.setdefault((str(out), stage), {})
+        self.markers = {i: known[i] for i, tok in self.tokens.items()
+                        if tok is not None and i in known and known[i][0] == tok}
+        if INDEX_NAME in listed and len(self.markers) < len(self.tokens):
             for key, entry in self._load().items():
                 tok = self.tokens.get(int(key))
                 if tok is not None and entry.get("token") == tok:
-                    self.markers[int(key)] = (tok, Marker(**entry["marker"]))
+                    self.markers[int(key)] = known[int(key)] = (tok, Marker(**entry["marker"]))
 
     def _load(self) -> dict:
         try:
@@ -67,66 +68,74 @@ class MarkerIndex:
         return set(self.tokens)
 
     def get(self, shard: int) -> Marker | None:
-        """The shard's marker: from the index when its token matches the listing, else one GET."""
+        """The shard's marker: vouched for by its listed token, else read with one GET."""
         if shard not in self.tokens:
             return None
         if shard in self.markers:
             return self.markers[shard][1]
         marker = read_marker(self.out, self.stage, shard)
-        self.fetched += 1
         if marker is not None:
             self.markers[shard] = (self.tokens[shard], marker)
+            if self.tokens[shard] is not None:
+                _KNOWN[(str(self.out), self.stage)][shard] = self.markers[shard]
+                _UNSAVED.add((str(self.out), self.stage))  # the next saved index spares this GET
         return marker
 
-    def save(self, written: list[Marker]) -> None:
-        """Write the index after a stage ran (one listing for the new markers' tokens, one PUT);
-        nothing when no marker was written or read one by one.
 
-        Args:
-            written: the markers this run wrote (their content is what the listing now shows).
-        """
-        if not written and not self.fetched:
-            return
-        fresh = {m.shard: m for m in written}
-        listed = {i: tok for name, tok in self.folder.versions().items() if (i := _marker_shard(name)) is not None}
-        entries, markers = {}, {}
-        for shard, tok in sorted(listed.items()):
-            known = self.markers.get(shard)
-            marker = fresh.get(shard) or (known[1] if known and known[0] == tok else None)
-            if tok is None or marker is None:
-                continue
-            markers[shard] = (tok, marker)
-            entries[str(shard)] = {"token": tok, "marker": asdict(marker)}
-        if any(tok is not None for tok in listed.values()):
-            write_json({"stage": self.stage, "markers": entries}, self.folder / INDEX_NAME)
-        self.tokens, self.markers, self.fetched = listed, markers, 0
-
-
-_INDEXES: dict[tuple[str, str], MarkerIndex] = {}
+_KNOWN: dict[tuple[str, str], dict[int, tuple[str, Marker]]] = {}  # (out, stage) -> shard -> (token, marker)
+_UNSAVED: set[tuple[str, str]] = set()  # stages whose markers were read one by one since their index was saved
 
 
 def committed(out: Path | RemotePath, stage: str) -> MarkerIndex:
-    """This process's index of ``stage``'s markers under the object-store prefix ``out``.
+    """``stage``'s markers under the object-store prefix ``out``, from a fresh listing.
 
     Args:
         out: the output prefix.
         stage: the stage's name.
     """
+    return MarkerIndex(as_path(out), stage)
+
+
+def save_index(out: Path | RemotePath, stage: str, written: list[Marker]) -> None:
+    """After a stage ran on an object store: write its index (one listing for the tokens of the markers
+    just written, one PUT); nothing for a local folder, or when no marker was written or read one by one.
+
+    Args:
+        out: the output folder or prefix.
+        stage: the stage's name.
+        written: the markers this run wrote (their content is what the listing now shows).
+    """
     key = (str(out), stage)
-    if key not in _INDEXES:
-        _INDEXES[key] = MarkerIndex(as_path(out), stage)
-    return _INDEXES[key]
+    if not is_remote(out) or not (written or key in _UNSAVED):
+        return
+    folder = as_path(out) / STATE_DIR / stage
+    fresh = {m.shard: m for m in written}
+    listed = {i: tok for name, tok in folder.versions().items() if (i := _marker_shard(name)) is not None}
+    known = _KNOWN.setdefault(key, {})
+    entries = {}
+    for shard, tok in sorted(listed.items()):
+        if tok is None:
+            continue
+        if shard in fresh:
+            known[shard] = (tok, fresh[shard])
+        if shard in known and known[shard][0] == tok:
+            entries[str(shard)] = {"token": tok, "marker": asdict(known[shard][1])}
+    if entries:
+        write_json({"stage": stage, "markers": entries}, folder / INDEX_NAME)
+    _UNSAVED.discard(key)
 
 
 def load_committed(out: Path | RemotePath, producers: dict[str, str]) -> None:
-    """At the start of a build on an object store: forget earlier indexes, and remember the sha256 of
-    every committed shard from its producer's markers (no GET per input object when planning).
+    """At the start of a build on an object store: forget what this process knew of earlier builds,
+    and remember the sha256 of every committed shard from its producer's markers (no GET per input
+    object when planning).
 
     Args:
         out: the output folder or prefix (nothing to do for a local folder).
         producers: table folder -> the stage that writes it.
     """
-    _INDEXES.clear()
+    _KNOWN.clear()
+    _UNSAVED.clear()
     if not is_remote(out):
         return
     for folder, stage in producers.items():
@@ -135,15 +144,3 @@ def load_committed(out: Path | RemotePath, producers: dict[str, str]) -> None:
             marker = index.get(shard)
             if marker is not None:
                 remember_sha256(shard_path(out, folder, shard), marker.output_sha256)
-
-
-def save_index(out: Path | RemotePath, stage: str, written: list[Marker]) -> None:
-    """After a stage ran on an object store: save its index (nothing for a local folder).
-
-    Args:
-        out: the output folder or prefix.
-        stage: the stage's name.
-        written: the markers this run wrote.
-    """
-    if is_remote(out):
-        committed(out, stage).save(written)

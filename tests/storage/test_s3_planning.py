@@ -85,3 +85,17 @@ def test_redo_removes_the_old_marker_before_rewriting_the_shard(server, s3, tmp_
     monkeypatch.undo()
     res = build(download_only(out, urls, shard_size=3, extra=["download.timeout=3"]))
     assert res.reports[0].done == 1
+
+
+def test_each_plan_lists_afresh_in_a_long_lived_process(server, s3, tmp_path):  # noqa: F811
+    """As an orchestrator's worker plans shard after shard: a marker removed since is seen."""
+    from pipelines.definition import build_steps
+    from pipelines.executors.base import plan_stage
+
+    urls, out = _urls(server, tmp_path, 6), s3.url("plan-fresh")
+    cfg = download_only(out, urls, shard_size=3)
+    build(cfg)
+    stage = build_steps(cfg)[0]
+    assert plan_stage(stage, as_path(out), [0, 1]) == []
+    marker_path(as_path(out), "download", 1).unlink()
+    assert [t.shard for t in plan_stage(stage, as_path(out), [0, 1])] == [1]
