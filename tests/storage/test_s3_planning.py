@@ -13,7 +13,7 @@ import pytest
 
 import pipelines.marker_index as marker_index
 import pipelines.shards as shards
-from common.storage import as_path
+from common.storage import RemotePath, as_path
 from pipelines.build import build
 from pipelines.shards import marker_path
 from tests.conftest import make_jpeg
@@ -41,14 +41,20 @@ def _urls(server, tmp_path, n=9):
     return write_urls(tmp_path, [server.add(f"p{i}.jpg", make_jpeg(200 + i, 150)) for i in range(n)])
 
 
-def test_resume_reads_no_marker_and_hashes_no_input(server, s3, tmp_path, reads):  # noqa: F811
+def test_resume_reads_no_marker_and_hashes_no_input(server, s3, tmp_path, reads, monkeypatch):  # noqa: F811
     urls, out = _urls(server, tmp_path), s3.url("plan-resume")
     build(download_only(out, urls, shard_size=3))
     assert "_state/download/_index.json" in s3.keys("plan-resume")
     reads.update(marker=0, sha256=0)
+    got: list[str] = []
+    read_bytes = RemotePath.read_bytes
+    monkeypatch.setattr(RemotePath, "read_bytes", lambda self: got.append(self.key) or read_bytes(self))
     again = build(download_only(out, urls, shard_size=3))  # a new build forgets what this process knew
     assert (again.reports[0].skipped, again.reports[0].done) == (3, 0)
     assert reads == {"marker": 0, "sha256": 0}
+    # what is read: the lineage, the lease, the index; no input shard (its ETag is the MD5 of what
+    # the build would write), no images shard, no marker
+    assert not [k for k in got if "/input/" in k or "/images/" in k or "/part-" in k], got
 
 
 def test_rewritten_marker_is_reread_and_decides_as_on_local_disk(server, s3, tmp_path, reads):  # noqa: F811
