@@ -19,6 +19,8 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 LOCAL_SCHEMES = ("", "file", "local")
+# listing fields that change whenever an object is rewritten with other bytes (S3, Azure, GCS)
+_VERSION_KEYS = ("ETag", "etag", "generation", "md5Hash", "content_md5")
 
 
 def scheme_of(p: str | os.PathLike) -> str:
@@ -182,6 +184,21 @@ class RemotePath:
             return iter(())
         return iter(sorted(RemotePath(f"{self.protocol}://{n.rstrip('/')}") for n in names
                            if n.rstrip("/") != self.key))
+
+    def versions(self) -> dict[str, str | None]:
+        """Name -> version token (S3/Azure ETag, GCS generation; None when the store gives none) of
+        every object directly under this prefix, from one paginated listing; empty for a missing prefix."""
+        try:
+            entries = self.fs.ls(self.key, detail=True)
+        except FileNotFoundError:
+            return {}
+        found = {}
+        for e in entries:
+            if e.get("type") == "directory" or e["name"].rstrip("/") == self.key:
+                continue
+            token = next((e[k] for k in _VERSION_KEYS if e.get(k) not in (None, "")), None)
+            found[PurePosixPath(e["name"]).name] = None if token is None else str(token)
+        return found
 
     def glob(self, pattern: str) -> Iterator[RemotePath]:
         """Objects matching a ``dir/part-*.json``-style pattern, relative to this path."""

@@ -22,6 +22,7 @@ from pipelines.failpoints import failpoint
 from pipelines.inputs import shard_input
 from pipelines.lineage import append_run, config_digest, new_run_id, write_lineage
 from pipelines.lock import BuildLock
+from pipelines.marker_index import load_committed
 from pipelines.preflight import run_preflight
 from pipelines.progress import console, print_table
 from pipelines.shards import clean_temp_files, forget_sha256
@@ -101,7 +102,9 @@ def begin_build(cfg: BuildConfig, steps: list, announce: bool = True) -> list[st
     """
     out = as_path(cfg.output)
     forget_sha256()  # remembered object-store hashes are this build's own, never an earlier process's
-    clean_temp_files(out, {s.output: s.name for s in steps if not isinstance(s, GlobalStep)}, global_outputs())
+    producers = {s.output: s.name for s in steps if not isinstance(s, GlobalStep)}
+    clean_temp_files(out, producers, global_outputs())
+    load_committed(out, producers)  # object stores: input hashes from the markers' index, no GET per shard
     models, warnings = model_lineage(steps)
     if announce:
         for w in warnings:

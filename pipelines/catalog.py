@@ -17,6 +17,8 @@ import hashlib
 import json
 import os
 import re
+from collections.abc import Iterator
+from dataclasses import asdict
 from pathlib import Path
 
 import duckdb
@@ -26,6 +28,7 @@ from common.shard_names import shard_name
 from common.storage import RemotePath, as_path, is_remote
 from pipelines.failpoints import failpoint
 from pipelines.kmeans.catalog import add_label_tables
+from pipelines.marker_index import committed
 from pipelines.shards import STATE_DIR, list_shards
 from schemas import EMBEDDINGS, TABLE_DIRS, schema_for
 
@@ -109,21 +112,28 @@ def _table_view(con: duckdb.DuckDBPyConnection, out: Path, name: str) -> int:
     return 0
 
 
-def _markers(out: Path) -> pa.Table:
-    rows = []
+def _marker_docs(out: Path | RemotePath) -> Iterator[dict]:
     state = out / STATE_DIR
+    if is_remote(out):  # each stage's marker index: one listing, a GET only for what it does not vouch for
+        for stage in sorted({p.name for p in state.iterdir()} - {"runs", "build.lock"}):
+            index = committed(out, stage)
+            yield from (asdict(m) for s in sorted(index.marked()) if (m := index.get(s)) is not None)
+        return
     for stage_dir in sorted(p for p in state.glob("*") if p.is_dir() and p.name != "runs"):
         for f in sorted(stage_dir.glob("part-*.json")):
             try:
-                m = json.loads(f.read_text())
+                yield json.loads(f.read_text())
             except (OSError, ValueError):
                 continue
-            rows.append({
-                "stage": m["stage"], "shard": m["shard"], "rows_in": m["rows_in"], "rows_out": m["rows_out"],
-                "seconds": float(m["seconds"]), "config_hash": m["config_hash"],
-                "input_hash": m["input_hash"], "finished_at": float(m["finished_at"]),
-                "counters": json.dumps(m.get("counters", {}), sort_keys=True),
-            })
+
+
+def _markers(out: Path) -> pa.Table:
+    rows = [{
+        "stage": m["stage"], "shard": m["shard"], "rows_in": m["rows_in"], "rows_out": m["rows_out"],
+        "seconds": float(m["seconds"]), "config_hash": m["config_hash"],
+        "input_hash": m["input_hash"], "finished_at": float(m["finished_at"]),
+        "counters": json.dumps(m.get("counters", {}), sort_keys=True),
+    } for m in _marker_docs(out)]
     schema = pa.schema([("stage", pa.string()), ("shard", pa.int64()), ("rows_in", pa.int64()),
                         ("rows_out", pa.int64()), ("seconds", pa.float64()), ("config_hash", pa.string()),
                         ("input_hash", pa.string()), ("finished_at", pa.float64()), ("counters", pa.string())])

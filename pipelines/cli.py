@@ -148,10 +148,10 @@ def main(argv: list[str] | None = None) -> int:
             from pipelines.progress import print_table
             from pipelines.retry import report_dict, retry_failures, saved_config
 
-            rep = report_dict(retry_failures(Path(args.out), args.overrides))
+            rep = report_dict(retry_failures(as_path(args.out), args.overrides))
             print_table(f"retry {args.out}", list(rep), [list(rep.values())])
             if not args.ledger_only:  # downstream stages redo the shards whose ledger changed
-                build(saved_config(Path(args.out)))
+                build(saved_config(as_path(args.out)))
         elif args.cmd == "report":
             from pipelines.report import write_report
 
@@ -164,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.cmd == "sample":
             from pipelines.sampling import write_sample
 
-            n = write_sample(Path(args.out), Path(args.to), args.size, args.strategy, args.seed)
+            n = write_sample(as_path(args.out), as_path(args.to), args.size, args.strategy, args.seed)
             print(f"{n} regions ({args.strategy}, seed {args.seed}) -> {args.to}")
         elif args.cmd == "train":
             from training.cli import run_training  # the only place pipelines touch training, lazily

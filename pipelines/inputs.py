@@ -12,6 +12,7 @@ does an input with no URL at all. Bytes that are not UTF-8 are replaced (U+FFFD)
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import re
 from collections import Counter
@@ -23,10 +24,11 @@ import pyarrow.csv as pacsv
 import pyarrow.json as pajson
 import pyarrow.parquet as pq
 
+from common.shard_names import shard_id
 from common.storage import as_path, is_remote
 from common.typed_config import one_line
 from pipelines.config import InputConfig
-from pipelines.shards import list_shards, read_table, shard_path, write_table
+from pipelines.shards import encode_table, list_shards, read_table, remember_sha256, shard_path, write_table
 from schemas import INPUT, input_schema
 from stages.download.stage import make_key
 
@@ -182,6 +184,18 @@ def iter_urls(cfg: InputConfig, counters: Counter | None = None) -> Iterator[tup
         raise InputError(f"no URLs in {cfg.path}")
 
 
+def _same_remote(path: Path, table: pa.Table, token: str | None) -> bool:
+    """Whether the object holds ``table``; its sha256 is remembered. No request when the listed ETag is
+    the MD5 of the bytes ``write_table`` would store (S3's ETag of a single PUT), else one GET."""
+    data = encode_table(table)
+    if token is not None and token.strip('"') == hashlib.md5(data).hexdigest():  # noqa: S324 (not security)
+        remember_sha256(path, hashlib.sha256(data).hexdigest())
+        return True
+    data = path.read_bytes()
+    remember_sha256(path, hashlib.sha256(data).hexdigest())
+    return pq.read_table(pa.BufferReader(data)).equals(table)
+
+
 def shard_input(cfg: InputConfig, out: Path, counters: Counter | None = None) -> list[int]:
     """Write the input shards that changed; return every shard id of the current input.
 
@@ -192,13 +206,18 @@ def shard_input(cfg: InputConfig, out: Path, counters: Counter | None = None) ->
     """
     shards: list[int] = []
     buf: list[tuple[str | None, str | None]] = []
+    # object store: one listing (names and ETags), no HEAD per shard
+    present = {shard_id(n): tok for n, tok in (as_path(out) / INPUT).versions().items()} if is_remote(out) else None
 
     def flush(shard: int) -> None:
         keys = [make_key(shard, i, cfg.shard_size) for i in range(len(buf))]
         table = pa.Table.from_pydict(
             {"key": keys, "url": [u for u, _ in buf], "caption": [c for _, c in buf]}, schema=input_schema())
         path = shard_path(out, INPUT, shard)
-        if not (path.exists() and read_table(path).equals(table)):
+        if present is not None:
+            if not (shard in present and _same_remote(path, table, present[shard])):
+                write_table(table, path)
+        elif not (path.exists() and read_table(path).equals(table)):
             write_table(table, path)
         shards.append(shard)
         buf.clear()

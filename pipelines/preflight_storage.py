@@ -64,8 +64,21 @@ def check_remote_output(cfg: BuildConfig) -> Check:
         return fail("output writable", "output", f"output={cfg.output}: no client for {out.protocol}:// "
                     f"({err.name} is not installed); pip install 'regionset[cloud]'")
     except Exception as err:  # the client's errors vary by backend: name the cause, not the trace
-        return fail("output writable", "output", f"output={cfg.output}: {storage_cause(err)}")
+        cause = storage_cause(err)
+        if isinstance(err, PermissionError) and _can_list(out):
+            cause = "these credentials can read the bucket but not write to it (writing is denied by policy)"
+        return fail("output writable", "output", f"output={cfg.output}: {cause}")
     return ok("output writable", "output", f"{out} (object store; probe written and deleted)")
+
+
+def _can_list(out) -> bool:
+    """Whether the prefix can be listed (a refused write with a permitted read is a policy that
+    denies writing, not bad credentials)."""
+    try:
+        out.versions()
+    except Exception:  # noqa: BLE001 - any failure: the read is not permitted either
+        return False
+    return True
 
 
 def storage_checks(cfg: BuildConfig) -> list[Check]:

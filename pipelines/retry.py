@@ -16,11 +16,20 @@ from pathlib import Path
 import pyarrow as pa
 import yaml
 
+from common.storage import as_path
 from common.typed_config import apply_overrides, from_dict
 from pipelines.config import BuildConfig
 from pipelines.lineage import LINEAGE_FILE
 from pipelines.lock import BuildLock
-from pipelines.shards import list_shards, read_marker, read_table, shard_path, write_marker, write_table
+from pipelines.shards import (
+    list_shards,
+    marker_path,
+    read_marker,
+    read_table,
+    shard_path,
+    write_marker,
+    write_table,
+)
 from schemas import IMAGES
 from schemas.tables import STATUS_FAILED
 from stages.download.stage import DownloadStage, ledger_counters
@@ -42,7 +51,7 @@ class RetryReport:
 
 def saved_config(out: Path, overrides: list[str] | None = None) -> BuildConfig:
     """The resolved config of the last build of ``out`` (from regionset.yaml), plus overrides."""
-    path = Path(out) / LINEAGE_FILE
+    path = as_path(out) / LINEAGE_FILE
     if not path.exists():
         raise FileNotFoundError(f"{path} not found: {out} is not a regionset output folder")
     data = yaml.safe_load(path.read_text())["config"]
@@ -58,10 +67,10 @@ def retry_failures(out: Path, overrides: list[str] | None = None) -> RetryReport
     """Re-download the retryable rows of every ``images`` shard of ``out`` and merge them in.
 
     Args:
-        out: the output folder.
+        out: the output folder, or an object-store prefix (``s3://…``).
         overrides: ``key=value`` changes to the saved config (e.g. ``download.timeout=30``).
     """
-    out = Path(out)
+    out = as_path(out)
     cfg = saved_config(out, overrides)
     stage = DownloadStage(cfg.download)
     report = RetryReport()
@@ -84,8 +93,10 @@ def retry_failures(out: Path, overrides: list[str] | None = None) -> RetryReport
             report.retried += len(fresh)
             report.recovered += recovered
             report.still_failing += len(fresh) - recovered
-            sha = write_table(merged, path)
             marker = read_marker(out, stage.name, shard)
+            if marker is not None:  # never rewrite a shard under its marker (killed here: the shard is redone)
+                marker_path(out, stage.name, shard).unlink(missing_ok=True)
+            sha = write_table(merged, path)
             if marker is not None:  # keep config/input hashes: the download itself stays complete
                 previous = marker.counters.get("retry:recovered", 0)
                 marker.output_sha256 = sha

@@ -18,6 +18,8 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
+from common.storage import RemotePath, as_path, is_remote
+from pipelines.catalog import committed_files, register_storage
 from pipelines.shards import list_shards, shard_path, write_table
 from schemas import LABELS
 
@@ -69,21 +71,24 @@ def _leaf_quotas(paths: list[tuple[int, ...]], counts: list[int], target: int, s
     return quotas
 
 
-def sample_regions(out: Path, size: int, strategy: Strategy = "balanced", seed: int = 0) -> pa.Table:
+def sample_regions(out: Path | RemotePath, size: int, strategy: Strategy = "balanced", seed: int = 0) -> pa.Table:
     """The sampled regions (region_id, key, cluster_path, cluster_id), sorted by region_id.
 
     Args:
-        out: a build's output folder (its ``labels`` table is read).
+        out: a build's output folder or object-store prefix (its committed ``labels`` shards are read).
         size: regions to draw (fewer when there are fewer clustered regions).
         strategy: ``balanced`` over the cluster tree, or ``random``.
         seed: the sample is a function of the labels and the seed.
     """
-    files = [str(shard_path(out, LABELS, s)) for s in list_shards(out, LABELS)]
+    out = as_path(out)
+    if is_remote(out):  # committed shards only (the marker is the commit), read through fsspec
+        files = committed_files(out, LABELS)
+    else:
+        files = [str(shard_path(out, LABELS, s)) for s in list_shards(out, LABELS)]
     if not files:
         raise FileNotFoundError(f"{out}/{LABELS}: no labels to sample from; run the build through assign first")
     if strategy not in ("balanced", "random"):
         raise ValueError(f"--strategy: unknown strategy {strategy!r}; known: balanced, random")
-    from pipelines.catalog import register_storage
 
     con = duckdb.connect()
     try:
@@ -113,8 +118,16 @@ def _empty() -> pa.Table:
                      "cluster_path": pa.array([], pa.list_(pa.int32())), "cluster_id": pa.array([], pa.int32())})
 
 
-def write_sample(out: Path, to: Path, size: int, strategy: Strategy = "balanced", seed: int = 0) -> int:
-    """Draw a sample (``sample_regions``) and write it to ``to`` (Parquet); return its row count."""
-    table = sample_regions(Path(out), size, strategy, seed)
-    write_table(table, Path(to))
+def write_sample(out: Path | RemotePath, to: Path | RemotePath, size: int, strategy: Strategy = "balanced", seed: int = 0) -> int:
+    """Draw a sample (``sample_regions``) and write it to ``to`` (Parquet); return its row count.
+
+    Args:
+        out: a build's output folder or object-store prefix.
+        to: the Parquet file to write (a local path or a URL).
+        size: regions to draw.
+        strategy: ``balanced`` or ``random``.
+        seed: the sample's seed.
+    """
+    table = sample_regions(as_path(out), size, strategy, seed)
+    write_table(table, as_path(to))
     return table.num_rows

@@ -54,22 +54,35 @@ def _atomic_target(path: Path) -> Path:
     return Path(tmp)
 
 
+def _versioned(table: pa.Table) -> pa.Table:
+    return table.replace_schema_metadata({**(table.schema.metadata or {}), VERSION_KEY: str(SCHEMA_VERSION).encode()})
+
+
+def encode_table(table: pa.Table, row_group_rows: int = ROW_GROUP_ROWS) -> bytes:
+    """The bytes ``write_table`` stores for ``table`` (Parquet, zstd, schema version in the metadata).
+
+    Args:
+        table: the shard's rows.
+        row_group_rows: rows per row group.
+    """
+    buf = pa.BufferOutputStream()
+    pq.write_table(_versioned(table), buf, row_group_size=row_group_rows, compression="zstd")
+    return buf.getvalue().to_pybytes()
+
+
 def write_table(table: pa.Table, path: Path | RemotePath, row_group_rows: int = ROW_GROUP_ROWS) -> str:
     """Write ``table`` to ``path`` atomically; return its sha256.
 
     Local disk: temp file + fsync + rename. Object store: one PUT of the final object (atomic, no
     rename); the marker written after it is the commit (README "Object storage").
     """
-    meta = {**(table.schema.metadata or {}), VERSION_KEY: str(SCHEMA_VERSION).encode()}
-    table = table.replace_schema_metadata(meta)
     if is_remote(path):
-        buf = pa.BufferOutputStream()
-        pq.write_table(table, buf, row_group_size=row_group_rows, compression="zstd")
-        data = buf.getvalue().to_pybytes()
+        data = encode_table(table, row_group_rows)
         path.write_bytes(data)
         digest = hashlib.sha256(data).hexdigest()
         remember_sha256(path, digest)
         return digest
+    table = _versioned(table)
     tmp = _atomic_target(path)
     try:
         pq.write_table(table, tmp, row_group_size=row_group_rows, compression="zstd")

@@ -10,6 +10,7 @@ import yaml
 
 from common.storage import as_path, is_remote
 from pipelines.lineage import LINEAGE_FILE
+from pipelines.marker_index import committed
 from pipelines.progress import console, print_table
 from pipelines.shards import STATE_DIR, list_shards, read_marker
 from pipelines.steps import STEP_NAMES
@@ -48,8 +49,9 @@ def collect_status(out: Path) -> dict:
         counters: Counter[str] = Counter()
         done = rows_in = rows_out = 0
         seconds = 0.0
+        index = committed(out, stage) if is_remote(out) else None  # one listing + the stage's index
         for s in shards:
-            m = read_marker(out, stage, s)
+            m = index.get(s) if index is not None else read_marker(out, stage, s)
             if m is None:
                 continue
             done += 1

@@ -21,16 +21,16 @@ from typing import Any, ClassVar
 
 import pyarrow as pa
 
-from common.shard_names import shard_id
-from common.storage import as_path, is_remote
+from common.storage import is_remote
 from pipelines.failpoints import failpoint
+from pipelines.marker_index import committed, save_index
 from pipelines.progress import StageProgress
 from pipelines.shards import (
     ROW_GROUP_ROWS,
-    STATE_DIR,
     Marker,
     known_sha256,
     list_shards,
+    marker_path,
     read_marker,
     read_table,
     remember_sha256,
@@ -49,6 +49,7 @@ class ShardTask:
     shard: int
     config_hash: str
     input_hash: str
+    stale_marker: bool = False  # a marker of an earlier run exists: removed before the output is rewritten
 
 
 @dataclass
@@ -107,19 +108,16 @@ class Listing:
             self._seen[folder] = set(list_shards(self.out, folder))
         return shard in self._seen[folder]
 
-    def marked(self, stage: str) -> set[int]:
-        """Shards of ``stage`` with a completion marker (one listing of ``_state/<stage>/``)."""
-        key = f"{STATE_DIR}/{stage}"
-        if key not in self._seen:
-            names = (p.name for p in (as_path(self.out) / STATE_DIR / stage).iterdir())
-            self._seen[key] = {i for n in names if (i := shard_id(n.replace(".json", ".parquet"))) is not None}
-        return self._seen[key]
-
 
 def plan_stage(stage: Stage, out: Path, shards: list[int], report: StageReport | None = None) -> list[ShardTask]:
-    """The shards of ``shards`` that must be (re)done, skipping complete ones with matching hashes."""
+    """The shards of ``shards`` that must be (re)done, skipping complete ones with matching hashes.
+
+    On an object store the markers come from the stage's index (``pipelines.marker_index``): one
+    listing per folder and one index GET, not a GET per shard.
+    """
     cfg = stage.config_hash(out)
     listing = Listing(out) if is_remote(out) else None
+    index = committed(out, stage.name) if listing is not None else None
     tasks = []
     for shard in shards:
         ih = input_hash(out, stage, shard, listing)
@@ -127,8 +125,8 @@ def plan_stage(stage: Stage, out: Path, shards: list[int], report: StageReport |
             if report is not None:
                 report.waiting += 1
             continue
-        if listing is not None:  # object store: GET only markers the listing shows
-            m = read_marker(out, stage.name, shard) if shard in listing.marked(stage.name) else None
+        if index is not None:
+            m = index.get(shard)
             present = listing.exists(stage.output, shard)
         else:
             m = read_marker(out, stage.name, shard)
@@ -138,7 +136,7 @@ def plan_stage(stage: Stage, out: Path, shards: list[int], report: StageReport |
             if report is not None:
                 report.skipped += 1
             continue
-        tasks.append(ShardTask(shard, cfg, ih))
+        tasks.append(ShardTask(shard, cfg, ih, stale_marker=m is not None))
     return tasks
 
 
@@ -157,6 +155,8 @@ def finish_shard(stage: Stage, out: Path, task: ShardTask, rows_in: int, result:
     validate_table(result, stage.output_schema(), stage.output)
     # A stage may ask for smaller row groups (e.g. pack: image bytes, streamed by training readers).
     rows = stage.row_group_rows or ROW_GROUP_ROWS
+    if task.stale_marker:  # never rewrite a shard under a marker: a marker always describes its object
+        marker_path(out, stage.name, task.shard).unlink(missing_ok=True)
     sha = write_table(result, shard_path(out, stage.output, task.shard), row_group_rows=rows)
     failpoint(f"shard_written:{stage.name}")
     marker = Marker(
@@ -211,6 +211,7 @@ class Executor(ABC):
         report = StageReport(stage.name)
         tasks = plan_stage(stage, out, shards, report)
         if not tasks:
+            save_index(out, stage.name, [])
             return report
         markers: list[Marker] = []
         try:
@@ -223,6 +224,7 @@ class Executor(ABC):
         finally:
             stage.ensure_teardown()  # what this process set up (in-process runs); workers tear down their own
         check_complete(report, tasks, markers)
+        save_index(out, stage.name, markers)
         return report
 
     @abstractmethod

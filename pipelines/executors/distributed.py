@@ -35,6 +35,7 @@ TASK_SCHEMA = pa.schema([
     pa.field("shard", pa.int64(), nullable=False),
     pa.field("config_hash", pa.string(), nullable=False),
     pa.field("input_hash", pa.string(), nullable=False),
+    pa.field("stale_marker", pa.bool_(), nullable=False),
 ])
 RESULT_SCHEMA = pa.schema([
     pa.field("shard", pa.int64(), nullable=False),
@@ -85,7 +86,8 @@ def run_task_batch(stage: Stage, out: Path, batch: pa.Table | pa.RecordBatch) ->
     """
     rows = []
     for row in batch.to_pylist():
-        marker = run_shard(stage, as_path(out), ShardTask(int(row["shard"]), row["config_hash"], row["input_hash"]))
+        task = ShardTask(int(row["shard"]), row["config_hash"], row["input_hash"], bool(row["stale_marker"]))
+        marker = run_shard(stage, as_path(out), task)
         rows.append({"shard": marker.shard, "marker": json.dumps(asdict(marker), sort_keys=True)})
     return pa.Table.from_pylist(rows, schema=RESULT_SCHEMA)
 

@@ -6,9 +6,9 @@ import json
 import os
 from pathlib import Path
 
-import pyarrow.parquet as pq
 import torch
 
+from common.storage import as_path
 from training.checkpoint import latest_checkpoint
 from training.croc.captions import CaptionTransform, DetailedCaption
 from training.croc.config import CrocConfig
@@ -17,7 +17,7 @@ from training.croc.model import CrocModel, build_croc_model
 from training.croc.sequence import SequenceBuilder, collate_sequences
 from training.croc.task import CrocTask
 from training.croc.tokenizer import TOKENIZER_FILE, build_tokenizer
-from training.data import ShardStream, list_shards
+from training.data import ShardStream, list_shards, read_shard
 
 
 def tokenizer_texts(settings: CrocConfig) -> list[str]:
@@ -30,15 +30,14 @@ def tokenizer_texts(settings: CrocConfig) -> list[str]:
     texts: list[str] = [data.captions.prompt, data.captions.instruction, data.conversations.system,
                         data.conversations.user_prefix, data.conversations.assistant_prefix]
     if data.source == "conversations" and data.conversations.path:
-        with open(data.conversations.path) as f:
-            for line in f:
-                if line.strip() and len(texts) < limit:
-                    texts += [t.get("value", "") for t in json.loads(line).get("conversations", [])]
+        for line in as_path(data.conversations.path).read_text().splitlines():  # a local file or a URL
+            if line.strip() and len(texts) < limit:
+                texts += [t.get("value", "") for t in json.loads(line).get("conversations", [])]
         return texts
     detailed = DetailedCaption(data.captions) if data.captions.caption == "detailed" else None
     for shard in list_shards(train_dir) if train_dir else []:
         cols = ["caption", "regions", "width", "height"] if detailed else ["caption"]
-        for row in pq.read_table(shard, columns=cols).to_pylist():
+        for row in read_shard(shard, columns=cols).to_pylist():
             texts.append(detailed(row) if detailed else (row.get("caption") or ""))
             if len(texts) >= limit:
                 return texts

@@ -22,6 +22,7 @@ from typing import Literal
 
 import numpy as np
 
+from common.storage import as_path
 from schemas.tables import SOURCE_OBJECT, SOURCE_TEXT
 from training.croc.sequence import IMAGE_PLACEHOLDER, Segment, SequenceBuilder
 from training.croc.templates import TEMPLATES, TemplateName, render
@@ -74,8 +75,8 @@ class DetailedCaption:
         self.cfg = cfg
         self.names: dict[int, str] = {}
         if cfg.class_names:
-            with open(cfg.class_names) as f:
-                self.names = {int(k): str(v) for k, v in json.load(f).items()}
+            doc = json.loads(as_path(cfg.class_names).read_text())  # a local file or a URL
+            self.names = {int(k): str(v) for k, v in doc.items()}
         self._ocr = None
 
     def _name(self, class_id: int) -> str:

@@ -21,11 +21,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
+from common.storage import as_path, is_remote
 from training.croc.sequence import Segment, SequenceBuilder
 from training.croc.templates import V1_SYSTEM, TemplateName, render
-from training.data import ShardStream, decode_image, letterbox, list_shards, to_tensor
+from training.data import ShardStream, decode_image, letterbox, list_shards, read_shard, to_tensor
 from training.distributed import rank_world
 
 
@@ -81,13 +81,13 @@ class ImageLookup:
         self.where: dict[str, str] = {}
         if train_dir:
             for shard in list_shards(train_dir):
-                for key in pq.read_table(shard, columns=["key"]).column("key").to_pylist():
+                for key in read_shard(shard, columns=["key"]).column("key").to_pylist():
                     self.where[key] = shard
 
     def _shard(self, shard: str):
         # consecutive look-ups in one shard (sorted JSONL) read it once
         if getattr(self, "_cached", (None,))[0] != shard:
-            self._cached = (shard, pq.read_table(shard, columns=["key", "jpg"]))
+            self._cached = (shard, read_shard(shard, columns=["key", "jpg"]))
         return self._cached[1]
 
     def __call__(self, ref: str) -> bytes | None:
@@ -97,11 +97,12 @@ class ImageLookup:
             table = self._shard(shard)
             hit = table.filter(pc.equal(table.column("key"), ref))
             return hit.column("jpg")[0].as_py() if hit.num_rows else None
-        path = ref if os.path.isabs(ref) or not self.image_root else os.path.join(self.image_root, ref)
-        if os.path.isfile(path):
-            with open(path, "rb") as f:
-                return f.read()
-        return None
+        absolute = os.path.isabs(ref) or is_remote(ref)
+        path = as_path(ref if absolute or not self.image_root else f"{self.image_root.rstrip('/')}/{ref}")
+        try:  # a local file or an object (one GET; no existence check first)
+            return path.read_bytes()
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            return None
 
 
 class ConversationTransform:
@@ -155,8 +156,8 @@ class ConversationStream(ShardStream):
 
     def __init__(self, path: str, transform, collate, batch_size: int, seed: int = 0,
                  epochs: int | None = None) -> None:
-        with open(path) as f:
-            self.records = [json.loads(line) for line in f if line.strip()]
+        text = as_path(path).read_text()  # a local file or a URL
+        self.records = [json.loads(line) for line in text.splitlines() if line.strip()]
         if not self.records:
             raise ValueError(f"no conversations in {path}")
         self.shards, self.rows = [path], [len(self.records)]

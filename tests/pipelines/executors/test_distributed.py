@@ -111,3 +111,11 @@ def test_ray_gpu_stage_on_a_cpu_cluster_names_the_option():
     with pytest.raises(RuntimeError, match="executor.ray.gpus_per_actor"):
         pool_shape(Resources(gpus=1.0), {"CPU": 8.0}, 2, RayConfig())
     assert pool_shape(Resources(gpus=1.0), {"CPU": 8.0}, 2, RayConfig(gpus_per_actor=0))[2] == 0
+
+
+def test_task_rows_carry_the_stale_marker_flag():
+    """A worker removes a shard's old marker before rewriting it only if the task row says so."""
+    from pipelines.executors.base import ShardTask
+
+    rows = task_table([ShardTask(3, "c", "i", stale_marker=True), ShardTask(4, "c", "i")]).to_pylist()
+    assert [r["stale_marker"] for r in rows] == [True, False]
