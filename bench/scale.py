@@ -84,6 +84,7 @@ def run_build(out: Path, urls: Path, per_shard: int, args: argparse.Namespace) -
            f"kmeans.levels=[{levels[0]},{levels[1]}]", f"kmeans.sample_size={args.sample}",
            f"kmeans.niter={args.niter}", f"kmeans.fit={args.fit}", f"executor.processes={args.processes}",
            f"assign.search={args.search}", f"assign.beam={args.beam}",
+           *([f"assign.kmeans_dir={args.kmeans_dir}"] if args.kmeans_dir else []),
            "download.image_size=16"]  # images exist already: only keeps preflight's disk estimate small
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     t0 = time.perf_counter()
@@ -106,7 +107,7 @@ def run_build(out: Path, urls: Path, per_shard: int, args: argparse.Namespace) -
     return {"wall_s": time.perf_counter() - t0, "driver": driver, "worker": worker, "levels": levels}
 
 
-def beam_tradeoff(out: Path, beams: list[int], rows: int, runs: int = 3) -> dict[int, tuple[float, float, float]]:
+def beam_tradeoff(out: Path, kmeans_dir: Path, beams: list[int], rows: int, runs: int = 3) -> dict[int, tuple[float, float, float]]:
     """Per beam width: (% same leaf as exact, inertia ratio, speed-up over exact) on ``rows`` rows.
 
     Exact and each beam are timed alternately ``runs`` times on one thread (BLAS and the beam's
@@ -120,7 +121,7 @@ def beam_tradeoff(out: Path, beams: list[int], rows: int, runs: int = 3) -> dict
     from models.kmeans_index import ClusterTree, l2_normalize, nearest_centroids
     from pipelines.kmeans.sample import uniform_sample
 
-    tree = ClusterTree.load(out / "kmeans")
+    tree = ClusterTree.load(kmeans_dir)
     shards = sorted(int(p.stem.split("-")[1]) for p in (out / "embeddings").glob("part-*.parquet"))
     x = uniform_sample(out, shards, ("object",), rows, seed=99).x
     x = l2_normalize(x) if tree.spherical else x
@@ -154,34 +155,42 @@ def main() -> None:
     ap.add_argument("--beam", type=int, default=16)
     ap.add_argument("--beams", default="4,8,16,64")
     ap.add_argument("--check", type=int, default=20_000, help="rows of the beam/exact comparison")
-    ap.add_argument("--steps", default="fit_kmeans,assign,pack", help="the build's steps")
+    ap.add_argument("--steps", default="", help="the build's steps (default fit_kmeans,assign,pack)")
     ap.add_argument("--rss-log", default="", help="file for a 't driver_MiB worker_MiB' line every 0.2 s")
-    ap.add_argument("--keep", default="", help="folder to keep the output in (default: a temp folder)")
+    ap.add_argument("--keep", default="", help="folder to keep the input and output in (default: a temp "
+                    "folder); shards already written there by an earlier run of the same --regions are reused")
+    ap.add_argument("--kmeans-dir", default="", help="label with this fitted tree (assign.kmeans_dir) instead of "
+                    "fitting one: assign throughput vs N with one tree; default steps become assign")
     args = ap.parse_args()
+    args.steps = args.steps or ("assign" if args.kmeans_dir else "fit_kmeans,assign,pack")
     from pipelines.status import collect_status
 
     load0 = os.getloadavg()[0]  # the machine may be shared: printed with the numbers
     with tempfile.TemporaryDirectory() as tmp:
-        out = Path(args.keep or tmp) / "out"
+        base = Path(args.keep or tmp)
+        out = base / "out"
         t = time.perf_counter()
-        shards = write_shards(out, Path(tmp) / "in", args.regions, args.dim, args.per_shard)
+        shards = math.ceil(args.regions / args.per_shard)
+        if len(list((out / "embeddings").glob("part-*.parquet"))) != shards or not (base / "in" / "urls.parquet").exists():
+            shards = write_shards(out, base / "in", args.regions, args.dim, args.per_shard)
         write_s = time.perf_counter() - t
-        run = run_build(out, Path(tmp) / "in" / "urls.parquet", args.per_shard, args)
-        meta = json.loads((out / "kmeans" / "kmeans.json").read_text())
+        run = run_build(out, base / "in" / "urls.parquet", args.per_shard, args)
+        kmeans_dir = Path(args.kmeans_dir) if args.kmeans_dir else out / "kmeans"
+        meta = json.loads((kmeans_dir / "kmeans.json").read_text())
         st = collect_status(out)["stages"]
         assign = st["assign"]
         cpu = {k: v for k, v in assign["counters"].items() if k.startswith("cpu_ms:")}
         searched = sum(v for k, v in assign["counters"].items() if k.startswith("search:"))
         beams = [int(b) for b in args.beams.split(",") if b]
-        trade = beam_tradeoff(out, sorted(set(beams + [args.beam])), args.check)
+        trade = beam_tradeoff(out, kmeans_dir, sorted(set(beams + [args.beam])), args.check)
     print(f"exact vs beam timed alternately on 1 thread (CPU time), {args.check} rows, median of 3")
     for b, (agree, ratio, speed) in sorted(trade.items()):
         print(f"beam {b}: {agree:.2f} % same leaf, inertia ratio {ratio:.4f}, speed-up {speed:.2f}x")
     print(f"assign: {assign['rows_in']} rows, {assign['seconds']:.1f} s summed over shards, cpu {cpu}")
     print(json.dumps({
         "regions": args.regions, "dim": args.dim, "leaves": meta["sizes"][-1], "levels": run["levels"],
-        "shards": shards, "sample": meta["sample_rows"], "fit": args.fit, "processes": args.processes,
-        "write_s": round(write_s, 1), "build_s": round(run["wall_s"], 1), "fit_s": meta.get("wall_seconds"),
+        "shards": shards, "sample": meta["sample_rows"], "fit": f"none (tree {args.kmeans_dir})" if args.kmeans_dir else args.fit, "processes": args.processes,
+        "write_s": round(write_s, 1), "build_s": round(run["wall_s"], 1), "fit_s": None if args.kmeans_dir else meta.get("wall_seconds"), "steps": args.steps,
         "sample_inertia": round(meta["sample_inertia"], 5),
         "assign_rows_per_s": round(assign["rows_in"] / max(assign["seconds"], 1e-9)),
         "assign_search_rows_per_cpu_s": round(searched / max(cpu.get("cpu_ms:search", 0) / 1000, 1e-9)),
