@@ -3,12 +3,16 @@
 Writes ``--regions`` synthetic clustered embeddings as real ``embeddings`` shards (pipeline schema,
 fp16) with matching ``regions/object`` and ``images`` rows (4 regions per image), then runs
 ``regionset build`` with ``steps=[fit_kmeans,assign,pack]`` on the local executor in a child
-process, polling the driver's and its worker processes' RSS every 0.2 s. Afterwards it compares the
-beam search with the exact one on ``--check`` sample rows for each ``--beams`` width. Prints one JSON
-line last.
+process, polling the driver's and its worker processes' RSS every 0.2 s (``--rss-log``: the trace).
+Assign throughput is printed per wall second (the markers' seconds) and per CPU-second (the stage's
+``cpu_ms:*`` counters), which a machine shared with other jobs does not skew. Afterwards it compares
+the beam search with the exact one on ``--check`` sample rows for each ``--beams`` width, on one
+thread, by CPU time. ``--kmeans-dir`` labels with an already fitted tree (steps ``assign``), to see
+assign vs N with one tree; ``--keep`` keeps (and reuses) the data. Prints one JSON line last.
 
     python bench/scale.py --regions 1000000 --dim 64 --leaves 4096 --sample 262144
-    python bench/scale.py --regions 1000000 --dim 64 --leaves 4096 --fit per_parent --processes 2
+    python bench/scale.py --regions 1000000 --dim 64 --leaves 65536 --sample 262144 --fit per_parent --processes 2
+    python bench/scale.py --regions 4000000 --leaves 65536 --processes 2 --kmeans-dir OUT/kmeans --keep DIR
 """
 
 from __future__ import annotations
