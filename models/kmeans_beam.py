@@ -11,7 +11,7 @@ Candidates are scored per kept parent with one matmul over the rows that kept it
 per-row gather; every parent's children are stored contiguously, so its centroids are a slice) and
 merged into each row's running best ``B`` (the best one at the leaves). These matmuls are small
 (rows × d × branching): a multi-threaded BLAS spends more time waking its threads than computing,
-and on a loaded machine was 12× slower than one thread (BENCHMARKS.md, "Beam assignment at K =
+and on a loaded machine used 7× the CPU of one thread (BENCHMARKS.md, "Beam assignment at K =
 65,536"). So BLAS runs single-threaded here and the worker's thread budget (``common.threads``)
 goes to blocks of rows searched in parallel threads instead. The agreement with exact and the
 inertia ratio are measured in BENCHMARKS.md (bench/scale.py) and checked on a sample of every
