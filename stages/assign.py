@@ -14,6 +14,7 @@ while an incremental build (same frozen tree, new shards) only labels the new sh
 from __future__ import annotations
 
 import dataclasses
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -57,7 +58,7 @@ class AssignConfig:
     kmeans_dir: str = ""
     backend: Literal["auto", "numpy", "torch", "faiss"] = "auto"
     search: Literal["auto", "exact", "beam"] = "auto"
-    beam: int = 8
+    beam: int = 16
     check_rows: int = 256
     tokenizer: TokenizerConfig = TokenizerConfig()
     resources: Resources = Resources()
@@ -82,6 +83,7 @@ class AssignStage(Stage):
         super().__init__(config)
         self.tree: ClusterTree | None = None
         self.labeler: TokenLabeler | None = None
+        self._cpu0: float | None = None
 
     def _kmeans_dir(self, out: Path | None = None) -> Path | RemotePath:
         if self.config.kmeans_dir:
@@ -112,6 +114,7 @@ class AssignStage(Stage):
         return self.labeler
 
     def prepare(self, tables: dict[str, pa.Table]) -> pa.Table:
+        self._cpu0 = time.process_time()  # ``cpu_ms:stage``: prepare + process of this shard
         regions = pa.concat_tables([tables[REGIONS_OBJECT].select(_REGION_COLS),
                                     tables[REGIONS_TEXT].select(_REGION_COLS)])
         return regions.append_column("embedding", _embedding_of(tables[EMBEDDINGS], regions.column("region_id")))
@@ -131,14 +134,19 @@ class AssignStage(Stage):
         return "beam" if want == "beam" and not covers_tree(sizes, self.config.beam) else "exact"
 
     def _search(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Paths and distances by the configured search; counts the search and the sampled check."""
+        """Paths and distances by the configured search; counts the search, the sampled check and
+        the CPU time of each (``cpu_ms:search``, ``cpu_ms:check``: this process, all its threads)."""
         assert self.tree is not None
         used = self.search_used()
+        t0 = time.process_time()
         paths, dist = self.tree.assign(x, self.config.backend, used, self.config.beam)
         self.counters[f"search:{used}"] += len(x)
+        self.counters["cpu_ms:search"] += round(1000 * (time.process_time() - t0))
         if used == "beam" and self.config.check_rows > 0:
+            t0 = time.process_time()
             pick = np.unique(np.linspace(0, len(x) - 1, min(self.config.check_rows, len(x))).astype(np.int64))
             exact, edist = self.tree.assign(x[pick], self.config.backend, "exact")
+            self.counters["cpu_ms:check"] += round(1000 * (time.process_time() - t0))
             self.counters["beam_check:rows"] += len(pick)
             self.counters["beam_check:same_leaf"] += int((exact[:, -1] == paths[pick, -1]).sum())
             self.counters["beam_check:exact_inertia"] += round(float(edist.sum(dtype=np.float64)) * CHECK_SCALE)
@@ -187,4 +195,8 @@ class AssignStage(Stage):
             "token_ids": pa.array([tokens[r] for r in keep], pa.list_(pa.int32())),
         }
         schema = labels_schema()
-        return pa.table([cols[f.name].cast(f.type) for f in schema], schema=schema)
+        result = pa.table([cols[f.name].cast(f.type) for f in schema], schema=schema)
+        if self._cpu0 is not None:
+            self.counters["cpu_ms:stage"] += round(1000 * (time.process_time() - self._cpu0))
+            self._cpu0 = None
+        return result

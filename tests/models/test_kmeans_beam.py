@@ -77,3 +77,18 @@ def test_unknown_search_is_a_clear_error(fitted):
     tree, q = fitted
     with pytest.raises(ValueError, match="assign.search"):
         ClusterTree.assign(tree, q[:3], "numpy", "fuzzy")
+
+
+def test_result_does_not_depend_on_threads_or_blocks_and_children_may_be_interleaved():
+    rng = np.random.default_rng(4)
+    c0 = rng.standard_normal((6, 8)).astype(np.float32)
+    c1 = rng.standard_normal((40, 8)).astype(np.float32)
+    p1 = rng.permutation(np.arange(40) % 6).astype(np.int32)  # a parent's children are not adjacent
+    x = rng.standard_normal((500, 8)).astype(np.float32)
+    one = beam_search(x, [c0, c1], [np.full(6, -1), p1], beam=2, threads=1)
+    many = beam_search(x, [c0, c1], [np.full(6, -1), p1], beam=2, batch_rows=37, threads=3)
+    assert np.array_equal(one[0], many[0]) and np.array_equal(one[1], many[1])
+    full = beam_search(x, [c0, c1], [np.full(6, -1), p1], beam=6, threads=2)  # every parent kept
+    exact = ((x[:, None] - c1[None]) ** 2).sum(-1)
+    assert np.array_equal(full[0], exact.argmin(1))
+    assert (exact[np.arange(500), one[0]] >= exact.min(1) - 1e-5).all()

@@ -115,6 +115,7 @@ def test_beam_search_marker_counters_and_status(tmp_path):
     assert 0.8 * 600 <= same <= 600
     marker = read_marker(tmp_path, "assign", 0).counters  # what `regionset status` sums up
     assert marker["search:beam"] == 300 and marker["beam_check:rows"] == 100
+    assert {"cpu_ms:search", "cpu_ms:check", "cpu_ms:stage"} <= set(marker)  # bench/scale.py's rows per CPU-second
     check = beam_check(c)
     assert check["rows"] == 200 and 80 <= check["same_leaf_pct"] <= 100
     assert 1.0 <= check["inertia_ratio"] < 1.2
