@@ -7,8 +7,9 @@ in ``_STAGES`` (keyed by stage name, class, config hash and the pickled config):
 load once per worker per build. Every task carries that key and the stage pickled once by the
 driver (its config only, a few hundred bytes); a worker unpickles it only on a miss. Cached stages
 are torn down when the pool shuts down (``close``), or when the same stage comes back with another
-config; then the worker ends with ``os._exit`` (``_exit_now``). A pool has one worker count and one thread share per worker (``common/threads.py``); a
-stage that needs another share gets a new pool (``LocalExecutor``).
+config; then the worker ends with ``os._exit`` (``_exit_now``). A pool has one worker count and one
+thread share per worker (``common/threads.py``); a stage that needs another share gets a new pool
+(``LocalExecutor``).
 """
 
 from __future__ import annotations
