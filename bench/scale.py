@@ -5,7 +5,7 @@ fp16) with matching ``regions/object`` and ``images`` rows (4 regions per image)
 ``regionset build`` with ``steps=[fit_kmeans,assign,pack]`` on the local executor in a child
 process, polling the driver's and its worker processes' RSS every 0.2 s (``--rss-log``: the trace).
 Assign throughput is printed per wall second (the markers' seconds) and per CPU-second (the stage's
-``cpu_ms:*`` counters), which a machine shared with other jobs does not skew. Afterwards it compares
+``cpu_ms:*`` timings in its markers), which a machine shared with other jobs does not skew. Afterwards it compares
 the beam search with the exact one on ``--check`` sample rows for each ``--beams`` width, on one
 thread, by CPU time. ``--kmeans-dir`` labels with an already fitted tree (steps ``assign``), to see
 assign vs N with one tree; ``--keep`` keeps (and reuses) the data. Prints one JSON line last.
@@ -183,7 +183,7 @@ def main() -> None:
         meta = json.loads((kmeans_dir / "kmeans.json").read_text())
         st = collect_status(out)["stages"]
         assign = st["assign"]
-        cpu = {k: v for k, v in assign["counters"].items() if k.startswith("cpu_ms:")}
+        cpu = assign["timings"]
         searched = sum(v for k, v in assign["counters"].items() if k.startswith("search:"))
         beams = [int(b) for b in args.beams.split(",") if b]
         trade = beam_tradeoff(out, kmeans_dir, sorted(set(beams + [args.beam])), args.check)

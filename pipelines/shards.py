@@ -172,6 +172,9 @@ class Marker:
     seconds: float
     counters: dict[str, int] = field(default_factory=dict)
     finished_at: float = field(default_factory=time.time)
+    # CPU milliseconds of parts of the work (``cpu_ms:*``): they vary run to run, so they are kept
+    # apart from ``counters``, which two builds of the same input share.
+    timings: dict[str, int] = field(default_factory=dict)
 
 
 def marker_path(out: Path, stage: str, shard: int) -> Path:

@@ -47,6 +47,7 @@ def collect_status(out: Path) -> dict:
     result = {"shards": len(shards), "warnings": run_warnings(out), "stages": {}}
     for stage in stage_names(out):
         counters: Counter[str] = Counter()
+        timings: Counter[str] = Counter()
         done = rows_in = rows_out = 0
         seconds = 0.0
         index = committed(out, stage) if is_remote(out) else None  # one listing + the stage's index
@@ -59,9 +60,10 @@ def collect_status(out: Path) -> dict:
             rows_out += m.rows_out
             seconds += m.seconds
             counters.update(m.counters)
+            timings.update(m.timings)
         result["stages"][stage] = {"done": done, "pending": len(shards) - done, "rows_in": rows_in,
                                    "rows_out": rows_out, "seconds": round(seconds, 2),
-                                   "counters": dict(counters)}
+                                   "counters": dict(counters), "timings": dict(timings)}
         if counters.get("beam_check:rows"):
             result["stages"][stage]["beam_check"] = beam_check(counters)
     return result

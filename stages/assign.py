@@ -141,12 +141,12 @@ class AssignStage(Stage):
         t0 = time.process_time()
         paths, dist = self.tree.assign(x, self.config.backend, used, self.config.beam)
         self.counters[f"search:{used}"] += len(x)
-        self.counters["cpu_ms:search"] += round(1000 * (time.process_time() - t0))
+        self.timings["cpu_ms:search"] += round(1000 * (time.process_time() - t0))
         if used == "beam" and self.config.check_rows > 0:
             t0 = time.process_time()
             pick = np.unique(np.linspace(0, len(x) - 1, min(self.config.check_rows, len(x))).astype(np.int64))
             exact, edist = self.tree.assign(x[pick], self.config.backend, "exact")
-            self.counters["cpu_ms:check"] += round(1000 * (time.process_time() - t0))
+            self.timings["cpu_ms:check"] += round(1000 * (time.process_time() - t0))
             self.counters["beam_check:rows"] += len(pick)
             self.counters["beam_check:same_leaf"] += int((exact[:, -1] == paths[pick, -1]).sum())
             self.counters["beam_check:exact_inertia"] += round(float(edist.sum(dtype=np.float64)) * CHECK_SCALE)
@@ -197,6 +197,6 @@ class AssignStage(Stage):
         schema = labels_schema()
         result = pa.table([cols[f.name].cast(f.type) for f in schema], schema=schema)
         if self._cpu0 is not None:
-            self.counters["cpu_ms:stage"] += round(1000 * (time.process_time() - self._cpu0))
+            self.timings["cpu_ms:stage"] += round(1000 * (time.process_time() - self._cpu0))
             self._cpu0 = None
         return result

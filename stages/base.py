@@ -65,6 +65,7 @@ class Stage:
     def __init__(self, config: Any) -> None:
         self.config = config
         self.counters: Counter[str] = Counter()
+        self.timings: Counter[str] = Counter()  # CPU milliseconds by part (``Marker.timings``)
         self._ready = False
 
     # -- what executors call -------------------------------------------------------------------
@@ -134,6 +135,12 @@ class Stage:
         counts = dict(self.counters)
         self.counters.clear()
         return counts
+
+    def take_timings(self) -> dict[str, int]:
+        """Return and reset the CPU milliseconds measured since the last call."""
+        got = dict(self.timings)
+        self.timings.clear()
+        return got
 
     def __getstate__(self) -> dict[str, Any]:
         # Models never travel: a stage is pickled as its config and rebuilt in the worker.

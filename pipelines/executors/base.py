@@ -150,7 +150,7 @@ def read_inputs(stage: Stage, out: Path, shard: int) -> pa.Table:
 
 
 def finish_shard(stage: Stage, out: Path, task: ShardTask, rows_in: int, result: pa.Table,
-                 seconds: float, counters: dict[str, int]) -> Marker:
+                 seconds: float, counters: dict[str, int], timings: dict[str, int] | None = None) -> Marker:
     """Validate and write a shard's output, then its marker (the marker is always last)."""
     validate_table(result, stage.output_schema(), stage.output)
     # A stage may ask for smaller row groups (e.g. pack: image bytes, streamed by training readers).
@@ -162,7 +162,7 @@ def finish_shard(stage: Stage, out: Path, task: ShardTask, rows_in: int, result:
     marker = Marker(
         stage=stage.name, shard=task.shard, config_hash=task.config_hash, input_hash=task.input_hash,
         output_sha256=sha, rows_in=rows_in, rows_out=result.num_rows, seconds=round(seconds, 4),
-        counters=dict(sorted(counters.items())),
+        counters=dict(sorted(counters.items())), timings=dict(sorted((timings or {}).items())),
     )
     write_marker(out, marker)
     return marker
@@ -173,11 +173,13 @@ def run_shard(stage: Stage, out: Path, task: ShardTask) -> Marker:
     stage.ensure_setup()
     start = time.perf_counter()
     stage.take_counters()  # before prepare: what prepare counts (e.g. skip:duplicate) is this shard's
+    stage.take_timings()
     table = read_inputs(stage, out, task.shard)
     result = stage.process(table)
     failpoint(f"mid_shard:{stage.name}")
     counters = stage.take_counters()
-    return finish_shard(stage, out, task, table.num_rows, result, time.perf_counter() - start, counters)
+    return finish_shard(stage, out, task, table.num_rows, result, time.perf_counter() - start, counters,
+                        stage.take_timings())
 
 
 def check_complete(report: StageReport, tasks: list[ShardTask], markers: list[Marker]) -> None:

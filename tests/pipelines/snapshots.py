@@ -15,7 +15,7 @@ from pipelines.shards import STATE_DIR
 from schemas import INPUT, TABLE_DIRS
 from tests.helpers import table_hash
 
-TIMING_FIELDS = ("seconds", "finished_at")
+TIMING_FIELDS = ("seconds", "finished_at", "timings")
 TIMING_KEY = re.compile(r"(_at|seconds)$")
 NOT_COMPARED = ("catalog.duckdb", "regionset.yaml")
 
