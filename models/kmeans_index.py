@@ -68,6 +68,20 @@ def _pick_backend(backend: Backend) -> str:
     return "numpy"
 
 
+SCORE_BLOCK_BYTES = 256 << 20  # the (rows x k) float32 score block of one matmul, at most
+
+
+def block_rows(k: int, batch_size: int = 4096) -> int:
+    """Query rows per matmul block: ``batch_size``, or fewer so the rows × ``k`` float32 scores fit
+    ``SCORE_BLOCK_BYTES``.
+
+    Args:
+        k: centroids searched.
+        batch_size: the most rows per block.
+    """
+    return max(1, min(batch_size, SCORE_BLOCK_BYTES // (4 * max(1, k))))
+
+
 def nearest_centroids(x: np.ndarray, centroids: np.ndarray, backend: Backend = "auto",
                       batch_size: int = 4096) -> tuple[np.ndarray, np.ndarray]:
     """Exact nearest centroid (squared L2) of every row of ``x``.
@@ -77,7 +91,8 @@ def nearest_centroids(x: np.ndarray, centroids: np.ndarray, backend: Backend = "
         centroids: (k, d) float32 centroids.
         backend: ``numpy`` (CPU matmul), ``torch`` (CUDA when present), ``faiss`` (IndexFlatL2),
             or ``auto`` (faiss on all GPUs when faiss sees one, else numpy).
-        batch_size: queries per matmul block (bounds the n × k score block in memory).
+        batch_size: queries per matmul block, at most; fewer when the block × k score matrix would
+            pass ``SCORE_BLOCK_BYTES`` (at k = 1M leaves a 4,096-row block would be 16 GiB).
 
     Returns:
         (ids int64 of shape (n,), squared distances float32 of shape (n,)); ties go to the lowest id.
@@ -88,6 +103,7 @@ def nearest_centroids(x: np.ndarray, centroids: np.ndarray, backend: Backend = "
     if n == 0:
         return np.zeros(0, np.int64), np.zeros(0, np.float32)
     which = _pick_backend(backend)
+    batch_size = block_rows(c.shape[0], batch_size)
     if which == "faiss":
         import faiss
 

@@ -26,6 +26,7 @@ over one in-memory sample; docs/kmeans-labels.md "Per-parent fit"), which stays 
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 from collections.abc import Callable
@@ -75,14 +76,26 @@ def fit_parent(work: str, parent: int, totals: list[int], params: FitParams) -> 
     failpoint("kmeans:parent_fitted")
 
 
-def refine_map(work: str, parent: int, leaves: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+_LEAVES: dict[str, np.ndarray] = {}  # in a worker: the current iteration's leaves, read once
+
+
+def _leaves(path: str) -> np.ndarray:
+    """The leaves file of one refinement iteration, read once per worker (not shipped per task)."""
+    if path not in _LEAVES:
+        _LEAVES.clear()
+        _LEAVES[path] = load_npy(as_path(path))
+    return _LEAVES[path]
+
+
+def refine_map(work: str, parent: int, leaves_path: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
     """Task: nearest leaf of the parent's points; (leaf ids hit, their float64 sums, counts, Σ dist).
 
     Args:
         work: the work folder.
         parent: the level-0 parent whose points are read.
-        leaves: every leaf centroid.
+        leaves_path: the iteration's leaf centroids (``WORK/leaves-<it>-<digest>.npy``).
     """
+    leaves = _leaves(leaves_path)
     x = parent_points(as_path(work), parent)
     if not len(x):
         return np.zeros(0, np.int64), np.zeros((0, leaves.shape[1])), np.zeros(0, np.int64), 0.0
@@ -200,11 +213,16 @@ def refine_parents(work: str, res: FitResult, p: FitParams, parents: list[int],
     leaves, links = res.centroids[-1].copy(), res.parents[-1].copy()
     k, d = leaves.shape
     for it in range(p.refine_iters + 1):
+        # the leaves go to the tasks as one file per iteration: a task carries its path, not K × d floats
+        digest = hashlib.sha256(leaves.tobytes()).hexdigest()[:16]  # the name says the content: a worker's
+        path = as_path(work) / f"leaves-{it:03d}-{digest}.npy"     # cached copy is never stale
+        save_npy(path, leaves)
         sums, counts, total = np.zeros((k, d)), np.zeros(k, np.int64), 0.0
-        for nz, s, c, dist in executor.run_calls(refine_map, [(work, j, leaves) for j in parents]):
+        for nz, s, c, dist in executor.run_calls(refine_map, [(work, j, str(path)) for j in parents]):
             sums[nz] += s
             counts[nz] += c
             total += dist
+        path.unlink(missing_ok=True)
         if it == p.refine_iters:
             break
         leaves = _means(sums, counts, leaves, p.spherical)

@@ -37,3 +37,18 @@ def test_tree_paths_save_load_hash(tmp_path):
     assert np.allclose(dist, 0, atol=1e-6)  # spherical: queries normalised first
     with pytest.raises(FileNotFoundError, match="fit_kmeans"):
         ClusterTree.load(tmp_path / "missing")
+
+
+
+def test_score_block_is_capped_in_bytes(monkeypatch):
+    import models.kmeans_index as ki
+
+    assert ki.block_rows(100) == 4096
+    assert ki.block_rows(1_000_000) == (256 << 20) // 4_000_000  # 67 rows: 256 MiB of scores, not 16 GiB
+    rng = np.random.default_rng(3)
+    x, c = rng.standard_normal((500, 8), dtype=np.float32), rng.standard_normal((300, 8), dtype=np.float32)
+    want = nearest_centroids(x, c, "numpy")
+    monkeypatch.setattr(ki, "SCORE_BLOCK_BYTES", 300 * 4 * 7)
+    assert ki.block_rows(300) == 7
+    got = nearest_centroids(x, c, "numpy")  # 72 blocks of <= 7 rows: the same answer
+    assert np.array_equal(want[0], got[0]) and np.allclose(want[1], got[1], atol=1e-5)
