@@ -17,7 +17,7 @@ import yaml
 from pipelines.lock import LeaseLock
 from tests.conftest import make_jpeg
 from tests.helpers import table_hash, write_urls
-from tests.s3server import BUCKET, SECRET, s3  # noqa: F401 (fixture)
+from tests.s3server import BUCKET, SECRET, moto_process, s3  # noqa: F401 (fixture)
 
 
 def _cli(*args: str, env: dict | None = None, failpoint: str = "", timeout: float = 600) -> subprocess.CompletedProcess:
@@ -126,23 +126,9 @@ def test_bad_credentials_exit_2(server, tmp_path):
     """A second S3 server that checks credentials (moto with IAM auth on): unknown keys are refused."""
     pytest.importorskip("moto.server")
     pytest.importorskip("s3fs")
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    moto = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                            env={**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "0"},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        for _ in range(100):  # wait until it listens
-            with socket.socket() as probe:
-                if probe.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            time.sleep(0.1)
-        env = {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "AWS_ACCESS_KEY_ID": "unknown-key",
+    with moto_process(INITIAL_NO_AUTH_ACTION_COUNT="0") as endpoint:
+        env = {"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "unknown-key",
                "AWS_SECRET_ACCESS_KEY": SECRET, "AWS_DEFAULT_REGION": "us-east-1"}
         bad = _cli("build", str(_config(tmp_path, f"s3://{BUCKET}/creds", _urls(server, tmp_path, 2))), env=env)
-    finally:
-        moto.terminate()
-        moto.wait(30)
     assert bad.returncode == 2 and "bad credentials" in bad.stderr and f"s3://{BUCKET}/creds" in bad.stderr
     assert len(bad.stderr.strip().splitlines()) == 1 and SECRET not in bad.stderr + bad.stdout
