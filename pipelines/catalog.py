@@ -31,8 +31,11 @@ from pipelines.kmeans.catalog import add_label_tables
 from pipelines.marker_index import committed
 from pipelines.shards import STATE_DIR, list_shards
 from schemas import EMBEDDINGS, TABLE_DIRS, schema_for
+from schemas.tables import ADDED_COLUMNS
 
 CATALOG_FILE = "catalog.duckdb"
+# tables whose older shards may lack columns added since (read as NULL)
+_EVOLVED = {name for tables in ADDED_COLUMNS.values() for name in tables}
 
 # semantic region duplicates counted per leaf cluster (regions: the cluster's labelled regions)
 _REGION_DUPS_PER_CLUSTER = """CREATE OR REPLACE VIEW region_duplicates_per_cluster AS
@@ -93,14 +96,41 @@ def committed_files(out: RemotePath, folder: str) -> list[str]:
     return [str(out / folder / shard_name(s)) for s in shards]
 
 
+def _read(files: list[str]) -> str:
+    return "SELECT * FROM read_parquet([" + ", ".join(_sql_str(f) for f in files) + "])"
+
+
+def _schema_groups(con: duckdb.DuckDBPyConnection, globs: list[str]) -> list[list[str]]:
+    """The files of ``globs`` grouped by their Parquet schema, the widest schema first.
+
+    DuckDB's ``parquet_schema`` reads one footer at a time, so this stays small however many
+    files there are (``union_by_name`` would hold every file's footer at once)."""
+    files = "[" + ", ".join(_sql_str(g) for g in globs) + "]"
+    rows = con.execute(f"""
+        SELECT file_name, string_agg(name || ':' || coalesce(type, '') || ':' || coalesce(num_children, 0), ','
+                                     ORDER BY name, type) AS sig, count(*) AS n
+        FROM parquet_schema({files}) GROUP BY file_name""").fetchall()
+    groups: dict[str, tuple[int, list[str]]] = {}
+    for file, sig, n in sorted(rows):
+        groups.setdefault(sig, (n, []))[1].append(file)
+    return [fs for _, fs in sorted(groups.values(), key=lambda g: (-g[0], g[1][0]))]
+
+
 def _table_view(con: duckdb.DuckDBPyConnection, out: Path, name: str) -> int:
+    """A view over the table's shards (an empty table when it has none); returns the number of globs.
+
+    Shards of one table share one schema, except that an older regionset wrote some tables without
+    the columns ``ADDED_COLUMNS`` lists: only those tables are grouped by file schema and the groups
+    united by name (missing columns read as NULL). Every other table is one plain ``read_parquet``,
+    whose memory does not grow with the number of files or row groups."""
     if is_remote(out):
         globs = [f for d in TABLE_DIRS[name] for f in committed_files(out, d)]
     else:
         globs = [str((out / d).resolve() / "part-*.parquet") for d in TABLE_DIRS[name] if list_shards(out, d)]
     if globs:
-        files = "[" + ", ".join(_sql_str(g) for g in globs) + "]"
-        con.execute(f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM read_parquet({files}, union_by_name=true)")
+        groups = _schema_groups(con, globs) if name in _EVOLVED else [globs]
+        sql = _read(globs) if len(groups) == 1 else " UNION ALL BY NAME ".join(_read(g) for g in groups)
+        con.execute(f"CREATE OR REPLACE VIEW {name} AS {sql}")
         return len(globs)
     if name == EMBEDDINGS:
         schema = pa.schema([("region_id", pa.string()), ("key", pa.string()),
