@@ -33,13 +33,15 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
-def write_shards(out: Path, urls: Path, regions: int, dim: int, per_shard: int, seed: int = 0) -> int:
-    """Clustered fp16 embeddings (Zipf-sized Gaussian blobs) as shards; returns the shard count."""
+def write_shards(out: Path, urls: Path, regions: int, dim: int, per_shard: int, seed: int = 0,
+                 blobs: int = 0) -> int:
+    """Clustered fp16 embeddings (``blobs`` Zipf-sized Gaussian blobs, default 4·√regions) as shards;
+    returns the shard count."""
     from tests.helpers import write_urls
     from tests.label_data import key_of, write_image_shard, write_region_shard
 
     rng = np.random.default_rng(seed)
-    centres = rng.standard_normal((4 * int(math.sqrt(regions)), dim)).astype(np.float32)
+    centres = rng.standard_normal((blobs or 4 * int(math.sqrt(regions)), dim)).astype(np.float32)
     w = 1.0 / np.arange(1, len(centres) + 1) ** 0.8
     shards = math.ceil(regions / per_shard)
     for s in range(shards):
@@ -153,6 +155,8 @@ def main() -> None:
     ap.add_argument("--sample", type=int, default=1_000_000, help="kmeans.sample_size")
     ap.add_argument("--niter", type=int, default=10)
     ap.add_argument("--per-shard", type=int, default=100_000, help="regions per shard")
+    ap.add_argument("--blobs", type=int, default=0, help="Gaussian blobs of the synthetic data (default "
+                    "4·√regions; fix it to compare N on equally hard data)")
     ap.add_argument("--fit", default="local", choices=["local", "per_parent"])
     ap.add_argument("--processes", type=int, default=1)
     ap.add_argument("--search", default="beam", choices=["auto", "exact", "beam"])
@@ -176,7 +180,7 @@ def main() -> None:
         t = time.perf_counter()
         shards = math.ceil(args.regions / args.per_shard)
         if len(list((out / "embeddings").glob("part-*.parquet"))) != shards or not (base / "in" / "urls.parquet").exists():
-            shards = write_shards(out, base / "in", args.regions, args.dim, args.per_shard)
+            shards = write_shards(out, base / "in", args.regions, args.dim, args.per_shard, blobs=args.blobs)
         write_s = time.perf_counter() - t
         run = run_build(out, base / "in" / "urls.parquet", args.per_shard, args)
         kmeans_dir = Path(args.kmeans_dir) if args.kmeans_dir else out / "kmeans"
@@ -192,7 +196,7 @@ def main() -> None:
         print(f"beam {b}: {agree:.2f} % same leaf, inertia ratio {ratio:.4f}, speed-up {speed:.2f}x")
     print(f"assign: {assign['rows_in']} rows, {assign['seconds']:.1f} s summed over shards, cpu {cpu}")
     print(json.dumps({
-        "regions": args.regions, "dim": args.dim, "leaves": meta["sizes"][-1], "levels": run["levels"],
+        "regions": args.regions, "blobs": args.blobs or 4 * int(math.sqrt(args.regions)), "dim": args.dim, "leaves": meta["sizes"][-1], "levels": run["levels"],
         "shards": shards, "sample": meta["sample_rows"], "fit": f"none (tree {args.kmeans_dir})" if args.kmeans_dir else args.fit, "processes": args.processes,
         "write_s": round(write_s, 1), "build_s": round(run["wall_s"], 1), "fit_s": None if args.kmeans_dir else meta.get("wall_seconds"), "steps": args.steps,
         "sample_inertia": round(meta["sample_inertia"], 5),
