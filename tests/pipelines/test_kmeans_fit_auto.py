@@ -4,6 +4,7 @@ explicit fit; frozen trees stay frozen; bad values exit 2 naming the key; explic
 from __future__ import annotations
 
 import json
+
 import numpy as np
 import pytest
 
