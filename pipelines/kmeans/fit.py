@@ -133,6 +133,7 @@ def fit_tree(x: np.ndarray, kc: KMeansConfig,
     t0 = time.perf_counter()
     if kc.refine_iters < 0:
         raise ValueError(f"kmeans.refine_iters: need 0 or more iterations, got {kc.refine_iters}")
+    kc = dataclasses.replace(kc, fit="local")  # the in-memory fit, whatever ``fit`` asked
     if kc.spherical:
         x = l2_normalize(x)
     gpus = _use_gpu(kc)
@@ -190,7 +191,7 @@ def fit_kmeans(out: Path, cfg: Any, shards: list[int], executor: Executor | None
     old = read_meta(root)
     if old is not None and not kc.refit and reusable(old.get("signature"), kc):
         _announce(out, old)
-        return {"reused": True, "fit": old.get("fit", "local"), "leaves": old["sizes"][-1], "sizes": old["sizes"],
+        return {"reused": True, "fit": old.get("fit", "local"), "fit_requested": kc.fit, "leaves": old["sizes"][-1], "sizes": old["sizes"],
                 "centroids_sha256": old["centroids_sha256"][:12], "warnings": old.get("warnings", [])}
     from pipelines.kmeans.sample import uniform_sample  # pandas: kept out of config loading
 

@@ -84,7 +84,7 @@ def test_frozen_trees_stay_frozen_under_auto(tmp_path):
     local = fit_kmeans(tmp_path, _cfg(tmp_path, fit="local", sample_size=700), [0, 1, 2])
     # the new default reuses a tree fitted by explicit local (trees of before the option too) ...
     again = fit_kmeans(tmp_path, _cfg(tmp_path, sample_size=700), [0, 1, 2])
-    assert again["reused"] and again["fit"] == "local" and again["centroids_sha256"] == local["centroids_sha256"]
+    assert again["reused"] and (again["fit"], again["fit_requested"]) == ("local", "auto") and again["centroids_sha256"] == local["centroids_sha256"]
     # ... and growing data that would now resolve per_parent (700 rows over the limit) does not refit
     write_region_shard(tmp_path, 3, np.arange(600, 700), np.ones((100, 8), np.float32))
     assert resolve_fit(tmp_path, KMeansConfig(sample_size=700, local_max_mib=BELOW), [0, 1, 2, 3]).fit == "per_parent"
