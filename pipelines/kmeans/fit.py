@@ -191,8 +191,8 @@ def fit_kmeans(out: Path, cfg: Any, shards: list[int], executor: Executor | None
     old = read_meta(root)
     if old is not None and not kc.refit and reusable(old.get("signature"), kc):
         _announce(out, old)
-        return {"reused": True, "fit": old.get("fit", "local"), "fit_requested": kc.fit, "leaves": old["sizes"][-1], "sizes": old["sizes"],
-                "centroids_sha256": old["centroids_sha256"][:12], "warnings": old.get("warnings", [])}
+        return {"reused": True, "fit": old.get("fit", "local"), "fit_requested": kc.fit,
+                "leaves": old["sizes"][-1], "sizes": old["sizes"], "centroids_sha256": old["centroids_sha256"][:12], "warnings": old.get("warnings", [])}
     from pipelines.kmeans.sample import uniform_sample  # pandas: kept out of config loading
 
     t0 = time.perf_counter()
