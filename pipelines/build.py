@@ -161,7 +161,9 @@ def build(cfg: BuildConfig, executor: Executor | None = None) -> BuildResult:
         executor: an executor instance (the caller closes it); by default the one ``cfg.executor``
             names, closed when the build ends, however it ends.
     """
-    run_preflight(cfg)  # before any work and before the lock: exit 2 naming the key (docs/cluster.md)
+    for check in run_preflight(cfg):  # before any work and before the lock: exit 2 naming the key (docs/cluster.md)
+        if check.status == "warn":
+            console.print(f"[bold yellow]warning[/] ({check.key}): {check.detail}")
     out = make_output(cfg.output)
     start = time.time()
     with BuildLock(out), (nullcontext(executor) if executor else make_executor(cfg)) as ex:

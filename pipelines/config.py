@@ -13,6 +13,7 @@ from typing import Literal
 
 from common import typed_config
 from pipelines.kmeans import KMeansConfig
+from pipelines.kmeans.fit_choice import check_config as check_kmeans
 from pipelines.semdedup import SemDedupConfig
 from pipelines.steps import DEFAULT_STEPS, STEP_NAMES
 from stages.assign import AssignConfig
@@ -152,6 +153,7 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
         raise typed_config.ConfigError("executor.processes: must be >= 1 or auto")
     if cfg.input.shard_size < 1:
         raise typed_config.ConfigError("input.shard_size: must be >= 1")
+    check_kmeans(cfg.kmeans)
     _check_network_settings(cfg.download)
     return cfg
 

@@ -13,10 +13,10 @@ import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from models.clip_registry import resolve_clip
+from models.clip_registry import clip_embed_dim, resolve_clip
 from models.registry import PADDLEOCR, ModelUnavailable, check_local_file, resolve_detector
 from pipelines.config import BuildConfig
-from pipelines.preflight import Check, fail, ok
+from pipelines.preflight import Check, fail, ok, warn
 
 TORCH_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
 PICKLE_PROTO = 0x80  # first byte of a pickle stream (protocol >= 2): torch's legacy format
@@ -137,12 +137,30 @@ def _assign(cfg: BuildConfig) -> Iterator[Check]:
     yield ok("tokenizer", "assign.tokenizer.name", tok.name)
 
 
+def _kmeans(cfg: BuildConfig) -> Iterator[Check]:
+    """An explicit ``kmeans.fit: local`` with a sample far over ``kmeans.local_max_mib``: a warning."""
+    from pipelines.kmeans.fit_choice import local_warning
+
+    kc = cfg.kmeans
+    if kc.fit != "local":
+        yield ok("k-means fit", "kmeans.fit", f"{kc.fit} (auto: local up to kmeans.local_max_mib="
+                 f"{kc.local_max_mib:g} MiB of float32 sample)" if kc.fit == "auto" else kc.fit)
+        return
+    try:
+        dim = clip_embed_dim(cfg.embed.model)
+    except (ModelUnavailable, OSError, ValueError):  # the embed check names the key
+        return
+    w = local_warning(kc, dim)
+    yield warn("k-means fit", "kmeans.fit", w) if w else ok("k-means fit", "kmeans.fit", "local")
+
+
 def model_checks(cfg: BuildConfig) -> Iterator[Check]:
     """Checks of every model file and folder that the steps of ``cfg`` name.
 
     Args:
         cfg: the resolved build config.
     """
-    for step, checks in (("detect", _detect), ("ocr", _ocr), ("embed", _embed), ("assign", _assign)):
+    for step, checks in (("detect", _detect), ("ocr", _ocr), ("embed", _embed), ("fit_kmeans", _kmeans),
+                         ("assign", _assign)):
         if step in cfg.steps:
             yield from checks(cfg)

@@ -9,12 +9,14 @@ from pathlib import Path
 import yaml
 
 from common.storage import as_path, is_remote
+from models.kmeans_index import read_meta
 from pipelines.lineage import LINEAGE_FILE
 from pipelines.marker_index import committed
 from pipelines.progress import console, print_table
 from pipelines.shards import STATE_DIR, list_shards, read_marker
 from pipelines.steps import STEP_NAMES
 from schemas import INPUT
+from schemas.tables import KMEANS
 
 
 def stage_names(out: Path) -> list[str]:
@@ -66,6 +68,7 @@ def collect_status(out: Path) -> dict:
                                    "counters": dict(counters), "timings": dict(timings)}
         if counters.get("beam_check:rows"):
             result["stages"][stage]["beam_check"] = beam_check(counters)
+    result["kmeans"] = read_meta(out / KMEANS)  # the fitted tree's kmeans.json (None before fit_kmeans)
     return result
 
 
@@ -94,6 +97,10 @@ def print_status(out: Path, as_json: bool = False) -> dict:
              if ":" in k and k != "status:success"]
     if fails:
         print_table("counters and failures by reason", ["stage", "kind", "reason", "count"], fails)
+    if st["kmeans"]:
+        from pipelines.kmeans.fit_choice import describe
+
+        console.print(describe(st["kmeans"]))
     for name, s in st["stages"].items():
         if "beam_check" in s:
             b = s["beam_check"]

@@ -1,6 +1,6 @@
 """Hierarchical k-means: the ``fit_kmeans`` global step and what it is built from.
 
-``fit.py`` is the step (config, sample, fit, write ``OUT/kmeans``), ``tree.py`` the hierarchical fit
+``fit.py`` is the step (config, sample, fit, write ``OUT/kmeans``), ``fit_choice.py`` what ``fit: auto`` runs, ``tree.py`` the hierarchical fit
 and global refinement, ``seeding.py`` the k-means++ seeds, ``sizing.py`` ``levels: auto`` and the
 degenerate-tree warning, ``sample.py`` the streaming uniform sample, ``catalog.py`` the catalog's
 cluster and vocabulary tables.

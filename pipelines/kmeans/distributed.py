@@ -21,7 +21,7 @@
 So no process holds more than the level-0 sample, or one parent's points (plus the leaves during
 refinement); the result depends only on the set of region ids, the config and the seed — not on
 the executor, the worker count or the shard order (tests/pipelines/test_kmeans_per_parent_parity.py). It differs from ``kmeans.fit: local`` (level-wide k-means++
-over one in-memory sample; docs/kmeans-labels.md "Per-parent fit"), which stays the default. ``WORK`` is ``OUT/.kmeans_fit``.
+over one in-memory sample; docs/kmeans-labels.md "Per-parent fit"), which ``fit: auto`` picks for small samples (``fit_choice``). ``WORK`` is ``OUT/.kmeans_fit``.
 """
 
 from __future__ import annotations

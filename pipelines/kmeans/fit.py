@@ -23,6 +23,7 @@ from common.files import remove_tree
 from common.storage import as_path
 from models.kmeans_index import ClusterTree, l2_normalize, read_meta
 from pipelines.failpoints import failpoint
+from pipelines.kmeans.fit_choice import fit_signature, resolve_fit, reusable
 from pipelines.kmeans.sizing import WARNING_PREFIX, auto_levels, auto_rule, tree_warnings
 from pipelines.kmeans.tree import FitParams, FitResult, ProgressFn, fit_hierarchy
 from pipelines.lineage import add_to_lineage
@@ -59,11 +60,17 @@ class KMeansConfig:
             level, which also decides the children per parent; ``pipelines.kmeans.seeding``) or
             ``random`` (FAISS's uniform pick, children shared out by ``allocate_by``).
         device: ``auto`` uses faiss GPU (all visible GPUs) when available, ``cpu`` never does.
-        fit: ``local`` (default): the whole sample in this process, level-wide k-means++;
-            ``per_parent``: level 0 here, every level-0 parent's subtree as a task on the build's
-            executor (local processes, Ray tasks, Spark partitions), refinement as map-reduce,
-            resumable per parent; memory bounded by the level-0 sample or one parent's points
-            (``pipelines.kmeans.distributed``; a different tree, identical on every executor).
+        fit: ``auto`` (default): ``local`` when the whole sample (min(sample_size, regions) × d × 4
+            bytes, from the Parquet footers, never this machine's RAM) is at most ``local_max_mib``,
+            else ``per_parent`` (``pipelines.kmeans.fit_choice``). ``local``: the whole sample in
+            this process, level-wide k-means++; ``per_parent``: level 0 here, every level-0 parent's
+            subtree as a task on the build's executor (local processes, Ray tasks, Spark partitions),
+            refinement as map-reduce, resumable per parent; memory bounded by the level-0 sample or
+            one parent's points (``pipelines.kmeans.distributed``; a different tree, identical on
+            every executor).
+        local_max_mib: the largest float32 sample (MiB) that ``fit: auto`` fits locally; the
+            driver peaks at several times it (2048: the default 1M-row sample stays local up to
+            d = 512).
     """
 
     levels: tuple[int, ...] | Literal["auto"] = "auto"
@@ -79,7 +86,8 @@ class KMeansConfig:
     refine_iters: int = 2
     seeding: Literal["kmeans++", "random"] = "kmeans++"
     device: Literal["auto", "cpu", "gpu"] = "auto"
-    fit: Literal["local", "per_parent"] = "local"
+    fit: Literal["auto", "local", "per_parent"] = "auto"
+    local_max_mib: float = 2048.0
 
 
 def level_totals(kc: KMeansConfig, sampled: int | None = None) -> list[int]:
@@ -101,16 +109,6 @@ def level_totals(kc: KMeansConfig, sampled: int | None = None) -> list[int]:
             raise ValueError("kmeans.levels: totals must be non-decreasing")
         return list(kc.levels)
     return [math.prod(kc.levels[:i + 1]) for i in range(len(kc.levels))]
-
-
-def fit_signature(kc: KMeansConfig) -> dict[str, Any]:
-    """The config fields that decide the tree (all but ``refit`` and ``device``), as JSON."""
-    d = dataclasses.asdict(kc)
-    d.pop("refit")
-    d.pop("device")
-    if d.get("fit") == "local":  # trees fitted before the option existed stay frozen
-        d.pop("fit")
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
 
 
 def _use_gpu(kc: KMeansConfig) -> int:
@@ -135,6 +133,7 @@ def fit_tree(x: np.ndarray, kc: KMeansConfig,
     t0 = time.perf_counter()
     if kc.refine_iters < 0:
         raise ValueError(f"kmeans.refine_iters: need 0 or more iterations, got {kc.refine_iters}")
+    kc = dataclasses.replace(kc, fit="local")  # the in-memory fit, whatever ``fit`` asked
     if kc.spherical:
         x = l2_normalize(x)
     gpus = _use_gpu(kc)
@@ -190,13 +189,15 @@ def fit_kmeans(out: Path, cfg: Any, shards: list[int], executor: Executor | None
     out = as_path(out)  # a folder or an object-store prefix
     root = out / KMEANS
     old = read_meta(root)
-    if old is not None and not kc.refit and old.get("signature") == fit_signature(kc):
+    if old is not None and not kc.refit and reusable(old.get("signature"), kc):
         _announce(out, old)
-        return {"reused": True, "leaves": old["sizes"][-1], "sizes": old["sizes"],
-                "centroids_sha256": old["centroids_sha256"][:12], "warnings": old.get("warnings", [])}
+        return {"reused": True, "fit": old.get("fit", "local"), "fit_requested": kc.fit,
+                "leaves": old["sizes"][-1], "sizes": old["sizes"], "centroids_sha256": old["centroids_sha256"][:12], "warnings": old.get("warnings", [])}
     from pipelines.kmeans.sample import uniform_sample  # pandas: kept out of config loading
 
     t0 = time.perf_counter()
+    choice = resolve_fit(out, kc, shards)  # auto: local or per_parent, from the footers
+    kc = dataclasses.replace(kc, fit=choice.fit)
     if kc.fit == "per_parent":
         from pipelines.kmeans.distributed import WORK
 
@@ -214,6 +215,7 @@ def fit_kmeans(out: Path, cfg: Any, shards: list[int], executor: Executor | None
                 return {"reused": False, "skipped": "no embeddings of sources " + ",".join(kc.sources)}
             tree, meta = fit_tree(sample.x, kc, bar)
         meta["rows_seen"] = sample.rows_seen
+    meta.update(choice.record())
     meta["shards"] = len(shards)
     meta["wall_seconds"] = round(time.perf_counter() - t0, 3)
     meta["created_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
@@ -227,7 +229,8 @@ def fit_kmeans(out: Path, cfg: Any, shards: list[int], executor: Executor | None
     if kc.fit == "per_parent":
         remove_tree(out / WORK)  # partitions and per-parent markers
     _announce(out, meta)
-    return {"reused": False, "warnings": meta["warnings"], "leaves": meta["sizes"][-1], "sizes": meta["sizes"],
+    return {"reused": False, "fit": choice.fit, "fit_requested": choice.requested, "warnings": meta["warnings"],
+            "leaves": meta["sizes"][-1], "sizes": meta["sizes"],
             "sample": meta["sample_rows"], "inertia": round(meta["sample_inertia"], 4),
             "centroids_sha256": digest[:12], **{k: v for k, v in meta["degenerate"].items() if v}}
 
@@ -253,5 +256,5 @@ def _announce(out: Path, meta: dict[str, Any]) -> None:
         console.print(f"[bold red]WARNING[/]: {w}")
     add_to_lineage(out, "kmeans_tree", {
         "levels": meta["levels"], "levels_auto": meta.get("levels_auto", False), "sizes": meta["sizes"],
-        "sample_rows": meta["sample_rows"], "seeding": meta.get("seeding", "random"),
+        "sample_rows": meta["sample_rows"], "seeding": meta.get("seeding", "random"), "fit": meta.get("fit", "local"),
         "centroids_sha256": meta.get("centroids_sha256", "")[:12]}, meta.get("warnings", []), WARNING_PREFIX)
