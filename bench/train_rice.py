@@ -4,6 +4,7 @@
     python bench/train_rice.py --only-forms --forms --probe-steps 150   # loss forms + learning probe
     python bench/train_rice.py --device cuda   # + ViT-B/16 224, batch 256, bf16, K=1M, rho=0.1
     python bench/train_rice.py --device cuda --skip-cpu   # the GPU step only
+    python bench/train_rice.py --step --skip-cpu --step-sizes tiny,4,1000   # that step's code, on CPU (smoke)
 
 Every number is the median of ``--repeats`` runs. The CPU part uses synthetic train shards
 (training.synthetic) with the pipeline's schema; the GPU part uses random tensors of the same shapes.
@@ -86,34 +87,43 @@ def partial_fc_vs_dense(repeats: int, k: int, rows: int, dim: int, device: str) 
     return out
 
 
-def gpu_step(repeats: int, batch: int, k: int, rho: float, model: str) -> list[tuple[str, float]]:
-    """ViT step on CUDA with bf16 autocast: samples/s and peak memory (random inputs)."""
+def gpu_step(repeats: int, batch: int, k: int, rho: float, model: str,
+             device: str = "cuda") -> list[tuple[str, float]]:
+    """ViT step with bf16 autocast: samples/s and (CUDA) peak memory, on random inputs.
+
+    Args:
+        device: ``cuda`` for the measurement; ``cpu`` runs the same code as a smoke test.
+    """
+    cuda = device == "cuda"
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
     shape = vit_shape(ModelConfig(name=model))
     s, t, n = shape["image_size"], (shape["image_size"] // shape["patch_size"]) ** 2, 10
-    task = RiceTask(ModelConfig(name=model), LossConfig(num_classes=k, sample_rate=rho)).cuda()
-    opt = torch.optim.AdamW(task.param_groups(0.2), lr=1e-3, fused=True)
-    mask = torch.rand(batch, n, t, device="cuda") > 0.7
+    task = RiceTask(ModelConfig(name=model), LossConfig(num_classes=k, sample_rate=rho)).to(device)
+    opt = torch.optim.AdamW(task.param_groups(0.2), lr=1e-3, fused=cuda)
+    mask = torch.rand(batch, n, t, device=device) > 0.7
     mask[..., 0] = True
-    b = {"image": torch.randn(batch, 3, s, s, device="cuda"), "token_mask": mask,
-         "region_valid": torch.ones(batch, n, dtype=torch.bool, device="cuda"),
-         "is_text": torch.rand(batch, n, device="cuda") < 0.2,
-         "class_ids": torch.randint(0, k, (batch, n), device="cuda"),
-         "token_ids": torch.randint(0, 49408, (batch, n, 10), device="cuda"),
-         "image_class_ids": torch.randint(0, k, (batch, 10), device="cuda")}
+    b = {"image": torch.randn(batch, 3, s, s, device=device), "token_mask": mask,
+         "region_valid": torch.ones(batch, n, dtype=torch.bool, device=device),
+         "is_text": torch.rand(batch, n, device=device) < 0.2,
+         "class_ids": torch.randint(0, k, (batch, n), device=device),
+         "token_ids": torch.randint(0, 49408, (batch, n, 10), device=device),
+         "image_class_ids": torch.randint(0, k, (batch, 10), device=device)}
 
     def run(steps: int = 5) -> float:
-        torch.cuda.synchronize()
+        sync()
         t0 = time.perf_counter()
         for _ in range(steps):
-            with torch.autocast("cuda", dtype=torch.bfloat16):
+            with torch.autocast(device, dtype=torch.bfloat16):
                 loss = task.training_forward(b)["loss"]
             loss.backward()
             opt.step()
             opt.zero_grad(set_to_none=True)
-        torch.cuda.synchronize()
+        sync()
         return steps * batch / (time.perf_counter() - t0)
 
     run(2)
+    if not cuda:
+        return [(f"{device} step samples/s ({model}, batch {batch}, K={k}, rho={rho}, bf16)", _median(run, repeats))]
     torch.cuda.reset_peak_memory_stats()
     rate = _median(run, repeats)
     return [(f"GPU step samples/s ({model}, batch {batch}, K={k}, rho={rho}, bf16)", rate),
@@ -133,6 +143,8 @@ def main() -> None:
     p.add_argument("--forms", action="store_true", help="loss step rows/s and peak memory of every loss form")
     p.add_argument("--probe-steps", type=int, default=0, help="learning probe, paper vs softmax (0: skip)")
     p.add_argument("--only-forms", action="store_true", help="skip the loader/step and dense comparisons")
+    p.add_argument("--step", action="store_true", help="run the GPU step on --device even if cpu (smoke test)")
+    p.add_argument("--step-sizes", default="B-16,256,1000000", help="model,batch,K of the GPU step")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     args.skip_cpu = args.skip_cpu or args.only_forms
@@ -142,8 +154,9 @@ def main() -> None:
     dim = vit_shape(ModelConfig(args.model))["output_dim"]
     rows += loss_forms(args.k, args.batch * 11, dim, args.repeats, args.threads) if args.forms else []
     rows += learning_probe(args.probe_steps, 16) if args.probe_steps else []
-    if args.device == "cuda":
-        rows += gpu_step(args.repeats, 256, 1_000_000, 0.1, "B-16")
+    if args.device == "cuda" or args.step:
+        model, batch, k = args.step_sizes.split(",")
+        rows += gpu_step(args.repeats, int(batch), int(k), 0.1, model, args.device)
     width = max(len(name) for name, _ in rows)
     print(f"{'measure'.ljust(width)} | value")
     print(f"{'-' * width}-|------")

@@ -1,0 +1,118 @@
+#!/usr/bin/env bash
+# The GPU benchmarks as one command for the device machine (BENCHMARKS.md "GPU runs").
+#
+#   bash bench/gpu/wheels.sh            # here, once: .whl/ (ignored)
+#   device tool: run command "bash bench/gpu/run.sh", carry [".whl"], timeout_s 600
+#   bash bench/gpu/run.sh croc kmeans   # only these benches (a rerun)
+#   bash bench/gpu/run.sh --dry-run     # here, on CPU: each bench at its smallest (arguments, imports)
+#
+# Order by value: stages (detect + embed), rice, croc, kmeans (only with a faiss GPU build). Each
+# runs under its own `timeout`; all of it stays under BUDGET seconds (default 540, leaving a rerun's
+# time in a 15-minute lease). Logs: $OUT/env.log, $OUT/<bench>.log, $OUT/summary.txt (6 files; the
+# device tool brings $OUT back; here they go to /tmp/regionset-gpu unless OUT is set).
+set -uo pipefail
+cd "$(dirname "$0")/../.." || exit 2
+dry=0
+if [ "${1:-}" = --dry-run ]; then dry=1; shift; fi
+benches=("$@")
+[ ${#benches[@]} -gt 0 ] || benches=(stages rice croc kmeans)
+out=${OUT:-/tmp/regionset-gpu}
+mkdir -p "$out"
+py=${PYTHON:-python3}
+budget=${BUDGET:-$((dry ? 1200 : 540))}
+export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 YOLO_OFFLINE=1 YOLO_AUTOINSTALL=False
+
+if [ "$dry" = 0 ] && compgen -G ".whl/*.whl" >/dev/null; then
+  "$py" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
+    .whl/*.whl || exit 1
+  export PYTHONPATH=/tmp/site
+elif [ "$dry" = 0 ]; then
+  echo "no .whl/*.whl: run 'bash bench/gpu/wheels.sh' in this checkout and carry .whl" >&2
+fi
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+
+{
+  date -u
+  command -v nvidia-smi >/dev/null && timeout 30 nvidia-smi
+  timeout 120 "$py" - <<'PY'
+import importlib.metadata as md
+import platform
+
+import torch
+
+print("python", platform.python_version(), "| torch", torch.__version__, "| cuda", torch.version.cuda,
+      "| available", torch.cuda.is_available())
+if torch.cuda.is_available():
+    free, total = torch.cuda.mem_get_info()
+    print(torch.cuda.get_device_name(0), torch.cuda.get_device_capability(0), f"{total / 2**30:.0f} GiB")
+for name in ("numpy", "torchvision", "open_clip_torch", "timm", "transformers", "ultralytics",
+             "rapidocr-onnxruntime", "onnxruntime", "opencv-python-headless", "faiss-cpu", "faiss-gpu"):
+    try:
+        version = md.version(name)
+    except md.PackageNotFoundError:
+        version = "-"
+    print(name, version)
+PY
+} 2>&1 | tee "$out/env.log"
+
+rows=()
+run() {  # NAME SECONDS COMMAND...: run under timeout, log to $out/NAME.log, add a summary row
+  local name=$1 secs=$2 left rc t0 status
+  shift 2
+  left=$((budget - SECONDS - 5))
+  ((secs > left)) && secs=$left
+  if ((secs < 30)); then
+    echo "== $name: skipped, ${left}s left of the ${budget}s budget" | tee "$out/$name.log"
+    rows+=("| $name | skipped | 0 | no time left |")
+    return
+  fi
+  echo "== $name (timeout ${secs}s): $*" | tee "$out/$name.log"
+  t0=$SECONDS
+  timeout -k 10 "$secs" "$@" 2>&1 | tee -a "$out/$name.log"
+  rc=${PIPESTATUS[0]}
+  status=ran
+  if ((rc == 124 || rc == 137)); then status="timed out"; elif ((rc != 0)); then status=failed; fi
+  rows+=("| $name | $status | $((SECONDS - t0)) | exit $rc |")
+}
+
+skip() {  # NAME REASON
+  echo "== $1: skipped: $2" | tee "$out/$1.log"
+  rows+=("| $1 | skipped | 0 | $2 |")
+}
+
+for b in "${benches[@]}"; do
+  if [ "$dry" = 1 ]; then
+    case $b in
+      stages) run stages 400 "$py" bench/stages.py --device cpu --runs 1 --images 4 --shards 1 \
+                --stages detect,embed --detect-backend ultralytics --clip ViT-B-32 --embed-batch 8 ;;
+      rice) run rice 200 "$py" bench/train_rice.py --device cpu --step --skip-cpu --step-sizes tiny,4,1000 \
+              --repeats 1 ;;
+      croc) run croc 400 "$py" bench/train_croc.py --large --layers 1 --batch 1 --steps 1 ;;
+      kmeans) run kmeans 200 "$py" bench/kmeans.py --n 2000 --d 64 --k 16 --small-case 0 --zipf 0 \
+                --rss-n 0 --runs 1 --niter 2 --seeding random ;;
+      *) skip "$b" "unknown bench (stages, rice, croc, kmeans)" ;;
+    esac
+    continue
+  fi
+  case $b in
+    stages) run stages 240 "$py" bench/stages.py --device cuda --runs 3 ;;
+    rice) run rice 120 "$py" bench/train_rice.py --device cuda --skip-cpu --repeats 3 ;;
+    croc) run croc 180 "$py" bench/train_croc.py --device cuda --batch 8 --steps 6 ;;
+    kmeans)
+      if timeout 60 "$py" -c "import faiss, sys; sys.exit(faiss.get_num_gpus() == 0)" 2>/dev/null; then
+        run kmeans 150 "$py" bench/kmeans.py --gpu --n 1000000 --d 768 --k 16384 --small-case 0 --zipf 0 \
+          --rss-n 0 --runs 1 --seeding random --threads 16
+      else
+        skip kmeans "no faiss GPU build here (none fits the 64 MiB carry: bench/gpu/wheels.sh)"
+      fi ;;
+    *) skip "$b" "unknown bench (stages, rice, croc, kmeans)" ;;
+  esac
+done
+
+{
+  echo
+  echo "GPU benches ($([ "$dry" = 1 ] && echo "dry run, CPU" || echo device)), ${SECONDS}s of ${budget}s; logs in $out"
+  echo "| bench | status | seconds | note |"
+  echo "|---|---|---|---|"
+  printf '%s\n' "${rows[@]}"
+} | tee "$out/summary.txt"
