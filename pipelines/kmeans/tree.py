@@ -139,6 +139,13 @@ Job = tuple[np.ndarray, int, int, np.ndarray | None]
 """One parent to split: its rows, children wanted, k-means seed, initial centroids or None."""
 
 
+def _rows(x: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """``x[rows]``, as a view when ``rows`` is a run of consecutive rows (a tree's root: all rows)."""
+    if len(rows) and rows[-1] - rows[0] + 1 == len(rows) and np.all(np.diff(rows) == 1):
+        return x[rows[0]:rows[-1] + 1]
+    return x[rows]
+
+
 def _split_all(x: np.ndarray, keys: np.ndarray, jobs: list[Job], p: FitParams,
                stats: Counter, tick: Callable[[int], None]) -> list[np.ndarray]:
     """Split every parent cell. On CPU, many small parents run side by side with one FAISS thread
@@ -151,7 +158,7 @@ def _split_all(x: np.ndarray, keys: np.ndarray, jobs: list[Job], p: FitParams,
     out: list[np.ndarray] = []
     if p.gpu or len(jobs) == 1 or threads == 1:
         for rows, k, seed, init in jobs:
-            out.append(_split(x[rows], keys[rows], k, seed, p, stats, init))
+            out.append(_split(_rows(x, rows), keys[rows], k, seed, p, stats, init))
             tick(len(out))
         return out
     counts: list[Counter] = [Counter() for _ in jobs]
