@@ -91,10 +91,15 @@ def allocate(weights: np.ndarray, total: int, caps: np.ndarray) -> np.ndarray:
     return k
 
 
-def _row_keys(x: np.ndarray, seed: int) -> np.ndarray:
-    """One float64 per row, equal for duplicate rows and (almost surely) distinct otherwise."""
+def _row_keys(x: np.ndarray, seed: int, block_rows: int = 4096) -> np.ndarray:
+    """One float64 per row, equal for duplicate rows and (almost surely) distinct otherwise (only
+    which rows share a key is used). Each row's key is computed on its own, ``block_rows`` rows
+    widened at a time: no float64 copy of ``x``, and a key does not depend on the row's position."""
     r = np.random.default_rng(seed).standard_normal(x.shape[1])
-    return x.astype(np.float64) @ r
+    keys = np.empty(len(x), np.float64)
+    for lo in range(0, len(x), block_rows):
+        np.sum(x[lo:lo + block_rows] * r, axis=1, out=keys[lo:lo + block_rows])
+    return keys
 
 
 def _distinct_per_parent(members: np.ndarray, keys: np.ndarray, parents: int) -> np.ndarray:
