@@ -91,9 +91,10 @@ def test_kill_during_parent_fits_resumes_only_unfinished_parents(tmp_path):
 
 
 MEMORY = """
-import json, sys
+import ctypes, json, sys
 from pathlib import Path
 import numpy as np
+import pyarrow as pa
 import faiss  # noqa: F401  (imports before the baseline)
 import pipelines.kmeans.distributed as dist
 from pipelines.config import BuildConfig
@@ -116,6 +117,8 @@ def parent(*a):
 dist.read_sample, dist.parent_points = level0, parent
 def kib(key):  # /proc/self/status: VmRSS now, VmHWM its high-water mark
     return int(open("/proc/self/status").read().split(key + ":")[1].split()[0])
+ctypes.CDLL("libc.so.6").malloc_trim(0)  # the baseline: the warm-up's freed memory given back
+pa.default_memory_pool().release_unused()
 open("/proc/self/clear_refs", "w").write("5")  # reset VmHWM: the imports' transient peak is not the fit's
 base = kib("VmRSS")
 km = KMeansConfig(levels=(16, 4), sample_size=10**6, niter=4, refine_iters=1, fit=fit,
