@@ -5,8 +5,10 @@ allocated, but the allocators keep it: glibc's ``malloc`` keeps freed chunks in 
 large ``free`` it also raises its mmap threshold, so the next arrays of that size come from the
 heap, which then cannot shrink past a live chunk), and Arrow's mimalloc/jemalloc pool keeps freed
 pages for reuse. Measured on the per-parent k-means fit (docs/kmeans-labels.md "Per-parent fit"):
-of a 101 MiB driver RSS growth, 48 MiB was free glibc heap and ~15 MiB free Arrow pool pages.
-``release_memory`` returns both; it changes no value, only resident memory.
+of a 101 MiB driver RSS growth, 48 MiB was free glibc heap and 25–31 MiB free Arrow pool pages.
+``release_memory`` returns both; it changes no value, only resident memory. Arrow gives back only
+what the calling thread freed: pages freed by its own decode threads stay (read on the calling
+thread, ``use_threads=False``, where that matters).
 """
 
 from __future__ import annotations
