@@ -16,6 +16,9 @@ import io
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO
 
 import numpy as np
 
@@ -33,11 +36,16 @@ def write_atomic(path: str | os.PathLike | RemotePath, data: bytes) -> None:
     if isinstance(p, RemotePath):
         p.write_bytes(data)
         return
+    _write_local(p, lambda f: f.write(data))
+
+
+def _write_local(p: Path, write: Callable[[IO[bytes]], object]) -> None:
+    """temp + fsync + rename of a local file whose content ``write`` puts in the open temp file."""
     p.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, p)
@@ -60,7 +68,11 @@ def save_npy(path: str | os.PathLike | RemotePath, array: np.ndarray) -> None:
         path: where.
         array: the array (no objects: never pickled).
     """
-    write_atomic(path, npy_bytes(array))
+    p = as_path(path)
+    if isinstance(p, RemotePath):
+        p.write_bytes(npy_bytes(array))
+    else:  # straight into the file: no in-memory copy of the array
+        _write_local(p, lambda f: np.save(f, array, allow_pickle=False))
 
 
 def load_npy(path: str | os.PathLike | RemotePath) -> np.ndarray:
@@ -117,8 +129,17 @@ def read_npy_rows(path: str | os.PathLike | RemotePath, lo: int, hi: int) -> np.
     hi = min(hi, shape[0]) if shape else 0
     if hi <= lo:
         return np.zeros((0, *shape[1:]), dtype)
-    data = read_range(path, size + lo * row, size + hi * row)
-    return np.frombuffer(data, dtype).reshape((hi - lo, *shape[1:])).copy()
+    p = as_path(path)
+    if isinstance(p, RemotePath):
+        data = read_range(p, size + lo * row, size + hi * row)
+        return np.frombuffer(data, dtype).reshape((hi - lo, *shape[1:])).copy()
+    rows = np.empty((hi - lo, *shape[1:]), dtype)  # read straight into the array: no bytes copy
+    with open(p, "rb") as f:
+        f.seek(size + lo * row)
+        got = f.readinto(memoryview(rows).cast("B"))
+    if got != rows.nbytes:
+        raise ValueError(f"{path}: truncated .npy ({got} of {rows.nbytes} bytes of rows {lo}..{hi})")
+    return rows
 
 
 def remove_tree(path: str | os.PathLike | RemotePath) -> None:

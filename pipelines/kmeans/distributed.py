@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from common.files import load_npy, remove_tree, save_npy, write_atomic
+from common.memory import release_memory
 from common.storage import RemotePath, as_path, worker_out
 from models.kmeans_index import nearest_centroids
 from pipelines.failpoints import failpoint
@@ -73,6 +74,8 @@ def fit_parent(work: str, parent: int, totals: list[int], params: FitParams) -> 
     buf = io.BytesIO()
     np.savez(buf, stats=json.dumps(dict(res.stats)), **arrays)
     write_atomic(_marker(as_path(work), parent), buf.getvalue())  # the parent's commit: one write
+    del x, res, arrays, buf
+    release_memory()  # the next parent (in this worker, or in the driver with one process) starts lean
     failpoint("kmeans:parent_fitted")
 
 
@@ -101,8 +104,12 @@ def refine_map(work: str, parent: int, leaves_path: str) -> tuple[np.ndarray, np
         return np.zeros(0, np.int64), np.zeros((0, leaves.shape[1])), np.zeros(0, np.int64), 0.0
     ids, dist = nearest_centroids(x, leaves, "numpy")
     sums, counts = _cluster_sums(x, ids, len(leaves))
+    del x, ids
     nz = np.flatnonzero(counts)
-    return nz, sums[nz], counts[nz], float(dist.sum(dtype=np.float64))
+    got = nz, sums[nz], counts[nz], float(dist.sum(dtype=np.float64))
+    del sums, dist
+    release_memory()
+    return got
 
 
 def _children(x0: np.ndarray, level0: np.ndarray, want: list[int], p: FitParams) -> np.ndarray:
@@ -154,14 +161,17 @@ def fit_per_parent(out: Path, shards: list[int], sources: tuple[str, ...], sampl
     want = totals(min(sample_size, seen))
     n0 = min(sample_size, p.max_points_per_centroid * want[0])
     (t0, t_all), _ = thresholds(out, shards, sources, p.seed, [n0, sample_size])
+    release_memory()
     if not (work / "level0.npy").exists():
         x0, _ = read_sample(out, shards, sources, p.seed, t0, p.spherical)
         level0 = fit_hierarchy(x0, want[:1], replace(p, refine_iters=0)).centroids[0]
         save_npy(work / "children.npy", _children(x0, level0, want, p))
         del x0
         save_npy(work / "level0.npy", level0)  # last: level 0 and the child counts are done
+    release_memory()  # between phases: what the allocators keep from one is not added to the next's peak
     level0, children = load_npy(work / "level0.npy"), load_npy(work / "children.npy")
     partition(out, work, sorted(shards), sources, p.seed, t_all, level0, p.spherical)
+    release_memory()
     sizes = np.sum([np.diff(load_npy(part / "offsets.npy")) for part in committed_parts(work)], axis=0)
     parents = [j for j in range(len(level0)) if sizes[j]]
     fitted = {f.name for f in work.glob("parent-*.npz")}  # one listing: the parents' commits

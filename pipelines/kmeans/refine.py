@@ -18,9 +18,15 @@ if TYPE_CHECKING:  # tree.py imports this module
     from pipelines.kmeans.tree import FitParams, FitResult, ProgressFn
 
 
-def _cluster_sums(x: np.ndarray, ids: np.ndarray, k: int, chunk_bytes: int = 1 << 27) -> tuple[np.ndarray, np.ndarray]:
-    """Per-cluster sums of the rows of ``x`` (float64) and counts, in row chunks of about
-    ``chunk_bytes`` of float64 so the temporary stays small whatever the sample size."""
+def _cluster_sums(x: np.ndarray, ids: np.ndarray, k: int, chunk_bytes: int = 1 << 27,
+                  block_rows: int = 4096) -> tuple[np.ndarray, np.ndarray]:
+    """Per-cluster sums of the rows of ``x`` (float64) and counts.
+
+    Rows are summed in chunks of about ``chunk_bytes`` of float64 (``np.add.reduceat`` over the
+    chunk's rows sorted by cluster, then added to the totals: the numbers depend on ``chunk_bytes``).
+    The sorted rows are gathered and widened ``block_rows`` at a time, in whole clusters, so the
+    temporaries are one block (or one cluster bigger than a block) and the chunk's per-cluster sums,
+    not the chunk in float32 and float64."""
     counts = np.bincount(ids, minlength=k)
     sums = np.zeros((k, x.shape[1]), np.float64)
     step = max(1, chunk_bytes // (8 * x.shape[1]))
@@ -30,8 +36,23 @@ def _cluster_sums(x: np.ndarray, ids: np.ndarray, k: int, chunk_bytes: int = 1 <
         part_counts = np.bincount(part, minlength=k)
         nz = np.flatnonzero(part_counts)
         starts = np.concatenate([[0], np.cumsum(part_counts[nz])[:-1]])
-        sums[nz] += np.add.reduceat(x[i:i + step][order].astype(np.float64), starts, axis=0)
+        sums[nz] += _sorted_sums(x[i:i + step], order, starts, block_rows)
     return sums, counts
+
+
+def _sorted_sums(x: np.ndarray, order: np.ndarray, starts: np.ndarray, block_rows: int) -> np.ndarray:
+    """``np.add.reduceat(x[order].astype(float64), starts, axis=0)`` (each group's sum depends on its
+    own rows only), computed on runs of whole groups of about ``block_rows`` rows (a bigger group
+    alone), so only one run of ``x[order]`` is in memory at a time, not all of it in float32 and float64."""
+    out = np.empty((len(starts), x.shape[1]), np.float64)
+    ends = np.append(starts[1:], len(order))
+    g = 0
+    while g < len(starts):
+        last = max(g, int(np.searchsorted(ends, starts[g] + block_rows, side="right")) - 1)  # whole groups
+        lo, hi = int(starts[g]), int(ends[last])
+        out[g:last + 1] = np.add.reduceat(x[order[lo:hi]].astype(np.float64), starts[g:last + 1] - lo, axis=0)
+        g = last + 1
+    return out
 
 
 def _means(sums: np.ndarray, counts: np.ndarray, old: np.ndarray, spherical: bool) -> np.ndarray:

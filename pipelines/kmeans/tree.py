@@ -91,10 +91,15 @@ def allocate(weights: np.ndarray, total: int, caps: np.ndarray) -> np.ndarray:
     return k
 
 
-def _row_keys(x: np.ndarray, seed: int) -> np.ndarray:
-    """One float64 per row, equal for duplicate rows and (almost surely) distinct otherwise."""
+def _row_keys(x: np.ndarray, seed: int, block_rows: int = 4096) -> np.ndarray:
+    """One float64 per row, equal for duplicate rows and (almost surely) distinct otherwise (only
+    which rows share a key is used). Each row's key is computed on its own, ``block_rows`` rows
+    widened at a time: no float64 copy of ``x``, and a key does not depend on the row's position."""
     r = np.random.default_rng(seed).standard_normal(x.shape[1])
-    return x.astype(np.float64) @ r
+    keys = np.empty(len(x), np.float64)
+    for lo in range(0, len(x), block_rows):
+        np.sum(x[lo:lo + block_rows] * r, axis=1, out=keys[lo:lo + block_rows])
+    return keys
 
 
 def _distinct_per_parent(members: np.ndarray, keys: np.ndarray, parents: int) -> np.ndarray:
@@ -139,6 +144,13 @@ Job = tuple[np.ndarray, int, int, np.ndarray | None]
 """One parent to split: its rows, children wanted, k-means seed, initial centroids or None."""
 
 
+def _rows(x: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """``x[rows]``, as a view when ``rows`` is a run of consecutive rows (a tree's root: all rows)."""
+    if len(rows) and rows[-1] - rows[0] + 1 == len(rows) and np.all(np.diff(rows) == 1):
+        return x[rows[0]:rows[-1] + 1]
+    return x[rows]
+
+
 def _split_all(x: np.ndarray, keys: np.ndarray, jobs: list[Job], p: FitParams,
                stats: Counter, tick: Callable[[int], None]) -> list[np.ndarray]:
     """Split every parent cell. On CPU, many small parents run side by side with one FAISS thread
@@ -151,7 +163,7 @@ def _split_all(x: np.ndarray, keys: np.ndarray, jobs: list[Job], p: FitParams,
     out: list[np.ndarray] = []
     if p.gpu or len(jobs) == 1 or threads == 1:
         for rows, k, seed, init in jobs:
-            out.append(_split(x[rows], keys[rows], k, seed, p, stats, init))
+            out.append(_split(_rows(x, rows), keys[rows], k, seed, p, stats, init))
             tick(len(out))
         return out
     counts: list[Counter] = [Counter() for _ in jobs]
