@@ -1,10 +1,11 @@
 """OCR token labels: a region's text -> its M positive token ids (RICE's OCR classes).
 
 The default tokenizer is open_clip's bundled BPE (``SimpleTokenizer``, 49,408 ids, shipped inside
-the wheel: no download). A HuggingFace tokenizer can be used instead from a local folder
-(``hf_path``), loaded with ``local_files_only``. Special tokens (start/end of text, padding, ...)
-and tokens that are pure punctuation once decoded (``,`` ``!`` ``...``) are removed, repeated ids are
-kept once (RICE's positives are a set), then:
+the wheel: no download), run by ``models/clip_bpe.py``: the same ids without importing open_clip or
+torch. A HuggingFace tokenizer can be used instead from a local folder (``hf_path``), loaded with
+``local_files_only``. Special tokens (start/end of text, padding, ...) and tokens that are pure
+punctuation once decoded (``,`` ``!`` ``...``) are removed, repeated ids are kept once (RICE's
+positives are a set), then:
 
 - more than M left: M of them are sampled without replacement, deterministically from
   ``(seed, region id)``, and kept in text order;
@@ -63,9 +64,9 @@ class TokenLabeler:
             raise ValueError("tokenizer.num_positives: must be >= 1")
         self.config = config
         if config.name == "open_clip":
-            from open_clip.tokenizer import SimpleTokenizer
+            from models.clip_bpe import ClipBPE
 
-            tok = SimpleTokenizer()
+            tok = ClipBPE()  # open_clip SimpleTokenizer's ids, without importing open_clip or torch
             self._encode = tok.encode
             self._strings = [tok.decoder[i] for i in range(len(tok.decoder))]
             self._strings = [s.replace("</w>", " ").strip() for s in self._strings]

@@ -104,8 +104,8 @@ class AssignStage(Stage):
     def setup(self) -> None:
         root = self._kmeans_dir()
         self.tree = ClusterTree.load(root) if read_meta(root) is not None else None
-        # Built here, not on the first text region: what it imports (open_clip, torch) then loads under
-        # the worker's thread budget and once per worker, outside the per-shard work.
+        # Built here, not on the first text region: reading its vocabulary (and, with ``name: hf``,
+        # importing transformers) happens once per worker, outside the per-shard work.
         self.labeler = TokenLabeler(self.config.tokenizer)
 
     def _labeler(self) -> TokenLabeler:
