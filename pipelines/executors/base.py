@@ -234,14 +234,26 @@ class Executor(ABC):
         """Do every task (write its shard and marker) and yield the markers as they come back."""
 
     def run_calls(self, fn: Callable[..., Any], jobs: list[tuple]) -> list[Any]:
-        """``fn(*job)`` for every job, results in job order. The default runs them in this process;
-        a backend spreads them over its workers (``fn`` a module-level function, jobs picklable).
+        """``fn(*job)`` for every job, results in job order, as a list (``iter_calls``).
 
         Args:
             fn: a module-level function (workers import it by name).
             jobs: one argument tuple per call; the calls are independent of each other.
         """
-        return [fn(*job) for job in jobs]
+        return list(self.iter_calls(fn, jobs))
+
+    def iter_calls(self, fn: Callable[..., Any], jobs: list[tuple]) -> Iterator[Any]:
+        """``fn(*job)`` for every job, yielded in job order. The default runs them in this process;
+        a backend spreads them over its workers (``fn`` a module-level function, jobs picklable) and
+        keeps only a window of about twice its parallelism in flight, so the caller holds a few
+        results at a time, not all of them (the k-means refinement's per-parent sums).
+
+        Args:
+            fn: a module-level function (workers import it by name).
+            jobs: one argument tuple per call; the calls are independent of each other.
+        """
+        for job in jobs:
+            yield fn(*job)
 
     def close(self) -> None:  # noqa: B027 - optional hook: a backend with nothing to release keeps it
         """Release the backend (worker pools, Ray, the Spark session); safe to call twice."""

@@ -74,8 +74,9 @@ class LocalExecutor(Executor):
             return
         yield from self._pool_for(workers).run(stage, out, tasks)
 
-    def run_calls(self, fn: Callable[..., Any], jobs: list[tuple]) -> list[Any]:
-        """``fn(*job)`` per job on the build's worker pool (in-process with 1 worker), in job order.
+    def iter_calls(self, fn: Callable[..., Any], jobs: list[tuple]) -> Iterator[Any]:
+        """``fn(*job)`` per job on the build's worker pool (in-process with 1 worker), yielded in job
+        order with at most 2 × workers calls in flight.
 
         Args:
             fn: a module-level function.
@@ -83,8 +84,9 @@ class LocalExecutor(Executor):
         """
         workers = local_workers(self.processes, 0, len(jobs))
         if workers == 1:
-            return super().run_calls(fn, jobs)
-        return self._pool_for(workers).call(fn, jobs)
+            yield from super().iter_calls(fn, jobs)
+            return
+        yield from self._pool_for(workers).call(fn, jobs, window=2 * workers)
 
     def close(self) -> None:
         """Stop the worker pool (each worker tears down its stages); safe to call twice."""

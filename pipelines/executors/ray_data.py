@@ -18,7 +18,9 @@ a large array argument shared by several calls goes into the object store once.
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import Callable, Iterator
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -143,15 +145,16 @@ class RayExecutor(Executor):
         for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
             yield from markers_of(batch)
 
-    def run_calls(self, fn: Callable[..., Any], jobs: list[tuple]) -> list[Any]:
-        """``fn(*job)`` per job as Ray tasks of ``CALL_CPUS`` CPU each, results in job order.
+    def iter_calls(self, fn: Callable[..., Any], jobs: list[tuple]) -> Iterator[Any]:
+        """``fn(*job)`` per job as Ray tasks of ``CALL_CPUS`` CPU each, yielded in job order, with at
+        most twice as many tasks submitted and not yet yielded as the cluster has CPUs for.
 
         Args:
             fn: a module-level function (workers import it by name).
             jobs: one argument tuple per call.
         """
         if not jobs:
-            return []
+            return
         ray = self._ensure_ray()
         task = ray.remote(num_cpus=CALL_CPUS)(call_in_worker)
         shared: dict[int, Any] = {}
@@ -161,7 +164,13 @@ class RayExecutor(Executor):
                 return shared.setdefault(id(arg), ray.put(arg))
             return arg
 
-        return ray.get([task.remote(CALL_CPUS, fn, *map(ref, job)) for job in jobs])
+        window = max(2, int(2 * ray.cluster_resources().get("CPU", 1) / CALL_CPUS))
+        todo, pending = iter(jobs), deque()
+        pending.extend(task.remote(CALL_CPUS, fn, *map(ref, job)) for job in islice(todo, window))
+        while pending:
+            result = ray.get(pending.popleft())
+            pending.extend(task.remote(CALL_CPUS, fn, *map(ref, job)) for job in islice(todo, 1))
+            yield result
 
     def close(self) -> None:
         """Shut Ray down if this executor started it."""

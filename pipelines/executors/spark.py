@@ -141,17 +141,22 @@ class SparkExecutor(Executor):
         for batch in result.toArrow().to_batches():
             yield from markers_of(batch)
 
-    def run_calls(self, fn: Callable[..., Any], jobs: list[tuple]) -> list[Any]:
-        """``fn(*job)`` per job, one job per RDD partition, results in job order.
+    def iter_calls(self, fn: Callable[..., Any], jobs: list[tuple]) -> Iterator[Any]:
+        """``fn(*job)`` per job, one job per RDD partition, yielded in job order; the jobs go to Spark
+        in batches of twice its default parallelism, so one batch's results are held at a time.
 
         Args:
             fn: a module-level function (workers import it by name).
             jobs: one argument tuple per call.
         """
         if not jobs:
-            return []
-        rdd = self.session().sparkContext.parallelize(list(enumerate(jobs)), numSlices=len(jobs))
-        return [r for _, r in sorted(rdd.map(_call_runner(fn)).collect(), key=lambda ir: ir[0])]
+            return
+        sc = self.session().sparkContext
+        batch = max(2, 2 * sc.defaultParallelism)
+        for start in range(0, len(jobs), batch):
+            part = list(enumerate(jobs[start:start + batch]))
+            rdd = sc.parallelize(part, numSlices=len(part))
+            yield from (r for _, r in sorted(rdd.map(_call_runner(fn)).collect(), key=lambda ir: ir[0]))
 
     def close(self) -> None:
         """Stop the SparkSession if one was started."""

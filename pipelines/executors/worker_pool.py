@@ -19,10 +19,12 @@ import multiprocessing as mp
 import os
 import pickle
 import sys
+from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
+from itertools import islice
 from multiprocessing.util import Finalize
 from pathlib import Path
 from typing import Any
@@ -146,22 +148,33 @@ class WorkerPool:
             for fut in futures:
                 fut.cancel()
 
-    def call(self, fn: Callable[..., Any], jobs: list[tuple]) -> list[Any]:
-        """``fn(*job)`` for every job on the workers, results in job order (e.g. k-means fits).
+    def call(self, fn: Callable[..., Any], jobs: list[tuple], window: int) -> Iterator[Any]:
+        """``fn(*job)`` for every job on the workers, yielded in job order (e.g. k-means fits), with at
+        most ``window`` calls submitted and not yet yielded: a result waits in this process only until
+        the ones before it are done. Calls not yet started are cancelled if the caller stops early.
 
         Args:
             fn: a module-level function (workers import it by name).
             jobs: one argument tuple per call.
+            window: calls in flight at most (at least 1).
         """
-        with _spawn_env(self.share):
-            futures = [self._pool.submit(fn, *job) for job in jobs]
+        todo, pending = iter(jobs), deque()
+
+        def submit(n: int) -> None:
+            with _spawn_env(self.share):  # workers start on submit, inheriting these
+                pending.extend(self._pool.submit(fn, *job) for job in islice(todo, n))
+
         try:
-            return [f.result() for f in futures]
+            submit(max(1, window))
+            while pending:
+                result = pending.popleft().result()
+                submit(1)
+                yield result
         except BrokenProcessPool:
             self.broken = True
             raise
         finally:
-            for f in futures:
+            for f in pending:
                 f.cancel()
 
     def close(self) -> None:

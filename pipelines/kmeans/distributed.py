@@ -228,7 +228,8 @@ def refine_parents(work: str, res: FitResult, p: FitParams, parents: list[int],
         path = as_path(work) / f"leaves-{it:03d}-{digest}.npy"     # cached copy is never stale
         save_npy(path, leaves)
         sums, counts, total = np.zeros((k, d)), np.zeros(k, np.int64), 0.0
-        for nz, s, c, dist in executor.run_calls(refine_map, [(work, j, str(path)) for j in parents]):
+        # results arrive in parent order, a window at a time: the driver never holds every parent's sums
+        for nz, s, c, dist in executor.iter_calls(refine_map, [(work, j, str(path)) for j in parents]):
             sums[nz] += s
             counts[nz] += c
             total += dist

@@ -202,14 +202,14 @@ def test_refinement_tasks_carry_a_path_not_the_leaves(tmp_path):
     write_mixture(tmp_path, 3, 500, d=8, k=30)
     ex = LocalExecutor(1, show_progress=False)
     sizes: list[int] = []
-    run_calls = ex.run_calls
+    iter_calls = ex.iter_calls
 
     def recorded(fn, jobs):
         if fn.__name__ == "refine_map":
             sizes.extend(len(pickle.dumps(job)) for job in jobs)
-        return run_calls(fn, jobs)
+        return iter_calls(fn, jobs)
 
-    ex.run_calls = recorded
+    ex.iter_calls = recorded  # run_calls goes through it too
     fit_per_parent(tmp_path, [0, 1, 2], ("object",), 1500, lambda n: [4, 200], FitParams(refine_iters=2), {"t": 1}, ex)
     assert len(sizes) == 3 * 4 and max(sizes) < 1024  # 200 leaves × 8 floats would be 6.4 kB per task
     assert not list((tmp_path / WORK).glob("leaves-*.npy"))  # each iteration's file is removed after it

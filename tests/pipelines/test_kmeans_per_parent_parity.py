@@ -24,13 +24,13 @@ def _fit(out, name: str, processes: int = 1, shards=SHARDS) -> tuple[dict, Clust
     cfg = load_config(None, [*OVERRIDES, f"output={out}", f"executor.name={name}", f"executor.processes={processes}"])
     calls: list[str] = []
     with make_executor(cfg) as ex:
-        run_calls = ex.run_calls
+        iter_calls = ex.iter_calls
 
         def counted(fn, jobs):  # what went through the executor, by task function
             calls.extend([fn.__name__] * len(jobs))
-            return run_calls(fn, jobs)
+            return iter_calls(fn, jobs)
 
-        ex.run_calls = counted
+        ex.iter_calls = counted  # run_calls goes through it too
         got = fit_kmeans(out, cfg, list(shards), executor=ex)
     return got, ClusterTree.load(out / "kmeans"), calls
 

@@ -157,8 +157,27 @@ def test_plain_calls_run_on_the_same_workers(tmp_path, spawn_path):
     with LocalExecutor(2, show_progress=False) as ex:
         ex.run_stage(FakeUpperStage(FakeLogConfig(str(tmp_path))), tmp_path, [0, 1])
         pids = {p.pid for p in ex.pool._pool._processes.values()}
-        assert set(ex.pool.call(os.getpid, [()] * 4)) <= pids
-        assert ex.pool.call(pow, [(2, 3), (3, 2)]) == [8, 9]  # in job order
+        assert set(ex.pool.call(os.getpid, [()] * 4, window=4)) <= pids
+        assert list(ex.pool.call(pow, [(2, 3), (3, 2)], window=1)) == [8, 9]  # in job order
+
+
+def touch(folder: str, i: int) -> int:
+    """A plain call that leaves a file behind: which calls were started."""
+    Path(folder, f"{i}").touch()
+    return i
+
+
+def test_calls_are_yielded_in_order_with_a_bounded_window(tmp_path, spawn_path):
+    jobs = [(str(tmp_path), i) for i in range(40)]
+    with LocalExecutor(2, show_progress=False) as ex:
+        assert ex.run_calls(touch, jobs) == list(range(40))
+        for f in tmp_path.iterdir():
+            f.unlink()
+        calls = ex.iter_calls(touch, jobs)
+        assert next(calls) == 0
+        calls.close()  # the caller stops: what was not started is cancelled
+        started = len(list(tmp_path.iterdir()))
+        assert 1 <= started <= 4 + 1, started  # the window: 2 × 2 workers in flight, one refilled
 
 
 def test_the_pool_is_reused_while_the_share_is_the_same(monkeypatch):
