@@ -90,19 +90,22 @@ def _leaves(path: str) -> np.ndarray:
     return _LEAVES[path]
 
 
-def refine_map(work: str, parent: int, leaves_path: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+def refine_map(work: str, parent: int, leaves_path: str,
+               backend: str = "numpy") -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
     """Task: nearest leaf of the parent's points; (leaf ids hit, their float64 sums, counts, Σ dist).
 
     Args:
         work: the work folder.
         parent: the level-0 parent whose points are read.
         leaves_path: the iteration's leaf centroids (``WORK/leaves-<it>-<digest>.npy``).
+        backend: the nearest-leaf search (``auto`` when the fit uses GPUs: FAISS on every GPU the
+            worker sees, as the in-driver refinement does).
     """
     leaves = _leaves(leaves_path)
     x = parent_points(as_path(work), parent)
     if not len(x):
         return np.zeros(0, np.int64), np.zeros((0, leaves.shape[1])), np.zeros(0, np.int64), 0.0
-    ids, dist = nearest_centroids(x, leaves, "numpy")
+    ids, dist = nearest_centroids(x, leaves, backend)  # type: ignore[arg-type]
     sums, counts = _cluster_sums(x, ids, len(leaves))
     del x, ids
     nz = np.flatnonzero(counts)
@@ -221,6 +224,7 @@ def refine_parents(work: str, res: FitResult, p: FitParams, parents: list[int],
     """
     executor = executor or _in_process()
     leaves, links = res.centroids[-1].copy(), res.parents[-1].copy()
+    backend = "auto" if p.gpu else "numpy"  # FAISS on the GPUs when the fit runs there
     k, d = leaves.shape
     for it in range(p.refine_iters + 1):
         # the leaves go to the tasks as one file per iteration: a task carries its path, not K × d floats
@@ -229,7 +233,7 @@ def refine_parents(work: str, res: FitResult, p: FitParams, parents: list[int],
         save_npy(path, leaves)
         sums, counts, total = np.zeros((k, d)), np.zeros(k, np.int64), 0.0
         # results arrive in parent order, a window at a time: the driver never holds every parent's sums
-        for nz, s, c, dist in executor.iter_calls(refine_map, [(work, j, str(path)) for j in parents]):
+        for nz, s, c, dist in executor.iter_calls(refine_map, [(work, j, str(path), backend) for j in parents]):
             sums[nz] += s
             counts[nz] += c
             total += dist
