@@ -10,6 +10,7 @@ commits it (no rename, the same on object stores): a part without it is rewritte
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -63,17 +64,26 @@ def read_sample(out: Path | RemotePath, shards: list[int], sources: tuple[str, .
     return x, p[order]
 
 
-def _take(pieces: list[np.ndarray], order: np.ndarray) -> np.ndarray:
-    """``np.concatenate(pieces)[order]``, freeing each piece once copied (``pieces`` is emptied):
-    the pieces and the result, never a second whole copy."""
-    starts = np.cumsum([0] + [len(q) for q in pieces])
-    x = np.empty((len(order), pieces[0].shape[1]), np.float32)
+def _drained(pieces: list[np.ndarray]) -> Iterator[np.ndarray]:
+    """The list's items in order, each removed from it as it is yielded."""
+    pieces.reverse()
+    while pieces:
+        yield pieces.pop()
+
+
+def _take(pieces: Iterable[np.ndarray], order: np.ndarray) -> np.ndarray:
+    """``np.concatenate(list(pieces))[order]``, each piece copied into place as it comes: the result
+    and one piece, never a second whole copy (a list is emptied as it is read, freeing each piece).
+    Pieces come in input-row order; ``order`` is the argsort of the whole."""
     where = np.empty(len(order), np.int64)
     where[order] = np.arange(len(order))  # the output row of every input row
-    pieces.reverse()
-    for i in range(len(starts) - 1):
-        x[where[starts[i]:starts[i + 1]]] = pieces.pop()
-    return x
+    x, start = None, 0
+    for piece in _drained(pieces) if isinstance(pieces, list) else pieces:
+        if x is None:
+            x = np.empty((len(order), *piece.shape[1:]), piece.dtype)
+        x[where[start:start + len(piece)]] = piece
+        start += len(piece)
+    return x if x is not None else np.zeros((0, 0), np.float32)
 
 
 def partition(out: Path | RemotePath, work: Path | RemotePath, shards: list[int], sources: tuple[str, ...], seed: int, limit: int,
@@ -113,15 +123,5 @@ def parent_points(work: Path | RemotePath, parent: int) -> np.ndarray:
             ps.append(read_npy_rows(part / "pri.npy", lo, hi))
     if not slices:
         return np.zeros((0, 0), np.float32)
-    p = np.concatenate(ps)
-    where = np.empty(len(p), np.int64)
-    where[np.argsort(p, kind="stable")] = np.arange(len(p))  # the output row of every row read
-    x = None
-    start = 0
-    for part, lo, hi in slices:
-        rows = read_npy_rows(part / "x.npy", lo, hi)
-        if x is None:
-            x = np.empty((len(p), rows.shape[1]), rows.dtype)
-        x[where[start:start + len(rows)]] = rows
-        start += len(rows)
-    return x
+    order = np.argsort(np.concatenate(ps), kind="stable")
+    return _take((read_npy_rows(part / "x.npy", lo, hi) for part, lo, hi in slices), order)
