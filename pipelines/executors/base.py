@@ -13,9 +13,10 @@ from __future__ import annotations
 import hashlib
 import time
 from abc import ABC, abstractmethod
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -188,6 +189,32 @@ def check_complete(report: StageReport, tasks: list[ShardTask], markers: list[Ma
     want = sorted(t.shard for t in tasks)
     if got != want:
         raise RuntimeError(f"stage {report.stage}: expected markers for shards {want}, got {got}")
+
+
+def in_order(jobs: list[tuple], window: int, submit: Callable[[tuple], Any], wait: Callable[[Any], Any],
+             cancel: Callable[[Any], Any] | None = None) -> Iterator[Any]:
+    """Results of ``jobs`` in job order, with at most ``window`` submitted and not yet yielded (a
+    backend's ``iter_calls``): ``submit(job)`` returns a handle, ``wait(handle)`` its result;
+    ``cancel(handle)`` runs on the handles still pending when the caller stops early or a call fails.
+
+    Args:
+        jobs: one argument tuple per call.
+        window: calls in flight at most (at least 1).
+        submit: starts one call.
+        wait: blocks for one call's result.
+        cancel: optional, drops a pending call.
+    """
+    todo, pending = iter(jobs), deque()
+    try:
+        pending.extend(submit(job) for job in islice(todo, max(1, window)))
+        while pending:
+            result = wait(pending.popleft())
+            pending.extend(submit(job) for job in islice(todo, 1))
+            yield result
+    finally:
+        if cancel is not None:
+            for handle in pending:
+                cancel(handle)
 
 
 class Executor(ABC):

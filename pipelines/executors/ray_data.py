@@ -18,16 +18,14 @@ a large array argument shared by several calls goes into the object store once.
 from __future__ import annotations
 
 import logging
-from collections import deque
 from collections.abc import Callable, Iterator
-from itertools import islice
 from pathlib import Path
 from typing import Any
 
 from common import threads
 from common.storage import as_path, worker_out
 from pipelines.config import RayConfig
-from pipelines.executors.base import Executor, ShardTask
+from pipelines.executors.base import Executor, ShardTask, in_order
 from pipelines.executors.distributed import (
     cached_stage,
     call_in_worker,
@@ -165,12 +163,7 @@ class RayExecutor(Executor):
             return arg
 
         window = max(2, int(2 * ray.cluster_resources().get("CPU", 1) / CALL_CPUS))
-        todo, pending = iter(jobs), deque()
-        pending.extend(task.remote(CALL_CPUS, fn, *map(ref, job)) for job in islice(todo, window))
-        while pending:
-            result = ray.get(pending.popleft())
-            pending.extend(task.remote(CALL_CPUS, fn, *map(ref, job)) for job in islice(todo, 1))
-            yield result
+        yield from in_order(jobs, window, lambda job: task.remote(CALL_CPUS, fn, *map(ref, job)), ray.get)
 
     def close(self) -> None:
         """Shut Ray down if this executor started it."""

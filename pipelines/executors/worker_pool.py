@@ -19,19 +19,17 @@ import multiprocessing as mp
 import os
 import pickle
 import sys
-from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
-from itertools import islice
 from multiprocessing.util import Finalize
 from pathlib import Path
 from typing import Any
 
 from common import threads
 from common.storage import as_path
-from pipelines.executors.base import ShardTask, run_shard
+from pipelines.executors.base import ShardTask, in_order, run_shard
 from pipelines.shards import Marker
 from stages.base import Stage
 
@@ -158,24 +156,15 @@ class WorkerPool:
             jobs: one argument tuple per call.
             window: calls in flight at most (at least 1).
         """
-        todo, pending = iter(jobs), deque()
-
-        def submit(n: int) -> None:
+        def submit(job: tuple) -> Future:
             with _spawn_env(self.share):  # workers start on submit, inheriting these
-                pending.extend(self._pool.submit(fn, *job) for job in islice(todo, n))
+                return self._pool.submit(fn, *job)
 
         try:
-            submit(max(1, window))
-            while pending:
-                result = pending.popleft().result()
-                submit(1)
-                yield result
+            yield from in_order(jobs, window, submit, Future.result, Future.cancel)
         except BrokenProcessPool:
             self.broken = True
             raise
-        finally:
-            for f in pending:
-                f.cancel()
 
     def close(self) -> None:
         """Stop the workers (each tears its stages down first) and wait for them."""
