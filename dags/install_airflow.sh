@@ -8,13 +8,16 @@
 # default when neither the run's param regionset_python nor the Airflow Variable regionset_python
 # nor $REGIONSET_PYTHON names another one.
 #
-# Usage: dags/install_airflow.sh [PYTHON]   (PYTHON: the interpreter regionset is installed in;
-#        default: python3). Re-running is cheap: an existing venv with the right Airflow is kept.
+# Usage: dags/install_airflow.sh [PYTHON] [--latest]   (PYTHON: the interpreter regionset is installed
+#        in; default: python3). The venv gets the exact set in constraints/airflow.txt (the one the
+#        suite passed with); --latest installs without it. Re-running is cheap: pip keeps what matches.
 # Env:   AIRFLOW_VENV (default: <repo>/.venv-airflow), AIRFLOW_VERSION (default: 3.3.2).
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PYTHON="${1:-python3}"
+CONSTRAINTS=(-c "$REPO/constraints/airflow.txt")
+if [ "${2:-}" = "--latest" ] || [ -n "${AIRFLOW_VERSION:-}" ]; then CONSTRAINTS=(); fi  # another Airflow: unpinned
 VENV="${AIRFLOW_VENV:-$REPO/.venv-airflow}"
 VERSION="${AIRFLOW_VERSION:-3.3.2}"
 
@@ -29,8 +32,6 @@ fi
 if [ ! -x "$VENV/bin/python" ]; then
   "$PYTHON" -m venv "$VENV"
 fi
-if ! "$VENV/bin/python" -c "import importlib.metadata as m, sys; sys.exit(m.version('apache-airflow') != '$VERSION')" 2>/dev/null; then
-  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "apache-airflow==$VERSION"
-fi
+"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "${CONSTRAINTS[@]}" "apache-airflow==$VERSION"
 echo "$REGIONSET_PY" > "$VENV/regionset-python"
 "$VENV/bin/python" -c "import airflow; print('airflow', airflow.__version__, 'in $VENV; tasks run in $REGIONSET_PY')"
