@@ -69,7 +69,7 @@ KEEP_DUPLICATES = [f"{s}.skip_duplicates=false" for s in ("detect", "ocr", "embe
 
 
 def _overrides(out: Path, urls: Path, shard_size: int, workers: int) -> list[str]:
-    from pipelines.demo.run import demo_overrides
+    from pipelines.tools.demo.run import demo_overrides
 
     return demo_overrides(out, urls, shard_size) + KEEP_DUPLICATES + ["progress=false",
                                                                        f"executor.processes={workers}"]
@@ -191,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     import pyarrow.parquet as pq
 
     from bench.engines import _corpus
-    from pipelines.demo.server import LoopbackServer
+    from pipelines.tools.demo.server import LoopbackServer
 
     workers = [int(w) for w in args.workers.split(",")]
     results: dict[int, list[dict]] = {w: [] for w in workers}

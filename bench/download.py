@@ -26,7 +26,7 @@ import pyarrow.parquet as pq  # noqa: E402
 from PIL import Image  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from pipelines.demo.server import LoopbackServer  # noqa: E402
+from pipelines.tools.demo.server import LoopbackServer  # noqa: E402
 
 
 def corpus(server: LoopbackServer, n: int) -> list[str]:

@@ -72,7 +72,8 @@ def one_run(x: np.ndarray, k: int, seed: int, args: argparse.Namespace, backend:
     import faiss
 
     from models.kmeans_index import nearest_centroids
-    from pipelines.kmeans.tree import FitParams, fit_hierarchy, refine
+    from pipelines.kmeans.params import FitParams
+    from pipelines.kmeans.tree import fit_hierarchy, refine
 
     a, b = split_levels(k)
     niter, gpu = args.niter, args.gpu

@@ -33,7 +33,8 @@ import faiss  # noqa: F401
 import pipelines.kmeans.distributed as dist
 from pipelines.config import BuildConfig
 from pipelines.executors.local import LocalExecutor
-from pipelines.kmeans import KMeansConfig, fit_kmeans
+from pipelines.kmeans.config import KMeansConfig
+from pipelines.kmeans.fit import fit_kmeans
 from pipelines.kmeans.sample import iter_embeddings, row_priority
 out, shards, levels, fit = Path(sys.argv[1]), int(sys.argv[2]), json.loads(sys.argv[3]), sys.argv[4]
 np.zeros((256, 256)) @ np.zeros((256, 256))

@@ -57,8 +57,9 @@ def run_zipf(n: int, d: int, centres: int, levels: tuple[int, int], seed: int, n
     import faiss
 
     from models.kmeans_index import nearest_centroids
+    from pipelines.kmeans.params import FitParams
     from pipelines.kmeans.seeding import kmeanspp
-    from pipelines.kmeans.tree import FitParams, fit_hierarchy
+    from pipelines.kmeans.tree import fit_hierarchy
 
     x, truth = zipf_mixture(n, d, centres, seed)
     k = levels[0] * levels[1]

@@ -171,7 +171,7 @@ def main() -> None:
                     "fitting one: assign throughput vs N with one tree; default steps become assign")
     args = ap.parse_args()
     args.steps = args.steps or ("assign" if args.kmeans_dir else "fit_kmeans,assign,pack")
-    from pipelines.status import collect_status
+    from pipelines.tools.status import collect_status
 
     load0 = os.getloadavg()[0]  # the machine may be shared: printed with the numbers
     with tempfile.TemporaryDirectory() as tmp:

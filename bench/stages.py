@@ -28,8 +28,8 @@ import pyarrow as pa  # noqa: E402
 from PIL import Image  # noqa: E402
 
 import models  # noqa: E402, F401  (offline environment defaults)
+from pipelines.core.shards import STATE_DIR, shard_path, write_table  # noqa: E402
 from pipelines.executors.local import LocalExecutor  # noqa: E402
-from pipelines.shards import STATE_DIR, shard_path, write_table  # noqa: E402
 from schemas import IMAGES, REGIONS_OBJECT, REGIONS_TEXT, images_schema  # noqa: E402
 from stages.base import Resources  # noqa: E402
 from stages.detect import DetectConfig, DetectStage  # noqa: E402
@@ -69,14 +69,14 @@ def run_pipeline(stage, out: Path, shards: list[int]) -> float:
 
 def stored_jpegs(out: Path, shards: list[int]) -> list[bytes]:
     """The stored image bytes of the corpus, in shard order."""
-    from pipelines.shards import read_table
+    from pipelines.core.shards import read_table
 
     return [b for s in shards for b in read_table(shard_path(out, IMAGES, s)).column("jpg").to_pylist()]
 
 
 def boxes_by_image(stage: EmbedStage, out: Path, shards: list[int]) -> list[list[tuple[int, int, int, int]]]:
     """Per image of the corpus (in order): the integer boxes the embed stage will crop."""
-    from pipelines.executors.base import read_inputs
+    from pipelines.core.shard_run import read_inputs
 
     boxes = []
     for s in shards:

@@ -14,18 +14,21 @@ from typing import Any
 from common import threads
 from common.storage import as_path, is_remote
 from common.typed_config import ConfigError
-from pipelines.catalog import build_catalog
 from pipelines.config import BuildConfig
-from pipelines.definition import GlobalStep, build_steps, global_outputs
-from pipelines.executors.base import Executor, StageReport
-from pipelines.failpoints import failpoint
-from pipelines.inputs import shard_input
-from pipelines.lineage import append_run, config_digest, new_run_id, write_lineage
-from pipelines.lock import BuildLock
-from pipelines.marker_index import load_committed
-from pipelines.preflight import run_preflight
-from pipelines.progress import console, print_table
-from pipelines.shards import clean_temp_files, forget_sha256
+from pipelines.core.catalog import build_catalog
+from pipelines.core.failpoints import failpoint
+from pipelines.core.inputs import shard_input
+from pipelines.core.lineage import append_run, config_digest, new_run_id, write_lineage
+from pipelines.core.lock import BuildLock
+from pipelines.core.marker_index import load_committed
+from pipelines.core.outputs import global_outputs
+from pipelines.core.progress import console, print_table
+from pipelines.core.shard_run import StageReport
+from pipelines.core.shards import clean_temp_files, forget_sha256
+from pipelines.definition import GlobalStep, build_steps
+from pipelines.executors.base import Executor
+from pipelines.executors.factory import make_executor
+from pipelines.preflight.run import run_preflight
 
 
 @dataclass
@@ -53,24 +56,6 @@ def make_output(path: str) -> Path:
     except OSError as err:
         raise ConfigError(f"output: cannot create {out}: {err.strerror or err}") from None
     return out
-
-
-def make_executor(cfg: BuildConfig) -> Executor:
-    """The executor named by ``cfg.executor.name``."""
-    name = cfg.executor.name
-    if name == "local":
-        from pipelines.executors.local import LocalExecutor
-
-        return LocalExecutor(cfg.executor.processes, show_progress=cfg.progress)
-    if name == "ray":
-        from pipelines.executors.ray_data import RayExecutor
-
-        return RayExecutor(cfg.executor.ray, show_progress=cfg.progress)
-    if name == "spark":
-        from pipelines.executors.spark import SparkExecutor
-
-        return SparkExecutor(cfg.executor.spark, show_progress=cfg.progress)
-    raise ValueError(f"executor.name: unknown executor {name!r}")
 
 
 def model_lineage(steps: list) -> tuple[dict[str, Any], list[str]]:
@@ -166,7 +151,7 @@ def build(cfg: BuildConfig, executor: Executor | None = None) -> BuildResult:
             console.print(f"[bold yellow]warning[/] ({check.key}): {check.detail}")
     out = make_output(cfg.output)
     start = time.time()
-    with BuildLock(out), (nullcontext(executor) if executor else make_executor(cfg)) as ex:
+    with BuildLock(out), (nullcontext(executor) if executor else make_executor(cfg.executor, cfg.progress)) as ex:
         steps = build_steps(cfg)
         begin_build(cfg, steps)
         input_counters: Counter = Counter()

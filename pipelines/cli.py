@@ -77,8 +77,8 @@ Edit what you need and delete the rest; any key can also be given as key=value o
 
 
 def _init(file: str, force: bool) -> None:
+    from common.yaml_doc import commented_yaml
     from pipelines.config import BuildConfig
-    from pipelines.config_doc import commented_yaml
 
     text = commented_yaml(BuildConfig(), INIT_TITLE)
     if file == "-":
@@ -92,8 +92,8 @@ def _init(file: str, force: bool) -> None:
 
 
 def _sql(out: str, query: str, limit: int) -> None:
-    from pipelines.catalog import connect
-    from pipelines.progress import print_table
+    from pipelines.core.catalog import connect
+    from pipelines.core.progress import print_table
 
     con = connect(as_path(out))
     try:
@@ -110,13 +110,13 @@ def main(argv: list[str] | None = None) -> int:
     set_offline_defaults()
     args = _parser().parse_args(argv)
     from common.typed_config import ConfigError
-    from pipelines.inputs import InputError
-    from pipelines.lock import LockedError
+    from pipelines.core.inputs import InputError
+    from pipelines.core.lock import LockedError
     from schemas import SchemaError
 
     try:
         if args.cmd == "demo":
-            from pipelines.demo.run import run_demo
+            from pipelines.tools.demo.run import run_demo
 
             run_demo(args.out, args.limit, extra=args.overrides)
         elif args.cmd == "build":
@@ -134,35 +134,35 @@ def main(argv: list[str] | None = None) -> int:
 
             print(yaml.safe_dump(to_dict(load_config(*_config_and_overrides(args))), sort_keys=False), end="")
         elif args.cmd == "doctor":
-            from pipelines.doctor import doctor
+            from pipelines.tools.doctor import doctor
 
             return doctor(*_config_and_overrides(args))
         elif args.cmd == "status":
-            from pipelines.status import print_status
+            from pipelines.tools.status import print_status
 
             print_status(as_path(args.out), as_json=args.json)
         elif args.cmd == "sql":
             _sql(args.out, args.query, args.limit)
         elif args.cmd == "retry":
             from pipelines.build import build
-            from pipelines.progress import print_table
-            from pipelines.retry import report_dict, retry_failures, saved_config
+            from pipelines.core.progress import print_table
+            from pipelines.tools.retry import report_dict, retry_failures, saved_config
 
             rep = report_dict(retry_failures(as_path(args.out), args.overrides))
             print_table(f"retry {args.out}", list(rep), [list(rep.values())])
             if not args.ledger_only:  # downstream stages redo the shards whose ledger changed
                 build(saved_config(as_path(args.out)))
         elif args.cmd == "report":
-            from pipelines.report import write_report
+            from pipelines.tools.report.build import write_report
 
             print(write_report(as_path(args.out), clusters=args.clusters, per_cluster=args.per_cluster,
                                seed=args.seed, images=args.images))
         elif args.cmd == "catalog":
-            from pipelines.catalog import build_catalog
+            from pipelines.core.catalog import build_catalog
 
             print(build_catalog(as_path(args.out), Path(args.to) if args.to else None))
         elif args.cmd == "sample":
-            from pipelines.sampling import write_sample
+            from pipelines.tools.sample import write_sample
 
             n = write_sample(as_path(args.out), as_path(args.to), args.size, args.strategy, args.seed)
             print(f"{n} regions ({args.strategy}, seed {args.seed}) -> {args.to}")

@@ -11,17 +11,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from common.shard_names import STATE_DIR
 from common.storage import as_path, worker_out
-from models.kmeans_index import KMEANS_JSON
-from pipelines import semdedup as semdedup_step
 from pipelines.config import BuildConfig
-from pipelines.dedup import group_duplicates
-from pipelines.dedup import step as dedup_step
-from pipelines.kmeans import fit_kmeans
-from pipelines.semdedup import semdedup
+from pipelines.dedup.semdedup import semdedup
+from pipelines.dedup.step import group_duplicates
+from pipelines.kmeans.fit import fit_kmeans
 from pipelines.steps import GLOBAL, PIPELINE
-from schemas import DUPLICATES, REGION_DUPLICATES
 from schemas.tables import KMEANS
 from stages.assign import AssignConfig, AssignStage
 from stages.base import Stage
@@ -51,20 +46,6 @@ def _with_kmeans_dir(cfg: BuildConfig) -> AssignConfig:
     if cfg.assign.kmeans_dir:
         return cfg.assign
     return dataclasses.replace(cfg.assign, kmeans_dir=str(as_path(worker_out(cfg.output)) / KMEANS))
-
-
-def stage_outputs() -> dict[str, str]:
-    """Table folder -> the shard stage that writes it (on object stores its markers commit the folder)."""
-    return {cls.output: cls.name for cls in (DownloadStage, DedupStage, DetectStage, OcrStage, EmbedStage,
-                                             AssignStage, PackStage)}
-
-
-def global_outputs() -> dict[str, str]:
-    """Folder a global step writes -> its completion file (relative to OUT), written last: the commit
-    of the whole folder, since object stores have no rename (README "Object storage")."""
-    return {DUPLICATES: f"{STATE_DIR}/{dedup_step.STATE_FILE}",
-            KMEANS: f"{KMEANS}/{KMEANS_JSON}",
-            REGION_DUPLICATES: f"{STATE_DIR}/{semdedup_step.STATE_FILE}"}
 
 
 def build_steps(cfg: BuildConfig) -> list[Step]:

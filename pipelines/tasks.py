@@ -41,7 +41,7 @@ def _step(cfg, name: str):
 
 
 def _shards(out: Path) -> list[int]:
-    from pipelines.shards import list_shards
+    from pipelines.core.shards import list_shards
     from schemas import INPUT
 
     return list_shards(out, INPUT)  # where shard_input writes them
@@ -55,10 +55,10 @@ def prepare_build(config_path: str, overrides: list[str] | None = None) -> list[
         overrides: ``key=value`` overrides.
     """
     from pipelines.build import begin_build, make_output  # the same start ``build`` makes
+    from pipelines.core.inputs import shard_input
+    from pipelines.core.lock import BuildLock
     from pipelines.definition import build_steps
-    from pipelines.inputs import shard_input
-    from pipelines.lock import BuildLock
-    from pipelines.preflight import run_preflight
+    from pipelines.preflight.run import run_preflight
 
     cfg = load(config_path, overrides)
     run_preflight(cfg)  # as ``regionset build``: before any work and before the lock
@@ -81,7 +81,7 @@ def run_stage_shard(config_path: str, stage_name: str, shard: int, overrides: li
         ``status`` (``done``, ``complete``: already done, ``waiting``: an input is missing,
         ``absent``: not in this build) with the marker's rows and counters when done.
     """
-    from pipelines.executors.base import StageReport, plan_stage, run_shard
+    from pipelines.core.shard_run import StageReport, plan_stage, run_shard
 
     cfg = load(config_path, overrides)
     stage = _step(cfg, stage_name)
@@ -111,14 +111,14 @@ def run_stage_all(config_path: str, stage_name: str, overrides: list[str] | None
     Returns:
         ``status`` (``done`` or ``absent``), the executor's name and the stage's totals.
     """
-    from pipelines.build import make_executor
+    from pipelines.executors.factory import make_executor
 
     cfg = load(config_path, overrides)
     stage = _step(cfg, stage_name)
     if stage is None or not hasattr(stage, "process"):
         return {"stage": stage_name, "status": "absent"}
     out = as_path(cfg.output)
-    executor = make_executor(cfg)
+    executor = make_executor(cfg.executor, cfg.progress)
     try:
         report = executor.run_stage(stage, out, _shards(out))
     finally:

@@ -59,7 +59,7 @@ class Stage:
     output: ClassVar[str] = ""
     table: ClassVar[str] = ""
     version: ClassVar[str] = "1"
-    # Rows per Parquet row group of the output; None: the executors' default (pipelines/shards.py).
+    # Rows per Parquet row group of the output; None: the executors' default (pipelines/core/shards.py).
     row_group_rows: int | None = None
 
     def __init__(self, config: Any) -> None:

@@ -19,6 +19,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from common.typed_config import ConfigError
 from schemas import DUPLICATES, HASHES, IMAGES, hashes_schema
 from schemas.tables import STATUS_SUCCESS
 from stages.base import Resources, Stage
@@ -54,6 +55,13 @@ class DedupConfig:
     against: tuple[str, ...] = ()
     memory_limit: str = "2GB"
     resources: Resources = Resources()
+
+    def check(self) -> None:
+        """Raise ConfigError naming the key for a setting that cannot work."""
+        if self.bands < 1 or 64 % self.bands:
+            raise ConfigError(f"dedup.bands: {self.bands} must divide 64 (1, 2, 4, 8, 16, 32 or 64)")
+        if self.halvings not in (1, 2):
+            raise ConfigError(f"dedup.halvings: {self.halvings} must be 1 or 2")
 
 
 def trim_borders(rgb: np.ndarray, tol: float) -> np.ndarray:

@@ -18,8 +18,8 @@ set_offline_defaults()  # the same switches the CLI and the models package set
 
 @pytest.fixture
 def server():
-    """A loopback HTTP server (pipelines.demo.server.LoopbackServer), started and stopped."""
-    from pipelines.demo.server import LoopbackServer
+    """A loopback HTTP server (pipelines.tools.demo.server.LoopbackServer), started and stopped."""
+    from pipelines.tools.demo.server import LoopbackServer
 
     with LoopbackServer() as s:
         yield s

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from pipelines.shards import shard_path, write_table
+from pipelines.core.shards import shard_path, write_table
 from schemas import EMBEDDINGS, IMAGES, REGIONS_OBJECT, REGIONS_TEXT
 from schemas.tables import SOURCE_OBJECT, SOURCE_TEXT, embeddings_schema, images_schema, regions_schema
 

@@ -15,10 +15,11 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from pipelines.catalog import build_catalog
 from pipelines.config import BuildConfig
+from pipelines.core.catalog import build_catalog
 from pipelines.executors.local import LocalExecutor
-from pipelines.kmeans import KMeansConfig, fit_kmeans
+from pipelines.kmeans.config import KMeansConfig
+from pipelines.kmeans.fit import fit_kmeans
 from stages.assign import AssignConfig, AssignStage
 from stages.pack import PackConfig, PackStage
 from tests.label_data import gaussian_mixture, key_of, write_image_shard, write_region_shard

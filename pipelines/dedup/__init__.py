@@ -1,6 +1,3 @@
-"""Image deduplication's global side: ``step.py`` (the ``group_duplicates`` step, incremental),
-``group.py`` (the DuckDB grouping), ``against.py`` (evaluation images for decontamination)."""
-
-from pipelines.dedup.step import group_duplicates
-
-__all__ = ["group_duplicates"]
+"""Deduplication's global steps: ``step.py`` (``group_duplicates``, incremental), ``group.py`` (the
+DuckDB grouping), ``candidates.py``, ``against.py`` (evaluation images for decontamination),
+``semdedup.py`` (semantic region duplicates), ``config.py`` (their config types). Re-exports nothing."""

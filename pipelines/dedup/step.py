@@ -8,7 +8,7 @@ stages that read them are not redone. Changed settings regroup everything, and s
 
 The state file is also the commit of ``duplicates/``: deleted before any file is rewritten, written
 last. On an object store (no rename) duplicates objects no state file commits are never read, and
-the next build deletes them (``pipelines.shards.clean_temp_files``).
+the next build deletes them (``pipelines.core.shards.clean_temp_files``).
 """
 
 from __future__ import annotations
@@ -24,15 +24,16 @@ import duckdb
 import pyarrow.parquet as pq
 
 from common.storage import as_path, is_remote
-from pipelines.catalog import register_storage
+from pipelines.core.catalog import register_storage
+from pipelines.core.outputs import GROUP_DUPLICATES_STATE
+from pipelines.core.shards import STATE_DIR, file_sha256, list_shards, shard_path, write_json, write_table
 from pipelines.dedup.against import against_hashes
 from pipelines.dedup.candidates import resolve_scheme
 from pipelines.dedup.group import find_duplicates
-from pipelines.shards import STATE_DIR, file_sha256, list_shards, shard_path, write_json, write_table
 from schemas import DUPLICATES, HASHES, duplicates_schema
 from stages.dedup import DedupConfig
 
-STATE_FILE = "group_duplicates.json"
+STATE_FILE = GROUP_DUPLICATES_STATE
 
 
 def _settings(dc: DedupConfig, scheme: str, eval_digest: str) -> str:

@@ -1,194 +1,25 @@
-"""What every executor shares: the ``Executor`` contract, deciding which shards to (re)do, doing one.
+"""The ``Executor`` contract: run a stage over shards on some backend.
 
-A shard is skipped when its completion marker exists, its output file exists, and both the stage's
-config hash and the hash of its input files match; anything else is (re)done. Doing a shard is:
-read inputs -> ``prepare`` -> ``process`` -> validate schema -> atomic write -> marker (last).
 ``Executor.run_stage`` is the same flow on every backend (plan, progress bar, report, a check that
 every planned shard came back); a backend implements only ``run_tasks`` and ``close``, and may
 override ``run_calls`` (independent picklable calls, e.g. the per-parent k-means fits) to spread them.
+Which shards to (re)do and doing one shard: ``pipelines/core/shard_run.py``.
 """
 
 from __future__ import annotations
 
-import hashlib
-import time
 from abc import ABC, abstractmethod
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
 from typing import Any, ClassVar
 
-import pyarrow as pa
-
-from common.storage import is_remote
-from pipelines.failpoints import failpoint
-from pipelines.marker_index import committed, save_index
-from pipelines.progress import StageProgress
-from pipelines.shards import (
-    ROW_GROUP_ROWS,
-    Marker,
-    known_sha256,
-    list_shards,
-    marker_path,
-    read_marker,
-    read_table,
-    remember_sha256,
-    shard_path,
-    write_marker,
-    write_table,
-)
-from schemas import validate_table
+from pipelines.core.marker_index import save_index
+from pipelines.core.progress import StageProgress
+from pipelines.core.shard_run import ShardTask, StageReport, check_complete, plan_stage
+from pipelines.core.shards import Marker, remember_sha256, shard_path
 from stages.base import Stage
-
-
-@dataclass(frozen=True)
-class ShardTask:
-    """One stage × shard to run, with the hashes its marker will carry."""
-
-    shard: int
-    config_hash: str
-    input_hash: str
-    stale_marker: bool = False  # a marker of an earlier run exists: removed before the output is rewritten
-
-
-@dataclass
-class StageReport:
-    """What one stage did in one run (for the summary table)."""
-
-    stage: str
-    done: int = 0
-    skipped: int = 0
-    waiting: int = 0
-    rows_in: int = 0
-    rows_out: int = 0
-    seconds: float = 0.0
-    counters: Counter = field(default_factory=Counter)
-
-    def add(self, marker: Marker) -> None:
-        self.done += 1
-        self.rows_in += marker.rows_in
-        self.rows_out += marker.rows_out
-        self.seconds += marker.seconds
-        self.counters.update(marker.counters)
-
-
-def input_hash(out: Path, stage: Stage, shard: int, listing: Listing | None = None) -> str | None:
-    """Hash of the shard's input files (None if one is missing: upstream not done).
-
-    Args:
-        out: the output folder or prefix.
-        stage: the stage.
-        shard: the shard id.
-        listing: which shard files exist (on an object store: one listing per folder, no HEAD per shard).
-    """
-    exists = listing.exists if listing is not None else (lambda folder, s: shard_path(out, folder, s).exists())
-    h = hashlib.sha256()
-    for folder in stage.inputs:
-        if not exists(folder, shard):
-            return None
-        h.update(folder.encode())
-        h.update(known_sha256(shard_path(out, folder, shard)).encode())
-    for folder in getattr(stage, "optional_inputs", ()):  # read when present (e.g. duplicates)
-        if exists(folder, shard):
-            h.update(folder.encode())
-            h.update(known_sha256(shard_path(out, folder, shard)).encode())
-    return h.hexdigest()[:16]
-
-
-class Listing:
-    """Shard files present per table folder, from one paginated listing per folder (object stores)."""
-
-    def __init__(self, out: Path) -> None:
-        self.out = out
-        self._seen: dict[str, set[int]] = {}
-
-    def exists(self, folder: str, shard: int) -> bool:
-        if folder not in self._seen:
-            self._seen[folder] = set(list_shards(self.out, folder))
-        return shard in self._seen[folder]
-
-
-def plan_stage(stage: Stage, out: Path, shards: list[int], report: StageReport | None = None) -> list[ShardTask]:
-    """The shards of ``shards`` that must be (re)done, skipping complete ones with matching hashes.
-
-    On an object store the markers come from the stage's index (``pipelines.marker_index``): one
-    listing per folder and one index GET, not a GET per shard.
-    """
-    cfg = stage.config_hash(out)
-    listing = Listing(out) if is_remote(out) else None
-    index = committed(out, stage.name) if listing is not None else None
-    tasks = []
-    for shard in shards:
-        ih = input_hash(out, stage, shard, listing)
-        if ih is None:
-            if report is not None:
-                report.waiting += 1
-            continue
-        if index is not None:
-            m = index.get(shard)
-            present = listing.exists(stage.output, shard)
-        else:
-            m = read_marker(out, stage.name, shard)
-            present = m is not None and shard_path(out, stage.output, shard).exists()
-        done = m is not None and m.config_hash == cfg and m.input_hash == ih and present
-        if done:
-            if report is not None:
-                report.skipped += 1
-            continue
-        tasks.append(ShardTask(shard, cfg, ih, stale_marker=m is not None))
-    return tasks
-
-
-def read_inputs(stage: Stage, out: Path, shard: int) -> pa.Table:
-    """Read the shard's input tables and combine them with the stage's ``prepare``."""
-    tables = {folder: read_table(shard_path(out, folder, shard), folder) for folder in stage.inputs}
-    for folder in getattr(stage, "optional_inputs", ()):
-        if shard_path(out, folder, shard).exists():
-            tables[folder] = read_table(shard_path(out, folder, shard), folder)
-    return stage.prepare(tables)
-
-
-def finish_shard(stage: Stage, out: Path, task: ShardTask, rows_in: int, result: pa.Table,
-                 seconds: float, counters: dict[str, int], timings: dict[str, int] | None = None) -> Marker:
-    """Validate and write a shard's output, then its marker (the marker is always last)."""
-    validate_table(result, stage.output_schema(), stage.output)
-    # A stage may ask for smaller row groups (e.g. pack: image bytes, streamed by training readers).
-    rows = stage.row_group_rows or ROW_GROUP_ROWS
-    if task.stale_marker:  # never rewrite a shard under a marker: a marker always describes its object
-        marker_path(out, stage.name, task.shard).unlink(missing_ok=True)
-    sha = write_table(result, shard_path(out, stage.output, task.shard), row_group_rows=rows)
-    failpoint(f"shard_written:{stage.name}")
-    marker = Marker(
-        stage=stage.name, shard=task.shard, config_hash=task.config_hash, input_hash=task.input_hash,
-        output_sha256=sha, rows_in=rows_in, rows_out=result.num_rows, seconds=round(seconds, 4),
-        counters=dict(sorted(counters.items())), timings=dict(sorted((timings or {}).items())),
-    )
-    write_marker(out, marker)
-    return marker
-
-
-def run_shard(stage: Stage, out: Path, task: ShardTask) -> Marker:
-    """Do one shard in this process: read, prepare, process, validate, write, mark."""
-    stage.ensure_setup()
-    start = time.perf_counter()
-    stage.take_counters()  # before prepare: what prepare counts (e.g. skip:duplicate) is this shard's
-    stage.take_timings()
-    table = read_inputs(stage, out, task.shard)
-    result = stage.process(table)
-    failpoint(f"mid_shard:{stage.name}")
-    counters = stage.take_counters()
-    return finish_shard(stage, out, task, table.num_rows, result, time.perf_counter() - start, counters,
-                        stage.take_timings())
-
-
-def check_complete(report: StageReport, tasks: list[ShardTask], markers: list[Marker]) -> None:
-    """Raise if a planned shard came back without a marker (a lost or duplicated task)."""
-    got = sorted(m.shard for m in markers)
-    want = sorted(t.shard for t in tasks)
-    if got != want:
-        raise RuntimeError(f"stage {report.stage}: expected markers for shards {want}, got {got}")
 
 
 def in_order(jobs: list[tuple], window: int, submit: Callable[[tuple], Any], wait: Callable[[Any], Any],

@@ -26,8 +26,8 @@ import pyarrow as pa
 
 from common import threads
 from common.storage import as_path
-from pipelines.executors.base import ShardTask, run_shard
-from pipelines.shards import Marker
+from pipelines.core.shard_run import ShardTask, run_shard
+from pipelines.core.shards import Marker
 from stages.base import Stage
 
 # The rows a distributed executor moves around: tasks in, markers out.

@@ -17,9 +17,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 from common import threads
-from pipelines.executors.base import Executor, ShardTask, run_shard
+from pipelines.core.shard_run import ShardTask, run_shard
+from pipelines.core.shards import Marker
+from pipelines.executors.base import Executor
 from pipelines.executors.worker_pool import WorkerPool
-from pipelines.shards import Marker
 from stages.base import Stage
 
 

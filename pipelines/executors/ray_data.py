@@ -24,8 +24,10 @@ from typing import Any
 
 from common import threads
 from common.storage import as_path, worker_out
-from pipelines.config import RayConfig
-from pipelines.executors.base import Executor, ShardTask, in_order
+from pipelines.core.shard_run import ShardTask
+from pipelines.core.shards import Marker
+from pipelines.executors.base import Executor, in_order
+from pipelines.executors.config import RayConfig
 from pipelines.executors.distributed import (
     cached_stage,
     call_in_worker,
@@ -34,7 +36,6 @@ from pipelines.executors.distributed import (
     task_table,
     worker_env,
 )
-from pipelines.shards import Marker
 from stages.base import Stage
 
 _PIP_HINT = "the ray executor needs Ray Data: pip install 'regionset[ray]' (ray[data])"

@@ -23,8 +23,10 @@ from typing import Any
 
 from common import threads
 from common.storage import as_path, worker_out
-from pipelines.config import SparkConfig
-from pipelines.executors.base import Executor, ShardTask
+from pipelines.core.shard_run import ShardTask
+from pipelines.core.shards import Marker
+from pipelines.executors.base import Executor
+from pipelines.executors.config import SparkConfig
 from pipelines.executors.distributed import (
     RESULT_SCHEMA,
     TASK_SCHEMA,
@@ -35,7 +37,6 @@ from pipelines.executors.distributed import (
     task_table,
     worker_env,
 )
-from pipelines.shards import Marker
 from stages.base import Stage
 
 _PIP_HINT = "the spark executor needs PySpark and Java 17+: pip install 'regionset[spark]' (pyspark)"

@@ -29,8 +29,9 @@ from typing import Any
 
 from common import threads
 from common.storage import as_path
-from pipelines.executors.base import ShardTask, in_order, run_shard
-from pipelines.shards import Marker
+from pipelines.core.shard_run import ShardTask, run_shard
+from pipelines.core.shards import Marker
+from pipelines.executors.base import in_order
 from stages.base import Stage
 
 _STAGES: dict[str, Stage] = {}  # in a worker: the stages it was sent, set up on first use

@@ -1,11 +1,8 @@
-"""Hierarchical k-means: the ``fit_kmeans`` global step and what it is built from.
+"""Hierarchical k-means: the ``fit_kmeans`` global step (``fit.py``) and what it is built from.
 
-``fit.py`` is the step (config, sample, fit, write ``OUT/kmeans``), ``fit_choice.py`` what ``fit: auto`` runs, ``tree.py`` the hierarchical fit
-and global refinement, ``seeding.py`` the k-means++ seeds, ``sizing.py`` ``levels: auto`` and the
-degenerate-tree warning, ``sample.py`` the streaming uniform sample, ``catalog.py`` the catalog's
-cluster and vocabulary tables.
+``config.py`` the ``kmeans`` section and its checks, ``params.py`` what one fit takes and gives,
+``fit_choice.py`` what ``fit: auto`` runs, ``tree.py`` the hierarchical fit, ``refine.py`` the global
+refinement, ``seeding.py`` the k-means++ seeds, ``sizing.py`` ``levels: auto`` and the
+degenerate-tree warning, ``sample.py`` the streaming uniform sample, ``distributed.py`` and
+``partition.py`` ``fit: per_parent``. Re-exports nothing: import from the module that defines a name.
 """
-
-from pipelines.kmeans.fit import KMeansConfig, fit_kmeans
-
-__all__ = ["KMeansConfig", "fit_kmeans"]

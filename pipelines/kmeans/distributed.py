@@ -40,11 +40,12 @@ from common.files import load_npy, remove_tree, save_npy, write_atomic
 from common.memory import release_memory
 from common.storage import RemotePath, as_path, worker_out
 from models.kmeans_index import nearest_centroids
-from pipelines.failpoints import failpoint
+from pipelines.core.failpoints import failpoint
+from pipelines.kmeans.params import FitParams, FitResult
 from pipelines.kmeans.partition import committed_parts, parent_points, partition, read_sample, thresholds
 from pipelines.kmeans.refine import _cluster_sums, _means, _reseed_empty, upper_means
 from pipelines.kmeans.seeding import level_seeds
-from pipelines.kmeans.tree import FitParams, FitResult, allocate, fit_hierarchy
+from pipelines.kmeans.tree import allocate, fit_hierarchy
 
 if TYPE_CHECKING:
     from pipelines.executors.base import Executor

@@ -13,81 +13,26 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from common.files import remove_tree
 from common.storage import as_path
 from models.kmeans_index import ClusterTree, l2_normalize, read_meta
-from pipelines.failpoints import failpoint
+from pipelines.core.failpoints import failpoint
+from pipelines.core.lineage import add_to_lineage
+from pipelines.core.progress import StepProgress, console
+from pipelines.kmeans.config import KMeansConfig
 from pipelines.kmeans.fit_choice import fit_signature, resolve_fit, reusable
+from pipelines.kmeans.params import FitParams, FitResult, ProgressFn
 from pipelines.kmeans.sizing import WARNING_PREFIX, auto_levels, auto_rule, tree_warnings
-from pipelines.kmeans.tree import FitParams, FitResult, ProgressFn, fit_hierarchy
-from pipelines.lineage import add_to_lineage
-from pipelines.progress import StepProgress, console
-from schemas.tables import KMEANS, SOURCE_OBJECT
+from pipelines.kmeans.tree import fit_hierarchy
+from schemas.tables import KMEANS
 
 if TYPE_CHECKING:
     from pipelines.executors.base import Executor
-
-
-@dataclass(frozen=True)
-class KMeansConfig:
-    """The cluster tree.
-
-    Args:
-        levels: ``auto`` (default): chosen from the number of sampled regions
-            (``pipelines.kmeans.sizing``: ~√n leaves, up to RICE's 2,400 regions per leaf, at least
-            50; two levels from 100 leaves on). Or clusters per level, coarsest first:
-            ``level_sizes: branching``: children per parent on average, so ``[1000, 100]`` gives
-            1,000 top clusters and ~100,000 leaves; ``totals``: the number of clusters of each level.
-        level_sizes: how ``levels`` is read (``branching`` or ``totals``).
-        sample_size: embeddings the fit samples uniformly (memory: sample_size × d × 4 bytes).
-        niter: k-means iterations of every FAISS fit.
-        seed: seed of the sample and of every k-means (same seed and data -> same centroids).
-        spherical: cosine k-means for L2-normalised CLIP features (unit-norm centroids).
-        refit: refit even when a tree fitted with this config exists (default: reuse it, frozen).
-        sources: region sources clustered (``object``; add ``text`` to cluster OCR crops too).
-        allocate_by: share a level's children among parents by ``size`` or by ``sse`` (spread).
-        max_points_per_centroid: FAISS trains each k-means on at most this many points per
-            centroid (it subsamples the rest); every point is still labelled exactly afterwards.
-        refine_iters: global Lloyd iterations over all leaves after the tree is fitted (exact
-            assignment of the whole sample, then means); 0 keeps each parent's k-means as is.
-        seeding: initial centroids of every k-means: ``kmeans++`` (greedy k-means++ over each whole
-            level, which also decides the children per parent; ``pipelines.kmeans.seeding``) or
-            ``random`` (FAISS's uniform pick, children shared out by ``allocate_by``).
-        device: ``auto`` uses faiss GPU (all visible GPUs) when available, ``cpu`` never does.
-        fit: ``auto`` (default): ``local`` when the whole sample (min(sample_size, regions) × d × 4
-            bytes, from the Parquet footers, never this machine's RAM) is at most ``local_max_mib``,
-            else ``per_parent`` (``pipelines.kmeans.fit_choice``). ``local``: the whole sample in
-            this process, level-wide k-means++; ``per_parent``: level 0 here, every level-0 parent's
-            subtree as a task on the build's executor (local processes, Ray tasks, Spark partitions),
-            refinement as map-reduce, resumable per parent; memory bounded by the level-0 sample or
-            one parent's points (``pipelines.kmeans.distributed``; a different tree, identical on
-            every executor).
-        local_max_mib: the largest float32 sample (MiB) that ``fit: auto`` fits locally; the
-            driver peaks at several times it (2048: the default 1M-row sample stays local up to
-            d = 512).
-    """
-
-    levels: tuple[int, ...] | Literal["auto"] = "auto"
-    level_sizes: Literal["branching", "totals"] = "branching"
-    sample_size: int = 1_000_000
-    niter: int = 20
-    seed: int = 0
-    spherical: bool = True
-    refit: bool = False
-    sources: tuple[str, ...] = (SOURCE_OBJECT,)
-    allocate_by: Literal["size", "sse"] = "size"
-    max_points_per_centroid: int = 256
-    refine_iters: int = 2
-    seeding: Literal["kmeans++", "random"] = "kmeans++"
-    device: Literal["auto", "cpu", "gpu"] = "auto"
-    fit: Literal["auto", "local", "per_parent"] = "auto"
-    local_max_mib: float = 2048.0
 
 
 def level_totals(kc: KMeansConfig, sampled: int | None = None) -> list[int]:
@@ -102,11 +47,8 @@ def level_totals(kc: KMeansConfig, sampled: int | None = None) -> list[int]:
             raise ValueError("kmeans.levels: auto needs the number of sampled regions")
         levels: tuple[int, ...] = auto_levels(sampled)
         return [math.prod(levels[:i + 1]) for i in range(len(levels))]
-    if isinstance(kc.levels, str) or not kc.levels or any(k < 1 for k in kc.levels):
-        raise ValueError(f"kmeans.levels: need auto or one or more positive sizes, got {kc.levels!r}")
+    kc.check()  # kmeans.levels: positive sizes, totals non-decreasing (ConfigError naming the key)
     if kc.level_sizes == "totals":
-        if list(kc.levels) != sorted(kc.levels):
-            raise ValueError("kmeans.levels: totals must be non-decreasing")
         return list(kc.levels)
     return [math.prod(kc.levels[:i + 1]) for i in range(len(kc.levels))]
 
@@ -131,8 +73,7 @@ def fit_tree(x: np.ndarray, kc: KMeansConfig,
     """
 
     t0 = time.perf_counter()
-    if kc.refine_iters < 0:
-        raise ValueError(f"kmeans.refine_iters: need 0 or more iterations, got {kc.refine_iters}")
+    kc.check()  # kmeans.refine_iters and the rest, naming the key
     kc = dataclasses.replace(kc, fit="local")  # the in-memory fit, whatever ``fit`` asked
     if kc.spherical:
         x = l2_normalize(x)
@@ -202,9 +143,9 @@ def fit_kmeans(out: Path, cfg: Any, shards: list[int], executor: Executor | None
         from pipelines.kmeans.distributed import WORK
 
         if executor is None:  # e.g. the Airflow DAG's global task: the executor the config names
-            from pipelines.build import make_executor
+            from pipelines.executors.factory import make_executor
 
-            with make_executor(cfg) as own:
+            with make_executor(cfg.executor, cfg.progress) as own:
                 tree, meta = _fit_per_parent(out, kc, shards, own)
         else:
             tree, meta = _fit_per_parent(out, kc, shards, executor)

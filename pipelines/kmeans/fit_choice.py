@@ -14,21 +14,17 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pyarrow.parquet as pq
 
 from common.storage import RemotePath, arrow_source
-from common.typed_config import ConfigError
-from pipelines.shards import shard_path
+from pipelines.core.shards import shard_path
+from pipelines.kmeans.config import FITS, KMeansConfig, check_config
 from schemas import EMBEDDINGS
 from schemas.tables import REGIONS
 
-if TYPE_CHECKING:
-    from pipelines.kmeans.fit import KMeansConfig
-
 MIB = 1 << 20
-FITS = ("local", "per_parent")
 # An explicit ``fit: local`` warns from this many times ``local_max_mib`` on: the driver's peak is
 # several times the sample (about 4.5× measured, docs/capacity.md "Memory").
 LOCAL_WARN_FACTOR = 4
@@ -76,18 +72,6 @@ def choose_fit(kc: KMeansConfig, sample_rows: int, dim: int) -> str:
     if kc.fit != "auto":
         return kc.fit
     return "local" if sample_rows * dim * 4 <= kc.local_max_mib * MIB else "per_parent"
-
-
-def check_config(kc: KMeansConfig) -> None:
-    """Raise ConfigError (naming the key) for a ``kmeans.fit`` / ``kmeans.local_max_mib`` that cannot work.
-
-    Args:
-        kc: the k-means config.
-    """
-    if kc.fit not in ("auto", *FITS):
-        raise ConfigError(f"kmeans.fit: expected one of ['auto', 'local', 'per_parent'], got {kc.fit!r}")
-    if not kc.local_max_mib > 0:  # NaN too
-        raise ConfigError(f"kmeans.local_max_mib: must be > 0 (MiB of float32 sample), got {kc.local_max_mib!r}")
 
 
 def _footer(path: Path | RemotePath) -> pq.FileMetaData:

@@ -8,14 +8,10 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 
 from models.kmeans_index import l2_normalize, nearest_centroids
-
-if TYPE_CHECKING:  # tree.py imports this module
-    from pipelines.kmeans.tree import FitParams, FitResult, ProgressFn
+from pipelines.kmeans.params import FitParams, FitResult, ProgressFn
 
 
 def _cluster_sums(x: np.ndarray, ids: np.ndarray, k: int, chunk_bytes: int = 1 << 27,

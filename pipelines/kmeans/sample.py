@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 
 from common.storage import arrow_source
 from models.kmeans_index import embedding_matrix
-from pipelines.shards import shard_path
+from pipelines.core.shards import shard_path
 from schemas import EMBEDDINGS
 from schemas.tables import REGIONS
 

@@ -27,43 +27,17 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 
 import numpy as np
 
 from models.kmeans_index import l2_normalize, nearest_centroids
+from pipelines.kmeans.params import FitParams, FitResult, ProgressFn
 from pipelines.kmeans.refine import refine
 from pipelines.kmeans.seeding import level_seeds
-
-ProgressFn = Callable[..., None]
-"""``progress(phase, done, total, rows=0)``: called as the fit advances (see pipelines.progress)."""
 
 
 def _no_progress(phase: str, done: int, total: int, rows: int = 0) -> None:
     return None
-
-
-@dataclass(frozen=True)
-class FitParams:
-    """How each k-means runs (a subset of KMeansConfig, kept free of pipeline types)."""
-
-    niter: int = 20
-    seed: int = 0
-    spherical: bool = True
-    max_points_per_centroid: int = 256
-    allocate_by: str = "size"
-    gpu: bool = False
-    refine_iters: int = 2
-    seeding: str = "kmeans++"
-
-
-@dataclass
-class FitResult:
-    """Centroids and parent links per level, plus degenerate-case counts."""
-
-    centroids: list[np.ndarray] = field(default_factory=list)
-    parents: list[np.ndarray] = field(default_factory=list)
-    stats: Counter = field(default_factory=Counter)
 
 
 def allocate(weights: np.ndarray, total: int, caps: np.ndarray) -> np.ndarray:

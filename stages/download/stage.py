@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import io
+import ipaddress
 import math
 import os
 import tempfile
+import urllib.parse
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +21,7 @@ from typing import Any, Literal
 
 import pyarrow as pa
 
+from common.typed_config import ConfigError
 from schemas import IMAGES, INPUT, images_schema
 from schemas.tables import STATUS_REFUSED
 from stages.base import Resources, Stage
@@ -76,6 +79,22 @@ class DownloadConfig:
     max_bytes: int = 64 << 20
     keep_original: bool = False
     resources: Resources = Resources()
+
+    def check(self) -> None:
+        """Raise ConfigError naming the key for a network setting that cannot work."""
+        for net in self.deny_networks:
+            try:
+                ipaddress.ip_network(net, strict=False)
+            except ValueError as err:
+                raise ConfigError(f"download.deny_networks: {err}") from None
+        if self.proxy:
+            try:
+                p = urllib.parse.urlsplit(self.proxy)
+                ok = p.scheme in ("http", "https") and p.hostname and p.port
+            except ValueError:
+                ok = False
+            if not ok:
+                raise ConfigError(f"download.proxy: expected http://host:port, got {self.proxy!r}")
 
 
 class _CheckedResizer:

@@ -22,8 +22,8 @@ import yaml
 from common.typed_config import to_dict
 from pipelines.build import build
 from pipelines.config import load_config
-from pipelines.demo.run import demo_overrides, write_url_list
 from pipelines.tasks import DAG_STEPS, SHARD
+from pipelines.tools.demo.run import demo_overrides, write_url_list
 from tests.dags.conftest import DAGS_FOLDER
 from tests.pipelines.snapshots import assert_same, markers, snapshot
 

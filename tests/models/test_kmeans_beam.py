@@ -7,7 +7,7 @@ import pytest
 
 from models.kmeans_beam import beam_search, children_csr, covers_tree
 from models.kmeans_index import ClusterTree
-from pipelines.kmeans import KMeansConfig
+from pipelines.kmeans.config import KMeansConfig
 from pipelines.kmeans.fit import fit_tree
 from tests.label_data import gaussian_mixture
 

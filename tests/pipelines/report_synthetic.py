@@ -16,8 +16,8 @@ import pyarrow as pa
 import yaml
 from PIL import Image, ImageDraw
 
-from pipelines.catalog import build_catalog
-from pipelines.shards import Marker, shard_path, write_marker, write_table
+from pipelines.core.catalog import build_catalog
+from pipelines.core.shards import Marker, shard_path, write_marker, write_table
 from schemas import EMBEDDINGS, IMAGES, LABELS, REGIONS_OBJECT, REGIONS_TEXT, schema_for
 from schemas.tables import SOURCE_OBJECT, SOURCE_TEXT
 

@@ -11,7 +11,7 @@ import json
 import re
 from pathlib import Path
 
-from pipelines.shards import STATE_DIR
+from pipelines.core.shards import STATE_DIR
 from schemas import INPUT, TABLE_DIRS
 from tests.helpers import table_hash
 

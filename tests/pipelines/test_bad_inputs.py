@@ -12,8 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipelines.config import InputConfig
-from pipelines.inputs import InputError, iter_urls
+from pipelines.core.inputs import InputConfig, InputError, iter_urls
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipelines.catalog import build_catalog, connect
 from pipelines.config import BuildConfig
+from pipelines.core.catalog import build_catalog, connect
 from pipelines.executors.local import LocalExecutor
-from pipelines.kmeans import KMeansConfig, fit_kmeans
+from pipelines.kmeans.config import KMeansConfig
+from pipelines.kmeans.fit import fit_kmeans
 from stages.assign import AssignConfig, AssignStage
 from tests.label_data import gaussian_mixture, write_region_shard
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipelines.catalog import build_catalog, connect
+from pipelines.core.catalog import build_catalog, connect
 from schemas import images_schema, regions_schema
 from schemas.validate import VERSION_KEY
 

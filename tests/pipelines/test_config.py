@@ -50,7 +50,7 @@ def test_printed_config_round_trips(tmp_path):
 
 def test_build_without_a_config_file(server, tmp_path):
     from pipelines.cli import main
-    from pipelines.demo.run import write_url_list
+    from pipelines.tools.demo.run import write_url_list
 
     urls = write_url_list(server, tmp_path / "urls", limit=2)
     out = tmp_path / "out"
@@ -64,9 +64,9 @@ def test_build_without_a_config_file(server, tmp_path):
 def test_init_writes_every_section_with_comments_and_loads_back(tmp_path):
     import dataclasses
 
+    from common.yaml_doc import field_docs
     from pipelines.cli import main
     from pipelines.config import BuildConfig
-    from pipelines.config_doc import field_docs
 
     path = tmp_path / "build.yaml"
     assert main(["init", str(path)]) == 0

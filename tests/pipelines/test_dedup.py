@@ -60,7 +60,7 @@ def _corpus(server):
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
     from pipelines.build import build
-    from pipelines.demo.server import LoopbackServer
+    from pipelines.tools.demo.server import LoopbackServer
 
     tmp = tmp_path_factory.mktemp("dedup")
     with LoopbackServer() as server:
@@ -135,7 +135,7 @@ def test_eval_images_are_flagged_and_nothing_else(built):
 
 
 def test_catalog_has_duplicates_view(built):
-    from pipelines.catalog import connect
+    from pipelines.core.catalog import connect
 
     out, _, rows, _ = built
     con = connect(out)

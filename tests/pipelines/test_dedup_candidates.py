@@ -108,8 +108,8 @@ def test_bad_scheme_settings_are_config_errors(override, key):
 def test_group_step_regroups_everything_when_auto_switches_scheme(tmp_path, hashes):
     from types import SimpleNamespace
 
+    from pipelines.core.shards import shard_path, write_table
     from pipelines.dedup.step import group_duplicates
-    from pipelines.shards import shard_path, write_table
     from schemas import HASHES
     from stages.dedup import DedupConfig
 

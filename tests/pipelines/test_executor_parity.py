@@ -19,9 +19,9 @@ from common import threads
 from pipelines.build import build
 from pipelines.config import BuildConfig, load_config
 from pipelines.definition import build_steps
-from pipelines.demo.run import demo_overrides, write_url_list
-from pipelines.demo.server import LoopbackServer
 from pipelines.steps import STEP_NAMES
+from pipelines.tools.demo.run import demo_overrides, write_url_list
+from pipelines.tools.demo.server import LoopbackServer
 from tests.pipelines.snapshots import assert_same, snapshot
 
 N_IMAGES, SHARD_SIZE = 6, 4  # 8 URLs with the two bad ones: 2 shards
@@ -34,10 +34,11 @@ def _missing(module: str) -> str | None:
 
 
 def _executor(name: str):
-    from pipelines.build import make_executor
+    from pipelines.executors.factory import make_executor
 
-    return make_executor(load_config(None, [f"executor.name={name}", "executor.ray.num_cpus=2",
-                                            "executor.spark.master=local[2]", "progress=false"]))
+    cfg = load_config(None, [f"executor.name={name}", "executor.ray.num_cpus=2", "executor.spark.master=local[2]",
+                             "progress=false"])
+    return make_executor(cfg.executor, cfg.progress)
 
 
 @pytest.fixture(scope="module")

@@ -7,8 +7,10 @@ import numpy as np
 import pytest
 
 from models.kmeans_index import nearest_centroids
-from pipelines.kmeans.fit import KMeansConfig, fit_tree, level_totals
-from pipelines.kmeans.tree import FitParams, FitResult, allocate, fit_hierarchy, refine
+from pipelines.kmeans.config import KMeansConfig
+from pipelines.kmeans.fit import fit_tree, level_totals
+from pipelines.kmeans.params import FitParams, FitResult
+from pipelines.kmeans.tree import allocate, fit_hierarchy, refine
 from tests.label_data import gaussian_mixture
 
 faiss.omp_set_num_threads(2)

@@ -11,10 +11,11 @@ import pytest
 from models.kmeans_index import ClusterTree
 from pipelines.cli import main
 from pipelines.config import BuildConfig
-from pipelines.kmeans import KMeansConfig, fit_kmeans
+from pipelines.kmeans.config import KMeansConfig
+from pipelines.kmeans.fit import fit_kmeans
 from pipelines.kmeans.fit_choice import MIB, fit_signature, resolve_fit
-from pipelines.preflight_models import model_checks
-from pipelines.status import collect_status, print_status
+from pipelines.preflight.models import model_checks
+from pipelines.tools.status import collect_status, print_status
 from tests.label_data import write_mixture, write_region_shard
 
 # 3 shards × 200 regions at d = 8: the whole sample (600 rows) is 600 × 8 × 4 = 19,200 B = 0.0183 MiB

@@ -11,7 +11,8 @@ import pytest
 
 from pipelines.config import BuildConfig
 from pipelines.executors.local import LocalExecutor
-from pipelines.kmeans import KMeansConfig, fit_kmeans
+from pipelines.kmeans.config import KMeansConfig
+from pipelines.kmeans.fit import fit_kmeans
 from stages.assign import AssignConfig, AssignStage
 from tests.label_data import write_mixture
 

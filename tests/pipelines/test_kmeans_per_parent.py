@@ -14,9 +14,11 @@ import numpy as np
 import pytest
 
 from models.kmeans_index import ClusterTree
-from pipelines.config import BuildConfig, ExecutorConfig
-from pipelines.kmeans import KMeansConfig, fit_kmeans
+from pipelines.config import BuildConfig
+from pipelines.executors.config import ExecutorConfig
+from pipelines.kmeans.config import KMeansConfig
 from pipelines.kmeans.distributed import WORK
+from pipelines.kmeans.fit import fit_kmeans
 from tests.label_data import write_mixture
 
 KM = KMeansConfig(levels=(4, 5), sample_size=1500, fit="per_parent")
@@ -64,7 +66,8 @@ def _run(out: Path, failpoint: str = "") -> subprocess.CompletedProcess:
         import json
         from pathlib import Path
         from pipelines.config import BuildConfig
-        from pipelines.kmeans import KMeansConfig, fit_kmeans
+        from pipelines.kmeans.config import KMeansConfig
+from pipelines.kmeans.fit import fit_kmeans
         km = KMeansConfig(levels=(4, 5), sample_size=1500, fit="per_parent")
         print(json.dumps(fit_kmeans(Path({str(out)!r}), BuildConfig(kmeans=km), [0, 1, 2, 3])))
         print(json.dumps(json.loads((Path({str(out)!r}) / "kmeans" / "kmeans.json").read_text())["parents_refitted"]))
@@ -97,9 +100,10 @@ import numpy as np
 import pyarrow as pa
 import faiss  # noqa: F401  (imports before the baseline)
 import pipelines.kmeans.distributed as dist
-from pipelines.build import make_executor  # noqa: F401  (the fit's executor: 19 MiB of imports)
+from pipelines.executors.factory import make_executor  # noqa: F401  (the fit's executor: 19 MiB of imports)
 from pipelines.config import BuildConfig
-from pipelines.kmeans import KMeansConfig, fit_kmeans
+from pipelines.kmeans.config import KMeansConfig
+from pipelines.kmeans.fit import fit_kmeans
 from pipelines.kmeans.sample import iter_embeddings, row_priority
 out, fit, shards = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
 np.zeros((256, 256)) @ np.zeros((256, 256))
@@ -172,7 +176,8 @@ def test_map_reduce_refinement_matches_the_in_driver_refinement(tmp_path):
     from collections import Counter
 
     from pipelines.kmeans.distributed import fit_per_parent, parent_points, refine_parents
-    from pipelines.kmeans.tree import FitParams, refine
+    from pipelines.kmeans.params import FitParams
+    from pipelines.kmeans.tree import refine
 
     write_mixture(tmp_path, 3, 500, d=8, k=30)
     p0 = FitParams(refine_iters=0)
@@ -197,7 +202,7 @@ def test_refinement_tasks_carry_a_path_not_the_leaves(tmp_path):
 
     from pipelines.executors.local import LocalExecutor
     from pipelines.kmeans.distributed import fit_per_parent
-    from pipelines.kmeans.tree import FitParams
+    from pipelines.kmeans.params import FitParams
 
     write_mixture(tmp_path, 3, 500, d=8, k=30)
     ex = LocalExecutor(1, show_progress=False)

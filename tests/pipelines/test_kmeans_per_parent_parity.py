@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from models.kmeans_index import ClusterTree
-from pipelines.build import make_executor
 from pipelines.config import load_config
-from pipelines.kmeans import fit_kmeans
+from pipelines.executors.factory import make_executor
+from pipelines.kmeans.fit import fit_kmeans
 from tests.label_data import write_mixture
 
 OVERRIDES = ["kmeans.fit=per_parent", "kmeans.levels=[4,5]", "kmeans.sample_size=1500", "progress=false",
@@ -23,7 +23,7 @@ SHARDS = [0, 1, 2, 3]
 def _fit(out, name: str, processes: int = 1, shards=SHARDS) -> tuple[dict, ClusterTree, list[str]]:
     cfg = load_config(None, [*OVERRIDES, f"output={out}", f"executor.name={name}", f"executor.processes={processes}"])
     calls: list[str] = []
-    with make_executor(cfg) as ex:
+    with make_executor(cfg.executor, cfg.progress) as ex:
         iter_calls = ex.iter_calls
 
         def counted(fn, jobs):  # what went through the executor, by task function

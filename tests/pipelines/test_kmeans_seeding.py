@@ -10,9 +10,11 @@ import pytest
 
 from models.kmeans_index import ClusterTree, nearest_centroids
 from pipelines.config import BuildConfig
-from pipelines.kmeans import KMeansConfig, fit_kmeans
+from pipelines.kmeans.config import KMeansConfig
+from pipelines.kmeans.fit import fit_kmeans
+from pipelines.kmeans.params import FitParams
 from pipelines.kmeans.seeding import kmeanspp, level_seeds
-from pipelines.kmeans.tree import FitParams, fit_hierarchy
+from pipelines.kmeans.tree import fit_hierarchy
 from tests.label_data import gaussian_mixture, write_mixture
 
 faiss.omp_set_num_threads(2)

@@ -9,7 +9,8 @@ import numpy as np
 
 from models.kmeans_index import ClusterTree
 from pipelines.config import BuildConfig
-from pipelines.kmeans import KMeansConfig, fit_kmeans
+from pipelines.kmeans.config import KMeansConfig
+from pipelines.kmeans.fit import fit_kmeans
 from pipelines.kmeans.sample import uniform_sample
 from tests.label_data import write_mixture, write_region_shard
 

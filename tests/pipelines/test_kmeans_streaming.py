@@ -18,7 +18,8 @@ _CHILD = textwrap.dedent("""
     import faiss
     import numpy as np
     from pipelines.executors.local import LocalExecutor
-    from pipelines.kmeans import KMeansConfig, fit_kmeans
+    from pipelines.kmeans.config import KMeansConfig
+    from pipelines.kmeans.fit import fit_kmeans
     from stages.assign import AssignConfig, AssignStage
     from tests.label_data import gaussian_mixture, write_region_shard
 

@@ -11,8 +11,8 @@ import pytest
 
 from pipelines.cli import main
 from pipelines.config import load_config
-from pipelines.preflight import check_disk, run_preflight
-from pipelines.preflight_models import file_problem
+from pipelines.preflight.models import file_problem
+from pipelines.preflight.run import check_disk, run_preflight
 
 
 def _build(capsys, tmp_path, *overrides: str, debug: bool = False) -> tuple[int, list[str]]:
@@ -117,7 +117,7 @@ def test_silent_port_fails_after_connect_timeout(tmp_path):
     """A port that accepts TCP but never answers as Ray gives up after executor.connect_timeout."""
     import socket
 
-    from pipelines.preflight_cluster import ray_checks
+    from pipelines.preflight.cluster import ray_checks
 
     with socket.socket() as silent:
         silent.bind(("127.0.0.1", 0))

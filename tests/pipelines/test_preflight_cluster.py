@@ -16,8 +16,8 @@ import pytest
 
 from pipelines.build import build
 from pipelines.config import load_config
-from pipelines.demo.run import demo_overrides, write_url_list
-from pipelines.demo.server import LoopbackServer
+from pipelines.tools.demo.run import demo_overrides, write_url_list
+from pipelines.tools.demo.server import LoopbackServer
 from tests.pipelines.clusters import (
     RAY_TOKEN,
     base_env,

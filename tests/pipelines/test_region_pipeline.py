@@ -9,7 +9,7 @@ import yaml
 
 from pipelines.build import build
 from pipelines.config import load_config
-from pipelines.shards import marker_path, shard_path
+from pipelines.core.shards import marker_path, shard_path
 from tests.helpers import table_hash, write_urls
 from tests.synth import encode, render_text_image, synthetic_scene, text_lines
 

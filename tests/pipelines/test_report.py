@@ -7,10 +7,10 @@ import shutil
 import duckdb
 import pytest
 
-from pipelines.catalog import CATALOG_FILE, build_catalog, connect
-from pipelines.report import media, queries, sql
-from pipelines.report.build import write_report
-from pipelines.report.pages import NO_DATA
+from pipelines.core.catalog import CATALOG_FILE, build_catalog, connect
+from pipelines.tools.report import media, queries, sql
+from pipelines.tools.report.build import write_report
+from pipelines.tools.report.pages import NO_DATA
 from tests.conftest import make_jpeg
 from tests.helpers import download_only, write_urls
 from tests.pipelines.report_checks import as_int, check_site
@@ -96,7 +96,7 @@ def test_crops_closest_to_centroid_first(synthetic):
 
 
 def test_big_tables_are_binned_over_a_system_sample(synthetic, tmp_path):
-    from pipelines.report.overview import distributions_body
+    from pipelines.tools.report.overview import distributions_body
 
     assert sql.sample_clause(100, seed=3, target=200) == ""
     assert sql.sample_clause(1_000_000, seed=3, target=200_000) == " TABLESAMPLE 20.0% (system, 3)"

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from pipelines.catalog import build_catalog
-from pipelines.report.build import write_report
-from pipelines.shards import shard_path, write_table
+from pipelines.core.catalog import build_catalog
+from pipelines.core.shards import shard_path, write_table
+from pipelines.tools.report.build import write_report
 from schemas import DUPLICATES, duplicates_schema
 from tests.pipelines.report_synthetic import build_synthetic
 

@@ -7,8 +7,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipelines.sampling import sample_regions, water_fill, write_sample
-from pipelines.shards import shard_path, write_table
+from pipelines.core.shards import shard_path, write_table
+from pipelines.tools.sample import sample_regions, water_fill, write_sample
 from schemas import LABELS, labels_schema
 
 # level-0 clusters of very different sizes, each with two leaves of different sizes

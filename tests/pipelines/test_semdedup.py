@@ -6,8 +6,9 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from pipelines.config import BuildConfig
-from pipelines.semdedup import SemDedupConfig, greedy_duplicates, semdedup
-from pipelines.shards import shard_path
+from pipelines.core.shards import shard_path
+from pipelines.dedup.config import SemDedupConfig
+from pipelines.dedup.semdedup import greedy_duplicates, semdedup
 from schemas import REGION_DUPLICATES, TRAIN
 
 
@@ -26,7 +27,7 @@ def test_greedy_flags_near_copies_of_kept_regions_only():
 
 
 def test_greedy_blocks_agree_with_one_block(monkeypatch):
-    import pipelines.semdedup as sd
+    import pipelines.dedup.semdedup as sd
 
     x = _unit(np.random.default_rng(1).normal(size=(300, 4)))
     full = greedy_duplicates(x, 0.9)[0]
@@ -40,7 +41,7 @@ def _packed_regions(out) -> set[str]:
 
 
 def test_step_flags_per_cluster_pack_drops_and_catalog_counts(tmp_path):
-    from pipelines.catalog import build_catalog, connect
+    from pipelines.core.catalog import build_catalog, connect
     from pipelines.executors.local import LocalExecutor
     from stages.pack import PackConfig, PackStage
     from tests.stages.test_pack import _build

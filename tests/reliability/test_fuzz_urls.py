@@ -98,7 +98,7 @@ def test_redirect_check_never_raises(url):
 @pytest.fixture(scope="module")
 def fuzz_stage():
     """A download stage that may reach only 127.0.0.1 (every other IPv4 network and all of IPv6 denied)."""
-    from pipelines.demo.server import LoopbackServer
+    from pipelines.tools.demo.server import LoopbackServer
 
     try:
         recorder = ConnectionRecorder()

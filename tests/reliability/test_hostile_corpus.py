@@ -8,7 +8,7 @@ import pyarrow as pa
 import pytest
 from PIL import Image
 
-from pipelines.demo.server import LoopbackServer
+from pipelines.tools.demo.server import LoopbackServer
 from stages.download.stage import DownloadConfig, DownloadStage, make_key
 from tests.reliability.hostile import FORBIDDEN_HOST, ConnectionRecorder, hostile_cases, redirect_cases
 

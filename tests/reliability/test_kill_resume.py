@@ -16,7 +16,7 @@ import yaml
 
 from pipelines.config import load_config
 from pipelines.definition import GlobalStep, build_steps
-from pipelines.demo.corpus import demo_images
+from pipelines.tools.demo.corpus import demo_images
 from tests.conftest import make_jpeg
 from tests.helpers import table_hash, write_urls
 

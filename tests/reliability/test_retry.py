@@ -8,8 +8,8 @@ import pyarrow.parquet as pq
 
 from pipelines.build import build
 from pipelines.cli import main
-from pipelines.retry import is_retryable
-from pipelines.shards import read_marker
+from pipelines.core.shards import read_marker
+from pipelines.tools.retry import is_retryable
 from tests.conftest import make_jpeg
 from tests.helpers import download_only, write_urls
 

@@ -6,7 +6,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipelines.shards import read_table
+from pipelines.core.shards import read_table
 from schemas import SchemaError, images_schema
 from schemas.validate import VERSION_KEY
 

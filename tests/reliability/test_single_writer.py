@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from pipelines.build import build
-from pipelines.lock import LOCK_NAME, BuildLock, LockedError
+from pipelines.core.lock import LOCK_NAME, BuildLock, LockedError
 from tests.conftest import make_jpeg
 from tests.helpers import download_only, write_urls
 
@@ -67,7 +67,7 @@ def test_lock_from_another_host_is_respected(tmp_path):
 
 
 def test_shard_folder_cannot_escape_output(tmp_path):
-    from pipelines.shards import shard_path
+    from pipelines.core.shards import shard_path
 
     with pytest.raises(ValueError, match="escapes"):
         shard_path(tmp_path, "../elsewhere", 0)

@@ -7,9 +7,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipelines.config import BuildConfig
+from pipelines.core.shards import shard_path
 from pipelines.executors.local import LocalExecutor
-from pipelines.kmeans import KMeansConfig, fit_kmeans
-from pipelines.shards import shard_path
+from pipelines.kmeans.config import KMeansConfig
+from pipelines.kmeans.fit import fit_kmeans
 from schemas import TRAIN, train_schema
 from stages.assign import AssignConfig, AssignStage
 from stages.pack import PackConfig, PackStage
@@ -62,7 +63,7 @@ def test_row_groups_are_small(built):
 def test_eval_duplicates_never_reach_train(tmp_path):
     import pyarrow as pa
 
-    from pipelines.shards import write_table
+    from pipelines.core.shards import write_table
     from schemas import DUPLICATES, duplicates_schema
 
     first, second = key_of(0), key_of(4)  # two images with labelled regions

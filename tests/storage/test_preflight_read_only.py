@@ -9,7 +9,7 @@ import pytest
 from fsspec.implementations.memory import MemoryFileSystem
 
 from pipelines.config import BuildConfig
-from pipelines.preflight_storage import check_remote_output
+from pipelines.preflight.storage import check_remote_output
 
 
 class FakeReadOnlyStore(MemoryFileSystem):

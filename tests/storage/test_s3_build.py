@@ -7,7 +7,7 @@ resume, unmarked objects cleaned by the next build, bad storage refused with exi
 from __future__ import annotations
 
 from pipelines.build import build
-from pipelines.shards import marker_path, shard_path
+from pipelines.core.shards import marker_path, shard_path
 from tests.conftest import make_jpeg
 from tests.helpers import download_only, table_hash, write_urls
 from tests.pipelines.snapshots import markers
@@ -44,7 +44,7 @@ def test_unmarked_object_is_redone_and_cleaned(server, s3, tmp_path):  # noqa: F
     marker_path(as_path(out), "download", 1).unlink()  # as if killed between the PUT and the marker
     orphan = shard_path(as_path(out), "images", 7)  # an object no marker commits
     orphan.write_bytes(b"not parquet")
-    from pipelines.catalog import build_catalog, connect
+    from pipelines.core.catalog import build_catalog, connect
 
     build_catalog(out)  # before the next build cleans it, the catalog already ignores the orphan
     con = connect(as_path(out))
@@ -60,7 +60,7 @@ def test_lease_is_renewed_while_held_and_refuses_a_second_holder(s3):  # noqa: F
     import json
     import time
 
-    from pipelines.lock import LeaseLock, LockedError
+    from pipelines.core.lock import LeaseLock, LockedError
 
     with LeaseLock(s3.url("lease"), lease_seconds=0.9) as held:
         first = json.loads(held.path.read_text())["expires"]

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipelines.lock import LeaseLock
+from pipelines.core.lock import LeaseLock
 from tests.conftest import make_jpeg
 from tests.helpers import table_hash, write_urls
 from tests.s3server import BUCKET, SECRET, moto_process, s3  # noqa: F401 (fixture)

@@ -7,8 +7,9 @@ import importlib.util
 
 import pytest
 
-from pipelines.build import build, make_executor
+from pipelines.build import build
 from pipelines.config import load_config
+from pipelines.executors.factory import make_executor
 from tests.conftest import make_jpeg
 from tests.helpers import download_only, table_hash, write_urls
 from tests.pipelines.snapshots import markers
@@ -21,8 +22,9 @@ def test_distributed_executor_writes_to_s3(name, server, s3, tmp_path):  # noqa:
         pytest.skip(f"{name} is not installed")
     urls = write_urls(tmp_path, [server.add(f"e{i}.jpg", make_jpeg(220 + 9 * i, 180)) for i in range(7)])
     build(download_only(tmp_path / "local", urls))
-    executor = make_executor(load_config(None, [f"executor.name={name}", "executor.ray.num_cpus=2",
-                                                "executor.spark.master=local[2]", "progress=false"]))
+    cfg = load_config(None, [f"executor.name={name}", "executor.ray.num_cpus=2", "executor.spark.master=local[2]",
+                             "progress=false"])
+    executor = make_executor(cfg.executor, cfg.progress)
     try:
         build(download_only(s3.url(name), urls), executor=executor)
     finally:

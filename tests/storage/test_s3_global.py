@@ -20,7 +20,7 @@ import yaml
 
 from pipelines.build import build
 from pipelines.config import load_config
-from pipelines.demo.run import demo_overrides
+from pipelines.tools.demo.run import demo_overrides
 from schemas import TABLE_DIRS
 from tests.helpers import table_hash
 from tests.pipelines.snapshots import markers, other_files
@@ -39,7 +39,7 @@ def _snapshot(got: Path) -> dict[str, object]:
 
 def _counts(out: str | Path) -> dict[str, int]:
     """Row counts of every catalog table and view (the catalog is rebuilt first)."""
-    from pipelines.catalog import build_catalog, connect
+    from pipelines.core.catalog import build_catalog, connect
 
     build_catalog(out)
     con = connect(out)
@@ -143,8 +143,8 @@ def test_uncommitted_global_outputs_are_never_read_and_cleaned(corpus, s3, tmp_p
     """A duplicates object without group_duplicates' state object and a region-duplicates object
     without semdedup's: the catalog ignores them and the next build deletes them."""
     from common.storage import as_path
-    from pipelines.catalog import committed_files
-    from pipelines.shards import shard_path
+    from pipelines.core.catalog import committed_files
+    from pipelines.core.shards import shard_path
 
     root, urls = corpus
     out = s3.url("orphans")

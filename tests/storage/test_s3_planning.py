@@ -11,11 +11,11 @@ import json
 
 import pytest
 
-import pipelines.marker_index as marker_index
-import pipelines.shards as shards
+import pipelines.core.marker_index as marker_index
+import pipelines.core.shards as shards
 from common.storage import RemotePath, as_path
 from pipelines.build import build
-from pipelines.shards import marker_path
+from pipelines.core.shards import marker_path
 from tests.conftest import make_jpeg
 from tests.helpers import download_only, write_urls
 from tests.s3server import s3  # noqa: F401 (fixture)
@@ -73,7 +73,7 @@ def test_rewritten_marker_is_reread_and_decides_as_on_local_disk(server, s3, tmp
 
 
 def test_redo_removes_the_old_marker_before_rewriting_the_shard(server, s3, tmp_path, monkeypatch):  # noqa: F811
-    import pipelines.executors.base as base
+    import pipelines.core.shard_run as shard_run
 
     urls, out = _urls(server, tmp_path, 3), s3.url("plan-redo")
     build(download_only(out, urls, shard_size=3))
@@ -84,7 +84,7 @@ def test_redo_removes_the_old_marker_before_rewriting_the_shard(server, s3, tmp_
         if name == "shard_written:download":
             raise KeyboardInterrupt("killed between the shard and its marker")
 
-    monkeypatch.setattr(base, "failpoint", killed)
+    monkeypatch.setattr(shard_run, "failpoint", killed)
     with pytest.raises(KeyboardInterrupt):
         build(download_only(out, urls, shard_size=3, extra=["download.timeout=3"]))  # a config change: redo
     assert not marker.exists()  # the rewritten object is not vouched for by the old marker
@@ -95,8 +95,8 @@ def test_redo_removes_the_old_marker_before_rewriting_the_shard(server, s3, tmp_
 
 def test_each_plan_lists_afresh_in_a_long_lived_process(server, s3, tmp_path):  # noqa: F811
     """As an orchestrator's worker plans shard after shard: a marker removed since is seen."""
+    from pipelines.core.shard_run import plan_stage
     from pipelines.definition import build_steps
-    from pipelines.executors.base import plan_stage
 
     urls, out = _urls(server, tmp_path, 6), s3.url("plan-fresh")
     cfg = download_only(out, urls, shard_size=3)

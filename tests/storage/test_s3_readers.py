@@ -16,8 +16,8 @@ import pyarrow.parquet as pq
 from common.storage import as_path
 from pipelines.build import build
 from pipelines.cli import main
-from pipelines.sampling import sample_regions
-from pipelines.shards import read_marker, read_table, shard_path, write_table
+from pipelines.core.shards import read_marker, read_table, shard_path, write_table
+from pipelines.tools.sample import sample_regions
 from schemas import LABELS, labels_schema
 from tests.conftest import make_jpeg
 from tests.helpers import download_only, write_urls

@@ -9,8 +9,9 @@ from dataclasses import asdict, dataclass
 import pyarrow as pa
 import pytest
 
-from pipelines.config import RayConfig
-from pipelines.executors.base import StageReport, check_complete, plan_stage, run_shard
+from pipelines.core.shard_run import StageReport, check_complete, plan_stage, run_shard
+from pipelines.core.shards import read_marker, read_table, shard_path, write_table
+from pipelines.executors.config import RayConfig
 from pipelines.executors.distributed import (
     RESULT_SCHEMA,
     cached_stage,
@@ -18,7 +19,6 @@ from pipelines.executors.distributed import (
     run_task_batch,
     task_table,
 )
-from pipelines.shards import read_marker, read_table, shard_path, write_table
 from schemas import INPUT, input_schema
 from stages.base import Resources, Stage
 
@@ -115,7 +115,7 @@ def test_ray_gpu_stage_on_a_cpu_cluster_names_the_option():
 
 def test_task_rows_carry_the_stale_marker_flag():
     """A worker removes a shard's old marker before rewriting it only if the task row says so."""
-    from pipelines.executors.base import ShardTask
+    from pipelines.core.shard_run import ShardTask
 
     rows = task_table([ShardTask(3, "c", "i", stale_marker=True), ShardTask(4, "c", "i")]).to_pylist()
     assert [r["stale_marker"] for r in rows] == [True, False]

@@ -18,10 +18,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from common import threads
-from pipelines.config import RayConfig, SparkConfig
+from pipelines.core.shards import shard_path, write_table
+from pipelines.executors.config import RayConfig, SparkConfig
 from pipelines.executors.local import LocalExecutor, local_workers
 from pipelines.executors.ray_data import pool_shape
-from pipelines.shards import shard_path, write_table
 from schemas import INPUT, input_schema
 from stages.base import Resources, Stage
 

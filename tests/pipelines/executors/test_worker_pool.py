@@ -16,8 +16,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from common import threads
+from pipelines.core.shards import shard_path, write_table
 from pipelines.executors.local import LocalExecutor
-from pipelines.shards import shard_path, write_table
 from schemas import INPUT, input_schema
 from stages.base import Resources, Stage
 

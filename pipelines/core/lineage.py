@@ -16,7 +16,7 @@ import yaml
 from common.files import write_atomic
 from common.storage import as_path
 from common.typed_config import to_dict
-from pipelines.shards import write_json
+from pipelines.core.shards import write_json
 
 LINEAGE_FILE = "regionset.yaml"
 PACKAGES = ("regionset", "pyarrow", "duckdb", "numpy", "torch", "torchvision", "open_clip_torch",

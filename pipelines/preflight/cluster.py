@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from pipelines.config import BuildConfig
-from pipelines.preflight import Check, fail, ok, warn
+from pipelines.preflight.checks import Check, fail, ok, warn
 
 SPARK_MASTER_PORT = 7077
 MIN_JAVA = 17

@@ -19,9 +19,9 @@ import yaml
 from common.storage import as_path
 from common.typed_config import apply_overrides, from_dict
 from pipelines.config import BuildConfig
-from pipelines.lineage import LINEAGE_FILE
-from pipelines.lock import BuildLock
-from pipelines.shards import (
+from pipelines.core.lineage import LINEAGE_FILE
+from pipelines.core.lock import BuildLock
+from pipelines.core.shards import (
     list_shards,
     marker_path,
     read_marker,

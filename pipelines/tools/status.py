@@ -10,10 +10,10 @@ import yaml
 
 from common.storage import as_path, is_remote
 from models.kmeans_index import read_meta
-from pipelines.lineage import LINEAGE_FILE
-from pipelines.marker_index import committed
-from pipelines.progress import console, print_table
-from pipelines.shards import STATE_DIR, list_shards, read_marker
+from pipelines.core.lineage import LINEAGE_FILE
+from pipelines.core.marker_index import committed
+from pipelines.core.progress import console, print_table
+from pipelines.core.shards import STATE_DIR, list_shards, read_marker
 from pipelines.steps import STEP_NAMES
 from schemas import INPUT
 from schemas.tables import KMEANS

@@ -16,8 +16,9 @@ from pathlib import Path
 
 from models.registry import package_version
 from pipelines.config import load_config
-from pipelines.preflight import Check, iter_checks, ok, warn
-from pipelines.preflight_cluster import MIN_JAVA, java_version
+from pipelines.preflight.checks import Check, ok, warn
+from pipelines.preflight.cluster import MIN_JAVA, java_version
+from pipelines.preflight.run import iter_checks
 
 # (distribution, needed by a default build)
 PACKAGES = (
@@ -84,7 +85,7 @@ def tool_checks() -> Iterator[Check]:
     else:
         yield warn("java", "", f"Java {MIN_JAVA}+ not found ({java or 'no java on PATH'}): needed only by "
                    "executor.name=spark")
-    roots = {Path.cwd(), Path(__file__).resolve().parents[1]}
+    roots = {Path.cwd(), Path(__file__).resolve().parents[2]}
     venvs = [r / AIRFLOW_VENV for r in sorted(roots) if (r / AIRFLOW_VENV / "bin" / "python").is_file()]
     if not venvs:
         yield ok("airflow", "", f"no {AIRFLOW_VENV} (optional: bash dags/install_airflow.sh)")
@@ -112,7 +113,7 @@ def doctor(config: str | None, overrides: list[str]) -> int:
     """
     from rich.table import Table
 
-    from pipelines.progress import out_console
+    from pipelines.core.progress import out_console
 
     cfg = load_config(config, overrides)
     checks = [*package_checks(), *gpu_checks(), *tool_checks(), *iter_checks(cfg)]

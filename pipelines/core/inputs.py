@@ -17,7 +17,9 @@ import json
 import re
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
@@ -26,11 +28,43 @@ import pyarrow.parquet as pq
 
 from common.shard_names import shard_id
 from common.storage import as_path, is_remote
-from common.typed_config import one_line
-from pipelines.config import InputConfig
-from pipelines.shards import encode_table, list_shards, read_table, remember_sha256, shard_path, write_table
+from common.typed_config import ConfigError, one_line
+from pipelines.core.shards import (
+    encode_table,
+    list_shards,
+    read_table,
+    remember_sha256,
+    shard_path,
+    write_table,
+)
 from schemas import INPUT, input_schema
 from stages.download.stage import make_key
+
+
+@dataclass(frozen=True)
+class InputConfig:
+    """The URL list.
+
+    Args:
+        path: a Parquet, CSV, JSONL or TXT file (one URL a line), or a folder of such files.
+        format: file format; ``auto`` picks it from the extension.
+        url_col: column holding the URL.
+        caption_col: column holding the caption (optional in the file).
+        shard_size: URLs per shard; the shard is the unit of work, resume and parallelism.
+    """
+
+    path: str = ""
+    format: Literal["auto", "parquet", "csv", "jsonl", "txt"] = "auto"
+    url_col: str = "url"
+    caption_col: str = "caption"
+    shard_size: int = 1000
+
+    def check(self) -> None:
+        """Raise ConfigError naming the key for a setting that cannot work."""
+        if self.shard_size < 1:
+            raise ConfigError("input.shard_size: must be >= 1")
+
+
 
 _EXT = {".parquet": "parquet", ".csv": "csv", ".tsv": "csv", ".jsonl": "jsonl", ".json": "jsonl", ".txt": "txt"}
 

@@ -12,13 +12,13 @@ import pyarrow.parquet as pq
 from common.storage import RemotePath, as_path, is_remote
 from models.kmeans_index import read_meta
 from pipelines.build import build
-from pipelines.catalog import catalog_file
 from pipelines.config import load_config
-from pipelines.demo.corpus import demo_images
-from pipelines.demo.server import LoopbackServer
-from pipelines.kmeans.catalog import cluster_summary
-from pipelines.progress import out_console, print_table
-from pipelines.report import write_report
+from pipelines.core.catalog import catalog_file
+from pipelines.core.labels import cluster_summary
+from pipelines.core.progress import out_console, print_table
+from pipelines.tools.demo.corpus import demo_images
+from pipelines.tools.demo.server import LoopbackServer
+from pipelines.tools.report.build import write_report
 from schemas.tables import KMEANS
 
 EXAMPLE_SQL = [

@@ -19,8 +19,8 @@ import numpy as np
 import pyarrow as pa
 
 from common.storage import RemotePath, as_path, is_remote
-from pipelines.catalog import committed_files, register_storage
-from pipelines.shards import list_shards, shard_path, write_table
+from pipelines.core.catalog import committed_files, register_storage
+from pipelines.core.shards import list_shards, shard_path, write_table
 from schemas import LABELS
 
 Strategy = Literal["balanced", "random"]

@@ -16,7 +16,7 @@ from pathlib import Path
 from models.clip_registry import clip_embed_dim, resolve_clip
 from models.registry import PADDLEOCR, ModelUnavailable, check_local_file, resolve_detector
 from pipelines.config import BuildConfig
-from pipelines.preflight import Check, fail, ok, warn
+from pipelines.preflight.checks import Check, fail, ok, warn
 
 TORCH_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
 PICKLE_PROTO = 0x80  # first byte of a pickle stream (protocol >= 2): torch's legacy format

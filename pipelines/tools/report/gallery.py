@@ -12,9 +12,9 @@ from typing import Any
 
 import duckdb
 
-from pipelines.report import media, queries
-from pipelines.report.pages import NO_DATA, esc, fmt, table
-from pipelines.report.sql import Result, run
+from pipelines.tools.report import media, queries
+from pipelines.tools.report.pages import NO_DATA, esc, fmt, table
+from pipelines.tools.report.sql import Result, run
 from schemas.tables import SOURCE_TEXT
 
 _PICK_TITLES = {"largest": "Largest leaf clusters", "smallest": "Smallest leaf clusters",

@@ -3,8 +3,8 @@
 Each check answers a ``Check`` (ok / warn / fail, the config key, one line saying what to do).
 ``regionset build`` stops at the first failure with exit 2 (``PreflightError``); ``regionset doctor``
 prints them all as a table. The checks: the chosen executor's extra is installed, the executor is
-reachable within ``executor.connect_timeout`` (``pipelines/preflight_cluster.py``), every model file
-the config names is present and loadable (``pipelines/preflight_models.py``), the output folder is
+reachable within ``executor.connect_timeout`` (``cluster.py``), every model file
+the config names is present and loadable (``models.py``), the output folder is
 writable, and the free disk covers a rough estimate from the input size.
 """
 
@@ -15,16 +15,16 @@ import shutil
 import sys
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import pyarrow.parquet as pq
 
 from common.storage import is_remote
-from pipelines.config import BuildConfig, typed_config
-
-Status = Literal["ok", "warn", "fail"]
+from pipelines.config import BuildConfig
+from pipelines.preflight.checks import Check, PreflightError, fail, ok, warn
+from pipelines.preflight.cluster import executor_checks
+from pipelines.preflight.models import model_checks
+from pipelines.preflight.storage import storage_checks
 
 # Rough bytes written per input URL: the stored JPEG (image_size² × 3 bytes at ~10:1) is kept twice
 # (images/ and train/); regions, embeddings and labels are small next to it.
@@ -33,46 +33,6 @@ IMAGE_COPIES = 2
 AVG_URL_ROW_BYTES = 100  # a URL + caption line in CSV/JSONL/TXT, for inputs without a row count
 
 EXTRAS = {"ray": ("ray", "ray"), "spark": ("pyspark", "spark")}  # executor -> (module, extra)
-
-
-@dataclass(frozen=True)
-class Check:
-    """One preflight or doctor result.
-
-    Args:
-        name: what was checked (a row label).
-        status: ``ok``, ``warn`` or ``fail``.
-        key: the config key the check is about (empty for environment checks).
-        detail: one line: what was found, and for a failure what to do.
-    """
-
-    name: str
-    status: Status
-    key: str
-    detail: str
-
-
-class PreflightError(typed_config.ConfigError):
-    """A preflight check failed: a config key that does not work here (one line naming it and the fix)."""
-
-    def __init__(self, check: Check) -> None:
-        self.check = check
-        super().__init__(" ".join(check.detail.split()))
-
-
-def ok(name: str, key: str, detail: str) -> Check:
-    """A ``ok`` Check (see ``Check`` for the arguments)."""
-    return Check(name, "ok", key, detail)
-
-
-def warn(name: str, key: str, detail: str) -> Check:
-    """A ``warn`` Check (see ``Check`` for the arguments)."""
-    return Check(name, "warn", key, detail)
-
-
-def fail(name: str, key: str, detail: str) -> Check:
-    """A ``fail`` Check (see ``Check`` for the arguments)."""
-    return Check(name, "fail", key, detail)
 
 
 def check_extra(cfg: BuildConfig) -> Check:
@@ -180,14 +140,9 @@ def iter_checks(cfg: BuildConfig) -> Iterator[Check]:
     Args:
         cfg: the resolved build config.
     """
-    from pipelines.preflight_cluster import executor_checks
-    from pipelines.preflight_models import model_checks
-
     extra = check_extra(cfg)
     yield extra
     if is_remote(cfg.output):  # an object store: a probe object, not a folder and free disk
-        from pipelines.preflight_storage import storage_checks
-
         yield from storage_checks(cfg)
     else:
         yield check_output(cfg)

@@ -12,8 +12,8 @@ import os
 
 from common.storage import as_path, is_remote
 from pipelines.config import BuildConfig
-from pipelines.preflight import Check, fail, ok
-from pipelines.shards import STATE_DIR
+from pipelines.core.shards import STATE_DIR
+from pipelines.preflight.checks import Check, fail, ok
 
 _CAUSES = (  # (substring of the client's error, the cause in words)
     ("NoSuchBucket", "the bucket does not exist"),

@@ -9,10 +9,10 @@ import duckdb
 import yaml
 
 from common.storage import as_path
-from pipelines.lineage import LINEAGE_FILE
-from pipelines.report import plots, queries
-from pipelines.report.pages import NO_DATA, esc, figure, result_table, table
-from pipelines.report.sql import SAMPLE_ROWS, Result, existing_tables, run, sample_clause
+from pipelines.core.lineage import LINEAGE_FILE
+from pipelines.tools.report import plots, queries
+from pipelines.tools.report.pages import NO_DATA, esc, figure, result_table, table
+from pipelines.tools.report.sql import SAMPLE_ROWS, Result, existing_tables, run, sample_clause
 from schemas.tables import IMAGES, LABELS, REGIONS
 
 

@@ -8,14 +8,13 @@ buckets``), each bucket's embeddings read from every shard in turn, so at most a
 region's shard; a file whose rows did not change is not rewritten (pack is not redone for it).
 ``OUT/_state/semdedup.json`` commits the folder: deleted before any file is written and written
 last, so on an object store (no rename) files no state file commits are never read and the next
-build deletes them (``pipelines.shards.clean_temp_files``).
+build deletes them (``pipelines.core.shards.clean_temp_files``).
 """
 
 from __future__ import annotations
 
 import math
 from collections import defaultdict
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,24 +23,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from common.storage import as_path
-from pipelines.shards import STATE_DIR, list_shards, read_table, shard_path, write_json, write_table
+from pipelines.core.outputs import SEMDEDUP_STATE
+from pipelines.core.shards import STATE_DIR, list_shards, read_table, shard_path, write_json, write_table
+from pipelines.dedup.config import SemDedupConfig
 from schemas import EMBEDDINGS, LABELS, REGION_DUPLICATES, region_duplicates_schema
 
 _BLOCK = 2048
-STATE_FILE = "semdedup.json"  # under OUT/_state: the commit of region_duplicates/
-
-
-@dataclass(frozen=True)
-class SemDedupConfig:
-    """Semantic region deduplication.
-
-    Args:
-        threshold: cosine at or above which a region duplicates a kept region of its leaf cluster.
-        max_bytes: embeddings (as float32) held in memory at once; more clusters mean more passes.
-    """
-
-    threshold: float = 0.95
-    max_bytes: int = 1 << 30
+STATE_FILE = SEMDEDUP_STATE  # under OUT/_state: the commit of region_duplicates/
 
 
 def greedy_duplicates(x: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:

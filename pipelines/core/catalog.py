@@ -26,10 +26,10 @@ import pyarrow as pa
 
 from common.shard_names import shard_name
 from common.storage import RemotePath, as_path, is_remote
-from pipelines.failpoints import failpoint
-from pipelines.kmeans.catalog import add_label_tables
-from pipelines.marker_index import committed
-from pipelines.shards import STATE_DIR, list_shards
+from pipelines.core.failpoints import failpoint
+from pipelines.core.labels import add_label_tables
+from pipelines.core.marker_index import committed
+from pipelines.core.shards import STATE_DIR, list_shards
 from schemas import EMBEDDINGS, TABLE_DIRS, schema_for
 from schemas.tables import ADDED_COLUMNS
 
@@ -83,7 +83,7 @@ def committed_files(out: RemotePath, folder: str) -> list[str]:
         out: the output prefix.
         folder: a table folder.
     """
-    from pipelines.definition import global_outputs, stage_outputs
+    from pipelines.core.outputs import global_outputs, stage_outputs
 
     commit = global_outputs().get(folder)
     if commit is not None and not (out / commit).exists():

@@ -1,0 +1,1 @@
+"""The engine: one-shard run, shard files and markers, inputs, outputs, lock, lineage, catalog, progress."""

@@ -1,0 +1,29 @@
+"""``make_executor``: the backend an ``executor`` config section names (never sees the build config)."""
+
+from __future__ import annotations
+
+from pipelines.executors.base import Executor
+from pipelines.executors.config import ExecutorConfig
+
+
+def make_executor(config: ExecutorConfig, show_progress: bool = True) -> Executor:
+    """The executor named by ``config.name`` (its backend imported only when named: ray, pyspark).
+
+    Args:
+        config: the ``executor`` section.
+        show_progress: draw a progress bar per stage (the build's ``progress``).
+    """
+    name = config.name
+    if name == "local":
+        from pipelines.executors.local import LocalExecutor
+
+        return LocalExecutor(config.processes, show_progress=show_progress)
+    if name == "ray":
+        from pipelines.executors.ray_data import RayExecutor
+
+        return RayExecutor(config.ray, show_progress=show_progress)
+    if name == "spark":
+        from pipelines.executors.spark import SparkExecutor
+
+        return SparkExecutor(config.spark, show_progress=show_progress)
+    raise ValueError(f"executor.name: unknown executor {name!r}")

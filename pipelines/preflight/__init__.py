@@ -1,0 +1,1 @@
+"""Preflight: what every build checks before any work (``run.py``); ``checks.py`` the result type."""

@@ -1,0 +1,1 @@
+"""Commands over an output folder: status, retry, sample, doctor, report/, demo/."""
