@@ -74,7 +74,7 @@ base = kib("VmRSS")
 t, cpu = time.perf_counter(), time.process_time()
 km = KMeansConfig(levels=tuple(levels), sample_size=10**6, niter=4, refine_iters=1, fit=fit,
                   max_points_per_centroid=64, refit=True)
-fit_kmeans(out, BuildConfig(kmeans=km), list(range(shards)), LocalExecutor(1, show_progress=False))
+fit_kmeans(out, km, LocalExecutor(1, show_progress=False), list(range(shards)))
 fit_s, cpu_s = time.perf_counter() - t, time.process_time() - cpu
 mark("end")
 peak = max(p[1] for p in phases.values())

@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 def main() -> None:
     from bench.kmeans import mixture
     from pipelines.config import load_config
+    from pipelines.executors.factory import make_executor
     from pipelines.kmeans.fit import fit_kmeans
     from tests.label_data import write_region_shard
 
@@ -54,7 +55,8 @@ def main() -> None:
                                          f"kmeans.seed={seed}", f"kmeans.seeding={a.seeding}", f"kmeans.fit={fit}",
                                          "kmeans.refit=true", f"executor.processes={a.processes}", "progress=false"])
                 t0 = time.perf_counter()
-                got = fit_kmeans(out, cfg, list(range(a.shards)))
+                with make_executor(cfg.executor, cfg.progress) as ex:
+                    got = fit_kmeans(out, cfg.kmeans, ex, list(range(a.shards)), progress=cfg.progress)
                 row[fit] = {"inertia": got["inertia"], "leaves": got["leaves"], "s": round(time.perf_counter() - t0, 1)}
             row["ratio"] = round(row["per_parent"]["inertia"] / row["local"]["inertia"], 4)
             ratios.append(row["ratio"])

@@ -118,22 +118,19 @@ def finish_build(cfg: BuildConfig, started_at: float, executor: str, shards: lis
     return build_catalog(out)
 
 
-def run_global_step(step: GlobalStep, out: Path, cfg: BuildConfig, shards: list[int],
-                    executor: Executor | None = None) -> dict[str, Any]:
+def run_global_step(step: GlobalStep, out: Path, shards: list[int], executor: Executor) -> dict[str, Any]:
     """Run one global step in this process with the driver's whole thread share, whatever the
     in-process stages before it set (its floating-point results then do not depend on them).
 
     Args:
-        step: the global step.
+        step: the global step (its config section bound by ``build_steps``).
         out: the output folder.
-        cfg: the resolved build config.
         shards: the build's shard ids.
-        executor: the build's executor, passed to a step with ``uses_executor`` (default: its own).
+        executor: the build's executor, to spread independent tasks on.
     """
     threads.apply(threads.worker_share())
     t0 = time.perf_counter()
-    extra = {"executor": executor} if step.uses_executor and executor is not None else {}
-    summary = dict(step.run(out, cfg, shards, **extra))
+    summary = dict(step.run(out, executor, shards))
     summary.setdefault("seconds", round(time.perf_counter() - t0, 3))
     return summary
 
@@ -160,7 +157,7 @@ def build(cfg: BuildConfig, executor: Executor | None = None) -> BuildResult:
         for step in steps:
             if isinstance(step, GlobalStep):
                 failpoint(f"global:{step.name}")
-                summary = run_global_step(step, out, cfg, shards, ex)
+                summary = run_global_step(step, out, shards, ex)
                 result.globals[step.name] = summary
             else:
                 result.reports.append(ex.run_stage(step, out, shards))

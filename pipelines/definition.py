@@ -9,12 +9,14 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from common.storage import as_path, worker_out
 from pipelines.config import BuildConfig
 from pipelines.dedup.semdedup import semdedup
 from pipelines.dedup.step import group_duplicates
+from pipelines.executors.base import Executor
 from pipelines.kmeans.fit import fit_kmeans
 from pipelines.steps import GLOBAL, PIPELINE
 from schemas.tables import KMEANS
@@ -30,12 +32,12 @@ from stages.pack import PackStage
 
 @dataclass(frozen=True)
 class GlobalStep:
-    """A step that runs once over all shards: ``run(out, cfg, shards) -> summary dict``; with
-    ``uses_executor`` it also gets ``executor=`` (the build's, to spread independent tasks on)."""
+    """A step that runs once over all shards: ``run(out, executor, shards) -> summary dict``, its
+    typed config section already bound (``build_steps``); ``executor`` is the build's, to spread
+    independent tasks on (``fit_kmeans`` with ``fit: per_parent``)."""
 
     name: str
-    run: Callable[..., dict[str, Any]]
-    uses_executor: bool = False
+    run: Callable[[Path, Executor, list[int]], dict[str, Any]]
 
 
 Step = Stage | GlobalStep
@@ -53,13 +55,16 @@ def build_steps(cfg: BuildConfig) -> list[Step]:
     factories: dict[str, Callable[[], Step]] = {
         "download": lambda: DownloadStage(cfg.download),
         "dedup": lambda: DedupStage(cfg.dedup),
-        "group_duplicates": lambda: GlobalStep("group_duplicates", group_duplicates),
+        "group_duplicates": lambda: GlobalStep(
+            "group_duplicates", lambda out, ex, shards: group_duplicates(out, cfg.dedup, ex, shards)),
         "detect": lambda: DetectStage(cfg.detect),
         "ocr": lambda: OcrStage(cfg.ocr),
         "embed": lambda: EmbedStage(cfg.embed),
-        "fit_kmeans": lambda: GlobalStep("fit_kmeans", fit_kmeans, uses_executor=True),
+        "fit_kmeans": lambda: GlobalStep(
+            "fit_kmeans", lambda out, ex, shards: fit_kmeans(out, cfg.kmeans, ex, shards, progress=cfg.progress)),
         "assign": lambda: AssignStage(_with_kmeans_dir(cfg)),
-        "semdedup": lambda: GlobalStep("semdedup", semdedup),
+        "semdedup": lambda: GlobalStep(
+            "semdedup", lambda out, ex, shards: semdedup(out, cfg.semdedup, ex, shards)),
         "pack": lambda: PackStage(cfg.pack),
     }
     steps = [factories[name]() for name, _ in PIPELINE if name in cfg.steps]

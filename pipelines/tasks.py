@@ -142,8 +142,10 @@ def run_global(config_path: str, name: str, overrides: list[str] | None = None) 
         return {"step": name, "status": "absent"}
     out = as_path(cfg.output)
     from pipelines.build import run_global_step
+    from pipelines.executors.factory import make_executor
 
-    summary = run_global_step(step, out, cfg, _shards(out))
+    with make_executor(cfg.executor, cfg.progress) as executor:  # a global step never makes its own
+        summary = run_global_step(step, out, _shards(out), executor)
     return {"step": name, "status": "done", **summary}
 
 

@@ -34,3 +34,22 @@ def download_only(out: Path, urls: Path, shard_size: int = 4, extra: list[str] |
     return load_config(None, [f"output={out}", f"input.path={urls}", f"input.shard_size={shard_size}",
                               "steps=[download]", "download.allow_loopback=true", "download.timeout=2",
                               "progress=false", *(extra or [])])
+
+
+def run_fit_kmeans(out, cfg, shards, executor=None):
+    """``fit_kmeans`` as a build runs it: ``cfg.kmeans`` on ``executor`` (default: the one
+    ``cfg.executor`` names, closed afterwards), with ``cfg.progress``."""
+    from pipelines.executors.factory import make_executor
+    from pipelines.kmeans.fit import fit_kmeans
+
+    if executor is not None:
+        return fit_kmeans(out, cfg.kmeans, executor, shards, progress=cfg.progress)
+    with make_executor(cfg.executor, cfg.progress) as ex:
+        return fit_kmeans(out, cfg.kmeans, ex, shards, progress=cfg.progress)
+
+
+def in_process():
+    """The in-process executor a global step gets in a unit test (nothing to close)."""
+    from pipelines.executors.local import LocalExecutor
+
+    return LocalExecutor(1, show_progress=False)

@@ -19,9 +19,9 @@ from pipelines.config import BuildConfig
 from pipelines.core.catalog import build_catalog
 from pipelines.executors.local import LocalExecutor
 from pipelines.kmeans.config import KMeansConfig
-from pipelines.kmeans.fit import fit_kmeans
 from stages.assign import AssignConfig, AssignStage
 from stages.pack import PackConfig, PackStage
+from tests.helpers import run_fit_kmeans
 from tests.label_data import gaussian_mixture, key_of, write_image_shard, write_region_shard
 
 
@@ -34,7 +34,7 @@ def out(tmp_path_factory) -> Path:
         idx = np.arange(16 * shard, 16 * (shard + 1))
         write_region_shard(out, shard, idx, x[idx], texts={100 + shard: "exit only"})
         write_image_shard(out, shard, sorted({key_of(i) for i in [*idx, 100 + shard]}))
-    fit_kmeans(out, BuildConfig(kmeans=KMeansConfig(levels=(2, 2), sample_size=100)), [0, 1])
+    run_fit_kmeans(out, BuildConfig(kmeans=KMeansConfig(levels=(2, 2), sample_size=100)), [0, 1])
     ex = LocalExecutor(show_progress=False)
     ex.run_stage(AssignStage(AssignConfig(kmeans_dir=str(out / "kmeans"))), out, [0, 1])
     ex.run_stage(PackStage(PackConfig()), out, [0, 1])

@@ -26,6 +26,7 @@ from common.storage import as_path
 from pipelines.core.outputs import SEMDEDUP_STATE
 from pipelines.core.shards import STATE_DIR, list_shards, read_table, shard_path, write_json, write_table
 from pipelines.dedup.config import SemDedupConfig
+from pipelines.executors.base import Executor
 from schemas import EMBEDDINGS, LABELS, REGION_DUPLICATES, region_duplicates_schema
 
 _BLOCK = 2048
@@ -87,15 +88,15 @@ def _bucket_rows(out: Path, shards: list[int], buckets: int, b: int) -> tuple[pa
     return pa.concat_tables(labels), np.concatenate(vectors)
 
 
-def semdedup(out: Path, cfg: Any, shards: list[int]) -> dict[str, Any]:
+def semdedup(out: Path, sc: SemDedupConfig, executor: Executor, shards: list[int]) -> dict[str, Any]:
     """Flag semantic region duplicates of every leaf cluster into ``OUT/region_duplicates``.
 
     Args:
         out: the output folder.
-        cfg: the BuildConfig (its ``semdedup`` section is used).
+        sc: the ``semdedup`` section.
+        executor: the build's executor (the step runs in this process).
         shards: the build's shard ids.
     """
-    sc: SemDedupConfig = cfg.semdedup
     out = as_path(out)  # a folder or an object-store prefix
     present = set(list_shards(out, LABELS)) & set(list_shards(out, EMBEDDINGS))
     ready = [s for s in shards if s in present]

@@ -30,6 +30,7 @@ from pipelines.core.shards import STATE_DIR, file_sha256, list_shards, shard_pat
 from pipelines.dedup.against import against_hashes
 from pipelines.dedup.candidates import resolve_scheme
 from pipelines.dedup.group import find_duplicates
+from pipelines.executors.base import Executor
 from schemas import DUPLICATES, HASHES, duplicates_schema
 from stages.dedup import DedupConfig
 
@@ -51,15 +52,15 @@ def _rows(path: Path) -> int:
         return pq.ParquetFile(f).metadata.num_rows
 
 
-def group_duplicates(out: Path, cfg: Any, shards: list[int]) -> dict[str, Any]:
+def group_duplicates(out: Path, dc: DedupConfig, executor: Executor, shards: list[int]) -> dict[str, Any]:
     """Group the hashes of ``shards`` into ``OUT/duplicates``; return a summary.
 
     Args:
         out: the output folder.
-        cfg: the BuildConfig (its ``dedup`` section is used).
+        dc: the ``dedup`` section.
+        executor: the build's executor (the grouping is one DuckDB query in this process).
         shards: the build's shard ids.
     """
-    dc: DedupConfig = cfg.dedup
     out = as_path(out)  # a folder or an object-store prefix
     present = set(list_shards(out, HASHES))
     hashed = [s for s in shards if s in present]

@@ -117,16 +117,17 @@ def _meta(kc: KMeansConfig, res: FitResult, sample_rows: int, gpus: int, inertia
     return meta
 
 
-def fit_kmeans(out: Path, cfg: Any, shards: list[int], executor: Executor | None = None) -> dict[str, Any]:
+def fit_kmeans(out: Path, kc: KMeansConfig, executor: Executor, shards: list[int],
+               progress: bool = False) -> dict[str, Any]:
     """The ``fit_kmeans`` global step: reuse a frozen tree or fit a new one; return a summary.
 
     Args:
         out: the output folder.
-        cfg: the BuildConfig (its ``kmeans`` section is used).
+        kc: the ``kmeans`` section.
+        executor: the build's executor; runs the tasks of ``fit: per_parent``.
         shards: the build's shard ids (the sample is drawn from all of them).
-        executor: runs the tasks of ``fit: per_parent`` (default: one made from ``cfg.executor``).
+        progress: draw the step's progress bar (the build's ``progress``).
     """
-    kc: KMeansConfig = cfg.kmeans
     out = as_path(out)  # a folder or an object-store prefix
     root = out / KMEANS
     old = read_meta(root)
@@ -142,15 +143,9 @@ def fit_kmeans(out: Path, cfg: Any, shards: list[int], executor: Executor | None
     if kc.fit == "per_parent":
         from pipelines.kmeans.distributed import WORK
 
-        if executor is None:  # e.g. the Airflow DAG's global task: the executor the config names
-            from pipelines.executors.factory import make_executor
-
-            with make_executor(cfg.executor, cfg.progress) as own:
-                tree, meta = _fit_per_parent(out, kc, shards, own)
-        else:
-            tree, meta = _fit_per_parent(out, kc, shards, executor)
+        tree, meta = _fit_per_parent(out, kc, shards, executor)
     else:
-        with StepProgress("fit_kmeans", enabled=bool(getattr(cfg, "progress", False))) as bar:
+        with StepProgress("fit_kmeans", enabled=progress) as bar:
             sample = uniform_sample(out, shards, tuple(kc.sources), kc.sample_size, kc.seed, progress=bar)
             if sample.rows_seen == 0:
                 return {"reused": False, "skipped": "no embeddings of sources " + ",".join(kc.sources)}

@@ -8,8 +8,8 @@ from pipelines.config import BuildConfig
 from pipelines.core.catalog import build_catalog, connect
 from pipelines.executors.local import LocalExecutor
 from pipelines.kmeans.config import KMeansConfig
-from pipelines.kmeans.fit import fit_kmeans
 from stages.assign import AssignConfig, AssignStage
+from tests.helpers import run_fit_kmeans
 from tests.label_data import gaussian_mixture, write_region_shard
 
 
@@ -18,7 +18,7 @@ def test_cluster_and_vocab_tables(tmp_path):
     texts = {100: "exit only", 101: "exit", 102: ""}
     write_region_shard(tmp_path, 0, np.arange(30), x[:30], texts=texts)
     write_region_shard(tmp_path, 1, np.arange(30, 60), x[30:])
-    fit_kmeans(tmp_path, BuildConfig(kmeans=KMeansConfig(levels=(3, 2), sample_size=100)), [0, 1])
+    run_fit_kmeans(tmp_path, BuildConfig(kmeans=KMeansConfig(levels=(3, 2), sample_size=100)), [0, 1])
     stage = AssignStage(AssignConfig(kmeans_dir=str(tmp_path / "kmeans")))
     LocalExecutor(show_progress=False).run_stage(stage, tmp_path, [0, 1])
     build_catalog(tmp_path)

@@ -112,6 +112,7 @@ def test_group_step_regroups_everything_when_auto_switches_scheme(tmp_path, hash
     from pipelines.dedup.step import group_duplicates
     from schemas import HASHES
     from stages.dedup import DedupConfig
+    from tests.helpers import in_process
 
     table = pq.read_table(hashes[0])
 
@@ -122,8 +123,8 @@ def test_group_step_regroups_everything_when_auto_switches_scheme(tmp_path, hash
 
     cfg = SimpleNamespace(dedup=DedupConfig(auto_limit=table.num_rows))
     add_shard(0)
-    assert group_duplicates(tmp_path, cfg, [0])["scheme"] == "bands"
+    assert group_duplicates(tmp_path, cfg.dedup, in_process(), [0])["scheme"] == "bands"
     add_shard(1)  # now over auto_limit: halves, and every shard is regrouped with it
-    second = group_duplicates(tmp_path, cfg, [0, 1])
+    second = group_duplicates(tmp_path, cfg.dedup, in_process(), [0, 1])
     assert (second["scheme"], second["from_shard"]) == ("halves", 0)
-    assert group_duplicates(tmp_path, cfg, [0, 1]) == {"regrouped_shards": 0, "reused": True}
+    assert group_duplicates(tmp_path, cfg.dedup, in_process(), [0, 1]) == {"regrouped_shards": 0, "reused": True}

@@ -12,10 +12,10 @@ from models.kmeans_index import ClusterTree
 from pipelines.cli import main
 from pipelines.config import BuildConfig
 from pipelines.kmeans.config import KMeansConfig
-from pipelines.kmeans.fit import fit_kmeans
 from pipelines.kmeans.fit_choice import MIB, fit_signature, resolve_fit
 from pipelines.preflight.models import model_checks
 from pipelines.tools.status import collect_status, print_status
+from tests.helpers import run_fit_kmeans
 from tests.label_data import write_mixture, write_region_shard
 
 # 3 shards × 200 regions at d = 8: the whole sample (600 rows) is 600 × 8 × 4 = 19,200 B = 0.0183 MiB
@@ -56,8 +56,8 @@ def test_unembedded_regions_do_not_count(tmp_path):
 def test_auto_records_the_fit_and_builds_the_explicit_fits_tree(tmp_path, limit, fit):
     write_mixture(tmp_path / "auto", 3, 200, d=8)
     write_mixture(tmp_path / "explicit", 3, 200, d=8)
-    auto = fit_kmeans(tmp_path / "auto", _cfg(tmp_path / "auto", local_max_mib=limit), [0, 1, 2])
-    explicit = fit_kmeans(tmp_path / "explicit", _cfg(tmp_path / "explicit", fit=fit), [0, 1, 2])
+    auto = run_fit_kmeans(tmp_path / "auto", _cfg(tmp_path / "auto", local_max_mib=limit), [0, 1, 2])
+    explicit = run_fit_kmeans(tmp_path / "explicit", _cfg(tmp_path / "explicit", fit=fit), [0, 1, 2])
     assert (auto["fit"], auto["fit_requested"]) == (fit, "auto")
     assert (explicit["fit"], explicit["fit_requested"]) == (fit, fit)
     assert auto["centroids_sha256"] == explicit["centroids_sha256"]
@@ -73,7 +73,7 @@ def test_auto_records_the_fit_and_builds_the_explicit_fits_tree(tmp_path, limit,
 def test_status_shows_the_fit(tmp_path, capsys):
     write_mixture(tmp_path, 3, 200, d=8)
     (tmp_path / "_state").mkdir()
-    fit_kmeans(tmp_path, _cfg(tmp_path, local_max_mib=ABOVE), [0, 1, 2])
+    run_fit_kmeans(tmp_path, _cfg(tmp_path, local_max_mib=ABOVE), [0, 1, 2])
     assert collect_status(tmp_path)["kmeans"]["fit"] == "per_parent"
     print_status(tmp_path)
     err = " ".join(capsys.readouterr().err.split())
@@ -82,19 +82,19 @@ def test_status_shows_the_fit(tmp_path, capsys):
 
 def test_frozen_trees_stay_frozen_under_auto(tmp_path):
     write_mixture(tmp_path, 3, 200, d=8)
-    local = fit_kmeans(tmp_path, _cfg(tmp_path, fit="local", sample_size=700), [0, 1, 2])
+    local = run_fit_kmeans(tmp_path, _cfg(tmp_path, fit="local", sample_size=700), [0, 1, 2])
     # the new default reuses a tree fitted by explicit local (trees of before the option too) ...
-    again = fit_kmeans(tmp_path, _cfg(tmp_path, sample_size=700), [0, 1, 2])
+    again = run_fit_kmeans(tmp_path, _cfg(tmp_path, sample_size=700), [0, 1, 2])
     assert again["reused"] and (again["fit"], again["fit_requested"]) == ("local", "auto") and again["centroids_sha256"] == local["centroids_sha256"]
     # ... and growing data that would now resolve per_parent (700 rows over the limit) does not refit
     write_region_shard(tmp_path, 3, np.arange(600, 700), np.ones((100, 8), np.float32))
     assert resolve_fit(tmp_path, KMeansConfig(sample_size=700, local_max_mib=BELOW), [0, 1, 2, 3]).fit == "per_parent"
-    grown = fit_kmeans(tmp_path, _cfg(tmp_path, sample_size=700, local_max_mib=BELOW), [0, 1, 2, 3])
+    grown = run_fit_kmeans(tmp_path, _cfg(tmp_path, sample_size=700, local_max_mib=BELOW), [0, 1, 2, 3])
     assert grown["reused"] and grown["centroids_sha256"] == local["centroids_sha256"]
     # an explicit other fit refits; auto then keeps that per_parent tree
-    pp = fit_kmeans(tmp_path, _cfg(tmp_path, fit="per_parent", sample_size=700), [0, 1, 2, 3])
+    pp = run_fit_kmeans(tmp_path, _cfg(tmp_path, fit="per_parent", sample_size=700), [0, 1, 2, 3])
     assert not pp["reused"] and pp["fit"] == "per_parent"
-    kept = fit_kmeans(tmp_path, _cfg(tmp_path, sample_size=700, local_max_mib=1e6), [0, 1, 2, 3])
+    kept = run_fit_kmeans(tmp_path, _cfg(tmp_path, sample_size=700, local_max_mib=1e6), [0, 1, 2, 3])
     assert kept["reused"] and kept["centroids_sha256"] == pp["centroids_sha256"]
     assert fit_signature(KMeansConfig(fit="local", local_max_mib=1.0)) == fit_signature(KMeansConfig(fit="local"))
 

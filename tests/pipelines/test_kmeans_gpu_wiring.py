@@ -12,8 +12,8 @@ import pytest
 from pipelines.config import BuildConfig
 from pipelines.executors.local import LocalExecutor
 from pipelines.kmeans.config import KMeansConfig
-from pipelines.kmeans.fit import fit_kmeans
 from stages.assign import AssignConfig, AssignStage
+from tests.helpers import run_fit_kmeans
 from tests.label_data import write_mixture
 
 
@@ -42,7 +42,7 @@ class FakeGpuFaiss:
 def test_fits_refinement_and_exact_assign_go_to_the_gpu_when_faiss_sees_one(tmp_path, monkeypatch, fit):
     fake = FakeGpuFaiss(monkeypatch)
     write_mixture(tmp_path, 2, 400, d=8, k=20)
-    fit_kmeans(tmp_path, BuildConfig(kmeans=KMeansConfig(levels=(4, 5), sample_size=800, fit=fit)), [0, 1])
+    run_fit_kmeans(tmp_path, BuildConfig(kmeans=KMeansConfig(levels=(4, 5), sample_size=800, fit=fit)), [0, 1])
     assert fake.kmeans_gpu and all(fake.kmeans_gpu)  # level 0 and every parent's split
     assert fake.moved > 0  # the refinement's nearest-leaf passes (in the driver, or per parent)
     assert json.loads((tmp_path / "kmeans" / "kmeans.json").read_text())["gpus"] == 1
@@ -56,6 +56,6 @@ def test_device_cpu_keeps_the_fit_on_the_cpu(tmp_path, monkeypatch):
     fake = FakeGpuFaiss(monkeypatch)
     write_mixture(tmp_path, 2, 400, d=8, k=20)
     km = KMeansConfig(levels=(4, 5), sample_size=800, fit="per_parent", device="cpu")
-    fit_kmeans(tmp_path, BuildConfig(kmeans=km), [0, 1])
+    run_fit_kmeans(tmp_path, BuildConfig(kmeans=km), [0, 1])
     assert fake.kmeans_gpu and not any(fake.kmeans_gpu) and fake.moved == 0
     assert json.loads((tmp_path / "kmeans" / "kmeans.json").read_text())["gpus"] == 0

@@ -18,7 +18,7 @@ from pipelines.config import BuildConfig
 from pipelines.executors.config import ExecutorConfig
 from pipelines.kmeans.config import KMeansConfig
 from pipelines.kmeans.distributed import WORK
-from pipelines.kmeans.fit import fit_kmeans
+from tests.helpers import run_fit_kmeans
 from tests.label_data import write_mixture
 
 KM = KMeansConfig(levels=(4, 5), sample_size=1500, fit="per_parent")
@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _fit(out, km=KM, processes=1, shards=(0, 1, 2, 3)):
-    return fit_kmeans(out, BuildConfig(kmeans=km, executor=ExecutorConfig(processes=processes)), list(shards))
+    return run_fit_kmeans(out, BuildConfig(kmeans=km, executor=ExecutorConfig(processes=processes)), list(shards))
 
 
 def test_two_processes_and_shard_order_give_the_same_tree_bit_for_bit(tmp_path):
@@ -67,9 +67,9 @@ def _run(out: Path, failpoint: str = "") -> subprocess.CompletedProcess:
         from pathlib import Path
         from pipelines.config import BuildConfig
         from pipelines.kmeans.config import KMeansConfig
-from pipelines.kmeans.fit import fit_kmeans
+        from tests.helpers import run_fit_kmeans
         km = KMeansConfig(levels=(4, 5), sample_size=1500, fit="per_parent")
-        print(json.dumps(fit_kmeans(Path({str(out)!r}), BuildConfig(kmeans=km), [0, 1, 2, 3])))
+        print(json.dumps(run_fit_kmeans(Path({str(out)!r}), BuildConfig(kmeans=km), [0, 1, 2, 3])))
         print(json.dumps(json.loads((Path({str(out)!r}) / "kmeans" / "kmeans.json").read_text())["parents_refitted"]))
     """)
     env = {**os.environ, "PYTHONPATH": str(ROOT), "REGIONSET_FAILPOINT": failpoint}
@@ -100,7 +100,7 @@ import numpy as np
 import pyarrow as pa
 import faiss  # noqa: F401  (imports before the baseline)
 import pipelines.kmeans.distributed as dist
-from pipelines.executors.factory import make_executor  # noqa: F401  (the fit's executor: 19 MiB of imports)
+from pipelines.executors.factory import make_executor  # the fit's executor: 19 MiB of imports
 from pipelines.config import BuildConfig
 from pipelines.kmeans.config import KMeansConfig
 from pipelines.kmeans.fit import fit_kmeans
@@ -128,7 +128,9 @@ open("/proc/self/clear_refs", "w").write("5")  # reset VmHWM: the imports' trans
 base = kib("VmRSS")
 km = KMeansConfig(levels=(16, 4), sample_size=10**6, niter=4, refine_iters=1, fit=fit,
                   max_points_per_centroid=64, refit=True)
-fit_kmeans(out, BuildConfig(kmeans=km), list(range(shards)))
+cfg = BuildConfig(kmeans=km)
+with make_executor(cfg.executor, cfg.progress) as ex:
+    fit_kmeans(out, km, ex, list(range(shards)), progress=cfg.progress)
 print(json.dumps({"grew": (kib("VmHWM") - base) * 1024, **held}))
 """
 D, PER_SHARD = 128, 7_500

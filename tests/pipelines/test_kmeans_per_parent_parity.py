@@ -12,7 +12,7 @@ import pytest
 from models.kmeans_index import ClusterTree
 from pipelines.config import load_config
 from pipelines.executors.factory import make_executor
-from pipelines.kmeans.fit import fit_kmeans
+from tests.helpers import run_fit_kmeans
 from tests.label_data import write_mixture
 
 OVERRIDES = ["kmeans.fit=per_parent", "kmeans.levels=[4,5]", "kmeans.sample_size=1500", "progress=false",
@@ -31,7 +31,7 @@ def _fit(out, name: str, processes: int = 1, shards=SHARDS) -> tuple[dict, Clust
             return iter_calls(fn, jobs)
 
         ex.iter_calls = counted  # run_calls goes through it too
-        got = fit_kmeans(out, cfg, list(shards), executor=ex)
+        got = run_fit_kmeans(out, cfg, list(shards), executor=ex)
     return got, ClusterTree.load(out / "kmeans"), calls
 
 

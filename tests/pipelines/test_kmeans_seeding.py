@@ -11,10 +11,10 @@ import pytest
 from models.kmeans_index import ClusterTree, nearest_centroids
 from pipelines.config import BuildConfig
 from pipelines.kmeans.config import KMeansConfig
-from pipelines.kmeans.fit import fit_kmeans
 from pipelines.kmeans.params import FitParams
 from pipelines.kmeans.seeding import kmeanspp, level_seeds
 from pipelines.kmeans.tree import fit_hierarchy
+from tests.helpers import run_fit_kmeans
 from tests.label_data import gaussian_mixture, write_mixture
 
 faiss.omp_set_num_threads(2)
@@ -83,8 +83,8 @@ def test_kmeanspp_seeding_is_independent_of_shard_order(tmp_path):
     perm = np.random.default_rng(7).permutation(600)
     write_mixture(b, 4, 150, d=8, order=perm.tolist())  # same regions, other shards
     cfg = BuildConfig(output=str(a), kmeans=KMeansConfig(levels=(4, 3), sample_size=400, seeding="kmeans++"))
-    fit_kmeans(a, cfg, [0, 1, 2, 3])
-    fit_kmeans(b, replace(cfg, output=str(b)), [2, 0, 3, 1])
+    run_fit_kmeans(a, cfg, [0, 1, 2, 3])
+    run_fit_kmeans(b, replace(cfg, output=str(b)), [2, 0, 3, 1])
     ta, tb = ClusterTree.load(a / "kmeans"), ClusterTree.load(b / "kmeans")
     assert ta.meta["seeding"] == "kmeans++"
     assert ta.meta["centroids_sha256"] == tb.meta["centroids_sha256"]

@@ -12,9 +12,10 @@ import yaml
 from pipelines.config import BuildConfig
 from pipelines.core.lineage import LINEAGE_FILE
 from pipelines.kmeans.config import KMeansConfig
-from pipelines.kmeans.fit import fit_kmeans, fit_tree, level_totals
+from pipelines.kmeans.fit import fit_tree, level_totals
 from pipelines.kmeans.sizing import FULL_SCALE_PER_LEAF, MIN_PER_LEAF, auto_levels, tree_warnings
 from pipelines.tools.status import collect_status, print_status
+from tests.helpers import run_fit_kmeans
 from tests.label_data import gaussian_mixture, write_mixture
 
 faiss.omp_set_num_threads(2)
@@ -52,7 +53,7 @@ def test_degenerate_tree_warns_everywhere(tmp_path, capsys):
     write_mixture(tmp_path, 2, 300, d=16)  # 600 regions, the default tree of before: 100,000 leaves
     (tmp_path / "_state").mkdir()
     cfg = BuildConfig(output=str(tmp_path), kmeans=KMeansConfig(levels=(1000, 100), sample_size=1000))
-    summary = fit_kmeans(tmp_path, cfg, [0, 1])
+    summary = run_fit_kmeans(tmp_path, cfg, [0, 1])
     assert len(summary["warnings"]) == 1 and "degenerate" in summary["warnings"][0]
     warning = summary["warnings"][0]
     for why in ("leaves of the 100,000 requested", "median", "no more clusters than the level above"):
@@ -65,16 +66,16 @@ def test_degenerate_tree_warns_everywhere(tmp_path, capsys):
     assert collect_status(tmp_path)["warnings"] == [warning]
     print_status(tmp_path)
     assert "WARNING" in capsys.readouterr().err
-    again = fit_kmeans(tmp_path, cfg, [0, 1])  # a reused frozen tree keeps its warning
+    again = run_fit_kmeans(tmp_path, cfg, [0, 1])  # a reused frozen tree keeps its warning
     assert again["reused"] and again["warnings"] == [warning]
-    refit = fit_kmeans(tmp_path, BuildConfig(output=str(tmp_path), kmeans=KMeansConfig(sample_size=1000)), [0, 1])
+    refit = run_fit_kmeans(tmp_path, BuildConfig(output=str(tmp_path), kmeans=KMeansConfig(sample_size=1000)), [0, 1])
     assert refit["warnings"] == []  # a well-sized refit clears the old tree's warning
     assert yaml.safe_load((tmp_path / LINEAGE_FILE).read_text())["warnings"] == []
 
 
 def test_well_sized_tree_has_no_warning_and_empty_leaves_do(tmp_path):
     write_mixture(tmp_path, 2, 300, d=16)
-    summary = fit_kmeans(tmp_path, BuildConfig(output=str(tmp_path), kmeans=KMeansConfig(sample_size=1000)), [0, 1])
+    summary = run_fit_kmeans(tmp_path, BuildConfig(output=str(tmp_path), kmeans=KMeansConfig(sample_size=1000)), [0, 1])
     assert summary["warnings"] == []
     lineage = yaml.safe_load((tmp_path / LINEAGE_FILE).read_text())
     assert lineage["kmeans_tree"]["levels_auto"] and lineage["kmeans_tree"]["levels"] == [12]

@@ -10,8 +10,8 @@ import numpy as np
 from models.kmeans_index import ClusterTree
 from pipelines.config import BuildConfig
 from pipelines.kmeans.config import KMeansConfig
-from pipelines.kmeans.fit import fit_kmeans
 from pipelines.kmeans.sample import uniform_sample
+from tests.helpers import run_fit_kmeans
 from tests.label_data import write_mixture, write_region_shard
 
 
@@ -37,7 +37,7 @@ def test_sample_is_uniform_bounded_and_batch_independent(tmp_path):
 
 def test_fit_writes_levels_and_json(tmp_path):
     write_mixture(tmp_path, 3, 200, d=8)
-    summary = fit_kmeans(tmp_path, _cfg(tmp_path), [0, 1, 2])
+    summary = run_fit_kmeans(tmp_path, _cfg(tmp_path), [0, 1, 2])
     assert summary["reused"] is False and summary["leaves"] == 12
     meta = json.loads((tmp_path / "kmeans" / "kmeans.json").read_text())
     for k in ("levels", "sizes", "sample_size", "seed", "niter", "spherical", "faiss_version", "wall_seconds"):
@@ -50,13 +50,13 @@ def test_fit_writes_levels_and_json(tmp_path):
 
 def test_frozen_tree_is_reused_until_refit_or_config_change(tmp_path):
     write_mixture(tmp_path, 3, 200, d=8)
-    first = fit_kmeans(tmp_path, _cfg(tmp_path), [0, 1, 2])
+    first = run_fit_kmeans(tmp_path, _cfg(tmp_path), [0, 1, 2])
     write_region_shard(tmp_path, 3, np.arange(600, 700), np.ones((100, 8), np.float32))
-    again = fit_kmeans(tmp_path, _cfg(tmp_path), [0, 1, 2, 3])
+    again = run_fit_kmeans(tmp_path, _cfg(tmp_path), [0, 1, 2, 3])
     assert again["reused"] is True and again["centroids_sha256"] == first["centroids_sha256"]
-    refit = fit_kmeans(tmp_path, _cfg(tmp_path, refit=True), [0, 1, 2, 3])
+    refit = run_fit_kmeans(tmp_path, _cfg(tmp_path, refit=True), [0, 1, 2, 3])
     assert refit["reused"] is False and refit["centroids_sha256"] != first["centroids_sha256"]
-    changed = fit_kmeans(tmp_path, _cfg(tmp_path, levels=(2, 3)), [0, 1, 2, 3])
+    changed = run_fit_kmeans(tmp_path, _cfg(tmp_path, levels=(2, 3)), [0, 1, 2, 3])
     assert changed["reused"] is False and changed["leaves"] == 6
 
 
@@ -66,8 +66,8 @@ def test_shard_layout_does_not_change_centroids_or_labels(tmp_path):
     perm = np.random.default_rng(5).permutation(600)
     write_mixture(b, 4, 150, d=8, order=perm.tolist())  # same regions, other shards
     cfg = _cfg(a, sample_size=400)
-    fit_kmeans(a, cfg, [0, 1, 2, 3])
-    fit_kmeans(b, replace(cfg, output=str(b)), [3, 1, 0, 2])
+    run_fit_kmeans(a, cfg, [0, 1, 2, 3])
+    run_fit_kmeans(b, replace(cfg, output=str(b)), [3, 1, 0, 2])
     ta, tb = ClusterTree.load(a / "kmeans"), ClusterTree.load(b / "kmeans")
     assert ta.meta["centroids_sha256"] == tb.meta["centroids_sha256"]
     pa_, _ = ta.assign(x)
@@ -76,7 +76,7 @@ def test_shard_layout_does_not_change_centroids_or_labels(tmp_path):
 
 
 def test_no_embeddings_is_a_clear_skip(tmp_path):
-    summary = fit_kmeans(tmp_path, _cfg(tmp_path), [0, 1])
+    summary = run_fit_kmeans(tmp_path, _cfg(tmp_path), [0, 1])
     assert "no embeddings" in summary["skipped"]
     assert not (tmp_path / "kmeans").exists()
 
@@ -106,7 +106,7 @@ def test_progress_reports_sample_levels_and_refinement(tmp_path):
 
 def test_build_shows_a_bar_per_fit_phase(tmp_path, capsys):
     write_mixture(tmp_path, 2, 100, d=8)
-    fit_kmeans(tmp_path, replace(_cfg(tmp_path, sample_size=150), progress=True), [0, 1])
+    run_fit_kmeans(tmp_path, replace(_cfg(tmp_path, sample_size=150), progress=True), [0, 1])
     err = capsys.readouterr().err
     for phase in ("fit_kmeans sample", "fit_kmeans level 0", "fit_kmeans level 1", "fit_kmeans refine"):
         assert phase in err, err

@@ -10,6 +10,7 @@ from pipelines.core.shards import shard_path
 from pipelines.dedup.config import SemDedupConfig
 from pipelines.dedup.semdedup import greedy_duplicates, semdedup
 from schemas import REGION_DUPLICATES, TRAIN
+from tests.helpers import in_process
 
 
 def _unit(x):
@@ -49,14 +50,14 @@ def test_step_flags_per_cluster_pack_drops_and_catalog_counts(tmp_path):
     _build(tmp_path)
     before = _packed_regions(tmp_path)
     cfg = BuildConfig(semdedup=SemDedupConfig(threshold=-1.0))  # every region but one per leaf is a duplicate
-    summary = semdedup(tmp_path, cfg, [0])
+    summary = semdedup(tmp_path, cfg.semdedup, in_process(), [0])
     rows = pq.read_table(shard_path(tmp_path, REGION_DUPLICATES, 0)).to_pylist()
     assert summary["region_duplicates"] == len(rows) > 0
     labels = pq.read_table(tmp_path / "labels").to_pylist()
     leaves = {r["cluster_id"] for r in labels if r["cluster_id"] is not None}
     cluster_of = {r["region_id"]: r["cluster_id"] for r in labels}
     assert all(cluster_of[r["duplicate_of"]] == r["cluster_id"] == cluster_of[r["region_id"]] for r in rows)
-    assert semdedup(tmp_path, cfg, [0])["shards_written"] == 0  # unchanged rows: file left alone
+    assert semdedup(tmp_path, cfg.semdedup, in_process(), [0])["shards_written"] == 0  # unchanged rows: file left alone
     ex = LocalExecutor(show_progress=False)
     report = ex.run_stage(PackStage(PackConfig(row_group_rows=2)), tmp_path, [0])
     after = _packed_regions(tmp_path)

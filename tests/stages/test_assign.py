@@ -10,9 +10,9 @@ from pipelines.config import BuildConfig
 from pipelines.core.shards import file_sha256, shard_path
 from pipelines.executors.local import LocalExecutor
 from pipelines.kmeans.config import KMeansConfig
-from pipelines.kmeans.fit import fit_kmeans
 from schemas import LABELS
 from stages.assign import AssignConfig, AssignStage
+from tests.helpers import run_fit_kmeans
 from tests.label_data import gaussian_mixture, write_mixture, write_region_shard
 
 KM = KMeansConfig(levels=(4, 3), sample_size=500)
@@ -31,7 +31,7 @@ def test_labels_are_exact_nearest_leaf_with_tokens_and_drops(tmp_path):
     x, _ = gaussian_mixture(40, k=4, d=8, seed=1)
     texts = {100: "STOP sign", 101: "", 102: "!!!", 103: "open 24 hours"}
     write_region_shard(tmp_path, 0, np.arange(40), x, texts=texts, skip_embedding={5})
-    fit_kmeans(tmp_path, BuildConfig(kmeans=KM), [0])
+    run_fit_kmeans(tmp_path, BuildConfig(kmeans=KM), [0])
     report = _assign(tmp_path, [0])
     assert report.counters["drop:no_embedding"] == 1 and report.counters["drop:empty_text"] == 2
     assert report.counters["labelled:cluster"] == 39 and report.counters["labelled:tokens"] == 2
@@ -56,7 +56,7 @@ def test_labels_are_exact_nearest_leaf_with_tokens_and_drops(tmp_path):
 
 def test_incremental_build_assigns_only_new_shards(tmp_path):
     write_mixture(tmp_path, 10, 60, d=8, seed=3)
-    fit_kmeans(tmp_path, BuildConfig(kmeans=KM), list(range(10)))
+    run_fit_kmeans(tmp_path, BuildConfig(kmeans=KM), list(range(10)))
     first = _assign(tmp_path, list(range(10)))
     assert first.done == 10
     before = {s: file_sha256(shard_path(tmp_path, LABELS, s)) for s in range(10)}
@@ -64,14 +64,14 @@ def test_incremental_build_assigns_only_new_shards(tmp_path):
     for s in range(10, 15):  # new shards: new regions, new ids
         idx = np.arange(1000 + 60 * s, 1000 + 60 * s + 60)
         write_region_shard(tmp_path, s, idx, x[(s - 10) * 60:(s - 9) * 60])
-    summary = fit_kmeans(tmp_path, BuildConfig(kmeans=KM), list(range(15)))
+    summary = run_fit_kmeans(tmp_path, BuildConfig(kmeans=KM), list(range(15)))
     assert summary["reused"] is True
     second = _assign(tmp_path, list(range(15)))
     assert (second.done, second.skipped) == (5, 10)
     assert before == {s: file_sha256(shard_path(tmp_path, LABELS, s)) for s in range(10)}
     assert all(len(_labels(tmp_path, s)) == 60 for s in range(10, 15))
     # a refit changes the centroids' hash: every shard is assigned again
-    fit_kmeans(tmp_path, BuildConfig(kmeans=KMeansConfig(levels=(4, 3), sample_size=500, refit=True)),
+    run_fit_kmeans(tmp_path, BuildConfig(kmeans=KMeansConfig(levels=(4, 3), sample_size=500, refit=True)),
                list(range(15)))
     third = _assign(tmp_path, list(range(15)))
     assert third.done == 15
@@ -81,7 +81,7 @@ def test_same_seed_same_labels(tmp_path):
     a, b = tmp_path / "a", tmp_path / "b"
     for out in (a, b):
         write_mixture(out, 3, 80, d=8, seed=6)
-        fit_kmeans(out, BuildConfig(kmeans=KM), [0, 1, 2])
+        run_fit_kmeans(out, BuildConfig(kmeans=KM), [0, 1, 2])
         _assign(out, [0, 1, 2])
     for s in range(3):
         assert _labels(a, s) == _labels(b, s)
@@ -102,7 +102,7 @@ def test_beam_search_marker_counters_and_status(tmp_path):
 
     write_mixture(tmp_path, 2, 300, d=8, k=30, seed=5)
     km = KMeansConfig(levels=(8, 6), sample_size=600)
-    fit_kmeans(tmp_path, BuildConfig(kmeans=km), [0, 1])
+    run_fit_kmeans(tmp_path, BuildConfig(kmeans=km), [0, 1])
     exact = _assign(tmp_path, [0, 1])  # auto on a 48-leaf tree: exact
     assert exact.counters["search:exact"] == 600 and "beam_check:rows" not in exact.counters
     exact_rows = {r["region_id"]: r for s in (0, 1) for r in _labels(tmp_path, s)}

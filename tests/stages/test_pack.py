@@ -10,10 +10,10 @@ from pipelines.config import BuildConfig
 from pipelines.core.shards import shard_path
 from pipelines.executors.local import LocalExecutor
 from pipelines.kmeans.config import KMeansConfig
-from pipelines.kmeans.fit import fit_kmeans
 from schemas import TRAIN, train_schema
 from stages.assign import AssignConfig, AssignStage
 from stages.pack import PackConfig, PackStage
+from tests.helpers import run_fit_kmeans
 from tests.label_data import gaussian_mixture, key_of, write_image_shard, write_region_shard
 
 
@@ -24,7 +24,7 @@ def _build(out, failed=frozenset()):
     write_region_shard(out, 0, np.arange(24), x, texts={28: "exit", 32: ""}, skip_embedding={1})
     keys = sorted({key_of(i) for i in range(40)})
     write_image_shard(out, 0, keys, failed=set(failed))
-    fit_kmeans(out, BuildConfig(kmeans=KMeansConfig(levels=(2, 2), sample_size=100)), [0])
+    run_fit_kmeans(out, BuildConfig(kmeans=KMeansConfig(levels=(2, 2), sample_size=100)), [0])
     ex = LocalExecutor(show_progress=False)
     ex.run_stage(AssignStage(AssignConfig(kmeans_dir=str(out / "kmeans"))), out, [0])
     return ex.run_stage(PackStage(PackConfig(row_group_rows=2)), out, [0])
