@@ -83,7 +83,7 @@ def committed_files(out: RemotePath, folder: str) -> list[str]:
         out: the output prefix.
         folder: a table folder.
     """
-    from pipelines.core.outputs import global_outputs, stage_outputs
+    from pipelines.core.outputs import global_outputs, stage_outputs  # the stage classes: only when asked
 
     commit = global_outputs().get(folder)
     if commit is not None and not (out / commit).exists():

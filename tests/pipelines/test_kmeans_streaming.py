@@ -19,7 +19,7 @@ _CHILD = textwrap.dedent("""
     import numpy as np
     from pipelines.executors.local import LocalExecutor
     from pipelines.kmeans.config import KMeansConfig
-    from tests.helpers import run_fit_kmeans
+    from pipelines.kmeans.fit import fit_kmeans
     from stages.assign import AssignConfig, AssignStage
     from tests.label_data import gaussian_mixture, write_region_shard
 
@@ -33,7 +33,7 @@ _CHILD = textwrap.dedent("""
         for s in range(shards):  # generated and written one shard at a time
             x, _ = gaussian_mixture(per_shard, k=30, d=d, seed=s)
             write_region_shard(out, s, np.arange(s * per_shard, (s + 1) * per_shard), x)
-        fit = run_fit_kmeans(out, cfg, list(range(shards)))
+        fit = fit_kmeans(out, cfg.kmeans, LocalExecutor(show_progress=False), list(range(shards)))
         stage = AssignStage(AssignConfig(kmeans_dir=str(out / "kmeans")))
         rep = LocalExecutor(show_progress=False).run_stage(stage, out, list(range(shards)))
         report[name] = {"peak_kb": rss(), "rows": rep.rows_out, "sample": fit["sample"]}
