@@ -32,7 +32,7 @@ from pipelines.executors.local import LocalExecutor  # noqa: E402
 from pipelines.shards import STATE_DIR, shard_path, write_table  # noqa: E402
 from schemas import IMAGES, REGIONS_OBJECT, REGIONS_TEXT, images_schema  # noqa: E402
 from stages.base import Resources  # noqa: E402
-from stages.detect import DetectConfig, DetectStage  # noqa: E402
+from stages.detect import DetectConfig, DetectStage, UltralyticsConfig  # noqa: E402
 from stages.embed import EmbedConfig, EmbedStage  # noqa: E402
 from stages.ocr import OcrConfig, OcrStage  # noqa: E402
 from stages.region_helpers import decode_pil, decode_rgb  # noqa: E402
@@ -124,8 +124,8 @@ def main(argv: list[str] | None = None) -> int:
     n_images = args.images or (256 if cuda else 32)
     backend = args.detect_backend or ("ultralytics" if cuda else "proposer")
     cpus = Resources(cpus=args.threads)
-    detect_cfg = DetectConfig(backend=backend, model=args.yolo if backend == "ultralytics" else "",
-                              device=args.device, resources=cpus, batch_size=16 if cuda else 8)
+    detect_cfg = DetectConfig(backend=backend, resources=cpus, ultralytics=UltralyticsConfig(
+        model=args.yolo if backend == "ultralytics" else "", device=args.device, batch_size=16 if cuda else 8))
     ocr_cfg = OcrConfig(resources=cpus)
     embed_cfg = EmbedConfig(model=args.clip or ("ViT-B-32" if cuda else EmbedConfig().model), device=args.device,
                             resources=cpus, batch_size=args.embed_batch or (256 if cuda else 64))

@@ -13,7 +13,7 @@ from typing import Any
 
 from common import threads
 from common.storage import as_path, is_remote
-from common.typed_config import ConfigError
+from common.typed_config import ConfigError, config_warnings
 from pipelines.catalog import build_catalog
 from pipelines.config import BuildConfig
 from pipelines.definition import GlobalStep, build_steps, global_outputs
@@ -106,6 +106,7 @@ def begin_build(cfg: BuildConfig, steps: list, announce: bool = True) -> list[st
     clean_temp_files(out, producers, global_outputs())
     load_committed(out, producers)  # object stores: input hashes from the markers' index, no GET per shard
     models, warnings = model_lineage(steps)
+    warnings = [*config_warnings(cfg), *warnings]  # deprecated config keys (common/typed_config.py)
     if announce:
         for w in warnings:
             console.print(f"[bold red]WARNING[/]: {w}")

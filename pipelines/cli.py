@@ -129,10 +129,13 @@ def main(argv: list[str] | None = None) -> int:
         elif args.cmd == "config":
             import yaml
 
-            from common.typed_config import to_dict
+            from common.typed_config import config_warnings, to_dict
             from pipelines.config import load_config
 
-            print(yaml.safe_dump(to_dict(load_config(*_config_and_overrides(args))), sort_keys=False), end="")
+            cfg = load_config(*_config_and_overrides(args))
+            for w in config_warnings(cfg):
+                print(f"regionset config: warning: {w}", file=sys.stderr)
+            print(yaml.safe_dump(to_dict(cfg), sort_keys=False), end="")
         elif args.cmd == "doctor":
             from pipelines.doctor import doctor
 

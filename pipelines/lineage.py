@@ -15,7 +15,7 @@ import yaml
 
 from common.files import write_atomic
 from common.storage import as_path
-from common.typed_config import to_dict
+from common.typed_config import flat_dict, to_dict
 from pipelines.shards import write_json
 
 LINEAGE_FILE = "regionset.yaml"
@@ -35,8 +35,8 @@ def package_versions() -> dict[str, str]:
 
 
 def config_digest(cfg: Any) -> str:
-    """Hash of the whole resolved config."""
-    return hashlib.sha256(json.dumps(to_dict(cfg), sort_keys=True, default=str).encode()).hexdigest()[:16]
+    """Hash of the whole resolved config (renamed keys hashed at their old place: ``flat_dict``)."""
+    return hashlib.sha256(json.dumps(flat_dict(cfg), sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def write_lineage(out: Path, cfg: Any, models: dict[str, Any], warnings: list[str]) -> dict[str, Any]:

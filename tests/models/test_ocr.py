@@ -65,7 +65,7 @@ def test_rapidocr_blank_image_reads_nothing(rapid):
 
 def test_paddleocr_without_model_dirs_fails_fast():
     t0 = time.monotonic()
-    with pytest.raises(ModelUnavailable, match="ocr.det_model_dir"):
+    with pytest.raises(ModelUnavailable, match="ocr.paddleocr.det_model_dir"):
         PaddleOcr()
     assert time.monotonic() - t0 < 1.0
 
@@ -74,7 +74,7 @@ def test_paddleocr_missing_package_fails_fast(tmp_path):
     (tmp_path / "det").mkdir()
     (tmp_path / "rec").mkdir()
     t0 = time.monotonic()
-    with pytest.raises(ModelUnavailable, match="paddleocr is not importable|paddle_python"):
+    with pytest.raises(ModelUnavailable, match="paddleocr is not importable|paddleocr.python"):
         PaddleOcr(python=sys.executable, det_model_dir=str(tmp_path / "det"), rec_model_dir=str(tmp_path / "rec"),
                   start_timeout=30)
     assert time.monotonic() - t0 < 30

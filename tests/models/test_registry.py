@@ -48,7 +48,7 @@ def test_detector_name_needing_download_fails_offline_naming_option(monkeypatch,
     monkeypatch.setenv("YOLO_OFFLINE", "1")
     monkeypatch.delenv("REGIONSET_ONLINE", raising=False)
     t0 = time.monotonic()
-    with pytest.raises(ModelUnavailable, match=r"detect\.model.*local \.pt or \.onnx"):
+    with pytest.raises(ModelUnavailable, match=r"detect\.ultralytics\.model.*local \.pt or \.onnx"):
         resolve_detector("yolo11n.pt")
     assert time.monotonic() - t0 < 1
 
@@ -68,7 +68,7 @@ def test_detector_yaml_is_random_weights_and_bad_names_fail():
         resolve_detector("/nowhere/model.onnx")
     with pytest.raises(ModelUnavailable, match="known name"):
         resolve_detector("not-a-model.pt")
-    with pytest.raises(ModelUnavailable, match="detect.model is empty"):
+    with pytest.raises(ModelUnavailable, match="detect.ultralytics.model is empty"):
         resolve_detector("")
 
 
