@@ -105,6 +105,9 @@ def _sql(out: str, query: str, limit: int) -> None:
     print_table(query if len(query) < 100 else query[:97] + "...", cols, rows)
 
 
+OUTPUT_COMMANDS = ("sql", "status", "report", "sample", "retry", "catalog")  # commands over a build's output
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``regionset`` console script; returns the exit code."""
     set_offline_defaults()
@@ -115,6 +118,10 @@ def main(argv: list[str] | None = None) -> int:
     from schemas import SchemaError
 
     try:
+        if args.cmd in OUTPUT_COMMANDS:
+            from pipelines.output_check import require_output
+
+            require_output(args.out)  # one clear line for a wrong folder or URL, not a table of zeros
         if args.cmd == "demo":
             from pipelines.demo.run import run_demo
 

@@ -169,7 +169,7 @@ def test_cli_report(synthetic_copy, tmp_path, capsys):
     from pipelines.cli import main
 
     assert main(["report", str(tmp_path / "nowhere")]) == 2
-    assert "not a regionset output folder" in capsys.readouterr().err
+    assert "holds no regionset output" in capsys.readouterr().err
 
     assert main(["report", str(synthetic_copy), "--clusters", "1", "--per-cluster", "2", "--images", "2"]) == 0
     assert capsys.readouterr().out.strip() == str(synthetic_copy / "report" / "index.html")

@@ -72,10 +72,14 @@ def test_deterministic_under_the_seed(out):
 def test_cli_writes_the_sample_and_exits_2_without_labels(out, tmp_path_factory, capsys):
     from pipelines.cli import main
 
+    (out / "_state").mkdir()  # what marks a build's output (pipelines/output_check.py)
     to = out / "sample.parquet"
     assert main(["sample", str(out), "--size", "40", "--seed", "2", "--to", str(to)]) == 0
     assert pq.read_table(to).num_rows == 40
     empty = tmp_path_factory.mktemp("empty")
+    assert main(["sample", str(empty), "--size", "5", "--to", str(empty / "s.parquet")]) == 2
+    assert "holds no regionset output" in capsys.readouterr().err
+    (empty / "_state").mkdir()  # an output with no labels yet
     assert main(["sample", str(empty), "--size", "5", "--to", str(empty / "s.parquet")]) == 2
     assert "labels" in capsys.readouterr().err
 
