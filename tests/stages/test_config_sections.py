@@ -130,3 +130,11 @@ def test_build_records_and_prints_the_deprecation(tmp_path, capsys):
     assert doc["warnings"] == ["ocr.det_model_dir is deprecated: use ocr.paddleocr.det_model_dir"]
     assert doc["config"]["ocr"]["paddleocr"]["det_model_dir"] == "/m/det"
     assert capsys.readouterr().err.count("ocr.det_model_dir is deprecated") == 1
+
+
+def test_detect_on_cuda_still_asks_executors_for_a_gpu():
+    from stages.base import Resources
+
+    assert DetectStage(load_config(None, ["detect.ultralytics.device=cuda:0"]).detect).resources() == Resources(gpus=1.0)
+    assert DetectStage(load_config(None, ["detect.device=cuda"]).detect).resources().gpus == 1.0  # old spelling
+    assert DetectStage(load_config(None, []).detect).resources().gpus == 0.0
