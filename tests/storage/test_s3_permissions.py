@@ -40,8 +40,9 @@ POLICIES = {
 def test_read_only_credentials_exit_2_naming_url_and_cause(server, tmp_path, policy):
     pytest.importorskip("moto.server")
     boto3 = pytest.importorskip("boto3")
-    import requests
     from importlib.metadata import version
+
+    import requests
 
     with moto_process() as endpoint:
         admin = {"endpoint_url": endpoint, "region_name": "us-east-1", "aws_access_key_id": ENV["AWS_ACCESS_KEY_ID"],
