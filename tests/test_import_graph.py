@@ -2,7 +2,7 @@
 package may import the leaf ``common`` (docs/architecture.md).
 
 Walks every module's imports (AST, including imports inside functions) and fails on a wrong-way edge
-or a cycle between top-level packages. ``pipelines.cli`` may import ``training`` lazily (the CLI is
+or a cycle between top-level packages. ``regionset.pipelines.cli`` may import ``training`` lazily (the CLI is
 the top of the graph).
 """
 

@@ -47,5 +47,5 @@ def test_importing_every_package_opens_no_socket(tmp_path):
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-4000:]
     got = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert {"stages.download.stage", "pipelines.cli", "training.rice.export"} <= set(got["modules"])
+    assert {"regionset.stages.download.stage", "regionset.pipelines.cli", "regionset.training.rice.export"} <= set(got["modules"])
     assert got["calls"] == [], got["calls"]
