@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-PACKAGES = ("schemas", "models", "stages", "pipelines", "training")
+PACKAGES = tuple(f"regionset.{p}" for p in ("schemas", "models", "stages", "pipelines", "training"))
 SWITCHES = ("YOLO_OFFLINE", "YOLO_AUTOINSTALL", "HF_HUB_OFFLINE", "NO_ALBUMENTATIONS_UPDATE", "WANDB_MODE",
             "YOLO_CONFIG_DIR", "MPLCONFIGDIR", "REGIONSET_ONLINE")
 SCRIPT = """
