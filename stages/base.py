@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 
 import pyarrow as pa
 
-from common import threads
+from regionset.common import threads
 
 
 @dataclass(frozen=True)
@@ -118,7 +118,7 @@ class Stage:
 
     def output_schema(self) -> pa.Schema:
         """Schema of the output table (defaults to the table's schema in ``schemas``)."""
-        from schemas import schema_for
+        from regionset.schemas import schema_for
 
         return schema_for(self.table)
 

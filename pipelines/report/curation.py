@@ -8,11 +8,11 @@ from typing import Any
 
 import duckdb
 
-from pipelines.report import media, plots
-from pipelines.report.pages import NO_DATA, esc, figure, fmt, table
-from pipelines.report.queries import image_bytes
-from pipelines.report.sql import Result, run
-from schemas.tables import DUP_EVAL
+from regionset.pipelines.report import media, plots
+from regionset.pipelines.report.pages import NO_DATA, esc, figure, fmt, table
+from regionset.pipelines.report.queries import image_bytes
+from regionset.pipelines.report.sql import Result, run
+from regionset.schemas.tables import DUP_EVAL
 
 PAIRS = 24
 
@@ -52,7 +52,7 @@ ORDER BY distance DESC, kind, key LIMIT {PAIRS}""")
 
 def _sizes_html(con: duckdb.DuckDBPyConnection, out: Path, report_dir: Path, seed: int,
                 results: list[Result]) -> str:
-    from pipelines.sampling import sample_regions
+    from regionset.pipelines.sampling import sample_regions
 
     before = run(con, "regions per leaf cluster (clustered regions)", """
 SELECT cluster_id, count(*) AS regions FROM labels WHERE cluster_id IS NOT NULL GROUP BY ALL ORDER BY regions DESC""")

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.cli import main
-from pipelines.config import load_config
-from pipelines.preflight import check_disk, run_preflight
-from pipelines.preflight_models import file_problem
+from regionset.pipelines.cli import main
+from regionset.pipelines.config import load_config
+from regionset.pipelines.preflight import check_disk, run_preflight
+from regionset.pipelines.preflight_models import file_problem
 
 
 def _build(capsys, tmp_path, *overrides: str, debug: bool = False) -> tuple[int, list[str]]:
@@ -117,7 +117,7 @@ def test_silent_port_fails_after_connect_timeout(tmp_path):
     """A port that accepts TCP but never answers as Ray gives up after executor.connect_timeout."""
     import socket
 
-    from pipelines.preflight_cluster import ray_checks
+    from regionset.pipelines.preflight_cluster import ray_checks
 
     with socket.socket() as silent:
         silent.bind(("127.0.0.1", 0))

@@ -6,9 +6,9 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from schemas import images_schema, regions_schema, validate_table
-from stages.detect import DetectConfig, DetectStage
-from stages.region_helpers import region_id
+from regionset.schemas import images_schema, regions_schema, validate_table
+from regionset.stages.detect import DetectConfig, DetectStage
+from regionset.stages.region_helpers import region_id
 from tests.synth import box_iou, encode, synthetic_scene
 
 
@@ -135,7 +135,7 @@ def test_ultralytics_wiring_random_weights_from_yaml():
 
 
 def test_ultralytics_name_needing_download_fails_naming_option(monkeypatch, tmp_path):
-    from models.registry import ModelUnavailable
+    from regionset.models.registry import ModelUnavailable
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("REGIONSET_ONLINE", raising=False)
