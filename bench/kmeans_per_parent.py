@@ -27,8 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 def main() -> None:
     from bench.kmeans import mixture
-    from pipelines.config import load_config
-    from pipelines.kmeans import fit_kmeans
+    from regionset.pipelines.config import load_config
+    from regionset.pipelines.kmeans import fit_kmeans
     from tests.label_data import write_region_shard
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -69,14 +69,14 @@ def run_pipeline(stage, out: Path, shards: list[int]) -> float:
 
 def stored_jpegs(out: Path, shards: list[int]) -> list[bytes]:
     """The stored image bytes of the corpus, in shard order."""
-    from pipelines.shards import read_table
+    from regionset.pipelines.shards import read_table
 
     return [b for s in shards for b in read_table(shard_path(out, IMAGES, s)).column("jpg").to_pylist()]
 
 
 def boxes_by_image(stage: EmbedStage, out: Path, shards: list[int]) -> list[list[tuple[int, int, int, int]]]:
     """Per image of the corpus (in order): the integer boxes the embed stage will crop."""
-    from pipelines.executors.base import read_inputs
+    from regionset.pipelines.executors.base import read_inputs
 
     boxes = []
     for s in shards:

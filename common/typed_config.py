@@ -1,6 +1,6 @@
 """YAML/dict -> typed dataclasses, with ``key=value`` overrides and errors that name the key.
 
-One loader for the build config (``pipelines.config``) and the training configs (``training/``).
+One loader for the build config (``regionset.pipelines.config``) and the training configs (``training/``).
 Supported field types: bool, int, float, str, Literal[...], X | None, list[X], tuple[X, ...],
 dict[str, X] and nested dataclasses. Unknown keys and wrong types raise ConfigError.
 

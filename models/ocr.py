@@ -28,9 +28,9 @@ from pathlib import Path
 
 import numpy as np
 
-from common import threads as worker_threads
-from models.ocr_spaces import CharTimes, SpacingCTCDecode
-from models.registry import ModelUnavailable, check_local_file, rapidocr_model_id
+from regionset.common import threads as worker_threads
+from regionset.models.ocr_spaces import CharTimes, SpacingCTCDecode
+from regionset.models.registry import ModelUnavailable, check_local_file, rapidocr_model_id
 
 WORKER = Path(__file__).with_name("paddle_worker.py")
 
@@ -46,7 +46,7 @@ class TextLine:
     """One recognised line: ``quad`` is 4 x 2 (x, y) image pixels, clockwise from top-left.
 
     ``text`` is what the recogniser emitted; ``times`` (RapidOCR only) where it put each character,
-    which ``models.ocr_spaces.restore_spaces`` uses to put back dropped spaces.
+    which ``regionset.models.ocr_spaces.restore_spaces`` uses to put back dropped spaces.
     """
 
     quad: np.ndarray
@@ -67,7 +67,7 @@ class RapidOcr:
         unclip_ratio: how much detected text boxes are grown (RapidOCR's 1.6 often merges the words
             of a line: 2.0 kept the spaces in 96 % of rendered lines vs 75-87 %).
         threads: onnxruntime intra- and inter-op threads of each session (0 = this worker's thread
-            budget, ``common.threads.current()``).
+            budget, ``regionset.common.threads.current()``).
         det_model: a local det ``.onnx`` instead of the shipped PP-OCRv4 one.
         rec_model: a local rec ``.onnx`` (with its dictionary embedded) instead of the shipped one.
     """

@@ -13,7 +13,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import models  # noqa: F401  (offline environment defaults, before any model library is imported)
+from regionset import models  # noqa: F401  (offline environment defaults, before any model library is imported)
 
 # -- detectors (ultralytics) --------------------------------------------------------------------
 PROPOSER = "felzenszwalb"

@@ -59,15 +59,15 @@ def make_executor(cfg: BuildConfig) -> Executor:
     """The executor named by ``cfg.executor.name``."""
     name = cfg.executor.name
     if name == "local":
-        from pipelines.executors.local import LocalExecutor
+        from regionset.pipelines.executors.local import LocalExecutor
 
         return LocalExecutor(cfg.executor.processes, show_progress=cfg.progress)
     if name == "ray":
-        from pipelines.executors.ray_data import RayExecutor
+        from regionset.pipelines.executors.ray_data import RayExecutor
 
         return RayExecutor(cfg.executor.ray, show_progress=cfg.progress)
     if name == "spark":
-        from pipelines.executors.spark import SparkExecutor
+        from regionset.pipelines.executors.spark import SparkExecutor
 
         return SparkExecutor(cfg.executor.spark, show_progress=cfg.progress)
     raise ValueError(f"executor.name: unknown executor {name!r}")

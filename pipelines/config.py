@@ -11,18 +11,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from common import typed_config
-from pipelines.kmeans import KMeansConfig
-from pipelines.kmeans.fit_choice import check_config as check_kmeans
-from pipelines.semdedup import SemDedupConfig
-from pipelines.steps import DEFAULT_STEPS, STEP_NAMES
-from stages.assign import AssignConfig
-from stages.dedup import DedupConfig
-from stages.detect import DetectConfig
-from stages.download import DownloadConfig
-from stages.embed import EmbedConfig
-from stages.ocr import OcrConfig
-from stages.pack import PackConfig
+from regionset.common import typed_config
+from regionset.pipelines.kmeans import KMeansConfig
+from regionset.pipelines.kmeans.fit_choice import check_config as check_kmeans
+from regionset.pipelines.semdedup import SemDedupConfig
+from regionset.pipelines.steps import DEFAULT_STEPS, STEP_NAMES
+from regionset.stages.assign import AssignConfig
+from regionset.stages.dedup import DedupConfig
+from regionset.stages.detect import DetectConfig
+from regionset.stages.download import DownloadConfig
+from regionset.stages.embed import EmbedConfig
+from regionset.stages.ocr import OcrConfig
+from regionset.stages.pack import PackConfig
 
 
 @dataclass(frozen=True)

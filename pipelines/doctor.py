@@ -14,10 +14,10 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from models.registry import package_version
-from pipelines.config import load_config
-from pipelines.preflight import Check, iter_checks, ok, warn
-from pipelines.preflight_cluster import MIN_JAVA, java_version
+from regionset.models.registry import package_version
+from regionset.pipelines.config import load_config
+from regionset.pipelines.preflight import Check, iter_checks, ok, warn
+from regionset.pipelines.preflight_cluster import MIN_JAVA, java_version
 
 # (distribution, needed by a default build)
 PACKAGES = (
@@ -90,7 +90,7 @@ def tool_checks() -> Iterator[Check]:
         yield ok("airflow", "", f"no {AIRFLOW_VENV} (optional: bash dags/install_airflow.sh)")
         return
     venv = venvs[0]
-    code = "import airflow, pipelines.tasks; print(airflow.__version__)"
+    code = "import airflow, regionset.pipelines.tasks; print(airflow.__version__)"
     try:
         proc = subprocess.run([str(venv / "bin" / "python"), "-c", code], capture_output=True, text=True,
                               timeout=120, env={**os.environ, "AIRFLOW__CORE__LOAD_EXAMPLES": "False"})
@@ -112,7 +112,7 @@ def doctor(config: str | None, overrides: list[str]) -> int:
     """
     from rich.table import Table
 
-    from pipelines.progress import out_console
+    from regionset.pipelines.progress import out_console
 
     cfg = load_config(config, overrides)
     checks = [*package_checks(), *gpu_checks(), *tool_checks(), *iter_checks(cfg)]

@@ -24,13 +24,20 @@ import pyarrow.csv as pacsv
 import pyarrow.json as pajson
 import pyarrow.parquet as pq
 
-from common.shard_names import shard_id
-from common.storage import as_path, is_remote
-from common.typed_config import one_line
-from pipelines.config import InputConfig
-from pipelines.shards import encode_table, list_shards, read_table, remember_sha256, shard_path, write_table
-from schemas import INPUT, input_schema
-from stages.download.stage import make_key
+from regionset.common.shard_names import shard_id
+from regionset.common.storage import as_path, is_remote
+from regionset.common.typed_config import one_line
+from regionset.pipelines.config import InputConfig
+from regionset.pipelines.shards import (
+    encode_table,
+    list_shards,
+    read_table,
+    remember_sha256,
+    shard_path,
+    write_table,
+)
+from regionset.schemas import INPUT, input_schema
+from regionset.stages.download.stage import make_key
 
 _EXT = {".parquet": "parquet", ".csv": "csv", ".tsv": "csv", ".jsonl": "jsonl", ".json": "jsonl", ".txt": "txt"}
 

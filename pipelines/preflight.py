@@ -21,8 +21,8 @@ from typing import Literal
 
 import pyarrow.parquet as pq
 
-from common.storage import is_remote
-from pipelines.config import BuildConfig, typed_config
+from regionset.common.storage import is_remote
+from regionset.pipelines.config import BuildConfig, typed_config
 
 Status = Literal["ok", "warn", "fail"]
 
@@ -180,13 +180,13 @@ def iter_checks(cfg: BuildConfig) -> Iterator[Check]:
     Args:
         cfg: the resolved build config.
     """
-    from pipelines.preflight_cluster import executor_checks
-    from pipelines.preflight_models import model_checks
+    from regionset.pipelines.preflight_cluster import executor_checks
+    from regionset.pipelines.preflight_models import model_checks
 
     extra = check_extra(cfg)
     yield extra
     if is_remote(cfg.output):  # an object store: a probe object, not a folder and free disk
-        from pipelines.preflight_storage import storage_checks
+        from regionset.pipelines.preflight_storage import storage_checks
 
         yield from storage_checks(cfg)
     else:

@@ -13,10 +13,10 @@ import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from models.clip_registry import clip_embed_dim, resolve_clip
-from models.registry import PADDLEOCR, ModelUnavailable, check_local_file, resolve_detector
-from pipelines.config import BuildConfig
-from pipelines.preflight import Check, fail, ok, warn
+from regionset.models.clip_registry import clip_embed_dim, resolve_clip
+from regionset.models.registry import PADDLEOCR, ModelUnavailable, check_local_file, resolve_detector
+from regionset.pipelines.config import BuildConfig
+from regionset.pipelines.preflight import Check, fail, ok, warn
 
 TORCH_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
 PICKLE_PROTO = 0x80  # first byte of a pickle stream (protocol >= 2): torch's legacy format
@@ -140,7 +140,7 @@ def _assign(cfg: BuildConfig) -> Iterator[Check]:
 
 def _kmeans(cfg: BuildConfig) -> Iterator[Check]:
     """An explicit ``kmeans.fit: local`` with a sample far over ``kmeans.local_max_mib``: a warning."""
-    from pipelines.kmeans.fit_choice import local_warning
+    from regionset.pipelines.kmeans.fit_choice import local_warning
 
     kc = cfg.kmeans
     if kc.fit != "local":

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import os
 
-from common.storage import as_path, is_remote
-from pipelines.config import BuildConfig
-from pipelines.preflight import Check, fail, ok
-from pipelines.shards import STATE_DIR
+from regionset.common.storage import as_path, is_remote
+from regionset.pipelines.config import BuildConfig
+from regionset.pipelines.preflight import Check, fail, ok
+from regionset.pipelines.shards import STATE_DIR
 
 _CAUSES = (  # (substring of the client's error, the cause in words)
     ("NoSuchBucket", "the bucket does not exist"),

@@ -124,7 +124,7 @@ class Stage:
 
     def output_schema(self) -> pa.Schema:
         """Schema of the output table (defaults to the table's schema in ``schemas``)."""
-        from schemas import schema_for
+        from regionset.schemas import schema_for
 
         return schema_for(self.table)
 

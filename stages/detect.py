@@ -16,13 +16,13 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 import pyarrow as pa
 
-from models.proposer import ProposerConfig
-from models.registry import PROPOSER, package_version
-from schemas import DUPLICATES, IMAGES, REGIONS, REGIONS_OBJECT
-from schemas.tables import SOURCE_OBJECT
-from stages.base import Resources, Stage
-from stages.dedup import skip_duplicates
-from stages.region_helpers import RegionRows, batched, files_fingerprint, filter_boxes, iter_images
+from regionset.models.proposer import ProposerConfig
+from regionset.models.registry import PROPOSER, package_version
+from regionset.schemas import DUPLICATES, IMAGES, REGIONS, REGIONS_OBJECT
+from regionset.schemas.tables import SOURCE_OBJECT
+from regionset.stages.base import Resources, Stage
+from regionset.stages.dedup import skip_duplicates
+from regionset.stages.region_helpers import RegionRows, batched, files_fingerprint, filter_boxes, iter_images
 
 
 @dataclass(frozen=True)
@@ -115,11 +115,11 @@ class DetectStage(Stage):
         """Model id, version and warnings for ``regionset.yaml`` (cheap: nothing is built)."""
         c = self.config
         if c.backend == "proposer":
-            from models.proposer import FelzenszwalbProposer
+            from regionset.models.proposer import FelzenszwalbProposer
 
             return {"backend": PROPOSER, "model": FelzenszwalbProposer(c.proposer).model_id,
                     "version": package_version("scikit-image"), "warnings": []}
-        from models.registry import resolve_detector
+        from regionset.models.registry import resolve_detector
 
         u = c.ultralytics
         r = resolve_detector(u.model, u.family)
@@ -131,11 +131,11 @@ class DetectStage(Stage):
     def setup(self) -> None:
         c = self.config
         if c.backend == "proposer":
-            from models.proposer import FelzenszwalbProposer
+            from regionset.models.proposer import FelzenszwalbProposer
 
             self._model = FelzenszwalbProposer(c.proposer)
         else:
-            from models.detector import UltralyticsDetector
+            from regionset.models.detector import UltralyticsDetector
 
             u = c.ultralytics
             self._model = UltralyticsDetector(u.model, family=u.family, device=u.device, imgsz=u.imgsz,

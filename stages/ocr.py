@@ -23,14 +23,26 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 import pyarrow as pa
 
-from models.ocr import TUNED_LIMIT_SIDE, TUNED_LIMIT_TYPE, TUNED_UNCLIP, TUNED_USE_CLS
-from models.ocr_spaces import TUNED_GAP_RATIO, TUNED_RESTORE, TUNED_SPACE_PROB, RestoreMode, restore_spaces
-from models.registry import PADDLEOCR, RAPIDOCR, package_version, rapidocr_model_id
-from schemas import DUPLICATES, IMAGES, REGIONS, REGIONS_TEXT
-from schemas.tables import SOURCE_TEXT
-from stages.base import Resources, Stage
-from stages.dedup import skip_duplicates
-from stages.region_helpers import RegionRows, decode_rgb, files_fingerprint, filter_boxes, iter_images
+from regionset.models.ocr import TUNED_LIMIT_SIDE, TUNED_LIMIT_TYPE, TUNED_UNCLIP, TUNED_USE_CLS
+from regionset.models.ocr_spaces import (
+    TUNED_GAP_RATIO,
+    TUNED_RESTORE,
+    TUNED_SPACE_PROB,
+    RestoreMode,
+    restore_spaces,
+)
+from regionset.models.registry import PADDLEOCR, RAPIDOCR, package_version, rapidocr_model_id
+from regionset.schemas import DUPLICATES, IMAGES, REGIONS, REGIONS_TEXT
+from regionset.schemas.tables import SOURCE_TEXT
+from regionset.stages.base import Resources, Stage
+from regionset.stages.dedup import skip_duplicates
+from regionset.stages.region_helpers import (
+    RegionRows,
+    decode_rgb,
+    files_fingerprint,
+    filter_boxes,
+    iter_images,
+)
 
 
 @dataclass(frozen=True)
@@ -170,14 +182,14 @@ class OcrStage(Stage):
     def setup(self) -> None:
         c = self.config
         if c.backend == RAPIDOCR:
-            from models.ocr import RapidOcr
+            from regionset.models.ocr import RapidOcr
 
             r = c.rapidocr
             self._engine = RapidOcr(det_limit_type=r.det_limit_type, det_limit_side_len=r.det_limit_side_len,
                                     use_cls=c.use_cls, box_thresh=r.box_thresh, unclip_ratio=r.unclip_ratio,
                                     det_model=r.det_model, rec_model=r.rec_model)
         else:
-            from models.ocr import PaddleOcr
+            from regionset.models.ocr import PaddleOcr
 
             p = c.paddleocr
             self._engine = PaddleOcr(python=p.python, det_model_dir=p.det_model_dir,

@@ -29,7 +29,7 @@ def table_hash(out: Path, folder: str) -> str:
 
 def download_only(out: Path, urls: Path, shard_size: int = 4, extra: list[str] | None = None):
     """A BuildConfig that runs only the download step from loopback."""
-    from pipelines.config import load_config
+    from regionset.pipelines.config import load_config
 
     return load_config(None, [f"output={out}", f"input.path={urls}", f"input.shard_size={shard_size}",
                               "steps=[download]", "download.allow_loopback=true", "download.timeout=2",

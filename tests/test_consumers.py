@@ -15,12 +15,12 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from pipelines.catalog import build_catalog
-from pipelines.config import BuildConfig
-from pipelines.executors.local import LocalExecutor
-from pipelines.kmeans import KMeansConfig, fit_kmeans
-from stages.assign import AssignConfig, AssignStage
-from stages.pack import PackConfig, PackStage
+from regionset.pipelines.catalog import build_catalog
+from regionset.pipelines.config import BuildConfig
+from regionset.pipelines.executors.local import LocalExecutor
+from regionset.pipelines.kmeans import KMeansConfig, fit_kmeans
+from regionset.stages.assign import AssignConfig, AssignStage
+from regionset.stages.pack import PackConfig, PackStage
 from tests.label_data import gaussian_mixture, key_of, write_image_shard, write_region_shard
 
 

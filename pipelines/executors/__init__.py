@@ -1,5 +1,5 @@
 """Executors: run a stage over shards. One backend per file; all give identical tables and markers."""
 
-from pipelines.executors.base import ShardTask, StageReport, plan_stage, run_shard
+from regionset.pipelines.executors.base import ShardTask, StageReport, plan_stage, run_shard
 
 __all__ = ["ShardTask", "StageReport", "plan_stage", "run_shard"]

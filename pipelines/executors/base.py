@@ -22,11 +22,11 @@ from typing import Any, ClassVar
 
 import pyarrow as pa
 
-from common.storage import is_remote
-from pipelines.failpoints import failpoint
-from pipelines.marker_index import committed, save_index
-from pipelines.progress import StageProgress
-from pipelines.shards import (
+from regionset.common.storage import is_remote
+from regionset.pipelines.failpoints import failpoint
+from regionset.pipelines.marker_index import committed, save_index
+from regionset.pipelines.progress import StageProgress
+from regionset.pipelines.shards import (
     ROW_GROUP_ROWS,
     Marker,
     known_sha256,
@@ -39,8 +39,8 @@ from pipelines.shards import (
     write_marker,
     write_table,
 )
-from schemas import validate_table
-from stages.base import Stage
+from regionset.schemas import validate_table
+from regionset.stages.base import Stage
 
 
 @dataclass(frozen=True)
@@ -113,7 +113,7 @@ class Listing:
 def plan_stage(stage: Stage, out: Path, shards: list[int], report: StageReport | None = None) -> list[ShardTask]:
     """The shards of ``shards`` that must be (re)done, skipping complete ones with matching hashes.
 
-    On an object store the markers come from the stage's index (``pipelines.marker_index``): one
+    On an object store the markers come from the stage's index (``regionset.pipelines.marker_index``): one
     listing per folder and one index GET, not a GET per shard.
     """
     cfg = stage.config_hash(out)

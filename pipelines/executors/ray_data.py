@@ -22,11 +22,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from common import threads
-from common.storage import as_path, worker_out
-from pipelines.config import RayConfig
-from pipelines.executors.base import Executor, ShardTask, in_order
-from pipelines.executors.distributed import (
+from regionset.common import threads
+from regionset.common.storage import as_path, worker_out
+from regionset.pipelines.config import RayConfig
+from regionset.pipelines.executors.base import Executor, ShardTask, in_order
+from regionset.pipelines.executors.distributed import (
     cached_stage,
     call_in_worker,
     markers_of,
@@ -34,8 +34,8 @@ from pipelines.executors.distributed import (
     task_table,
     worker_env,
 )
-from pipelines.shards import Marker
-from stages.base import Stage
+from regionset.pipelines.shards import Marker
+from regionset.stages.base import Stage
 
 _PIP_HINT = "the ray executor needs Ray Data: pip install 'regionset[ray]' (ray[data])"
 LOCAL_OBJECT_STORE_BYTES = 512 * 1024**2  # only small task/result rows travel through it

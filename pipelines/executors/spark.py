@@ -21,11 +21,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from common import threads
-from common.storage import as_path, worker_out
-from pipelines.config import SparkConfig
-from pipelines.executors.base import Executor, ShardTask
-from pipelines.executors.distributed import (
+from regionset.common import threads
+from regionset.common.storage import as_path, worker_out
+from regionset.pipelines.config import SparkConfig
+from regionset.pipelines.executors.base import Executor, ShardTask
+from regionset.pipelines.executors.distributed import (
     RESULT_SCHEMA,
     TASK_SCHEMA,
     cached_stage,
@@ -35,8 +35,8 @@ from pipelines.executors.distributed import (
     task_table,
     worker_env,
 )
-from pipelines.shards import Marker
-from stages.base import Stage
+from regionset.pipelines.shards import Marker
+from regionset.stages.base import Stage
 
 _PIP_HINT = "the spark executor needs PySpark and Java 17+: pip install 'regionset[spark]' (pyspark)"
 

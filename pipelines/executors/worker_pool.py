@@ -27,11 +27,11 @@ from multiprocessing.util import Finalize
 from pathlib import Path
 from typing import Any
 
-from common import threads
-from common.storage import as_path
-from pipelines.executors.base import ShardTask, in_order, run_shard
-from pipelines.shards import Marker
-from stages.base import Stage
+from regionset.common import threads
+from regionset.common.storage import as_path
+from regionset.pipelines.executors.base import ShardTask, in_order, run_shard
+from regionset.pipelines.shards import Marker
+from regionset.stages.base import Stage
 
 _STAGES: dict[str, Stage] = {}  # in a worker: the stages it was sent, set up on first use
 

@@ -6,6 +6,6 @@ degenerate-tree warning, ``sample.py`` the streaming uniform sample, ``catalog.p
 cluster and vocabulary tables.
 """
 
-from pipelines.kmeans.fit import KMeansConfig, fit_kmeans
+from regionset.pipelines.kmeans.fit import KMeansConfig, fit_kmeans
 
 __all__ = ["KMeansConfig", "fit_kmeans"]

@@ -19,19 +19,19 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from common.files import remove_tree
-from common.storage import as_path
-from models.kmeans_index import ClusterTree, l2_normalize, read_meta
-from pipelines.failpoints import failpoint
-from pipelines.kmeans.fit_choice import fit_signature, resolve_fit, reusable
-from pipelines.kmeans.sizing import WARNING_PREFIX, auto_levels, auto_rule, tree_warnings
-from pipelines.kmeans.tree import FitParams, FitResult, ProgressFn, fit_hierarchy
-from pipelines.lineage import add_to_lineage
-from pipelines.progress import StepProgress, console
-from schemas.tables import KMEANS, SOURCE_OBJECT
+from regionset.common.files import remove_tree
+from regionset.common.storage import as_path
+from regionset.models.kmeans_index import ClusterTree, l2_normalize, read_meta
+from regionset.pipelines.failpoints import failpoint
+from regionset.pipelines.kmeans.fit_choice import fit_signature, resolve_fit, reusable
+from regionset.pipelines.kmeans.sizing import WARNING_PREFIX, auto_levels, auto_rule, tree_warnings
+from regionset.pipelines.kmeans.tree import FitParams, FitResult, ProgressFn, fit_hierarchy
+from regionset.pipelines.lineage import add_to_lineage
+from regionset.pipelines.progress import StepProgress, console
+from regionset.schemas.tables import KMEANS, SOURCE_OBJECT
 
 if TYPE_CHECKING:
-    from pipelines.executors.base import Executor
+    from regionset.pipelines.executors.base import Executor
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,7 @@ class KMeansConfig:
 
     Args:
         levels: ``auto`` (default): chosen from the number of sampled regions
-            (``pipelines.kmeans.sizing``: ~√n leaves, up to RICE's 2,400 regions per leaf, at least
+            (``regionset.pipelines.kmeans.sizing``: ~√n leaves, up to RICE's 2,400 regions per leaf, at least
             50; two levels from 100 leaves on). Or clusters per level, coarsest first:
             ``level_sizes: branching``: children per parent on average, so ``[1000, 100]`` gives
             1,000 top clusters and ~100,000 leaves; ``totals``: the number of clusters of each level.
@@ -57,16 +57,16 @@ class KMeansConfig:
         refine_iters: global Lloyd iterations over all leaves after the tree is fitted (exact
             assignment of the whole sample, then means); 0 keeps each parent's k-means as is.
         seeding: initial centroids of every k-means: ``kmeans++`` (greedy k-means++ over each whole
-            level, which also decides the children per parent; ``pipelines.kmeans.seeding``) or
+            level, which also decides the children per parent; ``regionset.pipelines.kmeans.seeding``) or
             ``random`` (FAISS's uniform pick, children shared out by ``allocate_by``).
         device: ``auto`` uses faiss GPU (all visible GPUs) when available, ``cpu`` never does.
         fit: ``auto`` (default): ``local`` when the whole sample (min(sample_size, regions) × d × 4
             bytes, from the Parquet footers, never this machine's RAM) is at most ``local_max_mib``,
-            else ``per_parent`` (``pipelines.kmeans.fit_choice``). ``local``: the whole sample in
+            else ``per_parent`` (``regionset.pipelines.kmeans.fit_choice``). ``local``: the whole sample in
             this process, level-wide k-means++; ``per_parent``: level 0 here, every level-0 parent's
             subtree as a task on the build's executor (local processes, Ray tasks, Spark partitions),
             refinement as map-reduce, resumable per parent; memory bounded by the level-0 sample or
-            one parent's points (``pipelines.kmeans.distributed``; a different tree, identical on
+            one parent's points (``regionset.pipelines.kmeans.distributed``; a different tree, identical on
             every executor).
         local_max_mib: the largest float32 sample (MiB) that ``fit: auto`` fits locally; the
             driver peaks at several times it (2048: the default 1M-row sample stays local up to
@@ -193,16 +193,16 @@ def fit_kmeans(out: Path, cfg: Any, shards: list[int], executor: Executor | None
         _announce(out, old)
         return {"reused": True, "fit": old.get("fit", "local"), "fit_requested": kc.fit,
                 "leaves": old["sizes"][-1], "sizes": old["sizes"], "centroids_sha256": old["centroids_sha256"][:12], "warnings": old.get("warnings", [])}
-    from pipelines.kmeans.sample import uniform_sample  # pandas: kept out of config loading
+    from regionset.pipelines.kmeans.sample import uniform_sample  # pandas: kept out of config loading
 
     t0 = time.perf_counter()
     choice = resolve_fit(out, kc, shards)  # auto: local or per_parent, from the footers
     kc = dataclasses.replace(kc, fit=choice.fit)
     if kc.fit == "per_parent":
-        from pipelines.kmeans.distributed import WORK
+        from regionset.pipelines.kmeans.distributed import WORK
 
         if executor is None:  # e.g. the Airflow DAG's global task: the executor the config names
-            from pipelines.build import make_executor
+            from regionset.pipelines.build import make_executor
 
             with make_executor(cfg) as own:
                 tree, meta = _fit_per_parent(out, kc, shards, own)
@@ -236,8 +236,8 @@ def fit_kmeans(out: Path, cfg: Any, shards: list[int], executor: Executor | None
 
 
 def _fit_per_parent(out: Path, kc: KMeansConfig, shards: list[int], executor: Executor) -> tuple[ClusterTree, dict[str, Any]]:
-    """``kmeans.fit: per_parent`` (``pipelines.kmeans.distributed``) on ``executor``: the tree and its metadata."""
-    from pipelines.kmeans.distributed import fit_per_parent
+    """``kmeans.fit: per_parent`` (``regionset.pipelines.kmeans.distributed``) on ``executor``: the tree and its metadata."""
+    from regionset.pipelines.kmeans.distributed import fit_per_parent
 
     t0 = time.perf_counter()
     gpus = _use_gpu(kc)

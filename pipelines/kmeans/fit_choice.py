@@ -18,14 +18,14 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow.parquet as pq
 
-from common.storage import RemotePath, arrow_source
-from common.typed_config import ConfigError
-from pipelines.shards import shard_path
-from schemas import EMBEDDINGS
-from schemas.tables import REGIONS
+from regionset.common.storage import RemotePath, arrow_source
+from regionset.common.typed_config import ConfigError
+from regionset.pipelines.shards import shard_path
+from regionset.schemas import EMBEDDINGS
+from regionset.schemas.tables import REGIONS
 
 if TYPE_CHECKING:
-    from pipelines.kmeans.fit import KMeansConfig
+    from regionset.pipelines.kmeans.fit import KMeansConfig
 
 MIB = 1 << 20
 FITS = ("local", "per_parent")

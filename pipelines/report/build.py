@@ -12,13 +12,13 @@ import shutil
 import time
 from pathlib import Path
 
-from common.storage import RemotePath, as_path, is_remote
-from pipelines.catalog import CATALOG_FILE, build_catalog, catalog_file, connect
-from pipelines.report.curation import curation_body
-from pipelines.report.gallery import gallery_body, images_body
-from pipelines.report.overview import distributions_body, overview_body
-from pipelines.report.pages import page
-from pipelines.shards import STATE_DIR
+from regionset.common.storage import RemotePath, as_path, is_remote
+from regionset.pipelines.catalog import CATALOG_FILE, build_catalog, catalog_file, connect
+from regionset.pipelines.report.curation import curation_body
+from regionset.pipelines.report.gallery import gallery_body, images_body
+from regionset.pipelines.report.overview import distributions_body, overview_body
+from regionset.pipelines.report.pages import page
+from regionset.pipelines.shards import STATE_DIR
 
 REPORT_DIR = "report"
 INDEX = "index.html"

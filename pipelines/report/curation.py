@@ -67,7 +67,7 @@ ORDER BY distance DESC, kind, key LIMIT {PAIRS}""")
 
 def _sizes_html(con: duckdb.DuckDBPyConnection, out: Path, report_dir: Path, seed: int,
                 results: list[Result]) -> str:
-    from pipelines.sampling import sample_regions
+    from regionset.pipelines.sampling import sample_regions
 
     before = run(con, "regions per leaf cluster (clustered regions)", """
 SELECT cluster_id, count(*) AS regions FROM labels WHERE cluster_id IS NOT NULL GROUP BY ALL ORDER BY regions DESC""")

@@ -9,8 +9,8 @@ import time
 import numpy as np
 import pytest
 
-from models.ocr import PaddleOcr, RapidOcr
-from models.registry import ModelUnavailable
+from regionset.models.ocr import PaddleOcr, RapidOcr
+from regionset.models.registry import ModelUnavailable
 from tests.synth import render_text_image, text_lines
 
 
@@ -147,7 +147,7 @@ def test_spacing_decoder_gives_rapidocrs_own_text(rapid):
 
 
 def test_gaps_restore_the_words_that_recognition_merged(rapid):
-    from models.ocr_spaces import restore_spaces
+    from regionset.models.ocr_spaces import restore_spaces
 
     lines, image = _merged_page()
     read = sorted(rapid(image), key=lambda ln: ln.quad[:, 1].min())

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipelines.catalog import build_catalog, connect
-from pipelines.config import BuildConfig
-from pipelines.executors.local import LocalExecutor
-from pipelines.kmeans import KMeansConfig, fit_kmeans
-from stages.assign import AssignConfig, AssignStage
+from regionset.pipelines.catalog import build_catalog, connect
+from regionset.pipelines.config import BuildConfig
+from regionset.pipelines.executors.local import LocalExecutor
+from regionset.pipelines.kmeans import KMeansConfig, fit_kmeans
+from regionset.stages.assign import AssignConfig, AssignStage
 from tests.label_data import gaussian_mixture, write_region_shard
 
 

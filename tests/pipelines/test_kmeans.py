@@ -6,9 +6,9 @@ import faiss
 import numpy as np
 import pytest
 
-from models.kmeans_index import nearest_centroids
-from pipelines.kmeans.fit import KMeansConfig, fit_tree, level_totals
-from pipelines.kmeans.tree import FitParams, FitResult, allocate, fit_hierarchy, refine
+from regionset.models.kmeans_index import nearest_centroids
+from regionset.pipelines.kmeans.fit import KMeansConfig, fit_tree, level_totals
+from regionset.pipelines.kmeans.tree import FitParams, FitResult, allocate, fit_hierarchy, refine
 from tests.label_data import gaussian_mixture
 
 faiss.omp_set_num_threads(2)

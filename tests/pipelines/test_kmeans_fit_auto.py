@@ -8,13 +8,13 @@ import json
 import numpy as np
 import pytest
 
-from models.kmeans_index import ClusterTree
-from pipelines.cli import main
-from pipelines.config import BuildConfig
-from pipelines.kmeans import KMeansConfig, fit_kmeans
-from pipelines.kmeans.fit_choice import MIB, fit_signature, resolve_fit
-from pipelines.preflight_models import model_checks
-from pipelines.status import collect_status, print_status
+from regionset.models.kmeans_index import ClusterTree
+from regionset.pipelines.cli import main
+from regionset.pipelines.config import BuildConfig
+from regionset.pipelines.kmeans import KMeansConfig, fit_kmeans
+from regionset.pipelines.kmeans.fit_choice import MIB, fit_signature, resolve_fit
+from regionset.pipelines.preflight_models import model_checks
+from regionset.pipelines.status import collect_status, print_status
 from tests.label_data import write_mixture, write_region_shard
 
 # 3 shards × 200 regions at d = 8: the whole sample (600 rows) is 600 × 8 × 4 = 19,200 B = 0.0183 MiB

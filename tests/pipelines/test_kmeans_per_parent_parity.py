@@ -9,10 +9,10 @@ import importlib.util
 import numpy as np
 import pytest
 
-from models.kmeans_index import ClusterTree
-from pipelines.build import make_executor
-from pipelines.config import load_config
-from pipelines.kmeans import fit_kmeans
+from regionset.models.kmeans_index import ClusterTree
+from regionset.pipelines.build import make_executor
+from regionset.pipelines.config import load_config
+from regionset.pipelines.kmeans import fit_kmeans
 from tests.label_data import write_mixture
 
 OVERRIDES = ["kmeans.fit=per_parent", "kmeans.levels=[4,5]", "kmeans.sample_size=1500", "progress=false",

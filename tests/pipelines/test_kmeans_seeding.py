@@ -8,11 +8,11 @@ import faiss
 import numpy as np
 import pytest
 
-from models.kmeans_index import ClusterTree, nearest_centroids
-from pipelines.config import BuildConfig
-from pipelines.kmeans import KMeansConfig, fit_kmeans
-from pipelines.kmeans.seeding import kmeanspp, level_seeds
-from pipelines.kmeans.tree import FitParams, fit_hierarchy
+from regionset.models.kmeans_index import ClusterTree, nearest_centroids
+from regionset.pipelines.config import BuildConfig
+from regionset.pipelines.kmeans import KMeansConfig, fit_kmeans
+from regionset.pipelines.kmeans.seeding import kmeanspp, level_seeds
+from regionset.pipelines.kmeans.tree import FitParams, fit_hierarchy
 from tests.label_data import gaussian_mixture, write_mixture
 
 faiss.omp_set_num_threads(2)

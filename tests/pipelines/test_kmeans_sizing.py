@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import yaml
 
-from pipelines.config import BuildConfig
-from pipelines.kmeans import KMeansConfig, fit_kmeans
-from pipelines.kmeans.fit import fit_tree, level_totals
-from pipelines.kmeans.sizing import FULL_SCALE_PER_LEAF, MIN_PER_LEAF, auto_levels, tree_warnings
-from pipelines.lineage import LINEAGE_FILE
-from pipelines.status import collect_status, print_status
+from regionset.pipelines.config import BuildConfig
+from regionset.pipelines.kmeans import KMeansConfig, fit_kmeans
+from regionset.pipelines.kmeans.fit import fit_tree, level_totals
+from regionset.pipelines.kmeans.sizing import FULL_SCALE_PER_LEAF, MIN_PER_LEAF, auto_levels, tree_warnings
+from regionset.pipelines.lineage import LINEAGE_FILE
+from regionset.pipelines.status import collect_status, print_status
 from tests.label_data import gaussian_mixture, write_mixture
 
 faiss.omp_set_num_threads(2)

@@ -121,7 +121,7 @@ def test_silent_port_fails_after_connect_timeout(tmp_path):
     """A port that accepts TCP but never answers as Ray gives up after executor.connect_timeout."""
     import socket
 
-    from pipelines.preflight_cluster import ray_checks
+    from regionset.pipelines.preflight_cluster import ray_checks
 
     with socket.socket() as silent:
         silent.bind(("127.0.0.1", 0))

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.report import write_report
+from regionset.pipelines.report import write_report
 from tests.pipelines.report_synthetic import build_synthetic
 
 CHROMIUM = Path("/usr/bin/chromium")

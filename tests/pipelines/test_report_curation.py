@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from pipelines.catalog import build_catalog
-from pipelines.report.build import write_report
-from pipelines.shards import shard_path, write_table
-from schemas import DUPLICATES, duplicates_schema
+from regionset.pipelines.catalog import build_catalog
+from regionset.pipelines.report.build import write_report
+from regionset.pipelines.shards import shard_path, write_table
+from regionset.schemas import DUPLICATES, duplicates_schema
 from tests.pipelines.report_synthetic import build_synthetic
 
 

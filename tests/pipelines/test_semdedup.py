@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pyarrow.parquet as pq
 
-from pipelines.config import BuildConfig
-from pipelines.semdedup import SemDedupConfig, greedy_duplicates, semdedup
-from pipelines.shards import shard_path
-from schemas import REGION_DUPLICATES, TRAIN
+from regionset.pipelines.config import BuildConfig
+from regionset.pipelines.semdedup import SemDedupConfig, greedy_duplicates, semdedup
+from regionset.pipelines.shards import shard_path
+from regionset.schemas import REGION_DUPLICATES, TRAIN
 
 
 def _unit(x):
@@ -26,7 +26,7 @@ def test_greedy_flags_near_copies_of_kept_regions_only():
 
 
 def test_greedy_blocks_agree_with_one_block(monkeypatch):
-    import pipelines.semdedup as sd
+    import regionset.pipelines.semdedup as sd
 
     x = _unit(np.random.default_rng(1).normal(size=(300, 4)))
     full = greedy_duplicates(x, 0.9)[0]
@@ -40,9 +40,9 @@ def _packed_regions(out) -> set[str]:
 
 
 def test_step_flags_per_cluster_pack_drops_and_catalog_counts(tmp_path):
-    from pipelines.catalog import build_catalog, connect
-    from pipelines.executors.local import LocalExecutor
-    from stages.pack import PackConfig, PackStage
+    from regionset.pipelines.catalog import build_catalog, connect
+    from regionset.pipelines.executors.local import LocalExecutor
+    from regionset.stages.pack import PackConfig, PackStage
     from tests.stages.test_pack import _build
 
     _build(tmp_path)

@@ -17,8 +17,8 @@ import pyarrow.parquet as pq
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pipelines.config import InputConfig
-from pipelines.inputs import InputError, iter_urls
+from regionset.pipelines.config import InputConfig
+from regionset.pipelines.inputs import InputError, iter_urls
 
 _EXTS = [".jsonl", ".json", ".csv", ".tsv", ".parquet", ".txt"]
 

@@ -6,10 +6,10 @@ from urllib.parse import urlsplit
 
 import pyarrow.parquet as pq
 
-from pipelines.build import build
-from pipelines.cli import main
-from pipelines.retry import is_retryable
-from pipelines.shards import read_marker
+from regionset.pipelines.build import build
+from regionset.pipelines.cli import main
+from regionset.pipelines.retry import is_retryable
+from regionset.pipelines.shards import read_marker
 from tests.conftest import make_jpeg
 from tests.helpers import download_only, write_urls
 

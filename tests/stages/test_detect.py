@@ -136,7 +136,7 @@ def test_ultralytics_wiring_random_weights_from_yaml():
 
 
 def test_ultralytics_name_needing_download_fails_naming_option(monkeypatch, tmp_path):
-    from models.registry import ModelUnavailable
+    from regionset.models.registry import ModelUnavailable
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("REGIONSET_ONLINE", raising=False)

@@ -7,8 +7,8 @@ import importlib.util
 
 import pytest
 
-from pipelines.build import build, make_executor
-from pipelines.config import load_config
+from regionset.pipelines.build import build, make_executor
+from regionset.pipelines.config import load_config
 from tests.conftest import make_jpeg
 from tests.helpers import download_only, table_hash, write_urls
 from tests.pipelines.snapshots import markers

@@ -40,8 +40,9 @@ POLICIES = {
 def test_read_only_credentials_exit_2_naming_url_and_cause(server, tmp_path, policy):
     pytest.importorskip("moto.server")
     boto3 = pytest.importorskip("boto3")
-    import requests
     from importlib.metadata import version
+
+    import requests
 
     with moto_process() as endpoint:
         admin = {"endpoint_url": endpoint, "region_name": "us-east-1", "aws_access_key_id": ENV["AWS_ACCESS_KEY_ID"],
@@ -72,7 +73,7 @@ def test_read_only_credentials_exit_2_naming_url_and_cause(server, tmp_path, pol
                                        "steps": ["download"], "progress": False}))
         env = {**os.environ, "AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": key["AccessKeyId"],
                "AWS_SECRET_ACCESS_KEY": key["SecretAccessKey"], "AWS_DEFAULT_REGION": "us-east-1"}
-        run = subprocess.run([sys.executable, "-m", "pipelines.cli", "build", str(cfg)], env=env,
+        run = subprocess.run([sys.executable, "-m", "regionset.pipelines.cli", "build", str(cfg)], env=env,
                              capture_output=True, text=True, timeout=600)
         assert run.returncode == 2, run.stderr[-2000:]
         lines = run.stderr.strip().splitlines()
