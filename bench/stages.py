@@ -27,15 +27,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import pyarrow as pa  # noqa: E402
 from PIL import Image  # noqa: E402
 
-import models  # noqa: E402, F401  (offline environment defaults)
-from pipelines.executors.local import LocalExecutor  # noqa: E402
-from pipelines.shards import STATE_DIR, shard_path, write_table  # noqa: E402
-from schemas import IMAGES, REGIONS_OBJECT, REGIONS_TEXT, images_schema  # noqa: E402
-from stages.base import Resources  # noqa: E402
-from stages.detect import DetectConfig, DetectStage, UltralyticsConfig  # noqa: E402
-from stages.embed import EmbedConfig, EmbedStage  # noqa: E402
-from stages.ocr import OcrConfig, OcrStage  # noqa: E402
-from stages.region_helpers import decode_pil, decode_rgb  # noqa: E402
+from regionset import models  # noqa: E402, F401  (offline environment defaults)
+from regionset.pipelines.executors.local import LocalExecutor  # noqa: E402
+from regionset.pipelines.shards import STATE_DIR, shard_path, write_table  # noqa: E402
+from regionset.schemas import IMAGES, REGIONS_OBJECT, REGIONS_TEXT, images_schema  # noqa: E402
+from regionset.stages.base import Resources  # noqa: E402
+from regionset.stages.detect import DetectConfig, DetectStage, UltralyticsConfig  # noqa: E402
+from regionset.stages.embed import EmbedConfig, EmbedStage  # noqa: E402
+from regionset.stages.ocr import OcrConfig, OcrStage  # noqa: E402
+from regionset.stages.region_helpers import decode_pil, decode_rgb  # noqa: E402
 from tests.synth import encode, render_text_image, synthetic_scene, text_lines  # noqa: E402
 
 

@@ -11,21 +11,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from common import threads
-from common.storage import as_path, is_remote
-from common.typed_config import ConfigError, config_warnings
-from pipelines.catalog import build_catalog
-from pipelines.config import BuildConfig
-from pipelines.definition import GlobalStep, build_steps, global_outputs
-from pipelines.executors.base import Executor, StageReport
-from pipelines.failpoints import failpoint
-from pipelines.inputs import shard_input
-from pipelines.lineage import append_run, config_digest, new_run_id, write_lineage
-from pipelines.lock import BuildLock
-from pipelines.marker_index import load_committed
-from pipelines.preflight import run_preflight
-from pipelines.progress import console, print_table
-from pipelines.shards import clean_temp_files, forget_sha256
+from regionset.common import threads
+from regionset.common.storage import as_path, is_remote
+from regionset.common.typed_config import ConfigError, config_warnings
+from regionset.pipelines.catalog import build_catalog
+from regionset.pipelines.config import BuildConfig
+from regionset.pipelines.definition import GlobalStep, build_steps, global_outputs
+from regionset.pipelines.executors.base import Executor, StageReport
+from regionset.pipelines.failpoints import failpoint
+from regionset.pipelines.inputs import shard_input
+from regionset.pipelines.lineage import append_run, config_digest, new_run_id, write_lineage
+from regionset.pipelines.lock import BuildLock
+from regionset.pipelines.marker_index import load_committed
+from regionset.pipelines.preflight import run_preflight
+from regionset.pipelines.progress import console, print_table
+from regionset.pipelines.shards import clean_temp_files, forget_sha256
 
 
 @dataclass

@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         if args.cmd in OUTPUT_COMMANDS:
-            from pipelines.output_check import require_output
+            from regionset.pipelines.output_check import require_output
 
             require_output(args.out)  # one clear line for a wrong folder or URL, not a table of zeros
         if args.cmd == "demo":
@@ -136,8 +136,8 @@ def main(argv: list[str] | None = None) -> int:
         elif args.cmd == "config":
             import yaml
 
-            from common.typed_config import config_warnings, to_dict
-            from pipelines.config import load_config
+            from regionset.common.typed_config import config_warnings, to_dict
+            from regionset.pipelines.config import load_config
 
             cfg = load_config(*_config_and_overrides(args))
             for w in config_warnings(cfg):

@@ -13,10 +13,10 @@ from typing import Any
 
 import yaml
 
-from common.files import write_atomic
-from common.storage import as_path
-from common.typed_config import flat_dict, to_dict
-from pipelines.shards import write_json
+from regionset.common.files import write_atomic
+from regionset.common.storage import as_path
+from regionset.common.typed_config import flat_dict, to_dict
+from regionset.pipelines.shards import write_json
 
 LINEAGE_FILE = "regionset.yaml"
 PACKAGES = ("regionset", "pyarrow", "duckdb", "numpy", "torch", "torchvision", "open_clip_torch",

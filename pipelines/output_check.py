@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from common.shard_names import STATE_DIR
-from common.storage import RemotePath, as_path
-from pipelines.lineage import LINEAGE_FILE
+from regionset.common.shard_names import STATE_DIR
+from regionset.common.storage import RemotePath, as_path
+from regionset.pipelines.lineage import LINEAGE_FILE
 
-CATALOG_FILE = "catalog.duckdb"  # pipelines.catalog.CATALOG_FILE, without importing duckdb
+CATALOG_FILE = "catalog.duckdb"  # regionset.pipelines.catalog.CATALOG_FILE, without importing duckdb
 
 
 class NotAnOutputError(FileNotFoundError):

@@ -21,8 +21,8 @@ from typing import Any, ClassVar
 
 import pyarrow as pa
 
-from common import threads
-from common.typed_config import flat_dict
+from regionset.common import threads
+from regionset.common.typed_config import flat_dict
 
 
 @dataclass(frozen=True)

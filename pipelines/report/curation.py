@@ -8,12 +8,12 @@ from typing import Any
 
 import duckdb
 
-from pipelines.report import media, plots
-from pipelines.report.pages import NO_DATA, esc, figure, fmt, table
-from pipelines.report.queries import image_bytes
-from pipelines.report.sql import Result, run
-from schemas import DUPLICATES
-from schemas.tables import DUP_EVAL
+from regionset.pipelines.report import media, plots
+from regionset.pipelines.report.pages import NO_DATA, esc, figure, fmt, table
+from regionset.pipelines.report.queries import image_bytes
+from regionset.pipelines.report.sql import Result, run
+from regionset.schemas import DUPLICATES
+from regionset.schemas.tables import DUP_EVAL
 
 PAIRS = 24
 
@@ -21,7 +21,7 @@ PAIRS = 24
 def _no_pairs_html(con: duckdb.DuckDBPyConnection, out: Path, results: list[Result]) -> str:
     """No duplicate pairs: how many images were hashed and grouped when the dedup steps ran (a
     ``duplicates`` shard is written for every hashed shard), else where the data would come from."""
-    from pipelines.shards import list_shards
+    from regionset.pipelines.shards import list_shards
 
     hashed = run(con, "images hashed (dedup step)", "SELECT count(*) AS images FROM hashes")
     results.append(hashed)

@@ -7,7 +7,14 @@ from typing import ClassVar
 
 import pytest
 
-from common.typed_config import ConfigError, apply_overrides, config_warnings, flat_dict, from_dict, to_dict
+from regionset.common.typed_config import (
+    ConfigError,
+    apply_overrides,
+    config_warnings,
+    flat_dict,
+    from_dict,
+    to_dict,
+)
 
 
 @dataclass(frozen=True)

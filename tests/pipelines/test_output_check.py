@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.cli import OUTPUT_COMMANDS, main
-from pipelines.output_check import is_output
+from regionset.pipelines.cli import OUTPUT_COMMANDS, main
+from regionset.pipelines.output_check import is_output
 from tests.s3server import BUCKET, s3  # noqa: F401 (fixture)
 
 
@@ -61,7 +61,7 @@ def test_object_store_without_output_exits_2(s3, tmp_path, capsys):  # noqa: F81
 
 
 def test_object_store_output_is_found(s3):  # noqa: F811 (fixture)
-    from common.storage import as_path
+    from regionset.common.storage import as_path
 
     (as_path(s3.url("built")) / "regionset.yaml").write_text("regionset_lineage: 1\n")
     assert is_output(s3.url("built")) and not is_output(s3.url("buil"))

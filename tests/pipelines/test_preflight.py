@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.cli import main
-from pipelines.config import load_config
-from pipelines.preflight import check_disk, run_preflight
-from pipelines.preflight_models import file_problem, model_checks
+from regionset.pipelines.cli import main
+from regionset.pipelines.config import load_config
+from regionset.pipelines.preflight import check_disk, run_preflight
+from regionset.pipelines.preflight_models import file_problem, model_checks
 
 
 def _build(capsys, tmp_path, *overrides: str, debug: bool = False) -> tuple[int, list[str]]:

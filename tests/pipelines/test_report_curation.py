@@ -33,8 +33,8 @@ def test_curation_page_without_data_says_so(tmp_path):
 
 def _build_images(server, tmp_path, steps: list[str]):
     """A real build of 4 distinct (non-duplicate) synthetic scenes with ``steps``; its output folder."""
-    from pipelines.build import build
-    from pipelines.config import load_config
+    from regionset.pipelines.build import build
+    from regionset.pipelines.config import load_config
     from tests.helpers import write_urls
     from tests.synth import encode, synthetic_scene
 

@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from common.typed_config import ConfigError, config_warnings
-from pipelines.config import load_config
-from pipelines.lineage import config_digest
-from stages.detect import DetectStage
-from stages.ocr import OcrStage
+from regionset.common.typed_config import ConfigError, config_warnings
+from regionset.pipelines.config import load_config
+from regionset.pipelines.lineage import config_digest
+from regionset.stages.detect import DetectStage
+from regionset.stages.ocr import OcrStage
 
 # Non-default settings touching moved keys of both backends of each stage and some shared keys.
 OCR_OVERRIDES = ["ocr.backend=paddleocr", "ocr.paddle_python=/venv/bin/python", "ocr.det_model_dir=/m/det",
@@ -30,7 +30,7 @@ NEW_SPELLING = {"ocr.paddle_python": "ocr.paddleocr.python", "ocr.paddle_start_t
 
 # Obtained on main before the split (commit 7e73dce, flat OcrConfig/DetectConfig): load_config(None, ...)
 # with no overrides / with OCR_OVERRIDES + DETECT_OVERRIDES, then Stage(cfg).config_hash(Path("/nonexistent-out"))
-# (the completion markers' hash) and pipelines.lineage.config_digest(cfg) (regionset.yaml's config_hash).
+# (the completion markers' hash) and regionset.pipelines.lineage.config_digest(cfg) (regionset.yaml's config_hash).
 MAIN_HASHES = {
     "ocr default": "86cdd5b9789e227f", "ocr non-default": "864bf657ffd777cf",
     "detect default": "0eb2e8f1de176c99", "detect non-default": "1ba29175dda90e68",
@@ -95,7 +95,7 @@ def test_conflicting_spellings_and_unknown_keys_error(tmp_path):
 
 
 def test_config_command_prints_new_spelling_and_warns(capsys):
-    from pipelines.cli import main
+    from regionset.pipelines.cli import main
 
     assert main(["config", "ocr.det_model_dir=/m/det", "detect.imgsz=320"]) == 0
     got = capsys.readouterr()
@@ -108,7 +108,7 @@ def test_config_command_prints_new_spelling_and_warns(capsys):
 
 
 def test_init_shows_the_backend_sub_sections(capsys):
-    from pipelines.cli import main
+    from regionset.pipelines.cli import main
 
     assert main(["init", "-"]) == 0
     text = capsys.readouterr().out
@@ -120,8 +120,8 @@ def test_init_shows_the_backend_sub_sections(capsys):
 
 
 def test_build_records_and_prints_the_deprecation(tmp_path, capsys):
-    from pipelines.build import begin_build
-    from pipelines.lineage import LINEAGE_FILE
+    from regionset.pipelines.build import begin_build
+    from regionset.pipelines.lineage import LINEAGE_FILE
 
     cfg = load_config(None, [f"output={tmp_path / 'out'}", "ocr.det_model_dir=/m/det"])
     (tmp_path / "out").mkdir()
@@ -133,7 +133,7 @@ def test_build_records_and_prints_the_deprecation(tmp_path, capsys):
 
 
 def test_detect_on_cuda_still_asks_executors_for_a_gpu():
-    from stages.base import Resources
+    from regionset.stages.base import Resources
 
     assert DetectStage(load_config(None, ["detect.ultralytics.device=cuda:0"]).detect).resources() == Resources(gpus=1.0)
     assert DetectStage(load_config(None, ["detect.device=cuda"]).detect).resources().gpus == 1.0  # old spelling

@@ -6,9 +6,9 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from schemas import images_schema, regions_schema, validate_table
-from stages.detect import DetectConfig, DetectStage, UltralyticsConfig
-from stages.region_helpers import region_id
+from regionset.schemas import images_schema, regions_schema, validate_table
+from regionset.stages.detect import DetectConfig, DetectStage, UltralyticsConfig
+from regionset.stages.region_helpers import region_id
 from tests.synth import box_iou, encode, synthetic_scene
 
 
