@@ -47,7 +47,7 @@ if [ "$DEV" = 1 ]; then
   if [ "$LATEST" = 1 ]; then bash dags/install_airflow.sh "$PY" --latest; else bash dags/install_airflow.sh "$PY"; fi
   bash .ci/install_chromium.sh
 fi
-# 5. Check the imports. `import models` first: it sets regionset's offline switches (models/__init__.py),
+# 5. Check the imports. `import regionset.models` first: it sets regionset's offline switches (models/__init__.py),
 #    so nothing calls home (albumentations otherwise asks pypi.org for a newer version at import).
-$PY -c "import models, cv2, torch, open_clip, ultralytics, rapidocr_onnxruntime, faiss, duckdb, img2dataset" \
+$PY -c "import regionset.models, cv2, torch, open_clip, ultralytics, rapidocr_onnxruntime, faiss, duckdb, img2dataset" \
   && echo "regionset installed: $($PY -c 'import importlib.metadata as m; print(m.version("regionset"))')"

@@ -56,10 +56,10 @@ def _timed(cls):
 
 
 def _load_timed() -> dict:
-    from stages.assign import AssignStage
-    from stages.detect import DetectStage
-    from stages.embed import EmbedStage
-    from stages.ocr import OcrStage
+    from regionset.stages.assign import AssignStage
+    from regionset.stages.detect import DetectStage
+    from regionset.stages.embed import EmbedStage
+    from regionset.stages.ocr import OcrStage
 
     return {c.name: _timed(c) for c in (DetectStage, OcrStage, EmbedStage, AssignStage)}
 
@@ -69,7 +69,7 @@ KEEP_DUPLICATES = [f"{s}.skip_duplicates=false" for s in ("detect", "ocr", "embe
 
 
 def _overrides(out: Path, urls: Path, shard_size: int, workers: int) -> list[str]:
-    from pipelines.tools.demo.run import demo_overrides
+    from regionset.pipelines.tools.demo.run import demo_overrides
 
     return demo_overrides(out, urls, shard_size) + KEEP_DUPLICATES + ["progress=false",
                                                                        f"executor.processes={workers}"]
@@ -108,9 +108,9 @@ class _StepClock:
 
 def _child(args) -> None:
     """One build in this fresh process; prints per-step wall and CPU as JSON."""
-    import pipelines.build as pb
-    from pipelines.config import load_config
-    from pipelines.executors.local import LocalExecutor
+    import regionset.pipelines.build as pb
+    from regionset.pipelines.config import load_config
+    from regionset.pipelines.executors.local import LocalExecutor
 
     cfg = load_config(None, _overrides(Path(args.out), Path(args.urls), args.shard_size, args.workers))
     steps_of = pb.build_steps
@@ -191,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     import pyarrow.parquet as pq
 
     from bench.engines import _corpus
-    from pipelines.tools.demo.server import LoopbackServer
+    from regionset.pipelines.tools.demo.server import LoopbackServer
 
     workers = [int(w) for w in args.workers.split(",")]
     results: dict[int, list[dict]] = {w: [] for w in workers}

@@ -29,8 +29,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo, ahead of bench/stages.py
-from pipelines.dedup.group import find_duplicates  # noqa: E402
-from schemas import hashes_schema  # noqa: E402
+from regionset.pipelines.dedup.group import find_duplicates  # noqa: E402
+from regionset.schemas import hashes_schema  # noqa: E402
 
 CHUNK = 1_000_000
 DISTANCES = range(1, 9)

@@ -26,7 +26,7 @@ import pyarrow.parquet as pq  # noqa: E402
 from PIL import Image  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from pipelines.tools.demo.server import LoopbackServer  # noqa: E402
+from regionset.pipelines.tools.demo.server import LoopbackServer  # noqa: E402
 
 
 def corpus(server: LoopbackServer, n: int) -> list[str]:
@@ -55,8 +55,8 @@ def run_img2dataset(url_file: Path, out: Path, threads: int, shard: int) -> floa
 
 
 def run_regionset(url_file: Path, out: Path, threads: int, shard: int) -> float:
-    from pipelines.build import build
-    from pipelines.config import load_config
+    from regionset.pipelines.build import build
+    from regionset.pipelines.config import load_config
 
     cfg = load_config(None, [f"output={out}", f"input.path={url_file}", f"input.shard_size={shard}",
                              "steps=[download]", "download.allow_loopback=true", "download.timeout=5",

@@ -29,7 +29,7 @@ ENGINES = ("local", "local-2proc", "ray", "spark")
 
 def _corpus(n: int) -> list[tuple[str, bytes, str]]:
     """``n`` images cycled from the demo corpus (photos and text pages) under distinct names."""
-    from pipelines.tools.demo.corpus import demo_images
+    from regionset.pipelines.tools.demo.corpus import demo_images
 
     demo = demo_images()
     return [(f"{i:04d}-{demo[i % len(demo)].name}", demo[i % len(demo)].data, demo[i % len(demo)].caption)
@@ -41,11 +41,11 @@ def prepare(root: Path, images: int, shard_size: int, stage: str, threads: int):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from pipelines.build import build
-    from pipelines.config import load_config
-    from pipelines.definition import build_steps
-    from pipelines.steps import STEP_NAMES
-    from pipelines.tools.demo.server import LoopbackServer
+    from regionset.pipelines.build import build
+    from regionset.pipelines.config import load_config
+    from regionset.pipelines.definition import build_steps
+    from regionset.pipelines.steps import STEP_NAMES
+    from regionset.pipelines.tools.demo.server import LoopbackServer
 
     upto = list(STEP_NAMES[: STEP_NAMES.index(stage) + 1])
     with LoopbackServer() as server:
@@ -64,17 +64,17 @@ def prepare(root: Path, images: int, shard_size: int, stage: str, threads: int):
 
 
 def make(engine: str, cfg):
-    from pipelines.executors.config import RayConfig, SparkConfig
+    from regionset.pipelines.executors.config import RayConfig, SparkConfig
 
     if engine.startswith("local"):
-        from pipelines.executors.local import LocalExecutor
+        from regionset.pipelines.executors.local import LocalExecutor
 
         return LocalExecutor(processes=2 if engine == "local-2proc" else 1, show_progress=False)
     if engine == "ray":
-        from pipelines.executors.ray_data import RayExecutor
+        from regionset.pipelines.executors.ray_data import RayExecutor
 
         return RayExecutor(RayConfig(num_cpus=os.cpu_count() or 2), show_progress=False)
-    from pipelines.executors.spark import SparkExecutor
+    from regionset.pipelines.executors.spark import SparkExecutor
 
     return SparkExecutor(SparkConfig(master=f"local[{os.cpu_count() or 2}]"), show_progress=False)
 
@@ -124,7 +124,7 @@ def main() -> None:
     for k, v in {"YOLO_OFFLINE": "1", "HF_HUB_OFFLINE": "1", "NO_ALBUMENTATIONS_UPDATE": "1",
                  "YOLO_CONFIG_DIR": tempfile.gettempdir(), "MPLCONFIGDIR": tempfile.gettempdir()}.items():
         os.environ.setdefault(k, v)
-    from pipelines.core.progress import print_table
+    from regionset.pipelines.core.progress import print_table
 
     with tempfile.TemporaryDirectory(prefix="regionset-bench-engines-") as tmp:
         cfg, stage, shards = prepare(Path(tmp), args.images, args.shard_size, args.stage, args.threads)

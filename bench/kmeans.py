@@ -1,7 +1,7 @@
 """Hierarchical vs flat FAISS k-means at equal leaf count, and streaming assignment at growing N.
 
 Part 1 (same data, same process): fit time, exact-assignment throughput and inertia (mean squared
-distance of every point to its nearest centroid) of ``pipelines.kmeans.tree`` against one
+distance of every point to its nearest centroid) of ``regionset.pipelines.kmeans.tree`` against one
 flat ``faiss.Kmeans``; plus, for reference, routing through the coarse cell (what the pipeline does
 *not* do). Median of ``--runs`` runs (seeds 0..runs-1).
 Each tree is fitted once per ``--seeding`` (random and k-means++ side by side, same flat fits).
@@ -53,7 +53,7 @@ def split_levels(k: int) -> tuple[int, int]:
 
 def routed(x: np.ndarray, c0: np.ndarray, c1: np.ndarray, parents: np.ndarray) -> np.ndarray:
     """Squared distance when routing through the nearest coarse centroid first (reference only)."""
-    from models.kmeans_index import nearest_centroids
+    from regionset.models.kmeans_index import nearest_centroids
 
     top, _ = nearest_centroids(x, c0, "numpy")
     out = np.empty(len(x), np.float32)
@@ -71,9 +71,9 @@ def one_run(x: np.ndarray, k: int, seed: int, args: argparse.Namespace, backend:
     the global refinement, which is timed as part of its fit). ``flat`` caches the flat fit per seed."""
     import faiss
 
-    from models.kmeans_index import nearest_centroids
-    from pipelines.kmeans.params import FitParams
-    from pipelines.kmeans.tree import fit_hierarchy, refine
+    from regionset.models.kmeans_index import nearest_centroids
+    from regionset.pipelines.kmeans.params import FitParams
+    from regionset.pipelines.kmeans.tree import fit_hierarchy, refine
 
     a, b = split_levels(k)
     niter, gpu = args.niter, args.gpu
@@ -107,7 +107,7 @@ def compare(n: int, d: int, k: int, args: argparse.Namespace, backend: str) -> l
     """One median row per tree seeding (``--seeding``), all against the same flat fits."""
     x = mixture(n, d, centres=max(k // 4, 8), seed=123)
     if args.spherical:
-        from models.kmeans_index import l2_normalize
+        from regionset.models.kmeans_index import l2_normalize
 
         x = l2_normalize(x)
     flat: dict = {}
@@ -124,9 +124,9 @@ import json, resource, sys, time
 from pathlib import Path
 import numpy as np
 sys.path.insert(0, sys.argv[5])
-from models.kmeans_index import ClusterTree
-from pipelines.executors.local import LocalExecutor
-from stages.assign import AssignConfig, AssignStage
+from regionset.models.kmeans_index import ClusterTree
+from regionset.pipelines.executors.local import LocalExecutor
+from regionset.stages.assign import AssignConfig, AssignStage
 from tests.label_data import write_region_shard
 out, n, d, per = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 rng = np.random.default_rng(0)
@@ -144,7 +144,7 @@ print(json.dumps({"rows": rep.rows_out, "shards": len(shards), "vps": rep.rows_o
 
 def streaming(ns: list[int], d: int, k: int, per_shard: int) -> list[dict]:
     """The assign stage over synthetic fp16 shards at each N, in a fresh process each."""
-    from models.kmeans_index import ClusterTree
+    from regionset.models.kmeans_index import ClusterTree
 
     a, b = split_levels(k)
     rng = np.random.default_rng(1)

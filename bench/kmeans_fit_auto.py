@@ -23,9 +23,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def main() -> None:
-    from pipelines.kmeans.config import KMeansConfig
-    from pipelines.kmeans.fit_choice import resolve_fit
-    from pipelines.kmeans.sample import uniform_sample
+    from regionset.pipelines.kmeans.config import KMeansConfig
+    from regionset.pipelines.kmeans.fit_choice import resolve_fit
+    from regionset.pipelines.kmeans.sample import uniform_sample
     from tests.label_data import write_mixture
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -27,9 +27,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 def main() -> None:
     from bench.kmeans import mixture
-    from pipelines.config import load_config
-    from pipelines.executors.factory import make_executor
-    from pipelines.kmeans.fit import fit_kmeans
+    from regionset.pipelines.config import load_config
+    from regionset.pipelines.executors.factory import make_executor
+    from regionset.pipelines.kmeans.fit import fit_kmeans
     from tests.label_data import write_region_shard
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -56,10 +56,10 @@ def run_zipf(n: int, d: int, centres: int, levels: tuple[int, int], seed: int, n
     """Fit every method on one Zipf mixture; return one row per method (reference first)."""
     import faiss
 
-    from models.kmeans_index import nearest_centroids
-    from pipelines.kmeans.params import FitParams
-    from pipelines.kmeans.seeding import kmeanspp
-    from pipelines.kmeans.tree import fit_hierarchy
+    from regionset.models.kmeans_index import nearest_centroids
+    from regionset.pipelines.kmeans.params import FitParams
+    from regionset.pipelines.kmeans.seeding import kmeanspp
+    from regionset.pipelines.kmeans.tree import fit_hierarchy
 
     x, truth = zipf_mixture(n, d, centres, seed)
     k = levels[0] * levels[1]

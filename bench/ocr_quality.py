@@ -26,11 +26,11 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import models  # noqa: E402, F401  (offline environment defaults)
-from models.ocr import RapidOcr, TextLine  # noqa: E402
-from models.ocr_spaces import RESTORE_MODES, restore_spaces  # noqa: E402
-from models.tokenizer import TokenLabeler  # noqa: E402
-from stages.ocr import OcrConfig  # noqa: E402
+from regionset import models  # noqa: E402, F401  (offline environment defaults)
+from regionset.models.ocr import RapidOcr, TextLine  # noqa: E402
+from regionset.models.ocr_spaces import RESTORE_MODES, restore_spaces  # noqa: E402
+from regionset.models.tokenizer import TokenLabeler  # noqa: E402
+from regionset.stages.ocr import OcrConfig  # noqa: E402
 
 FONT_DIRS = ["/usr/share/fonts", str(Path(np.__file__).parents[1] / "matplotlib/mpl-data/fonts/ttf")]
 FONT_NAMES = ["DejaVuSans.ttf", "DejaVuSerif.ttf", "DejaVuSans-Bold.ttf", "LiberationSans-Regular.ttf",
@@ -153,7 +153,7 @@ class Scores:
 
 def read_all(ocr, images: list[bytes], min_score: float) -> tuple[list[list[TextLine]], float]:
     """Every image's lines above ``min_score`` (the stage's filter) and the median seconds per image."""
-    from stages.region_helpers import decode_rgb
+    from regionset.stages.region_helpers import decode_rgb
 
     out, secs = [], []
     for data in images:

@@ -17,9 +17,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import models  # noqa: E402, F401  (offline environment defaults)
-from models.ocr import RapidOcr  # noqa: E402
-from models.ocr_spaces import restore_spaces  # noqa: E402
+from regionset import models  # noqa: E402, F401  (offline environment defaults)
+from regionset.models.ocr import RapidOcr  # noqa: E402
+from regionset.models.ocr_spaces import restore_spaces  # noqa: E402
 from tests.synth import render_text_image, text_lines  # noqa: E402
 
 SETTINGS = {

@@ -25,12 +25,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import Image, ImageDraw
 
-from pipelines.core.catalog import CATALOG_FILE, build_catalog, connect
-from pipelines.core.shards import ROW_GROUP_ROWS, write_table
-from pipelines.tools.report.build import write_report
-from pipelines.tools.report.gallery import gallery_body, images_body
-from pipelines.tools.report.overview import distributions_body, overview_body
-from schemas import IMAGES, LABELS, REGIONS_OBJECT, REGIONS_TEXT
+from regionset.pipelines.core.catalog import CATALOG_FILE, build_catalog, connect
+from regionset.pipelines.core.shards import ROW_GROUP_ROWS, write_table
+from regionset.pipelines.tools.report.build import write_report
+from regionset.pipelines.tools.report.gallery import gallery_body, images_body
+from regionset.pipelines.tools.report.overview import distributions_body, overview_body
+from regionset.schemas import IMAGES, LABELS, REGIONS_OBJECT, REGIONS_TEXT
 
 REGIONS_PER_IMAGE = 20  # 15 object + 5 text
 REGIONS_PER_SHARD = 100_000

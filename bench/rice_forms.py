@@ -25,7 +25,7 @@ def _rss_kib(field: str) -> int:
 
 def _case(form: str, multilabel: str, k: int, rows: int, dim: int, filt: float):
     """A loss module, its inputs and a timed forward+backward step (task-like label mix)."""
-    from training.rice.loss import PartialFCLoss
+    from regionset.training.rice.loss import PartialFCLoss
 
     torch.manual_seed(0)
     loss_fn = PartialFCLoss(k, dim, sample_rate=0.1, form=form, multilabel=multilabel, labels_per_sample=8,
@@ -80,11 +80,11 @@ def learning_probe(steps: int, batch: int, forms: tuple[str, ...] = ("paper", "s
     The settings are the slow learning test's (synthetic coloured shapes, 8 shards x 64 rows,
     ρ = 1, s = 16); only ``loss.form`` changes between the runs.
     """
-    from training.checkpoint import latest_checkpoint
-    from training.cli import run_training
-    from training.rice.model import ModelConfig, RiceViT
-    from training.rice.probe import region_probe
-    from training.synthetic import NUM_CLASSES, NUM_TOKENS, write_synthetic_shards
+    from regionset.training.checkpoint import latest_checkpoint
+    from regionset.training.cli import run_training
+    from regionset.training.rice.model import ModelConfig, RiceViT
+    from regionset.training.rice.probe import region_probe
+    from regionset.training.synthetic import NUM_CLASSES, NUM_TOKENS, write_synthetic_shards
 
     root = tempfile.mkdtemp(prefix="bench-rice-probe-")
     config = os.path.join(os.path.dirname(__file__), "../training/configs/rice-tiny.yaml")

@@ -85,7 +85,7 @@ def _tree_rss(pid: int) -> tuple[int, int]:
 def run_build(out: Path, urls: Path, per_shard: int, args: argparse.Namespace) -> dict:
     levels = [2 ** round(math.log2(math.sqrt(args.leaves)))]
     levels.append(args.leaves // levels[0])
-    cmd = [sys.executable, "-m", "pipelines.cli", "build", f"output={out}", f"input.path={urls}",
+    cmd = [sys.executable, "-m", "regionset.pipelines.cli", "build", f"output={out}", f"input.path={urls}",
            f"input.shard_size={per_shard // 4}", "progress=false", f"steps=[{args.steps}]",
            f"kmeans.levels=[{levels[0]},{levels[1]}]", f"kmeans.sample_size={args.sample}",
            f"kmeans.niter={args.niter}", f"kmeans.fit={args.fit}", f"executor.processes={args.processes}",
@@ -123,9 +123,9 @@ def beam_tradeoff(out: Path, kmeans_dir: Path, beams: list[int], rows: int, runs
 
     from threadpoolctl import threadpool_limits
 
-    from models.kmeans_beam import beam_search
-    from models.kmeans_index import ClusterTree, l2_normalize, nearest_centroids
-    from pipelines.kmeans.sample import uniform_sample
+    from regionset.models.kmeans_beam import beam_search
+    from regionset.models.kmeans_index import ClusterTree, l2_normalize, nearest_centroids
+    from regionset.pipelines.kmeans.sample import uniform_sample
 
     tree = ClusterTree.load(kmeans_dir)
     shards = sorted(int(p.stem.split("-")[1]) for p in (out / "embeddings").glob("part-*.parquet"))
@@ -171,7 +171,7 @@ def main() -> None:
                     "fitting one: assign throughput vs N with one tree; default steps become assign")
     args = ap.parse_args()
     args.steps = args.steps or ("assign" if args.kmeans_dir else "fit_kmeans,assign,pack")
-    from pipelines.tools.status import collect_status
+    from regionset.pipelines.tools.status import collect_status
 
     load0 = os.getloadavg()[0]  # the machine may be shared: printed with the numbers
     with tempfile.TemporaryDirectory() as tmp:

@@ -27,15 +27,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import pyarrow as pa  # noqa: E402
 from PIL import Image  # noqa: E402
 
-import models  # noqa: E402, F401  (offline environment defaults)
-from pipelines.core.shards import STATE_DIR, shard_path, write_table  # noqa: E402
-from pipelines.executors.local import LocalExecutor  # noqa: E402
-from schemas import IMAGES, REGIONS_OBJECT, REGIONS_TEXT, images_schema  # noqa: E402
-from stages.base import Resources  # noqa: E402
-from stages.detect import DetectConfig, DetectStage  # noqa: E402
-from stages.embed import EmbedConfig, EmbedStage  # noqa: E402
-from stages.ocr import OcrConfig, OcrStage  # noqa: E402
-from stages.region_helpers import decode_pil, decode_rgb  # noqa: E402
+from regionset import models  # noqa: E402, F401  (offline environment defaults)
+from regionset.pipelines.core.shards import STATE_DIR, shard_path, write_table  # noqa: E402
+from regionset.pipelines.executors.local import LocalExecutor  # noqa: E402
+from regionset.schemas import IMAGES, REGIONS_OBJECT, REGIONS_TEXT, images_schema  # noqa: E402
+from regionset.stages.base import Resources  # noqa: E402
+from regionset.stages.detect import DetectConfig, DetectStage, UltralyticsConfig  # noqa: E402
+from regionset.stages.embed import EmbedConfig, EmbedStage  # noqa: E402
+from regionset.stages.ocr import OcrConfig, OcrStage  # noqa: E402
+from regionset.stages.region_helpers import decode_pil, decode_rgb  # noqa: E402
 from tests.synth import encode, render_text_image, synthetic_scene, text_lines  # noqa: E402
 
 
@@ -69,14 +69,14 @@ def run_pipeline(stage, out: Path, shards: list[int]) -> float:
 
 def stored_jpegs(out: Path, shards: list[int]) -> list[bytes]:
     """The stored image bytes of the corpus, in shard order."""
-    from pipelines.core.shards import read_table
+    from regionset.pipelines.core.shards import read_table
 
     return [b for s in shards for b in read_table(shard_path(out, IMAGES, s)).column("jpg").to_pylist()]
 
 
 def boxes_by_image(stage: EmbedStage, out: Path, shards: list[int]) -> list[list[tuple[int, int, int, int]]]:
     """Per image of the corpus (in order): the integer boxes the embed stage will crop."""
-    from pipelines.core.shard_run import read_inputs
+    from regionset.pipelines.core.shard_run import read_inputs
 
     boxes = []
     for s in shards:
@@ -124,8 +124,8 @@ def main(argv: list[str] | None = None) -> int:
     n_images = args.images or (256 if cuda else 32)
     backend = args.detect_backend or ("ultralytics" if cuda else "proposer")
     cpus = Resources(cpus=args.threads)
-    detect_cfg = DetectConfig(backend=backend, model=args.yolo if backend == "ultralytics" else "",
-                              device=args.device, resources=cpus, batch_size=16 if cuda else 8)
+    detect_cfg = DetectConfig(backend=backend, resources=cpus, ultralytics=UltralyticsConfig(
+        model=args.yolo if backend == "ultralytics" else "", device=args.device, batch_size=16 if cuda else 8))
     ocr_cfg = OcrConfig(resources=cpus)
     embed_cfg = EmbedConfig(model=args.clip or ("ViT-B-32" if cuda else EmbedConfig().model), device=args.device,
                             resources=cpus, batch_size=args.embed_batch or (256 if cuda else 64))

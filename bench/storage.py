@@ -75,10 +75,10 @@ def _throughput(images: int, repeats: int, steps: str, tmp: Path) -> dict:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from pipelines.build import build
-    from pipelines.config import load_config
-    from pipelines.tools.demo.corpus import demo_images
-    from pipelines.tools.demo.server import LoopbackServer
+    from regionset.pipelines.build import build
+    from regionset.pipelines.config import load_config
+    from regionset.pipelines.tools.demo.corpus import demo_images
+    from regionset.pipelines.tools.demo.server import LoopbackServer
 
     photos = [img for img in demo_images() if img.name.endswith(".jpg")]
     rates: dict[str, list[float]] = {"local": [], "s3": []}
@@ -107,10 +107,10 @@ def _fill_table(shards: int) -> dict[str, str]:
 
     import boto3
 
-    from common.shard_names import shard_name
-    from pipelines.config import load_config
-    from pipelines.core.shards import Marker
-    from pipelines.definition import build_steps
+    from regionset.common.shard_names import shard_name
+    from regionset.pipelines.config import load_config
+    from regionset.pipelines.core.shards import Marker
+    from regionset.pipelines.definition import build_steps
 
     s3 = boto3.client("s3")
     steps = [s for s in build_steps(load_config(None, ["steps=[download,detect]"])) if hasattr(s, "output")]
@@ -136,11 +136,11 @@ def _fill_table(shards: int) -> dict[str, str]:
 
 def _plan_once(shards: int, producers: dict[str, str], counter: _Requests) -> dict:
     """Build start + planning of ``detect`` in a fresh process state: requests by phase, seconds."""
-    from pipelines.config import load_config
-    from pipelines.core.marker_index import load_committed, save_index
-    from pipelines.core.shard_run import plan_stage
-    from pipelines.core.shards import clean_temp_files, forget_sha256
-    from pipelines.definition import build_steps
+    from regionset.pipelines.config import load_config
+    from regionset.pipelines.core.marker_index import load_committed, save_index
+    from regionset.pipelines.core.shard_run import plan_stage
+    from regionset.pipelines.core.shards import clean_temp_files, forget_sha256
+    from regionset.pipelines.definition import build_steps
 
     out = f"s3://{BUCKET}/plan"
     stage = next(s for s in build_steps(load_config(None, ["steps=[download,detect]"])) if s.name == "detect")

@@ -2,10 +2,10 @@
 
 Each measurement runs in a fresh interpreter, the variants interleaved, median of ``--runs``:
 
-- ``rss``: VmRSS after ``import models.tokenizer`` and after ``TokenLabeler()`` plus one label, with
+- ``rss``: VmRSS after ``import regionset.models.tokenizer`` and after ``TokenLabeler()`` plus one label, with
   the code of ``--root`` (this checkout) and of ``--before`` (a checkout whose labeler imports open_clip);
 - ``time``: seconds to import + construct the tokenizer, then to encode 10,000 OCR-like strings,
-  ``models.clip_bpe.ClipBPE`` vs ``open_clip.tokenizer.SimpleTokenizer`` (ids compared).
+  ``regionset.models.clip_bpe.ClipBPE`` vs ``open_clip.tokenizer.SimpleTokenizer`` (ids compared).
 
     python bench/tokenizer.py --runs 3 --before /work/main
 """
@@ -56,7 +56,7 @@ def _rss_mib() -> float:
 
 
 def child_rss() -> dict:
-    import models.tokenizer as tokenizer
+    import regionset.models.tokenizer as tokenizer
 
     before = _rss_mib()
     lab = tokenizer.TokenLabeler()
@@ -68,7 +68,7 @@ def child_time(impl: str, n: int) -> dict:
     texts = ocr_strings(n)
     t0 = time.perf_counter()
     if impl == "ours":
-        from models.clip_bpe import ClipBPE
+        from regionset.models.clip_bpe import ClipBPE
 
         tok = ClipBPE()
     else:

@@ -28,10 +28,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from common.typed_config import load_config  # noqa: E402
-from training.croc.build import build_croc, build_stream  # noqa: E402
-from training.croc.config import CrocConfig  # noqa: E402
-from training.synthetic import write_synthetic_shards  # noqa: E402
+from regionset.common.typed_config import load_config  # noqa: E402
+from regionset.training.croc.build import build_croc, build_stream  # noqa: E402
+from regionset.training.croc.config import CrocConfig  # noqa: E402
+from regionset.training.synthetic import write_synthetic_shards  # noqa: E402
 
 TINY = Path(__file__).resolve().parents[1] / "training" / "configs" / "croc-tiny.yaml"
 QWEN2_05B = ("{model_type: qwen2, hidden_size: 896, intermediate_size: 4864, num_hidden_layers: %d, "
@@ -94,7 +94,7 @@ def table(results: list[tuple[str, dict]], base: str) -> None:
 
 def matching_only(args) -> None:
     """Matching alone on realistic inputs: B images x 432 masked tokens x a 2,048 pool."""
-    from training.croc.matching import PoolMatcher
+    from regionset.training.croc.matching import PoolMatcher
 
     g = torch.Generator().manual_seed(0)
     tokens = torch.nn.functional.normalize(torch.randn(args.batch, 432, 896, generator=g), dim=-1)

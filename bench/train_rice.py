@@ -7,7 +7,7 @@
     python bench/train_rice.py --step --skip-cpu --step-sizes tiny,4,1000   # that step's code, on CPU (smoke)
 
 Every number is the median of ``--repeats`` runs. The CPU part uses synthetic train shards
-(training.synthetic) with the pipeline's schema; the GPU part uses random tensors of the same shapes.
+(regionset.training.synthetic) with the pipeline's schema; the GPU part uses random tensors of the same shapes.
 """
 
 from __future__ import annotations
@@ -20,12 +20,12 @@ import time
 import torch
 from rice_forms import learning_probe, loss_forms  # bench/ is the script's folder
 
-from training.data import ShardStream, StreamLoader
-from training.rice.loss import PartialFCLoss
-from training.rice.model import ModelConfig, vit_shape
-from training.rice.regions import RegionTransform, collate_regions
-from training.rice.task import LossConfig, RiceTask
-from training.synthetic import write_synthetic_shards
+from regionset.training.data import ShardStream, StreamLoader
+from regionset.training.rice.loss import PartialFCLoss
+from regionset.training.rice.model import ModelConfig, vit_shape
+from regionset.training.rice.regions import RegionTransform, collate_regions
+from regionset.training.rice.task import LossConfig, RiceTask
+from regionset.training.synthetic import write_synthetic_shards
 
 
 def _median(fn, repeats: int) -> float:

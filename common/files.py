@@ -1,4 +1,4 @@
-"""Whole files through the storage layer (``common.storage``): one code path for disk and object stores.
+"""Whole files through the storage layer (``regionset.common.storage``): one code path for disk and object stores.
 
 - ``write_atomic``: temp file + rename on local disk, one PUT (atomic, no rename) on an object store;
 - ``save_npy`` / ``load_npy`` / ``read_npy_rows``: ``.npy`` arrays as whole objects, and a row range
@@ -22,7 +22,7 @@ from typing import IO
 
 import numpy as np
 
-from common.storage import RemotePath, as_path
+from regionset.common.storage import RemotePath, as_path
 
 
 def write_atomic(path: str | os.PathLike | RemotePath, data: bytes) -> None:

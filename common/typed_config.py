@@ -1,8 +1,15 @@
 """YAML/dict -> typed dataclasses, with ``key=value`` overrides and errors that name the key.
 
-One loader for the build config (``pipelines.config``) and the training configs (``training/``).
+One loader for the build config (``regionset.pipelines.config``) and the training configs (``training/``).
 Supported field types: bool, int, float, str, Literal[...], X | None, list[X], tuple[X, ...],
 dict[str, X] and nested dataclasses. Unknown keys and wrong types raise ConfigError.
+
+Renamed keys: a config dataclass may declare ``DEPRECATED_KEYS: ClassVar[dict[str, str]]``, old key
+-> its new dotted path inside the same section (``{"det_model_dir": "paddleocr.det_model_dir"}``).
+``from_dict`` moves an old key onto the new one (both set to different values is an error naming
+both) and remembers one warning per old key on the built instance (``config_warnings``);
+``flat_dict`` puts the moved keys back where they were, so that hashes of a config stay as they
+were before the rename.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ from typing import Any, Literal, TypeVar, get_args, get_origin
 import yaml
 
 T = TypeVar("T")
+_WARNINGS_ATTR = "_config_warnings"  # set on a built instance that was given deprecated keys
 
 
 def one_line(text: str) -> str:
@@ -107,6 +115,7 @@ def from_dict(cls: type[T], data: dict[str, Any], prefix: str = "") -> T:
         data: a mapping, e.g. parsed YAML.
         prefix: dotted path of ``data`` inside the whole config, used in messages.
     """
+    data, deprecated = _move_deprecated(cls, data, prefix)
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     unknown = sorted(set(data) - set(fields), key=str)  # YAML keys may be ints, None...
@@ -116,7 +125,82 @@ def from_dict(cls: type[T], data: dict[str, Any], prefix: str = "") -> T:
             f"{prefix.rstrip('.') or 'top level'}: {sorted(fields)}"
         )
     kwargs = {name: _coerce(value, hints[name], f"{prefix}{name}") for name, value in data.items()}
-    return cls(**kwargs)
+    obj = cls(**kwargs)
+    if deprecated:
+        object.__setattr__(obj, _WARNINGS_ATTR, tuple(deprecated))  # frozen: not a field, not hashed
+    return obj
+
+
+def _move_deprecated(cls: type, data: dict[str, Any], prefix: str) -> tuple[dict[str, Any], list[str]]:
+    """``data`` with the old keys of ``cls.DEPRECATED_KEYS`` moved to their new paths (copied, not
+    edited in place), and one warning per old key found."""
+    aliases: dict[str, str] = getattr(cls, "DEPRECATED_KEYS", None) or {}
+    if not isinstance(data, dict) or not any(k in aliases for k in data):
+        return data, []
+    data = dict(data)
+    notes = []
+    for old, new in aliases.items():
+        if old not in data:
+            continue
+        value = data.pop(old)
+        *parents, leaf = new.split(".")
+        node = data
+        for i, part in enumerate(parents):
+            child = node.get(part)
+            if child is None:
+                child = {}
+            elif not isinstance(child, dict):
+                section = prefix + ".".join(parents[: i + 1])
+                raise ConfigError(f"{section}: expected a mapping (it receives the deprecated {prefix}{old}), "
+                                  f"got {child!r}")
+            node[part] = dict(child)
+            node = node[part]
+        if leaf in node and node[leaf] != value:
+            raise ConfigError(f"{prefix}{old} (deprecated) and {prefix}{new} are both set, to different values "
+                              f"({value!r} and {node[leaf]!r}): keep only {prefix}{new}")
+        node[leaf] = value
+        notes.append(f"{prefix}{old} is deprecated: use {prefix}{new}")
+    return data, notes
+
+
+def config_warnings(obj: Any) -> list[str]:
+    """The deprecation warnings ``from_dict`` recorded while building ``obj`` and its sections.
+
+    Args:
+        obj: a config dataclass instance built by ``from_dict`` / ``load_config``.
+    """
+    if not dataclasses.is_dataclass(obj) or isinstance(obj, type):
+        return []
+    found = list(getattr(obj, _WARNINGS_ATTR, ()))
+    for f in dataclasses.fields(obj):
+        found += config_warnings(getattr(obj, f.name))
+    return found
+
+
+def flat_dict(obj: Any) -> Any:
+    """Like ``to_dict``, with every key of a ``DEPRECATED_KEYS`` table back at its old place (and
+    the sub-sections that held only moved keys dropped): the layout hashes were computed on.
+
+    Args:
+        obj: a config dataclass instance (or any value ``to_dict`` takes).
+    """
+    if not (dataclasses.is_dataclass(obj) and not isinstance(obj, type)):
+        if isinstance(obj, list | tuple):
+            return [flat_dict(v) for v in obj]
+        if isinstance(obj, dict):
+            return {k: flat_dict(v) for k, v in obj.items()}
+        return obj
+    out = {f.name: flat_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    for old, new in (getattr(type(obj), "DEPRECATED_KEYS", None) or {}).items():
+        *parents, leaf = new.split(".")
+        nodes = [out]
+        for part in parents:
+            nodes.append(nodes[-1][part])
+        out[old] = nodes[-1].pop(leaf)
+        for depth in range(len(parents), 0, -1):  # drop sections emptied by the move
+            if not nodes[depth]:
+                del nodes[depth - 1][parents[depth - 1]]
+    return out
 
 
 def to_dict(obj: Any) -> Any:

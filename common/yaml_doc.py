@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from common.typed_config import to_dict
+from regionset.common.typed_config import to_dict
 
 WIDTH = 100
 _ARG = re.compile(r"^(\w+)(?: \([^)]*\))?:\s*(.*)$")

@@ -21,7 +21,7 @@ if [ "${2:-}" = "--latest" ] || [ -n "${AIRFLOW_VERSION:-}" ]; then CONSTRAINTS=
 VENV="${AIRFLOW_VENV:-$REPO/.venv-airflow}"
 VERSION="${AIRFLOW_VERSION:-3.3.2}"
 
-if ! "$PYTHON" -c "import pipelines.tasks" 2>/dev/null; then
+if ! "$PYTHON" -c "import regionset.pipelines.tasks" 2>/dev/null; then
   echo "install_airflow.sh: $PYTHON cannot import regionset; run 'pip install -e $REPO' with it first" >&2
   exit 1
 fi

@@ -5,7 +5,7 @@
 
 Airflow and regionset live in separate environments (Airflow pins its own sqlalchemy, fastapi, ...;
 regionset needs torch, pyarrow, duckdb, ...). Every task is ``@task.external_python``: Airflow runs
-its callable in regionset's interpreter, which calls ``pipelines.tasks`` (the functions
+its callable in regionset's interpreter, which calls ``regionset.pipelines.tasks`` (the functions
 ``regionset build`` is made of). The interpreter is, first to last: the run's param
 ``regionset_python``, the Airflow Variable ``regionset_python``, ``$REGIONSET_PYTHON``, the one
 ``dags/install_airflow.sh`` recorded in the Airflow venv (``<venv>/regionset-python``), ``python3``.
@@ -79,7 +79,7 @@ def prepare(config_path: str, overrides: list, per_shard: bool) -> list:
 
     Per shard: the shard ids. Otherwise ``[None]``: one task per stage, over every shard.
     """
-    from pipelines.tasks import prepare_build
+    from regionset.pipelines.tasks import prepare_build
 
     shards = prepare_build(config_path, list(overrides or []))
     return list(shards) if per_shard else [None]
@@ -88,7 +88,7 @@ def prepare(config_path: str, overrides: list, per_shard: bool) -> list:
 @task.external_python(python=PYTHON, expect_airflow=False, retries=2, retry_delay=timedelta(seconds=30))
 def stage_shard(step: str, shard, config_path: str, overrides: list) -> dict:
     """One stage × shard (a no-op when its marker is there); ``shard=None``: every shard, executor-driven."""
-    from pipelines.tasks import run_stage_all, run_stage_shard
+    from regionset.pipelines.tasks import run_stage_all, run_stage_shard
 
     if shard is None:
         return run_stage_all(config_path, step, list(overrides or []))
@@ -98,7 +98,7 @@ def stage_shard(step: str, shard, config_path: str, overrides: list) -> dict:
 @task.external_python(python=PYTHON, expect_airflow=False, retries=1)
 def global_step(step: str, config_path: str, overrides: list) -> dict:
     """One global step over all shards (e.g. the k-means fit)."""
-    from pipelines.tasks import run_global
+    from regionset.pipelines.tasks import run_global
 
     return run_global(config_path, step, list(overrides or []))
 
@@ -106,7 +106,7 @@ def global_step(step: str, config_path: str, overrides: list) -> dict:
 @task.external_python(python=PYTHON, expect_airflow=False)
 def catalog(config_path: str, overrides: list) -> str:
     """Record the run and rebuild ``catalog.duckdb``."""
-    from pipelines.tasks import finalize
+    from regionset.pipelines.tasks import finalize
 
     return finalize(config_path, list(overrides or []), executor="airflow")
 
@@ -116,7 +116,7 @@ def train(enabled: bool, kind: str, config_path: str, overrides: list) -> str:
     """Train off ``train/`` shards when ``params.train`` is true (off by default)."""
     if not enabled:
         return "skipped: params.train is false"
-    from pipelines.tasks import train as run_training
+    from regionset.pipelines.tasks import train as run_training
 
     run_training(kind, config_path, list(overrides or []))
     return f"trained {kind}"

@@ -12,8 +12,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from models.clip_configs import clip_config_file
-from models.registry import ModelUnavailable, downloads_allowed, package_version
+from regionset.models.clip_configs import clip_config_file
+from regionset.models.registry import ModelUnavailable, downloads_allowed, package_version
 
 TINY_CLIP = "regionset-tiny-vit"
 CONFIG_DIR = Path(__file__).with_name("configs")

@@ -1,6 +1,6 @@
 """Object detectors run by ultralytics: YOLO (incl. YOLO-World), FastSAM and SAM -> boxes.
 
-The model comes from ``models.registry.resolve_detector``: a local ``.pt``/``.onnx``, a known name
+The model comes from ``regionset.models.registry.resolve_detector``: a local ``.pt``/``.onnx``, a known name
 (downloaded only where allowed) or a model ``.yaml`` (random weights, for wiring tests). Images are
 predicted in batches of ``batch_size``; ultralytics returns boxes in the input image's pixels.
 SAM-family models have no classes: they run in "segment everything" mode and each mask's box is a
@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from common import threads as worker_threads
-from models.registry import ResolvedDetector, pick_device, resolve_detector
+from regionset.common import threads as worker_threads
+from regionset.models.registry import ResolvedDetector, pick_device, resolve_detector
 
 
 @dataclass(frozen=True)
@@ -45,7 +45,7 @@ class UltralyticsDetector:
     """A batched ultralytics predictor.
 
     Args:
-        model: see ``models.registry.resolve_detector``.
+        model: see ``regionset.models.registry.resolve_detector``.
         family: ``auto`` (from the file name), ``yolo``, ``world``, ``fastsam`` or ``sam``.
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
         imgsz: inference size (longest side, letterboxed).
@@ -55,7 +55,7 @@ class UltralyticsDetector:
         max_det: detections kept per image.
         half: fp16 inference (CUDA only).
         threads: torch and onnxruntime threads (0 = this worker's thread budget, already applied to
-            torch by the stage; ``common.threads.current()``).
+            torch by the stage; ``regionset.common.threads.current()``).
     """
 
     def __init__(self, model: str, family: str = "auto", device: str = "auto", imgsz: int = 640,

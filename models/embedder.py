@@ -1,7 +1,7 @@
 """Region crop embeddings with open_clip: crops in, L2-normalised float32 vectors out.
 
 The model is an open_clip config name plus a pretrained tag or a local checkpoint path
-(``models.registry.resolve_clip``). ``pretrained: none`` builds random weights: allowed for smoke
+(``regionset.models.registry.resolve_clip``). ``pretrained: none`` builds random weights: allowed for smoke
 tests and the offline demo only, with a loud warning. On CUDA the encoder runs under fp16 autocast;
 on CPU it runs in fp32 without autocast (bf16 autocast was measured ~4-5x *slower* on CPUs without
 bf16 units), with ``torch.set_num_threads`` applied when ``threads`` > 0.
@@ -17,9 +17,9 @@ from typing import Literal
 
 import numpy as np
 
-from common import threads as worker_threads
-from models.clip_registry import TINY_CLIP, register_clip_configs, resolve_clip
-from models.registry import ModelUnavailable, pick_device
+from regionset.common import threads as worker_threads
+from regionset.models.clip_registry import TINY_CLIP, register_clip_configs, resolve_clip
+from regionset.models.registry import ModelUnavailable, pick_device
 
 ResizeMode = Literal["squash", "shortest", "longest"]
 
@@ -44,7 +44,7 @@ class ClipEmbedder:
         threads: ``torch.set_num_threads`` on CPU when > 0.
         seed: seed of the random init (matters only for ``pretrained: none``).
         workers: crop-preprocessing threads (0: up to 8 on CUDA, on CPU up to 2 within the worker's
-            thread budget, ``common.threads.current()``; 1: inline).
+            thread budget, ``regionset.common.threads.current()``; 1: inline).
     """
 
     def __init__(self, model: str = TINY_CLIP, pretrained: str = "none", device: str = "auto",

@@ -12,7 +12,7 @@ per-row gather; every parent's children are stored contiguously, so its centroid
 merged into each row's running best ``B`` (the best one at the leaves). These matmuls are small
 (rows × d × branching): a multi-threaded BLAS spends more time waking its threads than computing,
 and on a loaded machine used 7× the CPU of one thread (BENCHMARKS.md, "Beam assignment at K =
-65,536"). So BLAS runs single-threaded here and the worker's thread budget (``common.threads``)
+65,536"). So BLAS runs single-threaded here and the worker's thread budget (``regionset.common.threads``)
 goes to blocks of rows searched in parallel threads instead. The agreement with exact and the
 inertia ratio are measured in BENCHMARKS.md (bench/scale.py) and checked on a sample of every
 shard by the assign stage.
@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from common import threads as worker_threads
+from regionset.common import threads as worker_threads
 
 BATCH_ROWS = 16384
 """Rows per block (the per-parent loop runs once per block; blocks run in parallel threads)."""
@@ -135,7 +135,7 @@ def beam_search(x: np.ndarray, centroids: list[np.ndarray], parents: list[np.nda
         parents: per level (K_i,) parent ids at the level above.
         beam: nodes kept per level (>= 1).
         batch_rows: rows per block at most (smaller when that gives every thread a block).
-        threads: blocks searched at once (default: the worker's budget, ``common.threads.current``);
+        threads: blocks searched at once (default: the worker's budget, ``regionset.common.threads.current``);
             BLAS itself runs single-threaded meanwhile. The result does not depend on it.
 
     Returns:

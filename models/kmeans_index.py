@@ -23,9 +23,9 @@ from typing import Any, Literal
 import numpy as np
 import pyarrow as pa
 
-from common import threads as worker_threads
-from common.files import load_npy, save_npy, write_atomic
-from common.storage import RemotePath, as_path
+from regionset.common import threads as worker_threads
+from regionset.common.files import load_npy, save_npy, write_atomic
+from regionset.common.storage import RemotePath, as_path
 
 KMEANS_JSON = "kmeans.json"
 Backend = Literal["auto", "numpy", "torch", "faiss"]
@@ -182,11 +182,11 @@ class ClusterTree:
         Args:
             x: (n, d) queries.
             backend: the exact search's backend (``nearest_centroids``).
-            search: ``exact`` (nearest of all leaves) or ``beam`` (``models.kmeans_beam``; a beam
+            search: ``exact`` (nearest of all leaves) or ``beam`` (``regionset.models.kmeans_beam``; a beam
                 that keeps every non-leaf node is the exact search).
             beam: nodes kept per level by the beam.
         """
-        from models.kmeans_beam import beam_search, covers_tree
+        from regionset.models.kmeans_beam import beam_search, covers_tree
 
         x = np.asarray(x, np.float32)
         if self.spherical:

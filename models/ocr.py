@@ -28,9 +28,9 @@ from pathlib import Path
 
 import numpy as np
 
-from common import threads as worker_threads
-from models.ocr_spaces import CharTimes, SpacingCTCDecode
-from models.registry import ModelUnavailable, check_local_file, rapidocr_model_id
+from regionset.common import threads as worker_threads
+from regionset.models.ocr_spaces import CharTimes, SpacingCTCDecode
+from regionset.models.registry import ModelUnavailable, check_local_file, rapidocr_model_id
 
 WORKER = Path(__file__).with_name("paddle_worker.py")
 
@@ -46,7 +46,7 @@ class TextLine:
     """One recognised line: ``quad`` is 4 x 2 (x, y) image pixels, clockwise from top-left.
 
     ``text`` is what the recogniser emitted; ``times`` (RapidOCR only) where it put each character,
-    which ``models.ocr_spaces.restore_spaces`` uses to put back dropped spaces.
+    which ``regionset.models.ocr_spaces.restore_spaces`` uses to put back dropped spaces.
     """
 
     quad: np.ndarray
@@ -67,7 +67,7 @@ class RapidOcr:
         unclip_ratio: how much detected text boxes are grown (RapidOCR's 1.6 often merges the words
             of a line: 2.0 kept the spaces in 96 % of rendered lines vs 75-87 %).
         threads: onnxruntime intra- and inter-op threads of each session (0 = this worker's thread
-            budget, ``common.threads.current()``).
+            budget, ``regionset.common.threads.current()``).
         det_model: a local det ``.onnx`` instead of the shipped PP-OCRv4 one.
         rec_model: a local rec ``.onnx`` (with its dictionary embedded) instead of the shipped one.
     """
@@ -88,9 +88,9 @@ class RapidOcr:
         # RapidOCR 1.4.4 copies these Global options into the det, cls and rec SessionOptions.
         kwargs["intra_op_num_threads"] = kwargs["inter_op_num_threads"] = threads or worker_threads.current()
         if det_model:
-            kwargs["det_model_path"] = check_local_file(det_model, "ocr.det_model")
+            kwargs["det_model_path"] = check_local_file(det_model, "ocr.rapidocr.det_model")
         if rec_model:
-            kwargs["rec_model_path"] = check_local_file(rec_model, "ocr.rec_model")
+            kwargs["rec_model_path"] = check_local_file(rec_model, "ocr.rapidocr.rec_model")
         self._engine = RapidOCR(**kwargs)
         # Same greedy decoding, plus each character's CTC frame and the space probabilities between.
         self._engine.text_rec.postprocess_op = SpacingCTCDecode(self._engine.text_rec.postprocess_op.character)
@@ -140,16 +140,16 @@ class PaddleOcr:
         hint = ("PaddleOCR would otherwise try to download its models; offline that fails or loops. "
                 "Point it at local inference folders (see docs/region-stages.md).")
         if not det_model_dir:
-            raise ModelUnavailable(f"ocr.det_model_dir is required for ocr.backend=paddleocr. {hint}")
+            raise ModelUnavailable(f"ocr.paddleocr.det_model_dir is required for ocr.backend=paddleocr. {hint}")
         if not rec_model_dir:
-            raise ModelUnavailable(f"ocr.rec_model_dir is required for ocr.backend=paddleocr. {hint}")
-        check_local_file(det_model_dir, "ocr.det_model_dir", "dir")
-        check_local_file(rec_model_dir, "ocr.rec_model_dir", "dir")
+            raise ModelUnavailable(f"ocr.paddleocr.rec_model_dir is required for ocr.backend=paddleocr. {hint}")
+        check_local_file(det_model_dir, "ocr.paddleocr.det_model_dir", "dir")
+        check_local_file(rec_model_dir, "ocr.paddleocr.rec_model_dir", "dir")
         if use_cls:
-            check_local_file(cls_model_dir, "ocr.cls_model_dir", "dir")
+            check_local_file(cls_model_dir, "ocr.paddleocr.cls_model_dir", "dir")
         self.python = python or sys.executable
         if not Path(self.python).is_file():
-            raise ModelUnavailable(f"ocr.paddle_python={python!r}: no such interpreter")
+            raise ModelUnavailable(f"ocr.paddleocr.python={python!r}: no such interpreter")
         self.timeout = timeout
         args = {"det_model_dir": det_model_dir, "rec_model_dir": rec_model_dir, "cls_model_dir": cls_model_dir,
                 "det_model_name": det_model_name, "rec_model_name": rec_model_name, "use_cls": use_cls,

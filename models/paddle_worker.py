@@ -65,7 +65,7 @@ def main():
         version, run = _build(args)
     except ImportError as e:
         _out(proto, {"fatal": f"paddleocr is not importable in {sys.executable} ({e}); install the 'paddle' "
-                              "extra (paddleocr + paddlepaddle) in its own venv and set ocr.paddle_python"})
+                              "extra (paddleocr + paddlepaddle) in its own venv and set ocr.paddleocr.python"})
         return 2
     except Exception as e:  # noqa: BLE001 - reported to the parent, which raises
         _out(proto, {"fatal": f"PaddleOCR failed to start: {type(e).__name__}: {e}"})

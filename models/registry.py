@@ -13,7 +13,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import models  # noqa: F401  (offline environment defaults, before any model library is imported)
+from regionset import models  # noqa: F401  (offline environment defaults, before any model library is imported)
 
 # -- detectors (ultralytics) --------------------------------------------------------------------
 PROPOSER = "felzenszwalb"
@@ -71,7 +71,7 @@ def detector_family(model: str, family: str = "auto") -> str:
     """The ultralytics family of ``model`` (``yolo``, ``world``, ``fastsam``, ``sam``)."""
     if family != "auto":
         if family not in DETECTOR_FAMILIES:
-            raise ModelUnavailable(f"detect.family: unknown family {family!r}; known: {list(DETECTOR_FAMILIES)}")
+            raise ModelUnavailable(f"detect.ultralytics.family: unknown family {family!r}; known: {list(DETECTOR_FAMILIES)}")
         return family
     name = Path(model).name
     if name in KNOWN_DETECTORS:
@@ -96,8 +96,8 @@ class ResolvedDetector:
     model_id: str
 
 
-def resolve_detector(model: str, family: str = "auto", option: str = "detect.model") -> ResolvedDetector:
-    """Turn ``detect.model`` into something ultralytics can build without surprises.
+def resolve_detector(model: str, family: str = "auto", option: str = "detect.ultralytics.model") -> ResolvedDetector:
+    """Turn ``detect.ultralytics.model`` into something ultralytics can build without surprises.
 
     Args:
         model: a local ``.pt``/``.onnx``/``.engine`` path, a known name (``yolo11n.pt``, ``FastSAM-s.pt``,

@@ -64,7 +64,7 @@ class TokenLabeler:
             raise ValueError("tokenizer.num_positives: must be >= 1")
         self.config = config
         if config.name == "open_clip":
-            from models.clip_bpe import ClipBPE
+            from regionset.models.clip_bpe import ClipBPE
 
             tok = ClipBPE()  # open_clip SimpleTokenizer's ids, without importing open_clip or torch
             self._encode = tok.encode

@@ -11,24 +11,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from common import threads
-from common.storage import as_path, is_remote
-from common.typed_config import ConfigError
-from pipelines.config import BuildConfig
-from pipelines.core.catalog import build_catalog
-from pipelines.core.failpoints import failpoint
-from pipelines.core.inputs import shard_input
-from pipelines.core.lineage import append_run, config_digest, new_run_id, write_lineage
-from pipelines.core.lock import BuildLock
-from pipelines.core.marker_index import load_committed
-from pipelines.core.outputs import global_outputs
-from pipelines.core.progress import console, print_table
-from pipelines.core.shard_run import StageReport
-from pipelines.core.shards import clean_temp_files, forget_sha256
-from pipelines.definition import GlobalStep, build_steps
-from pipelines.executors.base import Executor
-from pipelines.executors.factory import make_executor
-from pipelines.preflight.run import run_preflight
+from regionset.common import threads
+from regionset.common.storage import as_path, is_remote
+from regionset.common.typed_config import ConfigError, config_warnings
+from regionset.pipelines.config import BuildConfig
+from regionset.pipelines.core.catalog import build_catalog
+from regionset.pipelines.core.failpoints import failpoint
+from regionset.pipelines.core.inputs import shard_input
+from regionset.pipelines.core.lineage import append_run, config_digest, new_run_id, write_lineage
+from regionset.pipelines.core.lock import BuildLock
+from regionset.pipelines.core.marker_index import load_committed
+from regionset.pipelines.core.outputs import global_outputs
+from regionset.pipelines.core.progress import console, print_table
+from regionset.pipelines.core.shard_run import StageReport
+from regionset.pipelines.core.shards import clean_temp_files, forget_sha256
+from regionset.pipelines.definition import GlobalStep, build_steps
+from regionset.pipelines.executors.base import Executor
+from regionset.pipelines.executors.factory import make_executor
+from regionset.pipelines.preflight.run import run_preflight
 
 
 @dataclass
@@ -91,6 +91,7 @@ def begin_build(cfg: BuildConfig, steps: list, announce: bool = True) -> list[st
     clean_temp_files(out, producers, global_outputs())
     load_committed(out, producers)  # object stores: input hashes from the markers' index, no GET per shard
     models, warnings = model_lineage(steps)
+    warnings = [*config_warnings(cfg), *warnings]  # deprecated config keys (common/typed_config.py)
     if announce:
         for w in warnings:
             console.print(f"[bold red]WARNING[/]: {w}")

@@ -6,8 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from common.offline import set_offline_defaults
-from common.storage import as_path
+from regionset.common.offline import set_offline_defaults
+from regionset.common.storage import as_path
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -77,8 +77,8 @@ Edit what you need and delete the rest; any key can also be given as key=value o
 
 
 def _init(file: str, force: bool) -> None:
-    from common.yaml_doc import commented_yaml
-    from pipelines.config import BuildConfig
+    from regionset.common.yaml_doc import commented_yaml
+    from regionset.pipelines.config import BuildConfig
 
     text = commented_yaml(BuildConfig(), INIT_TITLE)
     if file == "-":
@@ -92,8 +92,8 @@ def _init(file: str, force: bool) -> None:
 
 
 def _sql(out: str, query: str, limit: int) -> None:
-    from pipelines.core.catalog import connect
-    from pipelines.core.progress import print_table
+    from regionset.pipelines.core.catalog import connect
+    from regionset.pipelines.core.progress import print_table
 
     con = connect(as_path(out))
     try:
@@ -105,23 +105,30 @@ def _sql(out: str, query: str, limit: int) -> None:
     print_table(query if len(query) < 100 else query[:97] + "...", cols, rows)
 
 
+OUTPUT_COMMANDS = ("sql", "status", "report", "sample", "retry", "catalog")  # commands over a build's output
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``regionset`` console script; returns the exit code."""
     set_offline_defaults()
     args = _parser().parse_args(argv)
-    from common.typed_config import ConfigError
-    from pipelines.core.inputs import InputError
-    from pipelines.core.lock import LockedError
-    from schemas import SchemaError
+    from regionset.common.typed_config import ConfigError
+    from regionset.pipelines.core.inputs import InputError
+    from regionset.pipelines.core.lock import LockedError
+    from regionset.schemas import SchemaError
 
     try:
+        if args.cmd in OUTPUT_COMMANDS:
+            from regionset.pipelines.core.output_check import require_output
+
+            require_output(args.out)  # one clear line for a wrong folder or URL, not a table of zeros
         if args.cmd == "demo":
-            from pipelines.tools.demo.run import run_demo
+            from regionset.pipelines.tools.demo.run import run_demo
 
             run_demo(args.out, args.limit, extra=args.overrides)
         elif args.cmd == "build":
-            from pipelines.build import build
-            from pipelines.config import load_config
+            from regionset.pipelines.build import build
+            from regionset.pipelines.config import load_config
 
             build(load_config(*_config_and_overrides(args)))
         elif args.cmd == "init":
@@ -129,45 +136,48 @@ def main(argv: list[str] | None = None) -> int:
         elif args.cmd == "config":
             import yaml
 
-            from common.typed_config import to_dict
-            from pipelines.config import load_config
+            from regionset.common.typed_config import config_warnings, to_dict
+            from regionset.pipelines.config import load_config
 
-            print(yaml.safe_dump(to_dict(load_config(*_config_and_overrides(args))), sort_keys=False), end="")
+            cfg = load_config(*_config_and_overrides(args))
+            for w in config_warnings(cfg):
+                print(f"regionset config: warning: {w}", file=sys.stderr)
+            print(yaml.safe_dump(to_dict(cfg), sort_keys=False), end="")
         elif args.cmd == "doctor":
-            from pipelines.tools.doctor import doctor
+            from regionset.pipelines.tools.doctor import doctor
 
             return doctor(*_config_and_overrides(args))
         elif args.cmd == "status":
-            from pipelines.tools.status import print_status
+            from regionset.pipelines.tools.status import print_status
 
             print_status(as_path(args.out), as_json=args.json)
         elif args.cmd == "sql":
             _sql(args.out, args.query, args.limit)
         elif args.cmd == "retry":
-            from pipelines.build import build
-            from pipelines.core.progress import print_table
-            from pipelines.tools.retry import report_dict, retry_failures, saved_config
+            from regionset.pipelines.build import build
+            from regionset.pipelines.core.progress import print_table
+            from regionset.pipelines.tools.retry import report_dict, retry_failures, saved_config
 
             rep = report_dict(retry_failures(as_path(args.out), args.overrides))
             print_table(f"retry {args.out}", list(rep), [list(rep.values())])
             if not args.ledger_only:  # downstream stages redo the shards whose ledger changed
                 build(saved_config(as_path(args.out)))
         elif args.cmd == "report":
-            from pipelines.tools.report.build import write_report
+            from regionset.pipelines.tools.report.build import write_report
 
             print(write_report(as_path(args.out), clusters=args.clusters, per_cluster=args.per_cluster,
                                seed=args.seed, images=args.images))
         elif args.cmd == "catalog":
-            from pipelines.core.catalog import build_catalog
+            from regionset.pipelines.core.catalog import build_catalog
 
             print(build_catalog(as_path(args.out), Path(args.to) if args.to else None))
         elif args.cmd == "sample":
-            from pipelines.tools.sample import write_sample
+            from regionset.pipelines.tools.sample import write_sample
 
             n = write_sample(as_path(args.out), as_path(args.to), args.size, args.strategy, args.seed)
             print(f"{n} regions ({args.strategy}, seed {args.seed}) -> {args.to}")
         elif args.cmd == "train":
-            from training.cli import run_training  # the only place pipelines touch training, lazily
+            from regionset.training.cli import run_training  # the only place pipelines touch training, lazily
 
             run_training(args.kind, args.config, args.overrides)
     except (ConfigError, InputError, LockedError, FileNotFoundError, FileExistsError, SchemaError) as err:

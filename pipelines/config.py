@@ -10,19 +10,19 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from common import typed_config
-from pipelines.core.inputs import InputConfig
-from pipelines.dedup.config import SemDedupConfig
-from pipelines.executors.config import ExecutorConfig
-from pipelines.kmeans.config import KMeansConfig
-from pipelines.steps import DEFAULT_STEPS, STEP_NAMES
-from stages.assign import AssignConfig
-from stages.dedup import DedupConfig
-from stages.detect import DetectConfig
-from stages.download import DownloadConfig
-from stages.embed import EmbedConfig
-from stages.ocr import OcrConfig
-from stages.pack import PackConfig
+from regionset.common import typed_config
+from regionset.pipelines.core.inputs import InputConfig
+from regionset.pipelines.dedup.config import SemDedupConfig
+from regionset.pipelines.executors.config import ExecutorConfig
+from regionset.pipelines.kmeans.config import KMeansConfig
+from regionset.pipelines.steps import DEFAULT_STEPS, STEP_NAMES
+from regionset.stages.assign import AssignConfig
+from regionset.stages.dedup import DedupConfig
+from regionset.stages.detect import DetectConfig
+from regionset.stages.download import DownloadConfig
+from regionset.stages.embed import EmbedConfig
+from regionset.stages.ocr import OcrConfig
+from regionset.stages.pack import PackConfig
 
 
 @dataclass(frozen=True)

@@ -12,22 +12,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from common.storage import as_path, worker_out
-from pipelines.config import BuildConfig
-from pipelines.dedup.semdedup import semdedup
-from pipelines.dedup.step import group_duplicates
-from pipelines.executors.base import Executor
-from pipelines.kmeans.fit import fit_kmeans
-from pipelines.steps import GLOBAL, PIPELINE
-from schemas.tables import KMEANS
-from stages.assign import AssignConfig, AssignStage
-from stages.base import Stage
-from stages.dedup import DedupStage
-from stages.detect import DetectStage
-from stages.download import DownloadStage
-from stages.embed import EmbedStage
-from stages.ocr import OcrStage
-from stages.pack import PackStage
+from regionset.common.storage import as_path, worker_out
+from regionset.pipelines.config import BuildConfig
+from regionset.pipelines.dedup.semdedup import semdedup
+from regionset.pipelines.dedup.step import group_duplicates
+from regionset.pipelines.executors.base import Executor
+from regionset.pipelines.kmeans.fit import fit_kmeans
+from regionset.pipelines.steps import GLOBAL, PIPELINE
+from regionset.schemas.tables import KMEANS
+from regionset.stages.assign import AssignConfig, AssignStage
+from regionset.stages.base import Stage
+from regionset.stages.dedup import DedupStage
+from regionset.stages.detect import DetectStage
+from regionset.stages.download import DownloadStage
+from regionset.stages.embed import EmbedStage
+from regionset.stages.ocr import OcrStage
+from regionset.stages.pack import PackStage
 
 
 @dataclass(frozen=True)
@@ -70,5 +70,5 @@ def build_steps(cfg: BuildConfig) -> list[Step]:
     steps = [factories[name]() for name, _ in PIPELINE if name in cfg.steps]
     for step, (name, kind) in zip(steps, (p for p in PIPELINE if p[0] in cfg.steps), strict=True):
         if step.name != name or isinstance(step, GlobalStep) != (kind == GLOBAL):
-            raise RuntimeError(f"step {name!r} does not match its declaration in pipelines.steps")
+            raise RuntimeError(f"step {name!r} does not match its declaration in regionset.pipelines.steps")
     return steps

@@ -7,7 +7,7 @@ stage shard whose completion marker matches is skipped, so retries and re-runs d
 global steps skip their own finished work the same way they do under ``build``.
 
 This module imports nothing heavy at top level (DAG files import it at parse time); the pipeline
-modules load inside each call. The DAG is drawn from ``pipelines.steps.PIPELINE``; a step that a
+modules load inside each call. The DAG is drawn from ``regionset.pipelines.steps.PIPELINE``; a step that a
 build does not include (not in ``steps``) runs as a no-op.
 """
 
@@ -17,9 +17,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from common.storage import as_path
-from pipelines.steps import GLOBAL, SHARD  # noqa: F401  (the DAG file reads them here)
-from pipelines.steps import PIPELINE as DAG_STEPS  # noqa: F401
+from regionset.common.storage import as_path
+from regionset.pipelines.steps import GLOBAL, SHARD  # noqa: F401  (the DAG file reads them here)
+from regionset.pipelines.steps import PIPELINE as DAG_STEPS  # noqa: F401
 
 
 def load(config_path: str | None, overrides: list[str] | None = None):
@@ -29,20 +29,20 @@ def load(config_path: str | None, overrides: list[str] | None = None):
         config_path: path of the build config; empty or None: the defaults plus ``overrides``.
         overrides: ``key=value`` overrides.
     """
-    from pipelines.config import load_config
+    from regionset.pipelines.config import load_config
 
     return load_config(config_path or None, ["progress=false", *(overrides or [])])
 
 
 def _step(cfg, name: str):
-    from pipelines.definition import build_steps
+    from regionset.pipelines.definition import build_steps
 
     return next((s for s in build_steps(cfg) if s.name == name), None)
 
 
 def _shards(out: Path) -> list[int]:
-    from pipelines.core.shards import list_shards
-    from schemas import INPUT
+    from regionset.pipelines.core.shards import list_shards
+    from regionset.schemas import INPUT
 
     return list_shards(out, INPUT)  # where shard_input writes them
 
@@ -54,11 +54,11 @@ def prepare_build(config_path: str, overrides: list[str] | None = None) -> list[
         config_path: path of the build config.
         overrides: ``key=value`` overrides.
     """
-    from pipelines.build import begin_build, make_output  # the same start ``build`` makes
-    from pipelines.core.inputs import shard_input
-    from pipelines.core.lock import BuildLock
-    from pipelines.definition import build_steps
-    from pipelines.preflight.run import run_preflight
+    from regionset.pipelines.build import begin_build, make_output  # the same start ``build`` makes
+    from regionset.pipelines.core.inputs import shard_input
+    from regionset.pipelines.core.lock import BuildLock
+    from regionset.pipelines.definition import build_steps
+    from regionset.pipelines.preflight.run import run_preflight
 
     cfg = load(config_path, overrides)
     run_preflight(cfg)  # as ``regionset build``: before any work and before the lock
@@ -81,7 +81,7 @@ def run_stage_shard(config_path: str, stage_name: str, shard: int, overrides: li
         ``status`` (``done``, ``complete``: already done, ``waiting``: an input is missing,
         ``absent``: not in this build) with the marker's rows and counters when done.
     """
-    from pipelines.core.shard_run import StageReport, plan_stage, run_shard
+    from regionset.pipelines.core.shard_run import StageReport, plan_stage, run_shard
 
     cfg = load(config_path, overrides)
     stage = _step(cfg, stage_name)
@@ -111,7 +111,7 @@ def run_stage_all(config_path: str, stage_name: str, overrides: list[str] | None
     Returns:
         ``status`` (``done`` or ``absent``), the executor's name and the stage's totals.
     """
-    from pipelines.executors.factory import make_executor
+    from regionset.pipelines.executors.factory import make_executor
 
     cfg = load(config_path, overrides)
     stage = _step(cfg, stage_name)
@@ -141,8 +141,8 @@ def run_global(config_path: str, name: str, overrides: list[str] | None = None) 
     if step is None or not hasattr(step, "run"):
         return {"step": name, "status": "absent"}
     out = as_path(cfg.output)
-    from pipelines.build import run_global_step
-    from pipelines.executors.factory import make_executor
+    from regionset.pipelines.build import run_global_step
+    from regionset.pipelines.executors.factory import make_executor
 
     with make_executor(cfg.executor, cfg.progress) as executor:  # a global step never makes its own
         summary = run_global_step(step, out, _shards(out), executor)
@@ -157,7 +157,7 @@ def finalize(config_path: str, overrides: list[str] | None = None, executor: str
         overrides: ``key=value`` overrides.
         executor: the name recorded in the run record.
     """
-    from pipelines.build import finish_build  # the same finish ``build`` makes
+    from regionset.pipelines.build import finish_build  # the same finish ``build`` makes
 
     cfg = load(config_path, overrides)
     return str(finish_build(cfg, time.time(), executor, _shards(as_path(cfg.output))))
@@ -171,7 +171,7 @@ def train(kind: str, config_path: str, overrides: list[str] | None = None) -> No
         config_path: the training config.
         overrides: ``key=value`` overrides of the training config.
     """
-    from pipelines.cli import main
+    from regionset.pipelines.cli import main
 
     rc = main(["train", kind, config_path, *(overrides or [])])
     if rc:

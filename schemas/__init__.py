@@ -1,6 +1,6 @@
 """Arrow schemas, table names and column names: the single source of truth for regionset's data."""
 
-from schemas.tables import (
+from regionset.schemas.tables import (
     DUPLICATES,
     EMBEDDINGS,
     HASHES,
@@ -25,7 +25,7 @@ from schemas.tables import (
     schema_for,
     train_schema,
 )
-from schemas.validate import SchemaError, check_shard, validate_table
+from regionset.schemas.validate import SchemaError, check_shard, validate_table
 
 __all__ = [
     "DUPLICATES", "HASHES", "REGION_DUPLICATES", "duplicates_schema", "hashes_schema", "region_duplicates_schema", "EMBEDDINGS", "IMAGES", "INPUT", "LABELS", "REGIONS", "REGIONS_OBJECT", "REGIONS_TEXT",

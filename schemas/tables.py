@@ -12,7 +12,7 @@ import pyarrow as pa
 SCHEMA_VERSION = 2
 
 # Nullable columns added after version 1: {version: {table: (column, ...)}}. A shard written by an
-# older version that only lacks these is read with them filled with nulls (``schemas.check_shard``).
+# older version that only lacks these is read with them filled with nulls (``regionset.schemas.check_shard``).
 ADDED_COLUMNS: dict[int, dict[str, tuple[str, ...]]] = {
     2: {"images": ("original",), "regions": ("text_raw",)},
 }

@@ -14,7 +14,7 @@ def validate_table(table: pa.Table, expected: pa.Schema, name: str, allow_extra:
 
     Args:
         table: the table to check.
-        expected: the schema from ``schemas.tables``.
+        expected: the schema from ``regionset.schemas.tables``.
         name: the table's name, used in the message.
         allow_extra: accept columns that the schema does not name.
     """
@@ -69,7 +69,7 @@ def check_shard(table: pa.Table, folder: str, source: str) -> pa.Table:
     Raises:
         SchemaError: naming the file, and the version or column that differs.
     """
-    from schemas.tables import ADDED_COLUMNS, EMBEDDINGS, SCHEMA_VERSION, schema_for
+    from regionset.schemas.tables import ADDED_COLUMNS, EMBEDDINGS, SCHEMA_VERSION, schema_for
 
     meta = table.schema.metadata or {}
     version = meta.get(VERSION_KEY)

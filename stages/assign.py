@@ -23,12 +23,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from common.storage import RemotePath, as_path
-from models.kmeans_index import ClusterTree, embedding_matrix, read_meta
-from models.tokenizer import TokenizerConfig, TokenLabeler
-from schemas import EMBEDDINGS, LABELS, REGIONS_OBJECT, REGIONS_TEXT, labels_schema
-from schemas.tables import KMEANS, SOURCE_TEXT
-from stages.base import Resources, Stage, config_hash
+from regionset.common.storage import RemotePath, as_path
+from regionset.models.kmeans_index import ClusterTree, embedding_matrix, read_meta
+from regionset.models.tokenizer import TokenizerConfig, TokenLabeler
+from regionset.schemas import EMBEDDINGS, LABELS, REGIONS_OBJECT, REGIONS_TEXT, labels_schema
+from regionset.schemas.tables import KMEANS, SOURCE_TEXT
+from regionset.stages.base import Resources, Stage, config_hash
 
 _REGION_COLS = ["region_id", "key", "source", "text"]
 BEAM_MIN_LEAVES = 16_384
@@ -45,7 +45,7 @@ class AssignConfig:
         kmeans_dir: the fitted tree's folder; empty means ``OUT/kmeans`` (the pipeline fills it in).
         backend: nearest-centroid search: ``auto`` (torch on a GPU, else numpy), ``numpy``,
             ``torch`` or ``faiss``.
-        search: ``exact`` (nearest of all leaves), ``beam`` (``models.kmeans_beam``: the ``beam``
+        search: ``exact`` (nearest of all leaves), ``beam`` (``regionset.models.kmeans_beam``: the ``beam``
             nearest nodes per level, then their children) or ``auto``: beam from
             ``BEAM_MIN_LEAVES`` leaves on (measured trade-off in BENCHMARKS.md), exact below.
         beam: nodes kept per level by the beam search.
@@ -125,7 +125,7 @@ class AssignStage(Stage):
 
     def search_used(self) -> str:
         """``exact`` or ``beam``: what ``search`` resolves to for the loaded tree."""
-        from models.kmeans_beam import covers_tree
+        from regionset.models.kmeans_beam import covers_tree
 
         want = self.config.search
         if want == "auto" and self.tree is not None:

@@ -12,7 +12,6 @@ ids and warnings for ``regionset.yaml``), ``row_group_rows`` (Parquet row-group 
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 from collections import Counter
@@ -22,7 +21,8 @@ from typing import Any, ClassVar
 
 import pyarrow as pa
 
-from common import threads
+from regionset.common import threads
+from regionset.common.typed_config import flat_dict
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,9 @@ class Resources:
 
 def config_hash(config: Any, extra: str = "") -> str:
     """A short, stable hash of a config dataclass (plus ``extra``) for completion markers."""
-    payload = json.dumps(dataclasses.asdict(config), sort_keys=True, default=str) + extra
+    # flat_dict: the layout before config keys moved into sub-sections (common/typed_config.py),
+    # so that a renamed key does not redo every finished shard.
+    payload = json.dumps(flat_dict(config), sort_keys=True, default=str) + extra
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
@@ -73,9 +75,13 @@ class Stage:
         """The per-worker resource hint from ``config.resources``; a config whose ``device`` names
         CUDA explicitly asks executors for one GPU per worker when the hint gives none."""
         r = getattr(self.config, "resources", None) or Resources()
-        if str(getattr(self.config, "device", "") or "").startswith("cuda") and r.gpus == 0:
+        if self.device().startswith("cuda") and r.gpus == 0:
             return Resources(cpus=r.cpus, gpus=1.0)
         return r
+
+    def device(self) -> str:
+        """The device the config names (its ``device`` key; empty when none), for ``resources``."""
+        return str(getattr(self.config, "device", "") or "")
 
     def setup(self) -> None:
         """Load models; called once per worker before the first ``process``."""
@@ -118,7 +124,7 @@ class Stage:
 
     def output_schema(self) -> pa.Schema:
         """Schema of the output table (defaults to the table's schema in ``schemas``)."""
-        from schemas import schema_for
+        from regionset.schemas import schema_for
 
         return schema_for(self.table)
 

@@ -19,10 +19,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from common.typed_config import ConfigError
-from schemas import DUPLICATES, HASHES, IMAGES, hashes_schema
-from schemas.tables import STATUS_SUCCESS
-from stages.base import Resources, Stage
+from regionset.common.typed_config import ConfigError
+from regionset.schemas import DUPLICATES, HASHES, IMAGES, hashes_schema
+from regionset.schemas.tables import STATUS_SUCCESS
+from regionset.stages.base import Resources, Stage
 
 
 @dataclass(frozen=True)

@@ -11,47 +11,39 @@ image; each drop is counted by reason.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import pyarrow as pa
 
-from models.proposer import ProposerConfig
-from models.registry import PROPOSER, package_version
-from schemas import DUPLICATES, IMAGES, REGIONS, REGIONS_OBJECT
-from schemas.tables import SOURCE_OBJECT
-from stages.base import Resources, Stage
-from stages.dedup import skip_duplicates
-from stages.region_helpers import RegionRows, batched, files_fingerprint, filter_boxes, iter_images
+from regionset.models.proposer import ProposerConfig
+from regionset.models.registry import PROPOSER, package_version
+from regionset.schemas import DUPLICATES, IMAGES, REGIONS, REGIONS_OBJECT
+from regionset.schemas.tables import SOURCE_OBJECT
+from regionset.stages.base import Resources, Stage
+from regionset.stages.dedup import skip_duplicates
+from regionset.stages.region_helpers import RegionRows, batched, files_fingerprint, filter_boxes, iter_images
 
 
 @dataclass(frozen=True)
-class DetectConfig:
-    """How object regions are proposed and filtered.
+class UltralyticsConfig:
+    """Options of the ``ultralytics`` backend (YOLO, YOLO-World, FastSAM, SAM).
 
     Args:
-        backend: ``proposer`` (weight-free, offline) or ``ultralytics``.
-        model: ultralytics model: a local ``.pt``/``.onnx`` path, a known name (``yolo11n.pt``,
-            ``FastSAM-s.pt``, ``sam_b.pt``; needs a download unless found locally) or a model
-            ``.yaml`` (random weights: wiring tests only).
-        family: ultralytics family; ``auto`` guesses from the file name.
+        model: a local ``.pt``/``.onnx`` path, a known name (``yolo11n.pt``, ``FastSAM-s.pt``,
+            ``sam_b.pt``; needs a download unless found locally) or a model ``.yaml`` (random
+            weights: wiring tests only).
+        family: the model family; ``auto`` guesses from the file name.
         device: ``auto`` (CUDA when visible), ``cpu``, ``cuda``, ``cuda:N``.
-        imgsz: ultralytics inference size.
-        conf: ultralytics confidence threshold.
-        iou: ultralytics NMS IoU threshold.
-        classes: ultralytics class ids to keep (empty: all).
-        max_det: ultralytics detections per image before the filters.
+        imgsz: inference size.
+        conf: confidence threshold.
+        iou: NMS IoU threshold.
+        classes: class ids to keep (empty: all).
+        max_det: detections per image before the filters.
         half: fp16 inference on CUDA.
-        batch_size: images per ultralytics predict call.
-        proposer: options of the weight-free proposer.
-        min_box_side: RICE: drop boxes whose shortest side is below this, in original-image pixels.
-        min_image_side: RICE: skip images whose shortest edge is below this, in original pixels.
-        max_box_area: drop boxes covering more than this fraction of the image.
-        max_regions: keep at most this many boxes per image, best score first (0: no cap).
-        skip_duplicates: skip images the ``duplicates`` table lists (``skip:duplicate``); false keeps them.
+        batch_size: images per predict call.
     """
 
-    backend: Literal["proposer", "ultralytics"] = "proposer"
     model: str = ""
     family: Literal["auto", "yolo", "world", "fastsam", "sam"] = "auto"
     device: str = "auto"
@@ -62,12 +54,38 @@ class DetectConfig:
     max_det: int = 100
     half: bool = True
     batch_size: int = 8
-    proposer: ProposerConfig = field(default_factory=ProposerConfig)
+
+
+@dataclass(frozen=True)
+class DetectConfig:
+    """How object regions are proposed and filtered.
+
+    Args:
+        backend: ``proposer`` (weight-free, offline) or ``ultralytics``.
+        min_box_side: RICE: drop boxes whose shortest side is below this, in original-image pixels.
+        min_image_side: RICE: skip images whose shortest edge is below this, in original pixels.
+        max_box_area: drop boxes covering more than this fraction of the image.
+        max_regions: keep at most this many boxes per image, best score first (0: no cap).
+        skip_duplicates: skip images the ``duplicates`` table lists (``skip:duplicate``); false keeps them.
+        proposer: options of the weight-free proposer (used when ``backend: proposer``).
+        ultralytics: options of the ``ultralytics`` backend (used when ``backend: ultralytics``).
+    """
+
+    # The flat keys of regionset 0.1, mapped onto ``ultralytics`` with a warning for one release
+    # (common/typed_config.py); hashes use ``flat_dict``, which puts them back: markers stay valid.
+    DEPRECATED_KEYS: ClassVar[dict[str, str]] = {
+        key: f"ultralytics.{key}"
+        for key in ("model", "family", "device", "imgsz", "conf", "iou", "classes", "max_det", "half", "batch_size")
+    }
+
+    backend: Literal["proposer", "ultralytics"] = "proposer"
     min_box_side: int = 128
     min_image_side: int = 336
     max_box_area: float = 0.95
     max_regions: int = 20
     skip_duplicates: bool = True
+    proposer: ProposerConfig = field(default_factory=ProposerConfig)
+    ultralytics: UltralyticsConfig = field(default_factory=UltralyticsConfig)
     resources: Resources = Resources()
 
 
@@ -86,22 +104,26 @@ class DetectStage(Stage):
         self._model: Any = None
         self.model_id = ""
 
+    def device(self) -> str:
+        """``ultralytics.device`` (a CUDA device asks executors for a GPU, ``Stage.resources``)."""
+        return self.config.ultralytics.device
+
     def fingerprint(self, out) -> str:
-        c = self.config
-        return files_fingerprint(c.model)
+        return files_fingerprint(self.config.ultralytics.model)
 
     def lineage(self) -> dict[str, Any]:
         """Model id, version and warnings for ``regionset.yaml`` (cheap: nothing is built)."""
         c = self.config
         if c.backend == "proposer":
-            from models.proposer import FelzenszwalbProposer
+            from regionset.models.proposer import FelzenszwalbProposer
 
             return {"backend": PROPOSER, "model": FelzenszwalbProposer(c.proposer).model_id,
                     "version": package_version("scikit-image"), "warnings": []}
-        from models.registry import resolve_detector
+        from regionset.models.registry import resolve_detector
 
-        r = resolve_detector(c.model, c.family)
-        warnings = [f"detect: {c.model} has RANDOM weights (a model .yaml): its boxes are noise; "
+        u = c.ultralytics
+        r = resolve_detector(u.model, u.family)
+        warnings = [f"detect: {u.model} has RANDOM weights (a model .yaml): its boxes are noise; "
                     f"use it for wiring tests only"] if r.random_weights else []
         return {"backend": "ultralytics", "model": r.model_id, "family": r.family,
                 "version": package_version("ultralytics"), "warnings": warnings}
@@ -109,15 +131,16 @@ class DetectStage(Stage):
     def setup(self) -> None:
         c = self.config
         if c.backend == "proposer":
-            from models.proposer import FelzenszwalbProposer
+            from regionset.models.proposer import FelzenszwalbProposer
 
             self._model = FelzenszwalbProposer(c.proposer)
         else:
-            from models.detector import UltralyticsDetector
+            from regionset.models.detector import UltralyticsDetector
 
-            self._model = UltralyticsDetector(c.model, family=c.family, device=c.device, imgsz=c.imgsz,
-                                              conf=c.conf, iou=c.iou, classes=c.classes, max_det=c.max_det,
-                                              half=c.half)
+            u = c.ultralytics
+            self._model = UltralyticsDetector(u.model, family=u.family, device=u.device, imgsz=u.imgsz,
+                                              conf=u.conf, iou=u.iou, classes=u.classes, max_det=u.max_det,
+                                              half=u.half)
         self.model_id = self._model.model_id
 
     def prepare(self, tables: dict[str, pa.Table]) -> pa.Table:
@@ -127,7 +150,7 @@ class DetectStage(Stage):
     def process(self, table: pa.Table) -> pa.Table:
         c = self.config
         rows = RegionRows(SOURCE_OBJECT, self.model_id, self.counters)
-        n = c.batch_size if c.backend == "ultralytics" else 1
+        n = c.ultralytics.batch_size if c.backend == "ultralytics" else 1
         images = iter_images(table, self.counters, c.min_image_side, lookahead=n)
         for batch in batched(images, n):
             for img, (boxes, scores, classes) in zip(batch, self.detect([im.rgb for im in batch])):
@@ -146,4 +169,4 @@ class DetectStage(Stage):
                 boxes, scores = self._model(im)
                 out.append((boxes, scores, [None] * len(boxes)))
             return out
-        return [(d.boxes, d.scores, d.classes) for d in self._model(images, batch_size=self.config.batch_size)]
+        return [(d.boxes, d.scores, d.classes) for d in self._model(images, batch_size=self.config.ultralytics.batch_size)]

@@ -18,8 +18,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from models.clip_registry import TINY_CLIP, clip_embed_dim, resolve_clip
-from schemas import (
+from regionset.models.clip_registry import TINY_CLIP, clip_embed_dim, resolve_clip
+from regionset.schemas import (
     DUPLICATES,
     EMBEDDINGS,
     IMAGES,
@@ -28,10 +28,10 @@ from schemas import (
     embeddings_schema,
     images_schema,
 )
-from schemas.tables import SOURCE_OBJECT, SOURCE_TEXT
-from stages.base import Resources, Stage
-from stages.dedup import skip_duplicates
-from stages.region_helpers import files_fingerprint, iter_images
+from regionset.schemas.tables import SOURCE_OBJECT, SOURCE_TEXT
+from regionset.stages.base import Resources, Stage
+from regionset.stages.dedup import skip_duplicates
+from regionset.stages.region_helpers import files_fingerprint, iter_images
 
 _SOURCE_DIRS = {SOURCE_OBJECT: REGIONS_OBJECT, SOURCE_TEXT: REGIONS_TEXT}
 _BOX = pa.struct([("region_id", pa.string()), ("x0", pa.float32()), ("y0", pa.float32()),
@@ -105,8 +105,8 @@ class EmbedStage(Stage):
 
     def lineage(self) -> dict[str, Any]:
         """Model id, width and warnings for ``regionset.yaml`` (cheap: resolves, builds nothing)."""
-        from models.embedder import random_weights_warning
-        from models.registry import package_version
+        from regionset.models.embedder import random_weights_warning
+        from regionset.models.registry import package_version
 
         c = self.config
         r = resolve_clip(c.model, c.pretrained)
@@ -114,7 +114,7 @@ class EmbedStage(Stage):
                 "warnings": [random_weights_warning(c.model)] if r.pretrained is None else []}
 
     def setup(self) -> None:
-        from models.embedder import ClipEmbedder
+        from regionset.models.embedder import ClipEmbedder
 
         c = self.config
         self._embedder = ClipEmbedder(c.model, c.pretrained, device=c.device, precision=c.precision,

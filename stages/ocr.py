@@ -4,7 +4,7 @@ Default backend: PP-OCRv4 det + rec as ONNX through RapidOCR (shipped in the whe
 tuned for web images (docs/region-stages.md): the detector never upscales (``det_limit_type=max``,
 960 px), the angle classifier is off, and detected boxes are grown more than RapidOCR's default
 (``unclip_ratio=2.0``) so that recognition keeps the spaces between words. Alternative backend:
-PaddleOCR with local model folders, in its own venv (``ocr.paddle_python``). RICE keeps recognitions
+PaddleOCR with local model folders, in its own venv (``ocr.paddleocr.python``). RICE keeps recognitions
 with confidence > 0.7; each text quadrilateral becomes its axis-aligned bounding box.
 
 PP-OCR often drops the space between two words ("saffroncopper"); ``restore_spaces`` (default
@@ -17,20 +17,78 @@ puts them back in ``text`` and keeps the recogniser's output in ``text_raw``. Wi
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
-from typing import Any, Literal
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import pyarrow as pa
 
-from models.ocr import TUNED_LIMIT_SIDE, TUNED_LIMIT_TYPE, TUNED_UNCLIP, TUNED_USE_CLS
-from models.ocr_spaces import TUNED_GAP_RATIO, TUNED_RESTORE, TUNED_SPACE_PROB, RestoreMode, restore_spaces
-from models.registry import PADDLEOCR, RAPIDOCR, package_version, rapidocr_model_id
-from schemas import DUPLICATES, IMAGES, REGIONS, REGIONS_TEXT
-from schemas.tables import SOURCE_TEXT
-from stages.base import Resources, Stage
-from stages.dedup import skip_duplicates
-from stages.region_helpers import RegionRows, decode_rgb, files_fingerprint, filter_boxes, iter_images
+from regionset.models.ocr import TUNED_LIMIT_SIDE, TUNED_LIMIT_TYPE, TUNED_UNCLIP, TUNED_USE_CLS
+from regionset.models.ocr_spaces import (
+    TUNED_GAP_RATIO,
+    TUNED_RESTORE,
+    TUNED_SPACE_PROB,
+    RestoreMode,
+    restore_spaces,
+)
+from regionset.models.registry import PADDLEOCR, RAPIDOCR, package_version, rapidocr_model_id
+from regionset.schemas import DUPLICATES, IMAGES, REGIONS, REGIONS_TEXT
+from regionset.schemas.tables import SOURCE_TEXT
+from regionset.stages.base import Resources, Stage
+from regionset.stages.dedup import skip_duplicates
+from regionset.stages.region_helpers import (
+    RegionRows,
+    decode_rgb,
+    files_fingerprint,
+    filter_boxes,
+    iter_images,
+)
+
+
+@dataclass(frozen=True)
+class RapidOcrConfig:
+    """Options of the ``rapidocr`` backend (PP-OCRv4 ONNX shipped in the wheel, offline).
+
+    Args:
+        det_limit_type: ``max`` caps the longest side (never upscales); ``min`` upscales.
+        det_limit_side_len: the side limit of ``det_limit_type``.
+        box_thresh: detector box threshold.
+        unclip_ratio: growth of detected text boxes (2.0 keeps word spaces; 1.6 is RapidOCR's).
+        det_model: a local det ``.onnx`` instead of the shipped PP-OCRv4 one.
+        rec_model: a local rec ``.onnx`` instead of the shipped PP-OCRv4 one.
+    """
+
+    det_limit_type: Literal["max", "min"] = TUNED_LIMIT_TYPE
+    det_limit_side_len: int = TUNED_LIMIT_SIDE
+    box_thresh: float = 0.5
+    unclip_ratio: float = TUNED_UNCLIP
+    det_model: str = ""
+    rec_model: str = ""
+
+
+@dataclass(frozen=True)
+class PaddleOcrConfig:
+    """Options of the ``paddleocr`` backend (local model folders, run in its own venv).
+
+    Args:
+        python: the interpreter of the venv that has paddleocr (empty: this one).
+        det_model_dir: local text-detection inference folder (required).
+        rec_model_dir: local text-recognition inference folder (required).
+        cls_model_dir: local angle-classifier folder (with ``use_cls``).
+        det_model_name: paddleocr >= 3: the model name of ``det_model_dir``.
+        rec_model_name: paddleocr >= 3: the model name of ``rec_model_dir``.
+        lang: paddleocr 2.x ``lang``.
+        start_timeout: seconds the paddleocr worker may take to start before it is killed.
+    """
+
+    python: str = ""
+    det_model_dir: str = ""
+    rec_model_dir: str = ""
+    cls_model_dir: str = ""
+    det_model_name: str = ""
+    rec_model_name: str = ""
+    lang: str = "en"
+    start_timeout: float = 120.0
 
 
 @dataclass(frozen=True)
@@ -41,21 +99,7 @@ class OcrConfig:
         backend: ``rapidocr`` (PP-OCRv4 ONNX, offline) or ``paddleocr`` (local model folders).
         min_score: keep recognitions with confidence above this (RICE: 0.7).
         min_text_len: drop recognitions shorter than this (after stripping spaces).
-        det_limit_type: rapidocr: ``max`` caps the longest side (never upscales); ``min`` upscales.
-        det_limit_side_len: rapidocr: the side limit of ``det_limit_type``.
-        use_cls: run the 0/180 degree angle classifier.
-        box_thresh: rapidocr: detector box threshold.
-        unclip_ratio: rapidocr: growth of detected text boxes (2.0 keeps word spaces; 1.6 is RapidOCR's).
-        det_model: rapidocr: a local det ``.onnx`` instead of the shipped PP-OCRv4 one.
-        rec_model: rapidocr: a local rec ``.onnx`` instead of the shipped PP-OCRv4 one.
-        paddle_python: paddleocr: the interpreter of the venv that has paddleocr (empty: this one).
-        det_model_dir: paddleocr: local text-detection inference folder (required).
-        rec_model_dir: paddleocr: local text-recognition inference folder (required).
-        cls_model_dir: paddleocr: local angle-classifier folder (with ``use_cls``).
-        det_model_name: paddleocr >= 3: the model name of ``det_model_dir``.
-        rec_model_name: paddleocr >= 3: the model name of ``rec_model_dir``.
-        lang: paddleocr 2.x ``lang``.
-        paddle_start_timeout: seconds the paddleocr worker may take to start before it is killed.
+        use_cls: run the 0/180 degree angle classifier (both backends).
         min_box_side: drop text boxes whose shortest side is below this, in original pixels.
         min_image_side: skip images whose shortest edge is below this, in original pixels.
         max_regions: keep at most this many text regions per image, best score first (0: no cap).
@@ -66,26 +110,33 @@ class OcrConfig:
         gap_ratio: ``gaps``: a frame gap this many times the line's median is a space (0: off).
         use_original: read the ``original`` bytes of the images table where download kept them
             (``download.keep_original``); boxes are still in stored pixels.
+        rapidocr: options of the ``rapidocr`` backend (used when ``backend: rapidocr``).
+        paddleocr: options of the ``paddleocr`` backend (used when ``backend: paddleocr``).
     """
+
+    # The flat keys of regionset 0.1, mapped onto the sections with a warning for one release
+    # (common/typed_config.py); hashes use ``flat_dict``, which puts them back: markers stay valid.
+    DEPRECATED_KEYS: ClassVar[dict[str, str]] = {
+        "det_limit_type": "rapidocr.det_limit_type",
+        "det_limit_side_len": "rapidocr.det_limit_side_len",
+        "box_thresh": "rapidocr.box_thresh",
+        "unclip_ratio": "rapidocr.unclip_ratio",
+        "det_model": "rapidocr.det_model",
+        "rec_model": "rapidocr.rec_model",
+        "paddle_python": "paddleocr.python",
+        "det_model_dir": "paddleocr.det_model_dir",
+        "rec_model_dir": "paddleocr.rec_model_dir",
+        "cls_model_dir": "paddleocr.cls_model_dir",
+        "det_model_name": "paddleocr.det_model_name",
+        "rec_model_name": "paddleocr.rec_model_name",
+        "lang": "paddleocr.lang",
+        "paddle_start_timeout": "paddleocr.start_timeout",
+    }
 
     backend: Literal["rapidocr", "paddleocr"] = RAPIDOCR
     min_score: float = 0.7
     min_text_len: int = 1
-    det_limit_type: Literal["max", "min"] = TUNED_LIMIT_TYPE
-    det_limit_side_len: int = TUNED_LIMIT_SIDE
     use_cls: bool = TUNED_USE_CLS
-    box_thresh: float = 0.5
-    unclip_ratio: float = TUNED_UNCLIP
-    det_model: str = ""
-    rec_model: str = ""
-    paddle_python: str = ""
-    det_model_dir: str = ""
-    rec_model_dir: str = ""
-    cls_model_dir: str = ""
-    det_model_name: str = ""
-    rec_model_name: str = ""
-    lang: str = "en"
-    paddle_start_timeout: float = 120.0
     min_box_side: int = 0
     min_image_side: int = 336
     max_regions: int = 100
@@ -94,6 +145,8 @@ class OcrConfig:
     space_prob: float = TUNED_SPACE_PROB
     gap_ratio: float = TUNED_GAP_RATIO
     use_original: bool = True
+    rapidocr: RapidOcrConfig = field(default_factory=RapidOcrConfig)
+    paddleocr: PaddleOcrConfig = field(default_factory=PaddleOcrConfig)
     resources: Resources = Resources()
 
 
@@ -113,33 +166,36 @@ class OcrStage(Stage):
         self.model_id = ""
 
     def fingerprint(self, out) -> str:
-        c = self.config
+        c = self.config.rapidocr
         return files_fingerprint(c.det_model, c.rec_model)
 
     def lineage(self) -> dict[str, Any]:
         """Model id, version and warnings for ``regionset.yaml`` (cheap: nothing is built)."""
         c = self.config
+        r, p = c.rapidocr, c.paddleocr
         if c.backend == RAPIDOCR:
-            return {"backend": RAPIDOCR, "model": rapidocr_model_id(c.det_model, c.rec_model),
+            return {"backend": RAPIDOCR, "model": rapidocr_model_id(r.det_model, r.rec_model),
                     "version": package_version("rapidocr-onnxruntime"), "warnings": []}
-        return {"backend": PADDLEOCR, "model": f"{c.det_model_dir}+{c.rec_model_dir}",
-                "python": c.paddle_python or "(this interpreter)", "warnings": []}
+        return {"backend": PADDLEOCR, "model": f"{p.det_model_dir}+{p.rec_model_dir}",
+                "python": p.python or "(this interpreter)", "warnings": []}
 
     def setup(self) -> None:
         c = self.config
         if c.backend == RAPIDOCR:
-            from models.ocr import RapidOcr
+            from regionset.models.ocr import RapidOcr
 
-            self._engine = RapidOcr(det_limit_type=c.det_limit_type, det_limit_side_len=c.det_limit_side_len,
-                                    use_cls=c.use_cls, box_thresh=c.box_thresh, unclip_ratio=c.unclip_ratio,
-                                    det_model=c.det_model, rec_model=c.rec_model)
+            r = c.rapidocr
+            self._engine = RapidOcr(det_limit_type=r.det_limit_type, det_limit_side_len=r.det_limit_side_len,
+                                    use_cls=c.use_cls, box_thresh=r.box_thresh, unclip_ratio=r.unclip_ratio,
+                                    det_model=r.det_model, rec_model=r.rec_model)
         else:
-            from models.ocr import PaddleOcr
+            from regionset.models.ocr import PaddleOcr
 
-            self._engine = PaddleOcr(python=c.paddle_python, det_model_dir=c.det_model_dir,
-                                     rec_model_dir=c.rec_model_dir, cls_model_dir=c.cls_model_dir,
-                                     det_model_name=c.det_model_name, rec_model_name=c.rec_model_name,
-                                     use_cls=c.use_cls, lang=c.lang, start_timeout=c.paddle_start_timeout)
+            p = c.paddleocr
+            self._engine = PaddleOcr(python=p.python, det_model_dir=p.det_model_dir,
+                                     rec_model_dir=p.rec_model_dir, cls_model_dir=p.cls_model_dir,
+                                     det_model_name=p.det_model_name, rec_model_name=p.rec_model_name,
+                                     use_cls=c.use_cls, lang=p.lang, start_timeout=p.start_timeout)
         self.model_id = self._engine.model_id
 
     def read(self, image: np.ndarray):

@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from schemas import (
+from regionset.schemas import (
     DUPLICATES,
     IMAGES,
     LABELS,
@@ -28,8 +28,8 @@ from schemas import (
     TRAIN,
     train_schema,
 )
-from schemas.tables import DUP_EVAL, STATUS_SUCCESS, TRAIN_REGION
-from stages.base import Resources, Stage
+from regionset.schemas.tables import DUP_EVAL, STATUS_SUCCESS, TRAIN_REGION
+from regionset.stages.base import Resources, Stage
 
 _IMAGE_COLS = ["key", "jpg", "caption", "width", "height"]
 _REGION_COLS = ["region_id", "key", "source", "x0", "y0", "x1", "y1"]

@@ -17,9 +17,9 @@ from functools import cached_property
 import numpy as np
 import pyarrow as pa
 
-from common import threads
-from schemas import regions_schema
-from schemas.tables import STATUS_SUCCESS
+from regionset.common import threads
+from regionset.schemas import regions_schema
+from regionset.schemas.tables import STATUS_SUCCESS
 
 # Box coordinates are rounded to this many pixels before hashing, so that float noise below a pixel
 # does not change a region's id across re-runs.

@@ -8,7 +8,7 @@ import tempfile
 
 import pytest
 
-from common.offline import set_offline_defaults
+from regionset.common.offline import set_offline_defaults
 
 _TMP = tempfile.mkdtemp(prefix="regionset-test-env-")
 os.environ.setdefault("YOLO_CONFIG_DIR", _TMP)
@@ -18,8 +18,8 @@ set_offline_defaults()  # the same switches the CLI and the models package set
 
 @pytest.fixture
 def server():
-    """A loopback HTTP server (pipelines.tools.demo.server.LoopbackServer), started and stopped."""
-    from pipelines.tools.demo.server import LoopbackServer
+    """A loopback HTTP server (regionset.pipelines.tools.demo.server.LoopbackServer), started and stopped."""
+    from regionset.pipelines.tools.demo.server import LoopbackServer
 
     with LoopbackServer() as s:
         yield s

@@ -29,7 +29,7 @@ def table_hash(out: Path, folder: str) -> str:
 
 def download_only(out: Path, urls: Path, shard_size: int = 4, extra: list[str] | None = None):
     """A BuildConfig that runs only the download step from loopback."""
-    from pipelines.config import load_config
+    from regionset.pipelines.config import load_config
 
     return load_config(None, [f"output={out}", f"input.path={urls}", f"input.shard_size={shard_size}",
                               "steps=[download]", "download.allow_loopback=true", "download.timeout=2",
@@ -39,8 +39,8 @@ def download_only(out: Path, urls: Path, shard_size: int = 4, extra: list[str] |
 def run_fit_kmeans(out, cfg, shards, executor=None):
     """``fit_kmeans`` as a build runs it: ``cfg.kmeans`` on ``executor`` (default: the one
     ``cfg.executor`` names, closed afterwards), with ``cfg.progress``."""
-    from pipelines.executors.factory import make_executor
-    from pipelines.kmeans.fit import fit_kmeans
+    from regionset.pipelines.executors.factory import make_executor
+    from regionset.pipelines.kmeans.fit import fit_kmeans
 
     if executor is not None:
         return fit_kmeans(out, cfg.kmeans, executor, shards, progress=cfg.progress)
@@ -50,6 +50,6 @@ def run_fit_kmeans(out, cfg, shards, executor=None):
 
 def in_process():
     """The in-process executor a global step gets in a unit test (nothing to close)."""
-    from pipelines.executors.local import LocalExecutor
+    from regionset.pipelines.executors.local import LocalExecutor
 
     return LocalExecutor(1, show_progress=False)

@@ -12,9 +12,15 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from pipelines.core.shards import shard_path, write_table
-from schemas import EMBEDDINGS, IMAGES, REGIONS_OBJECT, REGIONS_TEXT
-from schemas.tables import SOURCE_OBJECT, SOURCE_TEXT, embeddings_schema, images_schema, regions_schema
+from regionset.pipelines.core.shards import shard_path, write_table
+from regionset.schemas import EMBEDDINGS, IMAGES, REGIONS_OBJECT, REGIONS_TEXT
+from regionset.schemas.tables import (
+    SOURCE_OBJECT,
+    SOURCE_TEXT,
+    embeddings_schema,
+    images_schema,
+    regions_schema,
+)
 
 
 def gaussian_mixture(n: int, k: int = 50, d: int = 64, spread: float = 3.0, noise: float = 1.0,

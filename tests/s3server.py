@@ -36,7 +36,7 @@ class S3Server:
 
     def download(self, prefix: str, to: Path) -> Path:
         """Copy every object under ``prefix`` to the local folder ``to`` (for snapshot comparisons)."""
-        from common.storage import as_path
+        from regionset.common.storage import as_path
 
         root = as_path(self.url(prefix))
         for obj in root.rglob("*"):
@@ -47,7 +47,7 @@ class S3Server:
 
     def keys(self, prefix: str) -> list[str]:
         """Every key under ``prefix``, relative to it."""
-        from common.storage import as_path
+        from regionset.common.storage import as_path
 
         root = as_path(self.url(prefix))
         return [obj.relative_to(root).as_posix() for obj in root.rglob("*")]

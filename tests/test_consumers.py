@@ -15,12 +15,12 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from pipelines.config import BuildConfig
-from pipelines.core.catalog import build_catalog
-from pipelines.executors.local import LocalExecutor
-from pipelines.kmeans.config import KMeansConfig
-from stages.assign import AssignConfig, AssignStage
-from stages.pack import PackConfig, PackStage
+from regionset.pipelines.config import BuildConfig
+from regionset.pipelines.core.catalog import build_catalog
+from regionset.pipelines.executors.local import LocalExecutor
+from regionset.pipelines.kmeans.config import KMeansConfig
+from regionset.stages.assign import AssignConfig, AssignStage
+from regionset.stages.pack import PackConfig, PackStage
 from tests.helpers import run_fit_kmeans
 from tests.label_data import gaussian_mixture, key_of, write_image_shard, write_region_shard
 

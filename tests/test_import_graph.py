@@ -1,25 +1,17 @@
-"""Import rules (docs/architecture.md "Import rules"), checked on the AST of every module.
+"""Imports flow schemas <- models <- stages <- pipelines <- dags; training <- schemas, models; every
+package may import the leaf ``common`` (docs/architecture.md).
 
-Between top-level packages: schemas <- models <- stages <- pipelines <- dags; training <- schemas,
-models; every package may import the leaf ``common``. ``pipelines.cli`` may import ``training``
-lazily (the CLI is the top of the graph).
-
-Inside ``pipelines/``, one ladder: ``core <- executors <- kmeans, dedup <- config, steps, definition,
-preflight, build <- tools <- cli, tasks``: a module imports its own rung and lower rungs only, and
-no two modules of ``pipelines/`` import each other, directly or round a loop. Every import counts:
-at module level, inside functions and under ``TYPE_CHECKING``, so a deferred import cannot hide a
-cycle. Package ``__init__`` files re-export nothing.
-
-The checker functions take the tree's root, so the tests at the bottom plant a cycle and an upward
-import in a small fake tree and show that the checker fails on them.
+Walks every module's imports (AST, including imports inside functions) and fails on a wrong-way edge
+or a cycle between the packages. Everything imports as ``regionset.*``: ``regionset.pipelines.x`` and
+``from regionset import pipelines`` count as package ``pipelines`` (the folder pipelines/); an import of
+the old top-level name (``import X``, X a folder) is a defect of its own. ``regionset.pipelines.cli`` may
+import ``training`` lazily (the CLI is the top of the graph).
 """
 
 from __future__ import annotations
 
 import ast
 from pathlib import Path
-
-import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ["common", "schemas", "models", "stages", "pipelines", "training", "dags"]
@@ -34,179 +26,99 @@ ALLOWED = {
 }
 EXCEPTIONS = {("pipelines/cli.py", "training")}
 
-# The ladder inside pipelines/, lowest rung first. A module's rung: its sub-package, or for a
-# top-level module its name.
-LADDER = [
-    {"core"},
-    {"executors"},
-    {"kmeans", "dedup"},
-    {"config", "steps", "definition", "preflight", "build"},
-    {"tools"},
-    {"cli", "tasks"},
-]
+
+def _imported(node: ast.AST) -> list[str]:
+    """The packages of PACKAGES an import statement reaches (``regionset.`` stripped), or old bare names
+    prefixed with ``!``."""
+    if isinstance(node, ast.Import):
+        names = [a.name for a in node.names]
+    elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+        names = [f"{node.module}.{a.name}" for a in node.names] if node.module == "regionset" else [node.module]
+    else:
+        return []
+    out = []
+    for name in names:
+        parts = name.split(".")
+        if parts[0] == "regionset" and len(parts) > 1 and parts[1] in PACKAGES:
+            out.append(parts[1])
+        elif parts[0] in PACKAGES and parts[0] != "dags":
+            out.append("!" + parts[0])
+    return out
 
 
-def _imports(path: Path) -> list[str]:
-    """Every absolute module name ``path`` imports, wherever the import statement is."""
-    tree = ast.parse(path.read_text(), str(path))
-    names = []
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            names += [a.name for a in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names.append(node.module)
-            names += [f"{node.module}.{a.name}" for a in node.names]  # ``from pkg import module``
-    return names
+def _edges(root: Path = ROOT):
+    for pkg in PACKAGES:
+        for f in sorted((root / pkg).rglob("*.py")):
+            tree = ast.parse(f.read_text(), str(f))
+            for node in ast.walk(tree):
+                for top in _imported(node):
+                    if top != pkg:
+                        yield pkg, top, str(f.relative_to(root))
 
 
-def _modules(root: Path, package: str) -> dict[str, Path]:
-    """Dotted module name -> file, for every module of ``package`` under ``root``."""
-    mods = {}
-    for f in sorted((root / package).rglob("*.py")):
-        parts = list(f.relative_to(root).with_suffix("").parts)
-        if parts[-1] == "__init__":
-            parts = parts[:-1]
-        mods[".".join(parts)] = f
-    return mods
+def _wrong_way(root: Path = ROOT) -> list[tuple[str, str, str]]:
+    return [(src, dst, f) for src, dst, f in _edges(root)
+            if not dst.startswith("!") and dst not in ALLOWED[src] and (f, dst) not in EXCEPTIONS]
 
 
-def module_graph(root: Path, package: str = "pipelines") -> dict[str, set[str]]:
-    """Module -> the modules of ``package`` it imports (a package import counts as its ``__init__``)."""
-    mods = _modules(root, package)
-    graph: dict[str, set[str]] = {m: set() for m in mods}
-    for mod, f in mods.items():
-        for name in _imports(f):
-            if name in mods and name != mod:
-                graph[mod].add(name)
-    return graph
+def _cycle(root: Path = ROOT) -> str | None:
+    graph: dict[str, set[str]] = {p: set() for p in PACKAGES}
+    for src, dst, f in _edges(root):
+        if not dst.startswith("!") and (f, dst) not in EXCEPTIONS:
+            graph[src].add(dst)
+    seen, stack = set(), []
 
-
-def rung(module: str) -> int:
-    """The ladder rung of a ``pipelines`` module (``pipelines`` itself: the bottom)."""
-    parts = module.split(".")
-    if len(parts) == 1:
-        return 0
-    for i, names in enumerate(LADDER):
-        if parts[1] in names:
-            return i
-    raise AssertionError(f"{module}: not on the ladder of tests/test_import_graph.py (add its rung)")
-
-
-def upward_edges(graph: dict[str, set[str]]) -> list[tuple[str, str]]:
-    """Imports from a lower rung to a higher one."""
-    return sorted((a, b) for a, targets in graph.items() for b in targets if rung(b) > rung(a))
-
-
-def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
-    """One import cycle (its modules, first repeated at the end), or None."""
-    state: dict[str, int] = {}  # 1: on the stack, 2: done
-    stack: list[str] = []
-
-    def visit(n: str) -> list[str] | None:
-        state[n] = 1
+    def visit(n) -> str | None:
+        if n in stack:
+            return " -> ".join([*stack[stack.index(n):], n])
+        if n in seen:
+            return None
         stack.append(n)
-        for m in sorted(graph.get(n, ())):
-            if state.get(m) == 1:
-                return stack[stack.index(m):] + [m]
-            if m not in state and (found := visit(m)):
+        for m in sorted(graph[n]):
+            if found := visit(m):
                 return found
         stack.pop()
-        state[n] = 2
+        seen.add(n)
         return None
 
-    for n in sorted(graph):
-        if n not in state and (found := visit(n)):
+    for p in PACKAGES:
+        if found := visit(p):
             return found
     return None
 
 
-def reexports(root: Path, package: str = "pipelines") -> list[str]:
-    """``__init__`` files of ``package`` that import anything (a docstring is all they may hold)."""
-    bad = []
-    for f in sorted((root / package).rglob("__init__.py")):
-        tree = ast.parse(f.read_text())
-        if any(isinstance(n, ast.Import | ast.ImportFrom) for n in ast.walk(tree)):
-            bad.append(str(f.relative_to(root)))
-    return bad
-
-
-def _edges():
-    for pkg in PACKAGES:
-        for f in sorted((ROOT / pkg).rglob("*.py")):
-            for name in _imports(f):
-                top = name.split(".")[0]
-                if top in PACKAGES and top != pkg:
-                    yield pkg, top, str(f.relative_to(ROOT))
-
-
 def test_no_wrong_way_edges():
-    bad = sorted({(src, dst, f) for src, dst, f in _edges() if dst not in ALLOWED[src] and (f, dst) not in EXCEPTIONS})
+    edges = {(src, dst) for src, dst, _ in _edges()}
+    assert {("pipelines", "stages"), ("stages", "models"), ("dags", "pipelines")} <= edges  # the walk sees them
+    bad = _wrong_way()
     assert not bad, f"wrong-way imports: {bad}"
 
 
 def test_no_cycles():
-    graph: dict[str, set[str]] = {p: set() for p in PACKAGES}
-    for src, dst, f in _edges():
-        if (f, dst) not in EXCEPTIONS:
-            graph[src].add(dst)
-    assert find_cycle(graph) is None, f"import cycle between packages: {find_cycle(graph)}"
+    cycle = _cycle()
+    assert cycle is None, f"import cycle: {cycle}"
 
 
-def test_pipelines_no_module_cycles():
-    cycle = find_cycle(module_graph(ROOT))
-    assert cycle is None, f"import cycle in pipelines/: {' -> '.join(cycle)}"
+def test_no_imports_of_the_old_top_level_names():
+    old = [(src, dst[1:], f) for src, dst, f in _edges() if dst.startswith("!")]
+    for folder in ("tests", "bench"):  # not in the graph, but an old-style import there is as wrong
+        for f in sorted((ROOT / folder).rglob("*.py")):
+            for node in ast.walk(ast.parse(f.read_text(), str(f))):
+                old += [(folder, top[1:], str(f.relative_to(ROOT))) for top in _imported(node) if top[0] == "!"]
+    assert not old, f"import regionset.X, not X: {old}"
 
 
-def test_pipelines_ladder():
-    up = upward_edges(module_graph(ROOT))
-    assert not up, f"imports up the pipelines/ ladder (docs/architecture.md): {up}"
-
-
-def test_pipelines_init_files_reexport_nothing():
-    assert not reexports(ROOT), "package __init__ files that import (re-export) something"
-
-
-def _fake_tree(root: Path, files: dict[str, str]) -> Path:
-    for rel, text in files.items():
-        p = root / rel
-        p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_text(text)
-    return root
-
-
-CLEAN = {
-    "pipelines/__init__.py": "",
-    "pipelines/core/__init__.py": '"""The engine."""\n',
-    "pipelines/core/shards.py": "import json\n",
-    "pipelines/core/catalog.py": "from pipelines.core.shards import x\n",
-    "pipelines/kmeans/__init__.py": "",
-    "pipelines/kmeans/fit.py": "from pipelines.core import catalog\n",
-    "pipelines/build.py": "def f():\n    from pipelines.kmeans.fit import fit\n",
-}
-
-
-def test_checker_passes_a_clean_tree(tmp_path):
-    graph = module_graph(_fake_tree(tmp_path, CLEAN))
-    assert graph["pipelines.kmeans.fit"] == {"pipelines.core", "pipelines.core.catalog"}
-    assert find_cycle(graph) is None and not upward_edges(graph) and not reexports(tmp_path)
-
-
-@pytest.mark.parametrize("where", ["top", "function", "type_checking"])
-def test_checker_fails_on_a_planted_cycle(tmp_path, where):
-    back = {
-        "top": "from pipelines.core.catalog import y\n",
-        "function": "def g():\n    from pipelines.core.catalog import y\n",
-        "type_checking": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from pipelines.core.catalog import y\n",
-    }[where]
-    graph = module_graph(_fake_tree(tmp_path, {**CLEAN, "pipelines/core/shards.py": back}))
-    assert find_cycle(graph) == ["pipelines.core.catalog", "pipelines.core.shards", "pipelines.core.catalog"]
-
-
-def test_checker_fails_on_a_planted_upward_import(tmp_path):
-    files = {**CLEAN, "pipelines/core/catalog.py": "def g():\n    from pipelines.build import f\n"}
-    assert upward_edges(module_graph(_fake_tree(tmp_path, files))) == [("pipelines.core.catalog", "pipelines.build")]
-
-
-def test_checker_fails_on_a_reexport(tmp_path):
-    files = {**CLEAN, "pipelines/kmeans/__init__.py": "from pipelines.kmeans.fit import fit\n"}
-    assert reexports(_fake_tree(tmp_path, files)) == ["pipelines/kmeans/__init__.py"]
+def test_the_checker_sees_a_planted_wrong_way_edge_and_cycle(tmp_path):
+    """The walk really sees ``regionset.*`` imports: a fake tree with wrong-way edges in both spellings."""
+    for pkg in PACKAGES:
+        (tmp_path / pkg).mkdir()
+        (tmp_path / pkg / "__init__.py").write_text("")
+    (tmp_path / "models" / "fine.py").write_text("from regionset.schemas import tables\nimport regionset.common.x\n")
+    assert _wrong_way(tmp_path) == [] and _cycle(tmp_path) is None
+    (tmp_path / "stages" / "bad.py").write_text("def f():\n    from regionset.pipelines.build import build\n")
+    (tmp_path / "schemas" / "bad.py").write_text("from regionset import models\n")
+    old = "pipelines"  # spelt so that the namespace codemod leaves this old-style import alone
+    (tmp_path / "common" / "old.py").write_text(f"import {old}.cli\n")
+    assert _wrong_way(tmp_path) == [("schemas", "models", "schemas/bad.py"), ("stages", "pipelines", "stages/bad.py")]
+    assert _cycle(tmp_path) == "schemas -> models -> schemas"
+    assert [(s, d) for s, d, _ in _edges(tmp_path) if d.startswith("!")] == [("common", "!pipelines")]

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-PACKAGES = ("schemas", "models", "stages", "pipelines", "training")
+PACKAGES = tuple(f"regionset.{p}" for p in ("schemas", "models", "stages", "pipelines", "training"))
 SWITCHES = ("YOLO_OFFLINE", "YOLO_AUTOINSTALL", "HF_HUB_OFFLINE", "NO_ALBUMENTATIONS_UPDATE", "WANDB_MODE",
             "YOLO_CONFIG_DIR", "MPLCONFIGDIR", "REGIONSET_ONLINE")
 SCRIPT = """
@@ -47,5 +47,5 @@ def test_importing_every_package_opens_no_socket(tmp_path):
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-4000:]
     got = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert {"stages.download.stage", "pipelines.cli", "training.rice.export"} <= set(got["modules"])
+    assert {"regionset.stages.download.stage", "regionset.pipelines.cli", "regionset.training.rice.export"} <= set(got["modules"])
     assert got["calls"] == [], got["calls"]

@@ -16,8 +16,8 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from training.distributed import is_dist, rank_world
-from training.task import TrainTask
+from regionset.training.distributed import is_dist, rank_world
+from regionset.training.task import TrainTask
 
 
 def _save(obj: Any, path: str) -> None:

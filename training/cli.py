@@ -1,4 +1,4 @@
-"""Command line of training: ``python -m training.rice CONFIG.yaml [k=v ...]`` and the ``regionset train`` entry point.
+"""Command line of training: ``python -m regionset.training.rice CONFIG.yaml [k=v ...]`` and the ``regionset train`` entry point.
 
 ``pipelines/cli.py`` imports this lazily for ``regionset train rice|croc CONFIG.yaml``: each kind
 is a module ``training.<kind>.train`` with ``run(config_path, overrides) -> dict``.

@@ -27,11 +27,11 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from common.shard_names import STATE_DIR, shard_id
-from common.storage import RemotePath, arrow_source, as_path, is_remote
-from models.clip_registry import CLIP_MEAN, CLIP_STD
-from schemas.tables import TRAIN
-from training.distributed import rank_world
+from regionset.common.shard_names import STATE_DIR, shard_id
+from regionset.common.storage import RemotePath, arrow_source, as_path, is_remote
+from regionset.models.clip_registry import CLIP_MEAN, CLIP_STD
+from regionset.schemas.tables import TRAIN
+from regionset.training.distributed import rank_world
 
 PACK_STEP = "pack"  # the step that writes ``train/`` (its markers commit the shards on object stores)
 

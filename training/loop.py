@@ -1,6 +1,6 @@
 """The shared training loop: AdamW, warmup + cosine, bf16 autocast on GPU, clipping, logs, resume.
 
-Task-agnostic (see :mod:`training.task`): RICE and Croc both run through :func:`train`. Under
+Task-agnostic (see :mod:`regionset.training.task`): RICE and Croc both run through :func:`train`. Under
 torchrun the replicated children are wrapped in DDP (nccl on GPU, gloo on CPU); sharded children
 stay per rank, and gradient clipping counts their norm across ranks.
 """
@@ -19,9 +19,9 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
-from training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
-from training.distributed import is_dist, rank_world
-from training.task import TrainTask, batch_size, move_batch
+from regionset.training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from regionset.training.distributed import is_dist, rank_world
+from regionset.training.task import TrainTask, batch_size, move_batch
 
 
 @dataclass(frozen=True)

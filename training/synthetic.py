@@ -4,7 +4,7 @@ Used by tests, the tiny config's smoke run and the benchmark when no pipeline ou
 An object region is a filled shape whose class is ``shape * len(COLOURS) + colour`` (12 classes);
 a text region is a white box with ``k`` dark bars whose token ids are ``{k, 10 + k}`` (k in 1..4),
 so both the single-label and the multi-label branches of the RICE loss have something to learn.
-Rows follow ``schemas.tables.train_schema`` exactly, as the pipeline's pack stage writes them.
+Rows follow ``regionset.schemas.tables.train_schema`` exactly, as the pipeline's pack stage writes them.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import Image, ImageDraw
 
-from common.shard_names import shard_name
-from schemas.tables import SOURCE_OBJECT, SOURCE_TEXT, TRAIN, train_schema
+from regionset.common.shard_names import shard_name
+from regionset.schemas.tables import SOURCE_OBJECT, SOURCE_TEXT, TRAIN, train_schema
 
 COLOURS = ((220, 40, 40), (40, 180, 60), (50, 80, 230), (230, 200, 40))
 SHAPES = ("square", "circle", "triangle")

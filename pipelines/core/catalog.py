@@ -24,14 +24,14 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
-from common.shard_names import shard_name
-from common.storage import RemotePath, as_path, is_remote
-from pipelines.core.failpoints import failpoint
-from pipelines.core.labels import add_label_tables
-from pipelines.core.marker_index import committed
-from pipelines.core.shards import STATE_DIR, list_shards
-from schemas import EMBEDDINGS, TABLE_DIRS, schema_for
-from schemas.tables import ADDED_COLUMNS
+from regionset.common.shard_names import shard_name
+from regionset.common.storage import RemotePath, as_path, is_remote
+from regionset.pipelines.core.failpoints import failpoint
+from regionset.pipelines.core.labels import add_label_tables
+from regionset.pipelines.core.marker_index import committed
+from regionset.pipelines.core.shards import STATE_DIR, list_shards
+from regionset.schemas import EMBEDDINGS, TABLE_DIRS, schema_for
+from regionset.schemas.tables import ADDED_COLUMNS
 
 CATALOG_FILE = "catalog.duckdb"
 # tables whose older shards may lack columns added since (read as NULL)
@@ -83,7 +83,10 @@ def committed_files(out: RemotePath, folder: str) -> list[str]:
         out: the output prefix.
         folder: a table folder.
     """
-    from pipelines.core.outputs import global_outputs, stage_outputs  # the stage classes: only when asked
+    from regionset.pipelines.core.outputs import (  # the stage classes: only when asked
+        global_outputs,
+        stage_outputs,
+    )
 
     commit = global_outputs().get(folder)
     if commit is not None and not (out / commit).exists():

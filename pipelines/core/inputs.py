@@ -26,10 +26,10 @@ import pyarrow.csv as pacsv
 import pyarrow.json as pajson
 import pyarrow.parquet as pq
 
-from common.shard_names import shard_id
-from common.storage import as_path, is_remote
-from common.typed_config import ConfigError, one_line
-from pipelines.core.shards import (
+from regionset.common.shard_names import shard_id
+from regionset.common.storage import as_path, is_remote
+from regionset.common.typed_config import ConfigError, one_line
+from regionset.pipelines.core.shards import (
     encode_table,
     list_shards,
     read_table,
@@ -37,8 +37,8 @@ from pipelines.core.shards import (
     shard_path,
     write_table,
 )
-from schemas import INPUT, input_schema
-from stages.download.stage import make_key
+from regionset.schemas import INPUT, input_schema
+from regionset.stages.download.stage import make_key
 
 
 @dataclass(frozen=True)

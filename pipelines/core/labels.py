@@ -21,10 +21,10 @@ import numpy as np
 import pyarrow as pa
 import yaml
 
-from common.files import load_npy
-from common.storage import as_path
-from models.kmeans_index import level_dir, read_meta
-from schemas.tables import KMEANS
+from regionset.common.files import load_npy
+from regionset.common.storage import as_path
+from regionset.models.kmeans_index import level_dir, read_meta
+from regionset.schemas.tables import KMEANS
 
 _VIEWS = {
     "cluster_size_histogram": """
@@ -57,8 +57,8 @@ def _tree_table(out: Path) -> tuple[pa.Table, int]:
 
 
 def _tokenizer_config(out: Path) -> Any:
-    from common.typed_config import from_dict
-    from models.tokenizer import TokenizerConfig
+    from regionset.common.typed_config import from_dict
+    from regionset.models.tokenizer import TokenizerConfig
 
     try:
         doc = yaml.safe_load((out / "regionset.yaml").read_text()) or {}
@@ -78,7 +78,7 @@ def _vocab(con: duckdb.DuckDBPyConnection, out: Path) -> tuple[pa.Table, dict[st
     strings: list[str | None] = [None] * len(used)
     if used:
         try:
-            from models.tokenizer import TokenLabeler
+            from regionset.models.tokenizer import TokenLabeler
 
             labeler = TokenLabeler(cfg)
             summary["vocab_size"] = labeler.vocab_size

@@ -13,10 +13,10 @@ from typing import Any
 
 import yaml
 
-from common.files import write_atomic
-from common.storage import as_path
-from common.typed_config import to_dict
-from pipelines.core.shards import write_json
+from regionset.common.files import write_atomic
+from regionset.common.storage import as_path
+from regionset.common.typed_config import flat_dict, to_dict
+from regionset.pipelines.core.shards import write_json
 
 LINEAGE_FILE = "regionset.yaml"
 PACKAGES = ("regionset", "pyarrow", "duckdb", "numpy", "torch", "torchvision", "open_clip_torch",
@@ -35,8 +35,8 @@ def package_versions() -> dict[str, str]:
 
 
 def config_digest(cfg: Any) -> str:
-    """Hash of the whole resolved config."""
-    return hashlib.sha256(json.dumps(to_dict(cfg), sort_keys=True, default=str).encode()).hexdigest()[:16]
+    """Hash of the whole resolved config (renamed keys hashed at their old place: ``flat_dict``)."""
+    return hashlib.sha256(json.dumps(flat_dict(cfg), sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def write_lineage(out: Path, cfg: Any, models: dict[str, Any], warnings: list[str]) -> dict[str, Any]:

@@ -14,7 +14,7 @@ import threading
 import time
 from pathlib import Path
 
-from common.storage import RemotePath, as_path, is_remote
+from regionset.common.storage import RemotePath, as_path, is_remote
 
 LOCK_NAME = "_state/build.lock"
 LEASE_SECONDS = 120.0  # an object-store lease not renewed for this long is stale

@@ -23,9 +23,9 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
-from common.shard_names import STATE_DIR, shard_id
-from common.storage import RemotePath, as_path, is_remote
-from pipelines.core.shards import Marker, read_marker, remember_sha256, shard_path, write_json
+from regionset.common.shard_names import STATE_DIR, shard_id
+from regionset.common.storage import RemotePath, as_path, is_remote
+from regionset.pipelines.core.shards import Marker, read_marker, remember_sha256, shard_path, write_json
 
 INDEX_NAME = "_index.json"
 

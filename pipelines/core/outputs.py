@@ -6,17 +6,17 @@ these; the global steps write their state files under these names.
 
 from __future__ import annotations
 
-from common.shard_names import STATE_DIR
-from models.kmeans_index import KMEANS_JSON
-from schemas import DUPLICATES, REGION_DUPLICATES
-from schemas.tables import KMEANS
-from stages.assign import AssignStage
-from stages.dedup import DedupStage
-from stages.detect import DetectStage
-from stages.download import DownloadStage
-from stages.embed import EmbedStage
-from stages.ocr import OcrStage
-from stages.pack import PackStage
+from regionset.common.shard_names import STATE_DIR
+from regionset.models.kmeans_index import KMEANS_JSON
+from regionset.schemas import DUPLICATES, REGION_DUPLICATES
+from regionset.schemas.tables import KMEANS
+from regionset.stages.assign import AssignStage
+from regionset.stages.dedup import DedupStage
+from regionset.stages.detect import DetectStage
+from regionset.stages.download import DownloadStage
+from regionset.stages.embed import EmbedStage
+from regionset.stages.ocr import OcrStage
+from regionset.stages.pack import PackStage
 
 GROUP_DUPLICATES_STATE = "group_duplicates.json"  # under OUT/_state: the commit of duplicates/
 SEMDEDUP_STATE = "semdedup.json"  # under OUT/_state: the commit of region_duplicates/

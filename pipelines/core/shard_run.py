@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from common.storage import is_remote
-from pipelines.core.failpoints import failpoint
-from pipelines.core.marker_index import committed
-from pipelines.core.shards import (
+from regionset.common.storage import is_remote
+from regionset.pipelines.core.failpoints import failpoint
+from regionset.pipelines.core.marker_index import committed
+from regionset.pipelines.core.shards import (
     ROW_GROUP_ROWS,
     Marker,
     known_sha256,
@@ -31,8 +31,8 @@ from pipelines.core.shards import (
     write_marker,
     write_table,
 )
-from schemas import validate_table
-from stages.base import Stage
+from regionset.schemas import validate_table
+from regionset.stages.base import Stage
 
 
 @dataclass(frozen=True)
@@ -105,7 +105,7 @@ class Listing:
 def plan_stage(stage: Stage, out: Path, shards: list[int], report: StageReport | None = None) -> list[ShardTask]:
     """The shards of ``shards`` that must be (re)done, skipping complete ones with matching hashes.
 
-    On an object store the markers come from the stage's index (``pipelines.core.marker_index``): one
+    On an object store the markers come from the stage's index (``regionset.pipelines.core.marker_index``): one
     listing per folder and one index GET, not a GET per shard.
     """
     cfg = stage.config_hash(out)

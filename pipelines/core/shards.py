@@ -20,10 +20,10 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from common.shard_names import STATE_DIR, shard_id, shard_name
-from common.storage import RemotePath, as_path, is_remote
-from schemas import SCHEMA_VERSION, check_shard
-from schemas.validate import VERSION_KEY
+from regionset.common.shard_names import STATE_DIR, shard_id, shard_name
+from regionset.common.storage import RemotePath, as_path, is_remote
+from regionset.schemas import SCHEMA_VERSION, check_shard
+from regionset.schemas.validate import VERSION_KEY
 
 ROW_GROUP_ROWS = 1024
 
@@ -112,7 +112,7 @@ def write_json(obj: Any, path: Path) -> None:
 
 def read_table(path: Path, folder: str | None = None) -> pa.Table:
     """Read one shard file; with ``folder``, check it for schema drift and upgrade an older shard
-    that only lacks newer nullable columns (``schemas.check_shard``)."""
+    that only lacks newer nullable columns (``regionset.schemas.check_shard``)."""
     table = pq.read_table(pa.BufferReader(path.read_bytes())) if is_remote(path) else pq.read_table(path)
     if folder is not None:
         table = check_shard(table, folder, str(path))

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from stages.dedup import image_hashes
+from regionset.stages.dedup import image_hashes
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff")
 

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import duckdb
 
-from pipelines.dedup.candidates import key_columns, match_sql
-from schemas.tables import DUP_EVAL, DUP_EXACT, DUP_NEAR
+from regionset.pipelines.dedup.candidates import key_columns, match_sql
+from regionset.schemas.tables import DUP_EVAL, DUP_EXACT, DUP_NEAR
 
 
 def _files(paths: list[str]) -> str:

@@ -8,7 +8,7 @@ buckets``), each bucket's embeddings read from every shard in turn, so at most a
 region's shard; a file whose rows did not change is not rewritten (pack is not redone for it).
 ``OUT/_state/semdedup.json`` commits the folder: deleted before any file is written and written
 last, so on an object store (no rename) files no state file commits are never read and the next
-build deletes them (``pipelines.core.shards.clean_temp_files``).
+build deletes them (``regionset.pipelines.core.shards.clean_temp_files``).
 """
 
 from __future__ import annotations
@@ -22,12 +22,19 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from common.storage import as_path
-from pipelines.core.outputs import SEMDEDUP_STATE
-from pipelines.core.shards import STATE_DIR, list_shards, read_table, shard_path, write_json, write_table
-from pipelines.dedup.config import SemDedupConfig
-from pipelines.executors.base import Executor
-from schemas import EMBEDDINGS, LABELS, REGION_DUPLICATES, region_duplicates_schema
+from regionset.common.storage import as_path
+from regionset.pipelines.core.outputs import SEMDEDUP_STATE
+from regionset.pipelines.core.shards import (
+    STATE_DIR,
+    list_shards,
+    read_table,
+    shard_path,
+    write_json,
+    write_table,
+)
+from regionset.pipelines.dedup.config import SemDedupConfig
+from regionset.pipelines.executors.base import Executor
+from regionset.schemas import EMBEDDINGS, LABELS, REGION_DUPLICATES, region_duplicates_schema
 
 _BLOCK = 2048
 STATE_FILE = SEMDEDUP_STATE  # under OUT/_state: the commit of region_duplicates/

@@ -8,7 +8,7 @@ stages that read them are not redone. Changed settings regroup everything, and s
 
 The state file is also the commit of ``duplicates/``: deleted before any file is rewritten, written
 last. On an object store (no rename) duplicates objects no state file commits are never read, and
-the next build deletes them (``pipelines.core.shards.clean_temp_files``).
+the next build deletes them (``regionset.pipelines.core.shards.clean_temp_files``).
 """
 
 from __future__ import annotations
@@ -23,16 +23,23 @@ from typing import Any
 import duckdb
 import pyarrow.parquet as pq
 
-from common.storage import as_path, is_remote
-from pipelines.core.catalog import register_storage
-from pipelines.core.outputs import GROUP_DUPLICATES_STATE
-from pipelines.core.shards import STATE_DIR, file_sha256, list_shards, shard_path, write_json, write_table
-from pipelines.dedup.against import against_hashes
-from pipelines.dedup.candidates import resolve_scheme
-from pipelines.dedup.group import find_duplicates
-from pipelines.executors.base import Executor
-from schemas import DUPLICATES, HASHES, duplicates_schema
-from stages.dedup import DedupConfig
+from regionset.common.storage import as_path, is_remote
+from regionset.pipelines.core.catalog import register_storage
+from regionset.pipelines.core.outputs import GROUP_DUPLICATES_STATE
+from regionset.pipelines.core.shards import (
+    STATE_DIR,
+    file_sha256,
+    list_shards,
+    shard_path,
+    write_json,
+    write_table,
+)
+from regionset.pipelines.dedup.against import against_hashes
+from regionset.pipelines.dedup.candidates import resolve_scheme
+from regionset.pipelines.dedup.group import find_duplicates
+from regionset.pipelines.executors.base import Executor
+from regionset.schemas import DUPLICATES, HASHES, duplicates_schema
+from regionset.stages.dedup import DedupConfig
 
 STATE_FILE = GROUP_DUPLICATES_STATE
 

@@ -15,11 +15,11 @@ from itertools import islice
 from pathlib import Path
 from typing import Any, ClassVar
 
-from pipelines.core.marker_index import save_index
-from pipelines.core.progress import StageProgress
-from pipelines.core.shard_run import ShardTask, StageReport, check_complete, plan_stage
-from pipelines.core.shards import Marker, remember_sha256, shard_path
-from stages.base import Stage
+from regionset.pipelines.core.marker_index import save_index
+from regionset.pipelines.core.progress import StageProgress
+from regionset.pipelines.core.shard_run import ShardTask, StageReport, check_complete, plan_stage
+from regionset.pipelines.core.shards import Marker, remember_sha256, shard_path
+from regionset.stages.base import Stage
 
 
 def in_order(jobs: list[tuple], window: int, submit: Callable[[tuple], Any], wait: Callable[[Any], Any],

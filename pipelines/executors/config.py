@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from common.typed_config import ConfigError
+from regionset.common.typed_config import ConfigError
 
 
 @dataclass(frozen=True)

@@ -24,11 +24,11 @@ from typing import Any
 
 import pyarrow as pa
 
-from common import threads
-from common.storage import as_path
-from pipelines.core.shard_run import ShardTask, run_shard
-from pipelines.core.shards import Marker
-from stages.base import Stage
+from regionset.common import threads
+from regionset.common.storage import as_path
+from regionset.pipelines.core.shard_run import ShardTask, run_shard
+from regionset.pipelines.core.shards import Marker
+from regionset.stages.base import Stage
 
 # The rows a distributed executor moves around: tasks in, markers out.
 TASK_SCHEMA = pa.schema([

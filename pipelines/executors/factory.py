@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from pipelines.executors.base import Executor
-from pipelines.executors.config import ExecutorConfig
+from regionset.pipelines.executors.base import Executor
+from regionset.pipelines.executors.config import ExecutorConfig
 
 
 def make_executor(config: ExecutorConfig, show_progress: bool = True) -> Executor:
@@ -15,15 +15,15 @@ def make_executor(config: ExecutorConfig, show_progress: bool = True) -> Executo
     """
     name = config.name
     if name == "local":
-        from pipelines.executors.local import LocalExecutor
+        from regionset.pipelines.executors.local import LocalExecutor
 
         return LocalExecutor(config.processes, show_progress=show_progress)
     if name == "ray":
-        from pipelines.executors.ray_data import RayExecutor
+        from regionset.pipelines.executors.ray_data import RayExecutor
 
         return RayExecutor(config.ray, show_progress=show_progress)
     if name == "spark":
-        from pipelines.executors.spark import SparkExecutor
+        from regionset.pipelines.executors.spark import SparkExecutor
 
         return SparkExecutor(config.spark, show_progress=show_progress)
     raise ValueError(f"executor.name: unknown executor {name!r}")

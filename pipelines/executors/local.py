@@ -16,12 +16,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Literal
 
-from common import threads
-from pipelines.core.shard_run import ShardTask, run_shard
-from pipelines.core.shards import Marker
-from pipelines.executors.base import Executor
-from pipelines.executors.worker_pool import WorkerPool
-from stages.base import Stage
+from regionset.common import threads
+from regionset.pipelines.core.shard_run import ShardTask, run_shard
+from regionset.pipelines.core.shards import Marker
+from regionset.pipelines.executors.base import Executor
+from regionset.pipelines.executors.worker_pool import WorkerPool
+from regionset.stages.base import Stage
 
 
 def local_workers(processes: int | Literal["auto"], cpus: float, n_tasks: int, cores: int | None = None) -> int:
@@ -32,7 +32,7 @@ def local_workers(processes: int | Literal["auto"], cpus: float, n_tasks: int, c
         processes: ``executor.processes``.
         cpus: the stage's ``resources.cpus``.
         n_tasks: shards to do.
-        cores: this machine's cores (default: ``common.threads.machine_cpus()``).
+        cores: this machine's cores (default: ``regionset.common.threads.machine_cpus()``).
     """
     cores = cores or threads.machine_cpus()
     if processes == "auto":

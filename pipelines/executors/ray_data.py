@@ -22,13 +22,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from common import threads
-from common.storage import as_path, worker_out
-from pipelines.core.shard_run import ShardTask
-from pipelines.core.shards import Marker
-from pipelines.executors.base import Executor, in_order
-from pipelines.executors.config import RayConfig
-from pipelines.executors.distributed import (
+from regionset.common import threads
+from regionset.common.storage import as_path, worker_out
+from regionset.pipelines.core.shard_run import ShardTask
+from regionset.pipelines.core.shards import Marker
+from regionset.pipelines.executors.base import Executor, in_order
+from regionset.pipelines.executors.config import RayConfig
+from regionset.pipelines.executors.distributed import (
     cached_stage,
     call_in_worker,
     markers_of,
@@ -36,7 +36,7 @@ from pipelines.executors.distributed import (
     task_table,
     worker_env,
 )
-from stages.base import Stage
+from regionset.stages.base import Stage
 
 _PIP_HINT = "the ray executor needs Ray Data: pip install 'regionset[ray]' (ray[data])"
 LOCAL_OBJECT_STORE_BYTES = 512 * 1024**2  # only small task/result rows travel through it

@@ -21,13 +21,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from common import threads
-from common.storage import as_path, worker_out
-from pipelines.core.shard_run import ShardTask
-from pipelines.core.shards import Marker
-from pipelines.executors.base import Executor
-from pipelines.executors.config import SparkConfig
-from pipelines.executors.distributed import (
+from regionset.common import threads
+from regionset.common.storage import as_path, worker_out
+from regionset.pipelines.core.shard_run import ShardTask
+from regionset.pipelines.core.shards import Marker
+from regionset.pipelines.executors.base import Executor
+from regionset.pipelines.executors.config import SparkConfig
+from regionset.pipelines.executors.distributed import (
     RESULT_SCHEMA,
     TASK_SCHEMA,
     cached_stage,
@@ -37,7 +37,7 @@ from pipelines.executors.distributed import (
     task_table,
     worker_env,
 )
-from stages.base import Stage
+from regionset.stages.base import Stage
 
 _PIP_HINT = "the spark executor needs PySpark and Java 17+: pip install 'regionset[spark]' (pyspark)"
 

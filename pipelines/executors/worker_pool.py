@@ -27,12 +27,12 @@ from multiprocessing.util import Finalize
 from pathlib import Path
 from typing import Any
 
-from common import threads
-from common.storage import as_path
-from pipelines.core.shard_run import ShardTask, run_shard
-from pipelines.core.shards import Marker
-from pipelines.executors.base import in_order
-from stages.base import Stage
+from regionset.common import threads
+from regionset.common.storage import as_path
+from regionset.pipelines.core.shard_run import ShardTask, run_shard
+from regionset.pipelines.core.shards import Marker
+from regionset.pipelines.executors.base import in_order
+from regionset.stages.base import Stage
 
 _STAGES: dict[str, Stage] = {}  # in a worker: the stages it was sent, set up on first use
 

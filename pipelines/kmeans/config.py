@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from common.typed_config import ConfigError
-from schemas.tables import SOURCE_OBJECT
+from regionset.common.typed_config import ConfigError
+from regionset.schemas.tables import SOURCE_OBJECT
 
 FITS = ("local", "per_parent")
 
@@ -17,7 +17,7 @@ class KMeansConfig:
 
     Args:
         levels: ``auto`` (default): chosen from the number of sampled regions
-            (``pipelines.kmeans.sizing``: ~√n leaves, up to RICE's 2,400 regions per leaf, at least
+            (``regionset.pipelines.kmeans.sizing``: ~√n leaves, up to RICE's 2,400 regions per leaf, at least
             50; two levels from 100 leaves on). Or clusters per level, coarsest first:
             ``level_sizes: branching``: children per parent on average, so ``[1000, 100]`` gives
             1,000 top clusters and ~100,000 leaves; ``totals``: the number of clusters of each level.
@@ -34,16 +34,16 @@ class KMeansConfig:
         refine_iters: global Lloyd iterations over all leaves after the tree is fitted (exact
             assignment of the whole sample, then means); 0 keeps each parent's k-means as is.
         seeding: initial centroids of every k-means: ``kmeans++`` (greedy k-means++ over each whole
-            level, which also decides the children per parent; ``pipelines.kmeans.seeding``) or
+            level, which also decides the children per parent; ``regionset.pipelines.kmeans.seeding``) or
             ``random`` (FAISS's uniform pick, children shared out by ``allocate_by``).
         device: ``auto`` uses faiss GPU (all visible GPUs) when available, ``cpu`` never does.
         fit: ``auto`` (default): ``local`` when the whole sample (min(sample_size, regions) × d × 4
             bytes, from the Parquet footers, never this machine's RAM) is at most ``local_max_mib``,
-            else ``per_parent`` (``pipelines.kmeans.fit_choice``). ``local``: the whole sample in
+            else ``per_parent`` (``regionset.pipelines.kmeans.fit_choice``). ``local``: the whole sample in
             this process, level-wide k-means++; ``per_parent``: level 0 here, every level-0 parent's
             subtree as a task on the build's executor (local processes, Ray tasks, Spark partitions),
             refinement as map-reduce, resumable per parent; memory bounded by the level-0 sample or
-            one parent's points (``pipelines.kmeans.distributed``; a different tree, identical on
+            one parent's points (``regionset.pipelines.kmeans.distributed``; a different tree, identical on
             every executor).
         local_max_mib: the largest float32 sample (MiB) that ``fit: auto`` fits locally; the
             driver peaks at several times it (2048: the default 1M-row sample stays local up to

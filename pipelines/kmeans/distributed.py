@@ -36,19 +36,25 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from common.files import load_npy, remove_tree, save_npy, write_atomic
-from common.memory import release_memory
-from common.storage import RemotePath, as_path, worker_out
-from models.kmeans_index import nearest_centroids
-from pipelines.core.failpoints import failpoint
-from pipelines.kmeans.params import FitParams, FitResult
-from pipelines.kmeans.partition import committed_parts, parent_points, partition, read_sample, thresholds
-from pipelines.kmeans.refine import _cluster_sums, _means, _reseed_empty, upper_means
-from pipelines.kmeans.seeding import level_seeds
-from pipelines.kmeans.tree import allocate, fit_hierarchy
+from regionset.common.files import load_npy, remove_tree, save_npy, write_atomic
+from regionset.common.memory import release_memory
+from regionset.common.storage import RemotePath, as_path, worker_out
+from regionset.models.kmeans_index import nearest_centroids
+from regionset.pipelines.core.failpoints import failpoint
+from regionset.pipelines.kmeans.params import FitParams, FitResult
+from regionset.pipelines.kmeans.partition import (
+    committed_parts,
+    parent_points,
+    partition,
+    read_sample,
+    thresholds,
+)
+from regionset.pipelines.kmeans.refine import _cluster_sums, _means, _reseed_empty, upper_means
+from regionset.pipelines.kmeans.seeding import level_seeds
+from regionset.pipelines.kmeans.tree import allocate, fit_hierarchy
 
 if TYPE_CHECKING:
-    from pipelines.executors.base import Executor
+    from regionset.pipelines.executors.base import Executor
 
 WORK = ".kmeans_fit"
 PARENT_SEED = 104_729
@@ -128,7 +134,7 @@ def _children(x0: np.ndarray, level0: np.ndarray, want: list[int], p: FitParams)
 
 
 def _in_process() -> Executor:
-    from pipelines.executors.local import LocalExecutor
+    from regionset.pipelines.executors.local import LocalExecutor
 
     return LocalExecutor(1, show_progress=False)
 

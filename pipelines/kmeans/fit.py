@@ -18,21 +18,21 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from common.files import remove_tree
-from common.storage import as_path
-from models.kmeans_index import ClusterTree, l2_normalize, read_meta
-from pipelines.core.failpoints import failpoint
-from pipelines.core.lineage import add_to_lineage
-from pipelines.core.progress import StepProgress, console
-from pipelines.kmeans.config import KMeansConfig
-from pipelines.kmeans.fit_choice import fit_signature, resolve_fit, reusable
-from pipelines.kmeans.params import FitParams, FitResult, ProgressFn
-from pipelines.kmeans.sizing import WARNING_PREFIX, auto_levels, auto_rule, tree_warnings
-from pipelines.kmeans.tree import fit_hierarchy
-from schemas.tables import KMEANS
+from regionset.common.files import remove_tree
+from regionset.common.storage import as_path
+from regionset.models.kmeans_index import ClusterTree, l2_normalize, read_meta
+from regionset.pipelines.core.failpoints import failpoint
+from regionset.pipelines.core.lineage import add_to_lineage
+from regionset.pipelines.core.progress import StepProgress, console
+from regionset.pipelines.kmeans.config import KMeansConfig
+from regionset.pipelines.kmeans.fit_choice import fit_signature, resolve_fit, reusable
+from regionset.pipelines.kmeans.params import FitParams, FitResult, ProgressFn
+from regionset.pipelines.kmeans.sizing import WARNING_PREFIX, auto_levels, auto_rule, tree_warnings
+from regionset.pipelines.kmeans.tree import fit_hierarchy
+from regionset.schemas.tables import KMEANS
 
 if TYPE_CHECKING:
-    from pipelines.executors.base import Executor
+    from regionset.pipelines.executors.base import Executor
 
 
 def level_totals(kc: KMeansConfig, sampled: int | None = None) -> list[int]:
@@ -135,13 +135,13 @@ def fit_kmeans(out: Path, kc: KMeansConfig, executor: Executor, shards: list[int
         _announce(out, old)
         return {"reused": True, "fit": old.get("fit", "local"), "fit_requested": kc.fit,
                 "leaves": old["sizes"][-1], "sizes": old["sizes"], "centroids_sha256": old["centroids_sha256"][:12], "warnings": old.get("warnings", [])}
-    from pipelines.kmeans.sample import uniform_sample  # pandas: kept out of config loading
+    from regionset.pipelines.kmeans.sample import uniform_sample  # pandas: kept out of config loading
 
     t0 = time.perf_counter()
     choice = resolve_fit(out, kc, shards)  # auto: local or per_parent, from the footers
     kc = dataclasses.replace(kc, fit=choice.fit)
     if kc.fit == "per_parent":
-        from pipelines.kmeans.distributed import WORK
+        from regionset.pipelines.kmeans.distributed import WORK
 
         tree, meta = _fit_per_parent(out, kc, shards, executor)
     else:
@@ -172,8 +172,8 @@ def fit_kmeans(out: Path, kc: KMeansConfig, executor: Executor, shards: list[int
 
 
 def _fit_per_parent(out: Path, kc: KMeansConfig, shards: list[int], executor: Executor) -> tuple[ClusterTree, dict[str, Any]]:
-    """``kmeans.fit: per_parent`` (``pipelines.kmeans.distributed``) on ``executor``: the tree and its metadata."""
-    from pipelines.kmeans.distributed import fit_per_parent
+    """``kmeans.fit: per_parent`` (``regionset.pipelines.kmeans.distributed``) on ``executor``: the tree and its metadata."""
+    from regionset.pipelines.kmeans.distributed import fit_per_parent
 
     t0 = time.perf_counter()
     gpus = _use_gpu(kc)

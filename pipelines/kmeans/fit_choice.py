@@ -18,11 +18,11 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
-from common.storage import RemotePath, arrow_source
-from pipelines.core.shards import shard_path
-from pipelines.kmeans.config import FITS, KMeansConfig, check_config
-from schemas import EMBEDDINGS
-from schemas.tables import REGIONS
+from regionset.common.storage import RemotePath, arrow_source
+from regionset.pipelines.core.shards import shard_path
+from regionset.pipelines.kmeans.config import FITS, KMeansConfig, check_config
+from regionset.schemas import EMBEDDINGS
+from regionset.schemas.tables import REGIONS
 
 MIB = 1 << 20
 # An explicit ``fit: local`` warns from this many times ``local_max_mib`` on: the driver's peak is

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 ProgressFn = Callable[..., None]
-"""``progress(phase, done, total, rows=0)``: called as the fit advances (see pipelines.core.progress)."""
+"""``progress(phase, done, total, rows=0)``: called as the fit advances (see regionset.pipelines.core.progress)."""
 
 
 @dataclass(frozen=True)

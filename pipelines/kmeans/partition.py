@@ -1,4 +1,4 @@
-"""The sample of the per-parent fit, partitioned by level-0 parent (``pipelines.kmeans.distributed``).
+"""The sample of the per-parent fit, partitioned by level-0 parent (``regionset.pipelines.kmeans.distributed``).
 
 ``thresholds`` finds the priority cut-offs of the bottom-k samples (``sample.row_priority``) in one
 pass; ``read_sample`` reads the rows under a cut-off sorted by priority; ``partition`` writes every
@@ -15,11 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
-from common.files import load_npy, read_npy_rows, save_npy
-from common.memory import release_memory
-from common.storage import RemotePath, as_path
-from models.kmeans_index import nearest_centroids
-from pipelines.kmeans.sample import iter_embeddings, iter_region_ids, row_priority
+from regionset.common.files import load_npy, read_npy_rows, save_npy
+from regionset.common.memory import release_memory
+from regionset.common.storage import RemotePath, as_path
+from regionset.models.kmeans_index import nearest_centroids
+from regionset.pipelines.kmeans.sample import iter_embeddings, iter_region_ids, row_priority
 
 
 def thresholds(out: Path, shards: list[int], sources: tuple[str, ...], seed: int, sizes: list[int]) -> tuple[list[int], int]:

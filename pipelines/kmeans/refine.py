@@ -1,7 +1,7 @@
 """The global Lloyd refinement of a fitted tree, and the per-leaf sums it and the map-reduce share.
 
 ``refine`` moves all leaves at once with every sample point (exact assignment, then means);
-``pipelines.kmeans.distributed`` runs the same update as map-reduce over the level-0 parents
+``regionset.pipelines.kmeans.distributed`` runs the same update as map-reduce over the level-0 parents
 (``_cluster_sums`` per parent, reduced on the driver, then ``_means``, ``_reseed_empty`` and
 ``upper_means`` exactly as here).
 """
@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from models.kmeans_index import l2_normalize, nearest_centroids
-from pipelines.kmeans.params import FitParams, FitResult, ProgressFn
+from regionset.models.kmeans_index import l2_normalize, nearest_centroids
+from regionset.pipelines.kmeans.params import FitParams, FitResult, ProgressFn
 
 
 def _cluster_sums(x: np.ndarray, ids: np.ndarray, k: int, chunk_bytes: int = 1 << 27,

@@ -19,11 +19,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from common.storage import arrow_source
-from models.kmeans_index import embedding_matrix
-from pipelines.core.shards import shard_path
-from schemas import EMBEDDINGS
-from schemas.tables import REGIONS
+from regionset.common.storage import arrow_source
+from regionset.models.kmeans_index import embedding_matrix
+from regionset.pipelines.core.shards import shard_path
+from regionset.schemas import EMBEDDINGS
+from regionset.schemas.tables import REGIONS
 
 BATCH_ROWS = 16_384
 

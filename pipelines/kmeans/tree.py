@@ -3,13 +3,13 @@
 Level 0 is one k-means over the whole sample. Every later level splits each parent cell (the
 sample points whose exact nearest centroid at the level above is that parent) with its own
 k-means. With ``seeding: kmeans++`` (default) one greedy k-means++ pass over the whole level
-(``pipelines.kmeans.seeding.level_seeds``) picks every child's seed, and so how many children each
+(``regionset.pipelines.kmeans.seeding.level_seeds``) picks every child's seed, and so how many children each
 parent gets; with ``seeding: random`` the level's total is shared out **in proportion to each
 parent's size** (or its sum of squared distances, ``allocate_by: sse``) and FAISS draws the seeds
 at random. Equal splits cost +14 % inertia over flat k-means on clustered data (docs/kmeans-labels.md), random
 seeds 1.2–1.4× the partition SSE of k-means++ when K is close to the true cluster count (BENCHMARKS.md).
 Points are later routed to their exact
-nearest leaf (``models.kmeans_index``), never through the coarse cell.
+nearest leaf (``regionset.models.kmeans_index``), never through the coarse cell.
 
 Degenerate cases have fixed outcomes, counted in ``stats``:
 - a parent with fewer distinct points than its allocation gets one child per distinct point
@@ -17,7 +17,7 @@ Degenerate cases have fixed outcomes, counted in ``stats``:
 - duplicate vectors count once for that cap;
 - children of a FAISS fit that get no point of their parent in the exact assignment (empty or
   duplicate centroids) are dropped before ids are given (``empty_dropped``).
-Each k-means starts from ``seeding`` (``pipelines.kmeans.seeding``: greedy k-means++ by default,
+Each k-means starts from ``seeding`` (``regionset.pipelines.kmeans.seeding``: greedy k-means++ by default,
 or FAISS's uniform random pick). FAISS trains each k-means on at most ``max_points_per_centroid × k`` points (it subsamples the
 rest silently); the cells and sizes here always come from an exact pass over every sample point.
 """
@@ -30,10 +30,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from models.kmeans_index import l2_normalize, nearest_centroids
-from pipelines.kmeans.params import FitParams, FitResult, ProgressFn
-from pipelines.kmeans.refine import refine
-from pipelines.kmeans.seeding import level_seeds
+from regionset.models.kmeans_index import l2_normalize, nearest_centroids
+from regionset.pipelines.kmeans.params import FitParams, FitResult, ProgressFn
+from regionset.pipelines.kmeans.refine import refine
+from regionset.pipelines.kmeans.seeding import level_seeds
 
 
 def _no_progress(phase: str, done: int, total: int, rows: int = 0) -> None:

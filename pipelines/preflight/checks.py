@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from common import typed_config
+from regionset.common import typed_config
 
 Status = Literal["ok", "warn", "fail"]
 

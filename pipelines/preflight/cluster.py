@@ -20,14 +20,14 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from pipelines.config import BuildConfig
-from pipelines.preflight.checks import Check, fail, ok, warn
+from regionset.pipelines.config import BuildConfig
+from regionset.pipelines.preflight.checks import Check, fail, ok, warn
 
 SPARK_MASTER_PORT = 7077
 MIN_JAVA = 17
 
 # Run by the workers' interpreter: importing what a Spark task unpickles.
-_IMPORT_CHECK = "import pipelines.executors.distributed, stages, schemas"
+_IMPORT_CHECK = "import regionset.pipelines.executors.distributed, regionset.stages, regionset.schemas"
 # Run in a subprocess: one GCS request to the Ray head (authenticated like ray.init would be).
 _GCS_PROBE = """
 import sys

@@ -13,10 +13,10 @@ import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from models.clip_registry import clip_embed_dim, resolve_clip
-from models.registry import PADDLEOCR, ModelUnavailable, check_local_file, resolve_detector
-from pipelines.config import BuildConfig
-from pipelines.preflight.checks import Check, fail, ok, warn
+from regionset.models.clip_registry import clip_embed_dim, resolve_clip
+from regionset.models.registry import PADDLEOCR, ModelUnavailable, check_local_file, resolve_detector
+from regionset.pipelines.config import BuildConfig
+from regionset.pipelines.preflight.checks import Check, fail, ok, warn
 
 TORCH_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
 PICKLE_PROTO = 0x80  # first byte of a pickle stream (protocol >= 2): torch's legacy format
@@ -72,35 +72,36 @@ def _detect(cfg: BuildConfig) -> Iterator[Check]:
     if c.backend != "ultralytics":
         yield ok("detect model", "detect.backend", f"{c.backend} (no model file)")
         return
+    key = "detect.ultralytics.model"
     try:
-        r = resolve_detector(c.model, c.family)
+        r = resolve_detector(c.ultralytics.model, c.ultralytics.family)
     except ModelUnavailable as e:
-        yield fail("detect model", "detect.model", str(e))
+        yield fail("detect model", key, str(e))
         return
     if Path(r.source).is_file():
-        yield _file_check("detect model", "detect.model", r.source)
+        yield _file_check("detect model", key, r.source)
     else:
-        yield ok("detect model", "detect.model", r.model_id)
+        yield ok("detect model", key, r.model_id)
 
 
 def _ocr(cfg: BuildConfig) -> Iterator[Check]:
-    c = cfg.ocr
+    c, p, r = cfg.ocr, cfg.ocr.paddleocr, cfg.ocr.rapidocr
     if c.backend == PADDLEOCR:
-        folders = [("ocr.det_model_dir", c.det_model_dir), ("ocr.rec_model_dir", c.rec_model_dir)]
+        folders = [("ocr.paddleocr.det_model_dir", p.det_model_dir), ("ocr.paddleocr.rec_model_dir", p.rec_model_dir)]
         if c.use_cls:
-            folders.append(("ocr.cls_model_dir", c.cls_model_dir))
+            folders.append(("ocr.paddleocr.cls_model_dir", p.cls_model_dir))
         for key, folder in folders:
             try:
                 check_local_file(folder, key, "dir")
             except ModelUnavailable as e:
                 yield fail("ocr model", key, f"{e}; ocr.backend=paddleocr needs local inference folders")
                 return
-        if c.paddle_python and not Path(c.paddle_python).is_file():
-            yield fail("ocr model", "ocr.paddle_python", f"ocr.paddle_python={c.paddle_python!r}: no such interpreter")
+        if p.python and not Path(p.python).is_file():
+            yield fail("ocr model", "ocr.paddleocr.python", f"ocr.paddleocr.python={p.python!r}: no such interpreter")
             return
-        yield ok("ocr model", "ocr.det_model_dir", f"{c.det_model_dir} + {c.rec_model_dir}")
+        yield ok("ocr model", "ocr.paddleocr.det_model_dir", f"{p.det_model_dir} + {p.rec_model_dir}")
         return
-    named = [(k, v) for k, v in (("ocr.det_model", c.det_model), ("ocr.rec_model", c.rec_model)) if v]
+    named = [(k, v) for k, v in (("ocr.rapidocr.det_model", r.det_model), ("ocr.rapidocr.rec_model", r.rec_model)) if v]
     for key, path in named:
         yield _file_check("ocr model", key, path)
     if not named:
@@ -139,7 +140,7 @@ def _assign(cfg: BuildConfig) -> Iterator[Check]:
 
 def _kmeans(cfg: BuildConfig) -> Iterator[Check]:
     """An explicit ``kmeans.fit: local`` with a sample far over ``kmeans.local_max_mib``: a warning."""
-    from pipelines.kmeans.fit_choice import local_warning
+    from regionset.pipelines.kmeans.fit_choice import local_warning
 
     kc = cfg.kmeans
     if kc.fit != "local":

@@ -19,12 +19,12 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from common.storage import is_remote
-from pipelines.config import BuildConfig
-from pipelines.preflight.checks import Check, PreflightError, fail, ok, warn
-from pipelines.preflight.cluster import executor_checks
-from pipelines.preflight.models import model_checks
-from pipelines.preflight.storage import storage_checks
+from regionset.common.storage import is_remote
+from regionset.pipelines.config import BuildConfig
+from regionset.pipelines.preflight.checks import Check, PreflightError, fail, ok, warn
+from regionset.pipelines.preflight.cluster import executor_checks
+from regionset.pipelines.preflight.models import model_checks
+from regionset.pipelines.preflight.storage import storage_checks
 
 # Rough bytes written per input URL: the stored JPEG (image_size² × 3 bytes at ~10:1) is kept twice
 # (images/ and train/); regions, embeddings and labels are small next to it.

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import os
 
-from common.storage import as_path, is_remote
-from pipelines.config import BuildConfig
-from pipelines.core.shards import STATE_DIR
-from pipelines.preflight.checks import Check, fail, ok
+from regionset.common.storage import as_path, is_remote
+from regionset.pipelines.config import BuildConfig
+from regionset.pipelines.core.shards import STATE_DIR
+from regionset.pipelines.preflight.checks import Check, fail, ok
 
 _CAUSES = (  # (substring of the client's error, the cause in words)
     ("NoSuchBucket", "the bucket does not exist"),

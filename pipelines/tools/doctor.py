@@ -14,11 +14,11 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from models.registry import package_version
-from pipelines.config import load_config
-from pipelines.preflight.checks import Check, ok, warn
-from pipelines.preflight.cluster import MIN_JAVA, java_version
-from pipelines.preflight.run import iter_checks
+from regionset.models.registry import package_version
+from regionset.pipelines.config import load_config
+from regionset.pipelines.preflight.checks import Check, ok, warn
+from regionset.pipelines.preflight.cluster import MIN_JAVA, java_version
+from regionset.pipelines.preflight.run import iter_checks
 
 # (distribution, needed by a default build)
 PACKAGES = (
@@ -91,7 +91,7 @@ def tool_checks() -> Iterator[Check]:
         yield ok("airflow", "", f"no {AIRFLOW_VENV} (optional: bash dags/install_airflow.sh)")
         return
     venv = venvs[0]
-    code = "import airflow, pipelines.tasks; print(airflow.__version__)"
+    code = "import airflow, regionset.pipelines.tasks; print(airflow.__version__)"
     try:
         proc = subprocess.run([str(venv / "bin" / "python"), "-c", code], capture_output=True, text=True,
                               timeout=120, env={**os.environ, "AIRFLOW__CORE__LOAD_EXAMPLES": "False"})
@@ -113,7 +113,7 @@ def doctor(config: str | None, overrides: list[str]) -> int:
     """
     from rich.table import Table
 
-    from pipelines.core.progress import out_console
+    from regionset.pipelines.core.progress import out_console
 
     cfg = load_config(config, overrides)
     checks = [*package_checks(), *gpu_checks(), *tool_checks(), *iter_checks(cfg)]

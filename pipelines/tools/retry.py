@@ -16,12 +16,12 @@ from pathlib import Path
 import pyarrow as pa
 import yaml
 
-from common.storage import as_path
-from common.typed_config import apply_overrides, from_dict
-from pipelines.config import BuildConfig
-from pipelines.core.lineage import LINEAGE_FILE
-from pipelines.core.lock import BuildLock
-from pipelines.core.shards import (
+from regionset.common.storage import as_path
+from regionset.common.typed_config import apply_overrides, from_dict
+from regionset.pipelines.config import BuildConfig
+from regionset.pipelines.core.lineage import LINEAGE_FILE
+from regionset.pipelines.core.lock import BuildLock
+from regionset.pipelines.core.shards import (
     list_shards,
     marker_path,
     read_marker,
@@ -30,9 +30,9 @@ from pipelines.core.shards import (
     write_marker,
     write_table,
 )
-from schemas import IMAGES
-from schemas.tables import STATUS_FAILED
-from stages.download.stage import DownloadStage, ledger_counters
+from regionset.schemas import IMAGES
+from regionset.schemas.tables import STATUS_FAILED
+from regionset.stages.download.stage import DownloadStage, ledger_counters
 
 RETRYABLE = re.compile(
     r"timed out|timeout|HTTP Error 5\d\d|HTTP Error 429|reset by peer|Connection refused|"

@@ -18,10 +18,10 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from common.storage import RemotePath, as_path, is_remote
-from pipelines.core.catalog import committed_files, register_storage
-from pipelines.core.shards import list_shards, shard_path, write_table
-from schemas import LABELS
+from regionset.common.storage import RemotePath, as_path, is_remote
+from regionset.pipelines.core.catalog import committed_files, register_storage
+from regionset.pipelines.core.shards import list_shards, shard_path, write_table
+from regionset.schemas import LABELS
 
 Strategy = Literal["balanced", "random"]
 

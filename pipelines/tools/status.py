@@ -8,15 +8,15 @@ from pathlib import Path
 
 import yaml
 
-from common.storage import as_path, is_remote
-from models.kmeans_index import read_meta
-from pipelines.core.lineage import LINEAGE_FILE
-from pipelines.core.marker_index import committed
-from pipelines.core.progress import console, print_table
-from pipelines.core.shards import STATE_DIR, list_shards, read_marker
-from pipelines.steps import STEP_NAMES
-from schemas import INPUT
-from schemas.tables import KMEANS
+from regionset.common.storage import as_path, is_remote
+from regionset.models.kmeans_index import read_meta
+from regionset.pipelines.core.lineage import LINEAGE_FILE
+from regionset.pipelines.core.marker_index import committed
+from regionset.pipelines.core.progress import console, print_table
+from regionset.pipelines.core.shards import STATE_DIR, list_shards, read_marker
+from regionset.pipelines.steps import STEP_NAMES
+from regionset.schemas import INPUT
+from regionset.schemas.tables import KMEANS
 
 
 def stage_names(out: Path) -> list[str]:
@@ -98,7 +98,7 @@ def print_status(out: Path, as_json: bool = False) -> dict:
     if fails:
         print_table("counters and failures by reason", ["stage", "kind", "reason", "count"], fails)
     if st["kmeans"]:
-        from pipelines.kmeans.fit_choice import describe
+        from regionset.pipelines.kmeans.fit_choice import describe
 
         console.print(describe(st["kmeans"]))
     for name, s in st["stages"].items():

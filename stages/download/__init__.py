@@ -5,6 +5,6 @@ the guarded HTTP opener (deadline, size cap, per-hop address checks), ``image_ch
 non-images and decompression bombs before decoding.
 """
 
-from stages.download.stage import DownloadConfig, DownloadStage
+from regionset.stages.download.stage import DownloadConfig, DownloadStage
 
 __all__ = ["DownloadConfig", "DownloadStage"]

@@ -22,7 +22,7 @@ import urllib.parse
 import urllib.request
 import zlib
 
-from stages.download.url_guard import UrlPolicy, address_refusal, check_url
+from regionset.stages.download.url_guard import UrlPolicy, address_refusal, check_url
 
 _DEFAULT = {"policy": UrlPolicy(), "deadline": 30.0, "max_bytes": 64 << 20, "proxy_at": None}
 _config = dict(_DEFAULT)

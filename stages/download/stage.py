@@ -21,13 +21,13 @@ from typing import Any, Literal
 
 import pyarrow as pa
 
-from common.typed_config import ConfigError
-from schemas import IMAGES, INPUT, images_schema
-from schemas.tables import STATUS_REFUSED
-from stages.base import Resources, Stage
-from stages.download import http_guard
-from stages.download.image_check import ImageRejected, check_image
-from stages.download.url_guard import UrlPolicy, check_url, normalize_url
+from regionset.common.typed_config import ConfigError
+from regionset.schemas import IMAGES, INPUT, images_schema
+from regionset.schemas.tables import STATUS_REFUSED
+from regionset.stages.base import Resources, Stage
+from regionset.stages.download import http_guard
+from regionset.stages.download.image_check import ImageRejected, check_image
+from regionset.stages.download.url_guard import UrlPolicy, check_url, normalize_url
 
 _SOURCE_KEY = "source_key"
 

@@ -24,7 +24,7 @@ DAGS_FOLDER = Path(__file__).resolve().parents[2] / "dags"
 os.environ.setdefault("AIRFLOW__CORE__DAGS_FOLDER", str(DAGS_FOLDER))  # dag.test() only finds DAGs here
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 DAG_ID = "regionset"
-REGIONSET_DEPS = ("pipelines", "duckdb", "pyarrow", "torch")
+REGIONSET_DEPS = ("regionset", "duckdb", "pyarrow", "torch")
 
 
 def _dagbag():

@@ -19,11 +19,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from common.typed_config import to_dict
-from pipelines.build import build
-from pipelines.config import load_config
-from pipelines.tasks import DAG_STEPS, SHARD
-from pipelines.tools.demo.run import demo_overrides, write_url_list
+from regionset.common.typed_config import to_dict
+from regionset.pipelines.build import build
+from regionset.pipelines.config import load_config
+from regionset.pipelines.tasks import DAG_STEPS, SHARD
+from regionset.pipelines.tools.demo.run import demo_overrides, write_url_list
 from tests.dags.conftest import DAGS_FOLDER
 from tests.pipelines.snapshots import assert_same, markers, snapshot
 

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from models.clip_bpe import MERGES_FILE, ClipBPE, merges_path
+from regionset.models.clip_bpe import MERGES_FILE, ClipBPE, merges_path
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -82,7 +82,7 @@ def test_missing_merges_file_names_it(monkeypatch, tmp_path):
 
 def test_labeler_imports_neither_open_clip_nor_torch():
     """An assign worker (and the catalog driver) builds the labeler: torch alone is ~685 MiB of RSS."""
-    code = ("import sys; from models.tokenizer import TokenLabeler; lab = TokenLabeler(); "
+    code = ("import sys; from regionset.models.tokenizer import TokenLabeler; lab = TokenLabeler(); "
             "print(lab.labels('EXIT Route 66', 'r1')[:2], 'open_clip' in sys.modules, 'torch' in sys.modules)")
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)

@@ -7,15 +7,15 @@ import subprocess
 import sys
 from pathlib import Path
 
-from models.clip_configs import clip_config_file
-from models.clip_registry import CONFIG_DIR, clip_embed_dim, register_clip_configs
+from regionset.models.clip_configs import clip_config_file
+from regionset.models.clip_registry import CONFIG_DIR, clip_embed_dim, register_clip_configs
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_clip_width_is_read_without_importing_open_clip():
     """A build driver resolves the embed model (preflight, lineage) without torch's import seconds."""
-    code = ("import sys; from models.clip_registry import TINY_CLIP, clip_embed_dim, resolve_clip; "
+    code = ("import sys; from regionset.models.clip_registry import TINY_CLIP, clip_embed_dim, resolve_clip; "
             "resolve_clip(TINY_CLIP, 'none'); resolve_clip('ViT-B-32', 'none'); "
             "print(clip_embed_dim('ViT-B-32'), 'open_clip' in sys.modules, 'torch' in sys.modules)")
     env = {**os.environ, "PYTHONPATH": str(ROOT)}

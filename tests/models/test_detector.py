@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from models.detector import _mask_boxes
+from regionset.models.detector import _mask_boxes
 
 
 def test_mask_boxes_scale_to_the_original_image():

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from models.clip_registry import TINY_CLIP
-from models.embedder import ClipEmbedder
+from regionset.models.clip_registry import TINY_CLIP
+from regionset.models.embedder import ClipEmbedder
 
 
 def _crops(n: int, seed: int = 0) -> list[Image.Image]:

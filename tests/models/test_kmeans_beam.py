@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from models.kmeans_beam import beam_search, children_csr, covers_tree
-from models.kmeans_index import ClusterTree
-from pipelines.kmeans.config import KMeansConfig
-from pipelines.kmeans.fit import fit_tree
+from regionset.models.kmeans_beam import beam_search, children_csr, covers_tree
+from regionset.models.kmeans_index import ClusterTree
+from regionset.pipelines.kmeans.config import KMeansConfig
+from regionset.pipelines.kmeans.fit import fit_tree
 from tests.label_data import gaussian_mixture
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from models.kmeans_index import ClusterTree, nearest_centroids
+from regionset.models.kmeans_index import ClusterTree, nearest_centroids
 
 
 @pytest.mark.parametrize("backend", ["numpy", "torch", "faiss"])
@@ -41,7 +41,7 @@ def test_tree_paths_save_load_hash(tmp_path):
 
 
 def test_score_block_is_capped_in_bytes(monkeypatch):
-    import models.kmeans_index as ki
+    import regionset.models.kmeans_index as ki
 
     assert ki.block_rows(100) == 4096
     assert ki.block_rows(1_000_000) == (256 << 20) // 4_000_000  # 67 rows: 256 MiB of scores, not 16 GiB

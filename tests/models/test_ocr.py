@@ -9,8 +9,8 @@ import time
 import numpy as np
 import pytest
 
-from models.ocr import PaddleOcr, RapidOcr
-from models.registry import ModelUnavailable
+from regionset.models.ocr import PaddleOcr, RapidOcr
+from regionset.models.registry import ModelUnavailable
 from tests.synth import render_text_image, text_lines
 
 
@@ -65,7 +65,7 @@ def test_rapidocr_blank_image_reads_nothing(rapid):
 
 def test_paddleocr_without_model_dirs_fails_fast():
     t0 = time.monotonic()
-    with pytest.raises(ModelUnavailable, match="ocr.det_model_dir"):
+    with pytest.raises(ModelUnavailable, match="ocr.paddleocr.det_model_dir"):
         PaddleOcr()
     assert time.monotonic() - t0 < 1.0
 
@@ -74,7 +74,7 @@ def test_paddleocr_missing_package_fails_fast(tmp_path):
     (tmp_path / "det").mkdir()
     (tmp_path / "rec").mkdir()
     t0 = time.monotonic()
-    with pytest.raises(ModelUnavailable, match="paddleocr is not importable|paddle_python"):
+    with pytest.raises(ModelUnavailable, match="paddleocr is not importable|paddleocr.python"):
         PaddleOcr(python=sys.executable, det_model_dir=str(tmp_path / "det"), rec_model_dir=str(tmp_path / "rec"),
                   start_timeout=30)
     assert time.monotonic() - t0 < 30
@@ -147,7 +147,7 @@ def test_spacing_decoder_gives_rapidocrs_own_text(rapid):
 
 
 def test_gaps_restore_the_words_that_recognition_merged(rapid):
-    from models.ocr_spaces import restore_spaces
+    from regionset.models.ocr_spaces import restore_spaces
 
     lines, image = _merged_page()
     read = sorted(rapid(image), key=lambda ln: ln.quad[:, 1].min())

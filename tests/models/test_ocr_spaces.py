@@ -5,7 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from models.ocr_spaces import CharTimes, SpacingCTCDecode, restore_gaps, restore_spaces, restore_wordseg
+from regionset.models.ocr_spaces import (
+    CharTimes,
+    SpacingCTCDecode,
+    restore_gaps,
+    restore_spaces,
+    restore_wordseg,
+)
 
 
 def _times(text: str, spaces: dict[int, float]) -> CharTimes:

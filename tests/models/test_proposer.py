@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from models.proposer import FelzenszwalbProposer, ProposerConfig, nms
+from regionset.models.proposer import FelzenszwalbProposer, ProposerConfig, nms
 from tests.synth import box_iou, synthetic_scene
 
 

@@ -11,19 +11,19 @@ from pathlib import Path
 
 import pytest
 
-import models  # noqa: F401
-from models.clip_registry import TINY_CLIP, clip_embed_dim, resolve_clip
-from models.registry import ModelUnavailable, detector_family, resolve_detector
+from regionset import models  # noqa: F401
+from regionset.models.clip_registry import TINY_CLIP, clip_embed_dim, resolve_clip
+from regionset.models.registry import ModelUnavailable, detector_family, resolve_detector
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def _env_after_import(extra: dict[str, str]) -> dict[str, str]:
-    """The environment a fresh interpreter has after ``import models``, starting from a clean one."""
+    """The environment a fresh interpreter has after ``import regionset.models``, starting from a clean one."""
     names = ("YOLO_OFFLINE", "HF_HUB_OFFLINE", "YOLO_AUTOINSTALL", "NO_ALBUMENTATIONS_UPDATE",
              "YOLO_CONFIG_DIR", "MPLCONFIGDIR", "WANDB_MODE")
     env = {k: v for k, v in os.environ.items() if k not in names and k != "REGIONSET_ONLINE"}
-    code = f"import json, os, models; print(json.dumps({{k: os.environ.get(k) for k in {names!r}}}))"
+    code = f"import json, os, regionset.models; print(json.dumps({{k: os.environ.get(k) for k in {names!r}}}))"
     out = subprocess.run([sys.executable, "-c", code], env={**env, **extra}, capture_output=True, text=True,
                          check=True, cwd=ROOT)
     return json.loads(out.stdout)
@@ -48,7 +48,7 @@ def test_detector_name_needing_download_fails_offline_naming_option(monkeypatch,
     monkeypatch.setenv("YOLO_OFFLINE", "1")
     monkeypatch.delenv("REGIONSET_ONLINE", raising=False)
     t0 = time.monotonic()
-    with pytest.raises(ModelUnavailable, match=r"detect\.model.*local \.pt or \.onnx"):
+    with pytest.raises(ModelUnavailable, match=r"detect\.ultralytics\.model.*local \.pt or \.onnx"):
         resolve_detector("yolo11n.pt")
     assert time.monotonic() - t0 < 1
 
@@ -68,7 +68,7 @@ def test_detector_yaml_is_random_weights_and_bad_names_fail():
         resolve_detector("/nowhere/model.onnx")
     with pytest.raises(ModelUnavailable, match="known name"):
         resolve_detector("not-a-model.pt")
-    with pytest.raises(ModelUnavailable, match="detect.model is empty"):
+    with pytest.raises(ModelUnavailable, match="detect.ultralytics.model is empty"):
         resolve_detector("")
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from models.tokenizer import TokenizerConfig, TokenLabeler
+from regionset.models.tokenizer import TokenizerConfig, TokenLabeler
 
 
 @pytest.fixture(scope="module")

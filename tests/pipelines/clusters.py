@@ -115,7 +115,7 @@ def spark_standalone(home: Path):
 def run_cli(args: list[str], env: dict[str, str], timeout: float = 240) -> tuple[int, list[str], float]:
     """``regionset ARGS`` as a user runs it; (exit code, non-empty stderr lines, seconds)."""
     t0 = time.monotonic()
-    proc = subprocess.run([sys.executable, "-m", "pipelines.cli", *args], env=env, capture_output=True,
+    proc = subprocess.run([sys.executable, "-m", "regionset.pipelines.cli", *args], env=env, capture_output=True,
                           text=True, timeout=timeout, cwd=REPO)
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
     return proc.returncode, lines, time.monotonic() - t0

@@ -16,10 +16,10 @@ import pyarrow as pa
 import yaml
 from PIL import Image, ImageDraw
 
-from pipelines.core.catalog import build_catalog
-from pipelines.core.shards import Marker, shard_path, write_marker, write_table
-from schemas import EMBEDDINGS, IMAGES, LABELS, REGIONS_OBJECT, REGIONS_TEXT, schema_for
-from schemas.tables import SOURCE_OBJECT, SOURCE_TEXT
+from regionset.pipelines.core.catalog import build_catalog
+from regionset.pipelines.core.shards import Marker, shard_path, write_marker, write_table
+from regionset.schemas import EMBEDDINGS, IMAGES, LABELS, REGIONS_OBJECT, REGIONS_TEXT, schema_for
+from regionset.schemas.tables import SOURCE_OBJECT, SOURCE_TEXT
 
 WARNING = "embedder: pretrained: none — embeddings are random features (synthetic test output)"
 CLASSES = ("cat", "car", "sign", "<odd & 'quoted'>")

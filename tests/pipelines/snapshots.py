@@ -11,8 +11,8 @@ import json
 import re
 from pathlib import Path
 
-from pipelines.core.shards import STATE_DIR
-from schemas import INPUT, TABLE_DIRS
+from regionset.pipelines.core.shards import STATE_DIR
+from regionset.schemas import INPUT, TABLE_DIRS
 from tests.helpers import table_hash
 
 TIMING_FIELDS = ("seconds", "finished_at", "timings")

@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipelines.core.inputs import InputConfig, InputError, iter_urls
+from regionset.pipelines.core.inputs import InputConfig, InputError, iter_urls
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -55,7 +55,7 @@ def _build(tmp_path: Path, *overrides: str, config: str | None = None) -> subpro
     else:
         cfg.write_bytes(config.encode("utf-8", errors="surrogateescape"))
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-m", "pipelines.cli", "build", str(cfg), *overrides],
+    return subprocess.run([sys.executable, "-m", "regionset.pipelines.cli", "build", str(cfg), *overrides],
                           capture_output=True, text=True, env=env, timeout=120, cwd=tmp_path)
 
 
@@ -119,7 +119,7 @@ def test_replaced_bytes_show_in_the_build_summary(tmp_path):
     cfg = tmp_path / "build.yaml"
     cfg.write_text(f"output: {tmp_path / 'out'}\nsteps: [download]\ninput: {{path: {txt}}}\n")
     env = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "200"}
-    proc = subprocess.run([sys.executable, "-m", "pipelines.cli", "build", str(cfg)], capture_output=True,
+    proc = subprocess.run([sys.executable, "-m", "regionset.pipelines.cli", "build", str(cfg)], capture_output=True,
                           text=True, env=env, timeout=120, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     row = [ln for ln in proc.stdout.splitlines() if "replaced_bytes" in ln and "│" in ln]  # a table row

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from pipelines.build import build
-from pipelines.core.shards import marker_path, shard_path
+from regionset.pipelines.build import build
+from regionset.pipelines.core.shards import marker_path, shard_path
 from tests.conftest import make_jpeg
 from tests.helpers import download_only, table_hash, write_urls
 

@@ -8,8 +8,8 @@ import sys
 
 import duckdb
 
-from pipelines.build import build
-from pipelines.core.catalog import build_catalog
+from regionset.pipelines.build import build
+from regionset.pipelines.core.catalog import build_catalog
 from tests.conftest import make_jpeg
 from tests.helpers import download_only, write_urls
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipelines.config import BuildConfig
-from pipelines.core.catalog import build_catalog, connect
-from pipelines.executors.local import LocalExecutor
-from pipelines.kmeans.config import KMeansConfig
-from stages.assign import AssignConfig, AssignStage
+from regionset.pipelines.config import BuildConfig
+from regionset.pipelines.core.catalog import build_catalog, connect
+from regionset.pipelines.executors.local import LocalExecutor
+from regionset.pipelines.kmeans.config import KMeansConfig
+from regionset.stages.assign import AssignConfig, AssignStage
 from tests.helpers import run_fit_kmeans
 from tests.label_data import gaussian_mixture, write_region_shard
 

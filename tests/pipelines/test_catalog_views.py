@@ -6,9 +6,9 @@ from __future__ import annotations
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipelines.core.catalog import build_catalog, connect
-from schemas import images_schema, regions_schema
-from schemas.validate import VERSION_KEY
+from regionset.pipelines.core.catalog import build_catalog, connect
+from regionset.schemas import images_schema, regions_schema
+from regionset.schemas.validate import VERSION_KEY
 
 
 def _write(path, table, version: bytes) -> None:

@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
-from common.typed_config import ConfigError
-from pipelines.config import load_config
+from regionset.common.typed_config import ConfigError
+from regionset.pipelines.config import load_config
 
 
 def test_yaml_and_overrides(tmp_path):
@@ -34,13 +34,13 @@ def test_errors_name_the_key(override, key):
 def test_cli_exit_code_and_message(tmp_path):
     p = tmp_path / "c.yaml"
     p.write_text("download:\n  tread_count: 3\n")
-    r = subprocess.run([sys.executable, "-m", "pipelines.cli", "build", str(p)], capture_output=True, text=True)
+    r = subprocess.run([sys.executable, "-m", "regionset.pipelines.cli", "build", str(p)], capture_output=True, text=True)
     assert r.returncode == 2
     assert "download.tread_count" in r.stderr
 
 
 def test_printed_config_round_trips(tmp_path):
-    r = subprocess.run([sys.executable, "-m", "pipelines.cli", "config", "input.shard_size=7"],
+    r = subprocess.run([sys.executable, "-m", "regionset.pipelines.cli", "config", "input.shard_size=7"],
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     p = tmp_path / "all.yaml"
@@ -49,8 +49,8 @@ def test_printed_config_round_trips(tmp_path):
 
 
 def test_build_without_a_config_file(server, tmp_path):
-    from pipelines.cli import main
-    from pipelines.tools.demo.run import write_url_list
+    from regionset.pipelines.cli import main
+    from regionset.pipelines.tools.demo.run import write_url_list
 
     urls = write_url_list(server, tmp_path / "urls", limit=2)
     out = tmp_path / "out"
@@ -64,9 +64,9 @@ def test_build_without_a_config_file(server, tmp_path):
 def test_init_writes_every_section_with_comments_and_loads_back(tmp_path):
     import dataclasses
 
-    from common.yaml_doc import field_docs
-    from pipelines.cli import main
-    from pipelines.config import BuildConfig
+    from regionset.common.yaml_doc import field_docs
+    from regionset.pipelines.cli import main
+    from regionset.pipelines.config import BuildConfig
 
     path = tmp_path / "build.yaml"
     assert main(["init", str(path)]) == 0

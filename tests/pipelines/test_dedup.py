@@ -59,8 +59,8 @@ def _corpus(server):
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
-    from pipelines.build import build
-    from pipelines.tools.demo.server import LoopbackServer
+    from regionset.pipelines.build import build
+    from regionset.pipelines.tools.demo.server import LoopbackServer
 
     tmp = tmp_path_factory.mktemp("dedup")
     with LoopbackServer() as server:
@@ -109,7 +109,7 @@ def test_near_and_exact_duplicates_are_found_precisely(built):
 def test_halves_scheme_meets_the_same_bar(built):
     import duckdb
 
-    from pipelines.dedup.group import find_duplicates
+    from regionset.pipelines.dedup.group import find_duplicates
 
     out, truth, rows, _ = built
     con = duckdb.connect()
@@ -135,7 +135,7 @@ def test_eval_images_are_flagged_and_nothing_else(built):
 
 
 def test_catalog_has_duplicates_view(built):
-    from pipelines.core.catalog import connect
+    from regionset.pipelines.core.catalog import connect
 
     out, _, rows, _ = built
     con = connect(out)
@@ -146,7 +146,7 @@ def test_catalog_has_duplicates_view(built):
 
 
 def test_incremental_hashes_only_new_shards_and_keeps_earlier_rows(tmp_path, server):
-    from pipelines.build import build
+    from regionset.pipelines.build import build
 
     urls, _, _, _ = _corpus(server)
     first = build(download_only(tmp_path / "out", write_urls(tmp_path / "a", urls[:40]), shard_size=20,
@@ -168,7 +168,7 @@ def test_incremental_hashes_only_new_shards_and_keeps_earlier_rows(tmp_path, ser
 def test_unreadable_against_path_exits_2_naming_it(tmp_path, server, capsys):
     import yaml
 
-    from pipelines.cli import main
+    from regionset.pipelines.cli import main
 
     url = server.add("a.jpg", _jpeg(__import__("PIL.Image").Image.new("RGB", (64, 48), (200, 10, 10))))
     cfg = tmp_path / "build.yaml"
@@ -180,8 +180,8 @@ def test_unreadable_against_path_exits_2_naming_it(tmp_path, server, capsys):
 
 
 def test_detect_skips_duplicates_unless_switched_off(built):
-    from pipelines.executors.local import LocalExecutor
-    from stages.detect import DetectConfig, DetectStage
+    from regionset.pipelines.executors.local import LocalExecutor
+    from regionset.stages.detect import DetectConfig, DetectStage
 
     out, _, rows, reports = built
     assert reports["detect"].counters["skip:duplicate"] == len({r["key"] for r in rows})
@@ -190,8 +190,8 @@ def test_detect_skips_duplicates_unless_switched_off(built):
 
 
 def test_bands_must_divide_64():
-    from common.typed_config import ConfigError
-    from pipelines.config import load_config
+    from regionset.common.typed_config import ConfigError
+    from regionset.pipelines.config import load_config
 
     with pytest.raises(ConfigError, match="dedup.bands"):
         load_config(None, ["dedup.bands=5"])

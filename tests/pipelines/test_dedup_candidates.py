@@ -10,9 +10,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipelines.dedup.candidates import resolve_scheme
-from pipelines.dedup.group import find_duplicates
-from schemas import hashes_schema
+from regionset.pipelines.dedup.candidates import resolve_scheme
+from regionset.pipelines.dedup.group import find_duplicates
+from regionset.schemas import hashes_schema
 
 N, PER_D = 3000, 40
 
@@ -98,8 +98,8 @@ def test_auto_uses_bands_up_to_the_limit_then_halves():
 
 @pytest.mark.parametrize(("override", "key"), [("dedup.scheme=lsh", "dedup.scheme"), ("dedup.halvings=3", "dedup.halvings")])
 def test_bad_scheme_settings_are_config_errors(override, key):
-    from common.typed_config import ConfigError
-    from pipelines.config import load_config
+    from regionset.common.typed_config import ConfigError
+    from regionset.pipelines.config import load_config
 
     with pytest.raises(ConfigError, match=key):
         load_config(None, [override])
@@ -108,10 +108,10 @@ def test_bad_scheme_settings_are_config_errors(override, key):
 def test_group_step_regroups_everything_when_auto_switches_scheme(tmp_path, hashes):
     from types import SimpleNamespace
 
-    from pipelines.core.shards import shard_path, write_table
-    from pipelines.dedup.step import group_duplicates
-    from schemas import HASHES
-    from stages.dedup import DedupConfig
+    from regionset.pipelines.core.shards import shard_path, write_table
+    from regionset.pipelines.dedup.step import group_duplicates
+    from regionset.schemas import HASHES
+    from regionset.stages.dedup import DedupConfig
     from tests.helpers import in_process
 
     table = pq.read_table(hashes[0])

@@ -15,13 +15,13 @@ import os
 
 import pytest
 
-from common import threads
-from pipelines.build import build
-from pipelines.config import BuildConfig, load_config
-from pipelines.definition import build_steps
-from pipelines.steps import STEP_NAMES
-from pipelines.tools.demo.run import demo_overrides, write_url_list
-from pipelines.tools.demo.server import LoopbackServer
+from regionset.common import threads
+from regionset.pipelines.build import build
+from regionset.pipelines.config import BuildConfig, load_config
+from regionset.pipelines.definition import build_steps
+from regionset.pipelines.steps import STEP_NAMES
+from regionset.pipelines.tools.demo.run import demo_overrides, write_url_list
+from regionset.pipelines.tools.demo.server import LoopbackServer
 from tests.pipelines.snapshots import assert_same, snapshot
 
 N_IMAGES, SHARD_SIZE = 6, 4  # 8 URLs with the two bad ones: 2 shards
@@ -34,7 +34,7 @@ def _missing(module: str) -> str | None:
 
 
 def _executor(name: str):
-    from pipelines.executors.factory import make_executor
+    from regionset.pipelines.executors.factory import make_executor
 
     cfg = load_config(None, [f"executor.name={name}", "executor.ray.num_cpus=2", "executor.spark.master=local[2]",
                              "progress=false"])

@@ -6,11 +6,11 @@ import faiss
 import numpy as np
 import pytest
 
-from models.kmeans_index import nearest_centroids
-from pipelines.kmeans.config import KMeansConfig
-from pipelines.kmeans.fit import fit_tree, level_totals
-from pipelines.kmeans.params import FitParams, FitResult
-from pipelines.kmeans.tree import allocate, fit_hierarchy, refine
+from regionset.models.kmeans_index import nearest_centroids
+from regionset.pipelines.kmeans.config import KMeansConfig
+from regionset.pipelines.kmeans.fit import fit_tree, level_totals
+from regionset.pipelines.kmeans.params import FitParams, FitResult
+from regionset.pipelines.kmeans.tree import allocate, fit_hierarchy, refine
 from tests.label_data import gaussian_mixture
 
 faiss.omp_set_num_threads(2)

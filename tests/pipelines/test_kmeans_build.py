@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipelines.build import build
-from pipelines.config import load_config
+from regionset.pipelines.build import build
+from regionset.pipelines.config import load_config
 from tests.helpers import write_urls
 from tests.label_data import gaussian_mixture, key_of, write_image_shard, write_region_shard
 

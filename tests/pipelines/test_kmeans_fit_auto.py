@@ -8,13 +8,13 @@ import json
 import numpy as np
 import pytest
 
-from models.kmeans_index import ClusterTree
-from pipelines.cli import main
-from pipelines.config import BuildConfig
-from pipelines.kmeans.config import KMeansConfig
-from pipelines.kmeans.fit_choice import MIB, fit_signature, resolve_fit
-from pipelines.preflight.models import model_checks
-from pipelines.tools.status import collect_status, print_status
+from regionset.models.kmeans_index import ClusterTree
+from regionset.pipelines.cli import main
+from regionset.pipelines.config import BuildConfig
+from regionset.pipelines.kmeans.config import KMeansConfig
+from regionset.pipelines.kmeans.fit_choice import MIB, fit_signature, resolve_fit
+from regionset.pipelines.preflight.models import model_checks
+from regionset.pipelines.tools.status import collect_status, print_status
 from tests.helpers import run_fit_kmeans
 from tests.label_data import write_mixture, write_region_shard
 

@@ -9,10 +9,10 @@ import json
 import faiss
 import pytest
 
-from pipelines.config import BuildConfig
-from pipelines.executors.local import LocalExecutor
-from pipelines.kmeans.config import KMeansConfig
-from stages.assign import AssignConfig, AssignStage
+from regionset.pipelines.config import BuildConfig
+from regionset.pipelines.executors.local import LocalExecutor
+from regionset.pipelines.kmeans.config import KMeansConfig
+from regionset.stages.assign import AssignConfig, AssignStage
 from tests.helpers import run_fit_kmeans
 from tests.label_data import write_mixture
 

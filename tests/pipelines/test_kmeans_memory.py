@@ -7,11 +7,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from common.files import read_npy_rows, save_npy
-from common.memory import release_memory
-from pipelines.kmeans.partition import _take
-from pipelines.kmeans.refine import _cluster_sums
-from pipelines.kmeans.tree import _row_keys
+from regionset.common.files import read_npy_rows, save_npy
+from regionset.common.memory import release_memory
+from regionset.pipelines.kmeans.partition import _take
+from regionset.pipelines.kmeans.refine import _cluster_sums
+from regionset.pipelines.kmeans.tree import _row_keys
 
 
 def _one_shot_sums(x: np.ndarray, ids: np.ndarray, k: int, chunk_bytes: int) -> np.ndarray:

@@ -13,11 +13,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models.kmeans_index import ClusterTree
-from pipelines.config import BuildConfig
-from pipelines.executors.config import ExecutorConfig
-from pipelines.kmeans.config import KMeansConfig
-from pipelines.kmeans.distributed import WORK
+from regionset.models.kmeans_index import ClusterTree
+from regionset.pipelines.config import BuildConfig
+from regionset.pipelines.executors.config import ExecutorConfig
+from regionset.pipelines.kmeans.config import KMeansConfig
+from regionset.pipelines.kmeans.distributed import WORK
 from tests.helpers import run_fit_kmeans
 from tests.label_data import write_mixture
 
@@ -65,8 +65,8 @@ def _run(out: Path, failpoint: str = "") -> subprocess.CompletedProcess:
     code = textwrap.dedent(f"""
         import json
         from pathlib import Path
-        from pipelines.config import BuildConfig
-        from pipelines.kmeans.config import KMeansConfig
+        from regionset.pipelines.config import BuildConfig
+        from regionset.pipelines.kmeans.config import KMeansConfig
         from tests.helpers import run_fit_kmeans
         km = KMeansConfig(levels=(4, 5), sample_size=1500, fit="per_parent")
         print(json.dumps(run_fit_kmeans(Path({str(out)!r}), BuildConfig(kmeans=km), [0, 1, 2, 3])))
@@ -99,12 +99,12 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import faiss  # noqa: F401  (imports before the baseline)
-import pipelines.kmeans.distributed as dist
-from pipelines.executors.factory import make_executor  # the fit's executor: 19 MiB of imports
-from pipelines.config import BuildConfig
-from pipelines.kmeans.config import KMeansConfig
-from pipelines.kmeans.fit import fit_kmeans
-from pipelines.kmeans.sample import iter_embeddings, row_priority
+import regionset.pipelines.kmeans.distributed as dist
+from regionset.pipelines.executors.factory import make_executor  # the fit's executor: 19 MiB of imports
+from regionset.pipelines.config import BuildConfig
+from regionset.pipelines.kmeans.config import KMeansConfig
+from regionset.pipelines.kmeans.fit import fit_kmeans
+from regionset.pipelines.kmeans.sample import iter_embeddings, row_priority
 out, fit, shards = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
 np.zeros((256, 256)) @ np.zeros((256, 256))
 for ids, _ in iter_embeddings(out, [0], ("object",)):  # Parquet/Arrow and pandas hashing warmed up
@@ -177,9 +177,9 @@ def test_map_reduce_refinement_matches_the_in_driver_refinement(tmp_path):
     import copy
     from collections import Counter
 
-    from pipelines.kmeans.distributed import fit_per_parent, parent_points, refine_parents
-    from pipelines.kmeans.params import FitParams
-    from pipelines.kmeans.tree import refine
+    from regionset.pipelines.kmeans.distributed import fit_per_parent, parent_points, refine_parents
+    from regionset.pipelines.kmeans.params import FitParams
+    from regionset.pipelines.kmeans.tree import refine
 
     write_mixture(tmp_path, 3, 500, d=8, k=30)
     p0 = FitParams(refine_iters=0)
@@ -202,9 +202,9 @@ def test_map_reduce_refinement_matches_the_in_driver_refinement(tmp_path):
 def test_refinement_tasks_carry_a_path_not_the_leaves(tmp_path):
     import pickle
 
-    from pipelines.executors.local import LocalExecutor
-    from pipelines.kmeans.distributed import fit_per_parent
-    from pipelines.kmeans.params import FitParams
+    from regionset.pipelines.executors.local import LocalExecutor
+    from regionset.pipelines.kmeans.distributed import fit_per_parent
+    from regionset.pipelines.kmeans.params import FitParams
 
     write_mixture(tmp_path, 3, 500, d=8, k=30)
     ex = LocalExecutor(1, show_progress=False)

@@ -9,9 +9,9 @@ import importlib.util
 import numpy as np
 import pytest
 
-from models.kmeans_index import ClusterTree
-from pipelines.config import load_config
-from pipelines.executors.factory import make_executor
+from regionset.models.kmeans_index import ClusterTree
+from regionset.pipelines.config import load_config
+from regionset.pipelines.executors.factory import make_executor
 from tests.helpers import run_fit_kmeans
 from tests.label_data import write_mixture
 

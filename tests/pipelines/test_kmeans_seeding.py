@@ -8,12 +8,12 @@ import faiss
 import numpy as np
 import pytest
 
-from models.kmeans_index import ClusterTree, nearest_centroids
-from pipelines.config import BuildConfig
-from pipelines.kmeans.config import KMeansConfig
-from pipelines.kmeans.params import FitParams
-from pipelines.kmeans.seeding import kmeanspp, level_seeds
-from pipelines.kmeans.tree import fit_hierarchy
+from regionset.models.kmeans_index import ClusterTree, nearest_centroids
+from regionset.pipelines.config import BuildConfig
+from regionset.pipelines.kmeans.config import KMeansConfig
+from regionset.pipelines.kmeans.params import FitParams
+from regionset.pipelines.kmeans.seeding import kmeanspp, level_seeds
+from regionset.pipelines.kmeans.tree import fit_hierarchy
 from tests.helpers import run_fit_kmeans
 from tests.label_data import gaussian_mixture, write_mixture
 

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import yaml
 
-from pipelines.config import BuildConfig
-from pipelines.core.lineage import LINEAGE_FILE
-from pipelines.kmeans.config import KMeansConfig
-from pipelines.kmeans.fit import fit_tree, level_totals
-from pipelines.kmeans.sizing import FULL_SCALE_PER_LEAF, MIN_PER_LEAF, auto_levels, tree_warnings
-from pipelines.tools.status import collect_status, print_status
+from regionset.pipelines.config import BuildConfig
+from regionset.pipelines.core.lineage import LINEAGE_FILE
+from regionset.pipelines.kmeans.config import KMeansConfig
+from regionset.pipelines.kmeans.fit import fit_tree, level_totals
+from regionset.pipelines.kmeans.sizing import FULL_SCALE_PER_LEAF, MIN_PER_LEAF, auto_levels, tree_warnings
+from regionset.pipelines.tools.status import collect_status, print_status
 from tests.helpers import run_fit_kmeans
 from tests.label_data import gaussian_mixture, write_mixture
 

@@ -7,10 +7,10 @@ from dataclasses import replace
 
 import numpy as np
 
-from models.kmeans_index import ClusterTree
-from pipelines.config import BuildConfig
-from pipelines.kmeans.config import KMeansConfig
-from pipelines.kmeans.sample import uniform_sample
+from regionset.models.kmeans_index import ClusterTree
+from regionset.pipelines.config import BuildConfig
+from regionset.pipelines.kmeans.config import KMeansConfig
+from regionset.pipelines.kmeans.sample import uniform_sample
 from tests.helpers import run_fit_kmeans
 from tests.label_data import write_mixture, write_region_shard
 
@@ -82,7 +82,7 @@ def test_no_embeddings_is_a_clear_skip(tmp_path):
 
 
 def test_progress_reports_sample_levels_and_refinement(tmp_path):
-    from pipelines.kmeans.fit import fit_tree
+    from regionset.pipelines.kmeans.fit import fit_tree
 
     write_mixture(tmp_path, 4, 150, d=8)
     calls: list[tuple] = []

@@ -17,10 +17,10 @@ _CHILD = textwrap.dedent("""
     from types import SimpleNamespace
     import faiss
     import numpy as np
-    from pipelines.executors.local import LocalExecutor
-    from pipelines.kmeans.config import KMeansConfig
-    from pipelines.kmeans.fit import fit_kmeans
-    from stages.assign import AssignConfig, AssignStage
+    from regionset.pipelines.executors.local import LocalExecutor
+    from regionset.pipelines.kmeans.config import KMeansConfig
+    from regionset.pipelines.kmeans.fit import fit_kmeans
+    from regionset.stages.assign import AssignConfig, AssignStage
     from tests.label_data import gaussian_mixture, write_region_shard
 
     faiss.omp_set_num_threads(1)

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.cli import main
-from pipelines.config import load_config
-from pipelines.preflight.models import file_problem
-from pipelines.preflight.run import check_disk, run_preflight
+from regionset.pipelines.cli import main
+from regionset.pipelines.config import load_config
+from regionset.pipelines.preflight.models import file_problem, model_checks
+from regionset.pipelines.preflight.run import check_disk, run_preflight
 
 
 def _build(capsys, tmp_path, *overrides: str, debug: bool = False) -> tuple[int, list[str]]:
@@ -32,12 +32,13 @@ def _assert_fails(rc: int, lines: list[str], key: str) -> None:
 
 
 def test_missing_detector_file_exits_2_before_the_lock(capsys, tmp_path):
-    rc, lines = _build(capsys, tmp_path, "detect.backend=ultralytics", f"detect.model={tmp_path}/w/yolo11n.pt")
-    _assert_fails(rc, lines, "detect.model")
+    rc, lines = _build(capsys, tmp_path, "detect.backend=ultralytics",
+                       f"detect.ultralytics.model={tmp_path}/w/yolo11n.pt")
+    _assert_fails(rc, lines, "detect.ultralytics.model")
     assert not (tmp_path / "out").exists()  # nothing written, no lock taken
 
 
-@pytest.mark.parametrize("key", ["ocr.det_model", "embed.pretrained"])
+@pytest.mark.parametrize("key", ["ocr.rapidocr.det_model", "embed.pretrained"])
 def test_unloadable_model_file_names_its_key(capsys, tmp_path, key):
     bad = tmp_path / ("bad.onnx" if key.startswith("ocr") else "bad.bin")
     bad.write_text("not a model")
@@ -78,8 +79,8 @@ def test_missing_extra_prints_the_pip_command(capsys, tmp_path, monkeypatch, exe
 
 
 def test_debug_shows_the_stack_trace(capsys, tmp_path):
-    rc, lines = _build(capsys, tmp_path, f"ocr.det_model={tmp_path}/none.onnx", debug=True)
-    assert rc == 2 and any("Traceback" in ln for ln in lines) and "ocr.det_model" in lines[-1]
+    rc, lines = _build(capsys, tmp_path, f"ocr.rapidocr.det_model={tmp_path}/none.onnx", debug=True)
+    assert rc == 2 and any("Traceback" in ln for ln in lines) and "ocr.rapidocr.det_model" in lines[-1]
 
 
 def test_disk_estimate_fails_when_free_space_is_short(tmp_path, monkeypatch):
@@ -106,10 +107,13 @@ def test_doctor_table_and_exit_code(capsys, tmp_path):
     assert main(["doctor", f"output={tmp_path / 'out'}"]) == 0
     good = capsys.readouterr().out
     assert "torch CUDA" in good and "faiss GPU" in good and "onnxruntime GPU" in good and "executor" in good
-    assert main(["doctor", f"output={tmp_path / 'out'}", f"ocr.rec_model={tmp_path}/missing.onnx"]) == 1
+    assert main(["doctor", f"output={tmp_path / 'out'}", f"ocr.rapidocr.rec_model={tmp_path}/missing.onnx"]) == 1
     bad = capsys.readouterr().out
     print(bad)
-    assert "fail" in bad and "ocr.rec_model" in bad
+    assert "fail" in bad and "ocr model" in bad
+    failed = [c for c in model_checks(load_config(None, [f"ocr.rapidocr.rec_model={tmp_path}/missing.onnx"]))
+              if c.status == "fail"]  # the key, which the table may wrap
+    assert [c.key for c in failed] == ["ocr.rapidocr.rec_model"]
 
 
 @pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="ray is not installed")
@@ -117,7 +121,7 @@ def test_silent_port_fails_after_connect_timeout(tmp_path):
     """A port that accepts TCP but never answers as Ray gives up after executor.connect_timeout."""
     import socket
 
-    from pipelines.preflight.cluster import ray_checks
+    from regionset.pipelines.preflight.cluster import ray_checks
 
     with socket.socket() as silent:
         silent.bind(("127.0.0.1", 0))

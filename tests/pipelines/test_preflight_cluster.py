@@ -14,10 +14,10 @@ import shutil
 
 import pytest
 
-from pipelines.build import build
-from pipelines.config import load_config
-from pipelines.tools.demo.run import demo_overrides, write_url_list
-from pipelines.tools.demo.server import LoopbackServer
+from regionset.pipelines.build import build
+from regionset.pipelines.config import load_config
+from regionset.pipelines.tools.demo.run import demo_overrides, write_url_list
+from regionset.pipelines.tools.demo.server import LoopbackServer
 from tests.pipelines.clusters import (
     RAY_TOKEN,
     base_env,

@@ -1,4 +1,4 @@
-"""End to end: download (loopback) -> detect -> ocr -> embed through pipelines.build.build."""
+"""End to end: download (loopback) -> detect -> ocr -> embed through regionset.pipelines.build.build."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import numpy as np
 import pyarrow.parquet as pq
 import yaml
 
-from pipelines.build import build
-from pipelines.config import load_config
-from pipelines.core.shards import marker_path, shard_path
+from regionset.pipelines.build import build
+from regionset.pipelines.config import load_config
+from regionset.pipelines.core.shards import marker_path, shard_path
 from tests.helpers import table_hash, write_urls
 from tests.synth import encode, render_text_image, synthetic_scene, text_lines
 

@@ -7,10 +7,10 @@ import shutil
 import duckdb
 import pytest
 
-from pipelines.core.catalog import CATALOG_FILE, build_catalog, connect
-from pipelines.tools.report import media, queries, sql
-from pipelines.tools.report.build import write_report
-from pipelines.tools.report.pages import NO_DATA
+from regionset.pipelines.core.catalog import CATALOG_FILE, build_catalog, connect
+from regionset.pipelines.tools.report import media, queries, sql
+from regionset.pipelines.tools.report.build import write_report
+from regionset.pipelines.tools.report.pages import NO_DATA
 from tests.conftest import make_jpeg
 from tests.helpers import download_only, write_urls
 from tests.pipelines.report_checks import as_int, check_site
@@ -96,7 +96,7 @@ def test_crops_closest_to_centroid_first(synthetic):
 
 
 def test_big_tables_are_binned_over_a_system_sample(synthetic, tmp_path):
-    from pipelines.tools.report.overview import distributions_body
+    from regionset.pipelines.tools.report.overview import distributions_body
 
     assert sql.sample_clause(100, seed=3, target=200) == ""
     assert sql.sample_clause(1_000_000, seed=3, target=200_000) == " TABLESAMPLE 20.0% (system, 3)"
@@ -141,7 +141,7 @@ def test_empty_output_says_no_data_yet(tmp_path):
 
 
 def test_report_of_a_real_download_build(server, tmp_path):
-    from pipelines.build import build
+    from regionset.pipelines.build import build
 
     urls = [server.add(f"{i}.jpg", make_jpeg(120 + 10 * i, 90, (40 * i, 90, 160))) for i in range(5)]
     urls.append(server.url("files/missing.jpg"))
@@ -166,10 +166,10 @@ def test_media_tolerates_bad_bytes_and_boxes(tmp_path):
 
 
 def test_cli_report(synthetic_copy, tmp_path, capsys):
-    from pipelines.cli import main
+    from regionset.pipelines.cli import main
 
     assert main(["report", str(tmp_path / "nowhere")]) == 2
-    assert "not a regionset output folder" in capsys.readouterr().err
+    assert "holds no regionset output" in capsys.readouterr().err
 
     assert main(["report", str(synthetic_copy), "--clusters", "1", "--per-cluster", "2", "--images", "2"]) == 0
     assert capsys.readouterr().out.strip() == str(synthetic_copy / "report" / "index.html")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.tools.report.build import write_report
+from regionset.pipelines.tools.report.build import write_report
 from tests.pipelines.report_synthetic import build_synthetic
 
 CHROMIUM = Path("/usr/bin/chromium")

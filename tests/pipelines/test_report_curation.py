@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from pipelines.core.catalog import build_catalog
-from pipelines.core.shards import shard_path, write_table
-from pipelines.tools.report.build import write_report
-from schemas import DUPLICATES, duplicates_schema
+from regionset.pipelines.core.catalog import build_catalog
+from regionset.pipelines.core.shards import shard_path, write_table
+from regionset.pipelines.tools.report.build import write_report
+from regionset.schemas import DUPLICATES, duplicates_schema
 from tests.pipelines.report_synthetic import build_synthetic
 
 
@@ -29,3 +29,29 @@ def test_curation_page_without_data_says_so(tmp_path):
     out = build_synthetic(tmp_path / "out")
     page = (write_report(out, clusters=1, per_cluster=1, images=1).parent / "curation.html").read_text()
     assert "no data yet: no duplicates" in page
+
+
+def _build_images(server, tmp_path, steps: list[str]):
+    """A real build of 4 distinct (non-duplicate) synthetic scenes with ``steps``; its output folder."""
+    from regionset.pipelines.build import build
+    from regionset.pipelines.config import load_config
+    from tests.helpers import write_urls
+    from tests.synth import encode, synthetic_scene
+
+    urls = [server.add(f"s{i}.jpg", encode(synthetic_scene(seed=i, size=(360, 400))[0])) for i in range(4)]
+    out = tmp_path / "out"
+    build(load_config(None, [f"output={out}", f"input.path={write_urls(tmp_path / 'urls', urls)}",
+                             "download.allow_loopback=true", "progress=false", f"steps={steps}"]))
+    return out
+
+
+def test_curation_page_after_dedup_without_duplicates_counts_the_hashed_images(server, tmp_path):
+    out = _build_images(server, tmp_path, ["download", "dedup", "group_duplicates"])
+    page = (write_report(out, clusters=1, per_cluster=1, images=1).parent / "curation.html").read_text()
+    assert "4 images hashed, 0 duplicate groups" in page and "run the dedup" not in page
+
+
+def test_curation_page_without_the_dedup_steps_suggests_them(server, tmp_path):
+    out = _build_images(server, tmp_path, ["download"])
+    page = (write_report(out, clusters=1, per_cluster=1, images=1).parent / "curation.html").read_text()
+    assert "run the dedup and group_duplicates steps" in page and "0 duplicate groups" not in page

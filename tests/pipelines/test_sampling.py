@@ -7,9 +7,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipelines.core.shards import shard_path, write_table
-from pipelines.tools.sample import sample_regions, water_fill, write_sample
-from schemas import LABELS, labels_schema
+from regionset.pipelines.core.shards import shard_path, write_table
+from regionset.pipelines.tools.sample import sample_regions, water_fill, write_sample
+from regionset.schemas import LABELS, labels_schema
 
 # level-0 clusters of very different sizes, each with two leaves of different sizes
 SIZES = {(0, 0): 700, (0, 1): 100, (1, 2): 80, (1, 3): 20, (2, 4): 30, (2, 5): 30, (3, 6): 25, (3, 7): 15}
@@ -70,19 +70,23 @@ def test_deterministic_under_the_seed(out):
 
 
 def test_cli_writes_the_sample_and_exits_2_without_labels(out, tmp_path_factory, capsys):
-    from pipelines.cli import main
+    from regionset.pipelines.cli import main
 
+    (out / "_state").mkdir()  # what marks a build's output (pipelines/core/output_check.py)
     to = out / "sample.parquet"
     assert main(["sample", str(out), "--size", "40", "--seed", "2", "--to", str(to)]) == 0
     assert pq.read_table(to).num_rows == 40
     empty = tmp_path_factory.mktemp("empty")
     assert main(["sample", str(empty), "--size", "5", "--to", str(empty / "s.parquet")]) == 2
+    assert "holds no regionset output" in capsys.readouterr().err
+    (empty / "_state").mkdir()  # an output with no labels yet
+    assert main(["sample", str(empty), "--size", "5", "--to", str(empty / "s.parquet")]) == 2
     assert "labels" in capsys.readouterr().err
 
 
 def test_pack_sample_packs_only_sampled_regions(tmp_path):
-    from schemas import TRAIN
-    from stages.pack import PackConfig, PackStage
+    from regionset.schemas import TRAIN
+    from regionset.stages.pack import PackConfig, PackStage
     from tests.label_data import key_of
     from tests.stages.test_pack import _build
 
@@ -92,7 +96,7 @@ def test_pack_sample_packs_only_sampled_regions(tmp_path):
     n = write_sample(tmp_path, tmp_path / "s.parquet", 6, seed=0)
     picked = set(pq.read_table(tmp_path / "s.parquet").column("region_id").to_pylist())
     assert n == 6 and picked <= full
-    from pipelines.executors.local import LocalExecutor
+    from regionset.pipelines.executors.local import LocalExecutor
 
     report = LocalExecutor(show_progress=False).run_stage(PackStage(PackConfig(sample=str(tmp_path / "s.parquet"))),
                                                           tmp_path, [0])

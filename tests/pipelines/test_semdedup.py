@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pyarrow.parquet as pq
 
-from pipelines.config import BuildConfig
-from pipelines.core.shards import shard_path
-from pipelines.dedup.config import SemDedupConfig
-from pipelines.dedup.semdedup import greedy_duplicates, semdedup
-from schemas import REGION_DUPLICATES, TRAIN
+from regionset.pipelines.config import BuildConfig
+from regionset.pipelines.core.shards import shard_path
+from regionset.pipelines.dedup.config import SemDedupConfig
+from regionset.pipelines.dedup.semdedup import greedy_duplicates, semdedup
+from regionset.schemas import REGION_DUPLICATES, TRAIN
 from tests.helpers import in_process
 
 
@@ -28,7 +28,7 @@ def test_greedy_flags_near_copies_of_kept_regions_only():
 
 
 def test_greedy_blocks_agree_with_one_block(monkeypatch):
-    import pipelines.dedup.semdedup as sd
+    import regionset.pipelines.dedup.semdedup as sd
 
     x = _unit(np.random.default_rng(1).normal(size=(300, 4)))
     full = greedy_duplicates(x, 0.9)[0]
@@ -42,9 +42,9 @@ def _packed_regions(out) -> set[str]:
 
 
 def test_step_flags_per_cluster_pack_drops_and_catalog_counts(tmp_path):
-    from pipelines.core.catalog import build_catalog, connect
-    from pipelines.executors.local import LocalExecutor
-    from stages.pack import PackConfig, PackStage
+    from regionset.pipelines.core.catalog import build_catalog, connect
+    from regionset.pipelines.executors.local import LocalExecutor
+    from regionset.stages.pack import PackConfig, PackStage
     from tests.stages.test_pack import _build
 
     _build(tmp_path)

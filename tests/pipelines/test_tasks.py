@@ -1,15 +1,23 @@
-"""pipelines.tasks (what the Airflow DAG calls): same outputs as ``build``, idempotent, DAG shape in sync."""
+"""regionset.pipelines.tasks (what the Airflow DAG calls): same outputs as ``build``, idempotent, DAG shape in sync."""
 
 from __future__ import annotations
 
 import yaml
 
-from common.typed_config import to_dict
-from pipelines.build import build
-from pipelines.config import load_config
-from pipelines.definition import GlobalStep, build_steps
-from pipelines.steps import OPT_IN, STEP_NAMES
-from pipelines.tasks import DAG_STEPS, GLOBAL, SHARD, finalize, prepare_build, run_global, run_stage_shard
+from regionset.common.typed_config import to_dict
+from regionset.pipelines.build import build
+from regionset.pipelines.config import load_config
+from regionset.pipelines.definition import GlobalStep, build_steps
+from regionset.pipelines.steps import OPT_IN, STEP_NAMES
+from regionset.pipelines.tasks import (
+    DAG_STEPS,
+    GLOBAL,
+    SHARD,
+    finalize,
+    prepare_build,
+    run_global,
+    run_stage_shard,
+)
 from tests.conftest import make_jpeg
 from tests.helpers import download_only, write_urls
 from tests.pipelines.snapshots import assert_same, markers, snapshot

@@ -15,8 +15,8 @@ import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
-from common.typed_config import ConfigError, to_dict
-from pipelines.config import BuildConfig, load_config
+from regionset.common.typed_config import ConfigError, to_dict
+from regionset.pipelines.config import BuildConfig, load_config
 
 
 def _key_paths(cls: type, prefix: str = "") -> list[str]:

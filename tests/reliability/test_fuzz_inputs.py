@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pipelines.core.inputs import InputConfig, InputError, iter_urls
+from regionset.pipelines.core.inputs import InputConfig, InputError, iter_urls
 
 _EXTS = [".jsonl", ".json", ".csv", ".tsv", ".parquet", ".txt"]
 

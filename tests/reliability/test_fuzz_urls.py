@@ -17,9 +17,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stages.download import url_guard
-from stages.download.stage import DownloadConfig, DownloadStage, make_key
-from stages.download.url_guard import UrlPolicy, address_refusal, check_url, normalize_url
+from regionset.stages.download import url_guard
+from regionset.stages.download.stage import DownloadConfig, DownloadStage, make_key
+from regionset.stages.download.url_guard import UrlPolicy, address_refusal, check_url, normalize_url
 from tests.conftest import make_jpeg
 from tests.reliability.hostile import FORBIDDEN_HOST, ConnectionRecorder
 
@@ -98,7 +98,7 @@ def test_redirect_check_never_raises(url):
 @pytest.fixture(scope="module")
 def fuzz_stage():
     """A download stage that may reach only 127.0.0.1 (every other IPv4 network and all of IPv6 denied)."""
-    from pipelines.tools.demo.server import LoopbackServer
+    from regionset.pipelines.tools.demo.server import LoopbackServer
 
     try:
         recorder = ConnectionRecorder()

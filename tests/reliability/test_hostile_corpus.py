@@ -8,8 +8,8 @@ import pyarrow as pa
 import pytest
 from PIL import Image
 
-from pipelines.tools.demo.server import LoopbackServer
-from stages.download.stage import DownloadConfig, DownloadStage, make_key
+from regionset.pipelines.tools.demo.server import LoopbackServer
+from regionset.stages.download.stage import DownloadConfig, DownloadStage, make_key
 from tests.reliability.hostile import FORBIDDEN_HOST, ConnectionRecorder, hostile_cases, redirect_cases
 
 
@@ -70,8 +70,8 @@ def test_every_stage_survives_the_hostile_corpus(server, ipv6_server, tmp_path):
     """The whole pipeline on the hostile corpus: no stage crashes; what a stage cannot use is counted."""
     import duckdb
 
-    from pipelines.build import build
-    from pipelines.config import load_config
+    from regionset.pipelines.build import build
+    from regionset.pipelines.config import load_config
     from tests.helpers import write_urls
 
     cases = hostile_cases(server, ipv6_server)

@@ -14,9 +14,9 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from pipelines.config import load_config
-from pipelines.definition import GlobalStep, build_steps
-from pipelines.tools.demo.corpus import demo_images
+from regionset.pipelines.config import load_config
+from regionset.pipelines.definition import GlobalStep, build_steps
+from regionset.pipelines.tools.demo.corpus import demo_images
 from tests.conftest import make_jpeg
 from tests.helpers import table_hash, write_urls
 
@@ -33,7 +33,7 @@ def _config(tmp: Path, out: Path, urls: Path) -> Path:
 
 def _build(config: Path, failpoint: str | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
     env = {**os.environ, "REGIONSET_FAILPOINT": failpoint or ""}
-    return subprocess.run([sys.executable, "-m", "pipelines.cli", "build", str(config)], env=env,
+    return subprocess.run([sys.executable, "-m", "regionset.pipelines.cli", "build", str(config)], env=env,
                           capture_output=True, text=True, timeout=timeout)
 
 
@@ -114,7 +114,7 @@ def test_kill_during_download_asynchronously(server, tmp_path):
     data.update(steps=["download"])
     data["download"].update(deadline=2)
     cfg.write_text(yaml.safe_dump(data))
-    proc = subprocess.Popen([sys.executable, "-m", "pipelines.cli", "build", str(cfg)],
+    proc = subprocess.Popen([sys.executable, "-m", "regionset.pipelines.cli", "build", str(cfg)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + 120
     while time.time() < deadline and not server.hits.get("/slow/4"):

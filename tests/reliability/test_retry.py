@@ -6,10 +6,10 @@ from urllib.parse import urlsplit
 
 import pyarrow.parquet as pq
 
-from pipelines.build import build
-from pipelines.cli import main
-from pipelines.core.shards import read_marker
-from pipelines.tools.retry import is_retryable
+from regionset.pipelines.build import build
+from regionset.pipelines.cli import main
+from regionset.pipelines.core.shards import read_marker
+from regionset.pipelines.tools.retry import is_retryable
 from tests.conftest import make_jpeg
 from tests.helpers import download_only, write_urls
 

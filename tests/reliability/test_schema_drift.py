@@ -6,9 +6,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipelines.core.shards import read_table
-from schemas import SchemaError, images_schema
-from schemas.validate import VERSION_KEY
+from regionset.pipelines.core.shards import read_table
+from regionset.schemas import SchemaError, images_schema
+from regionset.schemas.validate import VERSION_KEY
 
 
 def _shard(tmp_path, table):
@@ -31,7 +31,7 @@ def test_drifted_column_is_reported(tmp_path):
 
 
 def test_version_1_shard_without_new_columns_is_upgraded(tmp_path):
-    from schemas import regions_schema
+    from regionset.schemas import regions_schema
 
     old = regions_schema().remove(regions_schema().get_field_index("text_raw"))
     t = pa.Table.from_pylist([{"region_id": "r", "key": "k", "source": "text", "text": "a b"}], schema=old)
@@ -42,7 +42,7 @@ def test_version_1_shard_without_new_columns_is_upgraded(tmp_path):
 
 
 def test_version_1_shard_missing_an_old_column_is_still_drift(tmp_path):
-    from schemas import regions_schema
+    from regionset.schemas import regions_schema
 
     t = regions_schema().empty_table().drop_columns(["text_raw", "score"])
     t = t.replace_schema_metadata({VERSION_KEY: b"1"})

@@ -13,8 +13,8 @@ import duckdb
 import pytest
 import yaml
 
-from pipelines.build import build
-from pipelines.core.lock import LOCK_NAME, BuildLock, LockedError
+from regionset.pipelines.build import build
+from regionset.pipelines.core.lock import LOCK_NAME, BuildLock, LockedError
 from tests.conftest import make_jpeg
 from tests.helpers import download_only, write_urls
 
@@ -29,14 +29,14 @@ def test_second_build_is_refused_while_first_runs(server, tmp_path):
                                    "steps": ["download"], "progress": False,
                                    "download": {"allow_loopback": True, "timeout": 3, "deadline": 5,
                                                 "image_size": 128}}))
-    first = subprocess.Popen([sys.executable, "-m", "pipelines.cli", "build", str(cfg)],
+    first = subprocess.Popen([sys.executable, "-m", "regionset.pipelines.cli", "build", str(cfg)],
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.time() + 60
         while time.time() < deadline and server.hits.get("/slow/6", 0) < 2:
             time.sleep(0.05)
         assert (out / LOCK_NAME).exists()
-        second = subprocess.run([sys.executable, "-m", "pipelines.cli", "build", str(cfg)],
+        second = subprocess.run([sys.executable, "-m", "regionset.pipelines.cli", "build", str(cfg)],
                                 capture_output=True, text=True, timeout=120)
         assert second.returncode == 2
         assert "is being built by pid" in second.stderr and socket.gethostname() in second.stderr
@@ -67,7 +67,7 @@ def test_lock_from_another_host_is_respected(tmp_path):
 
 
 def test_shard_folder_cannot_escape_output(tmp_path):
-    from pipelines.core.shards import shard_path
+    from regionset.pipelines.core.shards import shard_path
 
     with pytest.raises(ValueError, match="escapes"):
         shard_path(tmp_path, "../elsewhere", 0)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pyarrow as pa
 import pytest
 
-from schemas import SchemaError, embeddings_schema, images_schema, schema_for, validate_table
+from regionset.schemas import SchemaError, embeddings_schema, images_schema, schema_for, validate_table
 
 
 def test_valid_empty_tables():

@@ -5,13 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pyarrow.parquet as pq
 
-from models.kmeans_index import ClusterTree
-from pipelines.config import BuildConfig
-from pipelines.core.shards import file_sha256, shard_path
-from pipelines.executors.local import LocalExecutor
-from pipelines.kmeans.config import KMeansConfig
-from schemas import LABELS
-from stages.assign import AssignConfig, AssignStage
+from regionset.models.kmeans_index import ClusterTree
+from regionset.pipelines.config import BuildConfig
+from regionset.pipelines.core.shards import file_sha256, shard_path
+from regionset.pipelines.executors.local import LocalExecutor
+from regionset.pipelines.kmeans.config import KMeansConfig
+from regionset.schemas import LABELS
+from regionset.stages.assign import AssignConfig, AssignStage
 from tests.helpers import run_fit_kmeans
 from tests.label_data import gaussian_mixture, write_mixture, write_region_shard
 
@@ -97,8 +97,8 @@ def test_stage_pickles_as_config_and_hash_ignores_tree_location(tmp_path):
 
 
 def test_beam_search_marker_counters_and_status(tmp_path):
-    from pipelines.core.shards import read_marker
-    from pipelines.tools.status import beam_check
+    from regionset.pipelines.core.shards import read_marker
+    from regionset.pipelines.tools.status import beam_check
 
     write_mixture(tmp_path, 2, 300, d=8, k=30, seed=5)
     km = KMeansConfig(levels=(8, 6), sample_size=600)

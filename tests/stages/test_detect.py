@@ -6,9 +6,9 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from schemas import images_schema, regions_schema, validate_table
-from stages.detect import DetectConfig, DetectStage
-from stages.region_helpers import region_id
+from regionset.schemas import images_schema, regions_schema, validate_table
+from regionset.stages.detect import DetectConfig, DetectStage, UltralyticsConfig
+from regionset.stages.region_helpers import region_id
 from tests.synth import box_iou, encode, synthetic_scene
 
 
@@ -116,8 +116,9 @@ def test_lineage_names_the_model():
 
 def test_ultralytics_wiring_random_weights_from_yaml():
     """Wiring test only: yolo11n.yaml builds with random weights offline; its boxes are noise."""
-    cfg = DetectConfig(backend="ultralytics", model="yolo11n.yaml", device="cpu", imgsz=320, conf=0.0,
-                       max_det=30, batch_size=2, min_box_side=0, max_box_area=1.0, max_regions=10)
+    cfg = DetectConfig(backend="ultralytics", min_box_side=0, max_box_area=1.0, max_regions=10,
+                       ultralytics=UltralyticsConfig(model="yolo11n.yaml", device="cpu", imgsz=320, conf=0.0,
+                                                     max_det=30, batch_size=2))
     stage = DetectStage(cfg)
     meta = stage.lineage()
     assert "RANDOM weights" in meta["warnings"][0]
@@ -135,19 +136,19 @@ def test_ultralytics_wiring_random_weights_from_yaml():
 
 
 def test_ultralytics_name_needing_download_fails_naming_option(monkeypatch, tmp_path):
-    from models.registry import ModelUnavailable
+    from regionset.models.registry import ModelUnavailable
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("REGIONSET_ONLINE", raising=False)
     monkeypatch.setenv("YOLO_OFFLINE", "1")
-    with pytest.raises(ModelUnavailable, match="detect.model"):
-        DetectStage(DetectConfig(backend="ultralytics", model="yolo11n.pt")).lineage()
+    with pytest.raises(ModelUnavailable, match="detect.ultralytics.model"):
+        DetectStage(DetectConfig(backend="ultralytics", ultralytics=UltralyticsConfig(model="yolo11n.pt"))).lineage()
 
 
 def test_replacing_the_weights_file_changes_the_config_hash(tmp_path):
     weights = tmp_path / "best.pt"
     weights.write_bytes(b"v1")
-    stage = DetectStage(DetectConfig(backend="ultralytics", model=str(weights)))
+    stage = DetectStage(DetectConfig(backend="ultralytics", ultralytics=UltralyticsConfig(model=str(weights))))
     before = stage.config_hash(tmp_path)
     weights.write_bytes(b"version 2")
     assert stage.config_hash(tmp_path) != before

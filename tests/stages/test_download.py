@@ -7,9 +7,9 @@ import urllib.parse
 import pyarrow as pa
 import pytest
 
-from schemas import images_schema, validate_table
-from stages.download import http_guard
-from stages.download.stage import DownloadConfig, DownloadStage, make_key
+from regionset.schemas import images_schema, validate_table
+from regionset.stages.download import http_guard
+from regionset.stages.download.stage import DownloadConfig, DownloadStage, make_key
 from tests.conftest import make_jpeg, make_png
 
 
@@ -64,7 +64,7 @@ def test_private_addresses_refused_by_default(server):
 
 
 def test_environment_proxies_are_ignored(server, monkeypatch):
-    from pipelines.tools.demo.server import LoopbackServer
+    from regionset.pipelines.tools.demo.server import LoopbackServer
 
     with LoopbackServer() as env_proxy:
         for var in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY"):
@@ -78,7 +78,7 @@ def test_environment_proxies_are_ignored(server, monkeypatch):
 
 def test_configured_proxy_gets_only_checked_targets(server):
     """download.proxy: allowed targets go through the proxy; a refused target never reaches it."""
-    from pipelines.tools.demo.server import LoopbackServer
+    from regionset.pipelines.tools.demo.server import LoopbackServer
 
     with LoopbackServer() as proxy:  # answers absolute-URI requests from its own files: a recording proxy
         proxy.add("via.jpg", make_jpeg(64, 64))

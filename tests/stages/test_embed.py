@@ -6,10 +6,17 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from schemas import IMAGES, REGIONS_OBJECT, REGIONS_TEXT, embeddings_schema, images_schema, validate_table
-from stages.detect import DetectStage
-from stages.embed import EmbedConfig, EmbedStage
-from stages.region_helpers import RegionRows
+from regionset.schemas import (
+    IMAGES,
+    REGIONS_OBJECT,
+    REGIONS_TEXT,
+    embeddings_schema,
+    images_schema,
+    validate_table,
+)
+from regionset.stages.detect import DetectStage
+from regionset.stages.embed import EmbedConfig, EmbedStage
+from regionset.stages.region_helpers import RegionRows
 from tests.stages.test_detect import ledger
 from tests.synth import synthetic_scene
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from models.ocr import TextLine
-from models.ocr_spaces import CharTimes
-from models.tokenizer import TokenLabeler
-from schemas import images_schema, regions_schema, validate_table
-from stages.ocr import OcrConfig, OcrStage
+from regionset.models.ocr import TextLine
+from regionset.models.ocr_spaces import CharTimes
+from regionset.models.tokenizer import TokenLabeler
+from regionset.schemas import images_schema, regions_schema, validate_table
+from regionset.stages.ocr import OcrConfig, OcrStage
 from tests.stages.test_detect import ledger
 from tests.synth import encode, render_text_image, text_lines
 
@@ -130,8 +130,8 @@ def test_token_labels_follow_the_words_after_restoration():
     tokenizer's ids of its true words (specials and punctuation removed, M = 10, sampled by id)."""
     from PIL import Image
 
-    from schemas import embeddings_schema
-    from stages.assign import AssignStage
+    from regionset.schemas import embeddings_schema
+    from regionset.stages.assign import AssignStage
 
     lines = text_lines(6, seed=11)
     big, _ = render_text_image(lines, [26, 30, 34, 38, 42, 46])

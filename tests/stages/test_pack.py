@@ -6,13 +6,13 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from pipelines.config import BuildConfig
-from pipelines.core.shards import shard_path
-from pipelines.executors.local import LocalExecutor
-from pipelines.kmeans.config import KMeansConfig
-from schemas import TRAIN, train_schema
-from stages.assign import AssignConfig, AssignStage
-from stages.pack import PackConfig, PackStage
+from regionset.pipelines.config import BuildConfig
+from regionset.pipelines.core.shards import shard_path
+from regionset.pipelines.executors.local import LocalExecutor
+from regionset.pipelines.kmeans.config import KMeansConfig
+from regionset.schemas import TRAIN, train_schema
+from regionset.stages.assign import AssignConfig, AssignStage
+from regionset.stages.pack import PackConfig, PackStage
 from tests.helpers import run_fit_kmeans
 from tests.label_data import gaussian_mixture, key_of, write_image_shard, write_region_shard
 
@@ -63,8 +63,8 @@ def test_row_groups_are_small(built):
 def test_eval_duplicates_never_reach_train(tmp_path):
     import pyarrow as pa
 
-    from pipelines.core.shards import write_table
-    from schemas import DUPLICATES, duplicates_schema
+    from regionset.pipelines.core.shards import write_table
+    from regionset.schemas import DUPLICATES, duplicates_schema
 
     first, second = key_of(0), key_of(4)  # two images with labelled regions
     rows = [{"key": first, "duplicate_of": "eval/a.jpg", "kind": "eval", "distance": 2},
@@ -81,8 +81,8 @@ def test_skip_duplicates_counts_and_switch():
 
     import pyarrow as pa
 
-    from schemas import DUPLICATES
-    from stages.dedup import skip_duplicates
+    from regionset.schemas import DUPLICATES
+    from regionset.stages.dedup import skip_duplicates
 
     images = pa.table({"key": ["a", "b", "c"]})
     dups = {DUPLICATES: pa.table({"key": ["b"], "duplicate_of": ["a"], "kind": ["exact"], "distance": [0]})}

@@ -1,12 +1,12 @@
-"""``common.files``: whole files, ``.npy`` row ranges and prefix removal, on disk and on S3 alike."""
+"""``regionset.common.files``: whole files, ``.npy`` row ranges and prefix removal, on disk and on S3 alike."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from common.files import load_npy, read_npy_rows, remove_tree, save_npy, write_atomic
-from common.storage import as_path
+from regionset.common.files import load_npy, read_npy_rows, remove_tree, save_npy, write_atomic
+from regionset.common.storage import as_path
 from tests.s3server import s3  # noqa: F401 (fixture)
 
 

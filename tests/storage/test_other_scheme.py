@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from common.storage import RemotePath, as_path
-from pipelines.build import build
-from pipelines.core.catalog import connect
+from regionset.common.storage import RemotePath, as_path
+from regionset.pipelines.build import build
+from regionset.pipelines.core.catalog import connect
 from tests.conftest import make_jpeg
 from tests.helpers import download_only, table_hash, write_urls
 from tests.pipelines.snapshots import markers

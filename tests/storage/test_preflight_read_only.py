@@ -8,8 +8,8 @@ import fsspec
 import pytest
 from fsspec.implementations.memory import MemoryFileSystem
 
-from pipelines.config import BuildConfig
-from pipelines.preflight.storage import check_remote_output
+from regionset.pipelines.config import BuildConfig
+from regionset.pipelines.preflight.storage import check_remote_output
 
 
 class FakeReadOnlyStore(MemoryFileSystem):

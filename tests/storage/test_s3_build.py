@@ -6,8 +6,8 @@ resume, unmarked objects cleaned by the next build, bad storage refused with exi
 
 from __future__ import annotations
 
-from pipelines.build import build
-from pipelines.core.shards import marker_path, shard_path
+from regionset.pipelines.build import build
+from regionset.pipelines.core.shards import marker_path, shard_path
 from tests.conftest import make_jpeg
 from tests.helpers import download_only, table_hash, write_urls
 from tests.pipelines.snapshots import markers
@@ -35,7 +35,7 @@ def test_download_to_s3_matches_local(server, s3, tmp_path):  # noqa: F811
 
 
 def test_unmarked_object_is_redone_and_cleaned(server, s3, tmp_path):  # noqa: F811
-    from common.storage import as_path
+    from regionset.common.storage import as_path
 
     urls = write_urls(tmp_path, _corpus(server, 6))
     out = s3.url("resume")
@@ -44,7 +44,7 @@ def test_unmarked_object_is_redone_and_cleaned(server, s3, tmp_path):  # noqa: F
     marker_path(as_path(out), "download", 1).unlink()  # as if killed between the PUT and the marker
     orphan = shard_path(as_path(out), "images", 7)  # an object no marker commits
     orphan.write_bytes(b"not parquet")
-    from pipelines.core.catalog import build_catalog, connect
+    from regionset.pipelines.core.catalog import build_catalog, connect
 
     build_catalog(out)  # before the next build cleans it, the catalog already ignores the orphan
     con = connect(as_path(out))
@@ -60,7 +60,7 @@ def test_lease_is_renewed_while_held_and_refuses_a_second_holder(s3):  # noqa: F
     import json
     import time
 
-    from pipelines.core.lock import LeaseLock, LockedError
+    from regionset.pipelines.core.lock import LeaseLock, LockedError
 
     with LeaseLock(s3.url("lease"), lease_seconds=0.9) as held:
         first = json.loads(held.path.read_text())["expires"]
@@ -78,7 +78,7 @@ def test_lease_is_renewed_while_held_and_refuses_a_second_holder(s3):  # noqa: F
 
 
 def test_input_list_read_from_s3(server, s3, tmp_path):  # noqa: F811
-    from common.storage import as_path
+    from regionset.common.storage import as_path
 
     local_list = write_urls(tmp_path, _corpus(server, 5))
     remote_list = as_path(s3.url("lists/urls.parquet"))

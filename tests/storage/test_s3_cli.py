@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipelines.core.lock import LeaseLock
+from regionset.pipelines.core.lock import LeaseLock
 from tests.conftest import make_jpeg
 from tests.helpers import table_hash, write_urls
 from tests.s3server import BUCKET, SECRET, moto_process, s3  # noqa: F401 (fixture)
@@ -22,7 +22,7 @@ from tests.s3server import BUCKET, SECRET, moto_process, s3  # noqa: F401 (fixtu
 
 def _cli(*args: str, env: dict | None = None, failpoint: str = "", timeout: float = 600) -> subprocess.CompletedProcess:
     full = {**os.environ, **(env or {}), "REGIONSET_FAILPOINT": failpoint}
-    return subprocess.run([sys.executable, "-m", "pipelines.cli", *args], env=full, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "regionset.pipelines.cli", *args], env=full, capture_output=True,
                           text=True, timeout=timeout)
 
 
@@ -60,7 +60,7 @@ def test_demo_sql_status_catalog_and_no_secret_anywhere(s3, tmp_path):  # noqa: 
     import duckdb
 
     con = duckdb.connect(str(tmp_path / "c.duckdb"), read_only=True)
-    con.register_filesystem(__import__("common.storage", fromlist=["as_path"]).as_path(out).fs)
+    con.register_filesystem(__import__("regionset.common.storage", fromlist=["as_path"]).as_path(out).fs)
     assert con.execute("SELECT count(*) FROM images").fetchone()[0] == 6  # 4 images + 2 bad URLs
     con.close()
     got = s3.download("demo", tmp_path / "got")

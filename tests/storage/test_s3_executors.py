@@ -7,9 +7,9 @@ import importlib.util
 
 import pytest
 
-from pipelines.build import build
-from pipelines.config import load_config
-from pipelines.executors.factory import make_executor
+from regionset.pipelines.build import build
+from regionset.pipelines.config import load_config
+from regionset.pipelines.executors.factory import make_executor
 from tests.conftest import make_jpeg
 from tests.helpers import download_only, table_hash, write_urls
 from tests.pipelines.snapshots import markers

@@ -18,10 +18,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipelines.build import build
-from pipelines.config import load_config
-from pipelines.tools.demo.run import demo_overrides
-from schemas import TABLE_DIRS
+from regionset.pipelines.build import build
+from regionset.pipelines.config import load_config
+from regionset.pipelines.tools.demo.run import demo_overrides
+from regionset.schemas import TABLE_DIRS
 from tests.helpers import table_hash
 from tests.pipelines.snapshots import markers, other_files
 from tests.pipelines.test_executor_parity import _executor, _overrides, corpus  # noqa: F401 (fixture)
@@ -39,7 +39,7 @@ def _snapshot(got: Path) -> dict[str, object]:
 
 def _counts(out: str | Path) -> dict[str, int]:
     """Row counts of every catalog table and view (the catalog is rebuilt first)."""
-    from pipelines.core.catalog import build_catalog, connect
+    from regionset.pipelines.core.catalog import build_catalog, connect
 
     build_catalog(out)
     con = connect(out)
@@ -97,7 +97,7 @@ def _untimed_tree(files: dict[str, str], out: Path) -> dict[str, object]:
 
 def _cli(*args: str, failpoint: str = "") -> subprocess.CompletedProcess:
     env = {**os.environ, "REGIONSET_FAILPOINT": failpoint, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
-    return subprocess.run([sys.executable, "-m", "pipelines.cli", *args], env=env, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "regionset.pipelines.cli", *args], env=env, capture_output=True,
                           text=True, timeout=600)
 
 
@@ -142,9 +142,9 @@ def test_kill_during_fit_and_assign_then_resume(corpus, s3, tmp_path):  # noqa: 
 def test_uncommitted_global_outputs_are_never_read_and_cleaned(corpus, s3, tmp_path):  # noqa: F811
     """A duplicates object without group_duplicates' state object and a region-duplicates object
     without semdedup's: the catalog ignores them and the next build deletes them."""
-    from common.storage import as_path
-    from pipelines.core.catalog import committed_files
-    from pipelines.core.shards import shard_path
+    from regionset.common.storage import as_path
+    from regionset.pipelines.core.catalog import committed_files
+    from regionset.pipelines.core.shards import shard_path
 
     root, urls = corpus
     out = s3.url("orphans")

@@ -73,7 +73,7 @@ def test_read_only_credentials_exit_2_naming_url_and_cause(server, tmp_path, pol
                                        "steps": ["download"], "progress": False}))
         env = {**os.environ, "AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": key["AccessKeyId"],
                "AWS_SECRET_ACCESS_KEY": key["SecretAccessKey"], "AWS_DEFAULT_REGION": "us-east-1"}
-        run = subprocess.run([sys.executable, "-m", "pipelines.cli", "build", str(cfg)], env=env,
+        run = subprocess.run([sys.executable, "-m", "regionset.pipelines.cli", "build", str(cfg)], env=env,
                              capture_output=True, text=True, timeout=600)
         assert run.returncode == 2, run.stderr[-2000:]
         lines = run.stderr.strip().splitlines()

@@ -11,11 +11,11 @@ import json
 
 import pytest
 
-import pipelines.core.marker_index as marker_index
-import pipelines.core.shards as shards
-from common.storage import RemotePath, as_path
-from pipelines.build import build
-from pipelines.core.shards import marker_path
+import regionset.pipelines.core.marker_index as marker_index
+import regionset.pipelines.core.shards as shards
+from regionset.common.storage import RemotePath, as_path
+from regionset.pipelines.build import build
+from regionset.pipelines.core.shards import marker_path
 from tests.conftest import make_jpeg
 from tests.helpers import download_only, write_urls
 from tests.s3server import s3  # noqa: F401 (fixture)
@@ -73,7 +73,7 @@ def test_rewritten_marker_is_reread_and_decides_as_on_local_disk(server, s3, tmp
 
 
 def test_redo_removes_the_old_marker_before_rewriting_the_shard(server, s3, tmp_path, monkeypatch):  # noqa: F811
-    import pipelines.core.shard_run as shard_run
+    import regionset.pipelines.core.shard_run as shard_run
 
     urls, out = _urls(server, tmp_path, 3), s3.url("plan-redo")
     build(download_only(out, urls, shard_size=3))
@@ -95,8 +95,8 @@ def test_redo_removes_the_old_marker_before_rewriting_the_shard(server, s3, tmp_
 
 def test_each_plan_lists_afresh_in_a_long_lived_process(server, s3, tmp_path):  # noqa: F811
     """As an orchestrator's worker plans shard after shard: a marker removed since is seen."""
-    from pipelines.core.shard_run import plan_stage
-    from pipelines.definition import build_steps
+    from regionset.pipelines.core.shard_run import plan_stage
+    from regionset.pipelines.definition import build_steps
 
     urls, out = _urls(server, tmp_path, 6), s3.url("plan-fresh")
     cfg = download_only(out, urls, shard_size=3)

@@ -1,6 +1,6 @@
 """``regionset retry``, ``regionset sample`` and the Croc readers on ``s3://`` paths (loopback moto server).
 
-Each goes through ``common.storage`` like the build: the same results as from a local folder, and
+Each goes through ``regionset.common.storage`` like the build: the same results as from a local folder, and
 objects a killed writer left (no marker) are never read.
 """
 
@@ -13,12 +13,12 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from common.storage import as_path
-from pipelines.build import build
-from pipelines.cli import main
-from pipelines.core.shards import read_marker, read_table, shard_path, write_table
-from pipelines.tools.sample import sample_regions
-from schemas import LABELS, labels_schema
+from regionset.common.storage import as_path
+from regionset.pipelines.build import build
+from regionset.pipelines.cli import main
+from regionset.pipelines.core.shards import read_marker, read_table, shard_path, write_table
+from regionset.pipelines.tools.sample import sample_regions
+from regionset.schemas import LABELS, labels_schema
 from tests.conftest import make_jpeg
 from tests.helpers import download_only, write_urls
 from tests.s3server import s3  # noqa: F401 (fixture)
@@ -69,7 +69,7 @@ def _upload_train(local: str, remote) -> None:
 
 
 def test_croc_captions_and_conversations_from_s3(s3, tmp_path):  # noqa: F811
-    from training.croc.build import build_croc, build_stream, tokenizer_texts
+    from regionset.training.croc.build import build_croc, build_stream, tokenizer_texts
 
     local = str(tmp_path / "out")
     write_caption_shards(local)

@@ -8,10 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from common.storage import as_path
+from regionset.common.storage import as_path
+from regionset.training.data import list_shards, read_shard
+from regionset.training.synthetic import write_synthetic_shards
 from tests.s3server import s3  # noqa: F401 (fixture)
-from training.data import list_shards, read_shard
-from training.synthetic import write_synthetic_shards
 
 
 def test_train_rice_from_s3(s3, tmp_path):  # noqa: F811
@@ -25,7 +25,7 @@ def test_train_rice_from_s3(s3, tmp_path):  # noqa: F811
     assert [Path(s).name for s in shards] == ["part-00000.parquet", "part-00001.parquet"]
     assert read_shard(shards[0], columns=["key"]).num_rows == 24
     run = subprocess.run(
-        [sys.executable, "-m", "pipelines.cli", "train", "rice", "training/configs/rice-tiny.yaml",
+        [sys.executable, "-m", "regionset.pipelines.cli", "train", "rice", "training/configs/rice-tiny.yaml",
          f"data.train_dir={root}", "loop.steps=3", "loop.log_every=1", "loop.save_every=3",
          f"loop.out_dir={tmp_path / 'run'}", "export=false", "data.batch_size=8"],
         env=os.environ.copy(), capture_output=True, text=True, timeout=600)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from training.data import ShardStream, StreamLoader
-from training.rice.regions import RegionTransform, collate_regions
-from training.synthetic import write_synthetic_shards
+from regionset.training.data import ShardStream, StreamLoader
+from regionset.training.rice.regions import RegionTransform, collate_regions
+from regionset.training.synthetic import write_synthetic_shards
 
 torch.set_num_threads(1)
 

@@ -7,9 +7,9 @@ from dataclasses import dataclass, field
 import pytest
 import torch
 
-from common.typed_config import ConfigError, from_dict, load_config
-from training.loop import LoopConfig, clip_gradients, lr_factor
-from training.task import TrainTask, batch_size, move_batch
+from regionset.common.typed_config import ConfigError, from_dict, load_config
+from regionset.training.loop import LoopConfig, clip_gradients, lr_factor
+from regionset.training.task import TrainTask, batch_size, move_batch
 
 
 class FakeTask(TrainTask):
@@ -95,7 +95,7 @@ class FakeLoader(list):
 
 
 def test_loop_honours_per_group_peak_lrs(tmp_path):
-    from training.loop import train
+    from regionset.training.loop import train
 
     torch.manual_seed(0)
     task = FakeTwoRateTask()

@@ -7,7 +7,7 @@ import io
 import numpy as np
 from PIL import Image
 
-from training.rice.regions import RegionTransform, pad_ids, sample_indices
+from regionset.training.rice.regions import RegionTransform, pad_ids, sample_indices
 
 
 def _row(regions, w=200, h=100):

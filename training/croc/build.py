@@ -8,16 +8,16 @@ from pathlib import Path
 
 import torch
 
-from common.storage import as_path
-from training.checkpoint import latest_checkpoint
-from training.croc.captions import CaptionTransform, DetailedCaption
-from training.croc.config import CrocConfig
-from training.croc.conversation import ConversationStream, ConversationTransform, ImageLookup
-from training.croc.model import CrocModel, build_croc_model
-from training.croc.sequence import SequenceBuilder, collate_sequences
-from training.croc.task import CrocTask
-from training.croc.tokenizer import TOKENIZER_FILE, build_tokenizer
-from training.data import ShardStream, list_shards, read_shard
+from regionset.common.storage import as_path
+from regionset.training.checkpoint import latest_checkpoint
+from regionset.training.croc.captions import CaptionTransform, DetailedCaption
+from regionset.training.croc.config import CrocConfig
+from regionset.training.croc.conversation import ConversationStream, ConversationTransform, ImageLookup
+from regionset.training.croc.model import CrocModel, build_croc_model
+from regionset.training.croc.sequence import SequenceBuilder, collate_sequences
+from regionset.training.croc.task import CrocTask
+from regionset.training.croc.tokenizer import TOKENIZER_FILE, build_tokenizer
+from regionset.training.data import ShardStream, list_shards, read_shard
 
 
 def tokenizer_texts(settings: CrocConfig) -> list[str]:

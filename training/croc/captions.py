@@ -22,11 +22,11 @@ from typing import Literal
 
 import numpy as np
 
-from common.storage import as_path
-from schemas.tables import SOURCE_OBJECT, SOURCE_TEXT
-from training.croc.sequence import IMAGE_PLACEHOLDER, Segment, SequenceBuilder
-from training.croc.templates import TEMPLATES, TemplateName, render
-from training.data import decode_image, letterbox, to_tensor
+from regionset.common.storage import as_path
+from regionset.schemas.tables import SOURCE_OBJECT, SOURCE_TEXT
+from regionset.training.croc.sequence import IMAGE_PLACEHOLDER, Segment, SequenceBuilder
+from regionset.training.croc.templates import TEMPLATES, TemplateName, render
+from regionset.training.data import decode_image, letterbox, to_tensor
 
 ROWS = ("top", "middle", "bottom")
 COLS = ("left", "centre", "right")

@@ -8,14 +8,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from training.croc.captions import CaptionConfig
-from training.croc.conversation import ConversationConfig
-from training.croc.lm import LMConfig
-from training.croc.method import CrocMethodConfig
-from training.croc.templates import TemplateName
-from training.croc.tokenizer import TokenizerConfig
-from training.croc.vision import VisionConfig
-from training.loop import LoopConfig
+from regionset.training.croc.captions import CaptionConfig
+from regionset.training.croc.conversation import ConversationConfig
+from regionset.training.croc.lm import LMConfig
+from regionset.training.croc.method import CrocMethodConfig
+from regionset.training.croc.templates import TemplateName
+from regionset.training.croc.tokenizer import TokenizerConfig
+from regionset.training.croc.vision import VisionConfig
+from regionset.training.loop import LoopConfig
 
 
 @dataclass
@@ -47,7 +47,7 @@ class CrocDataConfig:
         max_length: maximum tokens per sample including the image span.
         template: text layout of a sample: ``custom`` (the ``captions``/``conversations`` fields),
             ``v1`` (Vicuna v1 with its system prompt, as Croc's stages 1.5 and 2) or ``plain``
-            (``<image><caption>\\n``, Croc's stage 1); see :mod:`training.croc.templates`.
+            (``<image><caption>\\n``, Croc's stage 1); see :mod:`regionset.training.croc.templates`.
         captions: caption sample settings.
         conversations: conversation sample settings.
         tokenizer_texts: rows read from the shards to train a ``bpe`` tokenizer.

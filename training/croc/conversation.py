@@ -9,7 +9,7 @@ One JSON object per line, as in LLaVA's ``llava_v1_5_mix665k``::
 ``image`` is looked up first as a key of the ``OUT/train`` shards, then as a file path (relative
 paths under ``image_root``). The text is ``system`` + per turn ``user_prefix + human`` or
 ``assistant_prefix`` + the supervised assistant reply + EOS (close to Vicuna v1), or the layout of a
-named template (``data.template``: ``v1``, ``plain``; :mod:`training.croc.templates`).
+named template (``data.template``: ``v1``, ``plain``; :mod:`regionset.training.croc.templates`).
 Samples without exactly one ``<image>`` are skipped: batches hold one image span per sample.
 """
 
@@ -22,11 +22,11 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow.compute as pc
 
-from common.storage import as_path, is_remote
-from training.croc.sequence import Segment, SequenceBuilder
-from training.croc.templates import V1_SYSTEM, TemplateName, render
-from training.data import ShardStream, decode_image, letterbox, list_shards, read_shard, to_tensor
-from training.distributed import rank_world
+from regionset.common.storage import as_path, is_remote
+from regionset.training.croc.sequence import Segment, SequenceBuilder
+from regionset.training.croc.templates import V1_SYSTEM, TemplateName, render
+from regionset.training.data import ShardStream, decode_image, letterbox, list_shards, read_shard, to_tensor
+from regionset.training.distributed import rank_world
 
 
 @dataclass
@@ -143,7 +143,7 @@ class ConversationTransform:
 
 class ConversationStream(ShardStream):
     """Batches of conversation records with the rank × worker split and resumable position of
-    :class:`training.data.ShardStream` (the whole file is one shard of records).
+    :class:`regionset.training.data.ShardStream` (the whole file is one shard of records).
 
     Args:
         path: the JSONL file.

@@ -17,10 +17,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from training.croc.attention import AttentionMode
-from training.croc.matching import MatchMode
-from training.croc.pool import PoolInit
-from training.croc.recon import HeadNorm
+from regionset.training.croc.attention import AttentionMode
+from regionset.training.croc.matching import MatchMode
+from regionset.training.croc.pool import PoolInit
+from regionset.training.croc.recon import HeadNorm
 
 GROUPS = ("vision", "projector", "lm", "pool", "recon_head")
 
@@ -124,7 +124,7 @@ class CrocMethodConfig:
         return float(self.lr.get(group, DEFAULT_LR[self.stage].get(group, self.default_lr)))
 
     def recon_head_options(self, num_tokens: int) -> dict:
-        """Keyword arguments of :class:`training.croc.recon.ReconstructionHead` (besides the width).
+        """Keyword arguments of :class:`regionset.training.croc.recon.ReconstructionHead` (besides the width).
 
         Args:
             num_tokens: visual tokens per image (the count of position embeddings, when on).

@@ -15,12 +15,12 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from training.croc.attention import AttentionMode, build_attention_mask
-from training.croc.lm import LMConfig, build_lm
-from training.croc.method import CrocMethodConfig
-from training.croc.pool import PoolInit, PromptTokenPool, replace_tokens
-from training.croc.recon import ReconstructionHead, gather_image_states
-from training.croc.vision import VisionConfig, build_vision_encoder
+from regionset.training.croc.attention import AttentionMode, build_attention_mask
+from regionset.training.croc.lm import LMConfig, build_lm
+from regionset.training.croc.method import CrocMethodConfig
+from regionset.training.croc.pool import PoolInit, PromptTokenPool, replace_tokens
+from regionset.training.croc.recon import ReconstructionHead, gather_image_states
+from regionset.training.croc.vision import VisionConfig, build_vision_encoder
 
 
 class Projector(nn.Module):
@@ -50,7 +50,7 @@ class CrocModel(nn.Module):
         pool_size: prompt pool size P (0 = no pool).
         pool_init: ``unit`` or ``normal``.
         recon: keyword arguments of the reconstruction head (see
-            :meth:`training.croc.method.CrocMethodConfig.recon_head_options`); None = no head.
+            :meth:`regionset.training.croc.method.CrocMethodConfig.recon_head_options`); None = no head.
     """
 
     def __init__(self, vision: nn.Module, lm: nn.Module, pool_size: int = 0, pool_init: PoolInit = "unit",

@@ -14,14 +14,14 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from training.croc.matching import PoolMatcher
-from training.croc.method import GROUPS, CrocMethodConfig
-from training.croc.model import CrocModel
-from training.croc.pool import random_mask
-from training.croc.recon import reconstruction_loss
-from training.croc.sequence import IGNORE
-from training.distributed import rank_world
-from training.task import TrainTask
+from regionset.training.croc.matching import PoolMatcher
+from regionset.training.croc.method import GROUPS, CrocMethodConfig
+from regionset.training.croc.model import CrocModel
+from regionset.training.croc.pool import random_mask
+from regionset.training.croc.recon import reconstruction_loss
+from regionset.training.croc.sequence import IGNORE
+from regionset.training.distributed import rank_world
+from regionset.training.task import TrainTask
 
 
 def caption_ce(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -110,7 +110,7 @@ class CrocTask(TrainTask):
         """Losses of one batch: ``loss`` (total), ``ce`` and, in stage 1.5, ``recon``.
 
         Args:
-            batch: from :func:`training.croc.sequence.collate_sequences`, on the model's device.
+            batch: from :func:`regionset.training.croc.sequence.collate_sequences`, on the model's device.
         """
         images = batch["images"]
         positions = self._mask_positions(images.shape[0], images.device) if self.cfg.uses_pool else None

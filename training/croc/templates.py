@@ -1,7 +1,7 @@
 """Named text templates of Croc samples (``data.template``), as the released recipe writes them.
 
 A sample is a list of turns ``(role, text)``, role ``human`` or ``gpt``; a template renders it into
-:class:`~training.croc.sequence.Segment` s whose concatenated text is the released string and whose
+:class:`~regionset.training.croc.sequence.Segment` s whose concatenated text is the released string and whose
 supervised segments are exactly what the released code supervises:
 
 - ``v1`` (Vicuna v1, Croc stages 1.5 and 2)::
@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from training.croc.sequence import IMAGE_PLACEHOLDER, Segment
+from regionset.training.croc.sequence import IMAGE_PLACEHOLDER, Segment
 
 TemplateName = Literal["custom", "v1", "plain"]
 TEMPLATES = ("custom", "v1", "plain")

@@ -1,7 +1,7 @@
 """Croc training entry: YAML config -> tokenizer, model, stream -> the shared loop.
 
 ``run(config_path, overrides)`` is what ``regionset train croc CONFIG.yaml``,
-``python -m training.croc CONFIG.yaml`` and ``torchrun --nproc-per-node G -m training.croc
+``python -m regionset.training.croc CONFIG.yaml`` and ``torchrun --nproc-per-node G -m regionset.training.croc
 CONFIG.yaml`` call. Stages 1, 1.5 and 2 are configs of this one entry (``method.stage``); chain
 them with ``method.init_from`` pointing at the previous stage's run folder.
 """
@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import torch
 
-from common.typed_config import load_config, to_dict
-from training.croc.build import build_croc, build_stream
-from training.croc.config import CrocConfig
-from training.data import StreamLoader
-from training.distributed import init_from_env, is_dist
-from training.loop import train
+from regionset.common.typed_config import load_config, to_dict
+from regionset.training.croc.build import build_croc, build_stream
+from regionset.training.croc.config import CrocConfig
+from regionset.training.data import StreamLoader
+from regionset.training.distributed import init_from_env, is_dist
+from regionset.training.loop import train
 
 
 def build_run(cfg: CrocConfig, rank: int = 0, epochs: int | None = None):

@@ -13,7 +13,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from models.clip_registry import CLIP_MEAN, CLIP_STD
+from regionset.models.clip_registry import CLIP_MEAN, CLIP_STD
 
 
 @dataclass
@@ -21,12 +21,12 @@ class VisionConfig:
     """Which encoder feeds the projector.
 
     Args:
-        kind: ``open_clip`` (a ViT from open_clip) or ``rice`` (the trunk built by ``training.rice``).
+        kind: ``open_clip`` (a ViT from open_clip) or ``rice`` (the trunk built by ``regionset.training.rice``).
         name: open_clip model name (e.g. ``ViT-L-14-336``); ignored when ``tower`` is given.
         pretrained: open_clip pretrained tag (needs the internet) or a local checkpoint file; none = random init.
         tower: a custom open_clip ``CLIPVisionCfg`` as a mapping (random init), e.g. a tiny ViT for tests.
         feature_layer: which block's output to use; negative counts from the end (LLaVA uses -2).
-        rice_model: for ``kind: rice``, the RICE ViT shape name (``training.rice.model.VIT_CONFIGS``).
+        rice_model: for ``kind: rice``, the RICE ViT shape name (``regionset.training.rice.model.VIT_CONFIGS``).
         rice_checkpoint: for ``kind: rice``, a local open_clip checkpoint of the trained RICE trunk
             (as exported by RICE training); empty = random init.
     """
@@ -109,9 +109,9 @@ def build_vision_encoder(cfg: VisionConfig) -> nn.Module:
 
 
 def _build_rice(cfg: VisionConfig) -> nn.Module:
-    """The RICE trunk (``training.rice.model.RiceViT``): its open_clip tower's patch tokens."""
+    """The RICE trunk (``regionset.training.rice.model.RiceViT``): its open_clip tower's patch tokens."""
     try:
-        rice = importlib.import_module("training.rice.model")
+        rice = importlib.import_module("regionset.training.rice.model")
     except ImportError as e:
         raise RuntimeError("croc.vision.kind=rice needs training/rice/model.py (the RICE trunk)") from e
     trunk = rice.RiceViT(rice.ModelConfig(name=cfg.rice_model, init_from=cfg.rice_checkpoint or None))

@@ -26,7 +26,7 @@ import os
 import open_clip
 import torch
 
-from models.clip_registry import CLIP_MEAN, CLIP_STD, RICE_EXPORT_INFO, read_rice_export
+from regionset.models.clip_registry import CLIP_MEAN, CLIP_STD, RICE_EXPORT_INFO, read_rice_export
 
 _TINY_TEXT = {"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 1, "layers": 1}
 

@@ -28,8 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from training.distributed import all_reduce_sum, gather_features, gather_nograd, rank_world
-from training.rice.loss_forms import LossForm, MarginType, apply_margin, form_rows
+from regionset.training.distributed import all_reduce_sum, gather_features, gather_nograd, rank_world
+from regionset.training.rice.loss_forms import LossForm, MarginType, apply_margin, form_rows
 
 __all__ = ["FilterRef", "LossForm", "MarginType", "MultiLabel", "PartialFCLoss", "Rounding", "RowLosses",
            "apply_margin", "shard_range"]

@@ -19,7 +19,7 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
-from training.distributed import all_reduce_max_, all_reduce_sum
+from regionset.training.distributed import all_reduce_max_, all_reduce_sum
 
 MarginType = Literal["additive-cosine", "angular"]
 LossForm = Literal["paper", "softmax"]

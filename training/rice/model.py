@@ -114,7 +114,7 @@ class RiceViT(nn.Module):
         std = 0.02 if cfg.query_init == "learned" else 0.0
         self.region_query = nn.Parameter(torch.randn(shape["width"]) * std)
         if cfg.init_from:
-            from training.rice.export import load_open_clip_visual
+            from regionset.training.rice.export import load_open_clip_visual
 
             self.visual.load_state_dict(load_open_clip_visual(cfg.init_from))
 

@@ -8,9 +8,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from training.data import ShardStream, StreamLoader
-from training.rice.model import RiceViT, vit_shape
-from training.rice.regions import RegionTransform, collate_regions
+from regionset.training.data import ShardStream, StreamLoader
+from regionset.training.rice.model import RiceViT, vit_shape
+from regionset.training.rice.regions import RegionTransform, collate_regions
 
 
 def region_probe(model: RiceViT, probe_dir: str, num_classes: int, regions: int = 4) -> float:

@@ -1,6 +1,6 @@
 """Per-image region sampling for region-level training: N boxes, patch-token masks, labels.
 
-:class:`RegionTransform` turns one ``train`` row (``schemas.tables.train_schema``) into fixed-size
+:class:`RegionTransform` turns one ``train`` row (``regionset.schemas.tables.train_schema``) into fixed-size
 tensors: the letterboxed image, exactly ``num_regions`` regions (a random subset when there are
 more, padded by resampling when there are fewer), each region's box in model-input pixels, the
 mask of patch tokens it covers, its object class id (-1 for text) and up to ``num_tokens`` OCR
@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from schemas.tables import SOURCE_TEXT
-from training.data import decode_image, letterbox, to_tensor
+from regionset.schemas.tables import SOURCE_TEXT
+from regionset.training.data import decode_image, letterbox, to_tensor
 
 
 def box_token_mask(boxes: np.ndarray, image_size: int, patch_size: int) -> np.ndarray:

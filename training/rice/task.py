@@ -15,11 +15,11 @@ from dataclasses import dataclass
 import pyarrow.compute as pc
 import torch
 
-from training.data import list_shards, read_shard
-from training.distributed import rank_world
-from training.rice.loss import FilterRef, LossForm, MarginType, MultiLabel, PartialFCLoss, Rounding
-from training.rice.model import ModelConfig, RiceViT
-from training.task import TrainTask
+from regionset.training.data import list_shards, read_shard
+from regionset.training.distributed import rank_world
+from regionset.training.rice.loss import FilterRef, LossForm, MarginType, MultiLabel, PartialFCLoss, Rounding
+from regionset.training.rice.model import ModelConfig, RiceViT
+from regionset.training.task import TrainTask
 
 REGION_ROWS, CLS_ROWS = 0, 1
 
@@ -104,7 +104,7 @@ class RiceTask(TrainTask):
             self.token_centres = PartialFCLoss(loss_cfg.num_tokens, dim, **kw)
 
     def training_forward(self, batch: dict) -> dict[str, torch.Tensor]:
-        """Losses of a :func:`training.rice.regions.collate_regions` batch (on the task's device)."""
+        """Losses of a :func:`regionset.training.rice.regions.collate_regions` batch (on the task's device)."""
         cls, regions = self.model(batch["image"], batch["token_mask"])
         b, r, d = regions.shape
         feats = regions.reshape(b * r, d)

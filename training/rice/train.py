@@ -1,7 +1,7 @@
 """RICE training entry: YAML config -> stream the train shards -> shared loop -> export.
 
 ``run(config_path, overrides)`` is what ``regionset train rice CONFIG.yaml`` and
-``torchrun --nproc-per-node G -m training.rice CONFIG.yaml`` call.
+``torchrun --nproc-per-node G -m regionset.training.rice CONFIG.yaml`` call.
 """
 
 from __future__ import annotations
@@ -11,13 +11,13 @@ from dataclasses import dataclass, field, replace
 
 import torch
 
-from common.typed_config import load_config, to_dict
-from training.data import ShardStream, StreamLoader
-from training.distributed import init_from_env
-from training.loop import LoopConfig, train
-from training.rice.model import ModelConfig, vit_shape
-from training.rice.regions import RegionTransform, collate_regions
-from training.rice.task import LossConfig, RiceTask, scan_num_classes
+from regionset.common.typed_config import load_config, to_dict
+from regionset.training.data import ShardStream, StreamLoader
+from regionset.training.distributed import init_from_env
+from regionset.training.loop import LoopConfig, train
+from regionset.training.rice.model import ModelConfig, vit_shape
+from regionset.training.rice.regions import RegionTransform, collate_regions
+from regionset.training.rice.task import LossConfig, RiceTask, scan_num_classes
 
 
 @dataclass(frozen=True)
@@ -96,7 +96,7 @@ def run(config_path: str | None, overrides: list[str] | None = None) -> dict:
     task = RiceTask(cfg.model, cfg.loss, seed=cfg.seed)
     summary = train(task, build_loader(cfg), cfg.loop, device, meta={"kind": "rice", "config": to_dict(cfg)})
     if cfg.export and rank == 0:
-        from training.rice.export import export_trunk
+        from regionset.training.rice.export import export_trunk
 
         summary["export"] = export_trunk(task.module("model"), os.path.join(cfg.loop.out_dir, "export"))
     return summary

@@ -9,17 +9,17 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from common.storage import RemotePath, as_path, is_remote
-from models.kmeans_index import read_meta
-from pipelines.build import build
-from pipelines.config import load_config
-from pipelines.core.catalog import catalog_file
-from pipelines.core.labels import cluster_summary
-from pipelines.core.progress import out_console, print_table
-from pipelines.tools.demo.corpus import demo_images
-from pipelines.tools.demo.server import LoopbackServer
-from pipelines.tools.report.build import write_report
-from schemas.tables import KMEANS
+from regionset.common.storage import RemotePath, as_path, is_remote
+from regionset.models.kmeans_index import read_meta
+from regionset.pipelines.build import build
+from regionset.pipelines.config import load_config
+from regionset.pipelines.core.catalog import catalog_file
+from regionset.pipelines.core.labels import cluster_summary
+from regionset.pipelines.core.progress import out_console, print_table
+from regionset.pipelines.tools.demo.corpus import demo_images
+from regionset.pipelines.tools.demo.server import LoopbackServer
+from regionset.pipelines.tools.report.build import write_report
+from regionset.schemas.tables import KMEANS
 
 EXAMPLE_SQL = [
     "SELECT status, count(*) AS n FROM images GROUP BY status ORDER BY n DESC",

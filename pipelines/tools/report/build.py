@@ -12,13 +12,13 @@ import shutil
 import time
 from pathlib import Path
 
-from common.storage import RemotePath, as_path, is_remote
-from pipelines.core.catalog import CATALOG_FILE, build_catalog, catalog_file, connect
-from pipelines.core.shards import STATE_DIR
-from pipelines.tools.report.curation import curation_body
-from pipelines.tools.report.gallery import gallery_body, images_body
-from pipelines.tools.report.overview import distributions_body, overview_body
-from pipelines.tools.report.pages import page
+from regionset.common.storage import RemotePath, as_path, is_remote
+from regionset.pipelines.core.catalog import CATALOG_FILE, build_catalog, catalog_file, connect
+from regionset.pipelines.core.shards import STATE_DIR
+from regionset.pipelines.tools.report.curation import curation_body
+from regionset.pipelines.tools.report.gallery import gallery_body, images_body
+from regionset.pipelines.tools.report.overview import distributions_body, overview_body
+from regionset.pipelines.tools.report.pages import page
 
 REPORT_DIR = "report"
 INDEX = "index.html"

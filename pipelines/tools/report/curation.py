@@ -8,16 +8,31 @@ from typing import Any
 
 import duckdb
 
-from pipelines.tools.report import media, plots
-from pipelines.tools.report.pages import NO_DATA, esc, figure, fmt, table
-from pipelines.tools.report.queries import image_bytes
-from pipelines.tools.report.sql import Result, run
-from schemas.tables import DUP_EVAL
+from regionset.pipelines.tools.report import media, plots
+from regionset.pipelines.tools.report.pages import NO_DATA, esc, figure, fmt, table
+from regionset.pipelines.tools.report.queries import image_bytes
+from regionset.pipelines.tools.report.sql import Result, run
+from regionset.schemas import DUPLICATES
+from regionset.schemas.tables import DUP_EVAL
 
 PAIRS = 24
 
 
-def _pairs_html(con: duckdb.DuckDBPyConnection, report_dir: Path, results: list[Result]) -> str:
+def _no_pairs_html(con: duckdb.DuckDBPyConnection, out: Path, results: list[Result]) -> str:
+    """No duplicate pairs: how many images were hashed and grouped when the dedup steps ran (a
+    ``duplicates`` shard is written for every hashed shard), else where the data would come from."""
+    from regionset.pipelines.core.shards import list_shards
+
+    hashed = run(con, "images hashed (dedup step)", "SELECT count(*) AS images FROM hashes")
+    results.append(hashed)
+    n = int(hashed.rows[0][0]) if hashed.rows else 0
+    if n and list_shards(out, DUPLICATES):
+        return (f"<p>{n:,} images hashed, 0 duplicate groups: the dedup and group_duplicates steps ran "
+                "and found no image that duplicates another (or an evaluation image).</p>")
+    return f'<p class="nodata">{NO_DATA}: no duplicates (run the dedup and group_duplicates steps).</p>'
+
+
+def _pairs_html(con: duckdb.DuckDBPyConnection, out: Path, report_dir: Path, results: list[Result]) -> str:
     pairs = run(con, "duplicate pairs, widest distance first (kept image = smallest key)", f"""
 SELECT key, duplicate_of, kind, distance FROM duplicates
 ORDER BY distance DESC, kind, key LIMIT {PAIRS}""")
@@ -25,7 +40,7 @@ ORDER BY distance DESC, kind, key LIMIT {PAIRS}""")
     counts = run(con, "duplicates by kind", "SELECT kind, count(*) AS images FROM duplicates GROUP BY ALL ORDER BY 1")
     results.append(counts)
     if not pairs.rows:
-        return f'<p class="nodata">{NO_DATA}: no duplicates (run the dedup and group_duplicates steps).</p>'
+        return _no_pairs_html(con, out, results)
     keys = sorted({k for row in pairs.rows for k in (row[0], row[1] if row[2] != DUP_EVAL else row[0])})
     got = run(con, "stored image bytes of the pairs shown", image_bytes(keys))
     results.append(Result(got.title, got.sql, got.columns, [(k, f"<{len(b or b'')} bytes>") for k, b in got.rows]))
@@ -52,7 +67,7 @@ ORDER BY distance DESC, kind, key LIMIT {PAIRS}""")
 
 def _sizes_html(con: duckdb.DuckDBPyConnection, out: Path, report_dir: Path, seed: int,
                 results: list[Result]) -> str:
-    from pipelines.tools.sample import sample_regions
+    from regionset.pipelines.tools.sample import sample_regions
 
     before = run(con, "regions per leaf cluster (clustered regions)", """
 SELECT cluster_id, count(*) AS regions FROM labels WHERE cluster_id IS NOT NULL GROUP BY ALL ORDER BY regions DESC""")
@@ -88,7 +103,7 @@ def curation_body(con: duckdb.DuckDBPyConnection, out: Path, report_dir: Path, s
         seed: seed of the balanced sample.
     """
     results: list[Result] = []
-    body = ("<h2>Duplicate images</h2>" + _pairs_html(con, report_dir, results)
+    body = ("<h2>Duplicate images</h2>" + _pairs_html(con, out, report_dir, results)
             + "<h2>Cluster sizes before and after balanced sampling</h2>"
             + _sizes_html(con, out, report_dir, seed, results))
     return body, results

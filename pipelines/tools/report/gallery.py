@@ -12,10 +12,10 @@ from typing import Any
 
 import duckdb
 
-from pipelines.tools.report import media, queries
-from pipelines.tools.report.pages import NO_DATA, esc, fmt, table
-from pipelines.tools.report.sql import Result, run
-from schemas.tables import SOURCE_TEXT
+from regionset.pipelines.tools.report import media, queries
+from regionset.pipelines.tools.report.pages import NO_DATA, esc, fmt, table
+from regionset.pipelines.tools.report.sql import Result, run
+from regionset.schemas.tables import SOURCE_TEXT
 
 _PICK_TITLES = {"largest": "Largest leaf clusters", "smallest": "Smallest leaf clusters",
                 "random": "Random leaf clusters"}

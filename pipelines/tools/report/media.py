@@ -14,7 +14,7 @@ from typing import Any
 
 from PIL import Image, ImageDraw, ImageFont
 
-from schemas.tables import SOURCE_OBJECT, SOURCE_TEXT
+from regionset.schemas.tables import SOURCE_OBJECT, SOURCE_TEXT
 
 BOX_COLORS = {SOURCE_OBJECT: (232, 137, 12), SOURCE_TEXT: (31, 119, 212)}
 OTHER_COLOR = (200, 40, 160)

@@ -8,12 +8,12 @@ from typing import Any
 import duckdb
 import yaml
 
-from common.storage import as_path
-from pipelines.core.lineage import LINEAGE_FILE
-from pipelines.tools.report import plots, queries
-from pipelines.tools.report.pages import NO_DATA, esc, figure, result_table, table
-from pipelines.tools.report.sql import SAMPLE_ROWS, Result, existing_tables, run, sample_clause
-from schemas.tables import IMAGES, LABELS, REGIONS
+from regionset.common.storage import as_path
+from regionset.pipelines.core.lineage import LINEAGE_FILE
+from regionset.pipelines.tools.report import plots, queries
+from regionset.pipelines.tools.report.pages import NO_DATA, esc, figure, result_table, table
+from regionset.pipelines.tools.report.sql import SAMPLE_ROWS, Result, existing_tables, run, sample_clause
+from regionset.schemas.tables import IMAGES, LABELS, REGIONS
 
 
 def read_lineage(out: Path) -> dict[str, Any]:

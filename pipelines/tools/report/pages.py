@@ -11,7 +11,7 @@ import html
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from pipelines.tools.report.sql import Result
+from regionset.pipelines.tools.report.sql import Result
 
 PAGES = (("index.html", "Overview"), ("distributions.html", "Distributions"),
          ("clusters.html", "Cluster gallery"), ("images.html", "Images"), ("curation.html", "Curation"))

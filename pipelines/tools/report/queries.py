@@ -4,7 +4,7 @@ Each function returns the literal SQL (parameters inlined, so a user can paste i
 ``regionset sql OUT "..."``). Aggregates are binned in DuckDB and only the bins come back; samples
 are chosen in SQL (``ORDER BY hash(...) LIMIT n``) and image bytes are read only for the keys
 shown, which the Parquet reader prunes by row-group statistics on ``key``. Histograms of tables
-larger than ``sql.SAMPLE_ROWS`` take a ``{sample}`` clause (:func:`pipelines.tools.report.sql.sample_clause`).
+larger than ``sql.SAMPLE_ROWS`` take a ``{sample}`` clause (:func:`regionset.pipelines.tools.report.sql.sample_clause`).
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from collections.abc import Sequence
 
 import duckdb
 
-from pipelines.tools.report.sql import existing_tables, in_list, sql_str
-from schemas.tables import EMBEDDINGS, IMAGES, LABELS, REGIONS, SOURCE_TEXT, STATUS_SUCCESS, TRAIN
+from regionset.pipelines.tools.report.sql import existing_tables, in_list, sql_str
+from regionset.schemas.tables import EMBEDDINGS, IMAGES, LABELS, REGIONS, SOURCE_TEXT, STATUS_SUCCESS, TRAIN
 
 CLUSTERS = "clusters"  # written by the catalog step from kmeans/ when k-means has run
 COUNTED_TABLES = (IMAGES, REGIONS, EMBEDDINGS, LABELS, TRAIN, CLUSTERS, "runs", "stage_state")

@@ -9,18 +9,18 @@ from dataclasses import asdict, dataclass
 import pyarrow as pa
 import pytest
 
-from pipelines.core.shard_run import StageReport, check_complete, plan_stage, run_shard
-from pipelines.core.shards import read_marker, read_table, shard_path, write_table
-from pipelines.executors.config import RayConfig
-from pipelines.executors.distributed import (
+from regionset.pipelines.core.shard_run import StageReport, check_complete, plan_stage, run_shard
+from regionset.pipelines.core.shards import read_marker, read_table, shard_path, write_table
+from regionset.pipelines.executors.config import RayConfig
+from regionset.pipelines.executors.distributed import (
     RESULT_SCHEMA,
     cached_stage,
     markers_of,
     run_task_batch,
     task_table,
 )
-from schemas import INPUT, input_schema
-from stages.base import Resources, Stage
+from regionset.schemas import INPUT, input_schema
+from regionset.stages.base import Resources, Stage
 
 SCHEMA = pa.schema([pa.field("key", pa.string(), nullable=False), pa.field("n", pa.int64())])
 
@@ -96,7 +96,7 @@ def test_lost_shard_is_an_error(tmp_path):
 
 
 def test_ray_pool_never_holds_every_cpu():
-    from pipelines.executors.ray_data import pool_shape
+    from regionset.pipelines.executors.ray_data import pool_shape
 
     size, cpus, gpus = pool_shape(Resources(cpus=1.0), {"CPU": 2.0}, 8, RayConfig())
     assert (size, gpus) == (2, 0.0) and size * cpus < 2.0  # 2 actors × 0.75 CPU: reads still schedule
@@ -106,7 +106,7 @@ def test_ray_pool_never_holds_every_cpu():
 
 
 def test_ray_gpu_stage_on_a_cpu_cluster_names_the_option():
-    from pipelines.executors.ray_data import pool_shape
+    from regionset.pipelines.executors.ray_data import pool_shape
 
     with pytest.raises(RuntimeError, match="executor.ray.gpus_per_actor"):
         pool_shape(Resources(gpus=1.0), {"CPU": 8.0}, 2, RayConfig())
@@ -115,7 +115,7 @@ def test_ray_gpu_stage_on_a_cpu_cluster_names_the_option():
 
 def test_task_rows_carry_the_stale_marker_flag():
     """A worker removes a shard's old marker before rewriting it only if the task row says so."""
-    from pipelines.core.shard_run import ShardTask
+    from regionset.pipelines.core.shard_run import ShardTask
 
     rows = task_table([ShardTask(3, "c", "i", stale_marker=True), ShardTask(4, "c", "i")]).to_pylist()
     assert [r["stale_marker"] for r in rows] == [True, False]

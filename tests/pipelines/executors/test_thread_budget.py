@@ -17,13 +17,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from common import threads
-from pipelines.core.shards import shard_path, write_table
-from pipelines.executors.config import RayConfig, SparkConfig
-from pipelines.executors.local import LocalExecutor, local_workers
-from pipelines.executors.ray_data import pool_shape
-from schemas import INPUT, input_schema
-from stages.base import Resources, Stage
+from regionset.common import threads
+from regionset.pipelines.core.shards import shard_path, write_table
+from regionset.pipelines.executors.config import RayConfig, SparkConfig
+from regionset.pipelines.executors.local import LocalExecutor, local_workers
+from regionset.pipelines.executors.ray_data import pool_shape
+from regionset.schemas import INPUT, input_schema
+from regionset.stages.base import Resources, Stage
 
 ROOT = Path(__file__).resolve().parents[3]
 COUNTS = ("budget", "torch", "torch_interop", "cv2", "onnx", "omp_env")
@@ -47,7 +47,7 @@ class FakeThreadProbeStage(Stage):
         import cv2  # noqa: F401
         import torch  # noqa: F401
 
-        from models.ocr import RapidOcr
+        from regionset.models.ocr import RapidOcr
 
         self.ocr = RapidOcr()
 
@@ -133,7 +133,7 @@ def _skip_without(module: str) -> None:
 @pytest.mark.ray
 def test_ray_actors_get_their_num_cpus(tmp_path, restore_process):
     _skip_without("ray")
-    from pipelines.executors.ray_data import RayExecutor
+    from regionset.pipelines.executors.ray_data import RayExecutor
 
     # 8 logical CPUs: an actor holding most of a small Ray's CPUs never starts (Ray Data keeps a share
     # of the CPUs for its other operators), so the pool stays small against the logical total.
@@ -150,7 +150,7 @@ def test_ray_actors_get_their_num_cpus(tmp_path, restore_process):
 @pytest.mark.parametrize("task_cpus", [2, 1])  # local[2]: 1 task slot of 2 CPUs, or 2 slots of 1
 def test_spark_tasks_get_spark_task_cpus(task_cpus, tmp_path, restore_process):
     _skip_without("pyspark")
-    from pipelines.executors.spark import SparkExecutor
+    from regionset.pipelines.executors.spark import SparkExecutor
 
     cfg = SparkConfig(master="local[2]", conf={"spark.task.cpus": str(task_cpus)})
     with SparkExecutor(cfg, show_progress=False) as ex:

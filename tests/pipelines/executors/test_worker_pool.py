@@ -15,11 +15,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from common import threads
-from pipelines.core.shards import shard_path, write_table
-from pipelines.executors.local import LocalExecutor
-from schemas import INPUT, input_schema
-from stages.base import Resources, Stage
+from regionset.common import threads
+from regionset.pipelines.core.shards import shard_path, write_table
+from regionset.pipelines.executors.local import LocalExecutor
+from regionset.schemas import INPUT, input_schema
+from regionset.stages.base import Resources, Stage
 
 ROOT = Path(__file__).resolve().parents[3]
 OUT_SCHEMA = pa.schema([pa.field("key", pa.string()), pa.field("value", pa.string())])

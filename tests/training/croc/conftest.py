@@ -10,8 +10,8 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from schemas.tables import SOURCE_OBJECT, TRAIN, train_schema
-from training.synthetic import COLOURS, SHAPES, synthetic_row
+from regionset.schemas.tables import SOURCE_OBJECT, TRAIN, train_schema
+from regionset.training.synthetic import COLOURS, SHAPES, synthetic_row
 
 COLOUR_NAMES = ("red", "green", "blue", "yellow")
 assert len(COLOUR_NAMES) == len(COLOURS)
@@ -58,13 +58,13 @@ def caption_out(tmp_path):
 
 def tiny_config(out: str, run_dir: str, stage: str = "1.5", overrides: list[str] | None = None):
     """The croc-tiny config pointed at ``out`` and ``run_dir`` (no DataLoader workers), as a CrocConfig."""
-    from common.typed_config import load_config
+    from regionset.common.typed_config import load_config
 
     path = os.path.join(os.path.dirname(__file__), "..", "..", "..", "training", "configs", "croc-tiny.yaml")
     items = [f"data.train_dir={out}", f"loop.out_dir={run_dir}", "data.num_workers=0", "device=cpu",
              f"method.stage='{stage}'"]
     if stage != "1.5":
         items += ["method.lr={}", "method.attention=null"]
-    from training.croc.config import CrocConfig
+    from regionset.training.croc.config import CrocConfig
 
     return load_config(CrocConfig, path, items + list(overrides or []))

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from training.croc.attention import allowed_pairs, build_attention_mask
-from training.croc.lm import TINY_LLAMA, LMConfig, build_lm
+from regionset.training.croc.attention import allowed_pairs, build_attention_mask
+from regionset.training.croc.lm import TINY_LLAMA, LMConfig, build_lm
 
 # layout of one sample: 0 bos, 1 text, 2-4 image, 5 text, 6-7 answer, 8-9 padding
 IMAGE = torch.tensor([[0, 0, 1, 1, 1, 0, 0, 0, 0, 0]], dtype=torch.bool)

@@ -7,9 +7,9 @@ import os
 
 import pyarrow.parquet as pq
 
-from training.croc.build import build_croc, build_stream
-from training.croc.captions import CaptionConfig, DetailedCaption
-from training.croc.sequence import IGNORE
+from regionset.training.croc.build import build_croc, build_stream
+from regionset.training.croc.captions import CaptionConfig, DetailedCaption
+from regionset.training.croc.sequence import IGNORE
 
 from .conftest import tiny_config
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from training.croc.matching import PoolMatcher, match_rows
+from regionset.training.croc.matching import PoolMatcher, match_rows
 
 
 def brute_force(cost: np.ndarray) -> float:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from training.croc.lm import LMConfig, build_lm
-from training.croc.model import build_croc_model
-from training.croc.pool import PromptTokenPool, num_masked, random_mask, replace_tokens
-from training.croc.tokenizer import TokenizerConfig, build_tokenizer
-from training.croc.vision import VisionConfig, build_vision_encoder
+from regionset.training.croc.lm import LMConfig, build_lm
+from regionset.training.croc.model import build_croc_model
+from regionset.training.croc.pool import PromptTokenPool, num_masked, random_mask, replace_tokens
+from regionset.training.croc.tokenizer import TokenizerConfig, build_tokenizer
+from regionset.training.croc.vision import VisionConfig, build_vision_encoder
 
 
 @pytest.mark.parametrize("size,patch,tokens", [(64, 16, 16), (96, 16, 36), (64, 8, 64)])

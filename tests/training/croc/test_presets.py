@@ -12,13 +12,13 @@ import torch
 import yaml
 from torch.nn import functional as F
 
-from common.typed_config import load_config
-from training.croc.attention import allowed_pairs
-from training.croc.config import CrocConfig
-from training.croc.matching import PoolMatcher
-from training.croc.pool import PromptTokenPool
-from training.croc.train import build_run, run
-from training.loop import train
+from regionset.common.typed_config import load_config
+from regionset.training.croc.attention import allowed_pairs
+from regionset.training.croc.config import CrocConfig
+from regionset.training.croc.matching import PoolMatcher
+from regionset.training.croc.pool import PromptTokenPool
+from regionset.training.croc.train import build_run, run
+from regionset.training.loop import train
 
 from .conftest import write_caption_shards
 

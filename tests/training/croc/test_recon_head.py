@@ -7,8 +7,8 @@ import pytest
 import torch
 from torch import nn
 
-from training.croc.method import CrocMethodConfig
-from training.croc.recon import ReconstructionHead
+from regionset.training.croc.method import CrocMethodConfig
+from regionset.training.croc.recon import ReconstructionHead
 
 RELEASED = CrocMethodConfig(recon_positions=True, recon_norm="post", recon_head_dim=64, recon_mlp_ratio=4.0,
                             recon_dropout=0.1, recon_init_std=0.02)

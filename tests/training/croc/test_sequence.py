@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from training.croc.sequence import IGNORE, Segment, SequenceBuilder, collate_sequences
-from training.croc.tokenizer import TokenizerConfig, build_tokenizer
+from regionset.training.croc.sequence import IGNORE, Segment, SequenceBuilder, collate_sequences
+from regionset.training.croc.tokenizer import TokenizerConfig, build_tokenizer
 
 
 def tokenizer():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from training.croc.build import build_croc, build_stream
+from regionset.training.croc.build import build_croc, build_stream
 
 from .conftest import tiny_config
 
@@ -46,7 +46,7 @@ def test_param_groups_carry_per_group_lr(caption_out, tmp_path):
 
 
 def test_ce_on_kept_logits_equals_full_logits(caption_out, tmp_path):
-    from training.croc.task import caption_ce
+    from regionset.training.croc.task import caption_ce
 
     cfg = tiny_config(caption_out, str(tmp_path / "r"), stage="1")
     task, tok = build_croc(cfg, cfg.loop.out_dir)

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import pytest
 
-from common.typed_config import ConfigError, load_config
-from training.croc.captions import CaptionConfig, CaptionTransform
-from training.croc.config import CrocConfig
-from training.croc.conversation import ConversationConfig, conversation_segments
-from training.croc.sequence import IGNORE, SequenceBuilder
-from training.croc.tokenizer import TokenizerConfig, build_tokenizer
+from regionset.common.typed_config import ConfigError, load_config
+from regionset.training.croc.captions import CaptionConfig, CaptionTransform
+from regionset.training.croc.config import CrocConfig
+from regionset.training.croc.conversation import ConversationConfig, conversation_segments
+from regionset.training.croc.sequence import IGNORE, SequenceBuilder
+from regionset.training.croc.tokenizer import TokenizerConfig, build_tokenizer
 
 N = 5  # visual tokens
 # the released strings, written out from LLaVA's conv_vicuna_v1 / conv_llava_plain (sep " ", sep2 "</s>")

@@ -6,8 +6,8 @@ import os
 
 import pytest
 
-from training.cli import run_training
-from training.croc.train import run
+from regionset.training.cli import run_training
+from regionset.training.croc.train import run
 
 from .conftest import write_caption_shards
 
@@ -51,7 +51,7 @@ def test_torchrun_two_cpu_ranks(caption_out, tmp_path):
     import sys
 
     run_dir = tmp_path / "run"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "-m", "training.croc", CONFIG,
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "-m", "regionset.training.croc", CONFIG,
            *overrides(caption_out, str(run_dir), "loop.steps=3", "loop.log_every=1", "loop.save_every=3")]
     subprocess.run(cmd, check=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
     meta = json.loads((run_dir / "checkpoints" / "step-00000003" / "meta.json").read_text())
@@ -62,7 +62,7 @@ def test_torchrun_two_cpu_ranks(caption_out, tmp_path):
 def test_stage1_then_stage15_from_its_checkpoint(caption_out, tmp_path):
     import torch
 
-    from training.croc.build import build_croc
+    from regionset.training.croc.build import build_croc
 
     from .conftest import tiny_config
 

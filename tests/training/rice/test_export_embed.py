@@ -7,10 +7,10 @@ import pyarrow as pa
 import torch
 from PIL import Image
 
-from models.clip_registry import clip_embed_dim
-from models.embedder import ClipEmbedder
-from training.rice.export import export_trunk, load_exported
-from training.rice.model import ModelConfig, RiceViT
+from regionset.models.clip_registry import clip_embed_dim
+from regionset.models.embedder import ClipEmbedder
+from regionset.training.rice.export import export_trunk, load_exported
+from regionset.training.rice.model import ModelConfig, RiceViT
 
 
 def test_embed_stage_model_id_loads_a_rice_export(tmp_path):
@@ -32,7 +32,7 @@ def test_embed_stage_model_id_loads_a_rice_export(tmp_path):
 
 
 def test_embed_stage_accepts_the_rice_model_id(tmp_path):
-    from stages.embed import EmbedConfig, EmbedStage
+    from regionset.stages.embed import EmbedConfig, EmbedStage
 
     export = export_trunk(RiceViT(ModelConfig(name="tiny", image_size=32)).eval(), str(tmp_path / "export"))
     stage = EmbedStage(EmbedConfig(model=f"rice:{export}", device="cpu"))

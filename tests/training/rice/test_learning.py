@@ -14,11 +14,11 @@ import os
 import pytest
 import torch
 
-from training.checkpoint import latest_checkpoint
-from training.cli import run_training
-from training.rice.model import ModelConfig, RiceViT
-from training.rice.probe import region_probe
-from training.synthetic import NUM_CLASSES, NUM_TOKENS, write_synthetic_shards
+from regionset.training.checkpoint import latest_checkpoint
+from regionset.training.cli import run_training
+from regionset.training.rice.model import ModelConfig, RiceViT
+from regionset.training.rice.probe import region_probe
+from regionset.training.synthetic import NUM_CLASSES, NUM_TOKENS, write_synthetic_shards
 
 CONFIG = os.path.join(os.path.dirname(__file__), "../../../training/configs/rice-tiny.yaml")
 

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from training.rice.loss import PartialFCLoss, apply_margin, shard_range
+from regionset.training.rice.loss import PartialFCLoss, apply_margin, shard_range
 
 torch.set_num_threads(1)
 

@@ -10,7 +10,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch.nn.parallel import DistributedDataParallel
 
-from training.rice.loss import PartialFCLoss, shard_range
+from regionset.training.rice.loss import PartialFCLoss, shard_range
 
 K, D_IN, D, B, P = 11, 6, 5, 8, 3  # global batch B split over the ranks
 FORMS = {  # every loss form and policy, with and without the inter-class filter (both references)

@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
+from regionset.training.rice.loss import PartialFCLoss, subset_labels, unique_labels
 from tests.training.rice.loss_reference import reference_loss
-from training.rice.loss import PartialFCLoss, subset_labels, unique_labels
 
 torch.set_num_threads(1)
 K, D = 9, 64
@@ -165,10 +165,10 @@ def test_subset_labels_keeps_real_labels_first():
 
 
 def test_config_reaches_both_banks_and_bad_values_name_the_key():
-    from common.typed_config import ConfigError, load_config
-    from training.rice.model import ModelConfig
-    from training.rice.task import LossConfig, RiceTask
-    from training.rice.train import RiceConfig
+    from regionset.common.typed_config import ConfigError, load_config
+    from regionset.training.rice.model import ModelConfig
+    from regionset.training.rice.task import LossConfig, RiceTask
+    from regionset.training.rice.train import RiceConfig
 
     cfg = LossConfig(num_classes=12, num_tokens=16, form="paper", multilabel="per_label", labels_per_sample=3,
                      interclass_filter=0.75, interclass_ref="centre", budget_rounding="ceil")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from training.rice.model import ModelConfig, RiceViT, region_attention_mask, region_block
-from training.rice.regions import box_token_mask
+from regionset.training.rice.model import ModelConfig, RiceViT, region_attention_mask, region_block
+from regionset.training.rice.regions import box_token_mask
 
 torch.set_num_threads(1)
 

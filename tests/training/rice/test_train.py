@@ -10,11 +10,11 @@ import sys
 import pytest
 import torch
 
-from common.typed_config import ConfigError
-from training.cli import main, run_training
-from training.rice.export import load_exported
-from training.rice.model import ModelConfig, RiceViT
-from training.synthetic import write_synthetic_shards
+from regionset.common.typed_config import ConfigError
+from regionset.training.cli import main, run_training
+from regionset.training.rice.export import load_exported
+from regionset.training.rice.model import ModelConfig, RiceViT
+from regionset.training.synthetic import write_synthetic_shards
 
 CONFIG = os.path.join(os.path.dirname(__file__), "../../../training/configs/rice-tiny.yaml")
 
@@ -60,7 +60,7 @@ def test_config_errors_name_the_key(tmp_path):
 @pytest.mark.slow
 def test_torchrun_two_cpu_ranks(tmp_path):
     write_synthetic_shards(str(tmp_path / "out"), num_shards=2, rows_per_shard=8, size=32)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "-m", "training.rice", CONFIG,
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "-m", "regionset.training.rice", CONFIG,
            *_overrides(tmp_path / "out", tmp_path / "run", 4)]
     subprocess.run(cmd, check=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
     ckpt = tmp_path / "run" / "checkpoints" / "step-00000004"
