@@ -39,7 +39,12 @@ def is_remote(p: Any) -> bool:
     Args:
         p: a path, URL or ``RemotePath``.
     """
-    return isinstance(p, RemotePath) or (isinstance(p, str) and scheme_of(p) not in LOCAL_SCHEMES)
+    if isinstance(p, RemotePath):
+        return True
+    if isinstance(p, str):
+        return scheme_of(p) not in LOCAL_SCHEMES
+    flag = getattr(p, "is_remote", None)  # a path-like object that knows (pipelines' ``Output``)
+    return flag if isinstance(flag, bool) else False
 
 
 def as_path(p: str | os.PathLike | RemotePath) -> Path | RemotePath:
@@ -50,6 +55,9 @@ def as_path(p: str | os.PathLike | RemotePath) -> Path | RemotePath:
     """
     if isinstance(p, RemotePath | Path):
         return p
+    root = getattr(p, "root", None)  # an object over a resolved root (pipelines' ``Output``)
+    if isinstance(root, RemotePath | Path):
+        return root
     s = os.fspath(p)
     scheme = scheme_of(s)
     if scheme in ("file", "local"):

@@ -12,15 +12,13 @@ from pathlib import Path
 from typing import Any
 
 from regionset.common import threads
-from regionset.common.storage import as_path, is_remote
 from regionset.common.typed_config import ConfigError, config_warnings
 from regionset.pipelines.config import BuildConfig
 from regionset.pipelines.core.catalog import build_catalog
 from regionset.pipelines.core.failpoints import failpoint
 from regionset.pipelines.core.inputs import shard_input
 from regionset.pipelines.core.lineage import append_run, config_digest, new_run_id, write_lineage
-from regionset.pipelines.core.lock import BuildLock
-from regionset.pipelines.core.marker_index import load_committed
+from regionset.pipelines.core.output import Output
 from regionset.pipelines.core.outputs import global_outputs
 from regionset.pipelines.core.progress import console, print_table
 from regionset.pipelines.core.shard_run import StageReport
@@ -35,7 +33,7 @@ from regionset.pipelines.preflight.run import run_preflight
 class BuildResult:
     """What a build did: per-stage reports and global-step summaries."""
 
-    out: Path
+    out: Output
     shards: list[int]
     reports: list[StageReport] = field(default_factory=list)
     globals: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -44,11 +42,12 @@ class BuildResult:
     input_counters: dict[str, int] = field(default_factory=dict)
 
 
-def make_output(path: str) -> Path:
-    """Create the output folder; a path that is a file (or under one) is a ConfigError naming it."""
-    if is_remote(path):
-        return as_path(path)  # folders are implicit on object stores; preflight checked the bucket
-    out = Path(path)
+def make_output(path: str | Output) -> Output:
+    """The build's one ``Output``; create its folder (a path that is a file, or under one, is a
+    ConfigError naming it)."""
+    out = Output.of(path)
+    if out.is_remote:
+        return out  # folders are implicit on object stores; preflight checked the bucket
     if out.exists() and not out.is_dir():
         raise ConfigError(f"output: {out} exists and is not a folder")
     try:
@@ -76,7 +75,7 @@ def model_lineage(steps: list) -> tuple[dict[str, Any], list[str]]:
     return models, warnings
 
 
-def begin_build(cfg: BuildConfig, steps: list, announce: bool = True) -> list[str]:
+def begin_build(cfg: BuildConfig, steps: list, announce: bool = True, out: Output | None = None) -> list[str]:
     """What every build does first, holding the lock: drop temp files a killed writer left, write
     ``regionset.yaml`` (config, versions, models, warnings); return the warnings.
 
@@ -84,12 +83,13 @@ def begin_build(cfg: BuildConfig, steps: list, announce: bool = True) -> list[st
         cfg: the resolved build config.
         steps: the build's steps.
         announce: print the warnings (random weights, ...) on the console.
+        out: the build's ``Output`` (default: one made from ``cfg.output``).
     """
-    out = as_path(cfg.output)
+    out = Output.of(out if out is not None else cfg.output)
     forget_sha256()  # remembered object-store hashes are this build's own, never an earlier process's
     producers = {s.output: s.name for s in steps if not isinstance(s, GlobalStep)}
     clean_temp_files(out, producers, global_outputs())
-    load_committed(out, producers)  # object stores: input hashes from the markers' index, no GET per shard
+    out.load_committed(producers)  # object stores: input hashes from the markers' index, no GET per shard
     models, warnings = model_lineage(steps)
     warnings = [*config_warnings(cfg), *warnings]  # deprecated config keys (common/typed_config.py)
     if announce:
@@ -100,7 +100,7 @@ def begin_build(cfg: BuildConfig, steps: list, announce: bool = True) -> list[st
 
 
 def finish_build(cfg: BuildConfig, started_at: float, executor: str, shards: list[int],
-                 run_id: str | None = None) -> Path:
+                 run_id: str | None = None, out: Output | None = None) -> Path:
     """What every build does last: append the run record and rebuild the catalog; return its path.
 
     Args:
@@ -109,8 +109,9 @@ def finish_build(cfg: BuildConfig, started_at: float, executor: str, shards: lis
         executor: the executor's name, for the run record.
         shards: the build's shard ids.
         run_id: the run's id (default: a new one from ``started_at``).
+        out: the build's ``Output`` (default: one made from ``cfg.output``).
     """
-    out = as_path(cfg.output)
+    out = Output.of(out if out is not None else cfg.output)
     append_run(out, {
         "run_id": run_id or new_run_id(started_at), "started_at": started_at, "finished_at": time.time(),
         "status": "success", "config_hash": config_digest(cfg), "executor": executor,
@@ -119,7 +120,7 @@ def finish_build(cfg: BuildConfig, started_at: float, executor: str, shards: lis
     return build_catalog(out)
 
 
-def run_global_step(step: GlobalStep, out: Path, shards: list[int], executor: Executor) -> dict[str, Any]:
+def run_global_step(step: GlobalStep, out: Output, shards: list[int], executor: Executor) -> dict[str, Any]:
     """Run one global step in this process with the driver's whole thread share, whatever the
     in-process stages before it set (its floating-point results then do not depend on them).
 
@@ -149,9 +150,9 @@ def build(cfg: BuildConfig, executor: Executor | None = None) -> BuildResult:
             console.print(f"[bold yellow]warning[/] ({check.key}): {check.detail}")
     out = make_output(cfg.output)
     start = time.time()
-    with BuildLock(out), (nullcontext(executor) if executor else make_executor(cfg.executor, cfg.progress)) as ex:
+    with out.lock(), (nullcontext(executor) if executor else make_executor(cfg.executor, cfg.progress)) as ex:
         steps = build_steps(cfg)
-        begin_build(cfg, steps)
+        begin_build(cfg, steps, out=out)
         input_counters: Counter = Counter()
         shards = shard_input(cfg.input, out, input_counters)
         result = BuildResult(out, shards, input_counters=dict(input_counters))
@@ -164,7 +165,7 @@ def build(cfg: BuildConfig, executor: Executor | None = None) -> BuildResult:
                 result.reports.append(ex.run_stage(step, out, shards))
             result.order.append(step.name)
         result.seconds = time.time() - start
-        finish_build(cfg, start, ex.name, shards)
+        finish_build(cfg, start, ex.name, shards, out=out)
     if cfg.progress:
         print_summary(result)
     return result

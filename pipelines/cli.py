@@ -5,9 +5,13 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from regionset.common.offline import set_offline_defaults
 from regionset.common.storage import as_path
+
+if TYPE_CHECKING:  # the CLI imports lazily for start-up
+    from regionset.pipelines.core.output import Output
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -91,11 +95,11 @@ def _init(file: str, force: bool) -> None:
     print(f"wrote {path}: set input.path and output, then: regionset build {path}")
 
 
-def _sql(out: str, query: str, limit: int) -> None:
+def _sql(out: Output, query: str, limit: int) -> None:
     from regionset.pipelines.core.catalog import connect
     from regionset.pipelines.core.progress import print_table
 
-    con = connect(as_path(out))
+    con = connect(out)
     try:
         cur = con.execute(query)
         cols = [d[0] for d in cur.description] if cur.description else []
@@ -121,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.cmd in OUTPUT_COMMANDS:
             from regionset.pipelines.core.output_check import require_output
 
-            require_output(args.out)  # one clear line for a wrong folder or URL, not a table of zeros
+            out = require_output(args.out)  # one clear line for a wrong folder or URL; the command's Output
         if args.cmd == "demo":
             from regionset.pipelines.tools.demo.run import run_demo
 
@@ -150,31 +154,31 @@ def main(argv: list[str] | None = None) -> int:
         elif args.cmd == "status":
             from regionset.pipelines.tools.status import print_status
 
-            print_status(as_path(args.out), as_json=args.json)
+            print_status(out, as_json=args.json)
         elif args.cmd == "sql":
-            _sql(args.out, args.query, args.limit)
+            _sql(out, args.query, args.limit)
         elif args.cmd == "retry":
             from regionset.pipelines.build import build
             from regionset.pipelines.core.progress import print_table
             from regionset.pipelines.tools.retry import report_dict, retry_failures, saved_config
 
-            rep = report_dict(retry_failures(as_path(args.out), args.overrides))
+            rep = report_dict(retry_failures(out, args.overrides))
             print_table(f"retry {args.out}", list(rep), [list(rep.values())])
             if not args.ledger_only:  # downstream stages redo the shards whose ledger changed
-                build(saved_config(as_path(args.out)))
+                build(saved_config(out))
         elif args.cmd == "report":
             from regionset.pipelines.tools.report.build import write_report
 
-            print(write_report(as_path(args.out), clusters=args.clusters, per_cluster=args.per_cluster,
+            print(write_report(out, clusters=args.clusters, per_cluster=args.per_cluster,
                                seed=args.seed, images=args.images))
         elif args.cmd == "catalog":
             from regionset.pipelines.core.catalog import build_catalog
 
-            print(build_catalog(as_path(args.out), Path(args.to) if args.to else None))
+            print(build_catalog(out, Path(args.to) if args.to else None))
         elif args.cmd == "sample":
             from regionset.pipelines.tools.sample import write_sample
 
-            n = write_sample(as_path(args.out), as_path(args.to), args.size, args.strategy, args.seed)
+            n = write_sample(out, as_path(args.to), args.size, args.strategy, args.seed)
             print(f"{n} regions ({args.strategy}, seed {args.seed}) -> {args.to}")
         elif args.cmd == "train":
             from regionset.training.cli import run_training  # the only place pipelines touch training, lazily

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from regionset.common.storage import as_path, worker_out
 from regionset.pipelines.config import BuildConfig
+from regionset.pipelines.core.output import Output
 from regionset.pipelines.dedup.semdedup import semdedup
 from regionset.pipelines.dedup.step import group_duplicates
 from regionset.pipelines.executors.base import Executor
@@ -47,7 +47,7 @@ def _with_kmeans_dir(cfg: BuildConfig) -> AssignConfig:
     """The assign config, pointed at ``OUT/kmeans`` unless it names a tree folder itself."""
     if cfg.assign.kmeans_dir:
         return cfg.assign
-    return dataclasses.replace(cfg.assign, kmeans_dir=str(as_path(worker_out(cfg.output)) / KMEANS))
+    return dataclasses.replace(cfg.assign, kmeans_dir=str(Output(cfg.output) / KMEANS))
 
 
 def build_steps(cfg: BuildConfig) -> list[Step]:

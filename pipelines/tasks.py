@@ -14,12 +14,13 @@ build does not include (not in ``steps``) runs as a no-op.
 from __future__ import annotations
 
 import time
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from regionset.common.storage import as_path
 from regionset.pipelines.steps import GLOBAL, SHARD  # noqa: F401  (the DAG file reads them here)
 from regionset.pipelines.steps import PIPELINE as DAG_STEPS  # noqa: F401
+
+if TYPE_CHECKING:
+    from regionset.pipelines.core.output import Output
 
 
 def load(config_path: str | None, overrides: list[str] | None = None):
@@ -40,7 +41,7 @@ def _step(cfg, name: str):
     return next((s for s in build_steps(cfg) if s.name == name), None)
 
 
-def _shards(out: Path) -> list[int]:
+def _shards(out: Output) -> list[int]:
     from regionset.pipelines.core.shards import list_shards
     from regionset.schemas import INPUT
 
@@ -56,15 +57,14 @@ def prepare_build(config_path: str, overrides: list[str] | None = None) -> list[
     """
     from regionset.pipelines.build import begin_build, make_output  # the same start ``build`` makes
     from regionset.pipelines.core.inputs import shard_input
-    from regionset.pipelines.core.lock import BuildLock
     from regionset.pipelines.definition import build_steps
     from regionset.pipelines.preflight.run import run_preflight
 
     cfg = load(config_path, overrides)
     run_preflight(cfg)  # as ``regionset build``: before any work and before the lock
-    out = make_output(cfg.output)
-    with BuildLock(out):  # only this task writes the input shards; stage tasks run lock-free
-        begin_build(cfg, build_steps(cfg), announce=False)
+    out = make_output(cfg.output)  # the task's one Output
+    with out.lock():  # only this task writes the input shards; stage tasks run lock-free
+        begin_build(cfg, build_steps(cfg), announce=False, out=out)
         return shard_input(cfg.input, out)
 
 
@@ -87,7 +87,9 @@ def run_stage_shard(config_path: str, stage_name: str, shard: int, overrides: li
     stage = _step(cfg, stage_name)
     if stage is None or not hasattr(stage, "process"):
         return {"stage": stage_name, "shard": shard, "status": "absent"}
-    out = as_path(cfg.output)
+    from regionset.pipelines.core.output import Output
+
+    out = Output(cfg.output)  # the task's one Output
     report = StageReport(stage_name)
     tasks = plan_stage(stage, out, [shard], report)
     if not tasks:
@@ -117,7 +119,9 @@ def run_stage_all(config_path: str, stage_name: str, overrides: list[str] | None
     stage = _step(cfg, stage_name)
     if stage is None or not hasattr(stage, "process"):
         return {"stage": stage_name, "status": "absent"}
-    out = as_path(cfg.output)
+    from regionset.pipelines.core.output import Output
+
+    out = Output(cfg.output)  # the task's one Output
     executor = make_executor(cfg.executor, cfg.progress)
     try:
         report = executor.run_stage(stage, out, _shards(out))
@@ -140,7 +144,9 @@ def run_global(config_path: str, name: str, overrides: list[str] | None = None) 
     step = _step(cfg, name)
     if step is None or not hasattr(step, "run"):
         return {"step": name, "status": "absent"}
-    out = as_path(cfg.output)
+    from regionset.pipelines.core.output import Output
+
+    out = Output(cfg.output)  # the task's one Output
     from regionset.pipelines.build import run_global_step
     from regionset.pipelines.executors.factory import make_executor
 
@@ -160,7 +166,10 @@ def finalize(config_path: str, overrides: list[str] | None = None, executor: str
     from regionset.pipelines.build import finish_build  # the same finish ``build`` makes
 
     cfg = load(config_path, overrides)
-    return str(finish_build(cfg, time.time(), executor, _shards(as_path(cfg.output))))
+    from regionset.pipelines.core.output import Output
+
+    out = Output(cfg.output)
+    return str(finish_build(cfg, time.time(), executor, _shards(out), out=out))
 
 
 def train(kind: str, config_path: str, overrides: list[str] | None = None) -> None:

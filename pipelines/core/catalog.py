@@ -25,10 +25,10 @@ import duckdb
 import pyarrow as pa
 
 from regionset.common.shard_names import shard_name
-from regionset.common.storage import RemotePath, as_path, is_remote
+from regionset.common.storage import RemotePath, is_remote
 from regionset.pipelines.core.failpoints import failpoint
 from regionset.pipelines.core.labels import add_label_tables
-from regionset.pipelines.core.marker_index import committed
+from regionset.pipelines.core.output import Output
 from regionset.pipelines.core.shards import STATE_DIR, list_shards
 from regionset.schemas import EMBEDDINGS, TABLE_DIRS, schema_for
 from regionset.schemas.tables import ADDED_COLUMNS
@@ -69,7 +69,7 @@ def register_storage(con: duckdb.DuckDBPyConnection, out: Path | RemotePath) -> 
         out: the output folder or prefix.
     """
     if is_remote(out):
-        con.register_filesystem(as_path(out).fs)
+        con.register_filesystem(Output.of(out).fs)
 
 
 def committed_files(out: RemotePath, folder: str) -> list[str]:
@@ -149,7 +149,7 @@ def _marker_docs(out: Path | RemotePath) -> Iterator[dict]:
     state = out / STATE_DIR
     if is_remote(out):  # each stage's marker index: one listing, a GET only for what it does not vouch for
         for stage in sorted({p.name for p in state.iterdir()} - {"runs", "build.lock"}):
-            index = committed(out, stage)
+            index = out.markers(stage).committed()
             yield from (asdict(m) for s in sorted(index.marked()) if (m := index.get(s)) is not None)
         return
     for stage_dir in sorted(p for p in state.glob("*") if p.is_dir() and p.name != "runs"):
@@ -193,7 +193,7 @@ def build_catalog(out: Path | RemotePath, to: Path | None = None) -> Path:
         out: the output folder or prefix.
         to: the catalog file (default ``catalog_file(out)``).
     """
-    out = as_path(out)
+    out = Output.of(out)
     final = Path(to) if to is not None else catalog_file(out)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = final.parent / f".{final.name}.{os.getpid()}.tmp"

@@ -241,7 +241,7 @@ def shard_input(cfg: InputConfig, out: Path, counters: Counter | None = None) ->
     shards: list[int] = []
     buf: list[tuple[str | None, str | None]] = []
     # object store: one listing (names and ETags), no HEAD per shard
-    present = {shard_id(n): tok for n, tok in (as_path(out) / INPUT).versions().items()} if is_remote(out) else None
+    present = {shard_id(n): tok for n, tok in (out / INPUT).versions().items()} if is_remote(out) else None
 
     def flush(shard: int) -> None:
         keys = [make_key(shard, i, cfg.shard_size) for i in range(len(buf))]

@@ -22,7 +22,6 @@ import pyarrow as pa
 import yaml
 
 from regionset.common.files import load_npy
-from regionset.common.storage import as_path
 from regionset.models.kmeans_index import level_dir, read_meta
 from regionset.schemas.tables import KMEANS
 
@@ -96,7 +95,6 @@ def add_label_tables(con: duckdb.DuckDBPyConnection, out: Path) -> None:
         con: an open connection to the catalog being built.
         out: the output folder.
     """
-    out = as_path(out)  # a folder or an object-store prefix
     cluster_tree, depth = _tree_table(out)  # noqa: F841 (read by DuckDB's replacement scan)
     con.execute("CREATE OR REPLACE TABLE cluster_tree AS SELECT * FROM cluster_tree")
     con.execute(f"""

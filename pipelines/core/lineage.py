@@ -14,7 +14,6 @@ from typing import Any
 import yaml
 
 from regionset.common.files import write_atomic
-from regionset.common.storage import as_path
 from regionset.common.typed_config import flat_dict, to_dict
 from regionset.pipelines.core.shards import write_json
 
@@ -50,7 +49,7 @@ def write_lineage(out: Path, cfg: Any, models: dict[str, Any], warnings: list[st
         "versions": package_versions(),
         "config": to_dict(cfg),
     }
-    write_atomic(as_path(out) / LINEAGE_FILE, yaml.safe_dump(doc, sort_keys=False, allow_unicode=True).encode())
+    write_atomic(out / LINEAGE_FILE, yaml.safe_dump(doc, sort_keys=False, allow_unicode=True).encode())
     return doc
 
 
@@ -69,7 +68,7 @@ def add_to_lineage(out: Path, key: str, value: Any, warnings: list[str], replace
         warnings: warnings to add (each once).
         replaces: earlier warnings starting with this are dropped first (a refit tree's old ones).
     """
-    path = as_path(out) / LINEAGE_FILE
+    path = out / LINEAGE_FILE
     try:
         doc = yaml.safe_load(path.read_text()) or {}
     except (OSError, yaml.YAMLError):
@@ -82,4 +81,4 @@ def add_to_lineage(out: Path, key: str, value: Any, warnings: list[str], replace
 
 def append_run(out: Path, record: dict[str, Any]) -> None:
     """Append one run record to ``_state/runs/`` (one JSON file per run; read by the catalog)."""
-    write_json(record, as_path(out) / "_state" / "runs" / f"{record['run_id']}.json")
+    write_json(record, out / "_state" / "runs" / f"{record['run_id']}.json")

@@ -12,9 +12,12 @@ only costs GETs, never a different skip/redo decision than reading every marker 
 
 Input hashes need each input object's sha256. A committed shard's marker records it
 (``output_sha256``) and a shard is never rewritten under a marker (``finish_shard`` removes the old
-marker before it writes the object), so ``load_committed`` seeds the process's known hashes from the
-producers' indexes at the start of a build instead of reading every input object. See README
+marker before it writes the object), so ``Output.load_committed`` seeds the process's known hashes
+from the producers' indexes at the start of a build instead of reading every input object. See README
 "Object storage".
+
+What a process knows of a stage's markers lives in a ``StageMarkers`` that the build's ``Output`` owns
+(``out.markers(stage)``): no module-level cache, so two outputs (or two builds) never share one.
 """
 
 from __future__ import annotations
@@ -24,8 +27,8 @@ from dataclasses import asdict
 from pathlib import Path
 
 from regionset.common.shard_names import STATE_DIR, shard_id
-from regionset.common.storage import RemotePath, as_path, is_remote
-from regionset.pipelines.core.shards import Marker, read_marker, remember_sha256, shard_path, write_json
+from regionset.common.storage import RemotePath, is_remote
+from regionset.pipelines.core.shards import Marker, read_marker, write_json
 
 INDEX_NAME = "_index.json"
 
@@ -34,21 +37,70 @@ def _marker_shard(name: str) -> int | None:
     return shard_id(name.replace(".json", ".parquet")) if name.endswith(".json") else None
 
 
-class MarkerIndex:
-    """The markers of one stage on an object store, as of a fresh listing: what the listing's tokens
-    vouch for comes from this process's cache or the index object; any other marker is one GET.
+class StageMarkers:
+    """What this process knows of one stage's markers under one output: ``shard -> (token, marker)``
+    for markers whose listed token was seen, and whether some were read one by one since the stage's
+    index object was saved. Made and kept by ``Output.markers(stage)``.
 
     Args:
-        out: the output prefix.
+        out: the output's root (a folder or an object-store prefix).
         stage: the stage's name.
     """
 
-    def __init__(self, out: RemotePath, stage: str) -> None:
+    def __init__(self, out: Path | RemotePath, stage: str) -> None:
         self.out, self.stage = out, stage
         self.folder = out / STATE_DIR / stage
+        self.known: dict[int, tuple[str, Marker]] = {}
+        self.unsaved = False
+
+    def forget(self) -> None:
+        """Forget what this process knew (a new build starts from what the store holds)."""
+        self.known.clear()
+        self.unsaved = False
+
+    def committed(self) -> MarkerIndex:
+        """The stage's markers on the object store, from a fresh listing."""
+        return MarkerIndex(self)
+
+    def save(self, written: list[Marker]) -> None:
+        """After a stage ran on an object store: write its index (one listing for the tokens of the
+        markers just written, one PUT); nothing for a local folder, or when no marker was written or
+        read one by one.
+
+        Args:
+            written: the markers this run wrote (their content is what the listing now shows).
+        """
+        if not is_remote(self.out) or not (written or self.unsaved):
+            return
+        fresh = {m.shard: m for m in written}
+        listed = {i: tok for name, tok in self.folder.versions().items() if (i := _marker_shard(name)) is not None}
+        entries = {}
+        for shard, tok in sorted(listed.items()):
+            if tok is None:
+                continue
+            if shard in fresh:
+                self.known[shard] = (tok, fresh[shard])
+            if shard in self.known and self.known[shard][0] == tok:
+                entries[str(shard)] = {"token": tok, "marker": asdict(self.known[shard][1])}
+        if entries:
+            write_json({"stage": self.stage, "markers": entries}, self.folder / INDEX_NAME)
+        self.unsaved = False
+
+
+class MarkerIndex:
+    """The markers of one stage on an object store, as of a fresh listing: what the listing's tokens
+    vouch for comes from the stage's ``StageMarkers`` or the index object; any other marker is one GET.
+
+    Args:
+        cache: what this process knows of the stage (``out.markers(stage)``).
+    """
+
+    def __init__(self, cache: StageMarkers) -> None:
+        self.cache = cache
+        self.out, self.stage, self.folder = cache.out, cache.stage, cache.folder
         listed = self.folder.versions()
         self.tokens = {i: tok for name, tok in listed.items() if (i := _marker_shard(name)) is not None}
-        known = _KNOWN.setdefault((str(out), stage), {})
+        known = cache.known
         self.markers = {i: known[i] for i, tok in self.tokens.items()
                         if tok is not None and i in known and known[i][0] == tok}
         if INDEX_NAME in listed and len(self.markers) < len(self.tokens):
@@ -77,70 +129,6 @@ class MarkerIndex:
         if marker is not None:
             self.markers[shard] = (self.tokens[shard], marker)
             if self.tokens[shard] is not None:
-                _KNOWN[(str(self.out), self.stage)][shard] = self.markers[shard]
-                _UNSAVED.add((str(self.out), self.stage))  # the next saved index spares this GET
+                self.cache.known[shard] = self.markers[shard]
+                self.cache.unsaved = True  # the next saved index spares this GET
         return marker
-
-
-_KNOWN: dict[tuple[str, str], dict[int, tuple[str, Marker]]] = {}  # (out, stage) -> shard -> (token, marker)
-_UNSAVED: set[tuple[str, str]] = set()  # stages whose markers were read one by one since their index was saved
-
-
-def committed(out: Path | RemotePath, stage: str) -> MarkerIndex:
-    """``stage``'s markers under the object-store prefix ``out``, from a fresh listing.
-
-    Args:
-        out: the output prefix.
-        stage: the stage's name.
-    """
-    return MarkerIndex(as_path(out), stage)
-
-
-def save_index(out: Path | RemotePath, stage: str, written: list[Marker]) -> None:
-    """After a stage ran on an object store: write its index (one listing for the tokens of the markers
-    just written, one PUT); nothing for a local folder, or when no marker was written or read one by one.
-
-    Args:
-        out: the output folder or prefix.
-        stage: the stage's name.
-        written: the markers this run wrote (their content is what the listing now shows).
-    """
-    key = (str(out), stage)
-    if not is_remote(out) or not (written or key in _UNSAVED):
-        return
-    folder = as_path(out) / STATE_DIR / stage
-    fresh = {m.shard: m for m in written}
-    listed = {i: tok for name, tok in folder.versions().items() if (i := _marker_shard(name)) is not None}
-    known = _KNOWN.setdefault(key, {})
-    entries = {}
-    for shard, tok in sorted(listed.items()):
-        if tok is None:
-            continue
-        if shard in fresh:
-            known[shard] = (tok, fresh[shard])
-        if shard in known and known[shard][0] == tok:
-            entries[str(shard)] = {"token": tok, "marker": asdict(known[shard][1])}
-    if entries:
-        write_json({"stage": stage, "markers": entries}, folder / INDEX_NAME)
-    _UNSAVED.discard(key)
-
-
-def load_committed(out: Path | RemotePath, producers: dict[str, str]) -> None:
-    """At the start of a build on an object store: forget what this process knew of earlier builds,
-    and remember the sha256 of every committed shard from its producer's markers (no GET per input
-    object when planning).
-
-    Args:
-        out: the output folder or prefix (nothing to do for a local folder).
-        producers: table folder -> the stage that writes it.
-    """
-    _KNOWN.clear()
-    _UNSAVED.clear()
-    if not is_remote(out):
-        return
-    for folder, stage in producers.items():
-        index = committed(out, stage)
-        for shard in sorted(index.marked()):
-            marker = index.get(shard)
-            if marker is not None:
-                remember_sha256(shard_path(out, folder, shard), marker.output_sha256)

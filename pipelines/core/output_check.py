@@ -12,8 +12,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from regionset.common.shard_names import STATE_DIR
-from regionset.common.storage import RemotePath, as_path
+from regionset.common.storage import RemotePath
 from regionset.pipelines.core.lineage import LINEAGE_FILE
+from regionset.pipelines.core.output import Output
 
 CATALOG_FILE = "catalog.duckdb"  # regionset.pipelines.core.catalog.CATALOG_FILE, without importing duckdb
 
@@ -28,11 +29,11 @@ def is_output(out: str | Path | RemotePath) -> bool:
     Args:
         out: the folder or URL given to the command.
     """
-    root = as_path(out)
+    root = Output.of(out)
     return (root / LINEAGE_FILE).is_file() or (root / STATE_DIR).is_dir() or (root / CATALOG_FILE).is_file()
 
 
-def require_output(out: str | Path | RemotePath) -> Path | RemotePath:
+def require_output(out: str | Path | RemotePath | Output) -> Output:
     """``out`` as a path, or NotAnOutputError when it holds no regionset output.
 
     Args:
@@ -41,4 +42,4 @@ def require_output(out: str | Path | RemotePath) -> Path | RemotePath:
     if not is_output(out):
         raise NotAnOutputError(f"{out} holds no regionset output (no {LINEAGE_FILE} or {STATE_DIR}/): "
                                f"run regionset build first or check the path")
-    return as_path(out)
+    return Output.of(out)  # the command's one Output, handed to what it runs

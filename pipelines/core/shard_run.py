@@ -12,13 +12,12 @@ import hashlib
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import pyarrow as pa
 
 from regionset.common.storage import is_remote
 from regionset.pipelines.core.failpoints import failpoint
-from regionset.pipelines.core.marker_index import committed
+from regionset.pipelines.core.output import Output
 from regionset.pipelines.core.shards import (
     ROW_GROUP_ROWS,
     Marker,
@@ -66,7 +65,7 @@ class StageReport:
         self.counters.update(marker.counters)
 
 
-def input_hash(out: Path, stage: Stage, shard: int, listing: Listing | None = None) -> str | None:
+def input_hash(out: Output, stage: Stage, shard: int, listing: Listing | None = None) -> str | None:
     """Hash of the shard's input files (None if one is missing: upstream not done).
 
     Args:
@@ -92,7 +91,7 @@ def input_hash(out: Path, stage: Stage, shard: int, listing: Listing | None = No
 class Listing:
     """Shard files present per table folder, from one paginated listing per folder (object stores)."""
 
-    def __init__(self, out: Path) -> None:
+    def __init__(self, out: Output) -> None:
         self.out = out
         self._seen: dict[str, set[int]] = {}
 
@@ -102,15 +101,16 @@ class Listing:
         return shard in self._seen[folder]
 
 
-def plan_stage(stage: Stage, out: Path, shards: list[int], report: StageReport | None = None) -> list[ShardTask]:
+def plan_stage(stage: Stage, out: Output, shards: list[int], report: StageReport | None = None) -> list[ShardTask]:
     """The shards of ``shards`` that must be (re)done, skipping complete ones with matching hashes.
 
     On an object store the markers come from the stage's index (``regionset.pipelines.core.marker_index``): one
     listing per folder and one index GET, not a GET per shard.
     """
+    out = Output.of(out)
     cfg = stage.config_hash(out)
     listing = Listing(out) if is_remote(out) else None
-    index = committed(out, stage.name) if listing is not None else None
+    index = out.markers(stage.name).committed() if listing is not None else None
     tasks = []
     for shard in shards:
         ih = input_hash(out, stage, shard, listing)
@@ -133,7 +133,7 @@ def plan_stage(stage: Stage, out: Path, shards: list[int], report: StageReport |
     return tasks
 
 
-def read_inputs(stage: Stage, out: Path, shard: int) -> pa.Table:
+def read_inputs(stage: Stage, out: Output, shard: int) -> pa.Table:
     """Read the shard's input tables and combine them with the stage's ``prepare``."""
     tables = {folder: read_table(shard_path(out, folder, shard), folder) for folder in stage.inputs}
     for folder in getattr(stage, "optional_inputs", ()):
@@ -142,7 +142,7 @@ def read_inputs(stage: Stage, out: Path, shard: int) -> pa.Table:
     return stage.prepare(tables)
 
 
-def finish_shard(stage: Stage, out: Path, task: ShardTask, rows_in: int, result: pa.Table,
+def finish_shard(stage: Stage, out: Output, task: ShardTask, rows_in: int, result: pa.Table,
                  seconds: float, counters: dict[str, int], timings: dict[str, int] | None = None) -> Marker:
     """Validate and write a shard's output, then its marker (the marker is always last)."""
     validate_table(result, stage.output_schema(), stage.output)
@@ -161,7 +161,7 @@ def finish_shard(stage: Stage, out: Path, task: ShardTask, rows_in: int, result:
     return marker
 
 
-def run_shard(stage: Stage, out: Path, task: ShardTask) -> Marker:
+def run_shard(stage: Stage, out: Output, task: ShardTask) -> Marker:
     """Do one shard in this process: read, prepare, process, validate, write, mark."""
     stage.ensure_setup()
     start = time.perf_counter()

@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from regionset.common.shard_names import STATE_DIR, shard_id, shard_name
-from regionset.common.storage import RemotePath, as_path, is_remote
+from regionset.common.storage import RemotePath, is_remote
 from regionset.schemas import SCHEMA_VERSION, check_shard
 from regionset.schemas.validate import VERSION_KEY
 
@@ -31,7 +31,7 @@ ROW_GROUP_ROWS = 1024
 def shard_path(out: Path | RemotePath, folder: str, shard: int) -> Path | RemotePath:
     """Path of one shard of a table folder, refusing folder names that escape ``out``."""
     if is_remote(out):
-        return as_path(out) / folder / shard_name(shard)  # RemotePath refuses ``..``
+        return out / folder / shard_name(shard)  # RemotePath refuses ``..``
     base = Path(out).resolve()
     path = (base / folder / shard_name(shard)).resolve()
     if base not in path.parents:
@@ -41,7 +41,7 @@ def shard_path(out: Path | RemotePath, folder: str, shard: int) -> Path | Remote
 
 def list_shards(out: Path, folder: str) -> list[int]:
     """Shard ids present in a table folder, sorted."""
-    d = as_path(out) / folder
+    d = out / folder
     if not is_remote(d) and not d.is_dir():
         return []
     return sorted(i for p in d.iterdir() if (i := shard_id(p.name)) is not None)  # remote: one listing
@@ -179,7 +179,7 @@ class Marker:
 
 def marker_path(out: Path, stage: str, shard: int) -> Path:
     """``_state/<stage>/part-NNNNN.json``."""
-    return as_path(out) / STATE_DIR / stage / shard_name(shard).replace(".parquet", ".json")
+    return out / STATE_DIR / stage / shard_name(shard).replace(".parquet", ".json")
 
 
 def read_marker(out: Path, stage: str, shard: int) -> Marker | None:
@@ -206,7 +206,7 @@ def clean_temp_files(out: Path | RemotePath, producers: dict[str, str] | None = 
     file is missing (``commits``: folder -> completion file relative to ``out``).
     """
     if is_remote(out):
-        return _clean_unmarked(as_path(out), producers or {}) + _clean_uncommitted(as_path(out), commits or {})
+        return _clean_unmarked(out, producers or {}) + _clean_uncommitted(out, commits or {})
     n = 0
     for pattern in (".*.tmp", ".*.tmp.wal"):
         for p in list(Path(out).rglob(pattern)):

@@ -22,7 +22,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from regionset.common.storage import as_path
 from regionset.pipelines.core.outputs import SEMDEDUP_STATE
 from regionset.pipelines.core.shards import (
     STATE_DIR,
@@ -104,7 +103,6 @@ def semdedup(out: Path, sc: SemDedupConfig, executor: Executor, shards: list[int
         executor: the build's executor (the step runs in this process).
         shards: the build's shard ids.
     """
-    out = as_path(out)  # a folder or an object-store prefix
     present = set(list_shards(out, LABELS)) & set(list_shards(out, EMBEDDINGS))
     ready = [s for s in shards if s in present]
     if not ready:

@@ -23,7 +23,7 @@ from typing import Any
 import duckdb
 import pyarrow.parquet as pq
 
-from regionset.common.storage import as_path, is_remote
+from regionset.common.storage import is_remote
 from regionset.pipelines.core.catalog import register_storage
 from regionset.pipelines.core.outputs import GROUP_DUPLICATES_STATE
 from regionset.pipelines.core.shards import (
@@ -68,7 +68,6 @@ def group_duplicates(out: Path, dc: DedupConfig, executor: Executor, shards: lis
         executor: the build's executor (the grouping is one DuckDB query in this process).
         shards: the build's shard ids.
     """
-    out = as_path(out)  # a folder or an object-store prefix
     present = set(list_shards(out, HASHES))
     hashed = [s for s in shards if s in present]
     if not hashed:

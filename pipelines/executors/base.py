@@ -12,10 +12,9 @@ from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Callable, Iterator
 from itertools import islice
-from pathlib import Path
 from typing import Any, ClassVar
 
-from regionset.pipelines.core.marker_index import save_index
+from regionset.pipelines.core.output import Output
 from regionset.pipelines.core.progress import StageProgress
 from regionset.pipelines.core.shard_run import ShardTask, StageReport, check_complete, plan_stage
 from regionset.pipelines.core.shards import Marker, remember_sha256, shard_path
@@ -60,7 +59,7 @@ class Executor(ABC):
     def __init__(self, show_progress: bool = True) -> None:
         self.show_progress = show_progress
 
-    def run_stage(self, stage: Stage, out: Path, shards: list[int]) -> StageReport:
+    def run_stage(self, stage: Stage, out: Output, shards: list[int]) -> StageReport:
         """Run ``stage`` on every shard of ``shards`` that is not already complete.
 
         Args:
@@ -68,10 +67,11 @@ class Executor(ABC):
             out: the output folder (on a cluster: a path every worker sees).
             shards: the shard ids of this build.
         """
+        out = Output.of(out)  # callers may still pass a Path during the transition
         report = StageReport(stage.name)
         tasks = plan_stage(stage, out, shards, report)
         if not tasks:
-            save_index(out, stage.name, [])
+            out.markers(stage.name).save([])
             return report
         markers: list[Marker] = []
         try:
@@ -84,11 +84,11 @@ class Executor(ABC):
         finally:
             stage.ensure_teardown()  # what this process set up (in-process runs); workers tear down their own
         check_complete(report, tasks, markers)
-        save_index(out, stage.name, markers)
+        out.markers(stage.name).save(markers)
         return report
 
     @abstractmethod
-    def run_tasks(self, stage: Stage, out: Path, tasks: list[ShardTask]) -> Iterator[Marker]:
+    def run_tasks(self, stage: Stage, out: Output, tasks: list[ShardTask]) -> Iterator[Marker]:
         """Do every task (write its shard and marker) and yield the markers as they come back."""
 
     def run_calls(self, fn: Callable[..., Any], jobs: list[tuple]) -> list[Any]:

@@ -19,13 +19,12 @@ import os
 import pickle
 from collections.abc import Callable
 from dataclasses import asdict
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 
 from regionset.common import threads
-from regionset.common.storage import as_path
+from regionset.pipelines.core.output import Output
 from regionset.pipelines.core.shard_run import ShardTask, run_shard
 from regionset.pipelines.core.shards import Marker
 from regionset.stages.base import Stage
@@ -76,7 +75,7 @@ def cached_stage(stage: Stage) -> Stage:
     return cached
 
 
-def run_task_batch(stage: Stage, out: Path, batch: pa.Table | pa.RecordBatch) -> pa.Table:
+def run_task_batch(stage: Stage, out: Output, batch: pa.Table | pa.RecordBatch) -> pa.Table:
     """Run every shard task of ``batch`` (rows of ``TASK_SCHEMA``) and return their ``RESULT_SCHEMA`` rows.
 
     Args:
@@ -87,7 +86,7 @@ def run_task_batch(stage: Stage, out: Path, batch: pa.Table | pa.RecordBatch) ->
     rows = []
     for row in batch.to_pylist():
         task = ShardTask(int(row["shard"]), row["config_hash"], row["input_hash"], bool(row["stale_marker"]))
-        marker = run_shard(stage, as_path(out), task)
+        marker = run_shard(stage, out, task)
         rows.append({"shard": marker.shard, "marker": json.dumps(asdict(marker), sort_keys=True)})
     return pa.Table.from_pylist(rows, schema=RESULT_SCHEMA)
 

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any, Literal
 
 from regionset.common import threads
+from regionset.pipelines.core.output import Output
 from regionset.pipelines.core.shard_run import ShardTask, run_shard
 from regionset.pipelines.core.shards import Marker
 from regionset.pipelines.executors.base import Executor
@@ -67,7 +67,7 @@ class LocalExecutor(Executor):
             self.pool = WorkerPool(workers, share)
         return self.pool
 
-    def run_tasks(self, stage: Stage, out: Path, tasks: list[ShardTask]) -> Iterator[Marker]:
+    def run_tasks(self, stage: Stage, out: Output, tasks: list[ShardTask]) -> Iterator[Marker]:
         workers = local_workers(self.processes, stage.resources().cpus, len(tasks))
         if workers == 1:  # in-process: the stage may use this whole process's share
             for task in tasks:

@@ -19,11 +19,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 from regionset.common import threads
-from regionset.common.storage import as_path, worker_out
+from regionset.pipelines.core.output import Output
 from regionset.pipelines.core.shard_run import ShardTask
 from regionset.pipelines.core.shards import Marker
 from regionset.pipelines.executors.base import Executor, in_order
@@ -62,10 +61,10 @@ class StageActor:
         cpus: the actor's ``num_cpus``: its share of cores, which sizes the stage's thread pools.
     """
 
-    def __init__(self, stage: Stage, out: str, cpus: float = 1.0) -> None:
+    def __init__(self, stage: Stage, out: Output, cpus: float = 1.0) -> None:
         threads.set_worker_share(cpus)
         self.stage = cached_stage(stage)
-        self.out = as_path(out)
+        self.out = out  # rebuilt from its URL on the actor's node
 
     def __call__(self, batch):
         return run_task_batch(self.stage, self.out, batch)
@@ -132,12 +131,12 @@ class RayExecutor(Executor):
             logging.getLogger("ray.data").setLevel(logging.WARNING)
         return ray
 
-    def run_tasks(self, stage: Stage, out: Path, tasks: list[ShardTask]) -> Iterator[Marker]:
+    def run_tasks(self, stage: Stage, out: Output, tasks: list[ShardTask]) -> Iterator[Marker]:
         ray = self._ensure_ray()
         size, cpus, gpus = pool_shape(stage.resources(), ray.cluster_resources(), len(tasks), self.config)
         ds = ray.data.from_arrow(task_table(tasks)).repartition(len(tasks))  # one block per shard
         ds = ds.map_batches(
-            StageActor, fn_constructor_kwargs={"stage": stage, "out": worker_out(out), "cpus": cpus},
+            StageActor, fn_constructor_kwargs={"stage": stage, "out": Output.of(out), "cpus": cpus},
             batch_format="pyarrow", batch_size=1, compute=ray.data.ActorPoolStrategy(min_size=1, max_size=size),
             num_cpus=cpus, num_gpus=gpus or None,
         )

@@ -18,11 +18,10 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 from regionset.common import threads
-from regionset.common.storage import as_path, worker_out
+from regionset.pipelines.core.output import Output
 from regionset.pipelines.core.shard_run import ShardTask
 from regionset.pipelines.core.shards import Marker
 from regionset.pipelines.executors.base import Executor
@@ -63,7 +62,7 @@ def spark_schema(arrow_schema):
     return from_arrow_schema(arrow_schema)
 
 
-def _shard_runner(stage: Stage, out: str):
+def _shard_runner(stage: Stage, out: Output):
     """The ``mapInArrow`` function: run every shard task of the partition, yield marker rows. The
     task's ``spark.task.cpus`` is the worker's share of cores, which sizes the stage's thread pools."""
 
@@ -75,7 +74,7 @@ def _shard_runner(stage: Stage, out: str):
         ready = cached_stage(stage)
         for batch in batches:
             if batch.num_rows:
-                yield from run_task_batch(ready, as_path(out), batch).to_batches()
+                yield from run_task_batch(ready, out, batch).to_batches()
 
     return run
 
@@ -132,13 +131,13 @@ class SparkExecutor(Executor):
             self._session.sparkContext.setLogLevel("ERROR")
         return self._session
 
-    def run_tasks(self, stage: Stage, out: Path, tasks: list[ShardTask]) -> Iterator[Marker]:
+    def run_tasks(self, stage: Stage, out: Output, tasks: list[ShardTask]) -> Iterator[Marker]:
         spark = self.session()
         rows = [tuple(r.values()) for r in task_table(tasks).to_pylist()]
         # parallelize slices a list evenly: n rows in n slices is exactly one shard per partition.
         rdd = spark.sparkContext.parallelize(rows, numSlices=len(rows))
         df = spark.createDataFrame(rdd, schema=spark_schema(TASK_SCHEMA))
-        result = df.mapInArrow(_shard_runner(stage, worker_out(out)), spark_schema(RESULT_SCHEMA))
+        result = df.mapInArrow(_shard_runner(stage, Output.of(out)), spark_schema(RESULT_SCHEMA))  # out: as its URL
         for batch in result.toArrow().to_batches():
             yield from markers_of(batch)
 

@@ -24,11 +24,10 @@ from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from multiprocessing.util import Finalize
-from pathlib import Path
 from typing import Any
 
 from regionset.common import threads
-from regionset.common.storage import as_path
+from regionset.pipelines.core.output import Output
 from regionset.pipelines.core.shard_run import ShardTask, run_shard
 from regionset.pipelines.core.shards import Marker
 from regionset.pipelines.executors.base import in_order
@@ -80,8 +79,8 @@ def worker_stage(key: str, payload: bytes) -> Stage:
     return stage
 
 
-def _work(out: str, key: str, payload: bytes, task: ShardTask) -> Marker:
-    return run_shard(worker_stage(key, payload), as_path(out), task)
+def _work(out: Output, key: str, payload: bytes, task: ShardTask) -> Marker:
+    return run_shard(worker_stage(key, payload), out, task)  # ``out`` came over as its URL
 
 
 def stage_key(stage: Stage, config_hash: str, payload: bytes) -> str:
@@ -124,7 +123,7 @@ class WorkerPool:
         """Whether ``size`` workers of ``share`` threads can run on this pool as it is."""
         return not self.broken and self.share == share and self.size >= size
 
-    def run(self, stage: Stage, out: Path, tasks: list[ShardTask]) -> Iterator[Marker]:
+    def run(self, stage: Stage, out: Output, tasks: list[ShardTask]) -> Iterator[Marker]:
         """Run ``tasks`` of ``stage`` on the workers; yield markers as shards finish. Tasks not yet
         started are cancelled if the caller stops early or a shard fails.
 
@@ -136,7 +135,7 @@ class WorkerPool:
         payload = pickle.dumps(stage)
         key = stage_key(stage, tasks[0].config_hash, payload)
         with _spawn_env(self.share):  # workers start on submit, inheriting these
-            futures = [self._pool.submit(_work, str(out), key, payload, t) for t in tasks]
+            futures = [self._pool.submit(_work, Output.of(out), key, payload, t) for t in tasks]
         try:
             for fut in as_completed(futures):
                 yield fut.result()

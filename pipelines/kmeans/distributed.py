@@ -38,9 +38,10 @@ import numpy as np
 
 from regionset.common.files import load_npy, remove_tree, save_npy, write_atomic
 from regionset.common.memory import release_memory
-from regionset.common.storage import RemotePath, as_path, worker_out
+from regionset.common.storage import RemotePath, as_path
 from regionset.models.kmeans_index import nearest_centroids
 from regionset.pipelines.core.failpoints import failpoint
+from regionset.pipelines.core.output import Output
 from regionset.pipelines.kmeans.params import FitParams, FitResult
 from regionset.pipelines.kmeans.partition import (
     committed_parts,
@@ -159,8 +160,7 @@ def fit_per_parent(out: Path, shards: list[int], sources: tuple[str, ...], sampl
         ``parents_refitted``.
     """
     executor = executor or _in_process()
-    out = as_path(out)
-    work = as_path(worker_out(out / WORK))  # absolute: tasks may run in other processes or nodes
+    work = Output.of(out) / WORK  # absolute (an Output is): tasks may run in other processes or nodes
     sig = json.dumps({"signature": signature, "shards": sorted(shards), "layout": LAYOUT}, sort_keys=True)
     if (work / "signature.json").exists() and (work / "signature.json").read_text() != sig:
         remove_tree(work)

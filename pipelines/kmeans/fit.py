@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from regionset.common.files import remove_tree
-from regionset.common.storage import as_path
 from regionset.models.kmeans_index import ClusterTree, l2_normalize, read_meta
 from regionset.pipelines.core.failpoints import failpoint
 from regionset.pipelines.core.lineage import add_to_lineage
@@ -128,7 +127,6 @@ def fit_kmeans(out: Path, kc: KMeansConfig, executor: Executor, shards: list[int
         shards: the build's shard ids (the sample is drawn from all of them).
         progress: draw the step's progress bar (the build's ``progress``).
     """
-    out = as_path(out)  # a folder or an object-store prefix
     root = out / KMEANS
     old = read_meta(root)
     if old is not None and not kc.refit and reusable(old.get("signature"), kc):

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import os
 
-from regionset.common.storage import as_path, is_remote
+from regionset.common.storage import is_remote
 from regionset.pipelines.config import BuildConfig
+from regionset.pipelines.core.output import Output
 from regionset.pipelines.core.shards import STATE_DIR
 from regionset.pipelines.preflight.checks import Check, fail, ok
 
@@ -53,7 +54,7 @@ def check_remote_output(cfg: BuildConfig) -> Check:
     Args:
         cfg: the resolved build config (``output`` is a URL).
     """
-    out = as_path(cfg.output)
+    out = Output(cfg.output)
     probe = out / STATE_DIR / f".preflight-{os.getpid()}-{os.urandom(4).hex()}"
     try:
         import fsspec  # noqa: F401 (the protocol's client, e.g. s3fs, is imported by the filesystem)

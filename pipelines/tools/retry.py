@@ -16,11 +16,10 @@ from pathlib import Path
 import pyarrow as pa
 import yaml
 
-from regionset.common.storage import as_path
 from regionset.common.typed_config import apply_overrides, from_dict
 from regionset.pipelines.config import BuildConfig
 from regionset.pipelines.core.lineage import LINEAGE_FILE
-from regionset.pipelines.core.lock import BuildLock
+from regionset.pipelines.core.output import Output
 from regionset.pipelines.core.shards import (
     list_shards,
     marker_path,
@@ -51,7 +50,7 @@ class RetryReport:
 
 def saved_config(out: Path, overrides: list[str] | None = None) -> BuildConfig:
     """The resolved config of the last build of ``out`` (from regionset.yaml), plus overrides."""
-    path = as_path(out) / LINEAGE_FILE
+    path = Output.of(out) / LINEAGE_FILE
     if not path.exists():
         raise FileNotFoundError(f"{path} not found: {out} is not a regionset output folder")
     data = yaml.safe_load(path.read_text())["config"]
@@ -70,11 +69,11 @@ def retry_failures(out: Path, overrides: list[str] | None = None) -> RetryReport
         out: the output folder, or an object-store prefix (``s3://…``).
         overrides: ``key=value`` changes to the saved config (e.g. ``download.timeout=30``).
     """
-    out = as_path(out)
+    out = Output.of(out)
     cfg = saved_config(out, overrides)
     stage = DownloadStage(cfg.download)
     report = RetryReport()
-    with BuildLock(out):
+    with out.lock():
         for shard in list_shards(out, IMAGES):
             path = shard_path(out, IMAGES, shard)
             table = read_table(path, IMAGES)

@@ -20,6 +20,7 @@ import pyarrow as pa
 
 from regionset.common.storage import RemotePath, as_path, is_remote
 from regionset.pipelines.core.catalog import committed_files, register_storage
+from regionset.pipelines.core.output import Output
 from regionset.pipelines.core.shards import list_shards, shard_path, write_table
 from regionset.schemas import LABELS
 
@@ -80,7 +81,7 @@ def sample_regions(out: Path | RemotePath, size: int, strategy: Strategy = "bala
         strategy: ``balanced`` over the cluster tree, or ``random``.
         seed: the sample is a function of the labels and the seed.
     """
-    out = as_path(out)
+    out = Output.of(out)
     if is_remote(out):  # committed shards only (the marker is the commit), read through fsspec
         files = committed_files(out, LABELS)
     else:
@@ -128,6 +129,6 @@ def write_sample(out: Path | RemotePath, to: Path | RemotePath, size: int, strat
         strategy: ``balanced`` or ``random``.
         seed: the sample's seed.
     """
-    table = sample_regions(as_path(out), size, strategy, seed)
+    table = sample_regions(Output.of(out), size, strategy, seed)
     write_table(table, as_path(to))
     return table.num_rows

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import yaml
 
-from regionset.common.storage import as_path, is_remote
+from regionset.common.storage import is_remote
 from regionset.models.kmeans_index import read_meta
 from regionset.pipelines.core.lineage import LINEAGE_FILE
-from regionset.pipelines.core.marker_index import committed
+from regionset.pipelines.core.output import Output
 from regionset.pipelines.core.progress import console, print_table
 from regionset.pipelines.core.shards import STATE_DIR, list_shards, read_marker
 from regionset.pipelines.steps import STEP_NAMES
@@ -21,7 +21,7 @@ from regionset.schemas.tables import KMEANS
 
 def stage_names(out: Path) -> list[str]:
     """Stages that left markers in ``out``, in the order their first marker was written."""
-    state = as_path(out) / STATE_DIR
+    state = out / STATE_DIR
     if is_remote(state):  # object stores keep no folder times: the pipeline's own order
         # marker folders only: not runs/, the lock, nor a global step's completion file (``*.json``)
         names = {p.name for p in state.iterdir() if not p.suffix} - {"runs", "build.lock"}
@@ -34,7 +34,7 @@ def stage_names(out: Path) -> list[str]:
 def run_warnings(out: Path) -> list[str]:
     """The warnings of ``regionset.yaml`` (random weights, a degenerate k-means tree, ...)."""
     try:
-        doc = yaml.safe_load((as_path(out) / LINEAGE_FILE).read_text()) or {}
+        doc = yaml.safe_load((out / LINEAGE_FILE).read_text()) or {}
     except (OSError, yaml.YAMLError):
         return []
     return [str(w) for w in doc.get("warnings") or []]
@@ -42,7 +42,7 @@ def run_warnings(out: Path) -> list[str]:
 
 def collect_status(out: Path) -> dict:
     """Per stage: shards done/pending, rows, counters (a dict, also used by tests and the report)."""
-    out = as_path(out)
+    out = Output.of(out)
     if not (out / STATE_DIR).exists():
         raise FileNotFoundError(f"{out} is not a regionset output folder (no {STATE_DIR}/)")
     shards = list_shards(out, INPUT)
@@ -52,7 +52,7 @@ def collect_status(out: Path) -> dict:
         timings: Counter[str] = Counter()
         done = rows_in = rows_out = 0
         seconds = 0.0
-        index = committed(out, stage) if is_remote(out) else None  # one listing + the stage's index
+        index = out.markers(stage).committed() if is_remote(out) else None  # one listing + the stage's index
         for s in shards:
             m = index.get(s) if index is not None else read_marker(out, stage, s)
             if m is None:

@@ -9,12 +9,13 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from regionset.common.storage import RemotePath, as_path, is_remote
+from regionset.common.storage import RemotePath
 from regionset.models.kmeans_index import read_meta
 from regionset.pipelines.build import build
 from regionset.pipelines.config import load_config
 from regionset.pipelines.core.catalog import catalog_file
 from regionset.pipelines.core.labels import cluster_summary
+from regionset.pipelines.core.output import Output
 from regionset.pipelines.core.progress import out_console, print_table
 from regionset.pipelines.tools.demo.corpus import demo_images
 from regionset.pipelines.tools.demo.server import LoopbackServer
@@ -59,8 +60,8 @@ def run_demo(out: str | Path = "regionset-demo", limit: int | None = None, shard
              extra: list[str] | None = None) -> Path | RemotePath:
     """Run the demo end to end into ``out`` (a folder or an object-store prefix: every step runs on
     both) and print the output path, example queries, the cluster sizes and the report's path."""
-    remote = is_remote(out)
-    out = as_path(out) if remote else Path(out).resolve()
+    out = Output.of(out)  # a local folder is absolute
+    remote = out.is_remote
     lists = tempfile.TemporaryDirectory(prefix="regionset-demo-") if remote else nullcontext(out / "_demo")
     with lists as folder, LoopbackServer() as server:
         urls = write_url_list(server, Path(folder), limit)  # the URL list is a local file either way

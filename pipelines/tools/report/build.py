@@ -12,8 +12,9 @@ import shutil
 import time
 from pathlib import Path
 
-from regionset.common.storage import RemotePath, as_path, is_remote
+from regionset.common.storage import RemotePath, is_remote
 from regionset.pipelines.core.catalog import CATALOG_FILE, build_catalog, catalog_file, connect
+from regionset.pipelines.core.output import Output
 from regionset.pipelines.core.shards import STATE_DIR
 from regionset.pipelines.tools.report.curation import curation_body
 from regionset.pipelines.tools.report.gallery import gallery_body, images_body
@@ -61,8 +62,7 @@ def write_report(out: str | Path, clusters: int = DEFAULT_CLUSTERS, per_cluster:
         seed: seed of the SQL sampling (random clusters, sampled images).
         images: images shown with their boxes.
     """
-    out = as_path(out)
-    out = out if is_remote(out) else Path(out).resolve()
+    out = Output.of(out)  # a local folder is absolute
     site = report_dir(out)
     if clusters < 0 or per_cluster < 0 or images < 0:
         raise ValueError("clusters, per_cluster and images must be >= 0")

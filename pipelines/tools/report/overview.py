@@ -8,7 +8,6 @@ from typing import Any
 import duckdb
 import yaml
 
-from regionset.common.storage import as_path
 from regionset.pipelines.core.lineage import LINEAGE_FILE
 from regionset.pipelines.tools.report import plots, queries
 from regionset.pipelines.tools.report.pages import NO_DATA, esc, figure, result_table, table
@@ -19,7 +18,7 @@ from regionset.schemas.tables import IMAGES, LABELS, REGIONS
 def read_lineage(out: Path) -> dict[str, Any]:
     """``OUT/regionset.yaml`` as a dict (empty when missing or unreadable)."""
     try:
-        doc = yaml.safe_load((as_path(out) / LINEAGE_FILE).read_text())
+        doc = yaml.safe_load((out / LINEAGE_FILE).read_text())
     except (OSError, yaml.YAMLError):
         return {}
     return doc if isinstance(doc, dict) else {}
