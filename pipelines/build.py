@@ -137,18 +137,19 @@ def run_global_step(step: GlobalStep, out: Output, shards: list[int], executor: 
     return summary
 
 
-def build(cfg: BuildConfig, executor: Executor | None = None) -> BuildResult:
+def build(cfg: BuildConfig, executor: Executor | None = None, out: Output | None = None) -> BuildResult:
     """Run the pipeline of ``cfg`` into ``cfg.output``; resumable and idempotent.
 
     Args:
         cfg: the resolved build config.
         executor: an executor instance (the caller closes it); by default the one ``cfg.executor``
             names, closed when the build ends, however it ends.
+        out: the ``Output`` of ``cfg.output`` when the caller made it already (default: made here).
     """
     for check in run_preflight(cfg):  # before any work and before the lock: exit 2 naming the key (docs/cluster.md)
         if check.status == "warn":
             console.print(f"[bold yellow]warning[/] ({check.key}): {check.detail}")
-    out = make_output(cfg.output)
+    out = make_output(out if out is not None else cfg.output)  # the build's one Output
     start = time.time()
     with out.lock(), (nullcontext(executor) if executor else make_executor(cfg.executor, cfg.progress)) as ex:
         steps = build_steps(cfg)

@@ -48,7 +48,7 @@ def _sql_str(s: str) -> str:
     return "'" + s.replace("'", "''") + "'"
 
 
-def catalog_file(out: Path | RemotePath) -> Path:
+def catalog_file(out: Output) -> Path:
     """Where the catalog of ``out`` lives: ``OUT/catalog.duckdb``, or a local cache file for a URL.
 
     Args:
@@ -61,7 +61,7 @@ def catalog_file(out: Path | RemotePath) -> Path:
     return base / f"{slug}-{hashlib.sha256(str(out).encode()).hexdigest()[:8]}.duckdb"
 
 
-def register_storage(con: duckdb.DuckDBPyConnection, out: Path | RemotePath) -> None:
+def register_storage(con: duckdb.DuckDBPyConnection, out: Output) -> None:
     """Let ``con`` read ``out``'s remote Parquet (fsspec registration); nothing for local folders.
 
     Args:
@@ -119,7 +119,7 @@ def _schema_groups(con: duckdb.DuckDBPyConnection, globs: list[str]) -> list[lis
     return [fs for _, fs in sorted(groups.values(), key=lambda g: (-g[0], g[1][0]))]
 
 
-def _table_view(con: duckdb.DuckDBPyConnection, out: Path, name: str) -> int:
+def _table_view(con: duckdb.DuckDBPyConnection, out: Output, name: str) -> int:
     """A view over the table's shards (an empty table when it has none); returns the number of globs.
 
     Shards of one table share one schema, except that an older regionset wrote some tables without
@@ -145,7 +145,7 @@ def _table_view(con: duckdb.DuckDBPyConnection, out: Path, name: str) -> int:
     return 0
 
 
-def _marker_docs(out: Path | RemotePath) -> Iterator[dict]:
+def _marker_docs(out: Output) -> Iterator[dict]:
     state = out / STATE_DIR
     if is_remote(out):  # each stage's marker index: one listing, a GET only for what it does not vouch for
         for stage in sorted({p.name for p in state.iterdir()} - {"runs", "build.lock"}):
@@ -160,7 +160,7 @@ def _marker_docs(out: Path | RemotePath) -> Iterator[dict]:
                 continue
 
 
-def _markers(out: Path) -> pa.Table:
+def _markers(out: Output) -> pa.Table:
     rows = [{
         "stage": m["stage"], "shard": m["shard"], "rows_in": m["rows_in"], "rows_out": m["rows_out"],
         "seconds": float(m["seconds"]), "config_hash": m["config_hash"],
@@ -173,7 +173,7 @@ def _markers(out: Path) -> pa.Table:
     return pa.Table.from_pylist(rows, schema=schema)
 
 
-def _runs(out: Path) -> pa.Table:
+def _runs(out: Output) -> pa.Table:
     rows = []
     for f in sorted((out / STATE_DIR / "runs").glob("*.json")):
         try:
@@ -186,7 +186,7 @@ def _runs(out: Path) -> pa.Table:
     return pa.Table.from_pylist([{k: r.get(k) for k in schema.names} for r in rows], schema=schema)
 
 
-def build_catalog(out: Path | RemotePath, to: Path | None = None) -> Path:
+def build_catalog(out: Output, to: Path | None = None) -> Path:
     """(Re)build the catalog of ``out`` atomically and return its path.
 
     Args:
@@ -220,7 +220,7 @@ def build_catalog(out: Path | RemotePath, to: Path | None = None) -> Path:
     return final
 
 
-def connect(out: Path | RemotePath, read_only: bool = True) -> duckdb.DuckDBPyConnection:
+def connect(out: Output, read_only: bool = True) -> duckdb.DuckDBPyConnection:
     """Open the catalog of an output folder or prefix (a URL's catalog is rebuilt if missing)."""
     path = catalog_file(out)
     if is_remote(out) and not path.exists():

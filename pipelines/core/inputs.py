@@ -29,6 +29,7 @@ import pyarrow.parquet as pq
 from regionset.common.shard_names import shard_id
 from regionset.common.storage import as_path, is_remote
 from regionset.common.typed_config import ConfigError, one_line
+from regionset.pipelines.core.output import Output
 from regionset.pipelines.core.shards import (
     encode_table,
     list_shards,
@@ -230,7 +231,7 @@ def _same_remote(path: Path, table: pa.Table, token: str | None) -> bool:
     return pq.read_table(pa.BufferReader(data)).equals(table)
 
 
-def shard_input(cfg: InputConfig, out: Path, counters: Counter | None = None) -> list[int]:
+def shard_input(cfg: InputConfig, out: Output, counters: Counter | None = None) -> list[int]:
     """Write the input shards that changed; return every shard id of the current input.
 
     Args:

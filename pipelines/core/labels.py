@@ -23,6 +23,7 @@ import yaml
 
 from regionset.common.files import load_npy
 from regionset.models.kmeans_index import level_dir, read_meta
+from regionset.pipelines.core.output import Output
 from regionset.schemas.tables import KMEANS
 
 _VIEWS = {
@@ -41,7 +42,7 @@ _VIEWS = {
 }
 
 
-def _tree_table(out: Path) -> tuple[pa.Table, int]:
+def _tree_table(out: Output) -> tuple[pa.Table, int]:
     root = out / KMEANS
     meta = read_meta(root)  # None until kmeans.json commits a tree (a folder or an object-store prefix)
     levels, ids, parents = [], [], []
@@ -55,7 +56,7 @@ def _tree_table(out: Path) -> tuple[pa.Table, int]:
     return table, len(levels)
 
 
-def _tokenizer_config(out: Path) -> Any:
+def _tokenizer_config(out: Output) -> Any:
     from regionset.common.typed_config import from_dict
     from regionset.models.tokenizer import TokenizerConfig
 
@@ -67,7 +68,7 @@ def _tokenizer_config(out: Path) -> Any:
         return TokenizerConfig()
 
 
-def _vocab(con: duckdb.DuckDBPyConnection, out: Path) -> tuple[pa.Table, dict[str, Any]]:
+def _vocab(con: duckdb.DuckDBPyConnection, out: Output) -> tuple[pa.Table, dict[str, Any]]:
     used = [r[0] for r in con.execute(
         "SELECT DISTINCT unnest(token_ids) AS t FROM labels WHERE token_ids IS NOT NULL ORDER BY t").fetchall()]
     used = [t for t in used if t is not None and t >= 0]
@@ -88,7 +89,7 @@ def _vocab(con: duckdb.DuckDBPyConnection, out: Path) -> tuple[pa.Table, dict[st
     return table, summary
 
 
-def add_label_tables(con: duckdb.DuckDBPyConnection, out: Path) -> None:
+def add_label_tables(con: duckdb.DuckDBPyConnection, out: Output) -> None:
     """Create the cluster and vocabulary tables and views (needs the ``labels`` view in ``con``).
 
     Args:

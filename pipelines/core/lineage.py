@@ -8,13 +8,13 @@ import json
 import platform
 import time
 import uuid
-from pathlib import Path
 from typing import Any
 
 import yaml
 
 from regionset.common.files import write_atomic
 from regionset.common.typed_config import flat_dict, to_dict
+from regionset.pipelines.core.output import Output
 from regionset.pipelines.core.shards import write_json
 
 LINEAGE_FILE = "regionset.yaml"
@@ -38,7 +38,7 @@ def config_digest(cfg: Any) -> str:
     return hashlib.sha256(json.dumps(flat_dict(cfg), sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def write_lineage(out: Path, cfg: Any, models: dict[str, Any], warnings: list[str]) -> dict[str, Any]:
+def write_lineage(out: Output, cfg: Any, models: dict[str, Any], warnings: list[str]) -> dict[str, Any]:
     """Write ``OUT/regionset.yaml`` (atomically) and return what was written."""
     doc = {
         "regionset_lineage": 1,
@@ -58,7 +58,7 @@ def new_run_id(started_at: float) -> str:
     return time.strftime("%Y%m%dT%H%M%S", time.gmtime(started_at)) + "-" + uuid.uuid4().hex[:6]
 
 
-def add_to_lineage(out: Path, key: str, value: Any, warnings: list[str], replaces: str = "") -> None:
+def add_to_lineage(out: Output, key: str, value: Any, warnings: list[str], replaces: str = "") -> None:
     """Record a fact learnt during the run (e.g. the fitted tree) and its warnings in ``regionset.yaml``.
 
     Args:
@@ -79,6 +79,6 @@ def add_to_lineage(out: Path, key: str, value: Any, warnings: list[str], replace
     write_atomic(path, yaml.safe_dump(doc, sort_keys=False, allow_unicode=True).encode())
 
 
-def append_run(out: Path, record: dict[str, Any]) -> None:
+def append_run(out: Output, record: dict[str, Any]) -> None:
     """Append one run record to ``_state/runs/`` (one JSON file per run; read by the catalog)."""
     write_json(record, out / "_state" / "runs" / f"{record['run_id']}.json")

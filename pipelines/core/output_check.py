@@ -23,7 +23,7 @@ class NotAnOutputError(FileNotFoundError):
     """The path holds no regionset output; the message (one line) says what to do."""
 
 
-def is_output(out: str | Path | RemotePath) -> bool:
+def is_output(out: str | Path | RemotePath | Output) -> bool:
     """Whether ``out`` (a local folder or an object-store prefix) holds a regionset output.
 
     Args:

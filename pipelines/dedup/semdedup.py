@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from regionset.pipelines.core.output import Output
 from regionset.pipelines.core.outputs import SEMDEDUP_STATE
 from regionset.pipelines.core.shards import (
     STATE_DIR,
@@ -73,7 +73,7 @@ def greedy_duplicates(x: np.ndarray, threshold: float) -> tuple[np.ndarray, np.n
     return dup_of, cos
 
 
-def _bucket_rows(out: Path, shards: list[int], buckets: int, b: int) -> tuple[pa.Table, np.ndarray]:
+def _bucket_rows(out: Output, shards: list[int], buckets: int, b: int) -> tuple[pa.Table, np.ndarray]:
     """Labels (region_id, key, cluster_id, distance, shard) of bucket ``b`` and their embeddings."""
     labels, vectors = [], []
     for s in shards:
@@ -94,7 +94,7 @@ def _bucket_rows(out: Path, shards: list[int], buckets: int, b: int) -> tuple[pa
     return pa.concat_tables(labels), np.concatenate(vectors)
 
 
-def semdedup(out: Path, sc: SemDedupConfig, executor: Executor, shards: list[int]) -> dict[str, Any]:
+def semdedup(out: Output, sc: SemDedupConfig, executor: Executor, shards: list[int]) -> dict[str, Any]:
     """Flag semantic region duplicates of every leaf cluster into ``OUT/region_duplicates``.
 
     Args:

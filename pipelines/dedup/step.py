@@ -25,6 +25,7 @@ import pyarrow.parquet as pq
 
 from regionset.common.storage import is_remote
 from regionset.pipelines.core.catalog import register_storage
+from regionset.pipelines.core.output import Output
 from regionset.pipelines.core.outputs import GROUP_DUPLICATES_STATE
 from regionset.pipelines.core.shards import (
     STATE_DIR,
@@ -59,7 +60,7 @@ def _rows(path: Path) -> int:
         return pq.ParquetFile(f).metadata.num_rows
 
 
-def group_duplicates(out: Path, dc: DedupConfig, executor: Executor, shards: list[int]) -> dict[str, Any]:
+def group_duplicates(out: Output, dc: DedupConfig, executor: Executor, shards: list[int]) -> dict[str, Any]:
     """Group the hashes of ``shards`` into ``OUT/duplicates``; return a summary.
 
     Args:

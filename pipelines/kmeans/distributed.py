@@ -140,7 +140,7 @@ def _in_process() -> Executor:
     return LocalExecutor(1, show_progress=False)
 
 
-def fit_per_parent(out: Path, shards: list[int], sources: tuple[str, ...], sample_size: int,
+def fit_per_parent(out: Output, shards: list[int], sources: tuple[str, ...], sample_size: int,
                    totals: Callable[[int], list[int]], p: FitParams, signature: dict[str, Any],
                    executor: Executor | None = None) -> dict[str, Any]:
     """Fit the tree parent by parent (module docstring); return its arrays and fit statistics.

@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -22,6 +21,7 @@ from regionset.common.files import remove_tree
 from regionset.models.kmeans_index import ClusterTree, l2_normalize, read_meta
 from regionset.pipelines.core.failpoints import failpoint
 from regionset.pipelines.core.lineage import add_to_lineage
+from regionset.pipelines.core.output import Output
 from regionset.pipelines.core.progress import StepProgress, console
 from regionset.pipelines.kmeans.config import KMeansConfig
 from regionset.pipelines.kmeans.fit_choice import fit_signature, resolve_fit, reusable
@@ -116,7 +116,7 @@ def _meta(kc: KMeansConfig, res: FitResult, sample_rows: int, gpus: int, inertia
     return meta
 
 
-def fit_kmeans(out: Path, kc: KMeansConfig, executor: Executor, shards: list[int],
+def fit_kmeans(out: Output, kc: KMeansConfig, executor: Executor, shards: list[int],
                progress: bool = False) -> dict[str, Any]:
     """The ``fit_kmeans`` global step: reuse a frozen tree or fit a new one; return a summary.
 
@@ -169,7 +169,7 @@ def fit_kmeans(out: Path, kc: KMeansConfig, executor: Executor, shards: list[int
             "centroids_sha256": digest[:12], **{k: v for k, v in meta["degenerate"].items() if v}}
 
 
-def _fit_per_parent(out: Path, kc: KMeansConfig, shards: list[int], executor: Executor) -> tuple[ClusterTree, dict[str, Any]]:
+def _fit_per_parent(out: Output, kc: KMeansConfig, shards: list[int], executor: Executor) -> tuple[ClusterTree, dict[str, Any]]:
     """``kmeans.fit: per_parent`` (``regionset.pipelines.kmeans.distributed``) on ``executor``: the tree and its metadata."""
     from regionset.pipelines.kmeans.distributed import fit_per_parent
 
@@ -184,7 +184,7 @@ def _fit_per_parent(out: Path, kc: KMeansConfig, shards: list[int], executor: Ex
     return ClusterTree(res.centroids, res.parents, kc.spherical, meta), meta
 
 
-def _announce(out: Path, meta: dict[str, Any]) -> None:
+def _announce(out: Output, meta: dict[str, Any]) -> None:
     """Print the tree's warnings like the random-weights one and record the tree in regionset.yaml."""
     for w in meta.get("warnings", []):
         console.print(f"[bold red]WARNING[/]: {w}")

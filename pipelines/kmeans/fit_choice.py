@@ -19,6 +19,7 @@ from typing import Any
 import pyarrow.parquet as pq
 
 from regionset.common.storage import RemotePath, arrow_source
+from regionset.pipelines.core.output import Output
 from regionset.pipelines.core.shards import shard_path
 from regionset.pipelines.kmeans.config import FITS, KMeansConfig, check_config
 from regionset.schemas import EMBEDDINGS
@@ -79,7 +80,7 @@ def _footer(path: Path | RemotePath) -> pq.FileMetaData:
     return pq.read_metadata(src, filesystem=fs)
 
 
-def sample_shape(out: Path, shards: list[int], sources: tuple[str, ...], sample_size: int) -> tuple[int, int]:
+def sample_shape(out: Output, shards: list[int], sources: tuple[str, ...], sample_size: int) -> tuple[int, int]:
     """(``min(sample_size, rows available)``, d) from Parquet footers only (no data page is read).
 
     Args:
@@ -102,7 +103,7 @@ def sample_shape(out: Path, shards: list[int], sources: tuple[str, ...], sample_
     return min(rows, sample_size), dim
 
 
-def resolve_fit(out: Path, kc: KMeansConfig, shards: list[int]) -> FitChoice:
+def resolve_fit(out: Output, kc: KMeansConfig, shards: list[int]) -> FitChoice:
     """The fit a new tree of ``kc`` gets on the embeddings of ``shards`` (footers only).
 
     Args:

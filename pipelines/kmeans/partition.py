@@ -19,10 +19,11 @@ from regionset.common.files import load_npy, read_npy_rows, save_npy
 from regionset.common.memory import release_memory
 from regionset.common.storage import RemotePath, as_path
 from regionset.models.kmeans_index import nearest_centroids
+from regionset.pipelines.core.output import Output
 from regionset.pipelines.kmeans.sample import iter_embeddings, iter_region_ids, row_priority
 
 
-def thresholds(out: Path, shards: list[int], sources: tuple[str, ...], seed: int, sizes: list[int]) -> tuple[list[int], int]:
+def thresholds(out: Output, shards: list[int], sources: tuple[str, ...], seed: int, sizes: list[int]) -> tuple[list[int], int]:
     """Thresholds: the ``s``-th smallest priority for each ``s`` in ``sizes`` (uint64), rows seen."""
     keep = max(sizes)
     best = np.zeros(0, np.uint64)
@@ -40,7 +41,7 @@ def thresholds(out: Path, shards: list[int], sources: tuple[str, ...], seed: int
     return [int(best[min(s, len(best)) - 1]) for s in sizes], seen
 
 
-def read_sample(out: Path | RemotePath, shards: list[int], sources: tuple[str, ...], seed: int, limit: int,
+def read_sample(out: Output, shards: list[int], sources: tuple[str, ...], seed: int, limit: int,
                 spherical: bool) -> tuple[np.ndarray, np.ndarray]:
     """(x, priorities) of the rows with priority <= ``limit``, sorted by priority.
 
@@ -86,7 +87,7 @@ def _take(pieces: Iterable[np.ndarray], order: np.ndarray) -> np.ndarray:
     return x if x is not None else np.zeros((0, 0), np.float32)
 
 
-def partition(out: Path | RemotePath, work: Path | RemotePath, shards: list[int], sources: tuple[str, ...], seed: int, limit: int,
+def partition(out: Output, work: Path | RemotePath, shards: list[int], sources: tuple[str, ...], seed: int, limit: int,
                level0: np.ndarray, spherical: bool) -> None:
     """Write every shard's sample rows sorted by (level-0 parent, priority), with parent offsets."""
     k0 = len(level0)

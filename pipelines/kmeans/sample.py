@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -21,6 +20,7 @@ import pyarrow.parquet as pq
 
 from regionset.common.storage import arrow_source
 from regionset.models.kmeans_index import embedding_matrix
+from regionset.pipelines.core.output import Output
 from regionset.pipelines.core.shards import shard_path
 from regionset.schemas import EMBEDDINGS
 from regionset.schemas.tables import REGIONS
@@ -28,7 +28,7 @@ from regionset.schemas.tables import REGIONS
 BATCH_ROWS = 16_384
 
 
-def _allowed_ids(out: Path, shard: int, sources: tuple[str, ...]) -> pa.Array:
+def _allowed_ids(out: Output, shard: int, sources: tuple[str, ...]) -> pa.Array:
     ids = []
     for source in sources:
         p = shard_path(out, f"{REGIONS}/{source}", shard)
@@ -38,7 +38,7 @@ def _allowed_ids(out: Path, shard: int, sources: tuple[str, ...]) -> pa.Array:
     return pa.concat_arrays(ids) if ids else pa.array([], pa.string())
 
 
-def _batches(out: Path, shards: list[int], sources: tuple[str, ...], columns: list[str],
+def _batches(out: Output, shards: list[int], sources: tuple[str, ...], columns: list[str],
              batch_rows: int) -> Iterator[pa.RecordBatch]:
     """The embeddings shards' record batches (``columns``, ``region_id`` first) of the chosen sources' rows."""
     for shard in shards:
@@ -56,7 +56,7 @@ def _batches(out: Path, shards: list[int], sources: tuple[str, ...], columns: li
                 yield batch
 
 
-def iter_embeddings(out: Path, shards: list[int], sources: tuple[str, ...],
+def iter_embeddings(out: Output, shards: list[int], sources: tuple[str, ...],
                     batch_rows: int = BATCH_ROWS) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Yield (region ids as an object array, (n, d) float32) batches of the chosen sources' embeddings.
 
@@ -71,7 +71,7 @@ def iter_embeddings(out: Path, shards: list[int], sources: tuple[str, ...],
         yield batch.column(0).to_numpy(zero_copy_only=False), embedding_matrix(batch.column(1))
 
 
-def iter_region_ids(out: Path, shards: list[int], sources: tuple[str, ...],
+def iter_region_ids(out: Output, shards: list[int], sources: tuple[str, ...],
                     batch_rows: int = BATCH_ROWS) -> Iterator[np.ndarray]:
     """The region ids of ``iter_embeddings``, batch by batch, without reading the embeddings.
 
@@ -100,7 +100,7 @@ class Sample:
     rows_seen: int
 
 
-def uniform_sample(out: Path, shards: list[int], sources: tuple[str, ...], size: int, seed: int,
+def uniform_sample(out: Output, shards: list[int], sources: tuple[str, ...], size: int, seed: int,
                    batch_rows: int = BATCH_ROWS, progress: Callable[..., None] | None = None) -> Sample:
     """Stream every embedding once and keep a uniform sample of at most ``size`` rows.
 
@@ -145,7 +145,7 @@ def uniform_sample(out: Path, shards: list[int], sources: tuple[str, ...], size:
     return Sample(ids[:n][order], x[:n][order], seen)
 
 
-def _with_progress(out: Path, shards: list[int], sources: tuple[str, ...], batch_rows: int,
+def _with_progress(out: Output, shards: list[int], sources: tuple[str, ...], batch_rows: int,
                    progress: Callable[..., None] | None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """``iter_embeddings`` shard by shard, reporting shards read and rows seen after each shard."""
     rows = 0

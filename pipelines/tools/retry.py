@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import pyarrow as pa
 import yaml
@@ -48,7 +47,7 @@ class RetryReport:
     still_failing: int = 0
 
 
-def saved_config(out: Path, overrides: list[str] | None = None) -> BuildConfig:
+def saved_config(out: Output, overrides: list[str] | None = None) -> BuildConfig:
     """The resolved config of the last build of ``out`` (from regionset.yaml), plus overrides."""
     path = Output.of(out) / LINEAGE_FILE
     if not path.exists():
@@ -62,7 +61,7 @@ def is_retryable(status: str | None, error: str | None) -> bool:
     return status == STATUS_FAILED and bool(error) and bool(RETRYABLE.search(error))
 
 
-def retry_failures(out: Path, overrides: list[str] | None = None) -> RetryReport:
+def retry_failures(out: Output, overrides: list[str] | None = None) -> RetryReport:
     """Re-download the retryable rows of every ``images`` shard of ``out`` and merge them in.
 
     Args:

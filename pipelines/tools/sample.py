@@ -72,7 +72,7 @@ def _leaf_quotas(paths: list[tuple[int, ...]], counts: list[int], target: int, s
     return quotas
 
 
-def sample_regions(out: Path | RemotePath, size: int, strategy: Strategy = "balanced", seed: int = 0) -> pa.Table:
+def sample_regions(out: Output, size: int, strategy: Strategy = "balanced", seed: int = 0) -> pa.Table:
     """The sampled regions (region_id, key, cluster_path, cluster_id), sorted by region_id.
 
     Args:
@@ -119,7 +119,7 @@ def _empty() -> pa.Table:
                      "cluster_path": pa.array([], pa.list_(pa.int32())), "cluster_id": pa.array([], pa.int32())})
 
 
-def write_sample(out: Path | RemotePath, to: Path | RemotePath, size: int, strategy: Strategy = "balanced", seed: int = 0) -> int:
+def write_sample(out: Output, to: Path | RemotePath, size: int, strategy: Strategy = "balanced", seed: int = 0) -> int:
     """Draw a sample (``sample_regions``) and write it to ``to`` (Parquet); return its row count.
 
     Args:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from pathlib import Path
 
 import yaml
 
@@ -19,7 +18,7 @@ from regionset.schemas import INPUT
 from regionset.schemas.tables import KMEANS
 
 
-def stage_names(out: Path) -> list[str]:
+def stage_names(out: Output) -> list[str]:
     """Stages that left markers in ``out``, in the order their first marker was written."""
     state = out / STATE_DIR
     if is_remote(state):  # object stores keep no folder times: the pipeline's own order
@@ -31,7 +30,7 @@ def stage_names(out: Path) -> list[str]:
                                                            default=0))]
 
 
-def run_warnings(out: Path) -> list[str]:
+def run_warnings(out: Output) -> list[str]:
     """The warnings of ``regionset.yaml`` (random weights, a degenerate k-means tree, ...)."""
     try:
         doc = yaml.safe_load((out / LINEAGE_FILE).read_text()) or {}
@@ -40,7 +39,7 @@ def run_warnings(out: Path) -> list[str]:
     return [str(w) for w in doc.get("warnings") or []]
 
 
-def collect_status(out: Path) -> dict:
+def collect_status(out: Output) -> dict:
     """Per stage: shards done/pending, rows, counters (a dict, also used by tests and the report)."""
     out = Output.of(out)
     if not (out / STATE_DIR).exists():
@@ -81,7 +80,7 @@ def beam_check(counters: Counter[str] | dict[str, int]) -> dict[str, float]:
             "inertia_ratio": round(counters.get("beam_check:beam_inertia", 0) / exact, 5) if exact else 1.0}
 
 
-def print_status(out: Path, as_json: bool = False) -> dict:
+def print_status(out: Output, as_json: bool = False) -> dict:
     """Print the status tables of ``out``."""
     st = collect_status(out)
     if as_json:

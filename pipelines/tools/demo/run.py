@@ -9,7 +9,6 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from regionset.common.storage import RemotePath
 from regionset.models.kmeans_index import read_meta
 from regionset.pipelines.build import build
 from regionset.pipelines.config import load_config
@@ -49,15 +48,15 @@ def write_url_list(server: LoopbackServer, folder: Path, limit: int | None = Non
     return path
 
 
-def demo_overrides(out: Path, urls: Path, shard_size: int) -> list[str]:
+def demo_overrides(out: Output, urls: Path, shard_size: int) -> list[str]:
     """The config of the demo: loopback allowed, small shards, every step on its offline default."""
     return [f"output={out}", f"input.path={urls}", f"input.shard_size={shard_size}",
             "download.allow_loopback=true", "download.timeout=5",
             "kmeans.levels=[3,3]"]  # two levels, ~10 regions per leaf: the demo has ~90 object regions
 
 
-def run_demo(out: str | Path = "regionset-demo", limit: int | None = None, shard_size: int = 8,
-             extra: list[str] | None = None) -> Path | RemotePath:
+def run_demo(out: str | Path | Output = "regionset-demo", limit: int | None = None, shard_size: int = 8,
+             extra: list[str] | None = None) -> Output:
     """Run the demo end to end into ``out`` (a folder or an object-store prefix: every step runs on
     both) and print the output path, example queries, the cluster sizes and the report's path."""
     out = Output.of(out)  # a local folder is absolute
@@ -65,7 +64,8 @@ def run_demo(out: str | Path = "regionset-demo", limit: int | None = None, shard
     lists = tempfile.TemporaryDirectory(prefix="regionset-demo-") if remote else nullcontext(out / "_demo")
     with lists as folder, LoopbackServer() as server:
         urls = write_url_list(server, Path(folder), limit)  # the URL list is a local file either way
-        build(load_config(None, demo_overrides(out, urls, shard_size) + list(extra or [])))
+        cfg = load_config(None, demo_overrides(out, urls, shard_size) + list(extra or []))
+        build(cfg, out=out if cfg.output == out.url else None)  # an ``output=`` override makes its own
     catalog = catalog_file(out)
     out_console.print(f"\n[bold green]demo output:[/] {out}", soft_wrap=True)
     where = f"(local; its views read {out})" if remote else "(also opens in the plain duckdb CLI)"

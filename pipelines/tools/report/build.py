@@ -12,7 +12,7 @@ import shutil
 import time
 from pathlib import Path
 
-from regionset.common.storage import RemotePath, is_remote
+from regionset.common.storage import is_remote
 from regionset.pipelines.core.catalog import CATALOG_FILE, build_catalog, catalog_file, connect
 from regionset.pipelines.core.output import Output
 from regionset.pipelines.core.shards import STATE_DIR
@@ -36,7 +36,7 @@ def _swap_into_place(tmp: Path, final: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def report_dir(out: Path | RemotePath) -> Path:
+def report_dir(out: Output) -> Path:
     """``OUT/report``, or for an object-store prefix a local folder next to its catalog file.
 
     Args:
@@ -48,7 +48,7 @@ def report_dir(out: Path | RemotePath) -> Path:
     return Path(out) / REPORT_DIR
 
 
-def write_report(out: str | Path, clusters: int = DEFAULT_CLUSTERS, per_cluster: int = DEFAULT_PER_CLUSTER,
+def write_report(out: Output, clusters: int = DEFAULT_CLUSTERS, per_cluster: int = DEFAULT_PER_CLUSTER,
                  seed: int = 0, images: int = DEFAULT_IMAGES) -> Path:
     """Write ``OUT/report/`` (overview, distributions, cluster gallery, images) and return its index.
 

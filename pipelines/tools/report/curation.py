@@ -8,6 +8,7 @@ from typing import Any
 
 import duckdb
 
+from regionset.pipelines.core.output import Output
 from regionset.pipelines.tools.report import media, plots
 from regionset.pipelines.tools.report.pages import NO_DATA, esc, figure, fmt, table
 from regionset.pipelines.tools.report.queries import image_bytes
@@ -18,7 +19,7 @@ from regionset.schemas.tables import DUP_EVAL
 PAIRS = 24
 
 
-def _no_pairs_html(con: duckdb.DuckDBPyConnection, out: Path, results: list[Result]) -> str:
+def _no_pairs_html(con: duckdb.DuckDBPyConnection, out: Output, results: list[Result]) -> str:
     """No duplicate pairs: how many images were hashed and grouped when the dedup steps ran (a
     ``duplicates`` shard is written for every hashed shard), else where the data would come from."""
     from regionset.pipelines.core.shards import list_shards
@@ -32,7 +33,7 @@ def _no_pairs_html(con: duckdb.DuckDBPyConnection, out: Path, results: list[Resu
     return f'<p class="nodata">{NO_DATA}: no duplicates (run the dedup and group_duplicates steps).</p>'
 
 
-def _pairs_html(con: duckdb.DuckDBPyConnection, out: Path, report_dir: Path, results: list[Result]) -> str:
+def _pairs_html(con: duckdb.DuckDBPyConnection, out: Output, report_dir: Path, results: list[Result]) -> str:
     pairs = run(con, "duplicate pairs, widest distance first (kept image = smallest key)", f"""
 SELECT key, duplicate_of, kind, distance FROM duplicates
 ORDER BY distance DESC, kind, key LIMIT {PAIRS}""")
@@ -65,7 +66,7 @@ ORDER BY distance DESC, kind, key LIMIT {PAIRS}""")
             + f'<div class="grid">{"".join(cells)}</div>')
 
 
-def _sizes_html(con: duckdb.DuckDBPyConnection, out: Path, report_dir: Path, seed: int,
+def _sizes_html(con: duckdb.DuckDBPyConnection, out: Output, report_dir: Path, seed: int,
                 results: list[Result]) -> str:
     from regionset.pipelines.tools.sample import sample_regions
 
@@ -93,7 +94,7 @@ SELECT cluster_id, count(*) AS regions FROM labels WHERE cluster_id IS NOT NULL 
             + table(["leaf cluster", "regions", "in the balanced sample"], rows))
 
 
-def curation_body(con: duckdb.DuckDBPyConnection, out: Path, report_dir: Path, seed: int = 0) -> tuple[str, list[Result]]:
+def curation_body(con: duckdb.DuckDBPyConnection, out: Output, report_dir: Path, seed: int = 0) -> tuple[str, list[Result]]:
     """HTML of the curation page and the queries it ran; images in ``duplicates/``, plots in ``plots/``.
 
     Args:

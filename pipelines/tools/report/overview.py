@@ -9,13 +9,14 @@ import duckdb
 import yaml
 
 from regionset.pipelines.core.lineage import LINEAGE_FILE
+from regionset.pipelines.core.output import Output
 from regionset.pipelines.tools.report import plots, queries
 from regionset.pipelines.tools.report.pages import NO_DATA, esc, figure, result_table, table
 from regionset.pipelines.tools.report.sql import SAMPLE_ROWS, Result, existing_tables, run, sample_clause
 from regionset.schemas.tables import IMAGES, LABELS, REGIONS
 
 
-def read_lineage(out: Path) -> dict[str, Any]:
+def read_lineage(out: Output) -> dict[str, Any]:
     """``OUT/regionset.yaml`` as a dict (empty when missing or unreadable)."""
     try:
         doc = yaml.safe_load((out / LINEAGE_FILE).read_text())
@@ -46,7 +47,7 @@ def table_counts(con: duckdb.DuckDBPyConnection) -> tuple[dict[str, int], list[R
     return counts, results
 
 
-def overview_body(con: duckdb.DuckDBPyConnection, out: Path) -> tuple[str, list[Result], list[str]]:
+def overview_body(con: duckdb.DuckDBPyConnection, out: Output) -> tuple[str, list[Result], list[str]]:
     """HTML of the overview page, the queries it ran, and the run warnings.
 
     Args:
