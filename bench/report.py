@@ -25,7 +25,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import Image, ImageDraw
 
-from regionset.pipelines.core.catalog import CATALOG_FILE, build_catalog, connect
+from regionset.pipelines.core.catalog import build_catalog, connect
+from regionset.pipelines.core.output import CATALOG_FILE
 from regionset.pipelines.core.shards import ROW_GROUP_ROWS, write_table
 from regionset.pipelines.tools.report.build import write_report
 from regionset.pipelines.tools.report.gallery import gallery_body, images_body

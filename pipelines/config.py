@@ -7,6 +7,7 @@ file, ``input`` in ``core/inputs.py``, ``executor`` in ``executors/config.py``, 
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -69,6 +70,8 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
     unknown = [s for s in cfg.steps if s not in STEP_NAMES]
     if unknown:
         raise typed_config.ConfigError(f"steps: unknown step {unknown[0]!r}; known: {list(STEP_NAMES)}")
-    for section in (cfg.dedup, cfg.executor, cfg.input, cfg.kmeans, cfg.download):
-        section.check()
+    for f in dataclasses.fields(cfg):  # every section that declares value checks
+        check = getattr(getattr(cfg, f.name), "check", None)
+        if callable(check):
+            check()
     return cfg

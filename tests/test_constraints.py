@@ -45,7 +45,8 @@ def drift(frozen: dict[str, str], pinned: dict[str, str]) -> list[str]:
 
 
 def _freeze(python: Path | str) -> dict[str, str]:
-    run = subprocess.run([str(python), "-m", "pip", "freeze", "--exclude-editable", "--disable-pip-version-check"],
+    """What ``constraints/freeze.py`` (the generator of the constraints files) writes for ``python``."""
+    run = subprocess.run([sys.executable, str(CONSTRAINTS / "freeze.py"), str(python)],
                          capture_output=True, text=True, timeout=120, check=True)
     return parse_pins(run.stdout)
 

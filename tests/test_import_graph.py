@@ -13,6 +13,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+from tests.import_cycles import find_cycle
+
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ["common", "schemas", "models", "stages", "pipelines", "training", "dags"]
 ALLOWED = {
@@ -66,25 +68,8 @@ def _cycle(root: Path = ROOT) -> str | None:
     for src, dst, f in _edges(root):
         if not dst.startswith("!") and (f, dst) not in EXCEPTIONS:
             graph[src].add(dst)
-    seen, stack = set(), []
-
-    def visit(n) -> str | None:
-        if n in stack:
-            return " -> ".join([*stack[stack.index(n):], n])
-        if n in seen:
-            return None
-        stack.append(n)
-        for m in sorted(graph[n]):
-            if found := visit(m):
-                return found
-        stack.pop()
-        seen.add(n)
-        return None
-
-    for p in PACKAGES:
-        if found := visit(p):
-            return found
-    return None
+    found = find_cycle(graph)
+    return " -> ".join(found) if found else None
 
 
 def test_no_wrong_way_edges():

@@ -28,12 +28,11 @@ from regionset.common.shard_names import shard_name
 from regionset.common.storage import RemotePath, is_remote
 from regionset.pipelines.core.failpoints import failpoint
 from regionset.pipelines.core.labels import add_label_tables
-from regionset.pipelines.core.output import Output
+from regionset.pipelines.core.output import CATALOG_FILE, Output
 from regionset.pipelines.core.shards import STATE_DIR, list_shards
 from regionset.schemas import EMBEDDINGS, TABLE_DIRS, schema_for
 from regionset.schemas.tables import ADDED_COLUMNS
 
-CATALOG_FILE = "catalog.duckdb"
 # tables whose older shards may lack columns added since (read as NULL)
 _EVOLVED = {name for tables in ADDED_COLUMNS.values() for name in tables}
 

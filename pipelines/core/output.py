@@ -22,6 +22,8 @@ from regionset.pipelines.core.lock import BuildLock
 from regionset.pipelines.core.marker_index import StageMarkers
 from regionset.pipelines.core.shards import marker_path, remember_sha256, shard_path
 
+CATALOG_FILE = "catalog.duckdb"  # the output's DuckDB catalog (pipelines/core/catalog.py)
+
 
 class Output:
     """A build's output folder or object-store prefix, resolved once.

@@ -14,9 +14,7 @@ from pathlib import Path
 from regionset.common.shard_names import STATE_DIR
 from regionset.common.storage import RemotePath
 from regionset.pipelines.core.lineage import LINEAGE_FILE
-from regionset.pipelines.core.output import Output
-
-CATALOG_FILE = "catalog.duckdb"  # regionset.pipelines.core.catalog.CATALOG_FILE, without importing duckdb
+from regionset.pipelines.core.output import CATALOG_FILE, Output
 
 
 class NotAnOutputError(FileNotFoundError):
@@ -39,7 +37,8 @@ def require_output(out: str | Path | RemotePath | Output) -> Output:
     Args:
         out: the folder or URL given to the command.
     """
-    if not is_output(out):
+    root = Output.of(out)  # the command's one Output, handed to what it runs
+    if not is_output(root):
         raise NotAnOutputError(f"{out} holds no regionset output (no {LINEAGE_FILE} or {STATE_DIR}/): "
                                f"run regionset build first or check the path")
-    return Output.of(out)  # the command's one Output, handed to what it runs
+    return root

@@ -67,26 +67,17 @@ class KMeansConfig:
     local_max_mib: float = 2048.0
 
     def check(self) -> None:
-        """Raise ConfigError naming the key for a setting that cannot work (at config load, and again
-        when a step gets a config built in code)."""
-        check_config(self)
-
-
-def check_config(kc: KMeansConfig) -> None:
-    """Raise ConfigError (naming the key) for a ``kmeans.levels`` / ``refine_iters`` / ``fit`` /
-    ``local_max_mib`` that cannot work.
-
-    Args:
-        kc: the k-means config.
-    """
-    if kc.levels != "auto":
-        if isinstance(kc.levels, str) or not kc.levels or any(k < 1 for k in kc.levels):
-            raise ConfigError(f"kmeans.levels: need auto or one or more positive sizes, got {kc.levels!r}")
-        if kc.level_sizes == "totals" and list(kc.levels) != sorted(kc.levels):
-            raise ConfigError("kmeans.levels: totals must be non-decreasing")
-    if kc.refine_iters < 0:
-        raise ConfigError(f"kmeans.refine_iters: need 0 or more iterations, got {kc.refine_iters}")
-    if kc.fit not in ("auto", *FITS):
-        raise ConfigError(f"kmeans.fit: expected one of ['auto', 'local', 'per_parent'], got {kc.fit!r}")
-    if not kc.local_max_mib > 0:  # NaN too
-        raise ConfigError(f"kmeans.local_max_mib: must be > 0 (MiB of float32 sample), got {kc.local_max_mib!r}")
+        """Raise ConfigError (naming the key) for a ``levels`` / ``refine_iters`` / ``fit`` /
+        ``local_max_mib`` that cannot work (at config load, and again when a step gets a config
+        built in code)."""
+        if self.levels != "auto":
+            if isinstance(self.levels, str) or not self.levels or any(k < 1 for k in self.levels):
+                raise ConfigError(f"kmeans.levels: need auto or one or more positive sizes, got {self.levels!r}")
+            if self.level_sizes == "totals" and list(self.levels) != sorted(self.levels):
+                raise ConfigError("kmeans.levels: totals must be non-decreasing")
+        if self.refine_iters < 0:
+            raise ConfigError(f"kmeans.refine_iters: need 0 or more iterations, got {self.refine_iters}")
+        if self.fit not in ("auto", *FITS):
+            raise ConfigError(f"kmeans.fit: expected one of ['auto', 'local', 'per_parent'], got {self.fit!r}")
+        if not self.local_max_mib > 0:  # NaN too
+            raise ConfigError(f"kmeans.local_max_mib: must be > 0 (MiB of float32 sample), got {self.local_max_mib!r}")

@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 from regionset.common.storage import RemotePath, arrow_source
 from regionset.pipelines.core.output import Output
 from regionset.pipelines.core.shards import shard_path
-from regionset.pipelines.kmeans.config import FITS, KMeansConfig, check_config
+from regionset.pipelines.kmeans.config import FITS, KMeansConfig
 from regionset.schemas import EMBEDDINGS
 from regionset.schemas.tables import REGIONS
 
@@ -69,7 +69,7 @@ def choose_fit(kc: KMeansConfig, sample_rows: int, dim: int) -> str:
         sample_rows: rows the sample will hold.
         dim: the embedding width.
     """
-    check_config(kc)
+    kc.check()
     if kc.fit != "auto":
         return kc.fit
     return "local" if sample_rows * dim * 4 <= kc.local_max_mib * MIB else "per_parent"

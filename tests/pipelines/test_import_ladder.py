@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.import_cycles import find_cycle
+
 ROOT = Path(__file__).resolve().parents[2]
 PREFIX = "regionset."
 
@@ -83,29 +85,6 @@ def rung(module: str) -> int:
 def upward_edges(graph: dict[str, set[str]]) -> list[tuple[str, str]]:
     """Imports from a lower rung to a higher one."""
     return sorted((a, b) for a, targets in graph.items() for b in targets if rung(b) > rung(a))
-
-
-def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
-    """One import cycle (its modules, first repeated at the end), or None."""
-    state: dict[str, int] = {}  # 1: on the stack, 2: done
-    stack: list[str] = []
-
-    def visit(n: str) -> list[str] | None:
-        state[n] = 1
-        stack.append(n)
-        for m in sorted(graph.get(n, ())):
-            if state.get(m) == 1:
-                return stack[stack.index(m):] + [m]
-            if m not in state and (found := visit(m)):
-                return found
-        stack.pop()
-        state[n] = 2
-        return None
-
-    for n in sorted(graph):
-        if n not in state and (found := visit(n)):
-            return found
-    return None
 
 
 def reexports(root: Path, package: str = "pipelines") -> list[str]:

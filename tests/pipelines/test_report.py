@@ -7,7 +7,8 @@ import shutil
 import duckdb
 import pytest
 
-from regionset.pipelines.core.catalog import CATALOG_FILE, build_catalog, connect
+from regionset.pipelines.core.catalog import build_catalog, connect
+from regionset.pipelines.core.output import CATALOG_FILE
 from regionset.pipelines.tools.report import media, queries, sql
 from regionset.pipelines.tools.report.build import write_report
 from regionset.pipelines.tools.report.pages import NO_DATA

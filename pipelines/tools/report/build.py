@@ -13,8 +13,8 @@ import time
 from pathlib import Path
 
 from regionset.common.storage import is_remote
-from regionset.pipelines.core.catalog import CATALOG_FILE, build_catalog, catalog_file, connect
-from regionset.pipelines.core.output import Output
+from regionset.pipelines.core.catalog import build_catalog, catalog_file, connect
+from regionset.pipelines.core.output import CATALOG_FILE, Output
 from regionset.pipelines.core.shards import STATE_DIR
 from regionset.pipelines.tools.report.curation import curation_body
 from regionset.pipelines.tools.report.gallery import gallery_body, images_body
