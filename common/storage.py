@@ -239,14 +239,11 @@ class RemotePath:
         self.write_bytes(text.encode(encoding))
 
     def create_exclusive(self, data: bytes) -> bool:
-        """Create the object only if absent (S3 ``If-None-Match: *``); False when it exists."""
-        try:
-            self.fs.pipe_file(self.key, data, mode="create")
-        except (FileExistsError, OSError) as err:
-            if isinstance(err, FileExistsError) or "PreconditionFailed" in str(err) or "412" in str(err):
-                return False
-            raise
-        return True
+        """Create the object only if absent (S3 ``If-None-Match: *``); False when it exists
+        (``common/conditional.py``: atomic on S3 and ``memory://``)."""
+        from regionset.common.conditional import put_if_absent
+
+        return put_if_absent(self, data) is not None
 
     def open(self, mode: str = "rb", **kwargs: Any) -> Any:
         if "b" not in mode:

@@ -137,6 +137,20 @@ def run_global_step(step: GlobalStep, out: Output, shards: list[int], executor: 
     return summary
 
 
+def output_lock(cfg: BuildConfig, out: Output) -> Any:
+    """The build's single-writer lock, or nothing (warned loudly) with ``output_lock: none``.
+
+    Args:
+        cfg: the resolved build config.
+        out: the build's output.
+    """
+    if cfg.output_lock == "none":
+        console.print(f"[bold red]WARNING[/] output_lock: none: {out} is built with NO lock; a second build "
+                      "on it at the same time can corrupt it (use only for a store without conditional writes)")
+        return nullcontext()
+    return out.lock(lease_seconds=cfg.lease_seconds) if out.is_remote else out.lock()
+
+
 def build(cfg: BuildConfig, executor: Executor | None = None, out: Output | None = None) -> BuildResult:
     """Run the pipeline of ``cfg`` into ``cfg.output``; resumable and idempotent.
 
@@ -151,7 +165,7 @@ def build(cfg: BuildConfig, executor: Executor | None = None, out: Output | None
             console.print(f"[bold yellow]warning[/] ({check.key}): {check.detail}")
     out = make_output(out if out is not None else cfg.output)  # the build's one Output
     start = time.time()
-    with out.lock(), (nullcontext(executor) if executor else make_executor(cfg.executor, cfg.progress)) as ex:
+    with output_lock(cfg, out), (nullcontext(executor) if executor else make_executor(cfg.executor, cfg.progress)) as ex:
         steps = build_steps(cfg)
         begin_build(cfg, steps, out=out)
         input_counters: Counter = Counter()

@@ -25,6 +25,8 @@ from regionset.stages.embed import EmbedConfig
 from regionset.stages.ocr import OcrConfig
 from regionset.stages.pack import PackConfig
 
+OUTPUT_LOCKS = ("lease", "none")
+
 
 @dataclass(frozen=True)
 class BuildConfig:
@@ -45,6 +47,9 @@ class BuildConfig:
         assign: how regions get their labels.
         semdedup: semantic region duplicates within each leaf cluster (opt-in step, docs/curation.md).
         pack: how training shards are written.
+        output_lock: ``lease`` (one writer: a lock file, or a lease object on an object store) or
+            ``none`` (no lock: only for a store without conditional writes; warned about loudly).
+        lease_seconds: an object-store lease not renewed for this long may be taken over.
     """
 
     output: str = "regionset-out"
@@ -61,6 +66,8 @@ class BuildConfig:
     assign: AssignConfig = field(default_factory=AssignConfig)
     semdedup: SemDedupConfig = field(default_factory=SemDedupConfig)
     pack: PackConfig = field(default_factory=PackConfig)
+    output_lock: str = "lease"
+    lease_seconds: float = 120.0
 
 
 def load_config(path: str | Path | None, overrides: list[str] | None = None) -> BuildConfig:
@@ -74,4 +81,8 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
         check = getattr(getattr(cfg, f.name), "check", None)
         if callable(check):
             check()
+    if cfg.output_lock not in OUTPUT_LOCKS:
+        raise typed_config.ConfigError(f"output_lock: {cfg.output_lock!r} is not one of {list(OUTPUT_LOCKS)}")
+    if cfg.lease_seconds <= 0:
+        raise typed_config.ConfigError(f"lease_seconds: must be > 0, got {cfg.lease_seconds}")
     return cfg

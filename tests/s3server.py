@@ -10,6 +10,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -52,12 +53,33 @@ class S3Server:
         root = as_path(self.url(prefix))
         return [obj.relative_to(root).as_posix() for obj in root.rglob("*")]
 
+_PUT_LOCK = threading.Lock()
+
+
+def atomic_conditional_puts() -> None:
+    """Make moto's PutObject keep S3's promise under racing writers: moto checks ``If-Match`` /
+    ``If-None-Match`` and then stores in two steps (two racing creates can both win), where S3 does
+    both atomically. One lock around moto's handler, in this process's server only."""
+    from moto.s3.responses import S3Response
+
+    if getattr(S3Response.put_object, "regionset_atomic", False):
+        return
+    unlocked = S3Response.put_object
+
+    def put_object(self, *args, **kwargs):
+        with _PUT_LOCK:
+            return unlocked(self, *args, **kwargs)
+
+    put_object.regionset_atomic = True
+    S3Response.put_object = put_object
+
 
 @pytest.fixture(scope="module")
 def s3(tmp_path_factory):
     """A loopback S3 server with one bucket; the process env points at it while the module runs."""
     pytest.importorskip("s3fs")
     moto_server = pytest.importorskip("moto.server")
+    atomic_conditional_puts()
     server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()

@@ -27,6 +27,7 @@ import pyarrow as pa
 from regionset.common.shard_names import shard_name
 from regionset.common.storage import RemotePath, is_remote
 from regionset.pipelines.core.failpoints import failpoint
+from regionset.pipelines.core.fence import check_commit
 from regionset.pipelines.core.labels import add_label_tables
 from regionset.pipelines.core.output import CATALOG_FILE, Output
 from regionset.pipelines.core.shards import STATE_DIR, list_shards
@@ -215,6 +216,7 @@ def build_catalog(out: Output, to: Path | None = None) -> Path:
     finally:
         con.close()
     failpoint("catalog")
+    check_commit(out.root)  # the catalog is a commit of the build that holds the lock (if one is armed)
     os.replace(tmp, final)
     return final
 

@@ -1,54 +1,43 @@
-"""One writer per output folder: a lock file with pid and host, and stale-lock detection.
+"""One writer per output folder: a lock file naming its holder, and stale-lock detection.
 
-On an object store the lock is a lease: an object created with a conditional write (S3
-``If-None-Match: *``) holding the holder and an expiry that a thread of the live build renews;
-an expired lease is stale and taken over (README "Object storage").
+A local folder's lock is a file created exclusively (``O_EXCL``); a lock whose process is provably
+gone (same boot and PID namespace, pid gone or reused: ``common/liveness.py``) is stale and taken
+over. On an object store the lock is a lease (``pipelines/core/lease.py``). Either way, while held it
+arms the commit fence (``pipelines/core/fence.py``) for the output.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import socket
-import threading
 import time
 from pathlib import Path
 
-from regionset.common.storage import RemotePath, as_path, is_remote
+from regionset.common.liveness import holder_dead, this_process
+from regionset.common.storage import is_remote
+from regionset.pipelines.core.fence import LockedError, arm, describe, disarm, refuse
+
+__all__ = ["LOCK_NAME", "BuildLock", "LockedError"]
 
 LOCK_NAME = "_state/build.lock"
-LEASE_SECONDS = 120.0  # an object-store lease not renewed for this long is stale
-
-
-class LockedError(RuntimeError):
-    """Another live build holds the output folder."""
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class BuildLock:
-    """Exclusive build lock on an output folder (``with BuildLock(out): ...``).
+    """Exclusive build lock on a local output folder (``with BuildLock(out): ...``).
 
-    A lock left by a dead process on this host is stale and taken over; a lock from another host
-    is respected (its liveness cannot be checked) unless removed by hand.
+    A lock left by a process that is provably gone is stale and taken over; any other lock (another
+    host, another PID namespace, an old lock without a boot id) is respected unless removed by hand.
+
+    Args:
+        out: the output folder.
     """
 
-    def __new__(cls, out: Path | RemotePath | str, *args: object, **kwargs: object) -> BuildLock:
-        if cls is BuildLock and is_remote(out):
-            return super().__new__(LeaseLock)
-        return super().__new__(cls)
-
     def __init__(self, out: Path) -> None:
-        self.path = Path(out) / LOCK_NAME
-        self.info = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time()}
+        if is_remote(out):
+            raise TypeError(f"{out} is an object-store output: its lock is a LeaseLock (Output.lock())")
+        self.out = Path(out)
+        self.path = self.out / LOCK_NAME
+        self.info = {**this_process(), "started": time.time(), "owner": os.urandom(8).hex(), "token": 1}
 
     def __enter__(self) -> BuildLock:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -57,18 +46,16 @@ class BuildLock:
                 fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
             except FileExistsError:
                 holder = self._holder()
-                if holder and holder.get("host") == self.info["host"] and not _alive(int(holder.get("pid", -1))):
-                    self.path.unlink(missing_ok=True)  # stale: its process is gone
-                    continue
-                if holder is None:  # torn lock file (killed mid-write): stale
+                if holder is None or holder_dead(holder):  # torn (killed mid-write) or its process gone
                     self.path.unlink(missing_ok=True)
                     continue
                 raise LockedError(
-                    f"{self.path.parent.parent} is being built by pid {holder.get('pid')} on host "
-                    f"{holder.get('host')} since {time.ctime(holder.get('started', 0))}; wait for it, or "
-                    f"remove {self.path} if that build is dead") from None
+                    f"{self.out} is being built by {describe(holder)} since "
+                    f"{time.ctime(holder.get('started', 0))}; wait for it, or remove {self.path} if that "
+                    "build is dead") from None
             with os.fdopen(fd, "w") as f:
                 json.dump(self.info, f)
+            arm(self.out, self)
             return self
         raise LockedError(f"could not take {self.path}")
 
@@ -78,63 +65,15 @@ class BuildLock:
         except (OSError, ValueError):
             return None
 
+    def check(self) -> None:
+        """Raise ``LockedError`` unless this lock is still this build's (the commit fence)."""
+        refuse(str(self.path), self.info["owner"], self.info["token"], self._holder())
+
+    def fence_args(self) -> tuple[str, str, int]:
+        """``(lock, owner, token)`` for a worker's ``Fence``."""
+        return str(self.path), self.info["owner"], self.info["token"]
+
     def __exit__(self, *exc: object) -> None:
+        disarm(self.out, self)
         if self._holder() == self.info:
-            self.path.unlink(missing_ok=True)
-
-
-class LeaseLock(BuildLock):
-    """The object-store lock: a conditionally created lease object, renewed while the build lives.
-
-    Args:
-        out: the output prefix (``s3://bucket/prefix``).
-        lease_seconds: how long the lease lasts without renewal; renewed every third of it.
-    """
-
-    def __init__(self, out: RemotePath | str, lease_seconds: float = LEASE_SECONDS) -> None:
-        self.out = as_path(out)
-        self.path = self.out / LOCK_NAME
-        self.lease_seconds = lease_seconds
-        self.info = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time(),
-                     "token": os.urandom(8).hex()}
-        self._stop = threading.Event()
-        self._renewer: threading.Thread | None = None
-
-    def _payload(self) -> bytes:
-        return json.dumps({**self.info, "expires": time.time() + self.lease_seconds}).encode()
-
-    def __enter__(self) -> LeaseLock:
-        for _ in range(3):
-            if self.path.create_exclusive(self._payload()):
-                self._renewer = threading.Thread(target=self._renew, daemon=True, name="regionset-lease")
-                self._renewer.start()
-                return self
-            holder = self._holder()
-            dead_here = (holder is not None and holder.get("host") == self.info["host"]
-                         and not _alive(int(holder.get("pid", -1))))
-            if holder is None or dead_here or float(holder.get("expires", 0)) < time.time():
-                self.path.unlink(missing_ok=True)  # expired, its process gone from this host, or torn: stale
-                continue
-            raise LockedError(
-                f"{self.out} is being built by pid {holder.get('pid')} on host {holder.get('host')} "
-                f"since {time.ctime(holder.get('started', 0))} (lease until "
-                f"{time.ctime(holder.get('expires', 0))}); wait for it, or remove {self.path} if that build is dead")
-        raise LockedError(f"could not take {self.path}")
-
-    def _renew(self) -> None:
-        while not self._stop.wait(self.lease_seconds / 3):
-            try:
-                holder = self._holder()
-                if holder is None or holder.get("token") != self.info["token"]:
-                    return  # gone or taken over (this build stalled past its lease): stop renewing
-                self.path.write_bytes(self._payload())
-            except OSError:
-                continue  # a failed renewal is retried on the next tick; the lease covers two more
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        if self._renewer is not None:
-            self._renewer.join()
-        holder = self._holder()
-        if holder is not None and holder.get("token") == self.info["token"]:
             self.path.unlink(missing_ok=True)

@@ -18,6 +18,8 @@ from typing import Any
 
 from regionset.common.shard_names import STATE_DIR
 from regionset.common.storage import RemotePath, as_path
+from regionset.pipelines.core.fence import Fence, arm, armed, disarm
+from regionset.pipelines.core.lease import LeaseLock
 from regionset.pipelines.core.lock import BuildLock
 from regionset.pipelines.core.marker_index import StageMarkers
 from regionset.pipelines.core.shards import marker_path, remember_sha256, shard_path
@@ -50,7 +52,10 @@ class Output:
 
     # -- naming ---------------------------------------------------------------------------------
     def __reduce__(self) -> tuple:
-        return (Output, (self.url,))  # workers rebuild it; caches stay in this process
+        # workers rebuild it from the URL (caches stay in this process) with the commit fence armed
+        checker = armed(self.url)
+        fence = checker.fence_args() if checker is not None else None
+        return (_output_in_worker, (self.url, fence))
 
     def __str__(self) -> str:
         return self.url
@@ -136,7 +141,24 @@ class Output:
                 if marker is not None:
                     remember_sha256(self.shard(folder, shard), marker.output_sha256)
 
-    def lock(self, **kwargs: Any) -> BuildLock:
-        """The output's single-writer lock (a lease object on an object store)."""
-        return BuildLock(self.root, **kwargs)
+    def lock(self, **kwargs: Any) -> BuildLock | LeaseLock:
+        """The output's single-writer lock (a lease object on an object store).
+
+        Args:
+            kwargs: ``LeaseLock`` options (``lease_seconds``, ``run_id``) for an object-store output.
+        """
+        return LeaseLock(self.root, **kwargs) if self.is_remote else BuildLock(self.root)
+
+
+def _output_in_worker(url: str, fence: tuple[str, str, int] | None) -> Output:
+    """Unpickle an ``Output``: arm its commit fence in this process (or disarm one a previous build
+    armed here), unless this process holds the lock itself."""
+    out = Output(url)
+    mine = armed(url)
+    if fence is None:
+        if isinstance(mine, Fence):
+            disarm(url, mine)
+    elif mine is None or mine.fence_args() != fence:
+        arm(url, Fence(*fence))
+    return out
 

@@ -22,6 +22,7 @@ import pyarrow.parquet as pq
 
 from regionset.common.shard_names import STATE_DIR, shard_id, shard_name
 from regionset.common.storage import RemotePath, is_remote
+from regionset.pipelines.core.fence import check_commit
 from regionset.schemas import SCHEMA_VERSION, check_shard
 from regionset.schemas.validate import VERSION_KEY
 
@@ -74,10 +75,12 @@ def write_table(table: pa.Table, path: Path | RemotePath, row_group_rows: int = 
     """Write ``table`` to ``path`` atomically; return its sha256.
 
     Local disk: temp file + fsync + rename. Object store: one PUT of the final object (atomic, no
-    rename); the marker written after it is the commit (README "Object storage").
+    rename); the marker written after it is the commit (README "Object storage"). Either way the
+    build's lock is checked right before (``pipelines/core/fence.py``).
     """
     if is_remote(path):
         data = encode_table(table, row_group_rows)
+        check_commit(path)
         path.write_bytes(data)
         digest = hashlib.sha256(data).hexdigest()
         remember_sha256(path, digest)
@@ -89,6 +92,7 @@ def write_table(table: pa.Table, path: Path | RemotePath, row_group_rows: int = 
         with open(tmp, "rb") as f:
             digest = hashlib.sha256(f.read()).hexdigest()
             os.fsync(f.fileno())
+        check_commit(path)
         os.replace(tmp, path)
     finally:
         if tmp.exists():
@@ -97,7 +101,9 @@ def write_table(table: pa.Table, path: Path | RemotePath, row_group_rows: int = 
 
 
 def write_json(obj: Any, path: Path) -> None:
-    """Write JSON atomically (temp + rename locally, one PUT on an object store)."""
+    """Write JSON atomically (temp + rename locally, one PUT on an object store), after checking the
+    build's lock (``pipelines/core/fence.py``)."""
+    check_commit(path)
     if is_remote(path):
         path.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str))
         return

@@ -41,6 +41,7 @@ from regionset.common.memory import release_memory
 from regionset.common.storage import RemotePath, as_path
 from regionset.models.kmeans_index import nearest_centroids
 from regionset.pipelines.core.failpoints import failpoint
+from regionset.pipelines.core.fence import check_commit
 from regionset.pipelines.core.output import Output
 from regionset.pipelines.kmeans.params import FitParams, FitResult
 from regionset.pipelines.kmeans.partition import (
@@ -81,6 +82,7 @@ def fit_parent(work: str, parent: int, totals: list[int], params: FitParams) -> 
     arrays = {f"c{i}": c for i, c in enumerate(res.centroids)} | {f"p{i}": q for i, q in enumerate(res.parents)}
     buf = io.BytesIO()
     np.savez(buf, stats=json.dumps(dict(res.stats)), **arrays)
+    check_commit(_marker(as_path(work), parent))  # checked where this process has the build's fence armed
     write_atomic(_marker(as_path(work), parent), buf.getvalue())  # the parent's commit: one write
     del x, res, arrays, buf
     release_memory()  # the next parent (in this worker, or in the driver with one process) starts lean

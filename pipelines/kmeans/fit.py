@@ -20,6 +20,7 @@ import numpy as np
 from regionset.common.files import remove_tree
 from regionset.models.kmeans_index import ClusterTree, l2_normalize, read_meta
 from regionset.pipelines.core.failpoints import failpoint
+from regionset.pipelines.core.fence import check_commit
 from regionset.pipelines.core.lineage import add_to_lineage
 from regionset.pipelines.core.output import Output
 from regionset.pipelines.core.progress import StepProgress, console
@@ -156,9 +157,11 @@ def fit_kmeans(out: Output, kc: KMeansConfig, executor: Executor, shards: list[i
     # Commit without rename (the same on disk and on object stores): the old tree goes first, with its
     # kmeans.json; the arrays are written under their final names, kmeans.json last. A kill in
     # between leaves no kmeans.json: readers see no tree, the next build deletes the arrays and refits.
+    check_commit(root)  # only the lock's holder replaces the tree
     remove_tree(root)
     tree.write_levels(root)
     failpoint("kmeans:fitted")  # kill tests: fitted and written, not yet committed
+    check_commit(root)
     digest = tree.write_meta(root)
     if kc.fit == "per_parent":
         remove_tree(out / WORK)  # partitions and per-parent markers

@@ -15,6 +15,7 @@ from regionset.pipelines.config import BuildConfig
 from regionset.pipelines.core.output import Output
 from regionset.pipelines.core.shards import STATE_DIR
 from regionset.pipelines.preflight.checks import Check, fail, ok
+from regionset.pipelines.preflight.exclusive import check_exclusive_create
 
 _CAUSES = (  # (substring of the client's error, the cause in words)
     ("NoSuchBucket", "the bucket does not exist"),
@@ -88,4 +89,7 @@ def storage_checks(cfg: BuildConfig) -> list[Check]:
     Args:
         cfg: the resolved build config.
     """
-    return [check_remote_output(cfg)] if is_remote(cfg.output) else []
+    if not is_remote(cfg.output):
+        return []
+    written = check_remote_output(cfg)
+    return [written] if written.status == "fail" else [written, check_exclusive_create(cfg)]
