@@ -62,7 +62,11 @@ class LeaseLock:
 
     def _read(self) -> tuple[dict | None, str] | None:
         """``(document, version)`` of the lease (document None when torn), None when absent."""
-        got = read_versioned(self.path)
+        try:
+            got = read_versioned(self.path)
+        except OSError as err:  # a read error is not "missing": never a reason to take the lease
+            raise LockedError(f"cannot read {self.path} ({type(err).__name__}: {err}); not taking or "
+                              "trusting it") from None
         if got is None:
             return None
         try:
