@@ -70,7 +70,8 @@ def test_marker_index_is_reused_per_stage():
 
 
 def test_lock_is_the_build_lock(tmp_path):
-    from regionset.pipelines.core.lock import BuildLock, LeaseLock
+    from regionset.pipelines.core.lease import LeaseLock
+    from regionset.pipelines.core.lock import BuildLock
 
     lock = Output(tmp_path).lock()
     assert type(lock) is BuildLock and lock.path == tmp_path / "_state" / "build.lock"

@@ -13,6 +13,7 @@ import duckdb
 import pytest
 import yaml
 
+from regionset.common.liveness import this_process
 from regionset.pipelines.build import build
 from regionset.pipelines.core.lock import LOCK_NAME, BuildLock, LockedError
 from tests.conftest import make_jpeg
@@ -53,9 +54,24 @@ def test_stale_lock_from_dead_process_is_taken_over(tmp_path):
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     (tmp_path / "_state").mkdir()
-    (tmp_path / LOCK_NAME).write_text(json.dumps({"pid": dead.pid, "host": socket.gethostname(), "started": 0}))
+    gone = {**this_process(), "pid": dead.pid, "start_time": "1", "started": 0}  # same boot and PID namespace
+    (tmp_path / LOCK_NAME).write_text(json.dumps(gone))
     with BuildLock(tmp_path):
         assert json.loads((tmp_path / LOCK_NAME).read_text())["pid"] == os.getpid()
+
+
+def test_hostname_and_pid_alone_do_not_prove_a_holder_dead(tmp_path):
+    """A lock naming this host and a pid that is not running here may come from another PID namespace
+    (a container sharing the hostname): without the same boot id and namespace it is respected."""
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (tmp_path / "_state").mkdir()
+    other_ns = {**this_process(), "pid": dead.pid, "pid_ns": "pid:[1]", "started": 0}
+    for holder in ({"pid": dead.pid, "host": socket.gethostname(), "started": 0}, other_ns):
+        (tmp_path / LOCK_NAME).write_text(json.dumps(holder))
+        with pytest.raises(LockedError, match=f"pid {dead.pid}"):
+            with BuildLock(tmp_path):
+                pass
 
 
 def test_lock_from_another_host_is_respected(tmp_path):

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from regionset.pipelines.core.lock import LeaseLock
+from regionset.pipelines.core.lease import LeaseLock
 from tests.conftest import make_jpeg
 from tests.helpers import table_hash, write_urls
 from tests.s3server import BUCKET, SECRET, moto_process, s3  # noqa: F401 (fixture)
@@ -98,9 +98,8 @@ def test_second_writer_refused_and_stale_lease_taken_over(server, s3, tmp_path):
     assert second.returncode == 2
     assert f"pid {os.getpid()}" in second.stderr and socket.gethostname() in second.stderr
     assert len(second.stderr.strip().splitlines()) == 1
-    stale = LeaseLock(s3.url("stale"))
-    stale.info["host"] = "another-host"
-    stale.lease_seconds = -1  # written already expired: a dead build elsewhere
+    stale = LeaseLock(s3.url("stale"), lease_seconds=1)  # a dead build elsewhere: silent for its lease
+    stale.info["holder"].update(host="another-host", boot_id="another-boot")
     assert stale.path.create_exclusive(stale._payload())
     took = _cli("build", str(_config(tmp_path, s3.url("stale"), urls, "stale")))
     assert took.returncode == 0, took.stderr[-2000:]
