@@ -10,7 +10,7 @@ import pytest
 
 from regionset.common.storage import RemotePath, as_path, is_remote, worker_out
 from regionset.pipelines.build import build
-from regionset.pipelines.core.output import Output
+from regionset.pipelines.core.output import Output, _output_in_worker
 from regionset.pipelines.core.shards import marker_path, shard_path
 from tests.conftest import make_jpeg
 from tests.helpers import download_only, table_hash, write_urls
@@ -22,7 +22,7 @@ def test_local_output_is_absolute_and_pickles_as_its_path(tmp_path, monkeypatch)
     out = Output("rel/out")
     assert out.root == tmp_path / "rel" / "out" and out.url == str(tmp_path / "rel" / "out")
     assert out.url == worker_out("rel/out") and not out.is_remote and not is_remote(out)
-    assert out.__reduce__() == (Output, (out.url,))
+    assert out.__reduce__() == (_output_in_worker, (out.url, None))  # no lock held: no fence shipped
     again = pickle.loads(pickle.dumps(out))
     assert isinstance(again, Output) and again == out and again.url == out.url
     assert os.fspath(out) == str(out) == out.url and Path(out) == out.root
