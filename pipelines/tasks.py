@@ -14,6 +14,8 @@ build does not include (not in ``steps``) runs as a no-op.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from regionset.pipelines.steps import GLOBAL, SHARD  # noqa: F401  (the DAG file reads them here)
@@ -48,12 +50,45 @@ def _shards(out: Output) -> list[int]:
     return list_shards(out, INPUT)  # where shard_input writes them
 
 
-def prepare_build(config_path: str, overrides: list[str] | None = None) -> list[int]:
+def _run_lock(cfg, out: Output, run_id: str):
+    return out.lock(run_id=run_id, lease_seconds=cfg.lease_seconds) if out.is_remote else out.lock(run_id=run_id)
+
+
+@contextmanager
+def run_holds(cfg, out: Output, run_id: str | None, release: bool = False) -> Iterator[None]:
+    """In a task of an orchestrator run: check that the run still holds the output's lock (renewing an
+    object-store lease while the task runs) and fence the task's commits by it; ``LockedError`` (exit
+    2) naming the holder when it does not. Nothing without a ``run_id`` or with ``output_lock: none``.
+
+    Args:
+        cfg: the build config.
+        out: the build's output.
+        run_id: the run's id (Airflow's ``run_id``), or None.
+        release: give the lock back at the end (the run's last task).
+    """
+    if not run_id or cfg.output_lock == "none":
+        yield
+        return
+    lock = _run_lock(cfg, out, run_id).adopt()
+    try:
+        yield
+    except BaseException:
+        lock.detach()
+        raise
+    if release:
+        lock.release()
+    else:
+        lock.detach()
+
+
+def prepare_build(config_path: str, overrides: list[str] | None = None, run_id: str | None = None) -> list[int]:
     """Shard the input and write the lineage; return the shard ids (what per-shard tasks map over).
 
     Args:
         config_path: path of the build config.
         overrides: ``key=value`` overrides.
+        run_id: an orchestrator run's id: the run takes the output's lock under it and keeps it after
+            this task (its tasks check it, ``finalize`` releases it); None: held for this task only.
     """
     from regionset.pipelines.build import begin_build, make_output  # the same start ``build`` makes
     from regionset.pipelines.core.inputs import shard_input
@@ -63,12 +98,29 @@ def prepare_build(config_path: str, overrides: list[str] | None = None) -> list[
     cfg = load(config_path, overrides)
     run_preflight(cfg)  # as ``regionset build``: before any work and before the lock
     out = make_output(cfg.output)  # the task's one Output
-    with out.lock():  # only this task writes the input shards; stage tasks run lock-free
+    if not run_id or cfg.output_lock == "none":
+        with out.lock():  # only this task writes the input shards; stage tasks run lock-free
+            begin_build(cfg, build_steps(cfg), announce=False, out=out)
+            return shard_input(cfg.input, out)
+    from regionset.pipelines.core.lock import LockedError
+
+    lock = _run_lock(cfg, out, run_id)
+    try:
+        lock.adopt()  # a retry of this task: the run holds it already
+    except LockedError:
+        lock.__enter__()  # LockedError naming the holder when another build or run has it
+    try:
         begin_build(cfg, build_steps(cfg), announce=False, out=out)
-        return shard_input(cfg.input, out)
+        shards = shard_input(cfg.input, out)
+    except BaseException:
+        lock.release()
+        raise
+    lock.detach()  # the run keeps it
+    return shards
 
 
-def run_stage_shard(config_path: str, stage_name: str, shard: int, overrides: list[str] | None = None) -> dict:
+def run_stage_shard(config_path: str, stage_name: str, shard: int, overrides: list[str] | None = None,
+                    run_id: str | None = None) -> dict:
     """Run one stage on one shard in this process, unless its marker says it is done.
 
     Args:
@@ -76,6 +128,7 @@ def run_stage_shard(config_path: str, stage_name: str, shard: int, overrides: li
         stage_name: a per-shard step of ``DAG_STEPS``.
         shard: the shard id.
         overrides: ``key=value`` overrides.
+        run_id: the orchestrator run holding the lock (``run_holds``), or None.
 
     Returns:
         ``status`` (``done``, ``complete``: already done, ``waiting``: an input is missing,
@@ -91,15 +144,17 @@ def run_stage_shard(config_path: str, stage_name: str, shard: int, overrides: li
 
     out = Output(cfg.output)  # the task's one Output
     report = StageReport(stage_name)
-    tasks = plan_stage(stage, out, [shard], report)
-    if not tasks:
-        return {"stage": stage_name, "shard": shard, "status": "waiting" if report.waiting else "complete"}
-    marker = run_shard(stage, out, tasks[0])
+    with run_holds(cfg, out, run_id):
+        tasks = plan_stage(stage, out, [shard], report)
+        if not tasks:
+            return {"stage": stage_name, "shard": shard, "status": "waiting" if report.waiting else "complete"}
+        marker = run_shard(stage, out, tasks[0])
     return {"stage": stage_name, "shard": shard, "status": "done", "rows_in": marker.rows_in,
             "rows_out": marker.rows_out, "counters": marker.counters}
 
 
-def run_stage_all(config_path: str, stage_name: str, overrides: list[str] | None = None) -> dict:
+def run_stage_all(config_path: str, stage_name: str, overrides: list[str] | None = None,
+                  run_id: str | None = None) -> dict:
     """Run one stage on every shard of the build through the configured executor (``executor.name``).
 
     The orchestrator's task is then a driver: with ``executor.name=ray`` and ``executor.ray.address``
@@ -109,6 +164,7 @@ def run_stage_all(config_path: str, stage_name: str, overrides: list[str] | None
         config_path: path of the build config.
         stage_name: a per-shard step of ``DAG_STEPS``.
         overrides: ``key=value`` overrides.
+        run_id: the orchestrator run holding the lock (``run_holds``), or None.
 
     Returns:
         ``status`` (``done`` or ``absent``), the executor's name and the stage's totals.
@@ -124,7 +180,8 @@ def run_stage_all(config_path: str, stage_name: str, overrides: list[str] | None
     out = Output(cfg.output)  # the task's one Output
     executor = make_executor(cfg.executor, cfg.progress)
     try:
-        report = executor.run_stage(stage, out, _shards(out))
+        with run_holds(cfg, out, run_id):
+            report = executor.run_stage(stage, out, _shards(out))
     finally:
         getattr(executor, "close", lambda: None)()
     return {"stage": stage_name, "status": "done", "executor": executor.name, "done": report.done,
@@ -132,13 +189,15 @@ def run_stage_all(config_path: str, stage_name: str, overrides: list[str] | None
             "rows_out": report.rows_out, "counters": dict(report.counters)}
 
 
-def run_global(config_path: str, name: str, overrides: list[str] | None = None) -> dict[str, Any]:
+def run_global(config_path: str, name: str, overrides: list[str] | None = None,
+               run_id: str | None = None) -> dict[str, Any]:
     """Run one global step (e.g. ``fit_kmeans``) over every shard of the build.
 
     Args:
         config_path: path of the build config.
         name: a global step of ``DAG_STEPS``.
         overrides: ``key=value`` overrides.
+        run_id: the orchestrator run holding the lock (``run_holds``), or None.
     """
     cfg = load(config_path, overrides)
     step = _step(cfg, name)
@@ -150,18 +209,20 @@ def run_global(config_path: str, name: str, overrides: list[str] | None = None) 
     from regionset.pipelines.build import run_global_step
     from regionset.pipelines.executors.factory import make_executor
 
-    with make_executor(cfg.executor, cfg.progress) as executor:  # a global step never makes its own
-        summary = run_global_step(step, out, _shards(out), executor)
+    with run_holds(cfg, out, run_id), make_executor(cfg.executor, cfg.progress) as executor:
+        summary = run_global_step(step, out, _shards(out), executor)  # a global step never makes its own
     return {"step": name, "status": "done", **summary}
 
 
-def finalize(config_path: str, overrides: list[str] | None = None, executor: str = "airflow") -> str:
-    """Record the run and rebuild the catalog; return the catalog's path.
+def finalize(config_path: str, overrides: list[str] | None = None, executor: str = "airflow",
+             run_id: str | None = None) -> str:
+    """Record the run and rebuild the catalog; return the catalog's path; release the run's lock.
 
     Args:
         config_path: path of the build config.
         overrides: ``key=value`` overrides.
         executor: the name recorded in the run record.
+        run_id: the orchestrator run holding the lock (``run_holds``), or None.
     """
     from regionset.pipelines.build import finish_build  # the same finish ``build`` makes
 
@@ -169,7 +230,8 @@ def finalize(config_path: str, overrides: list[str] | None = None, executor: str
     from regionset.pipelines.core.output import Output
 
     out = Output(cfg.output)
-    return str(finish_build(cfg, time.time(), executor, _shards(out), out=out))
+    with run_holds(cfg, out, run_id, release=True):
+        return str(finish_build(cfg, time.time(), executor, _shards(out), out=out))
 
 
 def train(kind: str, config_path: str, overrides: list[str] | None = None) -> None:

@@ -7,6 +7,9 @@
   monotonic clock (never by comparing two hosts' wall clocks), when it was released, or when its
   process is provably gone on this host (``common/liveness.py``). A read error is an error, never
   "missing".
+- A lease an orchestrator run holds (``run_id``: taken by ``prepare``, renewed by each task while
+  it runs, released by ``finalize``) is never stale by itself: a second build is refused naming the
+  run until the run releases it or it is removed by hand.
 - The lease carries a ``token`` that grows by one at every takeover; every commit checks it
   (``pipelines/core/fence.py``). A holder that fails to renew for ``lease_seconds``, or finds the
   lease taken, refuses its next commit with ``LockedError`` naming the new holder (exit 2).
@@ -15,7 +18,6 @@
 from __future__ import annotations
 
 import json
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -24,7 +26,7 @@ from regionset.common.conditional import put_if_absent, put_if_version, read_ver
 from regionset.common.liveness import holder_dead, this_process
 from regionset.common.storage import RemotePath, as_path
 from regionset.pipelines.core.fence import LockedError, arm, describe, disarm, refuse
-from regionset.pipelines.core.lock import LOCK_NAME
+from regionset.pipelines.core.lock import LOCK_NAME, held_by_run, run_owner
 
 LEASE_SECONDS = 120.0  # a lease whose version did not change for this long is stale
 MAX_ROUNDS = 8  # takeover attempts before giving up (each loses only to another writer's success)
@@ -48,8 +50,9 @@ class LeaseLock:
         self.path = self.out / LOCK_NAME
         self.lease_seconds = float(lease_seconds)
         self.clock, self.wall = clock, wall
-        self.info = {"holder": {**this_process(), "started": wall()}, "owner": os.urandom(8).hex(),
+        self.info = {"holder": {**this_process(), "started": wall()}, "owner": run_owner(run_id),
                      "token": 0, "lease_seconds": self.lease_seconds, "run_id": run_id}
+        self.run_id = run_id
         self.version: str | None = None
         self.lost: str | None = None  # why this holder may no longer commit
         self._beat = 0
@@ -85,7 +88,10 @@ class LeaseLock:
             if seen is None:
                 continue  # released and deleted in between: try to create again
             doc, version = seen
-            if doc is not None and not (doc.get("released") or holder_dead(doc.get("holder", {}))):
+            if doc is not None and held_by_run(doc) and not doc.get("released"):
+                raise self._locked(doc)  # an orchestrator run's: no process renews it between tasks
+            dead = doc is not None and holder_dead(doc.get("holder", {}))
+            if doc is not None and not (doc.get("released") or dead):
                 version = self._wait_stale(doc, version)
                 if version is None:
                     continue  # it changed to released or vanished: look again
@@ -124,9 +130,10 @@ class LeaseLock:
     def _locked(self, doc: dict | None) -> LockedError:
         doc = doc or {}
         since = time.ctime(doc.get("holder", {}).get("started", 0))
-        return LockedError(f"{self.out} is being built by {describe(doc)} since {since} (lease "
-                           f"{doc.get('lease_seconds')} s, renewed while it lives); wait for it, or remove "
-                           f"{self.path} if that build is dead")
+        held = "held until the run's last task" if doc.get("run_id") else \
+            f"lease {doc.get('lease_seconds')} s, renewed while it lives"
+        return LockedError(f"{self.out} is being built by {describe(doc)} since {since} ({held}); wait for "
+                           f"it, or remove {self.path} if that build is dead")
 
     def _hold(self, version: str) -> LeaseLock:
         self.version, self.lost = version, None
@@ -169,12 +176,37 @@ class LeaseLock:
         """``(lock, owner, token)`` for a worker's ``Fence``."""
         return str(self.path), self.info["owner"], self.info["token"]
 
-    # -- giving it back ---------------------------------------------------------------------------
-    def __exit__(self, *exc: object) -> None:
+    # -- a lease an orchestrator run holds across its tasks ----------------------------------------
+    def adopt(self) -> LeaseLock:
+        """In a task of the run: renew the run's lease (compare-and-swap on the version read) and keep
+        renewing it while the task runs; ``LockedError`` naming the holder when the run lost it."""
+        seen = self._read()
+        doc = seen[0] if seen else None
+        if not doc or doc.get("owner") != self.info["owner"] or doc.get("released"):
+            raise LockedError(f"{self.out} is not held by run {self.run_id} but by {describe(doc)}"
+                              + (" (released)" if doc and doc.get("released") else ""))
+        self.info = {k: doc[k] for k in self.info if k in doc}
+        self.lease_seconds = float(doc.get("lease_seconds", self.lease_seconds))
+        self._beat = int(doc.get("beat", 0))
+        renewed = put_if_version(self.path, self._payload(), seen[1])
+        if renewed is None:
+            raise LockedError(f"{self.out}: run {self.run_id} lost its lease while this task started")
+        return self._hold(renewed)
+
+    def detach(self) -> None:
+        """Stop renewing and leave the lease held (by the run) when this process ends."""
         disarm(self.out, self)
         self._stop.set()
         if self._renewer is not None:
             self._renewer.join()
+
+    # -- giving it back ---------------------------------------------------------------------------
+    def release(self) -> None:
+        """Give the lease back (kept, marked released: the token only grows)."""
+        self.__exit__()
+
+    def __exit__(self, *exc: object) -> None:
+        self.detach()
         if self.lost is None and self.version is not None:
             try:  # only the version this holder wrote: a newer holder's lease is never touched
                 put_if_version(self.path, self._payload(released=True), self.version)

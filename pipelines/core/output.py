@@ -145,9 +145,12 @@ class Output:
         """The output's single-writer lock (a lease object on an object store).
 
         Args:
-            kwargs: ``LeaseLock`` options (``lease_seconds``, ``run_id``) for an object-store output.
+            kwargs: ``LeaseLock`` options (``lease_seconds``, ``run_id``); a local folder's lock takes
+                ``run_id`` only.
         """
-        return LeaseLock(self.root, **kwargs) if self.is_remote else BuildLock(self.root)
+        if self.is_remote:
+            return LeaseLock(self.root, **kwargs)
+        return BuildLock(self.root, run_id=kwargs.get("run_id"))
 
 
 def _output_in_worker(url: str, fence: tuple[str, str, int] | None) -> Output:
