@@ -75,7 +75,7 @@ RUN_ID = "{{ run_id }}"  # the DAG run holds the output's lock under it (prepare
 
 
 @task.external_python(python=PYTHON, expect_airflow=False)
-def prepare(config_path: str, overrides: list, per_shard: bool, run_id: str) -> list:
+def prepare(config_path: str, overrides: list, per_shard: bool, dag_run_id: str) -> list:
     """Shard the input list and write the lineage; returns what the per-shard steps map over.
 
     Takes the output's lock under this DAG run's id; every later task checks it, ``catalog`` releases
@@ -83,34 +83,34 @@ def prepare(config_path: str, overrides: list, per_shard: bool, run_id: str) -> 
     """
     from regionset.pipelines.tasks import prepare_build
 
-    shards = prepare_build(config_path, list(overrides or []), run_id=run_id)
+    shards = prepare_build(config_path, list(overrides or []), run_id=dag_run_id)
     return list(shards) if per_shard else [None]
 
 
 @task.external_python(python=PYTHON, expect_airflow=False, retries=2, retry_delay=timedelta(seconds=30))
-def stage_shard(step: str, shard, config_path: str, overrides: list, run_id: str) -> dict:
+def stage_shard(step: str, shard, config_path: str, overrides: list, dag_run_id: str) -> dict:
     """One stage × shard (a no-op when its marker is there); ``shard=None``: every shard, executor-driven."""
     from regionset.pipelines.tasks import run_stage_all, run_stage_shard
 
     if shard is None:
-        return run_stage_all(config_path, step, list(overrides or []), run_id=run_id)
-    return run_stage_shard(config_path, step, shard, list(overrides or []), run_id=run_id)
+        return run_stage_all(config_path, step, list(overrides or []), run_id=dag_run_id)
+    return run_stage_shard(config_path, step, shard, list(overrides or []), run_id=dag_run_id)
 
 
 @task.external_python(python=PYTHON, expect_airflow=False, retries=1)
-def global_step(step: str, config_path: str, overrides: list, run_id: str) -> dict:
+def global_step(step: str, config_path: str, overrides: list, dag_run_id: str) -> dict:
     """One global step over all shards (e.g. the k-means fit)."""
     from regionset.pipelines.tasks import run_global
 
-    return run_global(config_path, step, list(overrides or []), run_id=run_id)
+    return run_global(config_path, step, list(overrides or []), run_id=dag_run_id)
 
 
 @task.external_python(python=PYTHON, expect_airflow=False)
-def catalog(config_path: str, overrides: list, run_id: str) -> str:
+def catalog(config_path: str, overrides: list, dag_run_id: str) -> str:
     """Record the run, rebuild ``catalog.duckdb`` and release the run's lock."""
     from regionset.pipelines.tasks import finalize
 
-    return finalize(config_path, list(overrides or []), executor="airflow", run_id=run_id)
+    return finalize(config_path, list(overrides or []), executor="airflow", run_id=dag_run_id)
 
 
 @task.external_python(python=PYTHON, expect_airflow=False)
@@ -147,17 +147,17 @@ def train(enabled: bool, kind: str, config_path: str, overrides: list) -> str:
     doc_md=__doc__,
 )
 def regionset():
-    shards = prepare(config_path=CONFIG, overrides=OVERRIDES, per_shard=PER_SHARD, run_id=RUN_ID)
+    shards = prepare(config_path=CONFIG, overrides=OVERRIDES, per_shard=PER_SHARD, dag_run_id=RUN_ID)
     upstream = shards
     for step, kind in STEPS:
         if kind == SHARD:
             node = (stage_shard.override(task_id=step)
-                    .partial(step=step, config_path=CONFIG, overrides=OVERRIDES, run_id=RUN_ID).expand(shard=shards))
+                    .partial(step=step, config_path=CONFIG, overrides=OVERRIDES, dag_run_id=RUN_ID).expand(shard=shards))
         else:
-            node = global_step.override(task_id=step)(step=step, config_path=CONFIG, overrides=OVERRIDES, run_id=RUN_ID)
+            node = global_step.override(task_id=step)(step=step, config_path=CONFIG, overrides=OVERRIDES, dag_run_id=RUN_ID)
         upstream >> node
         upstream = node
-    done = catalog(config_path=CONFIG, overrides=OVERRIDES, run_id=RUN_ID)
+    done = catalog(config_path=CONFIG, overrides=OVERRIDES, dag_run_id=RUN_ID)
     upstream >> done
     done >> train(enabled="{{ params.train }}", kind="{{ params.train_kind }}",
                   config_path="{{ params.train_config }}", overrides="{{ params.train_overrides }}")
