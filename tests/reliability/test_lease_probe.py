@@ -61,3 +61,15 @@ def test_unknown_output_lock_is_a_config_error(tmp_path):
 
     with pytest.raises(ConfigError, match="output_lock"):
         load_config(_cfg(tmp_path, "memory://x/out", output_lock="maybe"))
+
+
+def test_output_lock_none_builds_without_a_lock_and_says_so(server, tmp_path, capsys):
+    from tests.conftest import make_jpeg
+
+    (tmp_path / "none.txt").write_text(server.add("n.jpg", make_jpeg(64, 64)) + "\n")
+    cfg = _cfg(tmp_path, "memory://nolock/out", output_lock="none",
+               download={"allow_loopback": True, "timeout": 3})
+    assert main(["build", cfg]) == 0
+    said = " ".join("".join(capsys.readouterr()).split())  # rich wraps long lines
+    assert "WITHOUT a lock" in said and "built with NO lock" in said
+    assert not MemoryFileSystem().exists("nolock/out/_state/build.lock")
