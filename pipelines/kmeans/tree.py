@@ -1,4 +1,5 @@
-"""Hierarchical k-means on an in-memory sample, with FAISS doing each k-means.
+"""Hierarchical k-means on an in-memory sample, with FAISS (or torch, ``backend: torch``:
+``regionset.pipelines.kmeans.lloyd_torch``) doing each k-means.
 
 Level 0 is one k-means over the whole sample. Every later level splits each parent cell (the
 sample points whose exact nearest centroid at the level above is that parent) with its own
@@ -30,9 +31,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from regionset.models.kmeans_index import l2_normalize, nearest_centroids
+from regionset.models.kmeans_index import l2_normalize
 from regionset.pipelines.kmeans.params import FitParams, FitResult, ProgressFn
 from regionset.pipelines.kmeans.refine import refine
+from regionset.pipelines.kmeans.search import nearest
 from regionset.pipelines.kmeans.seeding import level_seeds
 
 
@@ -86,11 +88,15 @@ def _distinct_per_parent(members: np.ndarray, keys: np.ndarray, parents: int) ->
 
 
 def _kmeans(x: np.ndarray, k: int, seed: int, p: FitParams, init: np.ndarray | None) -> np.ndarray:
-    import faiss
-
     if k == 1:
         c = x.mean(0, keepdims=True)
         return l2_normalize(c) if p.spherical else c.astype(np.float32)
+    if p.backend == "torch":
+        from regionset.pipelines.kmeans.lloyd_torch import lloyd
+
+        return lloyd(x, k, p.niter, seed, p.spherical, p.max_points_per_centroid, init, p.device)
+    import faiss
+
     km = faiss.Kmeans(x.shape[1], k, niter=p.niter, seed=seed, spherical=p.spherical, gpu=p.gpu,
                       max_points_per_centroid=p.max_points_per_centroid, min_points_per_centroid=1,
                       verbose=False)
@@ -108,7 +114,7 @@ def _split(x: np.ndarray, keys: np.ndarray, k: int, seed: int, p: FitParams,
         c = x[np.sort(first)]
         return l2_normalize(c) if p.spherical else c.copy()
     c = _kmeans(x, k, seed, p, init)
-    ids, _ = nearest_centroids(x, c, "numpy")
+    ids, _ = nearest(x, c, p)
     used = np.bincount(ids, minlength=len(c)) > 0
     stats["empty_dropped"] += int((~used).sum())
     return c[used]
@@ -131,10 +137,13 @@ def _split_all(x: np.ndarray, keys: np.ndarray, jobs: list[Job], p: FitParams,
     each: a 2-thread OpenMP team per tiny k-means spends most of its time in barriers, worst on a
     loaded machine (measured 2.6 s vs 38 s for 32 parents × 32 children, 50k × 64, load 13).
     Each parent has its own seed, so the result does not depend on the scheduling."""
-    import faiss
-
-    threads = faiss.omp_get_max_threads()
     out: list[np.ndarray] = []
+    if p.backend == "torch":  # torch's own threads (or the GPU) run each k-means, one after another
+        threads = 1
+    else:
+        import faiss
+
+        threads = faiss.omp_get_max_threads()
     if p.gpu or len(jobs) == 1 or threads == 1:
         for rows, k, seed, init in jobs:
             out.append(_split(_rows(x, rows), keys[rows], k, seed, p, stats, init))
@@ -207,7 +216,7 @@ def fit_hierarchy(x: np.ndarray, totals: list[int], p: FitParams,
         res.parents.append(np.concatenate(pars))
         if level + 1 < len(totals):
             # a cell's members are the points nearest its centroid *among all centroids of the level*
-            members, _ = nearest_centroids(x, c_all, "auto")
+            members, _ = nearest(x, c_all, p, "auto")
             parent_count = len(c_all)
     refine(x, res, p, progress)
     return res
