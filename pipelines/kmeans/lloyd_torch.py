@@ -37,6 +37,25 @@ def subsample(n: int, k: int, max_points_per_centroid: int, rng: np.random.Gener
     return np.sort(rng.choice(n, limit, replace=False)) if n > limit else None
 
 
+def plan(n: int, k: int, d: int, free: int) -> tuple[bool, int]:
+    """(training points kept on the device, rows per block) for ``n`` × ``d`` points and ``k`` centroids.
+
+    The centroids, their sums and the new centroids (3 × 4k(d + 1) bytes) are resident; the points
+    stay on the device when they fit ``BLOCK_FRACTION`` of what is left (then they are resident
+    too); a block is as many rows as ``block_rows`` allows in the rest (8 more bytes per row: its
+    cluster id).
+
+    Args:
+        n: training points.
+        k: centroids.
+        d: the dimension.
+        free: the device's free bytes (``regionset.models.kmeans_torch.free_bytes``).
+    """
+    resident = 12 * k * (d + 1)
+    on_device = 4 * n * d <= (free - resident) * BLOCK_FRACTION
+    return on_device, block_rows(k, d, free, row_bytes=8, resident=resident + (4 * n * d if on_device else 0))
+
+
 def lloyd(x: np.ndarray, k: int, niter: int, seed: int, spherical: bool, max_points_per_centroid: int,
           init: np.ndarray | None = None, device: str = "cpu", free: int | None = None) -> np.ndarray:
     """``k`` centroids of ``x`` after ``niter`` Lloyd iterations (float32, (k, d)).
@@ -58,14 +77,11 @@ def lloyd(x: np.ndarray, k: int, niter: int, seed: int, spherical: bool, max_poi
     rows = subsample(len(x), k, max_points_per_centroid, rng)
     xs = x if rows is None else x[rows]
     c0 = init if init is not None else xs[np.sort(rng.choice(len(xs), k, replace=False))]
-    free = free if free is not None else free_bytes(device)
     n, d = xs.shape
+    on_device, step = plan(n, k, d, free if free is not None else free_bytes(device))
     with torch.no_grad():
         host = torch.from_numpy(np.ascontiguousarray(xs, np.float32))
-        on_device = device == "cpu" or host.nbytes <= (free - 12 * k * (d + 1)) * BLOCK_FRACTION
         xt = host.to(device) if on_device else host
-        resident = 12 * k * (d + 1) + (host.nbytes if on_device and device != "cpu" else 0)
-        step = block_rows(k, d, free, row_bytes=8, resident=resident)
         c = torch.from_numpy(np.ascontiguousarray(c0, np.float32)).to(device)
         for _ in range(niter):
             sums = torch.zeros((k, d), dtype=torch.float32, device=device)
