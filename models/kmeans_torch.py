@@ -1,6 +1,6 @@
 """Exact nearest-centroid search with torch on any device it sees, in blocks sized to its free memory.
 
-The k-means ``backend: torch`` (docs/kmeans.md) runs its Lloyd iterations, the refinement's map step
+The k-means ``backend: torch`` (docs/kmeans-labels.md) runs its Lloyd iterations, the refinement's map step
 and the assign stage's exact search through ``nearest``: a block of query rows is scored against
 all centroids with one ``addmm`` (``|c|² − 2 x·c``, float32 accumulation) and reduced with ``min``
 (ties go to the lowest id). The block is as many rows as fit ``BLOCK_FRACTION`` of the device's

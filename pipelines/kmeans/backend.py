@@ -1,5 +1,5 @@
 """``kmeans.backend`` and ``kmeans.device`` resolved to what runs the fit: faiss (CPU or its GPUs) or
-torch on one device (docs/kmeans.md, "Backends")."""
+torch on one device (docs/kmeans-labels.md, "Backends")."""
 
 from __future__ import annotations
 

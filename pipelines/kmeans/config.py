@@ -45,7 +45,7 @@ class KMeansConfig:
             when a faiss GPU build sees a GPU, else torch when torch sees a CUDA device, else faiss
             on the CPU (with ``device: cpu``: faiss on the CPU). Same seeds, sizes and tree files
             either way; the centroids differ (a second implementation), so a torch tree has its own
-            ``signature`` (docs/kmeans.md).
+            ``signature`` (docs/kmeans-labels.md).
         fit: ``auto`` (default): ``local`` when the whole sample (min(sample_size, regions) × d × 4
             bytes, from the Parquet footers, never this machine's RAM) is at most ``local_max_mib``,
             else ``per_parent`` (``regionset.pipelines.kmeans.fit_choice``). ``local``: the whole sample in
