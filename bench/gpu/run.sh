@@ -9,7 +9,7 @@
 # Order by value: stages (detect + embed), rice, croc, kmeans (torch backend, no faiss GPU build
 # needed; `bash bench/gpu/run.sh kmeans` runs it alone with the whole budget). Each
 # runs under its own `timeout`; all of it stays under BUDGET seconds (default 540, leaving a rerun's
-# time in a 15-minute lease). Logs: $OUT/env.log, $OUT/<bench>.log, $OUT/summary.txt (7 files; the
+# time in a 15-minute lease). Logs: $OUT/env.log, $OUT/<bench>.log, $OUT/summary.txt (8 files; the
 # device tool brings $OUT back; here they go to /tmp/regionset-gpu unless OUT is set).
 set -uo pipefail
 cd "$(dirname "$0")/../.." || exit 2
@@ -103,7 +103,9 @@ for b in "${benches[@]}"; do
       run kmeans 240 "$py" bench/kmeans_torch.py --device cuda --n 1000000,10000000 --d 64 --k 65536 \
         --runs 1 --seeding random --cpu-n 200000 --threads 16
       run kmeans768 150 "$py" bench/kmeans_torch.py --device cuda --n 1000000 --d 768 --k 65536 \
-        --runs 1 --seeding random --cpu-n 100000 --threads 16 ;;
+        --runs 1 --seeding random --cpu-n 100000 --threads 16
+      run kmeanspp 150 "$py" bench/kmeans_torch.py --device cuda --n 1000000 --d 64 --k 65536 \
+        --runs 1 --seeding kmeans++ --cpu-n 0 --threads 16 ;;
     *) skip "$b" "unknown bench (stages, rice, croc, kmeans)" ;;
   esac
 done

@@ -52,8 +52,7 @@ from regionset.pipelines.kmeans.partition import (
 )
 from regionset.pipelines.kmeans.refine import _cluster_sums, _means, _reseed_empty, upper_means
 from regionset.pipelines.kmeans.search import nearest
-from regionset.pipelines.kmeans.seeding import level_seeds
-from regionset.pipelines.kmeans.tree import allocate, fit_hierarchy
+from regionset.pipelines.kmeans.tree import allocate, fit_hierarchy, seeds_of_level
 
 if TYPE_CHECKING:
     from regionset.pipelines.executors.base import Executor
@@ -133,7 +132,7 @@ def _children(x0: np.ndarray, level0: np.ndarray, want: list[int], p: FitParams)
     if len(want) < 2 or p.seeding != "kmeans++":
         return np.zeros(0, np.int64)
     members, _ = nearest_centroids(x0, level0, "numpy")
-    seeded = level_seeds(x0, members, len(level0), want[1], p.seed + 7919, p.max_points_per_centroid)
+    seeded = seeds_of_level(x0, members, len(level0), want[1], p.seed + 7919, p)
     return np.maximum(1, np.array([len(s) for s in seeded], np.int64))
 
 

@@ -164,6 +164,17 @@ def _split_all(x: np.ndarray, keys: np.ndarray, jobs: list[Job], p: FitParams,
     return out
 
 
+def seeds_of_level(x: np.ndarray, members: np.ndarray, parents: int, want: int, seed: int,
+                   p: FitParams) -> list[np.ndarray]:
+    """``seeding.level_seeds`` where the fit runs: torch on a GPU for ``backend: torch`` on CUDA
+    (``seeding_torch``: the same seeds), else numpy (on the CPU it beats torch's many small kernels)."""
+    if p.backend == "torch" and p.device != "cpu":
+        from regionset.pipelines.kmeans.seeding_torch import level_seeds_torch
+
+        return level_seeds_torch(x, members, parents, want, seed, p.max_points_per_centroid, device=p.device)
+    return level_seeds(x, members, parents, want, seed, p.max_points_per_centroid)
+
+
 def fit_hierarchy(x: np.ndarray, totals: list[int], p: FitParams,
                   progress: ProgressFn | None = None) -> FitResult:
     """Fit the cluster tree on sample ``x`` (already L2-normalised in spherical mode).
@@ -194,8 +205,7 @@ def fit_hierarchy(x: np.ndarray, totals: list[int], p: FitParams,
             weights = sizes.astype(np.float64)
         seeds: list[np.ndarray | None] = [None] * parent_count
         if p.seeding == "kmeans++":  # the level-wide k-means++ also decides the children per parent
-            seeded = level_seeds(x, members, parent_count, want, p.seed + 7919 * level,
-                                 p.max_points_per_centroid)
+            seeded = seeds_of_level(x, members, parent_count, want, p.seed + 7919 * level, p)
             k = np.array([len(s) for s in seeded], np.int64)
             seeds = [x[s] for s in seeded]
         elif p.seeding == "random":

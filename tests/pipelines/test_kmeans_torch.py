@@ -137,3 +137,18 @@ def test_backend_key_default_signature_and_reuse():
     assert reusable(old, dataclasses.replace(kc, backend="faiss"))
     assert not reusable(torch_sig, dataclasses.replace(kc, backend="faiss"))
     assert not reusable(old, dataclasses.replace(kc, backend="torch"))
+
+
+@pytest.mark.parametrize("parents", [1, 6])
+def test_torch_level_seeding_picks_the_numpy_seeds(parents):
+    """The GPU path of ``seeding: kmeans++`` (``seeding_torch``), run here on the CPU: the same seeds
+    as the numpy pass, for a level-0 and a level-wide pass over several cells (with a subsample)."""
+    from regionset.pipelines.kmeans.seeding import level_seeds
+    from regionset.pipelines.kmeans.seeding_torch import level_seeds_torch
+
+    x, lab = _zipf_unit(6_000, 16, 40, seed=2)
+    members = (lab % parents).astype(np.int64)
+    ref = level_seeds(x, members, parents, 40, 11, points_per_centroid=100)
+    got = level_seeds_torch(x, members, parents, 40, 11, points_per_centroid=100, device="cpu")
+    assert [len(s) for s in got] == [len(s) for s in ref] and sum(map(len, got)) == 40
+    assert all(np.array_equal(a, b) for a, b in zip(got, ref))
