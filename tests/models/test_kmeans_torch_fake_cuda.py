@@ -93,12 +93,29 @@ def test_device_cpu_keeps_everything_off_the_fake_gpu(fake_cuda, monkeypatch):
         return real_to(self, *args, **kwargs)
 
     monkeypatch.setattr(torch.Tensor, "to", watched_to)
+    cuda_before = torch.cuda.is_initialized()  # False here; a real GPU machine may have used it already
     rng = np.random.default_rng(0)
     x = rng.standard_normal((3000, 16)).astype(np.float32)
     tree, meta = fit_tree(x, KMeansConfig(levels=(4, 6), backend="torch", device="cpu"))
     assert meta["backend"] == "torch" and meta["torch_device"] == "cpu" and meta["gpus"] == 0
     assert moved and all(m == "cpu" for m in moved), set(moved)
     assert not fake_cuda  # the (fake) GPU's memory was never even asked
-    assert not torch.cuda.is_initialized()
+    assert torch.cuda.is_initialized() == cuda_before
     ids, _ = kmeans_torch.nearest(x, tree.centroids[-1], "cpu")
     assert len(ids) == 3000 and not fake_cuda
+
+
+def test_assign_auto_searches_with_torch_a_tree_torch_fitted_on_a_gpu(fake_cuda, monkeypatch):
+    from regionset.models.kmeans_index import ClusterTree
+    from regionset.stages.assign import AssignConfig, AssignStage
+
+    tree = ClusterTree([np.zeros((1, 4), np.float32)], [np.full(1, -1, np.int32)], True, {"torch_device": "cuda"})
+    stage = AssignStage(AssignConfig(kmeans_dir="unused"))
+    stage.tree = tree
+    assert stage.search_backend() == "torch"
+    tree.meta = {"torch_device": "cpu"}  # a CPU (or faiss) tree: auto as before
+    assert stage.search_backend() == "auto"
+    tree.meta = {"torch_device": "cuda"}
+    assert AssignStage(AssignConfig(kmeans_dir="unused", backend="numpy")).search_backend() == "numpy"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # fitted on a GPU, labelled where there is none
+    assert stage.search_backend() == "auto"
