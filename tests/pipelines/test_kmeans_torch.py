@@ -152,3 +152,18 @@ def test_torch_level_seeding_picks_the_numpy_seeds(parents):
     got = level_seeds_torch(x, members, parents, 40, 11, points_per_centroid=100, device="cpu")
     assert [len(s) for s in got] == [len(s) for s in ref] and sum(map(len, got)) == 40
     assert all(np.array_equal(a, b) for a, b in zip(got, ref))
+
+
+def test_lloyd_streams_blocks_when_the_points_do_not_fit_and_gets_the_same_centroids():
+    """A small memory budget keeps the training points off the device (copied block by block) and
+    makes the blocks small; the centroids are those of one big block."""
+    from regionset.pipelines.kmeans.lloyd_torch import lloyd, plan
+
+    x = _zipf_mixture(4_000, 24, 12, seed=4)  # 4,000 × 12: 192 KB
+    init = x[:24].copy()
+    free = 256 << 10  # 256 KiB: the points do not fit half of it; blocks of 769 rows
+    on_device, rows = plan(len(x), 24, 12, free)
+    assert not on_device and rows < len(x)
+    small = lloyd(x, 24, 5, 0, False, 1000, init, "cpu", free=free)
+    big = lloyd(x, 24, 5, 0, False, 1000, init, "cpu")
+    assert np.allclose(small, big, atol=1e-5)
