@@ -33,13 +33,18 @@ def resolve_device(device: str = "auto") -> str:
 
     Args:
         device: ``cpu`` (never the GPU), ``gpu`` (CUDA, RuntimeError when torch sees none),
-            ``auto`` (CUDA when torch sees one, else the CPU), or ``cuda`` / ``cuda:N``.
+            ``auto`` (CUDA when torch sees one, else the CPU), or ``cuda`` / ``cuda:N`` (RuntimeError
+            when torch sees no CUDA device in this process).
     """
     if device == "cpu":
         return "cpu"
     import torch
 
-    if device.startswith("cuda"):
+    if device.startswith("cuda"):  # resolved elsewhere (the driver): a worker may see no GPU
+        if not torch.cuda.is_available():
+            raise RuntimeError(f"k-means torch backend: device {device} was chosen (in the driver) but torch "
+                               "sees no CUDA device in this process: give every worker a GPU, or set "
+                               "kmeans.device=cpu")
         return device
     if torch.cuda.is_available():
         return "cuda"

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from regionset.models.kmeans_torch import BLOCK_FRACTION, block_rows, free_bytes
+from regionset.models.kmeans_torch import BLOCK_FRACTION, block_rows, free_bytes, resolve_device
 
 if TYPE_CHECKING:
     import torch
@@ -73,6 +73,7 @@ def lloyd(x: np.ndarray, k: int, niter: int, seed: int, spherical: bool, max_poi
     """
     import torch
 
+    device = resolve_device(device)  # a task on a worker without the driver's GPU fails here, in one line
     rng = np.random.default_rng(seed)
     rows = subsample(len(x), k, max_points_per_centroid, rng)
     xs = x if rows is None else x[rows]

@@ -16,6 +16,7 @@ import math
 
 import numpy as np
 
+from regionset.models.kmeans_torch import resolve_device
 from regionset.pipelines.kmeans.seeding import MIN_TRIALS
 
 
@@ -26,6 +27,7 @@ def level_seeds_torch(x: np.ndarray, members: np.ndarray, parents: int, want: in
     result), computed on ``device`` (``cpu`` or ``cuda``, resolved)."""
     import torch
 
+    device = resolve_device(device)
     rng = np.random.default_rng(seed)
     n = len(x)
     trials = trials or max(MIN_TRIALS, 2 + int(math.log(max(want, 1))))

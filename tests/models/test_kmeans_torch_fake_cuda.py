@@ -119,3 +119,16 @@ def test_assign_auto_searches_with_torch_a_tree_torch_fitted_on_a_gpu(fake_cuda,
     assert AssignStage(AssignConfig(kmeans_dir="unused", backend="numpy")).search_backend() == "numpy"
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # fitted on a GPU, labelled where there is none
     assert stage.search_backend() == "auto"
+
+
+def test_a_worker_without_the_drivers_gpu_fails_in_one_line(monkeypatch):
+    """A per-parent task carries the device the driver resolved (``cuda``); where torch sees none it
+    stops with one line naming the key, before any work."""
+    from regionset.pipelines.kmeans.lloyd_torch import lloyd
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    x = np.random.default_rng(0).standard_normal((50, 4)).astype(np.float32)
+    with pytest.raises(RuntimeError, match="kmeans.device=cpu"):
+        lloyd(x, 4, 2, 0, False, 256, None, "cuda")
+    with pytest.raises(RuntimeError, match="sees no CUDA device in this process"):
+        kmeans_torch.nearest(x, x[:4], "cuda")
