@@ -58,9 +58,11 @@ def _pick_backend(backend: Backend) -> str:
     """``auto``: faiss when it sees a GPU, torch when it is loaded and sees one, else numpy."""
     if backend != "auto":
         return backend
-    import faiss
-
-    if getattr(faiss, "get_num_gpus", lambda: 0)() > 0:
+    try:
+        import faiss
+    except ImportError:  # a torch-only install (the torch k-means backend needs no faiss)
+        faiss = None
+    if faiss is not None and getattr(faiss, "get_num_gpus", lambda: 0)() > 0:
         return "faiss"
     torch = sys.modules.get("torch")  # importing torch only to look for a GPU costs seconds
     if torch is not None and torch.cuda.is_available():

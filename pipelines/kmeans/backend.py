@@ -24,9 +24,12 @@ class Resolved:
     gpus: int
 
 
-def _faiss_gpus() -> int:
-    import faiss
-
+def _faiss_gpus() -> int | None:
+    """GPUs a faiss GPU build sees (0 for faiss-cpu), None without faiss."""
+    try:
+        import faiss
+    except ImportError:
+        return None
     return faiss.get_num_gpus() if hasattr(faiss, "get_num_gpus") else 0
 
 
@@ -45,14 +48,23 @@ def resolve_backend(kc: KMeansConfig) -> Resolved:
     ``faiss``: its GPUs unless ``device: cpu``. ``torch``: CUDA when torch sees it and ``device`` is not
     ``cpu``, else the CPU. ``auto``: faiss on its GPUs when a faiss GPU build sees one, else torch
     on CUDA when torch sees one, else faiss on the CPU; ``device: cpu`` is faiss on the CPU and
-    never imports torch. ``device: gpu`` with no GPU seen by the chosen backend is a RuntimeError.
+    never imports torch. Without faiss installed, ``auto`` is torch. ``device: gpu`` with no GPU seen by the chosen backend is a RuntimeError.
     """
     if kc.backend == "torch":
         from regionset.models.kmeans_torch import resolve_device
 
         dev = resolve_device(kc.device)
         return Resolved("torch", dev, int(dev != "cpu"))
-    gpus = _faiss_gpus() if kc.device != "cpu" else 0
+    found = _faiss_gpus()
+    if found is None and kc.backend == "auto":  # no faiss at all: torch, on the GPU unless device: cpu
+        from regionset.models.kmeans_torch import resolve_device
+
+        dev = resolve_device(kc.device)
+        return Resolved("torch", dev, int(dev != "cpu"))
+    if found is None:
+        raise RuntimeError("kmeans.backend=faiss but faiss is not installed (pip install faiss-cpu, "
+                           "or set kmeans.backend=torch)")
+    gpus = found if kc.device != "cpu" else 0
     if kc.backend == "auto" and gpus == 0 and kc.device != "cpu" and _torch_cuda():
         return Resolved("torch", "cuda", 1)
     if kc.device == "gpu" and gpus == 0:

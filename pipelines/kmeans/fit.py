@@ -92,7 +92,12 @@ def _params(kc: KMeansConfig, run: Resolved) -> FitParams:
 def _meta(kc: KMeansConfig, res: FitResult, sample_rows: int, run: Resolved, inertia: float,
           leaf_sizes: np.ndarray, t0: float) -> dict[str, Any]:
     """``kmeans.json`` of a fitted tree (both fits): config, sizes, sample statistics, warnings."""
-    import faiss
+    try:
+        import faiss
+
+        faiss_version = faiss.__version__
+    except ImportError:  # the torch backend runs without faiss
+        faiss_version = None
 
     auto = kc.levels == "auto"
     meta: dict[str, Any] = {
@@ -102,7 +107,7 @@ def _meta(kc: KMeansConfig, res: FitResult, sample_rows: int, run: Resolved, ine
         "sample_rows": int(sample_rows), "sample_size": kc.sample_size, "seed": kc.seed, "niter": kc.niter,
         "spherical": kc.spherical, "sources": list(kc.sources), "allocate_by": kc.allocate_by,
         "max_points_per_centroid": kc.max_points_per_centroid, "refine_iters": kc.refine_iters,
-        "faiss_version": faiss.__version__, "gpus": run.gpus, "backend": run.backend,
+        "faiss_version": faiss_version, "gpus": run.gpus, "backend": run.backend,
         "degenerate": {k: int(v) for k, v in res.stats.items()}, "signature": fit_signature(kc),
         "sample_inertia": inertia, "empty_leaves_in_sample": int((leaf_sizes == 0).sum()),
         "median_leaf_regions": float(np.median(leaf_sizes)),

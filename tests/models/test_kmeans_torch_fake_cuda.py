@@ -132,3 +132,11 @@ def test_a_worker_without_the_drivers_gpu_fails_in_one_line(monkeypatch):
         lloyd(x, 4, 2, 0, False, 256, None, "cuda")
     with pytest.raises(RuntimeError, match="sees no CUDA device in this process"):
         kmeans_torch.nearest(x, x[:4], "cuda")
+
+
+def test_without_faiss_auto_is_torch_and_faiss_fails_in_one_line(fake_cuda, monkeypatch):
+    monkeypatch.setattr(backend_mod, "_faiss_gpus", lambda: None)  # faiss not installed
+    assert resolve_backend(KMeansConfig()) == Resolved("torch", "cuda", 1)
+    assert resolve_backend(KMeansConfig(device="cpu")) == Resolved("torch", "cpu", 0)
+    with pytest.raises(RuntimeError, match="kmeans.backend=torch"):
+        resolve_backend(KMeansConfig(backend="faiss"))
