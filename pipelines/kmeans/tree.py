@@ -133,35 +133,45 @@ def _rows(x: np.ndarray, rows: np.ndarray) -> np.ndarray:
 
 def _split_all(x: np.ndarray, keys: np.ndarray, jobs: list[Job], p: FitParams,
                stats: Counter, tick: Callable[[int], None]) -> list[np.ndarray]:
-    """Split every parent cell. On CPU, many small parents run side by side with one FAISS thread
-    each: a 2-thread OpenMP team per tiny k-means spends most of its time in barriers, worst on a
-    loaded machine (measured 2.6 s vs 38 s for 32 parents × 32 children, 50k × 64, load 13).
-    Each parent has its own seed, so the result does not depend on the scheduling."""
+    """Split every parent cell. On CPU, many small parents run side by side with one FAISS (or
+    torch) thread each: a 2-thread OpenMP team per tiny k-means spends most of its time in
+    barriers, worst on a loaded machine (measured 2.6 s vs 38 s for 32 parents × 32 children,
+    50k × 64, load 13). Each parent has its own seed, so the result does not depend on the
+    scheduling. On a GPU (FAISS's or torch's) the parents run one after another."""
     out: list[np.ndarray] = []
-    if p.backend == "torch":  # torch's own threads (or the GPU) run each k-means, one after another
-        threads = 1
-    else:
-        import faiss
-
-        threads = faiss.omp_get_max_threads()
-    if p.gpu or len(jobs) == 1 or threads == 1:
+    get_threads, set_threads = _thread_switch(p)
+    threads = get_threads()
+    if p.gpu or p.device != "cpu" or len(jobs) == 1 or threads == 1:
         for rows, k, seed, init in jobs:
             out.append(_split(_rows(x, rows), keys[rows], k, seed, p, stats, init))
             tick(len(out))
         return out
     counts: list[Counter] = [Counter() for _ in jobs]
-    faiss.omp_set_num_threads(1)
+    set_threads(1)
     try:
-        with ThreadPoolExecutor(threads, initializer=faiss.omp_set_num_threads, initargs=(1,)) as pool:
+        with ThreadPoolExecutor(threads, initializer=set_threads, initargs=(1,)) as pool:
             for c in pool.map(lambda i: _split(x[jobs[i][0]], keys[jobs[i][0]], jobs[i][1], jobs[i][2], p,
                                                counts[i], jobs[i][3]), range(len(jobs))):
                 out.append(c)
                 tick(len(out))
     finally:
-        faiss.omp_set_num_threads(threads)
+        set_threads(threads)
     for c in counts:
         stats.update(c)
     return out
+
+
+def _thread_switch(p: FitParams) -> tuple[Callable[[], int], Callable[[int], None]]:
+    """(get, set) of the thread count of the library that runs the fit's k-means on the CPU: FAISS's
+    OpenMP threads, or torch's intra-op threads (process-wide, like OpenMP's; measured on the loaded
+    2-core machine: 9.5 s with 2 torch threads vs 0.4 s with 1 for a 5,000-point three-level tree)."""
+    if p.backend == "torch":
+        import torch
+
+        return torch.get_num_threads, torch.set_num_threads
+    import faiss
+
+    return faiss.omp_get_max_threads, faiss.omp_set_num_threads
 
 
 def seeds_of_level(x: np.ndarray, members: np.ndarray, parents: int, want: int, seed: int,
