@@ -58,9 +58,11 @@ def _pick_backend(backend: Backend) -> str:
     """``auto``: faiss when it sees a GPU, torch when it is loaded and sees one, else numpy."""
     if backend != "auto":
         return backend
-    import faiss
-
-    if getattr(faiss, "get_num_gpus", lambda: 0)() > 0:
+    try:
+        import faiss
+    except ImportError:  # a torch-only install (the torch k-means backend needs no faiss)
+        faiss = None
+    if faiss is not None and getattr(faiss, "get_num_gpus", lambda: 0)() > 0:
         return "faiss"
     torch = sys.modules.get("torch")  # importing torch only to look for a GPU costs seconds
     if torch is not None and torch.cuda.is_available():
@@ -89,7 +91,8 @@ def nearest_centroids(x: np.ndarray, centroids: np.ndarray, backend: Backend = "
     Args:
         x: (n, d) float32 queries.
         centroids: (k, d) float32 centroids.
-        backend: ``numpy`` (CPU matmul), ``torch`` (CUDA when present), ``faiss`` (IndexFlatL2),
+        backend: ``numpy`` (CPU matmul), ``torch`` (CUDA when present, ``regionset.models.kmeans_torch``:
+            blocks sized to the device's free memory), ``faiss`` (IndexFlatL2),
             or ``auto`` (faiss on all GPUs when faiss sees one, else numpy).
         batch_size: queries per matmul block, at most; fewer when the block × k score matrix would
             pass ``SCORE_BLOCK_BYTES`` (at k = 1M leaves a 4,096-row block would be 16 GiB).
@@ -116,19 +119,10 @@ def nearest_centroids(x: np.ndarray, centroids: np.ndarray, backend: Backend = "
         return ids[:, 0].astype(np.int64), np.maximum(dist[:, 0], 0).astype(np.float32)
     ids = np.empty(n, np.int64)
     dist = np.empty(n, np.float32)
-    if which == "torch":
-        import torch
+    if which == "torch":  # blocks sized to the device's free memory, not ``batch_size``
+        from regionset.models.kmeans_torch import nearest
 
-        dev = "cuda" if torch.cuda.is_available() else "cpu"
-        ct = torch.from_numpy(c).to(dev)
-        cn = (ct * ct).sum(1)
-        for i in range(0, n, batch_size):
-            xt = torch.from_numpy(x[i:i + batch_size]).to(dev)
-            s = torch.addmm(cn, xt, ct.T, alpha=-2.0)
-            best, arg = s.min(1)
-            ids[i:i + batch_size] = arg.cpu().numpy()
-            dist[i:i + batch_size] = (best + (xt * xt).sum(1)).clamp_min(0).cpu().numpy()
-        return ids, dist
+        return nearest(x, c, "auto")
     cn = (c * c).sum(1)
     for i in range(0, n, batch_size):
         xb = x[i:i + batch_size]
@@ -182,8 +176,9 @@ class ClusterTree:
         Args:
             x: (n, d) queries.
             backend: the exact search's backend (``nearest_centroids``).
-            search: ``exact`` (nearest of all leaves) or ``beam`` (``regionset.models.kmeans_beam``; a beam
-                that keeps every non-leaf node is the exact search).
+            search: ``exact`` (nearest of all leaves) or ``beam`` (``regionset.models.kmeans_beam``, or
+                ``kmeans_torch_beam`` when the backend is torch; a beam that keeps every non-leaf
+                node is the exact search).
             beam: nodes kept per level by the beam.
         """
         from regionset.models.kmeans_beam import beam_search, covers_tree
@@ -192,7 +187,12 @@ class ClusterTree:
         if self.spherical:
             x = l2_normalize(x)
         if search == "beam" and not covers_tree([len(c) for c in self.centroids], beam):
-            leaf, dist = beam_search(x, self.centroids, self.parents, beam)
+            if _pick_backend(backend) == "torch":
+                from regionset.models.kmeans_torch_beam import beam_search_torch
+
+                leaf, dist = beam_search_torch(x, self.centroids, self.parents, beam)
+            else:
+                leaf, dist = beam_search(x, self.centroids, self.parents, beam)
         elif search in ("exact", "beam"):
             leaf, dist = nearest_centroids(x, self.centroids[-1], backend)
         else:

@@ -43,8 +43,9 @@ class AssignConfig:
 
     Args:
         kmeans_dir: the fitted tree's folder; empty means ``OUT/kmeans`` (the pipeline fills it in).
-        backend: nearest-centroid search: ``auto`` (torch on a GPU, else numpy), ``numpy``,
-            ``torch`` or ``faiss``.
+        backend: nearest-centroid search: ``auto`` (faiss on its GPUs; torch on a GPU when torch is
+            loaded or the tree was fitted by the torch backend on a GPU; else numpy), ``numpy``,
+            ``torch`` (exact and beam, CUDA when torch sees it) or ``faiss``.
         search: ``exact`` (nearest of all leaves), ``beam`` (``regionset.models.kmeans_beam``: the ``beam``
             nearest nodes per level, then their children) or ``auto``: beam from
             ``BEAM_MIN_LEAVES`` leaves on (measured trade-off in BENCHMARKS.md), exact below.
@@ -82,6 +83,7 @@ class AssignStage(Stage):
     def __init__(self, config: AssignConfig = AssignConfig()) -> None:
         super().__init__(config)
         self.tree: ClusterTree | None = None
+        self.backend: str = config.backend  # resolved for the loaded tree in ``setup``
         self.labeler: TokenLabeler | None = None
         self._cpu0: float | None = None
 
@@ -104,6 +106,7 @@ class AssignStage(Stage):
     def setup(self) -> None:
         root = self._kmeans_dir()
         self.tree = ClusterTree.load(root) if read_meta(root) is not None else None
+        self.backend = self.search_backend()
         # Built here, not on the first text region: reading its vocabulary (and, with ``name: hf``,
         # importing transformers) happens once per worker, outside the per-shard work.
         self.labeler = TokenLabeler(self.config.tokenizer)
@@ -123,6 +126,16 @@ class AssignStage(Stage):
         if n:
             self.counters[reason] += n
 
+    def search_backend(self) -> str:
+        """``backend``, except that ``auto`` is ``torch`` for a tree the torch backend fitted on a GPU
+        (``kmeans.json`` ``torch_device``) when torch sees a GPU here: no faiss GPU build needed."""
+        meta = self.tree.meta if self.tree is not None else {}
+        if self.config.backend != "auto" or meta.get("torch_device", "cpu") == "cpu":
+            return self.config.backend
+        import torch
+
+        return "torch" if torch.cuda.is_available() else "auto"
+
     def search_used(self) -> str:
         """``exact`` or ``beam``: what ``search`` resolves to for the loaded tree."""
         from regionset.models.kmeans_beam import covers_tree
@@ -139,13 +152,13 @@ class AssignStage(Stage):
         assert self.tree is not None
         used = self.search_used()
         t0 = time.process_time()
-        paths, dist = self.tree.assign(x, self.config.backend, used, self.config.beam)
+        paths, dist = self.tree.assign(x, self.backend, used, self.config.beam)
         self.counters[f"search:{used}"] += len(x)
         self.timings["cpu_ms:search"] += round(1000 * (time.process_time() - t0))
         if used == "beam" and self.config.check_rows > 0:
             t0 = time.process_time()
             pick = np.unique(np.linspace(0, len(x) - 1, min(self.config.check_rows, len(x))).astype(np.int64))
-            exact, edist = self.tree.assign(x[pick], self.config.backend, "exact")
+            exact, edist = self.tree.assign(x[pick], self.backend, "exact")
             self.timings["cpu_ms:check"] += round(1000 * (time.process_time() - t0))
             self.counters["beam_check:rows"] += len(pick)
             self.counters["beam_check:same_leaf"] += int((exact[:, -1] == paths[pick, -1]).sum())

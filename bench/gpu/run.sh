@@ -6,9 +6,10 @@
 #   bash bench/gpu/run.sh croc kmeans   # only these benches (a rerun)
 #   bash bench/gpu/run.sh --dry-run     # here, on CPU: each bench at its smallest (arguments, imports)
 #
-# Order by value: stages (detect + embed), rice, croc, kmeans (only with a faiss GPU build). Each
+# Order by value: stages (detect + embed), rice, croc, kmeans (torch backend, no faiss GPU build
+# needed; `bash bench/gpu/run.sh kmeans` runs it alone with the whole budget). Each
 # runs under its own `timeout`; all of it stays under BUDGET seconds (default 540, leaving a rerun's
-# time in a 15-minute lease). Logs: $OUT/env.log, $OUT/<bench>.log, $OUT/summary.txt (6 files; the
+# time in a 15-minute lease). Logs: $OUT/env.log, $OUT/<bench>.log, $OUT/summary.txt (8 files; the
 # device tool brings $OUT back; here they go to /tmp/regionset-gpu unless OUT is set).
 set -uo pipefail
 cd "$(dirname "$0")/../.." || exit 2
@@ -88,8 +89,8 @@ for b in "${benches[@]}"; do
       rice) run rice 200 "$py" bench/train_rice.py --device cpu --step --skip-cpu --step-sizes tiny,4,1000 \
               --repeats 1 ;;
       croc) run croc 400 "$py" bench/train_croc.py --large --layers 1 --batch 1 --steps 1 ;;
-      kmeans) run kmeans 200 "$py" bench/kmeans.py --n 2000 --d 64 --k 16 --small-case 0 --zipf 0 \
-                --rss-n 0 --runs 1 --niter 2 --seeding random ;;
+      kmeans) run kmeans 200 "$py" bench/kmeans_torch.py --device cpu --n 3000 --d 64 --k 64 --runs 1 \
+                --niter 2 --seeding random ;;
       *) skip "$b" "unknown bench (stages, rice, croc, kmeans)" ;;
     esac
     continue
@@ -98,13 +99,13 @@ for b in "${benches[@]}"; do
     stages) run stages 240 "$py" bench/stages.py --device cuda --runs 3 ;;
     rice) run rice 120 "$py" bench/train_rice.py --device cuda --skip-cpu --repeats 3 ;;
     croc) run croc 180 "$py" bench/train_croc.py --device cuda --batch 8 --steps 6 ;;
-    kmeans)
-      if timeout 60 "$py" -c "import faiss, sys; sys.exit(faiss.get_num_gpus() == 0)" 2>/dev/null; then
-        run kmeans 150 "$py" bench/kmeans.py --gpu --n 1000000 --d 768 --k 16384 --small-case 0 --zipf 0 \
-          --rss-n 0 --runs 1 --seeding random --threads 16
-      else
-        skip kmeans "no faiss GPU build here (none fits the 64 MiB carry: bench/gpu/wheels.sh)"
-      fi ;;
+    kmeans)  # the torch backend: nothing to carry (docs/kmeans-labels.md "Backends"); d = 768 last
+      run kmeans 240 "$py" bench/kmeans_torch.py --device cuda --n 1000000,10000000 --d 64 --k 65536 \
+        --runs 1 --seeding random --cpu-n 200000 --threads 16
+      run kmeans768 150 "$py" bench/kmeans_torch.py --device cuda --n 1000000 --d 768 --k 65536 \
+        --runs 1 --seeding random --cpu-n 100000 --threads 16
+      run kmeanspp 150 "$py" bench/kmeans_torch.py --device cuda --n 1000000 --d 64 --k 65536 \
+        --runs 1 --seeding kmeans++ --cpu-n 0 --threads 16 ;;
     *) skip "$b" "unknown bench (stages, rice, croc, kmeans)" ;;
   esac
 done

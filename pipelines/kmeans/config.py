@@ -9,6 +9,7 @@ from regionset.common.typed_config import ConfigError
 from regionset.schemas.tables import SOURCE_OBJECT
 
 FITS = ("local", "per_parent")
+BACKENDS = ("auto", "faiss", "torch")
 
 
 @dataclass(frozen=True)
@@ -36,7 +37,15 @@ class KMeansConfig:
         seeding: initial centroids of every k-means: ``kmeans++`` (greedy k-means++ over each whole
             level, which also decides the children per parent; ``regionset.pipelines.kmeans.seeding``) or
             ``random`` (FAISS's uniform pick, children shared out by ``allocate_by``).
-        device: ``auto`` uses faiss GPU (all visible GPUs) when available, ``cpu`` never does.
+        device: ``auto`` uses a GPU when the backend sees one, ``cpu`` never does, ``gpu``
+            requires one (an error when the backend sees none).
+        backend: who runs every k-means, the refinement and the fit's nearest-centroid passes:
+            ``faiss``; ``torch`` (``regionset.pipelines.kmeans.lloyd_torch``: any device torch sees, in
+            blocks sized to its free memory, no faiss GPU build needed); ``auto`` (default): faiss
+            when a faiss GPU build sees a GPU, else torch when torch sees a CUDA device, else faiss
+            on the CPU (with ``device: cpu``: faiss on the CPU). Same seeds, sizes and tree files
+            either way; the centroids differ (a second implementation), so a torch tree has its own
+            ``signature`` (docs/kmeans-labels.md).
         fit: ``auto`` (default): ``local`` when the whole sample (min(sample_size, regions) × d × 4
             bytes, from the Parquet footers, never this machine's RAM) is at most ``local_max_mib``,
             else ``per_parent`` (``regionset.pipelines.kmeans.fit_choice``). ``local``: the whole sample in
@@ -65,10 +74,11 @@ class KMeansConfig:
     device: Literal["auto", "cpu", "gpu"] = "auto"
     fit: Literal["auto", "local", "per_parent"] = "auto"
     local_max_mib: float = 2048.0
+    backend: Literal["auto", "faiss", "torch"] = "auto"
 
     def check(self) -> None:
         """Raise ConfigError (naming the key) for a ``levels`` / ``refine_iters`` / ``fit`` /
-        ``local_max_mib`` that cannot work (at config load, and again when a step gets a config
+        ``backend`` / ``local_max_mib`` that cannot work (at config load, and again when a step gets a config
         built in code)."""
         if self.levels != "auto":
             if isinstance(self.levels, str) or not self.levels or any(k < 1 for k in self.levels):
@@ -79,5 +89,7 @@ class KMeansConfig:
             raise ConfigError(f"kmeans.refine_iters: need 0 or more iterations, got {self.refine_iters}")
         if self.fit not in ("auto", *FITS):
             raise ConfigError(f"kmeans.fit: expected one of ['auto', 'local', 'per_parent'], got {self.fit!r}")
+        if self.backend not in BACKENDS:
+            raise ConfigError(f"kmeans.backend: expected one of {list(BACKENDS)}, got {self.backend!r}")
         if not self.local_max_mib > 0:  # NaN too
             raise ConfigError(f"kmeans.local_max_mib: must be > 0 (MiB of float32 sample), got {self.local_max_mib!r}")

@@ -52,8 +52,8 @@ from regionset.pipelines.kmeans.partition import (
     thresholds,
 )
 from regionset.pipelines.kmeans.refine import _cluster_sums, _means, _reseed_empty, upper_means
-from regionset.pipelines.kmeans.seeding import level_seeds
-from regionset.pipelines.kmeans.tree import allocate, fit_hierarchy
+from regionset.pipelines.kmeans.search import nearest
+from regionset.pipelines.kmeans.tree import allocate, fit_hierarchy, seeds_of_level
 
 if TYPE_CHECKING:
     from regionset.pipelines.executors.base import Executor
@@ -100,8 +100,8 @@ def _leaves(path: str) -> np.ndarray:
     return _LEAVES[path]
 
 
-def refine_map(work: str, parent: int, leaves_path: str,
-               backend: str = "numpy") -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+def refine_map(work: str, parent: int, leaves_path: str, backend: str = "numpy",
+               device: str = "cpu") -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
     """Task: nearest leaf of the parent's points; (leaf ids hit, their float64 sums, counts, Σ dist).
 
     Args:
@@ -109,13 +109,15 @@ def refine_map(work: str, parent: int, leaves_path: str,
         parent: the level-0 parent whose points are read.
         leaves_path: the iteration's leaf centroids (``WORK/leaves-<it>-<digest>.npy``).
         backend: the nearest-leaf search (``auto`` when the fit uses GPUs: FAISS on every GPU the
-            worker sees, as the in-driver refinement does).
+            worker sees, as the in-driver refinement does; ``torch``: ``kmeans.backend: torch``).
+        device: the torch backend's device (``cpu``, or ``cuda``: the worker's GPU).
     """
     leaves = _leaves(leaves_path)
     x = parent_points(as_path(work), parent)
     if not len(x):
         return np.zeros(0, np.int64), np.zeros((0, leaves.shape[1])), np.zeros(0, np.int64), 0.0
-    ids, dist = nearest_centroids(x, leaves, backend)  # type: ignore[arg-type]
+    ids, dist = nearest(x, leaves, FitParams(backend="torch", device=device)) if backend == "torch" \
+        else nearest_centroids(x, leaves, backend)  # type: ignore[arg-type]
     sums, counts = _cluster_sums(x, ids, len(leaves))
     del x, ids
     nz = np.flatnonzero(counts)
@@ -132,7 +134,7 @@ def _children(x0: np.ndarray, level0: np.ndarray, want: list[int], p: FitParams)
     if len(want) < 2 or p.seeding != "kmeans++":
         return np.zeros(0, np.int64)
     members, _ = nearest_centroids(x0, level0, "numpy")
-    seeded = level_seeds(x0, members, len(level0), want[1], p.seed + 7919, p.max_points_per_centroid)
+    seeded = seeds_of_level(x0, members, len(level0), want[1], p.seed + 7919, p)
     return np.maximum(1, np.array([len(s) for s in seeded], np.int64))
 
 
@@ -233,7 +235,7 @@ def refine_parents(work: str, res: FitResult, p: FitParams, parents: list[int],
     """
     executor = executor or _in_process()
     leaves, links = res.centroids[-1].copy(), res.parents[-1].copy()
-    backend = "auto" if p.gpu else "numpy"  # FAISS on the GPUs when the fit runs there
+    backend = "torch" if p.backend == "torch" else "auto" if p.gpu else "numpy"  # FAISS on the GPUs when the fit runs there
     k, d = leaves.shape
     for it in range(p.refine_iters + 1):
         # the leaves go to the tasks as one file per iteration: a task carries its path, not K × d floats
@@ -242,7 +244,7 @@ def refine_parents(work: str, res: FitResult, p: FitParams, parents: list[int],
         save_npy(path, leaves)
         sums, counts, total = np.zeros((k, d)), np.zeros(k, np.int64), 0.0
         # results arrive in parent order, a window at a time: the driver never holds every parent's sums
-        for nz, s, c, dist in executor.iter_calls(refine_map, [(work, j, str(path), backend) for j in parents]):
+        for nz, s, c, dist in executor.iter_calls(refine_map, [(work, j, str(path), backend, p.device) for j in parents]):
             sums[nz] += s
             counts[nz] += c
             total += dist

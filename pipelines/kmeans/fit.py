@@ -5,7 +5,9 @@ the tree (``hierarchical_kmeans``) and writes ``OUT/kmeans/level-i/{centroids,pa
 ``kmeans.json``. A tree fitted with the same config is **frozen**: later builds (e.g. on an extended
 URL list) reuse it, so the assign stage only labels new shards; ``kmeans.refit=true`` refits on
 every shard present, which changes the centroids' hash and so re-assigns every shard.
-FAISS runs on every visible GPU when a GPU build of faiss is installed, on the CPU otherwise.
+FAISS runs on every visible GPU when a GPU build of faiss is installed, on the CPU otherwise;
+``kmeans.backend: torch`` (or ``auto`` with no faiss GPU build but a CUDA device torch sees) runs
+every k-means with torch instead (``regionset.pipelines.kmeans.backend``).
 """
 
 from __future__ import annotations
@@ -24,9 +26,11 @@ from regionset.pipelines.core.fence import check_commit
 from regionset.pipelines.core.lineage import add_to_lineage
 from regionset.pipelines.core.output import Output
 from regionset.pipelines.core.progress import StepProgress, console
+from regionset.pipelines.kmeans.backend import Resolved, resolve_backend
 from regionset.pipelines.kmeans.config import KMeansConfig
 from regionset.pipelines.kmeans.fit_choice import fit_signature, resolve_fit, reusable
 from regionset.pipelines.kmeans.params import FitParams, FitResult, ProgressFn
+from regionset.pipelines.kmeans.search import nearest
 from regionset.pipelines.kmeans.sizing import WARNING_PREFIX, auto_levels, auto_rule, tree_warnings
 from regionset.pipelines.kmeans.tree import fit_hierarchy
 from regionset.schemas.tables import KMEANS
@@ -53,15 +57,6 @@ def level_totals(kc: KMeansConfig, sampled: int | None = None) -> list[int]:
     return [math.prod(kc.levels[:i + 1]) for i in range(len(kc.levels))]
 
 
-def _use_gpu(kc: KMeansConfig) -> int:
-    import faiss
-
-    n = faiss.get_num_gpus() if hasattr(faiss, "get_num_gpus") else 0
-    if kc.device == "gpu" and n == 0:
-        raise RuntimeError("kmeans.device=gpu but faiss sees no GPU (install faiss-gpu, or use device=auto)")
-    return n if kc.device != "cpu" else 0
-
-
 def fit_tree(x: np.ndarray, kc: KMeansConfig,
              progress: ProgressFn | None = None) -> tuple[ClusterTree, dict[str, Any]]:
     """Fit the tree of ``kc`` on an in-memory sample; return it and its fit statistics.
@@ -77,25 +72,33 @@ def fit_tree(x: np.ndarray, kc: KMeansConfig,
     kc = dataclasses.replace(kc, fit="local")  # the in-memory fit, whatever ``fit`` asked
     if kc.spherical:
         x = l2_normalize(x)
-    gpus = _use_gpu(kc)
-    res = fit_hierarchy(x, level_totals(kc, len(x)), _params(kc, gpus), progress)
+    run = resolve_backend(kc)
+    kc = dataclasses.replace(kc, backend=run.backend)
+    p = _params(kc, run)
+    res = fit_hierarchy(x, level_totals(kc, len(x)), p, progress)
     tree = ClusterTree(res.centroids, res.parents, kc.spherical, {})
-    paths, dist = tree.assign(x)
-    leaf_sizes = np.bincount(paths[:, -1], minlength=tree.num_leaves)
-    tree.meta.update(_meta(kc, res, len(x), gpus, float(dist.mean()), leaf_sizes, t0))
+    leaf, dist = nearest(x, tree.centroids[-1], p, "auto")
+    leaf_sizes = np.bincount(leaf, minlength=tree.num_leaves)
+    tree.meta.update(_meta(kc, res, len(x), run, float(dist.mean()), leaf_sizes, t0))
     return tree, tree.meta
 
 
-def _params(kc: KMeansConfig, gpus: int) -> FitParams:
+def _params(kc: KMeansConfig, run: Resolved) -> FitParams:
     return FitParams(niter=kc.niter, seed=kc.seed, spherical=kc.spherical,
                      max_points_per_centroid=kc.max_points_per_centroid, allocate_by=kc.allocate_by,
-                     gpu=gpus > 0, refine_iters=kc.refine_iters, seeding=kc.seeding)
+                     gpu=run.backend == "faiss" and run.gpus > 0, refine_iters=kc.refine_iters,
+                     seeding=kc.seeding, backend=run.backend, device=run.device)
 
 
-def _meta(kc: KMeansConfig, res: FitResult, sample_rows: int, gpus: int, inertia: float,
+def _meta(kc: KMeansConfig, res: FitResult, sample_rows: int, run: Resolved, inertia: float,
           leaf_sizes: np.ndarray, t0: float) -> dict[str, Any]:
     """``kmeans.json`` of a fitted tree (both fits): config, sizes, sample statistics, warnings."""
-    import faiss
+    try:
+        import faiss
+
+        faiss_version = faiss.__version__
+    except ImportError:  # the torch backend runs without faiss
+        faiss_version = None
 
     auto = kc.levels == "auto"
     meta: dict[str, Any] = {
@@ -105,11 +108,15 @@ def _meta(kc: KMeansConfig, res: FitResult, sample_rows: int, gpus: int, inertia
         "sample_rows": int(sample_rows), "sample_size": kc.sample_size, "seed": kc.seed, "niter": kc.niter,
         "spherical": kc.spherical, "sources": list(kc.sources), "allocate_by": kc.allocate_by,
         "max_points_per_centroid": kc.max_points_per_centroid, "refine_iters": kc.refine_iters,
-        "faiss_version": faiss.__version__, "gpus": gpus,
+        "faiss_version": faiss_version, "gpus": run.gpus, "backend": run.backend,
         "degenerate": {k: int(v) for k, v in res.stats.items()}, "signature": fit_signature(kc),
         "sample_inertia": inertia, "empty_leaves_in_sample": int((leaf_sizes == 0).sum()),
         "median_leaf_regions": float(np.median(leaf_sizes)),
     }
+    if run.backend == "torch":
+        from regionset.models.kmeans_torch import describe_device
+
+        meta.update(describe_device(run.device))
     if auto:
         meta["auto_rule"] = auto_rule()
     meta["warnings"] = tree_warnings(meta)
@@ -177,11 +184,12 @@ def _fit_per_parent(out: Output, kc: KMeansConfig, shards: list[int], executor: 
     from regionset.pipelines.kmeans.distributed import fit_per_parent
 
     t0 = time.perf_counter()
-    gpus = _use_gpu(kc)
+    run = resolve_backend(kc)
+    kc = dataclasses.replace(kc, backend=run.backend)
     got = fit_per_parent(out, shards, tuple(kc.sources), kc.sample_size, lambda n: level_totals(kc, n),
-                         _params(kc, gpus), fit_signature(kc), executor)
+                         _params(kc, run), fit_signature(kc), executor)
     res = got["result"]
-    meta = _meta(kc, res, got["sample_rows"], gpus, float(got["inertia"]), got["leaf_sizes"], t0)
+    meta = _meta(kc, res, got["sample_rows"], run, float(got["inertia"]), got["leaf_sizes"], t0)
     meta.update(fit="per_parent", executor=executor.name,
                 parents_refitted=got["parents_refitted"], rows_seen=got["rows_seen"])
     return ClusterTree(res.centroids, res.parents, kc.spherical, meta), meta

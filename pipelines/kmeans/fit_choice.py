@@ -117,24 +117,30 @@ def resolve_fit(out: Output, kc: KMeansConfig, shards: list[int]) -> FitChoice:
 
 def fit_signature(kc: KMeansConfig) -> dict[str, Any]:
     """The config fields that decide the tree, as JSON: all but ``refit``, ``device`` and
-    ``local_max_mib``; ``kc.fit`` must be resolved (``local`` or ``per_parent``)."""
+    ``local_max_mib``; ``kc.fit`` (``local`` or ``per_parent``) and ``kc.backend`` (``faiss`` or
+    ``torch``) must be resolved."""
     d = dataclasses.asdict(kc)
     for k in ("refit", "device", "local_max_mib"):
         d.pop(k)
     if d.get("fit") == "local":  # trees fitted before the option existed stay frozen
         d.pop("fit")
+    if d.get("backend") == "faiss":  # likewise trees fitted before ``backend`` existed
+        d.pop("backend")
     return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
 
 
 def reusable(signature: Any, kc: KMeansConfig) -> bool:
-    """Whether a tree of ``signature`` is the tree ``kc`` asks for: under ``auto``, one fitted by either fit.
+    """Whether a tree of ``signature`` is the tree ``kc`` asks for: under ``fit: auto``, one fitted by
+    either fit; under ``backend: auto``, one fitted by either backend.
 
     Args:
         signature: ``kmeans.json``'s ``signature`` (None when absent).
-        kc: the k-means config (``fit`` may be ``auto``).
+        kc: the k-means config (``fit`` and ``backend`` may be ``auto``).
     """
     fits = FITS if kc.fit == "auto" else (kc.fit,)
-    return any(signature == fit_signature(dataclasses.replace(kc, fit=f)) for f in fits)
+    backends = ("faiss", "torch") if kc.backend == "auto" else (kc.backend,)
+    return any(signature == fit_signature(dataclasses.replace(kc, fit=f, backend=b))
+               for f in fits for b in backends)
 
 
 def local_warning(kc: KMeansConfig, dim: int) -> str | None:

@@ -25,6 +25,10 @@ class FitParams:
     gpu: bool = False
     refine_iters: int = 2
     seeding: str = "kmeans++"
+    backend: str = "faiss"
+    """Who runs each k-means and nearest-centroid pass: ``faiss`` or ``torch`` (resolved, never ``auto``)."""
+    device: str = "cpu"
+    """The torch backend's device (``cpu`` or ``cuda``, resolved); unused by faiss (``gpu`` says)."""
 
 
 @dataclass

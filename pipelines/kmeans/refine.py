@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from regionset.models.kmeans_index import l2_normalize, nearest_centroids
+from regionset.models.kmeans_index import l2_normalize
 from regionset.pipelines.kmeans.params import FitParams, FitResult, ProgressFn
+from regionset.pipelines.kmeans.search import nearest
 
 
 def _cluster_sums(x: np.ndarray, ids: np.ndarray, k: int, chunk_bytes: int = 1 << 27,
@@ -96,7 +97,7 @@ def refine(x: np.ndarray, res: FitResult, p: FitParams, progress: ProgressFn | N
     k = len(leaves)
     progress("refine", 0, p.refine_iters)
     for it in range(p.refine_iters):
-        ids, _ = nearest_centroids(x, leaves, "auto")
+        ids, _ = nearest(x, leaves, p, "auto")
         sums, counts = _cluster_sums(x, ids, k)
         leaves = _means(sums, counts, leaves, p.spherical)
         res.stats["refine_reseeded"] += _reseed_empty(leaves, parents, counts, p.spherical)

@@ -1,4 +1,5 @@
-"""Hierarchical k-means on an in-memory sample, with FAISS doing each k-means.
+"""Hierarchical k-means on an in-memory sample, with FAISS (or torch, ``backend: torch``:
+``regionset.pipelines.kmeans.lloyd_torch``) doing each k-means.
 
 Level 0 is one k-means over the whole sample. Every later level splits each parent cell (the
 sample points whose exact nearest centroid at the level above is that parent) with its own
@@ -30,9 +31,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from regionset.models.kmeans_index import l2_normalize, nearest_centroids
+from regionset.models.kmeans_index import l2_normalize
 from regionset.pipelines.kmeans.params import FitParams, FitResult, ProgressFn
 from regionset.pipelines.kmeans.refine import refine
+from regionset.pipelines.kmeans.search import nearest
 from regionset.pipelines.kmeans.seeding import level_seeds
 
 
@@ -86,11 +88,15 @@ def _distinct_per_parent(members: np.ndarray, keys: np.ndarray, parents: int) ->
 
 
 def _kmeans(x: np.ndarray, k: int, seed: int, p: FitParams, init: np.ndarray | None) -> np.ndarray:
-    import faiss
-
     if k == 1:
         c = x.mean(0, keepdims=True)
         return l2_normalize(c) if p.spherical else c.astype(np.float32)
+    if p.backend == "torch":
+        from regionset.pipelines.kmeans.lloyd_torch import lloyd
+
+        return lloyd(x, k, p.niter, seed, p.spherical, p.max_points_per_centroid, init, p.device)
+    import faiss
+
     km = faiss.Kmeans(x.shape[1], k, niter=p.niter, seed=seed, spherical=p.spherical, gpu=p.gpu,
                       max_points_per_centroid=p.max_points_per_centroid, min_points_per_centroid=1,
                       verbose=False)
@@ -108,7 +114,7 @@ def _split(x: np.ndarray, keys: np.ndarray, k: int, seed: int, p: FitParams,
         c = x[np.sort(first)]
         return l2_normalize(c) if p.spherical else c.copy()
     c = _kmeans(x, k, seed, p, init)
-    ids, _ = nearest_centroids(x, c, "numpy")
+    ids, _ = nearest(x, c, p)
     used = np.bincount(ids, minlength=len(c)) > 0
     stats["empty_dropped"] += int((~used).sum())
     return c[used]
@@ -127,32 +133,56 @@ def _rows(x: np.ndarray, rows: np.ndarray) -> np.ndarray:
 
 def _split_all(x: np.ndarray, keys: np.ndarray, jobs: list[Job], p: FitParams,
                stats: Counter, tick: Callable[[int], None]) -> list[np.ndarray]:
-    """Split every parent cell. On CPU, many small parents run side by side with one FAISS thread
-    each: a 2-thread OpenMP team per tiny k-means spends most of its time in barriers, worst on a
-    loaded machine (measured 2.6 s vs 38 s for 32 parents × 32 children, 50k × 64, load 13).
-    Each parent has its own seed, so the result does not depend on the scheduling."""
-    import faiss
-
-    threads = faiss.omp_get_max_threads()
+    """Split every parent cell. On CPU, many small parents run side by side with one FAISS (or
+    torch) thread each: a 2-thread OpenMP team per tiny k-means spends most of its time in
+    barriers, worst on a loaded machine (measured 2.6 s vs 38 s for 32 parents × 32 children,
+    50k × 64, load 13). Each parent has its own seed, so the result does not depend on the
+    scheduling. On a GPU (FAISS's or torch's) the parents run one after another."""
     out: list[np.ndarray] = []
-    if p.gpu or len(jobs) == 1 or threads == 1:
+    get_threads, set_threads = _thread_switch(p)
+    threads = get_threads()
+    if p.gpu or p.device != "cpu" or len(jobs) == 1 or threads == 1:
         for rows, k, seed, init in jobs:
             out.append(_split(_rows(x, rows), keys[rows], k, seed, p, stats, init))
             tick(len(out))
         return out
     counts: list[Counter] = [Counter() for _ in jobs]
-    faiss.omp_set_num_threads(1)
+    set_threads(1)
     try:
-        with ThreadPoolExecutor(threads, initializer=faiss.omp_set_num_threads, initargs=(1,)) as pool:
+        with ThreadPoolExecutor(threads, initializer=set_threads, initargs=(1,)) as pool:
             for c in pool.map(lambda i: _split(x[jobs[i][0]], keys[jobs[i][0]], jobs[i][1], jobs[i][2], p,
                                                counts[i], jobs[i][3]), range(len(jobs))):
                 out.append(c)
                 tick(len(out))
     finally:
-        faiss.omp_set_num_threads(threads)
+        set_threads(threads)
     for c in counts:
         stats.update(c)
     return out
+
+
+def _thread_switch(p: FitParams) -> tuple[Callable[[], int], Callable[[int], None]]:
+    """(get, set) of the thread count of the library that runs the fit's k-means on the CPU: FAISS's
+    OpenMP threads, or torch's intra-op threads (process-wide, like OpenMP's; measured on the loaded
+    2-core machine: 9.5 s with 2 torch threads vs 0.4 s with 1 for a 5,000-point three-level tree)."""
+    if p.backend == "torch":
+        import torch
+
+        return torch.get_num_threads, torch.set_num_threads
+    import faiss
+
+    return faiss.omp_get_max_threads, faiss.omp_set_num_threads
+
+
+def seeds_of_level(x: np.ndarray, members: np.ndarray, parents: int, want: int, seed: int,
+                   p: FitParams) -> list[np.ndarray]:
+    """``seeding.level_seeds`` where the fit runs: torch on a GPU for ``backend: torch`` on CUDA
+    (``seeding_torch``: the same seeds), else numpy (on the CPU it beats torch's many small kernels)."""
+    if p.backend == "torch" and p.device != "cpu":
+        from regionset.pipelines.kmeans.seeding_torch import level_seeds_torch
+
+        return level_seeds_torch(x, members, parents, want, seed, p.max_points_per_centroid, device=p.device)
+    return level_seeds(x, members, parents, want, seed, p.max_points_per_centroid)
 
 
 def fit_hierarchy(x: np.ndarray, totals: list[int], p: FitParams,
@@ -185,8 +215,7 @@ def fit_hierarchy(x: np.ndarray, totals: list[int], p: FitParams,
             weights = sizes.astype(np.float64)
         seeds: list[np.ndarray | None] = [None] * parent_count
         if p.seeding == "kmeans++":  # the level-wide k-means++ also decides the children per parent
-            seeded = level_seeds(x, members, parent_count, want, p.seed + 7919 * level,
-                                 p.max_points_per_centroid)
+            seeded = seeds_of_level(x, members, parent_count, want, p.seed + 7919 * level, p)
             k = np.array([len(s) for s in seeded], np.int64)
             seeds = [x[s] for s in seeded]
         elif p.seeding == "random":
@@ -207,7 +236,7 @@ def fit_hierarchy(x: np.ndarray, totals: list[int], p: FitParams,
         res.parents.append(np.concatenate(pars))
         if level + 1 < len(totals):
             # a cell's members are the points nearest its centroid *among all centroids of the level*
-            members, _ = nearest_centroids(x, c_all, "auto")
+            members, _ = nearest(x, c_all, p, "auto")
             parent_count = len(c_all)
     refine(x, res, p, progress)
     return res
