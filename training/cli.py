@@ -1,7 +1,7 @@
 """Command line of training: ``python -m regionset.training.rice CONFIG.yaml [k=v ...]`` and the ``regionset train`` entry point.
 
 ``pipelines/cli.py`` imports this lazily for ``regionset train rice|croc CONFIG.yaml``: each kind
-is a module ``training.<kind>.train`` with ``run(config_path, overrides) -> dict``.
+is a module ``regionset.training.<kind>.train`` with ``run(config_path, overrides) -> dict``.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ def run_training(kind: str, config_path: str | None, overrides: list[str] | None
     """
     if kind not in KINDS:
         raise ValueError(f"unknown training kind {kind!r}; choose one of {list(KINDS)}")
-    module = importlib.import_module(f"training.{kind}.train")
+    module = importlib.import_module(f"regionset.training.{kind}.train")
     return module.run(config_path, list(overrides or []), dry_run=dry_run)
 
 

@@ -138,6 +138,9 @@ def to_tensor(arr: np.ndarray, mean: tuple[float, ...] = CLIP_MEAN, std: tuple[f
 class ShardStream(IterableDataset):
     """Batches of transformed train rows, split over ranks and workers (see module doc).
 
+    Inside a process group the constructor is collective (every rank builds its stream): rank 0
+    lists the shards and reads their footers, and broadcasts them (:func:`shard_view`).
+
     Args:
         train_dir: ``OUT`` or ``OUT/train``.
         transform: ``(row dict, np.random.Generator) -> sample | None`` (None skips the row).

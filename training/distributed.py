@@ -42,7 +42,13 @@ def init_from_env(device: str = "auto") -> tuple[torch.device, int, int]:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     if world > 1 and not is_dist():
-        dist.init_process_group("nccl" if use_cuda else "gloo", timeout=datetime.timedelta(minutes=30))
+        timeout = datetime.timedelta(minutes=30)
+        store, rank, size = next(dist.rendezvous("env://", timeout=timeout))
+        # keys of this attempt only: under torchrun --max-restarts the agent's store outlives a failed
+        # attempt, and a restarted rank must not read the dead attempt's peer addresses
+        attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
+        dist.init_process_group("nccl" if use_cuda else "gloo", store=dist.PrefixStore(f"attempt-{attempt}", store),
+                                rank=rank, world_size=size, timeout=timeout)
     if use_cuda:
         torch.cuda.set_device(local_rank)
         dev = torch.device("cuda", local_rank)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -166,6 +167,8 @@ def train(task: TrainTask, loader, cfg: LoopConfig, device: torch.device, meta: 
         load_checkpoint(found, task, optimizer, saved)
         step = int(saved["step"])
         resume_data(loader, saved, cfg, found)
+        print(f"regionset train: rank {rank} of {world} resumes at step {step} from {found}", file=sys.stderr,
+              flush=True)
     _wrap_ddp(task, device)
     bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and device.type == "cuda")
     log_path, pending = run_path(cfg.out_dir, "log.jsonl"), []
