@@ -21,11 +21,11 @@ def describe_run(kind: str, config: dict, train_dir: str, loop: LoopConfig) -> d
         train_dir: the train shards' folder.
         loop: the loop settings (``out_dir``, ``resume``).
     """
-    view = shard_view(train_dir)
+    view = shard_view(train_dir) if train_dir else None  # Croc on conversations may have no shards
     found, saved = resume_point(loop)
     return {
         "dry_run": True, "kind": kind, "config_hash": config_hash(config), "out_dir": loop.out_dir,
-        "lineage": data_lineage(view.paths, view.rows),
+        "lineage": data_lineage(view.paths, view.rows) if view else data_lineage([], []),
         "resume_from": found, "resume_step": saved["step"] if saved else 0,
         "resume_lineage": saved.get("lineage") if saved else None,
     }

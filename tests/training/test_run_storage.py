@@ -64,3 +64,23 @@ def test_resume_from_objects_equals_an_uninterrupted_run(s3, tmp_path):  # noqa:
         for child in a:
             for k in a[child]:
                 assert torch.equal(a[child][k], b[child][k]), (name, child, k)
+
+
+def test_croc_tokenizer_lives_next_to_the_checkpoints_on_the_store(s3, tmp_path, monkeypatch):  # noqa: F811
+    from tests.training.croc.conftest import write_caption_shards
+
+    torch.set_num_threads(2)
+    write_caption_shards(str(tmp_path / "out"), num_shards=2, rows=8)
+    monkeypatch.chdir(tmp_path)
+    url = s3.url("runs/croc-a")
+    config = os.path.join(os.path.dirname(__file__), "../../training/configs/croc-tiny.yaml")
+    args = [f"data.train_dir={tmp_path / 'out'}", f"loop.out_dir={url}", "data.num_workers=0", "device=cpu",
+            "data.batch_size=4", "loop.log_every=1", "loop.save_every=2", "loop.warmup_steps=1"]
+    run_training("croc", config, [*args, "loop.steps=2"])
+    keys = set(s3.keys("runs/croc-a"))
+    assert {"tokenizer.json", "checkpoints/step-00000002/complete.json", "checkpoints/latest"} <= keys
+    saved = as_path(f"{url}/tokenizer.json").read_text()
+    resumed = run_training("croc", config, [*args, "loop.steps=3"])
+    assert [h["step"] for h in resumed["history"]] == [3]
+    assert as_path(f"{url}/tokenizer.json").read_text() == saved  # read back, not retrained
+    assert not (tmp_path / "s3:").exists()
