@@ -46,10 +46,10 @@ class LoopbackHosts:
         return proc
 
 
-def torchrun(nnodes: int, nproc: int, node_rank: int, address: str, port: int, module: str, args: list[str],
+def torchrun(nnodes: int, nproc: int, address: str, port: int, module: str, args: list[str],
              max_restarts: int = 0) -> list[str]:
     """A ``torchrun`` command line with a c10d rendezvous at ``address:port`` (the elastic one: a
-    restarted agent re-joins it)."""
+    restarted agent re-joins it; node ranks are assigned by the rendezvous, not by launch order)."""
     return [sys.executable, "-m", "torch.distributed.run", "--nnodes", str(nnodes), "--nproc-per-node", str(nproc),
             "--rdzv-backend", "c10d", "--rdzv-endpoint", f"{address}:{port}", "--rdzv-id", f"job-{port}",
             "--max-restarts", str(max_restarts), "--monitor-interval", "1", "-m", module, *args]
@@ -59,7 +59,7 @@ def launch_nodes(hosts: LoopbackHosts, module: str, args: list[str], nproc: int 
                  env: dict[int, dict[str, str]] | None = None) -> list[subprocess.Popen]:
     """One torchrun per host, all joining one job."""
     port = free_port()
-    return [hosts.spawn(i, torchrun(hosts.count, nproc, i, hosts.address, port, module, args, max_restarts),
+    return [hosts.spawn(i, torchrun(hosts.count, nproc, hosts.address, port, module, args, max_restarts),
                         (env or {}).get(i)) for i in range(hosts.count)]
 
 
