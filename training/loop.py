@@ -143,7 +143,8 @@ def resume_data(loader, saved: dict, cfg: LoopConfig, where: str) -> None:
     loader.load_state_dict(saved["data"][rank_world()[0]])
 
 
-def train(task: TrainTask, loader, cfg: LoopConfig, device: torch.device, meta: dict | None = None) -> dict:
+def train(task: TrainTask, loader, cfg: LoopConfig, device: torch.device, meta: dict | None = None,
+          decision: tuple[str | None, dict | None] | None = None) -> dict:
     """Train ``task`` on ``loader`` for ``cfg.steps`` steps (resuming if a checkpoint exists).
 
     Args:
@@ -152,6 +153,8 @@ def train(task: TrainTask, loader, cfg: LoopConfig, device: torch.device, meta: 
         cfg: loop settings.
         device: this rank's device.
         meta: JSON-able facts saved in every checkpoint (e.g. the resolved config).
+        decision: :func:`resume_point`'s answer when the caller already asked (RICE does, to take
+            the class count from the checkpoint); None: asked here.
 
     Returns:
         Summary: steps, first/last logged losses, samples/s, history of log records.
@@ -162,7 +165,7 @@ def train(task: TrainTask, loader, cfg: LoopConfig, device: torch.device, meta: 
     for group in optimizer.param_groups:  # a task may give groups their own peak lr (Croc does)
         group["base_lr"] = group["lr"]
     step = 0
-    found, saved = resume_point(cfg)
+    found, saved = decision if decision is not None else resume_point(cfg)
     if found:
         load_checkpoint(found, task, optimizer, saved)
         step = int(saved["step"])

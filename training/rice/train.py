@@ -17,7 +17,7 @@ from regionset.training.data import ShardStream, StreamLoader
 from regionset.training.distributed import decide_on_rank0, init_from_env
 from regionset.training.dry_run import describe_run
 from regionset.training.lineage import config_hash, data_lineage
-from regionset.training.loop import LoopConfig, train
+from regionset.training.loop import LoopConfig, resume_point, train
 from regionset.training.rice.model import ModelConfig, vit_shape
 from regionset.training.rice.regions import RegionTransform, collate_regions
 from regionset.training.rice.task import LossConfig, RiceTask, scan_num_classes
@@ -102,15 +102,17 @@ def run(config_path: str | None, overrides: list[str] | None = None, dry_run: bo
     device, rank, _ = init_from_env(cfg.device)
     loader = build_loader(cfg)  # the shard view: listed by rank 0, broadcast
     view = loader.dataset.view()
-    if cfg.loss.num_classes <= 0:
-        classes = decide_on_rank0(lambda: scan_num_classes(view.paths), "counting the classes of the shards")
+    decision = resume_point(cfg.loop)  # rank 0 decides once; every rank gets step, positions, shards
+    if cfg.loss.num_classes <= 0:  # a resumed run keeps its checkpoint's K (no rescan, no shape change)
+        saved_k = int(decision[1]["config"]["loss"]["num_classes"]) if decision[1] else 0
+        classes = saved_k or decide_on_rank0(lambda: scan_num_classes(view.paths), "counting the classes of the shards")
         cfg = replace(cfg, loss=replace(cfg.loss, num_classes=classes))
     torch.manual_seed(cfg.seed)
     task = RiceTask(cfg.model, cfg.loss, seed=cfg.seed)
     meta = {"kind": "rice", "config": to_dict(cfg), "config_hash": config_hash(to_dict(cfg))}
     if rank == 0:  # only rank 0 writes meta.json
         meta["lineage"] = data_lineage(view.paths, view.rows)
-    summary = train(task, loader, cfg.loop, device, meta=meta)
+    summary = train(task, loader, cfg.loop, device, meta=meta, decision=decision)
     if cfg.export and rank == 0:
         summary["export"] = _export(task, cfg.loop.out_dir)
     return summary
