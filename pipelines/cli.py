@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -65,6 +66,7 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("kind", choices=["rice", "croc"])
     t.add_argument("config")
     t.add_argument("overrides", nargs="*")
+    t.add_argument("--dry-run", action="store_true", help="print the data lineage and resume point; train nothing")
     return p
 
 
@@ -183,7 +185,13 @@ def main(argv: list[str] | None = None) -> int:
         elif args.cmd == "train":
             from regionset.training.cli import run_training  # the only place pipelines touch training, lazily
 
-            run_training(args.kind, args.config, args.overrides)
+            try:
+                summary = run_training(args.kind, args.config, args.overrides, dry_run=args.dry_run)
+            except ValueError as err:  # e.g. a shard that appeared or vanished since the checkpoint
+                print(f"regionset train: error: {err}", file=sys.stderr)
+                return 2
+            if args.dry_run:
+                print(json.dumps(summary, indent=1, default=str))
     except (ConfigError, InputError, LockedError, FileNotFoundError, FileExistsError, SchemaError) as err:
         if getattr(args, "debug", False):  # e.g. a PreflightError (a ConfigError) of build --debug
             import traceback

@@ -31,7 +31,8 @@ from regionset.common.shard_names import STATE_DIR, shard_id
 from regionset.common.storage import RemotePath, arrow_source, as_path, is_remote
 from regionset.models.clip_registry import CLIP_MEAN, CLIP_STD
 from regionset.schemas.tables import TRAIN
-from regionset.training.distributed import rank_world
+from regionset.training.distributed import decide_on_rank0, rank_world
+from regionset.training.shard_view import ShardList
 
 PACK_STEP = "pack"  # the step that writes ``train/`` (its markers commit the shards on object stores)
 
@@ -72,6 +73,19 @@ def _remote_shards(root: RemotePath) -> list[str]:
     if not shards:
         raise FileNotFoundError(f"no part-*.parquet shards in {folder}")
     return [str(folder / n) for n in shards]
+
+
+def shard_view(train_dir: str) -> ShardList:
+    """The shards of ``train_dir`` and their rows: read by rank 0 once, broadcast to every rank.
+
+    Args:
+        train_dir: ``OUT`` or ``OUT/train`` (a local path or URL).
+    """
+    def read() -> ShardList:
+        paths = list_shards(train_dir)
+        return ShardList(paths, [shard_rows(p) for p in paths])
+
+    return decide_on_rank0(read, f"listing the train shards of {train_dir}")
 
 
 def read_shard(path: str, columns: list[str] | None = None) -> Any:
@@ -124,6 +138,9 @@ def to_tensor(arr: np.ndarray, mean: tuple[float, ...] = CLIP_MEAN, std: tuple[f
 class ShardStream(IterableDataset):
     """Batches of transformed train rows, split over ranks and workers (see module doc).
 
+    Inside a process group the constructor is collective (every rank builds its stream): rank 0
+    lists the shards and reads their footers, and broadcasts them (:func:`shard_view`).
+
     Args:
         train_dir: ``OUT`` or ``OUT/train``.
         transform: ``(row dict, np.random.Generator) -> sample | None`` (None skips the row).
@@ -142,19 +159,31 @@ class ShardStream(IterableDataset):
                  world_size: int | None = None, epochs: int | None = None, shuffle: bool = True,
                  drop_last: bool = False, columns: list[str] | None = None):
         super().__init__()
-        self.shards = list_shards(train_dir)
-        self.rows = [shard_rows(s) for s in self.shards]
+        self.use_view(shard_view(train_dir))
         r, w = rank_world()
         self.rank, self.world_size = (r if rank is None else rank), (w if world_size is None else world_size)
         self.transform, self.collate, self.batch_size = transform, collate, batch_size
         self.seed, self.epochs, self.shuffle, self.drop_last, self.columns = seed, epochs, shuffle, drop_last, columns
         self.start_positions: dict[int, dict[str, int]] = {}
 
-    def units(self, readers: int) -> list[tuple[int, int, int]]:
-        """(shard index, first row, end row) pieces; at least ``readers`` of them."""
-        pieces = max(1, math.ceil(readers / len(self.shards)))
+    join_epochs: list[int] | None = None  # per shard: the first epoch it is read in (None: all from 0)
+
+    def use_view(self, view: ShardList) -> None:
+        """Read these shards, in this order (a resumed run's reconciled list)."""
+        self.shards, self.rows, self.join_epochs = list(view.paths), list(view.rows), list(view.join_epochs)
+
+    def view(self) -> ShardList:
+        """The shards this stream reads, in order, with their rows and join epochs."""
+        return ShardList(list(self.shards), list(self.rows), list(self.join_epochs or [0] * len(self.shards)))
+
+    def units(self, readers: int, epoch: int = 0) -> list[tuple[int, int, int]]:
+        """(shard index, first row, end row) pieces of ``epoch``'s shards; at least ``readers`` of them."""
+        joins = self.join_epochs or [0] * len(self.shards)
+        active = [i for i in range(len(self.shards)) if joins[i] <= epoch]
+        pieces = max(1, math.ceil(readers / max(1, len(active))))
         out = []
-        for i, n in enumerate(self.rows):
+        for i in active:
+            n = self.rows[i]
             bounds = np.linspace(0, n, pieces + 1).round().astype(int)
             out += [(i, int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:])]
         return out
@@ -165,9 +194,9 @@ class ShardStream(IterableDataset):
         return wid, self.rank * nw + wid, self.world_size * nw
 
     def _rows(self, reader: int, readers: int, start: dict[str, int]) -> Iterator[tuple[dict, np.random.Generator, dict]]:
-        units = self.units(readers)
         epoch = start.get("epoch", 0)
         while self.epochs is None or epoch < self.epochs:
+            units = self.units(readers, epoch)
             order = np.random.default_rng([self.seed, epoch]).permutation(len(units)) if self.shuffle \
                 else np.arange(len(units))
             mine = order[reader::readers]
@@ -234,8 +263,11 @@ class StreamLoader:
     def __iter__(self) -> Iterator[dict]:
         self.dataset.start_positions = dict(self.positions)
         kw = {"prefetch_factor": self.prefetch_factor, "persistent_workers": False} if self.num_workers else {}
+        # its own generator: making the loader's base seed must not draw from the global RNG, whose
+        # state a checkpoint restores (a resumed run then draws what an uninterrupted one draws)
+        seeds = torch.Generator().manual_seed(int(self.dataset.seed))
         loader = DataLoader(self.dataset, batch_size=None, num_workers=self.num_workers,
-                            pin_memory=self.pin_memory, **kw)
+                            pin_memory=self.pin_memory, generator=seeds, **kw)
         for batch in loader:
             wid, pos = batch.pop(POSITION_KEY)
             self.positions[int(wid)] = {k: int(v) for k, v in pos.items()}

@@ -42,7 +42,13 @@ def init_from_env(device: str = "auto") -> tuple[torch.device, int, int]:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     if world > 1 and not is_dist():
-        dist.init_process_group("nccl" if use_cuda else "gloo", timeout=datetime.timedelta(minutes=30))
+        timeout = datetime.timedelta(minutes=30)
+        store, rank, size = next(dist.rendezvous("env://", timeout=timeout))
+        # keys of this attempt only: under torchrun --max-restarts the agent's store outlives a failed
+        # attempt, and a restarted rank must not read the dead attempt's peer addresses
+        attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
+        dist.init_process_group("nccl" if use_cuda else "gloo", store=dist.PrefixStore(f"attempt-{attempt}", store),
+                                rank=rank, world_size=size, timeout=timeout)
     if use_cuda:
         torch.cuda.set_device(local_rank)
         dev = torch.device("cuda", local_rank)
@@ -105,3 +111,54 @@ def all_reduce_max_(x: torch.Tensor) -> torch.Tensor:
     if is_dist():
         dist.all_reduce(x, op=dist.ReduceOp.MAX)
     return x
+
+
+class Rank0Error(RuntimeError):
+    """Raised on every rank when rank 0 failed to make a decision it broadcasts."""
+
+
+def decide_on_rank0(decide, what: str):
+    """Run ``decide()`` on rank 0 only and hand its result to every rank (one broadcast).
+
+    A failure on rank 0 is broadcast too and raised on every rank, so no rank waits in a
+    collective for an answer that never comes.
+
+    Args:
+        decide: a function with no arguments returning a picklable value.
+        what: what is decided, for the error message.
+    """
+    return _on_rank0(decide, what, share=True)
+
+
+def rank0_first(work, what: str):
+    """Run ``work()`` on rank 0 while the other ranks wait; returns its result on rank 0, None elsewhere.
+
+    Used when rank 0 writes something (a tokenizer) the others then read. Only success or rank 0's
+    error is broadcast (raised on every rank), never the result.
+
+    Args:
+        work: a function with no arguments.
+        what: what is done, for the error message.
+    """
+    return _on_rank0(work, what, share=False)
+
+
+def _on_rank0(fn, what: str, share: bool):
+    if not is_dist():
+        return fn()
+    box: list = [None]
+    failure: Exception | None = None
+    result = None
+    if dist.get_rank() == 0:
+        try:
+            result = fn()
+            box[0] = ("ok", result if share else None)
+        except Exception as err:  # noqa: BLE001 (handed to every rank, re-raised below)
+            failure, box[0] = err, ("error", f"{type(err).__name__}: {err}")
+    dist.broadcast_object_list(box, src=0)
+    status, value = box[0]
+    if failure is not None:
+        raise failure  # rank 0 raises its own error
+    if status == "error":
+        raise Rank0Error(f"{what} failed on rank 0: {value}")
+    return value if share else result

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
+import sys
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -19,8 +19,12 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
-from regionset.training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
-from regionset.training.distributed import is_dist, rank_world
+from regionset.common.storage import is_remote
+from regionset.training.checkpoint import latest_checkpoint, load_checkpoint, read_meta, save_checkpoint
+from regionset.training.distributed import decide_on_rank0, is_dist, rank_world
+from regionset.training.failpoint import train_failpoint
+from regionset.training.run_files import append_lines, run_path
+from regionset.training.shard_view import reconcile_shards
 from regionset.training.task import TrainTask, batch_size, move_batch
 
 
@@ -39,8 +43,10 @@ class LoopConfig:
         precision: ``auto`` (bf16 autocast on GPU, fp32 on CPU), ``bf16`` or ``fp32``.
         log_every: steps between log lines.
         save_every: steps between checkpoints (0: only at the end).
-        resume: continue from ``out_dir``'s latest checkpoint when there is one.
-        out_dir: run folder (logs, checkpoints, export).
+        resume: continue from ``out_dir``'s latest complete checkpoint when there is one.
+        out_dir: run folder or object-store prefix (``s3://…``): logs, checkpoints, export.
+        follow_new_shards: on resume, append shards that appeared since the checkpoint (in name
+            order, from the next epoch) instead of stopping with an error naming them.
     """
 
     steps: int = 1000
@@ -55,6 +61,7 @@ class LoopConfig:
     save_every: int = 0
     resume: bool = True
     out_dir: str = "runs/train"
+    follow_new_shards: bool = False
 
 
 def lr_factor(step: int, cfg: LoopConfig) -> float:
@@ -92,7 +99,52 @@ def _wrap_ddp(task: TrainTask, device: torch.device) -> None:
             setattr(task, name, DistributedDataParallel(module, device_ids=ids))
 
 
-def train(task: TrainTask, loader, cfg: LoopConfig, device: torch.device, meta: dict | None = None) -> dict:
+def resume_point(cfg: LoopConfig) -> tuple[str | None, dict | None]:
+    """The one resume decision: rank 0 finds the latest complete checkpoint and reads its meta
+    (step, every rank's data position, shard list); every rank receives the same answer.
+
+    Args:
+        cfg: loop settings (``resume``, ``out_dir``).
+
+    Returns:
+        (checkpoint folder, its meta) or (None, None) to start fresh.
+    """
+    def decide() -> tuple[str | None, dict | None]:
+        found = latest_checkpoint(cfg.out_dir) if cfg.resume else None
+        return (found, read_meta(found)) if found else (None, None)
+
+    return decide_on_rank0(decide, f"reading the latest checkpoint of {cfg.out_dir}")
+
+
+def _stream_facts(loader) -> dict:
+    """The shard list the loader reads (name, rows, join epoch), for the checkpoint's meta."""
+    view = getattr(getattr(loader, "dataset", None), "view", None)
+    if view is None:
+        return {}
+    v = view()
+    return {"shards": [{"name": n, "rows": r, "join_epoch": e}
+                       for n, r, e in zip(v.names(), v.rows, v.join_epochs, strict=True)]}
+
+
+def resume_data(loader, saved: dict, cfg: LoopConfig, where: str) -> None:
+    """Put the loader at this rank's saved position, on the checkpoint's shard list (checked).
+
+    Args:
+        loader: a ``StreamLoader`` (or anything with ``load_state_dict``).
+        saved: the checkpoint's meta (the same on every rank).
+        cfg: loop settings (``follow_new_shards``).
+        where: the checkpoint, for messages.
+    """
+    dataset = getattr(loader, "dataset", None)
+    if saved.get("shards") is not None and hasattr(dataset, "use_view"):
+        epochs = [int(p.get("epoch", 0)) for d in saved["data"] for p in d.get("positions", {}).values()]
+        dataset.use_view(reconcile_shards(saved["shards"], dataset.view(), cfg.follow_new_shards,
+                                          max(epochs, default=0) + 1, where))
+    loader.load_state_dict(saved["data"][rank_world()[0]])
+
+
+def train(task: TrainTask, loader, cfg: LoopConfig, device: torch.device, meta: dict | None = None,
+          decision: tuple[str | None, dict | None] | None = None) -> dict:
     """Train ``task`` on ``loader`` for ``cfg.steps`` steps (resuming if a checkpoint exists).
 
     Args:
@@ -101,6 +153,8 @@ def train(task: TrainTask, loader, cfg: LoopConfig, device: torch.device, meta: 
         cfg: loop settings.
         device: this rank's device.
         meta: JSON-able facts saved in every checkpoint (e.g. the resolved config).
+        decision: :func:`resume_point`'s answer when the caller already asked (RICE does, to take
+            the class count from the checkpoint); None: asked here.
 
     Returns:
         Summary: steps, first/last logged losses, samples/s, history of log records.
@@ -111,15 +165,16 @@ def train(task: TrainTask, loader, cfg: LoopConfig, device: torch.device, meta: 
     for group in optimizer.param_groups:  # a task may give groups their own peak lr (Croc does)
         group["base_lr"] = group["lr"]
     step = 0
-    found = latest_checkpoint(cfg.out_dir) if cfg.resume else None
+    found, saved = decision if decision is not None else resume_point(cfg)
     if found:
-        saved = load_checkpoint(found, task, optimizer)
+        load_checkpoint(found, task, optimizer, saved)
         step = int(saved["step"])
-        loader.load_state_dict(saved["data"][rank])
+        resume_data(loader, saved, cfg, found)
+        print(f"regionset train: rank {rank} of {world} resumes at step {step} from {found}", file=sys.stderr,
+              flush=True)
     _wrap_ddp(task, device)
     bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and device.type == "cuda")
-    os.makedirs(cfg.out_dir, exist_ok=True)
-    log_path = os.path.join(cfg.out_dir, "log.jsonl")
+    log_path, pending = run_path(cfg.out_dir, "log.jsonl"), []
     history, parts, seen, wait = [], defaultdict(float), 0, 0.0
     t0 = tick = time.perf_counter()
     task.train()
@@ -150,12 +205,18 @@ def train(task: TrainTask, loader, cfg: LoopConfig, device: torch.device, meta: 
             if rank == 0:
                 print(json.dumps({k: round(v, 5) if isinstance(v, float) else v for k, v in record.items()}),
                       flush=True)
-                with open(log_path, "a") as f:
-                    f.write(json.dumps(record) + "\n")
+                pending.append(json.dumps(record))
+                if not is_remote(cfg.out_dir):  # a local log grows per line; an object at checkpoints
+                    append_lines(log_path, pending)
+                    pending = []
             parts, seen, wait, t0 = defaultdict(float), 0, 0.0, tick
         if (cfg.save_every and step % cfg.save_every == 0) or step == cfg.steps:
-            save_checkpoint(cfg.out_dir, step, task, optimizer, loader.state_dict(), meta)
+            save_checkpoint(cfg.out_dir, step, task, optimizer, loader.state_dict(),
+                            {**(meta or {}), **_stream_facts(loader)})
+            append_lines(log_path, pending)
+            pending = []
             tick = time.perf_counter()
+        train_failpoint(step, rank)
     loss_key = "loss"
     return {"steps": step, "history": history,
             "first_loss": history[0][loss_key] if history else None,

@@ -5,17 +5,19 @@
   (``vocab_size`` entries), for random-init LMs and tests;
 - ``bytes``: the same byte-level model with no merges (256 byte symbols + specials), the fallback
   that needs no text at all.
-A ``bpe``/``bytes`` tokenizer is saved as ``tokenizer.json`` in the run directory and loaded from
-there on resume (or from the previous stage's run with ``method.init_from``), so ids never change.
+A ``bpe``/``bytes`` tokenizer is saved as ``tokenizer.json`` in the run directory (a local folder or
+an object-store prefix, next to ``checkpoints/``) and loaded from there on resume (or from the previous stage's run with ``method.init_from``), so ids never change.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
+
+from regionset.common.files import write_atomic
+from regionset.common.storage import RemotePath, as_path
 
 BOS, EOS, PAD = "<s>", "</s>", "<pad>"
 TOKENIZER_FILE = "tokenizer.json"
@@ -61,9 +63,9 @@ def build_tokenizer(cfg: TokenizerConfig, lm_path: str | None, texts: Iterable[s
         if tok.pad_token is None:
             tok.pad_token = tok.eos_token or tok.unk_token
         return tok
-    own = Path(save_dir) / TOKENIZER_FILE if save_dir else None
-    sources = [p for p in (own, Path(cfg.path) if cfg.path else None, *(Path(f) for f in fallbacks)) if p]
-    found = next((p for p in sources if p.exists()), None)
+    own = as_path(save_dir) / TOKENIZER_FILE if save_dir else None
+    sources = [p for p in (own, as_path(cfg.path) if cfg.path else None, *(as_path(f) for f in fallbacks)) if p]
+    found = next((text for text in map(_read, sources) if text is not None), None)
     if found is not None:
         raw = _load(found)
     else:
@@ -71,9 +73,7 @@ def build_tokenizer(cfg: TokenizerConfig, lm_path: str | None, texts: Iterable[s
             raise ValueError("croc.tokenizer.kind=bpe needs training texts (the shard captions)")
         raw = train_byte_bpe(texts if cfg.kind == "bpe" else [], cfg.vocab_size if cfg.kind == "bpe" else 0)
     if own is not None and not own.exists():
-        own.parent.mkdir(parents=True, exist_ok=True)
-        raw.save(str(own) + ".tmp")
-        os.replace(str(own) + ".tmp", own)
+        write_atomic(own, raw.to_str().encode())
     return PreTrainedTokenizerFast(tokenizer_object=raw, bos_token=BOS, eos_token=EOS, pad_token=PAD)
 
 
@@ -98,7 +98,15 @@ def train_byte_bpe(texts: Iterable[str], vocab_size: int):
     return tok
 
 
-def _load(path: Path):
+def _read(path: Path | RemotePath) -> str | None:
+    """A saved ``tokenizer.json`` (a local file or an object), or None when there is none."""
+    try:
+        return path.read_text()
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+
+
+def _load(text: str):
     from tokenizers import Tokenizer
 
-    return Tokenizer.from_file(str(path))
+    return Tokenizer.from_str(text)

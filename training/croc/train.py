@@ -14,7 +14,9 @@ from regionset.common.typed_config import load_config, to_dict
 from regionset.training.croc.build import build_croc, build_stream
 from regionset.training.croc.config import CrocConfig
 from regionset.training.data import StreamLoader
-from regionset.training.distributed import init_from_env, is_dist
+from regionset.training.distributed import init_from_env, rank0_first
+from regionset.training.dry_run import describe_run
+from regionset.training.lineage import config_hash, data_lineage
 from regionset.training.loop import train
 
 
@@ -30,29 +32,34 @@ def build_run(cfg: CrocConfig, rank: int = 0, epochs: int | None = None):
         (task, tokenizer, loader).
     """
     run_dir = cfg.loop.out_dir
-    if rank != 0 and is_dist():
-        torch.distributed.barrier()  # wait for rank 0's tokenizer.json
-    task, tokenizer = build_croc(cfg, run_dir, rank=rank)
-    if rank == 0 and is_dist():
-        torch.distributed.barrier()
+    # rank 0 builds the tokenizer once and writes run_dir/tokenizer.json (on the run's storage, next
+    # to checkpoints/); the other ranks wait, then read that file
+    built = rank0_first(lambda: build_croc(cfg, run_dir, rank=0), "building the Croc tokenizer")
+    task, tokenizer = built if rank == 0 else build_croc(cfg, run_dir, rank=rank)
     stream = build_stream(cfg, task, tokenizer, epochs=epochs)
     loader = StreamLoader(stream, num_workers=cfg.data.num_workers, pin_memory=torch.cuda.is_available())
     return task, tokenizer, loader
 
 
-def run(config_path: str | None, overrides: list[str] | None = None) -> dict:
+def run(config_path: str | None, overrides: list[str] | None = None, dry_run: bool = False) -> dict:
     """Train Croc as configured; returns the loop's summary.
 
     Args:
         config_path: YAML file (None: defaults).
         overrides: ``section.key=value`` items.
+        dry_run: print what would be trained on and resumed from (lineage), and train nothing.
     """
     cfg = load_config(CrocConfig, config_path, overrides)
+    if dry_run:
+        return describe_run("croc", to_dict(cfg), cfg.data.train_dir, cfg.loop)
     device, rank, _ = init_from_env(cfg.device)
     torch.manual_seed(cfg.seed)
     task, _, loader = build_run(cfg, rank)
     meta = {"kind": "croc", "stage": cfg.method.stage, "num_visual_tokens": task.croc.num_visual_tokens,
-            "config": to_dict(cfg)}
+            "config": to_dict(cfg), "config_hash": config_hash(to_dict(cfg))}
+    if rank == 0:  # only rank 0 writes meta.json
+        view = loader.dataset.view()
+        meta["lineage"] = data_lineage(view.paths, view.rows)
     try:
         return train(task, loader, cfg.loop, device, meta=meta)
     finally:

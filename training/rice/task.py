@@ -61,16 +61,22 @@ class LossConfig:
     cls_weight: float = 1.0
 
 
-def scan_num_classes(train_dir: str) -> int:
-    """Largest object ``class_id`` in the train shards + 1 (reads only the regions column)."""
+def scan_num_classes(shards: str | list[str]) -> int:
+    """Largest object ``class_id`` in the train shards + 1 (reads only the regions column).
+
+    Args:
+        shards: a train folder, or the exact shard list to scan (the run's broadcast view).
+    """
+    paths = list_shards(shards) if isinstance(shards, str) else shards
     top = -1
-    for shard in list_shards(train_dir):
+    for shard in paths:
         regions = pc.list_flatten(read_shard(shard, columns=["regions"])["regions"])
         if len(regions):
             ids = pc.struct_field(regions, "class_id")
             top = max(top, int(pc.max(ids).as_py() if pc.max(ids).as_py() is not None else -1))
     if top < 0:
-        raise ValueError(f"no object class ids in {os.path.abspath(train_dir)}; set loss.num_classes")
+        where = os.path.abspath(shards) if isinstance(shards, str) else f"{len(paths)} shards"
+        raise ValueError(f"no object class ids in {where}; set loss.num_classes")
     return top + 1
 
 

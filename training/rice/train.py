@@ -6,18 +6,22 @@
 
 from __future__ import annotations
 
-import os
+import tempfile
 from dataclasses import dataclass, field, replace
 
 import torch
 
+from regionset.common.storage import is_remote
 from regionset.common.typed_config import load_config, to_dict
 from regionset.training.data import ShardStream, StreamLoader
-from regionset.training.distributed import init_from_env
-from regionset.training.loop import LoopConfig, train
+from regionset.training.distributed import decide_on_rank0, init_from_env
+from regionset.training.dry_run import describe_run
+from regionset.training.lineage import config_hash, data_lineage
+from regionset.training.loop import LoopConfig, resume_point, train
 from regionset.training.rice.model import ModelConfig, vit_shape
 from regionset.training.rice.regions import RegionTransform, collate_regions
 from regionset.training.rice.task import LossConfig, RiceTask, scan_num_classes
+from regionset.training.run_files import run_path, upload_folder
 
 
 @dataclass(frozen=True)
@@ -81,22 +85,46 @@ def build_loader(cfg: RiceConfig, epochs: int | None = None) -> StreamLoader:
     return StreamLoader(stream, num_workers=d.num_workers, pin_memory=torch.cuda.is_available())
 
 
-def run(config_path: str | None, overrides: list[str] | None = None) -> dict:
+def run(config_path: str | None, overrides: list[str] | None = None, dry_run: bool = False) -> dict:
     """Train RICE as configured; returns the loop's summary (plus ``export`` folder if written).
+
+    Rank 0 lists the shards, reads their footers and counts the classes once; every rank gets
+    the result by broadcast. Every checkpoint carries the data's lineage.
 
     Args:
         config_path: YAML file (None: defaults).
         overrides: ``section.key=value`` items.
+        dry_run: print what would be trained on and resumed from (lineage), and train nothing.
     """
     cfg = load_config(RiceConfig, config_path, overrides)
+    if dry_run:
+        return describe_run("rice", to_dict(cfg), cfg.data.train_dir, cfg.loop)
     device, rank, _ = init_from_env(cfg.device)
-    if cfg.loss.num_classes <= 0:
-        cfg = replace(cfg, loss=replace(cfg.loss, num_classes=scan_num_classes(cfg.data.train_dir)))
+    loader = build_loader(cfg)  # the shard view: listed by rank 0, broadcast
+    view = loader.dataset.view()
+    decision = resume_point(cfg.loop)  # rank 0 decides once; every rank gets step, positions, shards
+    if cfg.loss.num_classes <= 0:  # a resumed run keeps its checkpoint's K (no rescan, no shape change)
+        saved_k = int(decision[1]["config"]["loss"]["num_classes"]) if decision[1] else 0
+        classes = saved_k or decide_on_rank0(lambda: scan_num_classes(view.paths), "counting the classes of the shards")
+        cfg = replace(cfg, loss=replace(cfg.loss, num_classes=classes))
     torch.manual_seed(cfg.seed)
     task = RiceTask(cfg.model, cfg.loss, seed=cfg.seed)
-    summary = train(task, build_loader(cfg), cfg.loop, device, meta={"kind": "rice", "config": to_dict(cfg)})
+    meta = {"kind": "rice", "config": to_dict(cfg), "config_hash": config_hash(to_dict(cfg))}
+    if rank == 0:  # only rank 0 writes meta.json
+        meta["lineage"] = data_lineage(view.paths, view.rows)
+    summary = train(task, loader, cfg.loop, device, meta=meta, decision=decision)
     if cfg.export and rank == 0:
-        from regionset.training.rice.export import export_trunk
-
-        summary["export"] = export_trunk(task.module("model"), os.path.join(cfg.loop.out_dir, "export"))
+        summary["export"] = _export(task, cfg.loop.out_dir)
     return summary
+
+
+def _export(task: RiceTask, out_dir: str) -> str:
+    """Write the export to ``out_dir/export`` (a local folder, or objects via a local temp folder)."""
+    from regionset.training.rice.export import export_trunk
+
+    dest = run_path(out_dir, "export")
+    if not is_remote(dest):
+        return export_trunk(task.module("model"), str(dest))
+    with tempfile.TemporaryDirectory(prefix="rice-export-") as tmp:
+        upload_folder(export_trunk(task.module("model"), tmp), dest)
+    return str(dest)
