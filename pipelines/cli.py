@@ -47,6 +47,9 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("status", help="stage x shard progress and failures")
     s.add_argument("out")
     s.add_argument("--json", action="store_true")
+    s.add_argument("--watch", action="store_true", help="refresh done/total, shards/min and ETA until the build is done")
+    s.add_argument("--interval", type=float, default=5.0, help="seconds between --watch refreshes (default 5)")
+    s.add_argument("--count", type=int, default=0, help="--watch: stop after N refreshes (default: when done)")
     q = sub.add_parser("sql", help="run SQL on the catalog")
     q.add_argument("out")
     q.add_argument("query")
@@ -166,9 +169,14 @@ def main(argv: list[str] | None = None) -> int:
 
             return doctor(*_config_and_overrides(args))
         elif args.cmd == "status":
-            from regionset.pipelines.tools.status import print_status
+            if args.watch:
+                from regionset.pipelines.tools.watch import run_watch
 
-            print_status(out, as_json=args.json)
+                run_watch(out, interval=max(args.interval, 0.1), count=max(args.count, 0))
+            else:
+                from regionset.pipelines.tools.status import print_status
+
+                print_status(out, as_json=args.json)
         elif args.cmd == "sql":
             _sql(out, args.query, args.limit)
         elif args.cmd == "retry":

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from regionset.common import typed_config
 from regionset.pipelines.core.inputs import InputConfig
+from regionset.pipelines.core.metrics import MetricsConfig
 from regionset.pipelines.dedup.config import SemDedupConfig
 from regionset.pipelines.executors.config import ExecutorConfig
 from regionset.pipelines.kmeans.config import KMeansConfig
@@ -45,6 +46,7 @@ class BuildConfig:
         assign: how regions get their labels.
         semdedup: semantic region duplicates within each leaf cluster (opt-in step, docs/curation.md).
         pack: how training shards are written.
+        metrics: the driver's live metrics endpoint (Prometheus text format; docs/operations.md).
     """
 
     output: str = "regionset-out"
@@ -61,6 +63,7 @@ class BuildConfig:
     assign: AssignConfig = field(default_factory=AssignConfig)
     semdedup: SemDedupConfig = field(default_factory=SemDedupConfig)
     pack: PackConfig = field(default_factory=PackConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
 
 
 def load_config(path: str | Path | None, overrides: list[str] | None = None) -> BuildConfig:
