@@ -72,7 +72,8 @@ def write_state(out: Path, stages: dict[str, list[float]], shards: int, seconds:
         d = out / STATE_DIR / stage
         d.mkdir(parents=True, exist_ok=True)
         for i, t in enumerate(times):
-            m = {"stage": stage, "shard": i, "rows_in": 10, "rows_out": 10, "seconds": seconds, "finished_at": t,
+            m = {"stage": stage, "shard": i, "config_hash": "c", "input_hash": "i", "output_sha256": "s",
+                 "rows_in": 10, "rows_out": 10, "seconds": seconds, "finished_at": t,
                  "counters": counters or {"status:success": 10}}
             (d / shard_name(i).replace(".parquet", ".json")).write_text(json.dumps(m))
 
