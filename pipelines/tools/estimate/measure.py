@@ -154,12 +154,12 @@ def unit_costs(cfg: BuildConfig, result: Any, spans: list[dict[str, Any]], image
             continue
         markers = [m for s in result.shards if (m := read_marker(out, name, s)) is not None]
         span = by_stage[name]
-        work = sum(m.seconds for m in markers)
         rows_in = sum(m.rows_in for m in markers)
+        work, warm = steady_seconds(markers)
         on_gpu = step.device().startswith("cuda")
         stages[name] = {"kind": "shard", "units": rows_in, "rows_out": sum(m.rows_out for m in markers),
                         "unit": "image" if rows_in <= images else "region", "wall_s": work,
-                        "setup_s": max(span["wall_s"] - work, 0.0), "cpu_s": span["cpu_s"],
+                        "setup_s": max(span["wall_s"] - work, 0.0), "warmup_s": warm, "cpu_s": span["cpu_s"],
                         "gpu_s": work if on_gpu else 0.0, "inputs": list(step.inputs), "output": step.output}
     _global_cpu(stages, result.order, spans)
     tables: dict[str, dict[str, Any]] = {}
@@ -182,6 +182,26 @@ def unit_costs(cfg: BuildConfig, result: Any, spans: list[dict[str, Any]], image
                    "refine_iters": cfg.kmeans.refine_iters, "dim": EmbedStage(cfg.embed).dim,
                    "search": cfg.assign.search, "beam": cfg.assign.beam, "beam_min_leaves": BEAM_MIN_LEAVES},
     }
+
+
+def steady_seconds(markers: list[Marker]) -> tuple[float, float]:
+    """(seconds the stage's shards would take at the steady per-row rate, warm-up seconds): the first
+    shard to finish pays one-off costs inside its own time (first model calls, lazy imports), so the
+    rate comes from the other shards and the first shard's excess counts as a fixed cost, paid once
+    per worker (``setup_s`` of the projection). With one shard, all of it is the rate.
+
+    Args:
+        markers: the stage's markers in the sample.
+    """
+    if len(markers) < 2:
+        return sum(m.seconds for m in markers), 0.0
+    first, *rest = sorted(markers, key=lambda m: m.finished_at)
+    rows = sum(m.rows_in for m in rest)
+    if rows == 0:
+        return sum(m.seconds for m in markers), 0.0
+    per_row = sum(m.seconds for m in rest) / rows
+    warm = max(first.seconds - per_row * first.rows_in, 0.0)
+    return sum(m.seconds for m in markers) - warm, warm
 
 
 def _global_cpu(stages: dict[str, dict[str, Any]], order: list[str], spans: list[dict[str, Any]]) -> None:
