@@ -64,3 +64,16 @@ def test_bad_rates_file_is_one_line_exit_2(server, tmp_path, capsys):
     assert rc == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1] == "regionset estimate: error: --rates: embed.units_per_s must be a positive number"
+
+
+def test_first_shard_excess_is_warm_up_not_rate():
+    from types import SimpleNamespace
+
+    from regionset.pipelines.tools.estimate.measure import steady_seconds
+
+    ms = [SimpleNamespace(seconds=9.0, rows_in=10, finished_at=1.0),  # 5 s of first-call costs
+          SimpleNamespace(seconds=4.0, rows_in=10, finished_at=2.0), SimpleNamespace(seconds=2.0, rows_in=5,
+                                                                                       finished_at=3.0)]
+    work, warm = steady_seconds(ms)
+    assert warm == pytest.approx(5.0) and work == pytest.approx(10.0)  # 25 rows at 0.4 s/row
+    assert steady_seconds(ms[:1]) == (9.0, 0.0)

@@ -98,3 +98,13 @@ def test_port_in_use_is_a_config_error(tmp_path):
         MetricsServer(BuildMetrics(), first.port)
     with pytest.raises(ConfigError, match="metrics.port"):
         MetricsConfig(port=70000).check()
+
+
+def test_grafana_dashboard_uses_only_served_metric_names():
+    import json
+    from pathlib import Path
+
+    dash = json.loads((Path(__file__).resolve().parents[2] / "docs" / "grafana-regionset.json").read_text())
+    used = {n for p in dash["panels"] for t in p["targets"] for n in re.findall(r"regionset_[a-z_]+", t["expr"])}
+    served = set(re.findall(r"^# TYPE (regionset_[a-z_]+)", BuildMetrics(memory=dict).render(), re.M))
+    assert used and used <= served
