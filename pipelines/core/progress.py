@@ -56,10 +56,16 @@ class BuildTally:
         return [_skipped_eta(stage_eta(n, self.times.get(n, []), self.total[n] - self.skipped.get(n, 0), now,
                                        self.started.get(n)), self.skipped.get(n, 0)) for n in self.order]
 
-    def line(self) -> str:
-        """``12/40 shard-steps  ETA 3:10`` (``~`` when a stage not started yet is guessed)."""
+    def summary(self) -> tuple[int, int, str]:
+        """(shard-steps done, in total, the build's ETA as text; ``~`` when a stage not started yet
+        is guessed)."""
         done, total, left, guessed = build_eta(self.stages())
-        return f"{done}/{total} shard-steps  ETA {'~' if guessed and left else ''}{format_eta(left)}"
+        return done, total, f"{'~' if guessed and left else ''}{format_eta(left)}"
+
+    def line(self) -> str:
+        """``12/40 shard-steps  ETA 3:10``."""
+        done, total, eta = self.summary()
+        return f"{done}/{total} shard-steps  ETA {eta}"
 
 
 def _skipped_eta(e: StageEta, skipped: int) -> StageEta:
@@ -92,8 +98,8 @@ class StageProgress:
             )
             self._progress.start()
             self._task = self._progress.add_task("", total=self.total, stage=self.name, detail="shards")
-            self._build = (self._progress.add_task("", total=None, stage="build", detail=self.tally.line())
-                           if self.tally is not None else None)
+            self._build = self._progress.add_task("", stage="build", detail="") if self.tally is not None else None
+            self._update_build()
         return self
 
     def advance(self, rows: int) -> None:
@@ -107,8 +113,12 @@ class StageProgress:
             self._progress.update(self._task, advance=1, detail=(
                 f"shards  {self.rows} rows  {rate:,.1f} rows/s  {e.rate * 60:,.1f} shards/min  "
                 f"ETA {format_eta(e.eta_s)}"))
-            if self._build is not None:
-                self._progress.update(self._build, detail=self.tally.line())
+            self._update_build()
+
+    def _update_build(self) -> None:
+        if self.enabled and self.tally is not None and self._build is not None:
+            done, total, eta = self.tally.summary()
+            self._progress.update(self._build, completed=done, total=total, detail=f"shard-steps  ETA {eta}")
 
     def __exit__(self, *exc: Any) -> None:
         if self.enabled:
