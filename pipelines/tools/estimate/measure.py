@@ -10,6 +10,7 @@ this machine for one worker), so its CPU seconds are this process's (``getrusage
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import resource
 import shutil
@@ -25,6 +26,7 @@ import pyarrow.parquet as pq
 from regionset.pipelines.build import build
 from regionset.pipelines.config import BuildConfig
 from regionset.pipelines.core.inputs import InputError, iter_urls
+from regionset.pipelines.core.metrics import MetricsConfig
 from regionset.pipelines.core.output import Output
 from regionset.pipelines.core.shard_run import ShardTask, StageReport
 from regionset.pipelines.core.shards import Marker, read_marker
@@ -89,23 +91,21 @@ def write_sample(cfg: BuildConfig, size: int, folder: Path) -> tuple[Path, int]:
 
 
 def sample_config(cfg: BuildConfig, urls: Path, out: Path, images: int) -> BuildConfig:
-    """``cfg`` pointed at the sample: local executor in this process, no progress bars, the same
-    shard size (capped at the sample), and ``kmeans.levels: auto`` when the configured tree has more
-    leaves than the sample has images (it could not be fitted on the sample)."""
+    """``cfg`` pointed at the sample: local executor in this process, no progress bars nor metrics
+    endpoint, the same shard size (capped at the sample), and ``kmeans.levels: auto`` when the
+    configured tree has more leaves than the sample has images (it could not be fitted on the
+    sample; the projection still uses the configured levels)."""
     inp = dataclasses.replace(cfg.input, path=str(urls), format="parquet", url_col="url", caption_col="caption",
                               shard_size=min(cfg.input.shard_size, images))
     km = cfg.kmeans
     if km.levels != "auto" and _prod(km.levels) > images:
         km = dataclasses.replace(km, levels="auto")
-    return dataclasses.replace(cfg, output=str(out), input=inp, progress=False, kmeans=km,
+    return dataclasses.replace(cfg, output=str(out), input=inp, progress=False, kmeans=km, metrics=MetricsConfig(),
                                executor=dataclasses.replace(cfg.executor, name="local", processes=1))
 
 
 def _prod(xs: tuple[int, ...]) -> int:
-    p = 1
-    for x in xs:
-        p *= x
-    return p
+    return math.prod(xs)
 
 
 def folder_bytes(folder: Path) -> tuple[int, int]:
@@ -133,7 +133,11 @@ def measure_sample(cfg: BuildConfig, size: int, keep: Path | None = None) -> dic
         with metered:
             result = build(scfg, executor=metered)
         total_wall, total_cpu = time.perf_counter() - t0, cpu_seconds() - c0
-        return unit_costs(scfg, result, metered.spans, n, total_wall, total_cpu)
+        costs = unit_costs(scfg, result, metered.spans, n, total_wall, total_cpu)
+        # the projected build runs the configured shard size and tree, whatever the sample needed
+        costs["shard_size"] = cfg.input.shard_size
+        costs["kmeans"]["levels"] = list(cfg.kmeans.levels) if cfg.kmeans.levels != "auto" else "auto"
+        return costs
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
