@@ -48,11 +48,13 @@ def live_watchers(executor: Any, out: Output, outputs: dict[str, str], shards: i
         server = MetricsServer(collected, metrics.port, metrics.host)
         added.append(collected)
         console.print(f"metrics: http://{metrics.host}:{server.port}/metrics")
-    executor.watchers[:0] = added
+    watchers = getattr(executor, "watchers", None)  # an executor not built on Executor has none
+    if watchers is not None:
+        watchers[:0] = added
     try:
         yield collected
     finally:
-        for w in added:
-            executor.watchers.remove(w)
+        for w in added if watchers is not None else ():
+            watchers.remove(w)
         if server is not None:
             server.close()
