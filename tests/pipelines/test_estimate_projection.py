@@ -83,6 +83,9 @@ def test_kmeans_follows_the_capacity_model():
     assert k["cpu_s"] == pytest.approx(0.6 + want / KMEANS_MADDS_PER_CORE_S)
     assert k["wall_s"] == pytest.approx(0.5 + want / KMEANS_MADDS_PER_CORE_S / 1000)
     assert k["extrapolated"] and "docs/capacity.md" in k["from"] and k["beam"] == 16
+    # per_parent above local_max_mib: level-0 sample (256,000 x 3,072 B) + leaves (1M x 768 x 12 B) ~ 10 GB
+    assert k["fit"] == "per_parent"
+    assert k["driver_bytes"] == pytest.approx(256_000 * 768 * 4 + 1e6 * 768 * 12)
 
 
 def test_auto_levels_and_exact_search_below_the_beam_threshold():
@@ -90,6 +93,7 @@ def test_auto_levels_and_exact_search_below_the_beam_threshold():
     k = project(costs, 200)["stages"]["fit_kmeans"]
     assert k["units"] == 1000  # 200 images x 5 regions: the fit samples what there is
     assert k["beam"] == 0 and math.prod(k["levels"]) < 16_384
+    assert k["fit"] == "local" and k["driver_bytes"] == pytest.approx(1.25 * 1000 * 768 * 4)
 
 
 def test_rates_file_substitutes_a_gpu_rate():

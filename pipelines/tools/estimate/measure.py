@@ -184,6 +184,7 @@ def unit_costs(cfg: BuildConfig, result: Any, spans: list[dict[str, Any]], image
         "kmeans": {"levels": list(cfg.kmeans.levels) if cfg.kmeans.levels != "auto" else "auto",
                    "sample_size": cfg.kmeans.sample_size, "niter": cfg.kmeans.niter,
                    "refine_iters": cfg.kmeans.refine_iters, "dim": EmbedStage(cfg.embed).dim,
+                   "fit": cfg.kmeans.fit, "local_max_mib": cfg.kmeans.local_max_mib,
                    "search": cfg.assign.search, "beam": cfg.assign.beam, "beam_min_leaves": BEAM_MIN_LEAVES},
     }
 

@@ -114,12 +114,28 @@ def project_kmeans(stage: dict[str, Any], costs: dict[str, Any], regions: float,
     beam = k["beam"] if k["search"] == "beam" or (k["search"] == "auto" and leaves >= k["beam_min_leaves"]) else 0
     m = kmeans_madds(levels, n, regions, k["dim"], k["niter"], k["refine_iters"], beam)
     cpu = m["fit"] / KMEANS_MADDS_PER_CORE_S
+    driver, mode = kmeans_driver_bytes(k, n, levels)
     return {"units": n, "unit": "sampled region", "wall_s": stage["wall_s"] + cpu / max(workers, 1),
             "cpu_s": stage["cpu_s"] + cpu, "gpu_s": 0.0, "madds": m["fit"], "assign_madds": m["assign"],
-            "levels": levels, "beam": beam,
+            "levels": levels, "beam": beam, "fit": mode, "driver_bytes": driver,
             "from": f"docs/capacity.md k-means model: {m['fit']:.3g} multiply-adds at "
                     f"{KMEANS_MADDS_PER_CORE_S:.2g}/core-s + the sample's {stage['wall_s']:.3g} s",
             "extrapolated": True}
+
+
+def kmeans_driver_bytes(k: dict[str, Any], n: int, levels: list[int]) -> tuple[float, str]:
+    """The fit's driver memory by docs/capacity.md "Memory": ``local`` (what ``fit: auto`` picks
+    while the sample's float32 fits ``local_max_mib``) holds ~1.25 x the sample; ``per_parent`` the
+    level-0 sample, the leaves and their float64 sums. Returns (bytes, the fit it assumed)."""
+    d, leaves = k["dim"], math.prod(levels)
+    sample_bytes = n * d * 4
+    mode = k.get("fit", "auto")
+    if mode == "auto":
+        mode = "local" if sample_bytes <= k.get("local_max_mib", 2048.0) * 1024 * 1024 else "per_parent"
+    if mode == "local":
+        return 1.25 * sample_bytes, mode
+    level0 = min(n, 256 * levels[0]) * d * 4
+    return level0 + leaves * d * (4 + 8), mode
 
 
 def project_global(name: str, stage: dict[str, Any], costs: dict[str, Any], images: int,

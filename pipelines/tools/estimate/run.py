@@ -88,6 +88,9 @@ def print_estimate(costs: dict[str, Any], proj: dict[str, Any], stderr: bool = F
               ["object-store requests", f"GET {req['GET']:,}  PUT {req['PUT']:,}  LIST {req['LIST']:,}"],
               ["peak memory per process (sample)", f"driver {proj['memory_mib'].get('driver', 0):,.0f} MiB, "
                                                    f"worker {proj['memory_mib'].get('worker', 0):,.0f} MiB"]]
+    if "fit_kmeans" in proj["stages"] and "driver_bytes" in proj["stages"]["fit_kmeans"]:
+        k = proj["stages"]["fit_kmeans"]
+        totals.append([f"k-means fit driver memory ({k['fit']}, docs/capacity.md)", f"⚠ {human_bytes(k['driver_bytes'])}"])
     print_table("totals (⚠ = extrapolated: >10x the sample or another core count)", ["", "value"], totals, stderr)
 
 
