@@ -49,7 +49,7 @@ class Folder:
     def changed(self) -> set[str]:
         """Names that appeared since the last call."""
         if is_remote(self.path):
-            current = {p.name for p in self.path.iterdir()} if self.path.exists() else set()
+            current = {p.name for p in self.path.iterdir()}  # one listing; nothing for a missing prefix
         else:
             try:
                 st = os.stat(self.path)
