@@ -108,3 +108,19 @@ def test_grafana_dashboard_uses_only_served_metric_names():
     used = {n for p in dash["panels"] for t in p["targets"] for n in re.findall(r"regionset_[a-z_]+", t["expr"])}
     served = set(re.findall(r"^# TYPE (regionset_[a-z_]+)", BuildMetrics(memory=dict).render(), re.M))
     assert used and used <= served
+
+
+def test_build_with_a_busy_metrics_port_is_one_line_exit_2(server, tmp_path, capsys):
+    import socket
+
+    from regionset.pipelines.cli import main
+
+    urls = write_urls(tmp_path, [server.add("b.jpg", make_jpeg(90, 60))])
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        rc = main(["build", f"output={tmp_path / 'out'}", f"input.path={urls}", "steps=[download]", "progress=false",
+                   "download.allow_loopback=true", f"metrics.port={port}"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and err[-1].startswith(f"regionset build: error: metrics.port: cannot listen on 127.0.0.1:{port}")
