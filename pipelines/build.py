@@ -18,6 +18,7 @@ from regionset.pipelines.core.catalog import build_catalog
 from regionset.pipelines.core.failpoints import failpoint
 from regionset.pipelines.core.inputs import shard_input
 from regionset.pipelines.core.lineage import append_run, config_digest, new_run_id, write_lineage
+from regionset.pipelines.core.live import live_watchers
 from regionset.pipelines.core.output import Output
 from regionset.pipelines.core.outputs import global_outputs
 from regionset.pipelines.core.progress import console, print_table
@@ -171,14 +172,16 @@ def build(cfg: BuildConfig, executor: Executor | None = None, out: Output | None
         input_counters: Counter = Counter()
         shards = shard_input(cfg.input, out, input_counters)
         result = BuildResult(out, shards, input_counters=dict(input_counters))
-        for step in steps:
-            if isinstance(step, GlobalStep):
-                failpoint(f"global:{step.name}")
-                summary = run_global_step(step, out, shards, ex)
-                result.globals[step.name] = summary
-            else:
-                result.reports.append(ex.run_stage(step, out, shards))
-            result.order.append(step.name)
+        outputs = {s.name: s.output for s in steps if not isinstance(s, GlobalStep)}
+        with live_watchers(ex, out, outputs, len(shards), cfg.metrics, cfg.progress):  # ETA line, metrics.port
+            for step in steps:
+                if isinstance(step, GlobalStep):
+                    failpoint(f"global:{step.name}")
+                    summary = run_global_step(step, out, shards, ex)
+                    result.globals[step.name] = summary
+                else:
+                    result.reports.append(ex.run_stage(step, out, shards))
+                result.order.append(step.name)
         result.seconds = time.time() - start
         finish_build(cfg, start, ex.name, shards, out=out)
     if cfg.progress:

@@ -36,9 +36,21 @@ def _parser() -> argparse.ArgumentParser:
     k = sub.add_parser("config", help="print the resolved config (defaults + file + overrides) as YAML")
     k.add_argument("config", nargs="?", default=None, help="YAML config (optional)")
     k.add_argument("overrides", nargs="*", help="config overrides key=value")
+    e = sub.add_parser("estimate", help="measure a sample of the input, project time, cost and bytes for N images")
+    e.add_argument("config", nargs="?", default=None, help="YAML config (optional)")
+    e.add_argument("overrides", nargs="*", help="config overrides key=value")
+    e.add_argument("--images", type=int, required=True, help="images (URLs) of the build to project")
+    e.add_argument("--workers", type=int, default=None, help="CPU cores of the target (default: this machine's)")
+    e.add_argument("--gpus", type=int, default=0, help="GPUs of the target")
+    e.add_argument("--sample", type=int, default=200, help="URLs of the input to run (default 200)")
+    e.add_argument("--json", action="store_true", help="print one JSON object last (tables go to stderr)")
+    e.add_argument("--rates", default=None, help="YAML {stage: {units_per_s: R, gpu: bool}} measured elsewhere")
     s = sub.add_parser("status", help="stage x shard progress and failures")
     s.add_argument("out")
     s.add_argument("--json", action="store_true")
+    s.add_argument("--watch", action="store_true", help="refresh done/total, shards/min and ETA until the build is done")
+    s.add_argument("--interval", type=float, default=5.0, help="seconds between --watch refreshes (default 5)")
+    s.add_argument("--count", type=int, default=0, help="--watch: stop after N refreshes (default: when done)")
     q = sub.add_parser("sql", help="run SQL on the catalog")
     q.add_argument("out")
     q.add_argument("query")
@@ -137,6 +149,11 @@ def main(argv: list[str] | None = None) -> int:
             from regionset.pipelines.config import load_config
 
             build(load_config(*_config_and_overrides(args)))
+        elif args.cmd == "estimate":
+            from regionset.pipelines.tools.estimate.run import run_estimate
+
+            config, overrides = _config_and_overrides(args)
+            run_estimate(config, overrides, args.images, args.workers, args.gpus, args.sample, args.json, args.rates)
         elif args.cmd == "init":
             _init(args.file, args.force)
         elif args.cmd == "config":
@@ -154,9 +171,14 @@ def main(argv: list[str] | None = None) -> int:
 
             return doctor(*_config_and_overrides(args))
         elif args.cmd == "status":
-            from regionset.pipelines.tools.status import print_status
+            if args.watch:
+                from regionset.pipelines.tools.watch import run_watch
 
-            print_status(out, as_json=args.json)
+                run_watch(out, interval=max(args.interval, 0.1), count=max(args.count, 0))
+            else:
+                from regionset.pipelines.tools.status import print_status
+
+                print_status(out, as_json=args.json)
         elif args.cmd == "sql":
             _sql(out, args.query, args.limit)
         elif args.cmd == "retry":

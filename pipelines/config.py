@@ -13,6 +13,7 @@ from pathlib import Path
 
 from regionset.common import typed_config
 from regionset.pipelines.core.inputs import InputConfig
+from regionset.pipelines.core.metrics import MetricsConfig
 from regionset.pipelines.dedup.config import SemDedupConfig
 from regionset.pipelines.executors.config import ExecutorConfig
 from regionset.pipelines.kmeans.config import KMeansConfig
@@ -50,6 +51,7 @@ class BuildConfig:
         output_lock: ``lease`` (one writer: a lock file, or a lease object on an object store) or
             ``none`` (no lock: only for a store without conditional writes; warned about loudly).
         lease_seconds: an object-store lease not renewed for this long may be taken over.
+        metrics: the driver's live metrics endpoint (Prometheus text format; docs/operations.md).
     """
 
     output: str = "regionset-out"
@@ -68,6 +70,7 @@ class BuildConfig:
     pack: PackConfig = field(default_factory=PackConfig)
     output_lock: str = "lease"
     lease_seconds: float = 120.0
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
 
 
 def load_config(path: str | Path | None, overrides: list[str] | None = None) -> BuildConfig:

@@ -33,9 +33,18 @@ def package_versions() -> dict[str, str]:
     return out
 
 
+# Sections that say how a build is watched, not what it makes: left out of the config hash, so
+# turning the metrics endpoint on does not make a build look like another one.
+UNHASHED_SECTIONS = ("metrics",)
+
+
 def config_digest(cfg: Any) -> str:
-    """Hash of the whole resolved config (renamed keys hashed at their old place: ``flat_dict``)."""
-    return hashlib.sha256(json.dumps(flat_dict(cfg), sort_keys=True, default=str).encode()).hexdigest()[:16]
+    """Hash of the whole resolved config (renamed keys hashed at their old place: ``flat_dict``;
+    ``UNHASHED_SECTIONS`` left out)."""
+    flat = flat_dict(cfg)
+    if isinstance(flat, dict):
+        flat = {k: v for k, v in flat.items() if k not in UNHASHED_SECTIONS}
+    return hashlib.sha256(json.dumps(flat, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def write_lineage(out: Output, cfg: Any, models: dict[str, Any], warnings: list[str]) -> dict[str, Any]:

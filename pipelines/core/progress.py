@@ -1,4 +1,5 @@
-"""Progress bars (one per stage, with rows/s) and summary tables, drawn with rich."""
+"""Progress bars (one per stage, with rows/s, shards/min and an ETA; a ``build`` line with the whole
+build's done/total and ETA) and summary tables, drawn with rich. The rates and ETAs: ``core/eta.py``."""
 
 from __future__ import annotations
 
@@ -10,35 +11,114 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from regionset.pipelines.core.eta import StageEta, build_eta, format_eta, stage_eta
+
 console = Console(stderr=True)
 out_console = Console()
 
 
-class StageProgress:
-    """A per-stage bar counting shards, showing input rows/s."""
+class BuildTally:
+    """The whole build's shard-stage progress, for the ``build`` line under each stage's bar: every
+    shard stage's total, what is done (skipped shards count as done) and when each shard finished.
+    An executor watcher (``Executor.watchers``): ``planned`` when a stage is planned, ``shard_done``
+    per marker.
 
-    def __init__(self, name: str, total: int, enabled: bool = True) -> None:
+    Args:
+        stages: the build's shard stages, in run order.
+        shards: shards of the build (every stage has this many to do or skip).
+        clock: the clock (``time.perf_counter``; a fake in tests).
+    """
+
+    def __init__(self, stages: list[str], shards: int, clock: Any = time.perf_counter) -> None:
+        self.clock = clock
+        self.order = list(stages)
+        self.total = dict.fromkeys(self.order, shards)
+        self.skipped = dict.fromkeys(self.order, 0)
+        self.times: dict[str, list[float]] = {n: [] for n in self.order}
+        self.started: dict[str, float] = {}
+
+    def planned(self, stage: str, todo: int, skipped: int) -> None:
+        """``stage`` starts: ``todo`` shards to run, ``skipped`` already complete."""
+        if stage not in self.total:
+            self.order.append(stage)
+            self.times[stage] = []
+        self.total[stage] = todo + skipped
+        self.skipped[stage] = skipped
+        self.started[stage] = self.clock()
+
+    def shard_done(self, marker: Any) -> None:
+        """One shard of ``marker.stage`` finished now."""
+        self.times.setdefault(marker.stage, []).append(self.clock())
+
+    def stages(self) -> list[StageEta]:
+        """Every shard stage's progress and ETA, now."""
+        now = self.clock()
+        return [_skipped_eta(stage_eta(n, self.times.get(n, []), self.total[n] - self.skipped.get(n, 0), now,
+                                       self.started.get(n)), self.skipped.get(n, 0)) for n in self.order]
+
+    def summary(self) -> tuple[int, int, str]:
+        """(shard-steps done, in total, the build's ETA as text; ``~`` when a stage not started yet
+        is guessed)."""
+        done, total, left, guessed = build_eta(self.stages())
+        return done, total, f"{'~' if guessed and left else ''}{format_eta(left)}"
+
+    def line(self) -> str:
+        """``12/40 shard-steps  ETA 3:10``."""
+        done, total, eta = self.summary()
+        return f"{done}/{total} shard-steps  ETA {eta}"
+
+
+def _skipped_eta(e: StageEta, skipped: int) -> StageEta:
+    return StageEta(e.stage, e.done + skipped, e.total + skipped, e.rate, e.eta_s)
+
+
+class StageProgress:
+    """A per-stage bar counting shards, showing input rows/s, shards/min over the last minutes and
+    the stage's ETA; with a ``tally``, a second line for the whole build.
+
+    Args:
+        name: the stage.
+        total: shards to run.
+        enabled: draw (else only count).
+        tally: the build's ``BuildTally``, if any.
+    """
+
+    def __init__(self, name: str, total: int, enabled: bool = True, tally: BuildTally | None = None) -> None:
         self.name, self.total, self.enabled = name, total, enabled and total > 0
         self.rows = 0
+        self.tally = tally
         self._start = time.perf_counter()
+        self._times: list[float] = []
 
     def __enter__(self) -> StageProgress:
         if self.enabled:
             self._progress = Progress(
                 TextColumn("[bold]{task.fields[stage]:<9}"), BarColumn(), MofNCompleteColumn(),
-                TextColumn("shards  {task.fields[rows]} rows  {task.fields[rate]} rows/s"),
-                TimeElapsedColumn(), console=console, transient=False,
+                TextColumn("{task.fields[detail]}"), TimeElapsedColumn(), console=console, transient=False,
             )
             self._progress.start()
-            self._task = self._progress.add_task("", total=self.total, stage=self.name, rows=0, rate="-")
+            self._task = self._progress.add_task("", total=self.total, stage=self.name, detail="shards")
+            self._build = self._progress.add_task("", stage="build", detail="") if self.tally is not None else None
+            self._update_build()
         return self
 
     def advance(self, rows: int) -> None:
         """One shard finished with ``rows`` input rows."""
         self.rows += rows
+        now = time.perf_counter()
+        self._times.append(now)
         if self.enabled:
-            rate = self.rows / max(time.perf_counter() - self._start, 1e-9)
-            self._progress.update(self._task, advance=1, rows=self.rows, rate=f"{rate:,.1f}")
+            rate = self.rows / max(now - self._start, 1e-9)
+            e = stage_eta(self.name, self._times, self.total, now, self._start)
+            self._progress.update(self._task, advance=1, detail=(
+                f"shards  {self.rows} rows  {rate:,.1f} rows/s  {e.rate * 60:,.1f} shards/min  "
+                f"ETA {format_eta(e.eta_s)}"))
+            self._update_build()
+
+    def _update_build(self) -> None:
+        if self.enabled and self.tally is not None and self._build is not None:
+            done, total, eta = self.tally.summary()
+            self._progress.update(self._build, completed=done, total=total, detail=f"shard-steps  ETA {eta}")
 
     def __exit__(self, *exc: Any) -> None:
         if self.enabled:

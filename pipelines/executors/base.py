@@ -15,7 +15,7 @@ from itertools import islice
 from typing import Any, ClassVar
 
 from regionset.pipelines.core.output import Output
-from regionset.pipelines.core.progress import StageProgress
+from regionset.pipelines.core.progress import BuildTally, StageProgress
 from regionset.pipelines.core.shard_run import ShardTask, StageReport, check_complete, plan_stage
 from regionset.pipelines.core.shards import Marker, remember_sha256, shard_path
 from regionset.stages.base import Stage
@@ -58,6 +58,9 @@ class Executor(ABC):
 
     def __init__(self, show_progress: bool = True) -> None:
         self.show_progress = show_progress
+        # Told of each stage's plan and of every marker as it comes back, in the driver: the build's
+        # progress tally and the metrics endpoint (``planned(stage, todo, skipped)``, ``shard_done(marker)``).
+        self.watchers: list[Any] = []
 
     def run_stage(self, stage: Stage, out: Output, shards: list[int]) -> StageReport:
         """Run ``stage`` on every shard of ``shards`` that is not already complete.
@@ -70,17 +73,28 @@ class Executor(ABC):
         out = Output.of(out)  # callers may still pass a Path during the transition
         report = StageReport(stage.name)
         tasks = plan_stage(stage, out, shards, report)
+        watchers = getattr(self, "watchers", [])
+        for w in watchers:
+            w.planned(stage.name, len(tasks), report.skipped)
         if not tasks:
             out.markers(stage.name).save([])
             return report
         markers: list[Marker] = []
         try:
-            with StageProgress(stage.name, len(tasks), enabled=self.show_progress) as bar:
+            tally = next((w for w in watchers if isinstance(w, BuildTally)), None)
+            with StageProgress(stage.name, len(tasks), enabled=self.show_progress, tally=tally) as bar:
                 for marker in self.run_tasks(stage, out, tasks):
                     remember_sha256(shard_path(out, stage.output, marker.shard), marker.output_sha256)
                     markers.append(marker)
                     report.add(marker)
+                    for w in watchers:
+                        w.shard_done(marker)
                     bar.advance(marker.rows_in)
+        except BaseException:
+            for w in watchers:
+                if hasattr(w, "stage_failed"):
+                    w.stage_failed(stage.name)
+            raise
         finally:
             stage.ensure_teardown()  # what this process set up (in-process runs); workers tear down their own
         check_complete(report, tasks, markers)

@@ -20,6 +20,7 @@ from regionset.pipelines.tools.report.curation import curation_body
 from regionset.pipelines.tools.report.gallery import gallery_body, images_body
 from regionset.pipelines.tools.report.overview import distributions_body, overview_body
 from regionset.pipelines.tools.report.pages import page
+from regionset.pipelines.tools.report.run_page import run_body
 
 REPORT_DIR = "report"
 INDEX = "index.html"
@@ -50,7 +51,8 @@ def report_dir(out: Output) -> Path:
 
 def write_report(out: Output, clusters: int = DEFAULT_CLUSTERS, per_cluster: int = DEFAULT_PER_CLUSTER,
                  seed: int = 0, images: int = DEFAULT_IMAGES) -> Path:
-    """Write ``OUT/report/`` (overview, distributions, cluster gallery, images) and return its index.
+    """Write ``OUT/report/`` (overview, distributions, cluster gallery, images, curation, run) and return
+    its index.
 
     Every section shows "no data yet" while its tables are empty, so the report can be written
     after any step of a build.
@@ -87,6 +89,8 @@ def write_report(out: Output, clusters: int = DEFAULT_CLUSTERS, per_cluster: int
         bodies.append(("images.html", "Images", body, results))
         body, results = curation_body(con, out, tmp, seed)
         bodies.append(("curation.html", "Curation", body, results))
+        body, results = run_body(con, tmp)
+        bodies.append(("run.html", "Run: throughput and failures over time", body, results))
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -14,7 +14,8 @@ from typing import Any
 from regionset.pipelines.tools.report.sql import Result
 
 PAGES = (("index.html", "Overview"), ("distributions.html", "Distributions"),
-         ("clusters.html", "Cluster gallery"), ("images.html", "Images"), ("curation.html", "Curation"))
+         ("clusters.html", "Cluster gallery"), ("images.html", "Images"), ("curation.html", "Curation"),
+         ("run.html", "Run"))
 NO_DATA = "no data yet"
 
 CSS = """

@@ -118,3 +118,26 @@ def by_source(folder: Path, name: str, rows: Sequence[tuple[str, float, int]], x
     ax.legend()
     ax.grid(axis="y", alpha=0.3)
     return _save(fig, folder, name)
+
+
+def lines(folder: Path, name: str, series: dict[str, tuple[Sequence[float], Sequence[float]]], xlabel: str,
+          ylabel: str, title: str) -> str | None:
+    """One line per series (e.g. per stage) over a shared x axis; None without data.
+
+    Args:
+        folder: where the PNG and SVG go.
+        name: file stem.
+        series: label -> (x values, y values).
+        xlabel: x-axis label.
+        ylabel: y-axis label.
+        title: plot title.
+    """
+    if not any(len(x) for x, _ in series.values()):
+        return None
+    fig, ax = plt.subplots(figsize=FIGSIZE)
+    for label, (x, y) in series.items():
+        ax.plot([float(v) for v in x], [float(v) for v in y], "o-", markersize=3, label=label)
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
+    ax.legend(fontsize="small")
+    ax.grid(alpha=0.3)
+    return _save(fig, folder, name)
