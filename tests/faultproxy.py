@@ -15,7 +15,9 @@ Every request is forwarded to the upstream server unless the seeded schedule pic
 The schedule is one ``random.Random(seed)`` drawn once per request in arrival order: request ``n``
 is disturbed with probability ``rate``, by a kind drawn from the enabled kinds that fit it; with
 ``match`` only requests whose path contains it are candidates, and ``limit`` caps the faults. What was
-injected is counted in ``injected`` (kind -> count) and listed in ``log`` (kind, method, path).
+injected is counted in ``injected`` (kind -> count) and listed in ``log`` (kind, method, path);
+``stored`` counts, per path, the PUTs that reached the store whole and were acknowledged (a shard
+committed twice shows as a count of 2).
 Loopback only; ``stop()`` (or leaving the ``with`` block) shuts the listener and its threads down.
 """
 
@@ -71,6 +73,7 @@ class FaultProxy:
         self.enabled = True  # False: forward everything (e.g. while a test sets up or inspects)
         self.injected: Counter = Counter()
         self.log: list[tuple[str, str, str]] = []
+        self.stored: Counter = Counter()
         self.requests = 0
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
@@ -90,10 +93,11 @@ class FaultProxy:
         return self
 
     def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        if self._thread is not None:
+        if self._thread is not None:  # shutdown() waits for serve_forever: only when it runs
+            self._server.shutdown()
             self._thread.join(timeout=10)
+            self._thread = None
+        self._server.server_close()
 
     def __enter__(self) -> FaultProxy:
         return self.start()
@@ -167,6 +171,9 @@ def _handler(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
             if kind == "short_put":
                 body = body[: int(len(body) * proxy.keep)]
             status, headers, data = self._forward(body)
+            if self.command == "PUT" and kind != "short_put" and 200 <= status < 300:
+                with proxy._lock:
+                    proxy.stored[self.path.split("?")[0]] += 1
             if kind == "delay":
                 time.sleep(proxy.delay)
             self.send_response(status)
