@@ -18,7 +18,7 @@ from functools import lru_cache
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from regionset.common.store_retry import MAX_ATTEMPTS, count_library_retries, put_verified, retrying
+from regionset.common.store_retry import count_library_retries, put_verified, retrying
 
 LOCAL_SCHEMES = ("", "file", "local")
 # listing fields that change whenever an object is rewritten with other bytes (S3, Azure, GCS)
@@ -72,8 +72,7 @@ def as_path(p: str | os.PathLike | RemotePath) -> Path | RemotePath:
 def _client_options(protocol: str) -> dict[str, Any]:
     """Non-secret client options from the environment (credentials stay with the cloud SDK)."""
     if protocol in ("s3", "s3a"):
-        opts: dict[str, Any] = {"use_listings_cache": False,
-                                 "config_kwargs": {"retries": {"mode": "legacy", "max_attempts": MAX_ATTEMPTS}}}
+        opts: dict[str, Any] = {"use_listings_cache": False}
         endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
         if endpoint:
             opts["client_kwargs"] = {"endpoint_url": endpoint}

@@ -1,7 +1,8 @@
 """Bounded retries of object-store calls, counted by reason (docs/storage.md "Store faults").
 
-Two layers retry a failing S3 request: botocore retries each request (``MAX_ATTEMPTS`` attempts,
-legacy mode: 500/502/503/504, throttling codes, connection errors, ``BadDigest``) and s3fs retries
+Two layers retry a failing S3 request: botocore retries each request (``library_attempts()``
+attempts, 5 unless ``AWS_MAX_ATTEMPTS`` says otherwise; its default legacy mode retries 500/502/503/504,
+throttling codes, connection errors, ``BadDigest``) and s3fs retries
 some errors again (``SlowDown``, timeouts, short reads). ``retrying`` adds a third, outermost layer
 around whole regionset operations for what those two let through: a response body cut short or
 failing its checksum, a PUT whose stored object does not match the bytes sent (``ShortWriteError``),
@@ -19,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import os
 import random
 import socket
 import threading
@@ -28,7 +30,6 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 REASONS = ("throttle", "server_error", "connection", "timeout", "short_body", "short_write")
-MAX_ATTEMPTS = 5  # botocore's attempts per request
 ATTEMPTS = 4  # regionset's attempts per operation (each one made of botocore's and s3fs's)
 DEADLINE_S = 120.0  # no new attempt starts after this many seconds
 BASE_S, CAP_S = 0.2, 5.0  # backoff: uniform(0, min(CAP_S, BASE_S * 2**attempt))
@@ -44,6 +45,14 @@ class StoreError(OSError):
 
 class ShortWriteError(OSError):
     """A PUT the store acknowledged, whose stored object is not the bytes sent (size or MD5 differ)."""
+
+
+def library_attempts() -> int:
+    """botocore's attempts per request: ``AWS_MAX_ATTEMPTS`` (the AWS SDKs' setting), else 5."""
+    try:
+        return max(1, int(os.environ.get("AWS_MAX_ATTEMPTS", "5")))
+    except ValueError:
+        return 5
 
 
 def count_retry(reason: str, n: int = 1) -> None:
@@ -181,15 +190,17 @@ def _response_reason(response: Any, caught: BaseException | None) -> str | None:
 
 def count_library_retries(session: Any) -> Any:
     """Count botocore's own retries: register a ``needs-retry`` observer on an (aiobotocore) session
-    before its clients are made. It only counts; botocore still decides (``MAX_ATTEMPTS``).
+    before its clients are made. It only counts; botocore still decides (``library_attempts()``).
 
     Args:
         session: a botocore or aiobotocore session.
     """
+    limit = library_attempts()
+
     def observe(attempts: int = 0, response: Any = None, caught_exception: BaseException | None = None,
                 **_: Any) -> None:
         reason = _response_reason(response, caught_exception)
-        if reason is not None and attempts < MAX_ATTEMPTS:
+        if reason is not None and attempts < limit:
             count_retry(reason)
 
     session.register("needs-retry.s3", observe)

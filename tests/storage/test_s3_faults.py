@@ -119,7 +119,8 @@ def test_a_fault_that_persists_is_one_line_and_exit_1(s3, urls, monkeypatch, cap
     from regionset.pipelines.cli import main
 
     monkeypatch.setattr(store_retry, "ATTEMPTS", 2)
-    with through(FaultProxy(s3.endpoint, rate=1.0, kinds=("server_error",), match="/images/")):
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "2")  # botocore's own attempts per request (default 5)
+    with through(FaultProxy(s3.endpoint, rate=1.0, kinds=("server_error",), match="/images/part-00000")):
         code = main(["build", *demo_overrides(s3.url("stuck"), urls, 4), "progress=false", "steps=[download]"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 1 and len(err) == 1, err
