@@ -13,7 +13,9 @@ Every request is forwarded to the upstream server unless the seeded schedule pic
   the full Content-Length, as when a connection drops mid-transfer).
 
 The schedule is one ``random.Random(seed)`` drawn once per request in arrival order: request ``n``
-is disturbed with probability ``rate``, by a kind drawn from the enabled kinds that fit it; with
+is disturbed with probability ``rate``, by a kind drawn from the enabled kinds; a kind that does not
+fit the request (``short_put`` on a GET) waits for the next request it fits, so every kind keeps its
+share of the faults; with
 ``match`` only requests whose path contains it are candidates, and ``limit`` caps the faults. What was
 injected is counted in ``injected`` (kind -> count) and listed in ``log`` (kind, method, path);
 ``stored`` counts, per path, the PUTs that reached the store whole and were acknowledged (a shard
@@ -76,6 +78,7 @@ class FaultProxy:
         self.stored: Counter = Counter()
         self.requests = 0
         self._rng = random.Random(seed)
+        self._pending: list[str] = []  # drawn kinds waiting for a request they fit, oldest first
         self._lock = threading.Lock()
         self._server = _QuietServer(("127.0.0.1", 0), _handler(self))
         self._server.daemon_threads = True
@@ -110,17 +113,19 @@ class FaultProxy:
         with self._lock:
             self.requests += 1
             hit, pick = self._rng.random(), self._rng.random()  # two draws a request: one schedule
-            if not self.enabled or hit >= self.rate or self.match not in path:
+            if not self.enabled or self.match not in path:
                 return None
             if self.limit is not None and sum(self.injected.values()) >= self.limit:
                 return None
-            fits = [k for k in self.kinds if (k != "short_put" or (method == "PUT" and has_body))
+            if hit < self.rate:
+                self._pending.append(self.kinds[int(pick * len(self.kinds))])
+            fits = [k for k in self._pending if (k != "short_put" or (method == "PUT" and has_body))
                     and (k != "short_get" or method == "GET")]
             if not fits:
                 return None
-            kind = fits[int(pick * len(fits))]
-            self.injected[kind] += 1
-            return kind
+            self._pending.remove(fits[0])
+            self.injected[fits[0]] += 1
+            return fits[0]
 
 
 class _QuietServer(ThreadingHTTPServer):
