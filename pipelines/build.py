@@ -150,12 +150,12 @@ def build(cfg: BuildConfig, executor: Executor | None = None, out: Output | None
             names, closed when the build ends, however it ends.
         out: the ``Output`` of ``cfg.output`` when the caller made it already (default: made here).
     """
+    store_retry.take_retry_counts()  # this process's retries from here on are this build's
     for check in run_preflight(cfg):  # before any work and before the lock: exit 2 naming the key (docs/cluster.md)
         if check.status == "warn":
             console.print(f"[bold yellow]warning[/] ({check.key}): {check.detail}")
     out = make_output(out if out is not None else cfg.output)  # the build's one Output
     start = time.time()
-    store_retry.take_retry_counts()  # this process's retries from here on are this build's
     with out.lock(), (nullcontext(executor) if executor else make_executor(cfg.executor, cfg.progress)) as ex:
         steps = build_steps(cfg)
         begin_build(cfg, steps, out=out)
@@ -174,8 +174,9 @@ def build(cfg: BuildConfig, executor: Executor | None = None, out: Output | None
         retries = Counter(store_retry.take_retry_counts())  # the driver's; shards' come in their markers
         for r in result.reports:
             retries.update(r.store_retries)
+        finish_build(cfg, start, ex.name, shards, out=out, store_retries=dict(retries))
+        retries.update(store_retry.take_retry_counts())  # the run record's and the catalog's own
         result.store_retries = dict(sorted(retries.items()))
-        finish_build(cfg, start, ex.name, shards, out=out, store_retries=result.store_retries)
     if cfg.progress:
         print_summary(result)
     return result

@@ -79,6 +79,7 @@ def _clean_and_faulty(s3, urls, tmp_path, name: str, extra: list[str], seed: int
     faulty = _snapshot(s3, f"{name}-faulty", tmp_path / "faulty")
     for part in ("tables", "markers", "files", "keys"):
         assert faulty[part] == clean[part], part
+    print(f"{name}: {px.requests} requests, faults {dict(px.injected)}, retries {result.store_retries}")  # -s shows it
     committed = _committed(px, f"{name}-faulty")
     assert committed == _committed(clean_px, f"{name}-clean") and set(committed.values()) == {1}
     return result, px
@@ -101,7 +102,8 @@ def test_five_percent_faults_fast(s3, urls, tmp_path, capsys):  # noqa: F811
     assert sum(px.injected.values()) >= 3, px.injected
     assert result.store_retries and set(result.store_retries) <= set(store_retry.REASONS)
     runs = [json.loads(p.read_text()) for p in (tmp_path / "faulty" / "_state" / "runs").glob("*.json")]
-    assert runs[0]["store_retries"] == result.store_retries
+    recorded = runs[0]["store_retries"]  # all but the retries of the catalog refresh after it
+    assert recorded and all(n <= result.store_retries[k] for k, n in recorded.items())
     print_summary(result)
     shown = capsys.readouterr().out
     assert "object-store retries" in shown and all(reason in shown for reason in result.store_retries)
