@@ -208,10 +208,11 @@ def count_library_retries(session: Any) -> Any:
 
 
 def put_verified(fs: Any, key: str, data: bytes) -> None:
-    """One PUT of ``data`` that the store must prove it stored whole: S3 gets ``Content-MD5`` (a
-    store that checks it refuses a cut body with ``BadDigest``) and the stored object's ETag must be
-    the MD5 of ``data`` (a store that does not check: a ``ShortWriteError``, retried by
-    ``retrying``). Where the ETag is no plain MD5 (SSE-KMS, other stores) the stored size is checked.
+    """One PUT of ``data`` that the store must prove it stored whole. S3 gets ``Content-MD5`` (a
+    store that checks it refuses a cut body with ``BadDigest``); then the stored object's ETag must
+    be the MD5 of ``data``, or else (SSE-KMS and multipart ETags are no MD5; a cut body's is another)
+    its size, read with one HEAD, must be ``len(data)``. A mismatch is a ``ShortWriteError``, which
+    ``retrying`` redoes.
 
     Args:
         fs: the fsspec filesystem.
@@ -222,12 +223,10 @@ def put_verified(fs: Any, key: str, data: bytes) -> None:
     s3 = "s3" in getattr(fs, "protocol", ())
     extra = {"ContentMD5": base64.b64encode(digest.digest()).decode()} if s3 else {}
     reply = fs.pipe_file(key, data, **extra)
-    etag = str((reply or {}).get("ETag", "")).strip('"') if isinstance(reply, dict) else ""
-    if len(etag) == 32 and all(c in "0123456789abcdef" for c in etag.lower()):
-        if etag.lower() != digest.hexdigest():
-            raise ShortWriteError(f"stored object's MD5 {etag} is not that of the {len(data)} bytes sent")
+    etag = str((reply or {}).get("ETag", "")).strip('"').lower() if isinstance(reply, dict) else ""
+    if etag == digest.hexdigest() or not (s3 or etag):
         return
-    if s3 or etag:
-        size = int(fs.info(key)["size"])
-        if size != len(data):
-            raise ShortWriteError(f"stored object has {size} bytes, {len(data)} were sent")
+    # another ETag: a cut body, or an ETag that is no MD5 (SSE-KMS, multipart): the size decides
+    size = int(fs.info(key)["size"])
+    if size != len(data):
+        raise ShortWriteError(f"stored object has {size} bytes, {len(data)} were sent (ETag {etag or 'none'})")
