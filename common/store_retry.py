@@ -219,14 +219,33 @@ def put_verified(fs: Any, key: str, data: bytes) -> None:
         key: the object's key (``bucket/path``).
         data: the object's bytes.
     """
-    digest = hashlib.md5(data, usedforsecurity=False)
     s3 = "s3" in getattr(fs, "protocol", ())
-    extra = {"ContentMD5": base64.b64encode(digest.digest()).decode()} if s3 else {}
+    extra = {"ContentMD5": content_md5(data)} if s3 else {}
     reply = fs.pipe_file(key, data, **extra)
-    etag = str((reply or {}).get("ETag", "")).strip('"').lower() if isinstance(reply, dict) else ""
-    if etag == digest.hexdigest() or not (s3 or etag):
+    etag = str((reply or {}).get("ETag", "")) if isinstance(reply, dict) else ""
+    if s3 or etag:
+        check_stored(fs, key, data, etag)
+
+
+def content_md5(data: bytes) -> str:
+    """The ``Content-MD5`` header of a PUT of ``data`` (base64 of the MD5 digest)."""
+    return base64.b64encode(hashlib.md5(data, usedforsecurity=False).digest()).decode()
+
+
+def check_stored(fs: Any, key: str, data: bytes, etag: str) -> None:
+    """Raise ``ShortWriteError`` unless the object a PUT of ``data`` answered with ``etag`` holds all
+    of ``data``: the ETag is its MD5, or else (SSE-KMS and multipart ETags are no MD5) its size, read
+    with one HEAD, is ``len(data)``. For any PUT, conditional ones too (``If-Match`` writes).
+
+    Args:
+        fs: the fsspec filesystem.
+        key: the object's key (``bucket/path``).
+        data: the bytes sent.
+        etag: the ETag the PUT answered (quotes allowed; empty when none).
+    """
+    etag = etag.strip('"').lower()
+    if etag == hashlib.md5(data, usedforsecurity=False).hexdigest():
         return
-    # another ETag: a cut body, or an ETag that is no MD5 (SSE-KMS, multipart): the size decides
     size = int(fs.info(key)["size"])
     if size != len(data):
         raise ShortWriteError(f"stored object has {size} bytes, {len(data)} were sent (ETag {etag or 'none'})")
