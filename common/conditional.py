@@ -16,6 +16,8 @@ import hashlib
 import threading
 from typing import Any
 
+from regionset.common.store_retry import ShortWriteError, check_stored, content_md5
+
 _MEMORY_LOCK = threading.Lock()  # memory:// lives in this process: one lock makes its writes atomic
 _PRECONDITION = ("PreconditionFailed", "pre-conditions you specified", "412")
 
@@ -92,11 +94,13 @@ def put_if_absent(path: Any, data: bytes) -> str | None:
     if _is_s3(fs):
         bucket, key, _ = fs.split_path(path.key)
         try:
-            return fs.call_s3("put_object", Bucket=bucket, Key=key, Body=data, IfNoneMatch="*")["ETag"]
+            etag = fs.call_s3("put_object", Bucket=bucket, Key=key, Body=data, IfNoneMatch="*",
+                              ContentMD5=content_md5(data))["ETag"]
         except Exception as err:  # s3fs maps the 412 to FileExistsError or OSError by version
             if _failed_precondition(err):
                 return None
             raise
+        return _whole(path, data, etag)
     try:  # other stores: fsspec's create mode (a backend may make it atomic; preflight probes it)
         fs.pipe_file(path.key, data, mode="create")
     except Exception as err:
@@ -130,10 +134,28 @@ def put_if_version(path: Any, data: bytes, version: str) -> str | None:
         raise ConditionalWriteUnsupported(f"{path.protocol}:// has no compare-and-swap here (S3 and memory:// do)")
     bucket, key, _ = fs.split_path(path.key)
     try:
-        return fs.call_s3("put_object", Bucket=bucket, Key=key, Body=data, IfMatch=version)["ETag"]
+        etag = fs.call_s3("put_object", Bucket=bucket, Key=key, Body=data, IfMatch=version,
+                          ContentMD5=content_md5(data))["ETag"]
     except FileNotFoundError:
         return None
     except Exception as err:
         if _failed_precondition(err) or "NoSuchKey" in str(err):
             return None
         raise
+    return _whole(path, data, etag)
+
+
+def _whole(path: Any, data: bytes, etag: str, attempts: int = 3) -> str:
+    """``etag`` when the object it names holds all of ``data``; else (a body cut short on the way,
+    acknowledged by a store that checks no checksum) ``data`` is written again over that very version,
+    at most ``attempts`` times, and the last good version returned."""
+    for _ in range(attempts):
+        try:
+            check_stored(path.fs, path.key, data, etag)
+            return etag
+        except ShortWriteError:
+            bucket, key, _ = path.fs.split_path(path.key)
+            etag = path.fs.call_s3("put_object", Bucket=bucket, Key=key, Body=data, IfMatch=etag,
+                                   ContentMD5=content_md5(data))["ETag"]
+    check_stored(path.fs, path.key, data, etag)
+    return etag

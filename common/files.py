@@ -23,6 +23,7 @@ from typing import IO
 import numpy as np
 
 from regionset.common.storage import RemotePath, as_path
+from regionset.common.store_retry import retrying
 
 
 def write_atomic(path: str | os.PathLike | RemotePath, data: bytes) -> None:
@@ -97,7 +98,7 @@ def read_range(path: str | os.PathLike | RemotePath, start: int, end: int) -> by
     """
     p = as_path(path)
     if isinstance(p, RemotePath):
-        return p.fs.cat_file(p.key, start=start, end=end)
+        return retrying(f"GET {p} [{start}, {end})", lambda: p.fs.cat_file(p.key, start=start, end=end))
     with open(p, "rb") as f:
         f.seek(start)
         return f.read(max(0, end - start))

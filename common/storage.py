@@ -18,6 +18,8 @@ from functools import lru_cache
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from regionset.common.store_retry import count_library_retries, put_verified, retrying
+
 LOCAL_SCHEMES = ("", "file", "local")
 # listing fields that change whenever an object is rewritten with other bytes (S3, Azure, GCS)
 _VERSION_KEYS = ("ETag", "etag", "generation", "md5Hash", "content_md5")
@@ -82,7 +84,12 @@ def _client_options(protocol: str) -> dict[str, Any]:
 def _filesystem(protocol: str, env_key: tuple, pid: int) -> Any:
     import fsspec
 
-    return fsspec.filesystem(protocol, **_client_options(protocol))
+    opts = _client_options(protocol)
+    if protocol == "s3":  # botocore's own retries are counted too (common/store_retry.py)
+        from aiobotocore.session import AioSession
+
+        opts["session"] = count_library_retries(AioSession())
+    return fsspec.filesystem(protocol, **opts)
 
 
 def filesystem(protocol: str) -> Any:
@@ -173,21 +180,21 @@ class RemotePath:
 
     # -- queries --------------------------------------------------------------------------------
     def exists(self) -> bool:
-        return bool(self.fs.exists(self.key))
+        return bool(retrying(f"HEAD {self}", lambda: self.fs.exists(self.key)))
 
     def is_file(self) -> bool:
-        return bool(self.fs.isfile(self.key))
+        return bool(retrying(f"HEAD {self}", lambda: self.fs.isfile(self.key)))
 
     def is_dir(self) -> bool:
-        return bool(self.fs.isdir(self.key))
+        return bool(retrying(f"HEAD {self}", lambda: self.fs.isdir(self.key)))
 
     def stat(self) -> _Stat:
-        return _Stat(int(self.fs.size(self.key)))
+        return _Stat(int(retrying(f"HEAD {self}", lambda: self.fs.size(self.key))))
 
     def iterdir(self) -> Iterator[RemotePath]:
         """Children (one paginated listing, no request per object); nothing for a missing prefix."""
         try:
-            names = self.fs.ls(self.key, detail=False)
+            names = retrying(f"LIST {self}", lambda: self.fs.ls(self.key, detail=False))
         except FileNotFoundError:
             return iter(())
         return iter(sorted(RemotePath(f"{self.protocol}://{n.rstrip('/')}") for n in names
@@ -197,7 +204,7 @@ class RemotePath:
         """Name -> version token (S3/Azure ETag, GCS generation; None when the store gives none) of
         every object directly under this prefix, from one paginated listing; empty for a missing prefix."""
         try:
-            entries = self.fs.ls(self.key, detail=True)
+            entries = retrying(f"LIST {self}", lambda: self.fs.ls(self.key, detail=True))
         except FileNotFoundError:
             return {}
         found = {}
@@ -210,13 +217,13 @@ class RemotePath:
 
     def glob(self, pattern: str) -> Iterator[RemotePath]:
         """Objects matching a ``dir/part-*.json``-style pattern, relative to this path."""
-        found = self.fs.glob(f"{self.key}/{pattern}")
+        found = retrying(f"LIST {self}", lambda: self.fs.glob(f"{self.key}/{pattern}"))
         return iter(sorted(RemotePath(f"{self.protocol}://{n}") for n in found))
 
     def rglob(self, pattern: str) -> Iterator[RemotePath]:
         """Every object under this prefix whose name matches ``pattern`` (one recursive listing)."""
         try:
-            found = self.fs.find(self.key)
+            found = retrying(f"LIST {self}", lambda: self.fs.find(self.key))
         except FileNotFoundError:
             return iter(())
         return iter(sorted(RemotePath(f"{self.protocol}://{n}") for n in found
@@ -225,7 +232,8 @@ class RemotePath:
     # -- reading and writing whole objects (a PUT is atomic: no temp object, no rename) ----------
     def read_bytes(self) -> bytes:
         try:
-            return self.fs.cat_file(self.key, max_concurrency=1)  # one GET: no HEAD for the size first
+            # one GET, no HEAD for the size first; a body cut short or failing its checksum is retried
+            return retrying(f"GET {self}", lambda: self.fs.cat_file(self.key, max_concurrency=1))
         except FileNotFoundError:
             raise FileNotFoundError(f"{self} does not exist") from None
 
@@ -233,7 +241,8 @@ class RemotePath:
         return self.read_bytes().decode(encoding)
 
     def write_bytes(self, data: bytes) -> None:
-        self.fs.pipe_file(self.key, data)
+        """One verified PUT (``put_verified``), retried: a truncated object is never left as committed."""
+        retrying(f"PUT {self}", lambda: put_verified(self.fs, self.key, data))
 
     def write_text(self, text: str, encoding: str = "utf-8") -> None:
         self.write_bytes(text.encode(encoding))
@@ -252,7 +261,7 @@ class RemotePath:
 
     def unlink(self, missing_ok: bool = False) -> None:
         try:
-            self.fs.rm_file(self.key)
+            retrying(f"DELETE {self}", lambda: self.fs.rm_file(self.key))
         except FileNotFoundError:
             if not missing_ok:
                 raise

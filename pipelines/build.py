@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from regionset.common import threads
+from regionset.common import store_retry, threads
 from regionset.common.typed_config import ConfigError, config_warnings
 from regionset.pipelines.config import BuildConfig
 from regionset.pipelines.core.catalog import build_catalog
@@ -41,6 +41,7 @@ class BuildResult:
     order: list[str] = field(default_factory=list)
     seconds: float = 0.0
     input_counters: dict[str, int] = field(default_factory=dict)
+    store_retries: dict[str, int] = field(default_factory=dict)  # object-store retries by reason (common/store_retry.py)
 
 
 def make_output(path: str | Output) -> Output:
@@ -101,7 +102,8 @@ def begin_build(cfg: BuildConfig, steps: list, announce: bool = True, out: Outpu
 
 
 def finish_build(cfg: BuildConfig, started_at: float, executor: str, shards: list[int],
-                 run_id: str | None = None, out: Output | None = None) -> Path:
+                 run_id: str | None = None, out: Output | None = None,
+                 store_retries: dict[str, int] | None = None) -> Path:
     """What every build does last: append the run record and rebuild the catalog; return its path.
 
     Args:
@@ -111,12 +113,14 @@ def finish_build(cfg: BuildConfig, started_at: float, executor: str, shards: lis
         shards: the build's shard ids.
         run_id: the run's id (default: a new one from ``started_at``).
         out: the build's ``Output`` (default: one made from ``cfg.output``).
+        store_retries: object-store retries of the run by reason, for the run record.
     """
     out = Output.of(out if out is not None else cfg.output)
     append_run(out, {
         "run_id": run_id or new_run_id(started_at), "started_at": started_at, "finished_at": time.time(),
         "status": "success", "config_hash": config_digest(cfg), "executor": executor,
         "argv": " ".join(sys.argv), "pid": os.getpid(), "shards": len(shards),
+        "store_retries": dict(sorted((store_retries or {}).items())),
     })
     return build_catalog(out)
 
@@ -161,6 +165,7 @@ def build(cfg: BuildConfig, executor: Executor | None = None, out: Output | None
             names, closed when the build ends, however it ends.
         out: the ``Output`` of ``cfg.output`` when the caller made it already (default: made here).
     """
+    store_retry.take_retry_counts()  # this process's retries from here on are this build's
     for check in run_preflight(cfg):  # before any work and before the lock: exit 2 naming the key (docs/cluster.md)
         if check.status == "warn":
             console.print(f"[bold yellow]warning[/] ({check.key}): {check.detail}")
@@ -183,7 +188,12 @@ def build(cfg: BuildConfig, executor: Executor | None = None, out: Output | None
                     result.reports.append(ex.run_stage(step, out, shards))
                 result.order.append(step.name)
         result.seconds = time.time() - start
-        finish_build(cfg, start, ex.name, shards, out=out)
+        retries = Counter(store_retry.take_retry_counts())  # the driver's; shards' come in their markers
+        for r in result.reports:
+            retries.update(r.store_retries)
+        finish_build(cfg, start, ex.name, shards, out=out, store_retries=dict(retries))
+        retries.update(store_retry.take_retry_counts())  # the run record's and the catalog's own
+        result.store_retries = dict(sorted(retries.items()))
     if cfg.progress:
         print_summary(result)
     return result
@@ -209,3 +219,6 @@ def print_summary(result: BuildResult) -> None:
     if counts:
         print_table("counters (this run): statuses, drops and failures by reason",
                     ["step", "kind", "reason", "count"], counts)
+    if result.store_retries:
+        print_table("object-store retries (this run) by reason", ["reason", "retries"],
+                    sorted(result.store_retries.items()))

@@ -130,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``regionset`` console script; returns the exit code."""
     set_offline_defaults()
     args = _parser().parse_args(argv)
+    from regionset.common.store_retry import StoreError
     from regionset.common.typed_config import ConfigError
     from regionset.pipelines.core.inputs import InputError
     from regionset.pipelines.core.lock import LockedError
@@ -221,6 +222,9 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
         print(f"regionset {args.cmd}: error: {err}", file=sys.stderr)
         return 2
+    except StoreError as err:  # the object store kept failing past the bounded retries (docs/storage.md)
+        print(f"regionset {args.cmd}: error: {err}", file=sys.stderr)
+        return 1
     except Exception as err:
         if type(err).__module__.startswith("duckdb"):
             print(f"regionset {args.cmd}: error: {err}", file=sys.stderr)

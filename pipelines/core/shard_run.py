@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 import pyarrow as pa
 
+from regionset.common import store_retry
 from regionset.common.storage import is_remote
 from regionset.pipelines.core.failpoints import failpoint
 from regionset.pipelines.core.output import Output
@@ -56,9 +57,12 @@ class StageReport:
     rows_out: int = 0
     seconds: float = 0.0
     counters: Counter = field(default_factory=Counter)
+    store_retries: Counter = field(default_factory=Counter)  # object-store retries by reason
 
     def add(self, marker: Marker) -> None:
         self.done += 1
+        self.store_retries.update({k.removeprefix(store_retry.RETRY_PREFIX): v for k, v in marker.timings.items()
+                                   if k.startswith(store_retry.RETRY_PREFIX)})
         self.rows_in += marker.rows_in
         self.rows_out += marker.rows_out
         self.seconds += marker.seconds
@@ -143,8 +147,11 @@ def read_inputs(stage: Stage, out: Output, shard: int) -> pa.Table:
 
 
 def finish_shard(stage: Stage, out: Output, task: ShardTask, rows_in: int, result: pa.Table,
-                 seconds: float, counters: dict[str, int], timings: dict[str, int] | None = None) -> Marker:
-    """Validate and write a shard's output, then its marker (the marker is always last)."""
+                 seconds: float, counters: dict[str, int], timings: dict[str, int] | None = None,
+                 retries_before: dict[str, int] | None = None) -> Marker:
+    """Validate and write a shard's output, then its marker (the marker is always last). With
+    ``retries_before`` (``store_retry.retry_counts()`` when the shard started), the object-store
+    retries since then go into the marker's ``timings`` as ``store_retry:<reason>``."""
     validate_table(result, stage.output_schema(), stage.output)
     # A stage may ask for smaller row groups (e.g. pack: image bytes, streamed by training readers).
     rows = stage.row_group_rows or ROW_GROUP_ROWS
@@ -152,10 +159,13 @@ def finish_shard(stage: Stage, out: Output, task: ShardTask, rows_in: int, resul
         marker_path(out, stage.name, task.shard).unlink(missing_ok=True)
     sha = write_table(result, shard_path(out, stage.output, task.shard), row_group_rows=rows)
     failpoint(f"shard_written:{stage.name}")
+    timings = dict(timings or {})
+    if retries_before is not None:
+        timings.update({store_retry.RETRY_PREFIX + k: v for k, v in store_retry.take_since(retries_before).items()})
     marker = Marker(
         stage=stage.name, shard=task.shard, config_hash=task.config_hash, input_hash=task.input_hash,
         output_sha256=sha, rows_in=rows_in, rows_out=result.num_rows, seconds=round(seconds, 4),
-        counters=dict(sorted(counters.items())), timings=dict(sorted((timings or {}).items())),
+        counters=dict(sorted(counters.items())), timings=dict(sorted(timings.items())),
     )
     write_marker(out, marker)
     return marker
@@ -164,6 +174,7 @@ def finish_shard(stage: Stage, out: Output, task: ShardTask, rows_in: int, resul
 def run_shard(stage: Stage, out: Output, task: ShardTask) -> Marker:
     """Do one shard in this process: read, prepare, process, validate, write, mark."""
     stage.ensure_setup()
+    retries_before = store_retry.retry_counts()
     start = time.perf_counter()
     stage.take_counters()  # before prepare: what prepare counts (e.g. skip:duplicate) is this shard's
     stage.take_timings()
@@ -172,7 +183,7 @@ def run_shard(stage: Stage, out: Output, task: ShardTask) -> Marker:
     failpoint(f"mid_shard:{stage.name}")
     counters = stage.take_counters()
     return finish_shard(stage, out, task, table.num_rows, result, time.perf_counter() - start, counters,
-                        stage.take_timings())
+                        stage.take_timings(), retries_before)
 
 
 def check_complete(report: StageReport, tasks: list[ShardTask], markers: list[Marker]) -> None:
