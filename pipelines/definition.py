@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from regionset.common.storage import worker_out
 from regionset.pipelines.config import BuildConfig
 from regionset.pipelines.core.output import Output
 from regionset.pipelines.dedup.semdedup import semdedup
@@ -44,9 +45,10 @@ Step = Stage | GlobalStep
 
 
 def _with_kmeans_dir(cfg: BuildConfig) -> AssignConfig:
-    """The assign config, pointed at ``OUT/kmeans`` unless it names a tree folder itself."""
+    """The assign config, pointed at ``OUT/kmeans`` unless it names a tree folder itself (a relative
+    path is made absolute here, on the driver: workers resolve nothing against their own cwd)."""
     if cfg.assign.kmeans_dir:
-        return cfg.assign
+        return dataclasses.replace(cfg.assign, kmeans_dir=worker_out(cfg.assign.kmeans_dir))
     return dataclasses.replace(cfg.assign, kmeans_dir=str(Output(cfg.output) / KMEANS))
 
 

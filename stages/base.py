@@ -136,6 +136,11 @@ class Stage:
         """Hash of everything that decides this stage's output for a given input."""
         return config_hash(self.config, f"{self.name}:{self.version}:{self.fingerprint(out)}")
 
+    def verify_plan(self, planned_hash: str) -> None:
+        """Raise if what ``setup()`` loaded is not what the driver planned with (``planned_hash``, the
+        driver's ``config_hash``); called by ``run_shard`` after setup, before any work. A stage whose
+        fingerprint reads state outside its config (a file another host may not see) checks it here."""
+
     def take_counters(self) -> dict[str, int]:
         """Return and reset the counters collected since the last call."""
         counts = dict(self.counters)

@@ -164,6 +164,7 @@ def finish_shard(stage: Stage, out: Output, task: ShardTask, rows_in: int, resul
 def run_shard(stage: Stage, out: Output, task: ShardTask) -> Marker:
     """Do one shard in this process: read, prepare, process, validate, write, mark."""
     stage.ensure_setup()
+    stage.verify_plan(task.config_hash)  # e.g. assign: the k-means tree this worker loaded is the planned one
     start = time.perf_counter()
     stage.take_counters()  # before prepare: what prepare counts (e.g. skip:duplicate) is this shard's
     stage.take_timings()

@@ -13,7 +13,9 @@ import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from regionset.common.storage import as_path
 from regionset.models.clip_registry import clip_embed_dim, resolve_clip
+from regionset.models.kmeans_index import TreeReadError, read_meta
 from regionset.models.registry import PADDLEOCR, ModelUnavailable, check_local_file, resolve_detector
 from regionset.pipelines.config import BuildConfig
 from regionset.pipelines.preflight.checks import Check, fail, ok, warn
@@ -131,10 +133,17 @@ def _assign(cfg: BuildConfig) -> Iterator[Check]:
         except ModelUnavailable as e:
             yield fail("tokenizer", "assign.tokenizer.hf_path", f"{e}; give the local tokenizer folder")
             return
-    if cfg.assign.kmeans_dir and not Path(cfg.assign.kmeans_dir).is_dir():
-        yield fail("k-means tree", "assign.kmeans_dir",
-                   f"assign.kmeans_dir={cfg.assign.kmeans_dir!r}: no such folder; leave it empty to use OUT/kmeans")
-        return
+    if cfg.assign.kmeans_dir:  # a fitted tree: a folder or an object-store prefix (its kmeans.json)
+        try:
+            meta = read_meta(as_path(cfg.assign.kmeans_dir))
+        except TreeReadError as e:
+            yield fail("k-means tree", "assign.kmeans_dir", str(e))
+            return
+        if meta is None:
+            yield fail("k-means tree", "assign.kmeans_dir",
+                       f"assign.kmeans_dir={cfg.assign.kmeans_dir!r}: no kmeans.json there (no fitted tree); "
+                       "leave it empty to use OUT/kmeans")
+            return
     yield ok("tokenizer", "assign.tokenizer.name", tok.name)
 
 
