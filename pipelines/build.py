@@ -21,7 +21,7 @@ from regionset.pipelines.core.lineage import append_run, config_digest, new_run_
 from regionset.pipelines.core.output import Output
 from regionset.pipelines.core.outputs import global_outputs
 from regionset.pipelines.core.progress import console, print_table
-from regionset.pipelines.core.shard_run import StageReport
+from regionset.pipelines.core.shard_run import StageReport, check_not_waiting
 from regionset.pipelines.core.shards import clean_temp_files, forget_sha256
 from regionset.pipelines.definition import GlobalStep, build_steps
 from regionset.pipelines.executors.base import Executor
@@ -157,6 +157,7 @@ def build(cfg: BuildConfig, executor: Executor | None = None, out: Output | None
         input_counters: Counter = Counter()
         shards = shard_input(cfg.input, out, input_counters)
         result = BuildResult(out, shards, input_counters=dict(input_counters))
+        written: dict[str, str] = {}  # shard folders written by the stages run so far -> stage
         for step in steps:
             if isinstance(step, GlobalStep):
                 failpoint(f"global:{step.name}")
@@ -164,6 +165,8 @@ def build(cfg: BuildConfig, executor: Executor | None = None, out: Output | None
                 result.globals[step.name] = summary
             else:
                 result.reports.append(ex.run_stage(step, out, shards))
+                check_not_waiting(step, result.reports[-1], written)  # exit 1: never an empty "success"
+                written[step.output] = step.name
             result.order.append(step.name)
         result.seconds = time.time() - start
         finish_build(cfg, start, ex.name, shards, out=out)
