@@ -28,7 +28,7 @@ from regionset.stages.detect import DetectStage
 from regionset.stages.download import DownloadStage
 from regionset.stages.embed import EmbedStage
 from regionset.stages.ocr import OcrStage
-from regionset.stages.pack import PackStage
+from regionset.stages.pack import PackConfig, PackStage
 
 
 @dataclass(frozen=True)
@@ -52,6 +52,13 @@ def _with_kmeans_dir(cfg: BuildConfig) -> AssignConfig:
     return dataclasses.replace(cfg.assign, kmeans_dir=str(Output(cfg.output) / KMEANS))
 
 
+def _with_sample(cfg: BuildConfig) -> PackConfig:
+    """The pack config with a relative ``pack.sample`` made absolute here, on the driver."""
+    if not cfg.pack.sample:
+        return cfg.pack
+    return dataclasses.replace(cfg.pack, sample=worker_out(cfg.pack.sample))
+
+
 def build_steps(cfg: BuildConfig) -> list[Step]:
     """The steps of ``cfg.steps``, in pipeline order."""
     factories: dict[str, Callable[[], Step]] = {
@@ -67,7 +74,7 @@ def build_steps(cfg: BuildConfig) -> list[Step]:
         "assign": lambda: AssignStage(_with_kmeans_dir(cfg)),
         "semdedup": lambda: GlobalStep(
             "semdedup", lambda out, ex, shards: semdedup(out, cfg.semdedup, ex, shards)),
-        "pack": lambda: PackStage(cfg.pack),
+        "pack": lambda: PackStage(_with_sample(cfg)),
     }
     steps = [factories[name]() for name, _ in PIPELINE if name in cfg.steps]
     for step, (name, kind) in zip(steps, (p for p in PIPELINE if p[0] in cfg.steps), strict=True):
