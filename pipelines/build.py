@@ -26,6 +26,7 @@ from regionset.pipelines.core.shards import clean_temp_files, forget_sha256
 from regionset.pipelines.definition import GlobalStep, build_steps
 from regionset.pipelines.executors.base import Executor
 from regionset.pipelines.executors.factory import make_executor
+from regionset.pipelines.preflight.probe import probe_workers
 from regionset.pipelines.preflight.run import run_preflight
 
 
@@ -152,6 +153,10 @@ def build(cfg: BuildConfig, executor: Executor | None = None, out: Output | None
     out = make_output(out if out is not None else cfg.output)  # the build's one Output
     start = time.time()
     with out.lock(), (nullcontext(executor) if executor else make_executor(cfg.executor, cfg.progress)) as ex:
+        if ex.name != "local":  # every node builds with what the driver has, and sees the output: exit 2 if not
+            checks = probe_workers(cfg, out, ex)
+            if cfg.progress:
+                console.print(f"[dim]{checks[0].detail}[/]", soft_wrap=True)
         steps = build_steps(cfg)
         begin_build(cfg, steps, out=out)
         input_counters: Counter = Counter()

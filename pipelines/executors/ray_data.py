@@ -165,6 +165,25 @@ class RayExecutor(Executor):
         window = max(2, int(2 * ray.cluster_resources().get("CPU", 1) / CALL_CPUS))
         yield from in_order(jobs, window, lambda job: task.remote(CALL_CPUS, fn, *map(ref, job)), ray.get)
 
+    def on_every_node(self, fn: Callable[..., Any], args: tuple, timeout: float) -> tuple[str, list[Any]]:
+        """One Ray task pinned to each alive node that has CPUs (a head started with ``--num-cpus=0``
+        runs none), given the head's address (from the GCS address)."""
+        ray = self._ensure_ray()
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        toward = ray.get_runtime_context().gcs_address.rsplit(":", 1)[0]
+        task = ray.remote(call_in_worker)
+        nodes = [n for n in ray.nodes() if n.get("Alive") and n.get("Resources", {}).get("CPU", 0) > 0]
+        refs = [task.options(num_cpus=CALL_CPUS, scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False))
+                .remote(CALL_CPUS, fn, toward, *args) for n in nodes]
+        _, pending = ray.wait(refs, num_returns=len(refs), timeout=timeout)
+        if pending:
+            late = [n["NodeManagerAddress"] for n, r in zip(nodes, refs) if r in pending]
+            for r in pending:
+                ray.cancel(r, force=True)
+            raise TimeoutError(f"no answer from Ray node(s) {', '.join(late)} within {timeout:g} s")
+        return toward, ray.get(refs)
+
     def close(self) -> None:
         """Shut Ray down if this executor started it."""
         if self._started_ray:

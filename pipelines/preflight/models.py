@@ -174,3 +174,32 @@ def model_checks(cfg: BuildConfig) -> Iterator[Check]:
                          ("assign", _assign)):
         if step in cfg.steps:
             yield from checks(cfg)
+
+
+def model_files(cfg: BuildConfig) -> dict[str, str]:
+    """The model files the steps of ``cfg`` load, resolved here as a stage resolves them (a bare name
+    through the registry's search folders, a relative path against the working folder): config key ->
+    absolute path. What cannot be resolved is left out (``model_checks`` fails on it); the worker probe
+    runs this on every node and compares the files' hashes with the driver's.
+
+    Args:
+        cfg: the resolved build config.
+    """
+    found: dict[str, str] = {}
+    if "detect" in cfg.steps and cfg.detect.backend == "ultralytics":
+        try:
+            found["detect.ultralytics.model"] = resolve_detector(cfg.detect.ultralytics.model,
+                                                                 cfg.detect.ultralytics.family).source
+        except ModelUnavailable:
+            pass
+    if "embed" in cfg.steps:
+        try:
+            r = resolve_clip(cfg.embed.model, cfg.embed.pretrained)
+            if r.pretrained:
+                found["embed.model" if cfg.embed.model.startswith("rice:") else "embed.pretrained"] = r.pretrained
+        except ModelUnavailable:
+            pass
+    if "ocr" in cfg.steps and cfg.ocr.backend != PADDLEOCR:
+        found.update((k, v) for k, v in (("ocr.rapidocr.det_model", cfg.ocr.rapidocr.det_model),
+                                         ("ocr.rapidocr.rec_model", cfg.ocr.rapidocr.rec_model)) if v)
+    return {k: str(Path(v).expanduser().resolve()) for k, v in found.items() if Path(v).expanduser().is_file()}
