@@ -27,6 +27,7 @@ import pyarrow as pa
 from regionset.common import threads as worker_threads
 from regionset.common.files import load_npy, save_npy, write_atomic
 from regionset.common.storage import RemotePath, as_path
+from regionset.models.registry import executor_gpus, gpu_usable
 
 KMEANS_JSON = "kmeans.json"
 Backend = Literal["auto", "numpy", "torch", "faiss"]
@@ -59,6 +60,8 @@ def _pick_backend(backend: Backend) -> str:
     """``auto``: faiss when it sees a GPU, torch when it is loaded and sees one, else numpy."""
     if backend != "auto":
         return backend
+    if executor_gpus() == 0:  # a Ray/Spark worker that was given no GPU: the node's GPUs are others'
+        return "numpy"
     import faiss
 
     if getattr(faiss, "get_num_gpus", lambda: 0)() > 0:
@@ -120,7 +123,7 @@ def nearest_centroids(x: np.ndarray, centroids: np.ndarray, backend: Backend = "
     if which == "torch":
         import torch
 
-        dev = "cuda" if torch.cuda.is_available() else "cpu"
+        dev = "cuda" if gpu_usable() else "cpu"
         ct = torch.from_numpy(c).to(dev)
         cn = (ct * ct).sum(1)
         for i in range(0, n, batch_size):
