@@ -105,8 +105,9 @@ class DetectStage(Stage):
         self.model_id = ""
 
     def device(self) -> str:
-        """``ultralytics.device`` (a CUDA device asks executors for a GPU, ``Stage.resources``)."""
-        return self.config.ultralytics.device
+        """``ultralytics.device`` (a CUDA device asks executors for a GPU, ``Stage.resources``; ``auto``
+        one where the cluster has GPUs); empty for the weight-free ``proposer``, which uses none."""
+        return self.config.ultralytics.device if self.config.backend == "ultralytics" else ""
 
     def fingerprint(self, out) -> str:
         return files_fingerprint(self.config.ultralytics.model)

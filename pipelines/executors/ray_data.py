@@ -35,7 +35,7 @@ from regionset.pipelines.executors.distributed import (
     task_table,
     worker_env,
 )
-from regionset.stages.base import Stage
+from regionset.stages.base import Resources, Stage
 
 _PIP_HINT = "the ray executor needs Ray Data: pip install 'regionset[ray]' (ray[data])"
 LOCAL_OBJECT_STORE_BYTES = 512 * 1024**2  # only small task/result rows travel through it
@@ -68,6 +68,21 @@ class StageActor:
 
     def __call__(self, batch):
         return run_task_batch(self.stage, self.out, batch)
+
+
+def reserved(stage: Stage, cluster: dict[str, float]) -> Resources:
+    """The stage's resource hint, plus one GPU per actor when its ``device`` is ``auto`` and the cluster
+    has GPUs: a worker uses a GPU only when Ray gave it one (``models/registry.executor_gpus``), so a
+    stage that would use one must reserve it.
+
+    Args:
+        stage: the stage.
+        cluster: ``ray.cluster_resources()``.
+    """
+    r = stage.resources()
+    if r.gpus == 0 and stage.device() == "auto" and cluster.get("GPU", 0.0) >= 1:
+        return Resources(cpus=r.cpus, gpus=1.0)
+    return r
 
 
 def pool_shape(resources, cluster: dict[str, float], n_tasks: int, cfg: RayConfig) -> tuple[int, float, float]:
@@ -133,7 +148,8 @@ class RayExecutor(Executor):
 
     def run_tasks(self, stage: Stage, out: Output, tasks: list[ShardTask]) -> Iterator[Marker]:
         ray = self._ensure_ray()
-        size, cpus, gpus = pool_shape(stage.resources(), ray.cluster_resources(), len(tasks), self.config)
+        cluster = ray.cluster_resources()
+        size, cpus, gpus = pool_shape(reserved(stage, cluster), cluster, len(tasks), self.config)
         ds = ray.data.from_arrow(task_table(tasks)).repartition(len(tasks))  # one block per shard
         ds = ds.map_batches(
             StageActor, fn_constructor_kwargs={"stage": stage, "out": Output.of(out), "cpus": cpus},
