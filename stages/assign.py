@@ -29,7 +29,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from regionset.common.storage import RemotePath, as_path
+from regionset.common.storage import RemotePath, as_path, local_absolute
 from regionset.models.kmeans_index import ClusterTree, embedding_matrix, read_meta
 from regionset.models.tokenizer import TokenizerConfig, TokenLabeler
 from regionset.schemas import EMBEDDINGS, LABELS, REGIONS_OBJECT, REGIONS_TEXT, labels_schema
@@ -96,8 +96,13 @@ class AssignStage(Stage):
         self._cpu0: float | None = None
         self.planned_centroids = ""  # the centroids' hash the driver planned with (travels with the stage)
 
+    def shipped_config(self) -> AssignConfig:
+        """``tokenizer.hf_path`` made absolute here, on the driver (``kmeans_dir`` is, by the pipeline)."""
+        tok = self.config.tokenizer
+        return dataclasses.replace(self.config, tokenizer=dataclasses.replace(tok, hf_path=local_absolute(tok.hf_path)))
+
     def __getstate__(self) -> dict[str, Any]:
-        return {"config": self.config, "planned_centroids": self.planned_centroids}
+        return {"config": self.shipped_config(), "planned_centroids": self.planned_centroids}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__(state["config"])

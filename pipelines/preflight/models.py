@@ -179,8 +179,9 @@ def model_checks(cfg: BuildConfig) -> Iterator[Check]:
 def model_files(cfg: BuildConfig) -> dict[str, str]:
     """The model files the steps of ``cfg`` load, resolved here as a stage resolves them (a bare name
     through the registry's search folders, a relative path against the working folder): config key ->
-    absolute path. What cannot be resolved is left out (``model_checks`` fails on it); the worker probe
-    runs this on every node and compares the files' hashes with the driver's.
+    absolute path, the path the stages ship to workers (``Stage.shipped_config``). What cannot be
+    resolved is left out (``model_checks`` fails on it); the worker probe hashes these paths on every
+    node and compares with the driver's.
 
     Args:
         cfg: the resolved build config.

@@ -4,7 +4,8 @@ worker probe").
 
 Each node reports its address (toward the cluster's head), host name and Python, the versions of
 ``PROBE_PACKAGES`` (regionset's with a hash of its code, so a module shadowed on one host shows), the
-sha256 of every model file the config names as that node resolves it (``model_files``), and whether it
+sha256 of every model file the config names, at the absolute path the driver resolved and the stages
+ship (``model_files``, ``Stage.shipped_config``), and whether it
 reads the probe object the driver wrote under ``output`` and can write its own there. A difference
 from the driver, an output a node cannot read or write (a local folder that is not shared), or a
 loopback object-store endpoint with a node on another host is a ``PreflightError``: exit 2, one line
@@ -117,16 +118,15 @@ def output_problem(out_url: str, token: str) -> str:
     return "" if seen == token == back else f"output {out_url}: the probe object read back differs"
 
 
-def node_report(toward: str, out_url: str, token: str, cfg: BuildConfig) -> dict[str, Any]:
+def node_report(toward: str, out_url: str, token: str, files: dict[str, str]) -> dict[str, Any]:
     """What this node builds with (runs in a worker: ``Executor.on_every_node``).
 
     Args:
         toward: the cluster head's address (the node reports its own address on the route to it).
         out_url: the build's output, as its URL.
         token: the content of the driver's probe object under the output.
-        cfg: the build config (the node resolves its model files itself).
+        files: config key -> the absolute model file the driver resolved (what the stages ship with).
     """
-    files = model_files(cfg)
     return {"address": address_toward(toward), "host": socket.gethostname(), "python": sys.executable,
             "versions": versions(), "files": {k: [p, _sha256(p)] for k, p in files.items()},
             "output": output_problem(out_url, token)}
@@ -163,7 +163,8 @@ def compare(driver: dict[str, Any], nodes: list[dict[str, Any]], endpoint: str =
         for key, (path, sha) in driver["files"].items():
             got = n["files"].get(key)
             if got is None or got[1] != sha:
-                what = "no such file" if got is None else f"{got[0]} has sha256 {got[1][:12]}"
+                what = ("not reported" if got is None else f"{got[0]} is {got[1]}" if got[1].startswith("unreadable")
+                        else f"{got[0]} has sha256 {got[1][:12]}")
                 checks.append(fail("worker probe", key, f"{who}: {key}: {what}; the driver's {path} has "
                                    f"{sha[:12]} (put the same file at an absolute path on every node)"))
         if endpoint and _is_loopback(endpoint) and address != driver["address"]:
@@ -185,12 +186,13 @@ def probe_workers(cfg: BuildConfig, out: Output, executor: Executor, timeout: fl
         timeout: seconds every node has to answer.
     """
     token = os.urandom(8).hex()
+    files = model_files(cfg)  # absolute, as the stages ship them (Stage.shipped_config)
     driver_object = _probe_object(out.url, token, "driver")
     driver_object.parent.mkdir(parents=True, exist_ok=True)
     driver_object.write_bytes(token.encode())
     try:
         try:
-            toward, nodes = executor.on_every_node(node_report, (out.url, token, cfg), timeout)
+            toward, nodes = executor.on_every_node(node_report, (out.url, token, files), timeout)
         except TimeoutError as e:
             raise PreflightError(fail("worker probe", "executor", f"worker probe: {e}")) from None
         except Exception as e:  # noqa: BLE001 (a worker that cannot start or import regionset)
@@ -198,7 +200,7 @@ def probe_workers(cfg: BuildConfig, out: Output, executor: Executor, timeout: fl
             first = next((ln for ln in str(e).splitlines() if ln.strip()), type(e).__name__)
             raise PreflightError(fail("worker probe", key, f"worker probe: a node failed ({first[:300]}); "
                                       f"check {key} and that regionset is installed on every node")) from None
-        driver = node_report(toward, out.url, token, cfg)
+        driver = node_report(toward, out.url, token, files)
     finally:
         driver_object.unlink(missing_ok=True)
     endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL", "") if out.is_remote else ""

@@ -49,8 +49,15 @@ def test_a_missing_or_different_model_file_names_the_node_and_the_config_key():
     different = fake_report("10.0.0.3", files={"detect.ultralytics.model": ["/models/yolo.pt", "cd" * 32]})
     bad = _fails(compare(DRIVER, [missing, different]))
     assert [c.key for c in bad] == ["detect.ultralytics.model"] * 2
-    assert "node 10.0.0.2" in bad[0].detail and "no such file" in bad[0].detail
+    assert "node 10.0.0.2" in bad[0].detail and "not reported" in bad[0].detail
     assert "node 10.0.0.3" in bad[1].detail and "cdcdcdcdcdcd" in bad[1].detail
+
+
+def test_a_model_file_missing_on_a_node_as_node_report_gives_it(tmp_path):
+    report = node_report("127.0.0.1", str(tmp_path), "t", {"embed.pretrained": str(tmp_path / "nope.bin")})
+    driver = fake_report("127.0.0.1", files={"embed.pretrained": [str(tmp_path / "nope.bin"), "ef" * 32]})
+    [bad] = _fails(compare(driver, [{**report, "address": "10.0.0.2", "versions": driver["versions"], "output": ""}]))
+    assert bad.key == "embed.pretrained" and "nope.bin is unreadable (No such file or directory)" in bad.detail
 
 
 def test_an_output_a_node_cannot_see_is_a_failure():
@@ -69,7 +76,7 @@ def test_loopback_endpoint_fails_only_with_a_node_on_another_host():
 def test_node_report_here_and_the_probe_through_the_local_executor(tmp_path):
     cfg = load_config(None, [f"output={tmp_path}", "steps=[download]"])
     out = Output.of(tmp_path)
-    report = node_report("127.0.0.1", out.url, "no-token", cfg)
+    report = node_report("127.0.0.1", out.url, "no-token", {})
     assert report["address"] == "127.0.0.1" and "not the folder the driver writes" in report["output"]
     assert set(report["versions"]) == {"regionset", "torch", "faiss", "onnxruntime", "open_clip", "ultralytics"}
     [check] = probe_workers(cfg, out, LocalExecutor(show_progress=False))
