@@ -176,6 +176,29 @@ def compare(driver: dict[str, Any], nodes: list[dict[str, Any]], endpoint: str =
     return checks
 
 
+PROBE_TRIES = 2
+"""Probe runs before a node's failure is an error: a worker lost once (a busy node, a dying actor of
+the previous build) is not a broken node; one that cannot start its Python fails every time."""
+
+
+def _ask_nodes(executor: Executor, args: tuple, timeout: float) -> tuple[str, list[dict[str, Any]]]:
+    """``executor.on_every_node(node_report, args)``, tried ``PROBE_TRIES`` times; ``PreflightError``
+    naming the key (the worker's own error line) when every try fails."""
+    key = "executor.spark.python" if executor.name == "spark" else "executor"
+    said = ""
+    for _ in range(PROBE_TRIES):
+        try:
+            return executor.on_every_node(node_report, args, timeout)
+        except TimeoutError as e:
+            raise PreflightError(fail("worker probe", "executor", f"worker probe: {e}")) from None
+        except Exception as e:  # noqa: BLE001 (a worker that cannot start or import regionset)
+            lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+            errors = [ln for ln in lines if "Error" in ln or "Exception" in ln]  # the worker's own error, last
+            said = (errors or lines or [type(e).__name__])[-1][:300]
+    raise PreflightError(fail("worker probe", key, f"worker probe: a node failed {PROBE_TRIES} times ({said}); "
+                              f"check {key} and that regionset is installed on every node"))
+
+
 def probe_workers(cfg: BuildConfig, out: Output, executor: Executor, timeout: float = PROBE_TIMEOUT_S) -> list[Check]:
     """Run the probe on every node of ``executor``; raise ``PreflightError`` at the first difference.
 
@@ -191,15 +214,7 @@ def probe_workers(cfg: BuildConfig, out: Output, executor: Executor, timeout: fl
     driver_object.parent.mkdir(parents=True, exist_ok=True)
     driver_object.write_bytes(token.encode())
     try:
-        try:
-            toward, nodes = executor.on_every_node(node_report, (out.url, token, files), timeout)
-        except TimeoutError as e:
-            raise PreflightError(fail("worker probe", "executor", f"worker probe: {e}")) from None
-        except Exception as e:  # noqa: BLE001 (a worker that cannot start or import regionset)
-            key = "executor.spark.python" if executor.name == "spark" else "executor"
-            first = next((ln for ln in str(e).splitlines() if ln.strip()), type(e).__name__)
-            raise PreflightError(fail("worker probe", key, f"worker probe: a node failed ({first[:300]}); "
-                                      f"check {key} and that regionset is installed on every node")) from None
+        toward, nodes = _ask_nodes(executor, (out.url, token, files), timeout)
         driver = node_report(toward, out.url, token, files)
     finally:
         driver_object.unlink(missing_ok=True)

@@ -101,3 +101,27 @@ def test_probe_workers_raises_a_preflight_error_naming_node_and_key(tmp_path):
     cfg = load_config(None, [f"output={tmp_path}", "steps=[download]"])
     with pytest.raises(PreflightError, match=r"node 10\.9\.9\.9 .*regionset 0\.0\.9\+shadowshadow"):
         probe_workers(cfg, Output.of(tmp_path), FakeShadowedExecutor(show_progress=False))
+
+
+class FakeFlakyExecutor(LocalExecutor):
+    """The local executor whose probe call fails ``fails`` times first, as a lost Ray worker does."""
+
+    name = "fake-cluster"
+
+    def __init__(self, fails):
+        super().__init__(show_progress=False)
+        self.fails, self.calls = fails, 0
+
+    def on_every_node(self, fn, args, timeout):
+        self.calls += 1
+        if self.calls <= self.fails:
+            raise RuntimeError("ray::call_in_worker() (pid=1, ip=10.0.0.2)\nWorkerCrashedError: the worker died")
+        return super().on_every_node(fn, args, timeout)
+
+
+def test_a_node_lost_once_is_retried_and_one_that_always_fails_names_its_error(tmp_path):
+    cfg = load_config(None, [f"output={tmp_path}", "steps=[download]"])
+    assert probe_workers(cfg, Output.of(tmp_path), FakeFlakyExecutor(fails=1))[0].status == "ok"
+    with pytest.raises(PreflightError, match=r"failed 2 times \(WorkerCrashedError: the worker died\)") as e:
+        probe_workers(cfg, Output.of(tmp_path), FakeFlakyExecutor(fails=99))
+    assert e.value.check.key == "executor"
