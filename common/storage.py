@@ -279,6 +279,20 @@ def worker_out(out: str | os.PathLike | RemotePath) -> str:
     return str(out) if is_remote(out) else str(Path(out).resolve())
 
 
+def local_absolute(path: str) -> str:
+    """``path`` made absolute when it names an existing local file or folder (relative, or with ``~``);
+    anything else (empty, a URL, a name, a missing path) as is. Used on the driver before a config
+    travels to workers, whose working folder and home differ.
+
+    Args:
+        path: a config value that may be a local path.
+    """
+    if not path or is_remote(path):
+        return path
+    p = Path(path).expanduser()
+    return str(p.resolve()) if p.exists() else path
+
+
 def arrow_source(path: str | os.PathLike | RemotePath) -> tuple[str, Any]:
     """``(path, filesystem)`` for pyarrow readers: ``(path, None)`` locally, ``(key, fsspec fs)`` remotely.
 

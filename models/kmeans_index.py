@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -26,6 +27,7 @@ import pyarrow as pa
 from regionset.common import threads as worker_threads
 from regionset.common.files import load_npy, save_npy, write_atomic
 from regionset.common.storage import RemotePath, as_path
+from regionset.models.registry import executor_gpus
 
 KMEANS_JSON = "kmeans.json"
 Backend = Literal["auto", "numpy", "torch", "faiss"]
@@ -58,6 +60,8 @@ def _pick_backend(backend: Backend) -> str:
     """``auto``: faiss when it sees a GPU, torch when it is loaded and sees one, else numpy."""
     if backend != "auto":
         return backend
+    if executor_gpus() == 0:  # a Ray/Spark worker that was given no GPU: the node's GPUs are others'
+        return "numpy"
     try:
         import faiss
     except ImportError:  # a torch-only install (the torch k-means backend needs no faiss)
@@ -239,10 +243,33 @@ def tree_hash(centroids: list[np.ndarray], parents: list[np.ndarray]) -> str:
     return h.hexdigest()
 
 
+META_READ_TRIES = 4
+"""Reads of ``kmeans.json`` before an error that is not "no such file" becomes ``TreeReadError``."""
+META_RETRY_WAIT_S = 0.5
+"""The first wait between those reads; it doubles each time (0.5 + 1 + 2 s at most)."""
+
+
+class TreeReadError(RuntimeError):
+    """``kmeans.json`` exists (or may exist) but could not be read: never taken for "no tree"."""
+
+
 def read_meta(root: Path | RemotePath) -> dict[str, Any] | None:
-    """``kmeans.json`` of a tree folder or prefix, or None when there is no complete tree."""
+    """``kmeans.json`` of a tree folder or prefix, or None when there is no complete tree.
+
+    Only a missing file means no tree. Any other error (a network error, throttling, a file that is
+    not JSON) is retried ``META_READ_TRIES`` times, then raised as ``TreeReadError`` naming the path:
+    a transient read error must not become "no tree", which would label nothing.
+    """
     path = as_path(root) / KMEANS_JSON
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
+    error: Exception | None = None
+    for attempt in range(META_READ_TRIES):
+        try:
+            return json.loads(path.read_text())
+        except FileNotFoundError:
+            return None
+        except Exception as e:  # noqa: BLE001 (s3fs and gcsfs raise more than OSError)
+            error = e
+        if attempt + 1 < META_READ_TRIES:
+            time.sleep(META_RETRY_WAIT_S * 2 ** attempt)
+    raise TreeReadError(f"{path}: unreadable after {META_READ_TRIES} tries "
+                        f"({type(error).__name__}: {error})")

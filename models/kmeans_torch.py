@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from regionset.models.registry import executor_gpus
+
 if TYPE_CHECKING:
     import torch
 
@@ -46,8 +48,8 @@ def resolve_device(device: str = "auto") -> str:
                                "sees no CUDA device in this process: give every worker a GPU, or set "
                                "kmeans.device=cpu")
         return device
-    if torch.cuda.is_available():
-        return "cuda"
+    if torch.cuda.is_available() and (device == "gpu" or executor_gpus() != 0):
+        return "cuda"  # ``auto`` in a Ray/Spark worker given no GPU is the CPU (the node's GPUs are others')
     if device == "gpu":
         raise RuntimeError("kmeans.device=gpu but torch sees no CUDA device (use device=auto or cpu)")
     return "cpu"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,13 +50,40 @@ def package_version(dist: str) -> str:
         return "?"
 
 
-def pick_device(device: str) -> str:
-    """``auto`` -> ``cuda`` when a GPU is visible, else ``cpu``; anything else is returned as is."""
-    if device != "auto":
-        return device
+def executor_gpus() -> int | None:
+    """GPUs the executor gave this process: the count in a Ray worker (``ray.get_gpu_ids()``) or a Spark
+    task (its ``gpu`` resource addresses), None elsewhere (the driver, local builds). Ray no longer
+    hides the GPUs of a node from a worker that reserved none, so ``auto`` must ask."""
+    ray = sys.modules.get("ray")
+    if ray is not None and getattr(ray, "is_initialized", lambda: False)():
+        worker = getattr(getattr(ray, "_private", None), "worker", None)
+        if worker is not None and worker.global_worker.mode == worker.WORKER_MODE:
+            return len(ray.get_gpu_ids())
+    if "pyspark" in sys.modules:
+        from pyspark import TaskContext
+
+        ctx = TaskContext.get()
+        if ctx is not None:
+            gpu = ctx.resources().get("gpu")
+            return len(gpu.addresses) if gpu is not None else 0
+    return None
+
+
+def gpu_usable() -> bool:
+    """Whether ``auto`` may use a GPU here: one is visible and, in a Ray or Spark worker, given to it."""
+    if executor_gpus() == 0:
+        return False
     import torch
 
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.cuda.is_available()
+
+
+def pick_device(device: str) -> str:
+    """``auto`` -> ``cuda`` when a GPU is usable here (``gpu_usable``), else ``cpu``; anything else is
+    returned as is."""
+    if device != "auto":
+        return device
+    return "cuda" if gpu_usable() else "cpu"
 
 
 def weight_dirs() -> list[Path]:

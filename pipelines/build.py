@@ -22,11 +22,12 @@ from regionset.pipelines.core.live import live_watchers
 from regionset.pipelines.core.output import Output
 from regionset.pipelines.core.outputs import global_outputs
 from regionset.pipelines.core.progress import console, print_table
-from regionset.pipelines.core.shard_run import StageReport
+from regionset.pipelines.core.shard_run import StageReport, check_not_waiting
 from regionset.pipelines.core.shards import clean_temp_files, forget_sha256
 from regionset.pipelines.definition import GlobalStep, build_steps
 from regionset.pipelines.executors.base import Executor
 from regionset.pipelines.executors.factory import make_executor
+from regionset.pipelines.preflight.probe import probe_workers
 from regionset.pipelines.preflight.run import run_preflight
 
 
@@ -172,12 +173,17 @@ def build(cfg: BuildConfig, executor: Executor | None = None, out: Output | None
     out = make_output(out if out is not None else cfg.output)  # the build's one Output
     start = time.time()
     with output_lock(cfg, out), (nullcontext(executor) if executor else make_executor(cfg.executor, cfg.progress)) as ex:
+        if ex.name != "local":  # every node builds with what the driver has, and sees the output: exit 2 if not
+            checks = probe_workers(cfg, out, ex)
+            if cfg.progress:
+                console.print(f"[dim]{checks[0].detail}[/]", soft_wrap=True)
         steps = build_steps(cfg)
         begin_build(cfg, steps, out=out)
         input_counters: Counter = Counter()
         shards = shard_input(cfg.input, out, input_counters)
         result = BuildResult(out, shards, input_counters=dict(input_counters))
         outputs = {s.name: s.output for s in steps if not isinstance(s, GlobalStep)}
+        written: dict[str, str] = {}  # shard folders written by the stages run so far -> stage
         with live_watchers(ex, out, outputs, len(shards), cfg.metrics, cfg.progress):  # ETA line, metrics.port
             for step in steps:
                 if isinstance(step, GlobalStep):
@@ -186,6 +192,8 @@ def build(cfg: BuildConfig, executor: Executor | None = None, out: Output | None
                     result.globals[step.name] = summary
                 else:
                     result.reports.append(ex.run_stage(step, out, shards))
+                    check_not_waiting(step, result.reports[-1], written)  # exit 1: never an empty "success"
+                    written[step.output] = step.name
                 result.order.append(step.name)
         result.seconds = time.time() - start
         retries = Counter(store_retry.take_retry_counts())  # the driver's; shards' come in their markers

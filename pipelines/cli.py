@@ -134,6 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     from regionset.common.typed_config import ConfigError
     from regionset.pipelines.core.inputs import InputError
     from regionset.pipelines.core.lock import LockedError
+    from regionset.pipelines.core.shard_run import WaitingError
     from regionset.schemas import SchemaError
 
     try:
@@ -222,7 +223,8 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
         print(f"regionset {args.cmd}: error: {err}", file=sys.stderr)
         return 2
-    except StoreError as err:  # the object store kept failing past the bounded retries (docs/storage.md)
+    except (StoreError, WaitingError) as err:  # the store kept failing past the bounded retries
+        # (docs/storage.md), or the build ran but an output is not where the driver reads it
         print(f"regionset {args.cmd}: error: {err}", file=sys.stderr)
         return 1
     except Exception as err:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from regionset.common.storage import worker_out
 from regionset.pipelines.config import BuildConfig
 from regionset.pipelines.core.output import Output
 from regionset.pipelines.dedup.semdedup import semdedup
@@ -27,7 +28,7 @@ from regionset.stages.detect import DetectStage
 from regionset.stages.download import DownloadStage
 from regionset.stages.embed import EmbedStage
 from regionset.stages.ocr import OcrStage
-from regionset.stages.pack import PackStage
+from regionset.stages.pack import PackConfig, PackStage
 
 
 @dataclass(frozen=True)
@@ -44,10 +45,18 @@ Step = Stage | GlobalStep
 
 
 def _with_kmeans_dir(cfg: BuildConfig) -> AssignConfig:
-    """The assign config, pointed at ``OUT/kmeans`` unless it names a tree folder itself."""
+    """The assign config, pointed at ``OUT/kmeans`` unless it names a tree folder itself (a relative
+    path is made absolute here, on the driver: workers resolve nothing against their own cwd)."""
     if cfg.assign.kmeans_dir:
-        return cfg.assign
+        return dataclasses.replace(cfg.assign, kmeans_dir=worker_out(cfg.assign.kmeans_dir))
     return dataclasses.replace(cfg.assign, kmeans_dir=str(Output(cfg.output) / KMEANS))
+
+
+def _with_sample(cfg: BuildConfig) -> PackConfig:
+    """The pack config with a relative ``pack.sample`` made absolute here, on the driver."""
+    if not cfg.pack.sample:
+        return cfg.pack
+    return dataclasses.replace(cfg.pack, sample=worker_out(cfg.pack.sample))
 
 
 def build_steps(cfg: BuildConfig) -> list[Step]:
@@ -65,7 +74,7 @@ def build_steps(cfg: BuildConfig) -> list[Step]:
         "assign": lambda: AssignStage(_with_kmeans_dir(cfg)),
         "semdedup": lambda: GlobalStep(
             "semdedup", lambda out, ex, shards: semdedup(out, cfg.semdedup, ex, shards)),
-        "pack": lambda: PackStage(cfg.pack),
+        "pack": lambda: PackStage(_with_sample(cfg)),
     }
     steps = [factories[name]() for name, _ in PIPELINE if name in cfg.steps]
     for step, (name, kind) in zip(steps, (p for p in PIPELINE if p[0] in cfg.steps), strict=True):

@@ -9,25 +9,32 @@ unit-norm vectors in spherical mode, i.e. 2 − 2·cos). Text regions get their 
 
 The stage's fingerprint includes the centroids' hash: a refit changes it and so redoes every shard,
 while an incremental build (same frozen tree, new shards) only labels the new shards.
+
+It refuses to run (``TreeMismatch``, naming the tree's path and hashes) rather than commit regions
+unlabelled: when the tree a worker loads is not the one the driver planned with (missing on that
+host, or refitted since), and when there is no tree while a shard has object regions with embeddings.
+An unreadable ``kmeans.json`` is retried, then raised (``read_meta``), never taken for "no tree".
 """
 
 from __future__ import annotations
 
 import dataclasses
+import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from regionset.common.storage import RemotePath, as_path
+from regionset.common.storage import RemotePath, as_path, local_absolute
 from regionset.models.kmeans_index import ClusterTree, embedding_matrix, read_meta
+from regionset.models.registry import gpu_usable
 from regionset.models.tokenizer import TokenizerConfig, TokenLabeler
 from regionset.schemas import EMBEDDINGS, LABELS, REGIONS_OBJECT, REGIONS_TEXT, labels_schema
-from regionset.schemas.tables import KMEANS, SOURCE_TEXT
+from regionset.schemas.tables import KMEANS, SOURCE_OBJECT, SOURCE_TEXT
 from regionset.stages.base import Resources, Stage, config_hash
 
 _REGION_COLS = ["region_id", "key", "source", "text"]
@@ -65,6 +72,10 @@ class AssignConfig:
     resources: Resources = Resources()
 
 
+class TreeMismatch(RuntimeError):
+    """assign refuses to run: its k-means tree is missing or is not the one the build planned with."""
+
+
 def _embedding_of(table: pa.Table, ids: pa.ChunkedArray) -> pa.Array:
     """The ``embedding`` of each id (null where the embeddings table has none)."""
     emb = table.column("embedding").combine_chunks()
@@ -86,6 +97,19 @@ class AssignStage(Stage):
         self.backend: str = config.backend  # resolved for the loaded tree in ``setup``
         self.labeler: TokenLabeler | None = None
         self._cpu0: float | None = None
+        self.planned_centroids = ""  # the centroids' hash the driver planned with (travels with the stage)
+
+    def shipped_config(self) -> AssignConfig:
+        """``tokenizer.hf_path`` made absolute here, on the driver (``kmeans_dir`` is, by the pipeline)."""
+        tok = self.config.tokenizer
+        return dataclasses.replace(self.config, tokenizer=dataclasses.replace(tok, hf_path=local_absolute(tok.hf_path)))
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"config": self.shipped_config(), "planned_centroids": self.planned_centroids}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["config"])
+        self.planned_centroids = state.get("planned_centroids", "")
 
     def _kmeans_dir(self, out: Path | None = None) -> Path | RemotePath:
         if self.config.kmeans_dir:
@@ -99,17 +123,46 @@ class AssignStage(Stage):
         return f"centroids={meta['centroids_sha256'] if meta else 'none'}"
 
     def config_hash(self, out: Path) -> str:
-        # Where the tree lives is not part of the result (its hash is, through fingerprint).
-        cfg = dataclasses.replace(self.config, kmeans_dir="")
-        return config_hash(cfg, f"{self.name}:{self.version}:{self.fingerprint(out)}")
+        # Planned on the driver: the centroids' hash is remembered and travels with the stage, so a
+        # worker's refusal can name both hashes.
+        meta = read_meta(self._kmeans_dir(out))
+        self.planned_centroids = meta["centroids_sha256"] if meta else "none"
+        return self._hash_with(self.planned_centroids)
 
-    def setup(self) -> None:
+    def _hash_with(self, centroids: str) -> str:
+        # Where the tree lives is not part of the result (its hash is, through the fingerprint).
+        cfg = dataclasses.replace(self.config, kmeans_dir="")
+        return config_hash(cfg, f"{self.name}:{self.version}:centroids={centroids}")
+
+    def _loaded_centroids(self) -> str:
+        return self.tree.meta["centroids_sha256"] if self.tree is not None else "none"
+
+    def _load_tree(self) -> None:
         root = self._kmeans_dir()
         self.tree = ClusterTree.load(root) if read_meta(root) is not None else None
         self.backend = self.search_backend()
+
+    def setup(self) -> None:
+        self._load_tree()
         # Built here, not on the first text region: reading its vocabulary (and, with ``name: hf``,
         # importing transformers) happens once per worker, outside the per-shard work.
         self.labeler = TokenLabeler(self.config.tokenizer)
+
+    def verify_plan(self, planned_hash: str) -> None:
+        """Raise ``TreeMismatch`` unless the loaded tree is the one ``planned_hash`` was made with."""
+        if self._hash_with(self._loaded_centroids()) == planned_hash:
+            return
+        self._load_tree()  # a long-lived worker may hold an older tree (refitted since): read it again, once
+        if self._hash_with(self._loaded_centroids()) == planned_hash:
+            return
+        root = self._kmeans_dir()
+        found = self._loaded_centroids()
+        found = "no tree (no kmeans.json)" if found == "none" else f"centroids {found[:12]}"
+        planned = self.planned_centroids or "?"
+        planned = "no tree" if planned == "none" else f"centroids {planned[:12]}"
+        raise TreeMismatch(f"assign: the k-means tree at {root} is {found} on host {socket.gethostname()}, "
+                           f"but the build planned {planned}: put the tree where every worker reads it "
+                           f"(assign.kmeans_dir or output on shared storage) and rerun")
 
     def _labeler(self) -> TokenLabeler:
         if self.labeler is None:
@@ -132,9 +185,7 @@ class AssignStage(Stage):
         meta = self.tree.meta if self.tree is not None else {}
         if self.config.backend != "auto" or meta.get("torch_device", "cpu") == "cpu":
             return self.config.backend
-        import torch
-
-        return "torch" if torch.cuda.is_available() else "auto"
+        return "torch" if gpu_usable() else "auto"
 
     def search_used(self) -> str:
         """``exact`` or ``beam``: what ``search`` resolves to for the loaded tree."""
@@ -170,6 +221,10 @@ class AssignStage(Stage):
         n = table.num_rows
         ids = table.column("region_id").to_pylist()
         source = table.column("source").to_numpy(zero_copy_only=False)
+        if self.tree is None and ((source == SOURCE_OBJECT) & table.column("embedding").is_valid()
+                                  .to_numpy(zero_copy_only=False)).any():
+            raise TreeMismatch(f"assign: no k-means tree at {self._kmeans_dir()} (no kmeans.json) but the shard "
+                               f"has object regions with embeddings: run the fit_kmeans step first")
         clustered = list(self.tree.meta["sources"]) if self.tree else []
         want = np.isin(source, clustered)
         has_emb = table.column("embedding").is_valid().to_numpy(zero_copy_only=False)

@@ -136,6 +136,11 @@ class Stage:
         """Hash of everything that decides this stage's output for a given input."""
         return config_hash(self.config, f"{self.name}:{self.version}:{self.fingerprint(out)}")
 
+    def verify_plan(self, planned_hash: str) -> None:
+        """Raise if what ``setup()`` loaded is not what the driver planned with (``planned_hash``, the
+        driver's ``config_hash``); called by ``run_shard`` after setup, before any work. A stage whose
+        fingerprint reads state outside its config (a file another host may not see) checks it here."""
+
     def take_counters(self) -> dict[str, int]:
         """Return and reset the counters collected since the last call."""
         counts = dict(self.counters)
@@ -148,9 +153,16 @@ class Stage:
         self.timings.clear()
         return got
 
+    def shipped_config(self) -> Any:
+        """The config as it travels to workers (``__getstate__``); by default as is. A stage whose
+        config names local files returns them made absolute (resolved here, on the driver), so no
+        worker resolves them against its own working folder or search path. Config hashes are the
+        driver's, from the config as written, so they do not change."""
+        return self.config
+
     def __getstate__(self) -> dict[str, Any]:
         # Models never travel: a stage is pickled as its config and rebuilt in the worker.
-        return {"config": self.config}
+        return {"config": self.shipped_config()}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__(state["config"])

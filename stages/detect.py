@@ -10,14 +10,17 @@ image; each drop is counted by reason.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import numpy as np
 import pyarrow as pa
 
+from regionset.common.storage import local_absolute
 from regionset.models.proposer import ProposerConfig
-from regionset.models.registry import PROPOSER, package_version
+from regionset.models.registry import PROPOSER, ModelUnavailable, package_version, resolve_detector
 from regionset.schemas import DUPLICATES, IMAGES, REGIONS, REGIONS_OBJECT
 from regionset.schemas.tables import SOURCE_OBJECT
 from regionset.stages.base import Resources, Stage
@@ -104,9 +107,23 @@ class DetectStage(Stage):
         self._model: Any = None
         self.model_id = ""
 
+    def shipped_config(self) -> DetectConfig:
+        """``ultralytics.model`` as the driver resolves it (a relative path, or a name found in
+        ``$REGIONSET_WEIGHTS``): the absolute file, which every worker must hold (the worker probe checks)."""
+        u = self.config.ultralytics
+        if self.config.backend != "ultralytics":
+            return self.config
+        try:
+            source = resolve_detector(u.model, u.family).source
+        except ModelUnavailable:
+            return self.config
+        model = local_absolute(source) if Path(source).expanduser().is_file() else u.model
+        return dataclasses.replace(self.config, ultralytics=dataclasses.replace(u, model=model))
+
     def device(self) -> str:
-        """``ultralytics.device`` (a CUDA device asks executors for a GPU, ``Stage.resources``)."""
-        return self.config.ultralytics.device
+        """``ultralytics.device`` (a CUDA device asks executors for a GPU, ``Stage.resources``; ``auto``
+        one where the cluster has GPUs); empty for the weight-free ``proposer``, which uses none."""
+        return self.config.ultralytics.device if self.config.backend == "ultralytics" else ""
 
     def fingerprint(self, out) -> str:
         return files_fingerprint(self.config.ultralytics.model)
@@ -119,8 +136,6 @@ class DetectStage(Stage):
 
             return {"backend": PROPOSER, "model": FelzenszwalbProposer(c.proposer).model_id,
                     "version": package_version("scikit-image"), "warnings": []}
-        from regionset.models.registry import resolve_detector
-
         u = c.ultralytics
         r = resolve_detector(u.model, u.family)
         warnings = [f"detect: {u.model} has RANDOM weights (a model .yaml): its boxes are noise; "

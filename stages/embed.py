@@ -9,6 +9,7 @@ printed and written into ``regionset.yaml``.
 
 from __future__ import annotations
 
+import dataclasses
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,7 +19,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from regionset.models.clip_registry import TINY_CLIP, clip_embed_dim, resolve_clip
+from regionset.common.storage import local_absolute
+from regionset.models.clip_registry import RICE_PREFIX, TINY_CLIP, clip_embed_dim, resolve_clip
 from regionset.schemas import (
     DUPLICATES,
     EMBEDDINGS,
@@ -98,6 +100,12 @@ class EmbedStage(Stage):
 
     def output_schema(self) -> pa.Schema:
         return embeddings_schema(self.dim)
+
+    def shipped_config(self) -> EmbedConfig:
+        """``rice:<folder>`` and a ``pretrained`` checkpoint path made absolute here, on the driver."""
+        c = self.config
+        model = RICE_PREFIX + local_absolute(c.model[len(RICE_PREFIX):]) if c.model.startswith(RICE_PREFIX) else c.model
+        return dataclasses.replace(c, model=model, pretrained=local_absolute(c.pretrained))
 
     def fingerprint(self, out) -> str:
         c = self.config

@@ -23,6 +23,7 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 import pyarrow as pa
 
+from regionset.common.storage import local_absolute
 from regionset.models.ocr import TUNED_LIMIT_SIDE, TUNED_LIMIT_TYPE, TUNED_UNCLIP, TUNED_USE_CLS
 from regionset.models.ocr_spaces import (
     TUNED_GAP_RATIO,
@@ -164,6 +165,15 @@ class OcrStage(Stage):
         super().__init__(config or OcrConfig())
         self._engine: Any = None
         self.model_id = ""
+
+    def shipped_config(self) -> OcrConfig:
+        """The model files, model folders and PaddleOCR interpreter made absolute here, on the driver."""
+        c, r, p = self.config, self.config.rapidocr, self.config.paddleocr
+        return dataclasses.replace(
+            c, rapidocr=dataclasses.replace(r, det_model=local_absolute(r.det_model), rec_model=local_absolute(r.rec_model)),
+            paddleocr=dataclasses.replace(p, python=local_absolute(p.python), det_model_dir=local_absolute(p.det_model_dir),
+                                          rec_model_dir=local_absolute(p.rec_model_dir),
+                                          cls_model_dir=local_absolute(p.cls_model_dir)))
 
     def fingerprint(self, out) -> str:
         c = self.config.rapidocr

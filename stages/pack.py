@@ -9,15 +9,20 @@ download, or have no labelled region, are counted drops. Shards are written in s
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from regionset.common.files import write_atomic
+from regionset.common.storage import as_path, is_remote
 from regionset.schemas import (
     DUPLICATES,
     IMAGES,
@@ -29,7 +34,7 @@ from regionset.schemas import (
     train_schema,
 )
 from regionset.schemas.tables import DUP_EVAL, STATUS_SUCCESS, TRAIN_REGION
-from regionset.stages.base import Resources, Stage
+from regionset.stages.base import Resources, Stage, config_hash
 
 _IMAGE_COLS = ["key", "jpg", "caption", "width", "height"]
 _REGION_COLS = ["region_id", "key", "source", "x0", "y0", "x1", "y1"]
@@ -51,6 +56,38 @@ class PackConfig:
     resources: Resources = Resources()
 
 
+SAMPLE_CACHE = "regionset-sample-cache"
+"""Folder under the temp folder where a worker keeps ``pack.sample`` files fetched from URLs."""
+
+
+def _sha256_of(sample: str) -> str:
+    h = hashlib.sha256()
+    try:
+        with as_path(sample).open("rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+    except OSError as e:
+        raise FileNotFoundError(f"pack.sample: cannot read {sample}: {e.strerror or e}") from None
+    return h.hexdigest()
+
+
+def _local_sample(sample: str, sha: str) -> tuple[str, str]:
+    """(local path, sha256) of ``sample``; a URL's content is fetched unless the cache holds ``sha``."""
+    if not is_remote(sample):
+        return sample, _sha256_of(sample)
+    cache = Path(tempfile.gettempdir()) / SAMPLE_CACHE
+    if sha and (cache / f"{sha}.parquet").is_file():
+        return str(cache / f"{sha}.parquet"), sha
+    try:
+        data = as_path(sample).read_bytes()
+    except OSError as e:
+        raise FileNotFoundError(f"pack.sample: cannot read {sample}: {e}") from None
+    got = hashlib.sha256(data).hexdigest()
+    cache.mkdir(parents=True, exist_ok=True)
+    write_atomic(cache / f"{got}.parquet", data)
+    return str(cache / f"{got}.parquet"), got
+
+
 class PackStage(Stage):
     """Denormalise one shard into training rows."""
 
@@ -62,6 +99,8 @@ class PackStage(Stage):
 
     def __init__(self, config: PackConfig = PackConfig()) -> None:
         super().__init__(config)
+        self.planned_sample = ""  # the sample's sha256 on the driver (``fingerprint``)
+        self._sample: tuple[str, str] | None = None
 
     @property
     def row_group_rows(self) -> int:
@@ -72,14 +111,36 @@ class PackStage(Stage):
         """The sample file's content: a new sample redoes every shard."""
         if not self.config.sample:
             return ""
-        h = hashlib.sha256()
-        try:
-            with open(self.config.sample, "rb") as f:
-                for chunk in iter(lambda: f.read(1 << 20), b""):
-                    h.update(chunk)
-        except OSError as e:
-            raise FileNotFoundError(f"pack.sample: cannot read {self.config.sample}: {e.strerror}") from None
-        return h.hexdigest()
+        self.planned_sample = _sha256_of(self.config.sample)  # travels with the stage to the workers
+        return self.planned_sample
+
+    def config_hash(self, out: Path) -> str:
+        # Where the sample lives is not part of the result (its content is, through the fingerprint).
+        cfg = dataclasses.replace(self.config, sample="") if self.config.sample else self.config
+        return config_hash(cfg, f"{self.name}:{self.version}:{self.fingerprint(out)}")
+
+    def verify_plan(self, planned_hash: str) -> None:
+        """The sample this worker reads is the one the driver planned with (same content hash)."""
+        if not self.config.sample:
+            return
+        local, sha = self._sample_file()
+        if self.planned_sample and sha != self.planned_sample:
+            raise FileNotFoundError(f"pack.sample: {self.config.sample} has sha256 {sha[:12]} here ({local}) but "
+                                    f"the build planned {self.planned_sample[:12]}: was it replaced during the build?")
+
+    def _sample_file(self) -> tuple[str, str]:
+        """(a local path of the sample, its sha256): a URL is fetched once per worker into a local cache
+        keyed by the content hash (``SAMPLE_CACHE`` under the temp folder)."""
+        if self._sample is None:
+            self._sample = _local_sample(self.config.sample, self.planned_sample)
+        return self._sample
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"config": self.config, "planned_sample": self.planned_sample}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["config"])
+        self.planned_sample = state.get("planned_sample", "")
 
     def _sampled(self, regions: pa.Table, keys: pa.ChunkedArray) -> pa.Table:
         """``regions`` restricted to the sample file's regions of this shard's keys."""
@@ -87,7 +148,7 @@ class PackStage(Stage):
             return regions
         lo, hi = pc.min(keys).as_py(), pc.max(keys).as_py()
         try:
-            picked = pq.read_table(self.config.sample, columns=["region_id"],
+            picked = pq.read_table(self._sample_file()[0], columns=["region_id"],
                                    filters=[("key", ">=", lo), ("key", "<=", hi)]).column("region_id")
         except (OSError, pa.ArrowInvalid) as e:
             raise FileNotFoundError(f"pack.sample: cannot read {self.config.sample}: {e}") from None

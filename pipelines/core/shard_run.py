@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import pyarrow as pa
 
 from regionset.common import store_retry
+from regionset.common.shard_names import shard_name
 from regionset.common.storage import is_remote
 from regionset.pipelines.core.failpoints import failpoint
 from regionset.pipelines.core.output import Output
@@ -45,6 +46,14 @@ class ShardTask:
     stale_marker: bool = False  # a marker of an earlier run exists: removed before the output is rewritten
 
 
+WAITING_NAMED = 3
+"""Waiting shards a ``WaitingError`` names (it gives the count of all)."""
+
+
+class WaitingError(RuntimeError):
+    """Shards of a stage still wait for an input that a stage of the same build was to write (exit 1)."""
+
+
 @dataclass
 class StageReport:
     """What one stage did in one run (for the summary table)."""
@@ -53,6 +62,7 @@ class StageReport:
     done: int = 0
     skipped: int = 0
     waiting: int = 0
+    waiting_shards: list[int] = field(default_factory=list)  # the first WAITING_NAMED of them
     rows_in: int = 0
     rows_out: int = 0
     seconds: float = 0.0
@@ -121,6 +131,8 @@ def plan_stage(stage: Stage, out: Output, shards: list[int], report: StageReport
         if ih is None:
             if report is not None:
                 report.waiting += 1
+                if len(report.waiting_shards) < WAITING_NAMED:
+                    report.waiting_shards.append(shard)
             continue
         if index is not None:
             m = index.get(shard)
@@ -174,6 +186,7 @@ def finish_shard(stage: Stage, out: Output, task: ShardTask, rows_in: int, resul
 def run_shard(stage: Stage, out: Output, task: ShardTask) -> Marker:
     """Do one shard in this process: read, prepare, process, validate, write, mark."""
     stage.ensure_setup()
+    stage.verify_plan(task.config_hash)  # e.g. assign: the k-means tree this worker loaded is the planned one
     retries_before = store_retry.retry_counts()
     start = time.perf_counter()
     stage.take_counters()  # before prepare: what prepare counts (e.g. skip:duplicate) is this shard's
@@ -192,3 +205,24 @@ def check_complete(report: StageReport, tasks: list[ShardTask], markers: list[Ma
     want = sorted(t.shard for t in tasks)
     if got != want:
         raise RuntimeError(f"stage {report.stage}: expected markers for shards {want}, got {got}")
+
+
+def check_not_waiting(stage: Stage, report: StageReport, written: dict[str, str]) -> None:
+    """Raise ``WaitingError`` if shards of ``stage`` still wait for an input folder that a stage run
+    earlier in this build writes: that stage ran over every shard, so the input should be there (a
+    worker wrote it where the driver cannot see it, or it was deleted). Waiting for a folder whose
+    stage is not part of this build is normal (the summary counts it).
+
+    Args:
+        stage: the stage just run.
+        report: its report (``waiting`` and the first ``waiting_shards``).
+        written: input folder -> name of the stage that wrote it earlier in this build.
+    """
+    upstream = sorted({written[f] for f in stage.inputs if f in written})
+    if not report.waiting or not upstream:
+        return
+    names = ", ".join(shard_name(s) for s in report.waiting_shards)
+    more = f" and {report.waiting - len(report.waiting_shards)} more" if report.waiting > len(report.waiting_shards) else ""
+    raise WaitingError(f"stage {stage.name}: {report.waiting} shards still waiting for their input after "
+                       f"{', '.join(upstream)} ran in this build ({names}{more}): is the output folder the same "
+                       f"for the driver and every worker?")

@@ -127,6 +127,19 @@ class Executor(ABC):
         for job in jobs:
             yield fn(*job)
 
+    def on_every_node(self, fn: Callable[..., Any], args: tuple, timeout: float) -> tuple[str, list[Any]]:
+        """``fn(toward, *args)`` once on every node that runs tasks (the worker probe,
+        ``pipelines/preflight/probe.py``); returns ``(toward, results)``, ``toward`` the address of the
+        cluster's head that the calls were given (each reports its own address toward it). The default
+        is this process: one node.
+
+        Args:
+            fn: a module-level function (workers import it by name).
+            args: its arguments after ``toward``.
+            timeout: seconds to wait for all calls; a node that does not answer raises ``TimeoutError``.
+        """
+        return "127.0.0.1", [fn("127.0.0.1", *args)]
+
     def close(self) -> None:  # noqa: B027 - optional hook: a backend with nothing to release keeps it
         """Release the backend (worker pools, Ray, the Spark session); safe to call twice."""
 

@@ -36,7 +36,8 @@ class SparkConfig:
 
     Args:
         master: ``local[*]`` (default), ``local[N]``, or a cluster URL (``spark://host:7077``, ``yarn``).
-        python: interpreter of the Python workers (empty = this interpreter, ``sys.executable``).
+        python: interpreter of the Python workers (empty = this interpreter on ``local[...]``, Spark's own
+            choice on a cluster: ``PYSPARK_PYTHON`` or ``spark.pyspark.python``, else ``python3``).
         conf: extra Spark settings, e.g. ``{"spark.executor.memory": "8g"}``.
     """
 

@@ -41,18 +41,37 @@ RESULT_SCHEMA = pa.schema([
     pa.field("marker", pa.string(), nullable=False),  # the completion marker, as JSON
 ])
 
-# Environment a worker must share with the driver (offline switches, caches, thread limits).
-# AWS_/GOOGLE_/AZURE_: object-store endpoint and credentials (README "Object storage"); never logged.
+# Environment a worker must share with the driver: offline switches, thread limits, and the object
+# store's endpoint and credentials (README "Object storage"; never logged). Only values that mean the
+# same on every host travel: a path or a profile names a file of the driver's host (docs/cluster.md,
+# "What travels"), so a worker keeps its own (its cache and config folders, its credentials file).
 WORKER_ENV_PREFIXES = ("YOLO_", "HF_", "TRANSFORMERS_", "REGIONSET_", "OMP_", "MKL_", "AWS_", "GOOGLE_", "AZURE_")
-WORKER_ENV_NAMES = ("MPLCONFIGDIR", "NO_ALBUMENTATIONS_UPDATE", "WANDB_MODE", "TORCH_HOME", "XDG_CACHE_HOME",
-                    "BOTO_CONFIG")
+WORKER_ENV_NAMES = ("NO_ALBUMENTATIONS_UPDATE", "WANDB_MODE", "PADDLE_PDX_DISABLE_MODEL_SOURCE_CHECK")
+LOCAL_ONLY_ENV = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "GOOGLE_APPLICATION_CREDENTIALS", "REGIONSET_WEIGHTS")
+"""Never forwarded whatever their value: a profile in the driver's files, a key file, a search path."""
+LOCAL_ONLY_SUFFIXES = ("_FILE", "_DIR", "_HOME", "_PATH", "_CACHE", "_BUNDLE", "_CONFIG")
+"""Never forwarded: names of this form hold a path (``AWS_CONFIG_FILE``, ``YOLO_CONFIG_DIR``, ``HF_HOME``...)."""
+SECRET_PARTS = ("KEY", "SECRET", "TOKEN", "PASSWORD", "SAS", "CONNECTION_STRING")
+"""Names with these parts are credentials: forwarded whatever the value looks like."""
 
 _WORKER_STAGES: dict[str, Stage] = {}
 
 
+def travels(name: str, value: str) -> bool:
+    """Whether the driver's variable ``name=value`` is forwarded to workers: a switch, a credential or an
+    endpoint, but not a path (by name or by value) or a profile (``LOCAL_ONLY_ENV``)."""
+    if not (name.startswith(WORKER_ENV_PREFIXES) or name in WORKER_ENV_NAMES):
+        return False
+    if name in LOCAL_ONLY_ENV or name.endswith(LOCAL_ONLY_SUFFIXES):
+        return False
+    if any(part in name for part in SECRET_PARTS):
+        return True  # a secret may hold any character, "/" first included
+    return not value.startswith(("/", "~", "./", "../"))
+
+
 def worker_env() -> dict[str, str]:
-    """The driver's environment variables that workers need to behave the same (e.g. offline)."""
-    return {k: v for k, v in os.environ.items() if k.startswith(WORKER_ENV_PREFIXES) or k in WORKER_ENV_NAMES}
+    """The driver's environment variables that workers need to behave the same (``travels``)."""
+    return {k: v for k, v in os.environ.items() if travels(k, v)}
 
 
 def task_table(tasks: list[ShardTask]) -> pa.Table:

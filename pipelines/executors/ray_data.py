@@ -35,7 +35,7 @@ from regionset.pipelines.executors.distributed import (
     task_table,
     worker_env,
 )
-from regionset.stages.base import Stage
+from regionset.stages.base import Resources, Stage
 
 _PIP_HINT = "the ray executor needs Ray Data: pip install 'regionset[ray]' (ray[data])"
 LOCAL_OBJECT_STORE_BYTES = 512 * 1024**2  # only small task/result rows travel through it
@@ -68,6 +68,21 @@ class StageActor:
 
     def __call__(self, batch):
         return run_task_batch(self.stage, self.out, batch)
+
+
+def reserved(stage: Stage, cluster: dict[str, float]) -> Resources:
+    """The stage's resource hint, plus one GPU per actor when its ``device`` is ``auto`` and the cluster
+    has GPUs: a worker uses a GPU only when Ray gave it one (``models/registry.executor_gpus``), so a
+    stage that would use one must reserve it.
+
+    Args:
+        stage: the stage.
+        cluster: ``ray.cluster_resources()``.
+    """
+    r = stage.resources()
+    if r.gpus == 0 and stage.device() == "auto" and cluster.get("GPU", 0.0) >= 1:
+        return Resources(cpus=r.cpus, gpus=1.0)
+    return r
 
 
 def pool_shape(resources, cluster: dict[str, float], n_tasks: int, cfg: RayConfig) -> tuple[int, float, float]:
@@ -133,7 +148,8 @@ class RayExecutor(Executor):
 
     def run_tasks(self, stage: Stage, out: Output, tasks: list[ShardTask]) -> Iterator[Marker]:
         ray = self._ensure_ray()
-        size, cpus, gpus = pool_shape(stage.resources(), ray.cluster_resources(), len(tasks), self.config)
+        cluster = ray.cluster_resources()
+        size, cpus, gpus = pool_shape(reserved(stage, cluster), cluster, len(tasks), self.config)
         ds = ray.data.from_arrow(task_table(tasks)).repartition(len(tasks))  # one block per shard
         ds = ds.map_batches(
             StageActor, fn_constructor_kwargs={"stage": stage, "out": Output.of(out), "cpus": cpus},
@@ -164,6 +180,25 @@ class RayExecutor(Executor):
 
         window = max(2, int(2 * ray.cluster_resources().get("CPU", 1) / CALL_CPUS))
         yield from in_order(jobs, window, lambda job: task.remote(CALL_CPUS, fn, *map(ref, job)), ray.get)
+
+    def on_every_node(self, fn: Callable[..., Any], args: tuple, timeout: float) -> tuple[str, list[Any]]:
+        """One Ray task pinned to each alive node that has CPUs (a head started with ``--num-cpus=0``
+        runs none), given the head's address (from the GCS address)."""
+        ray = self._ensure_ray()
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        toward = ray.get_runtime_context().gcs_address.rsplit(":", 1)[0]
+        task = ray.remote(call_in_worker)
+        nodes = [n for n in ray.nodes() if n.get("Alive") and n.get("Resources", {}).get("CPU", 0) > 0]
+        refs = [task.options(num_cpus=CALL_CPUS, scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False))
+                .remote(CALL_CPUS, fn, toward, *args) for n in nodes]
+        _, pending = ray.wait(refs, num_returns=len(refs), timeout=timeout)
+        if pending:
+            late = [n["NodeManagerAddress"] for n, r in zip(nodes, refs) if r in pending]
+            for r in pending:
+                ray.cancel(r, force=True)
+            raise TimeoutError(f"no answer from Ray node(s) {', '.join(late)} within {timeout:g} s")
+        return toward, ray.get(refs)
 
     def close(self) -> None:
         """Shut Ray down if this executor started it."""

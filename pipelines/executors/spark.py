@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -91,6 +92,23 @@ def _call_runner(fn: Callable[..., Any]):
     return run
 
 
+def worker_python(config: SparkConfig) -> str:
+    """The Python interpreter Spark workers start: ``executor.spark.python``; when empty, this
+    interpreter on a ``local[...]`` master (same host) and Spark's own choice on a cluster
+    (``PYSPARK_PYTHON`` / ``spark.pyspark.python`` of its configuration, else ``python3``): the driver's
+    ``sys.executable`` usually does not exist on other hosts. The worker probe checks it inside a task."""
+    if config.python:
+        return config.python
+    return sys.executable if config.master.startswith("local") else ""
+
+
+def _first_line(err: Exception) -> str:
+    """The worker's own error out of a py4j/Spark error (its last ``Error:`` line), else its first line."""
+    lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
+    errors = [ln for ln in lines if "Error:" in ln or "Exception:" in ln]
+    return (errors[-1] if errors else lines[0] if lines else type(err).__name__)[:300]
+
+
 class SparkExecutor(Executor):
     """Run stages as Spark jobs, on ``local[*]`` or on the cluster at ``config.master``.
 
@@ -112,8 +130,9 @@ class SparkExecutor(Executor):
             _pyspark()
             from pyspark.sql import SparkSession
 
-            python = self.config.python or sys.executable
-            os.environ["PYSPARK_PYTHON"] = python  # read when the session's JVM starts
+            python = worker_python(self.config)
+            if python:
+                os.environ["PYSPARK_PYTHON"] = python  # read when the session's JVM starts
             os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
             builder = (
                 SparkSession.Builder().master(self.config.master).appName("regionset")  # a fresh builder: options never leak to later sessions
@@ -121,8 +140,9 @@ class SparkExecutor(Executor):
                 .config("spark.ui.showConsoleProgress", "false")
                 .config("spark.python.worker.reuse", "true")  # models load once per Python worker
                 .config("spark.task.maxFailures", "2")
-                .config("spark.pyspark.python", python)
             )
+            if python:
+                builder = builder.config("spark.pyspark.python", python)
             for key, value in worker_env().items():
                 builder = builder.config(f"spark.executorEnv.{key}", value)
             for key, value in self.config.conf.items():
@@ -157,6 +177,26 @@ class SparkExecutor(Executor):
             part = list(enumerate(jobs[start:start + batch]))
             rdd = sc.parallelize(part, numSlices=len(part))
             yield from (r for _, r in sorted(rdd.map(_call_runner(fn)).collect(), key=lambda ir: ir[0]))
+
+    def on_every_node(self, fn: Callable[..., Any], args: tuple, timeout: float) -> tuple[str, list[Any]]:
+        """Twice as many one-call tasks as the cluster's cores, spread by Spark over its executors (it
+        cannot pin a task to a host: the probe keeps one answer per address), given the driver's host."""
+        sc = self.session().sparkContext
+        toward = sc.getConf().get("spark.driver.host") or "127.0.0.1"
+        n = max(2, 2 * sc.defaultParallelism)
+        sc.setJobGroup(f"regionset-probe-{os.getpid()}", "worker probe", interruptOnCancel=True)
+        timer = threading.Timer(timeout, sc.cancelJobGroup, args=(f"regionset-probe-{os.getpid()}",))
+        timer.start()
+        try:
+            got = sc.parallelize([(i, (toward, *args)) for i in range(n)], numSlices=n).map(_call_runner(fn)).collect()
+        except Exception as e:  # noqa: BLE001 (py4j wraps every worker error, a cancelled job included)
+            if not timer.is_alive():
+                raise TimeoutError(f"no answer from every Spark task within {timeout:g} s") from None
+            raise RuntimeError(_first_line(e)) from None
+        finally:
+            timer.cancel()
+            sc.setLocalProperty("spark.jobGroup.id", None)
+        return toward, [r for _, r in got]
 
     def close(self) -> None:
         """Stop the SparkSession if one was started."""

@@ -40,6 +40,7 @@ from regionset.common.files import load_npy, remove_tree, save_npy, write_atomic
 from regionset.common.memory import release_memory
 from regionset.common.storage import RemotePath, as_path
 from regionset.models.kmeans_index import nearest_centroids
+from regionset.models.registry import executor_gpus
 from regionset.pipelines.core.failpoints import failpoint
 from regionset.pipelines.core.fence import check_commit
 from regionset.pipelines.core.output import Output
@@ -77,7 +78,9 @@ def fit_parent(work: str, parent: int, totals: list[int], params: FitParams) -> 
         params: k-means parameters (the parent's seed is derived here).
     """
     x = parent_points(as_path(work), parent)
-    p = replace(params, seed=params.seed + PARENT_SEED * (parent + 1), refine_iters=0)
+    # The driver decides GPU use from its own GPUs; a Ray/Spark task given none uses the CPU (issue 32).
+    p = replace(params, seed=params.seed + PARENT_SEED * (parent + 1), refine_iters=0,
+                gpu=params.gpu and executor_gpus() != 0)
     res = fit_hierarchy(x, totals, p) if len(x) else FitResult()
     arrays = {f"c{i}": c for i, c in enumerate(res.centroids)} | {f"p{i}": q for i, q in enumerate(res.parents)}
     buf = io.BytesIO()

@@ -173,6 +173,10 @@ def spark_checks(cfg: BuildConfig) -> Iterator[Check]:
         yield ok("spark master", "executor.spark.master", f"{master} (in this process)")
     else:
         yield warn("spark master", "executor.spark.master", f"{master}: reachability not checked")
+    if not master.startswith("local"):  # the interpreter is the workers' (another host): checked there
+        yield ok("spark workers' python", "executor.spark.python", f"{sc.python or 'Spark default'}: checked "
+                 "inside a Spark task by the worker probe")
+        return
     python = sc.python or sys.executable
     try:
         proc = subprocess.run([python, "-c", _IMPORT_CHECK], capture_output=True, text=True, timeout=max(timeout, 30))

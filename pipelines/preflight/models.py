@@ -13,7 +13,9 @@ import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from regionset.common.storage import as_path
 from regionset.models.clip_registry import clip_embed_dim, resolve_clip
+from regionset.models.kmeans_index import TreeReadError, read_meta
 from regionset.models.registry import PADDLEOCR, ModelUnavailable, check_local_file, resolve_detector
 from regionset.pipelines.config import BuildConfig
 from regionset.pipelines.preflight.checks import Check, fail, ok, warn
@@ -131,10 +133,17 @@ def _assign(cfg: BuildConfig) -> Iterator[Check]:
         except ModelUnavailable as e:
             yield fail("tokenizer", "assign.tokenizer.hf_path", f"{e}; give the local tokenizer folder")
             return
-    if cfg.assign.kmeans_dir and not Path(cfg.assign.kmeans_dir).is_dir():
-        yield fail("k-means tree", "assign.kmeans_dir",
-                   f"assign.kmeans_dir={cfg.assign.kmeans_dir!r}: no such folder; leave it empty to use OUT/kmeans")
-        return
+    if cfg.assign.kmeans_dir:  # a fitted tree: a folder or an object-store prefix (its kmeans.json)
+        try:
+            meta = read_meta(as_path(cfg.assign.kmeans_dir))
+        except TreeReadError as e:
+            yield fail("k-means tree", "assign.kmeans_dir", str(e))
+            return
+        if meta is None:
+            yield fail("k-means tree", "assign.kmeans_dir",
+                       f"assign.kmeans_dir={cfg.assign.kmeans_dir!r}: no kmeans.json there (no fitted tree); "
+                       "leave it empty to use OUT/kmeans")
+            return
     yield ok("tokenizer", "assign.tokenizer.name", tok.name)
 
 
@@ -165,3 +174,33 @@ def model_checks(cfg: BuildConfig) -> Iterator[Check]:
                          ("assign", _assign)):
         if step in cfg.steps:
             yield from checks(cfg)
+
+
+def model_files(cfg: BuildConfig) -> dict[str, str]:
+    """The model files the steps of ``cfg`` load, resolved here as a stage resolves them (a bare name
+    through the registry's search folders, a relative path against the working folder): config key ->
+    absolute path, the path the stages ship to workers (``Stage.shipped_config``). What cannot be
+    resolved is left out (``model_checks`` fails on it); the worker probe hashes these paths on every
+    node and compares with the driver's.
+
+    Args:
+        cfg: the resolved build config.
+    """
+    found: dict[str, str] = {}
+    if "detect" in cfg.steps and cfg.detect.backend == "ultralytics":
+        try:
+            found["detect.ultralytics.model"] = resolve_detector(cfg.detect.ultralytics.model,
+                                                                 cfg.detect.ultralytics.family).source
+        except ModelUnavailable:
+            pass
+    if "embed" in cfg.steps:
+        try:
+            r = resolve_clip(cfg.embed.model, cfg.embed.pretrained)
+            if r.pretrained:
+                found["embed.model" if cfg.embed.model.startswith("rice:") else "embed.pretrained"] = r.pretrained
+        except ModelUnavailable:
+            pass
+    if "ocr" in cfg.steps and cfg.ocr.backend != PADDLEOCR:
+        found.update((k, v) for k, v in (("ocr.rapidocr.det_model", cfg.ocr.rapidocr.det_model),
+                                         ("ocr.rapidocr.rec_model", cfg.ocr.rapidocr.rec_model)) if v)
+    return {k: str(Path(v).expanduser().resolve()) for k, v in found.items() if Path(v).expanduser().is_file()}

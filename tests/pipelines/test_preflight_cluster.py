@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib.util
 import shutil
+import sys
 
 import pytest
 
@@ -124,7 +125,8 @@ def test_empty_address_ignores_stale_cluster_record_and_ray_address(corpus, home
 def test_spark_standalone_right_and_closed_port(corpus, home):
     with spark_standalone(home) as master:
         _equal_to_local(corpus, "spark-standalone", *run_cli(
-            _args(corpus, "spark-standalone", "executor.name=spark", f"executor.spark.master={master}"),
+            _args(corpus, "spark-standalone", "executor.name=spark", f"executor.spark.master={master}",
+                  f"executor.spark.python={sys.executable}"),  # on a cluster the default is Spark's own python3
             base_env(home)))
     rc, lines, seconds = run_cli(_args(corpus, "spark-closed", "executor.name=spark",
                                        f"executor.spark.master=spark://127.0.0.1:{free_port()}"), base_env(home))

@@ -9,6 +9,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from regionset.common.typed_config import ConfigError
 from regionset.models.kmeans_index import read_meta
 from regionset.pipelines.build import build
 from regionset.pipelines.config import load_config
@@ -16,6 +17,7 @@ from regionset.pipelines.core.catalog import catalog_file
 from regionset.pipelines.core.labels import cluster_summary
 from regionset.pipelines.core.output import Output
 from regionset.pipelines.core.progress import out_console, print_table
+from regionset.pipelines.executors.config import ExecutorConfig
 from regionset.pipelines.tools.demo.corpus import demo_images
 from regionset.pipelines.tools.demo.server import LoopbackServer
 from regionset.pipelines.tools.report.build import write_report
@@ -55,10 +57,27 @@ def demo_overrides(out: Output, urls: Path, shard_size: int) -> list[str]:
             "kmeans.levels=[3,3]"]  # two levels, ~10 regions per leaf: the demo has ~90 object regions
 
 
+def refuse_other_hosts(ex: ExecutorConfig) -> None:
+    """Raise ``ConfigError`` (exit 2) if ``ex`` may run tasks on other hosts: the demo serves its images on
+    this host's 127.0.0.1, which a worker elsewhere cannot reach (every download would fail and an empty
+    dataset "succeed"). A Ray started here (no ``executor.ray.address``) and ``local[...]`` Spark run here.
+
+    Args:
+        ex: the demo's ``executor`` section.
+    """
+    where = {"ray": ex.ray.address and f"executor.ray.address={ex.ray.address}",
+             "spark": not ex.spark.master.startswith("local") and f"executor.spark.master={ex.spark.master}"}
+    if where.get(ex.name):
+        raise ConfigError(f"demo: {where[ex.name]} may run tasks on other hosts, which cannot reach the demo's "
+                          "images on this host's 127.0.0.1; run the demo locally, or build your own URL list "
+                          "with regionset build")
+
+
 def run_demo(out: str | Path | Output = "regionset-demo", limit: int | None = None, shard_size: int = 8,
              extra: list[str] | None = None) -> Output:
     """Run the demo end to end into ``out`` (a folder or an object-store prefix: every step runs on
     both) and print the output path, example queries, the cluster sizes and the report's path."""
+    refuse_other_hosts(load_config(None, list(extra or [])).executor)  # before anything is served or written
     out = Output.of(out)  # a local folder is absolute
     remote = out.is_remote
     lists = tempfile.TemporaryDirectory(prefix="regionset-demo-") if remote else nullcontext(out / "_demo")

@@ -119,3 +119,19 @@ def test_task_rows_carry_the_stale_marker_flag():
 
     rows = task_table([ShardTask(3, "c", "i", stale_marker=True), ShardTask(4, "c", "i")]).to_pylist()
     assert [r["stale_marker"] for r in rows] == [True, False]
+
+
+def test_device_auto_reserves_a_gpu_on_a_gpu_cluster_only():
+    """Issue 32: a worker uses a GPU only when Ray gave it one, so ``device: auto`` reserves one."""
+    from regionset.pipelines.executors.ray_data import reserved
+    from regionset.stages.detect import DetectConfig, DetectStage, UltralyticsConfig
+    from regionset.stages.embed import EmbedStage
+    from regionset.stages.pack import PackStage
+
+    auto = DetectStage(DetectConfig(backend="ultralytics"))
+    assert reserved(auto, {"CPU": 8.0, "GPU": 2.0}).gpus == 1.0 and reserved(EmbedStage(), {"GPU": 1.0}).gpus == 1.0
+    assert reserved(auto, {"CPU": 8.0}).gpus == 0.0
+    cpu = DetectStage(DetectConfig(backend="ultralytics", ultralytics=UltralyticsConfig(device="cpu")))
+    assert reserved(cpu, {"CPU": 8.0, "GPU": 2.0}).gpus == 0.0
+    assert reserved(DetectStage(), {"CPU": 8.0, "GPU": 2.0}).gpus == 0.0  # the weight-free proposer
+    assert reserved(PackStage(), {"CPU": 8.0, "GPU": 2.0}).gpus == 0.0  # no device: never a GPU
