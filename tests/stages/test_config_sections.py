@@ -135,6 +135,9 @@ def test_build_records_and_prints_the_deprecation(tmp_path, capsys):
 def test_detect_on_cuda_still_asks_executors_for_a_gpu():
     from regionset.stages.base import Resources
 
-    assert DetectStage(load_config(None, ["detect.ultralytics.device=cuda:0"]).detect).resources() == Resources(gpus=1.0)
-    assert DetectStage(load_config(None, ["detect.device=cuda"]).detect).resources().gpus == 1.0  # old spelling
+    yolo = "detect.backend=ultralytics"
+    assert DetectStage(load_config(None, [yolo, "detect.ultralytics.device=cuda:0"]).detect).resources() == Resources(gpus=1.0)
+    assert DetectStage(load_config(None, [yolo, "detect.device=cuda"]).detect).resources().gpus == 1.0  # old spelling
+    # the weight-free proposer uses no GPU whatever ultralytics.device says
+    assert DetectStage(load_config(None, ["detect.ultralytics.device=cuda:0"]).detect).resources().gpus == 0.0
     assert DetectStage(load_config(None, []).detect).resources().gpus == 0.0
