@@ -16,7 +16,7 @@ from regionset.pipelines.core.inputs import InputConfig
 from regionset.pipelines.dedup.config import SemDedupConfig
 from regionset.pipelines.executors.config import ExecutorConfig
 from regionset.pipelines.kmeans.config import KMeansConfig
-from regionset.pipelines.steps import DEFAULT_STEPS, STEP_NAMES
+from regionset.pipelines.steps import DEFAULT_STEPS, FUSED, STEP_NAMES
 from regionset.stages.assign import AssignConfig
 from regionset.stages.dedup import DedupConfig
 from regionset.stages.detect import DetectConfig
@@ -70,6 +70,10 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
     unknown = [s for s in cfg.steps if s not in STEP_NAMES]
     if unknown:
         raise typed_config.ConfigError(f"steps: unknown step {unknown[0]!r}; known: {list(STEP_NAMES)}")
+    for fused, parts in FUSED.items():
+        both = [s for s in parts if s in cfg.steps]
+        if fused in cfg.steps and both:
+            raise typed_config.ConfigError(f"steps: {fused} replaces {', '.join(parts)}; drop {both[0]!r}")
     for f in dataclasses.fields(cfg):  # every section that declares value checks
         check = getattr(getattr(cfg, f.name), "check", None)
         if callable(check):

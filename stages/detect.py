@@ -151,7 +151,7 @@ class DetectStage(Stage):
         c = self.config
         rows = RegionRows(SOURCE_OBJECT, self.model_id, self.counters)
         n = c.ultralytics.batch_size if c.backend == "ultralytics" else 1
-        images = iter_images(table, self.counters, c.min_image_side, lookahead=n)
+        images = iter_images(table, self.counters, c.min_image_side, lookahead=n, memo=self.decoded)
         for batch in batched(images, n):
             for img, (boxes, scores, classes) in zip(batch, self.detect([im.rgb for im in batch])):
                 keep = filter_boxes(img, boxes, scores, self.counters, min_box_side=c.min_box_side,

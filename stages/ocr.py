@@ -23,6 +23,7 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 import pyarrow as pa
 
+from regionset.common.typed_config import ConfigError
 from regionset.models.ocr import TUNED_LIMIT_SIDE, TUNED_LIMIT_TYPE, TUNED_UNCLIP, TUNED_USE_CLS
 from regionset.models.ocr_spaces import (
     TUNED_GAP_RATIO,
@@ -140,8 +141,10 @@ class OcrConfig:
     }
 
     # Added after markers existed: left out of hashes while at their default (common/typed_config.py),
-    # so shards finished before them stay finished.
-    HASH_OMIT_DEFAULT: ClassVar[tuple[str, ...]] = ("batch_images", "device")
+    # so shards finished before it stay finished. ``batch_images`` changes speed only (the lines are
+    # the same, tests/models/test_ocr_batch.py): never hashed, so changing it redoes nothing.
+    HASH_OMIT_DEFAULT: ClassVar[tuple[str, ...]] = ("device",)
+    NOT_HASHED: ClassVar[tuple[str, ...]] = ("batch_images",)
 
     backend: Literal["rapidocr", "paddleocr"] = RAPIDOCR
     min_score: float = 0.7
@@ -166,8 +169,11 @@ class OcrConfig:
         from regionset.models.ocr_device import check_device
 
         if self.batch_images < 1:
-            raise ValueError(f"ocr.batch_images={self.batch_images}: must be at least 1")
-        check_device(self.device)
+            raise ConfigError(f"ocr.batch_images={self.batch_images}: must be at least 1")
+        try:
+            check_device(self.device)
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
 
 
 class OcrStage(Stage):
@@ -279,7 +285,7 @@ class OcrStage(Stage):
         original = table.column("original") if c.use_original and "original" in table.column_names else None
         row_of = {k: i for i, k in enumerate(table.column("key").to_pylist())} if original is not None else {}
         n = max(1, c.batch_images)
-        for batch in batched(iter_images(table, self.counters, c.min_image_side, lookahead=n), n):
+        for batch in batched(iter_images(table, self.counters, c.min_image_side, lookahead=n, memo=self.decoded), n):
             data = [original[row_of[img.key]].as_py() if original is not None else None for img in batch]
             for img, lines in zip(batch, self._read_images(batch, data)):
                 if isinstance(lines, Exception):
