@@ -29,15 +29,17 @@ from regionset.stages.regions import RegionsConfig, RegionsStage
 from tests.helpers import table_hash
 
 
-def _run(stages: list, out: Path, shards: list[int]) -> tuple[float, float]:
-    """(wall, CPU) seconds to redo every shard of each stage in turn (their markers removed first)."""
+def _run(stages: list, out: Path, shards: list[int]) -> tuple[float, float, dict[str, float]]:
+    """(wall, CPU, CPU by stage) seconds to redo every shard of each stage in turn (markers removed first)."""
     for s in stages:
         for name in [p.name for p in getattr(s, "parts", ())] or [s.name]:
             shutil.rmtree(out / STATE_DIR / name, ignore_errors=True)
-    wall, cpu = time.perf_counter(), time.process_time()
+    wall, cpu, by_stage = time.perf_counter(), time.process_time(), {}
     for s in stages:
+        c = time.process_time()
         LocalExecutor(1, show_progress=False).run_stage(s, out, shards)
-    return time.perf_counter() - wall, time.process_time() - cpu
+        by_stage[s.name] = time.process_time() - c
+    return time.perf_counter() - wall, time.process_time() - cpu, by_stage
 
 
 def _measure(name: str, stages: list, out: Path, shards: list[int], n: int, runs: int, folders: list[str]) -> dict:
@@ -46,8 +48,12 @@ def _measure(name: str, stages: list, out: Path, shards: list[int], n: int, runs
         s.ensure_setup()
     _run(stages, out, shards)
     got = [_run(stages, out, shards) for _ in range(runs)]
-    wall, cpu = statistics.median(w for w, _ in got), statistics.median(c for _, c in got)
-    print(f"  {name}: wall {[round(w, 2) for w, _ in got]} s, cpu {[round(c, 2) for _, c in got]} s", flush=True)
+    wall, cpu = statistics.median(g[0] for g in got), statistics.median(g[1] for g in got)
+    print(f"  {name}: wall {[round(g[0], 2) for g in got]} s, cpu {[round(g[1], 2) for g in got]} s", flush=True)
+    if len(stages) > 1:
+        for s in stages:
+            c = statistics.median(g[2][s.name] for g in got)
+            print(f"    {s.name}: {n / c:.2f} images per CPU s ({c:.2f} CPU s)", flush=True)
     return {"mode": name, "n": n, "per_s": n / wall, "per_cpu_s": n / cpu, "cpu_s": cpu,
             "hashes": {f: table_hash(out, f) for f in folders}}
 
