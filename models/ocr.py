@@ -124,12 +124,14 @@ class RapidOcr:
         object on each image, with detection batched over same-size images and recognition over
         all their line crops."""
         from regionset.models.ocr_batch import read_batch
+        from regionset.models.ocr_device import CPU
 
         e = self._engine
         e.text_det.postprocess_op.box_thresh = self._opts["box_thresh"]
         e.text_det.postprocess_op.unclip_ratio = self._opts["unclip_ratio"]
         e.text_score = self._opts["text_score"]
-        rows = read_batch(e, [np.ascontiguousarray(im[:, :, ::-1]) for im in images], e.use_cls)
+        on_cpu = self.providers[0][0] == CPU
+        rows = read_batch(e, [np.ascontiguousarray(im[:, :, ::-1]) for im in images], e.use_cls, det_batch=not on_cpu)
         return [[_line(r) for r in per_image] for per_image in rows]
 
     def session_threads(self) -> dict[str, int]:

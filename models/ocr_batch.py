@@ -5,7 +5,8 @@ RapidOCR 1.4.4 reads one image per call: the detector (DB-net) runs on one image
 crops of that image are recognised in batches of ``rec_batch_num`` (6), each batch right-padded to
 its widest crop. ``read_batch`` splits that call into its parts and regroups the two model calls:
 
-- Detection: each image is resized exactly as RapidOCR does (sides rounded to multiples of 32), and
+- Detection (batched off the CPU provider only: on CPU a batch cost more than single calls): each
+  image is resized exactly as RapidOCR does (sides rounded to multiples of 32), and
   images whose *resized* tensors have the same height and width run as one batch. No padding is
   added: DB-net is fully convolutional and a padded border changes the probability map near the
   image's edge (and so the boxes), so images of different sizes are not mixed. Web images resized by
@@ -45,14 +46,14 @@ class _Page:
     rec: list[tuple] = field(default_factory=list)
 
 
-def _detect(engine: Any, pages: list[_Page]) -> None:
-    """Text boxes of every page, one detector call per exact tensor size."""
+def _detect(engine: Any, pages: list[_Page], batch: bool) -> None:
+    """Text boxes of every page: one detector call per exact tensor size, or per page."""
     det = engine.text_det
     buckets: dict[tuple[int, ...], list[_Page]] = defaultdict(list)
-    for p in pages:
+    for i, p in enumerate(pages):
         p.tensor = det.get_preprocess(max(p.img.shape[0], p.img.shape[1]))(p.img)
         if p.tensor is not None:
-            buckets[p.tensor.shape].append(p)
+            buckets[p.tensor.shape if batch else (i,)].append(p)
     for group in buckets.values():
         preds = det.infer(np.concatenate([p.tensor for p in group]))[0]
         for i, p in enumerate(group):
@@ -87,7 +88,7 @@ def _recognise(engine: Any, pages: list[_Page]) -> None:
                 p.rec[j] = res
 
 
-def read_batch(engine: Any, images_bgr: list[np.ndarray], use_cls: bool) -> list[list[tuple]]:
+def read_batch(engine: Any, images_bgr: list[np.ndarray], use_cls: bool, det_batch: bool = True) -> list[list[tuple]]:
     """RapidOCR's result rows ``(quad, text, score, CharTimes)`` for each BGR image, as its
     ``__call__`` (det + optional cls + rec, no word boxes) returns them one image at a time.
 
@@ -96,6 +97,8 @@ def read_batch(engine: Any, images_bgr: list[np.ndarray], use_cls: bool) -> list
             (``box_thresh``, ``unclip_ratio``) and ``text_score`` are already set.
         images_bgr: H x W x 3 uint8 BGR images.
         use_cls: run the angle classifier on each image's crops.
+        det_batch: batch the detector over same-size images (off: one detector call per image, as
+            on the CPU provider, where a batch cost 14 % more CPU than single calls; BENCHMARKS.md).
     """
     pages = []
     for im in images_bgr:
@@ -103,7 +106,7 @@ def read_batch(engine: Any, images_bgr: list[np.ndarray], use_cls: bool) -> list
         img, ratio_h, ratio_w = engine.preprocess(engine.load_img(im))
         img, record = engine.maybe_add_letterbox(img, {"preprocess": {"ratio_h": ratio_h, "ratio_w": ratio_w}})
         pages.append(_Page(raw_h, raw_w, img, record))
-    _detect(engine, pages)
+    _detect(engine, pages, det_batch)
     for p in pages:
         if p.boxes is not None:
             p.crops = engine.get_crop_img_list(p.img, p.boxes)

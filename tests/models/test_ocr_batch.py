@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from regionset.models.ocr import RapidOcr
+from regionset.models.ocr import RapidOcr, _line
+from regionset.models.ocr_batch import read_batch
 from regionset.pipelines.tools.demo.corpus import demo_images
 from regionset.stages.region_helpers import decode_rgb
 from tests.synth import render_text_image, text_lines
@@ -36,9 +37,12 @@ def rapid():
 def test_read_many_equals_one_image_at_a_time(rapid):
     images = _images()
     one = [_rows(rapid(im)) for im in images]
-    many = [_rows(lines) for lines in rapid.read_many(images)]
+    many = [_rows(lines) for lines in rapid.read_many(images)]  # CPU: detector per image, rec across
     assert sum(map(len, one)) > 20 and one[-1] == []
     assert many == one  # boxes, text, scores and character frames, bit for bit
+    e = rapid._engine  # the detector batched too, as on a GPU provider
+    rows = read_batch(e, [np.ascontiguousarray(im[:, :, ::-1]) for im in images], e.use_cls, det_batch=True)
+    assert [_rows([_line(r) for r in per]) for per in rows] == one
 
 
 def test_read_many_of_one_image_and_empty_list(rapid):
