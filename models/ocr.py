@@ -120,18 +120,19 @@ class RapidOcr:
         return [_line(row) for row in result or []]
 
     def read_many(self, images: list[np.ndarray]) -> list[list[TextLine]]:
-        """Read RGB uint8 images together (``models/ocr_batch.py``): the same lines as calling this
-        object on each image, with detection batched over same-size images and recognition over
-        all their line crops."""
+        """Read RGB uint8 images: the same lines as calling this object on each image. On a GPU
+        provider they are read together (``models/ocr_batch.py``: detection batched over same-size
+        images, recognition over all their line crops); on the CPU one at a time."""
         from regionset.models.ocr_batch import read_batch
         from regionset.models.ocr_device import CPU
 
+        if self.providers[0][0] == CPU:  # measured: batches cost 5-15 % more CPU there (BENCHMARKS.md)
+            return [self(im) for im in images]
         e = self._engine
         e.text_det.postprocess_op.box_thresh = self._opts["box_thresh"]
         e.text_det.postprocess_op.unclip_ratio = self._opts["unclip_ratio"]
         e.text_score = self._opts["text_score"]
-        on_cpu = self.providers[0][0] == CPU
-        rows = read_batch(e, [np.ascontiguousarray(im[:, :, ::-1]) for im in images], e.use_cls, det_batch=not on_cpu)
+        rows = read_batch(e, [np.ascontiguousarray(im[:, :, ::-1]) for im in images], e.use_cls)
         return [[_line(r) for r in per_image] for per_image in rows]
 
     def session_threads(self) -> dict[str, int]:

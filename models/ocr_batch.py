@@ -5,8 +5,10 @@ RapidOCR 1.4.4 reads one image per call: the detector (DB-net) runs on one image
 crops of that image are recognised in batches of ``rec_batch_num`` (6), each batch right-padded to
 its widest crop. ``read_batch`` splits that call into its parts and regroups the two model calls:
 
-- Detection (batched off the CPU provider only: on CPU a batch cost more than single calls): each
-  image is resized exactly as RapidOCR does (sides rounded to multiples of 32), and
+``RapidOcr.read_many`` uses this on GPU providers only: on the CPU provider batches cost 5-15 %
+more CPU per image than single calls (BENCHMARKS.md), so there it reads one image at a time.
+
+- Detection: each image is resized exactly as RapidOCR does (sides rounded to multiples of 32), and
   images whose *resized* tensors have the same height and width run as one batch. No padding is
   added: DB-net is fully convolutional and a padded border changes the probability map near the
   image's edge (and so the boxes), so images of different sizes are not mixed. Web images resized by
@@ -97,8 +99,7 @@ def read_batch(engine: Any, images_bgr: list[np.ndarray], use_cls: bool, det_bat
             (``box_thresh``, ``unclip_ratio``) and ``text_score`` are already set.
         images_bgr: H x W x 3 uint8 BGR images.
         use_cls: run the angle classifier on each image's crops.
-        det_batch: batch the detector over same-size images (off: one detector call per image, as
-            on the CPU provider, where a batch cost 14 % more CPU than single calls; BENCHMARKS.md).
+        det_batch: batch the detector over same-size images (off: one detector call per image).
     """
     pages = []
     for im in images_bgr:

@@ -37,15 +37,17 @@ def rapid():
 def test_read_many_equals_one_image_at_a_time(rapid):
     images = _images()
     one = [_rows(rapid(im)) for im in images]
-    many = [_rows(lines) for lines in rapid.read_many(images)]  # CPU: detector per image, rec across
     assert sum(map(len, one)) > 20 and one[-1] == []
-    assert many == one  # boxes, text, scores and character frames, bit for bit
-    e = rapid._engine  # the detector batched too, as on a GPU provider
-    rows = read_batch(e, [np.ascontiguousarray(im[:, :, ::-1]) for im in images], e.use_cls, det_batch=True)
-    assert [_rows([_line(r) for r in per]) for per in rows] == one
+    e = rapid._engine  # rapid(im) above left its box_thresh, unclip_ratio and text_score set on it
+    for det_batch in (True, False):  # as on a GPU provider; the detector one image per call
+        rows = read_batch(e, [np.ascontiguousarray(im[:, :, ::-1]) for im in images], e.use_cls, det_batch)
+        assert [_rows([_line(r) for r in per]) for per in rows] == one  # boxes, text, scores, frames: bit for bit
 
 
-def test_read_many_of_one_image_and_empty_list(rapid):
+def test_read_batch_of_one_image_and_of_none(rapid):
     im = _images()[0]
-    assert [_rows(x) for x in rapid.read_many([im])] == [_rows(rapid(im))]
-    assert rapid.read_many([]) == []
+    e = rapid._engine
+    rapid(im)  # sets the detector options and text_score on the engine
+    assert [_rows([_line(r) for r in per]) for per in read_batch(e, [im[:, :, ::-1].copy()], False)] == [_rows(rapid(im))]
+    assert read_batch(e, [], False) == []
+    assert [_rows(x) for x in rapid.read_many([im, im])] == [_rows(rapid(im))] * 2  # CPU: one at a time
