@@ -7,7 +7,8 @@ separate, one-image-at-a-time stages, through the local executor, output checked
   images per CPU second, and the CPU seconds of the decodes the fused step does not do (measured
   decode CPU time per image x the decodes saved: ocr's, and embed's for images with regions).
 
-Every mode's tables are compared by content hash with the reference mode's ("identical").
+Every mode's tables are compared by content hash with the reference mode's ("identical"). The
+modes of a comparison alternate run by run, so the drift of a busy machine hits both alike.
 """
 
 from __future__ import annotations
@@ -42,20 +43,32 @@ def _run(stages: list, out: Path, shards: list[int]) -> tuple[float, float, dict
     return time.perf_counter() - wall, time.process_time() - cpu, by_stage
 
 
-def _measure(name: str, stages: list, out: Path, shards: list[int], n: int, runs: int, folders: list[str]) -> dict:
-    """Median images/s and images per CPU second of ``stages`` over ``runs`` runs (after a warm-up)."""
-    for s in stages:
-        s.ensure_setup()
-    _run(stages, out, shards)
-    got = [_run(stages, out, shards) for _ in range(runs)]
-    wall, cpu = statistics.median(g[0] for g in got), statistics.median(g[1] for g in got)
-    print(f"  {name}: wall {[round(g[0], 2) for g in got]} s, cpu {[round(g[1], 2) for g in got]} s", flush=True)
-    if len(stages) > 1:
+def _measure(modes: list[tuple[str, list]], out: Path, shards: list[int], n: int, runs: int,
+             folders: list[str]) -> list[dict]:
+    """Median images/s and images per CPU second of each ``(name, stages)`` over ``runs`` runs, after
+    a warm-up; the modes alternate run by run (so a busy machine's drift hits them alike)."""
+    got: dict[str, list] = {name: [] for name, _ in modes}
+    hashes = {}
+    for name, stages in modes:
         for s in stages:
-            c = statistics.median(g[2][s.name] for g in got)
-            print(f"    {s.name}: {n / c:.2f} images per CPU s ({c:.2f} CPU s)", flush=True)
-    return {"mode": name, "n": n, "per_s": n / wall, "per_cpu_s": n / cpu, "cpu_s": cpu,
-            "hashes": {f: table_hash(out, f) for f in folders}}
+            s.ensure_setup()
+        _run(stages, out, shards)
+        hashes[name] = {f: table_hash(out, f) for f in folders}
+    for r in range(runs):
+        for name, stages in (modes if r % 2 == 0 else modes[::-1]):
+            got[name].append(_run(stages, out, shards))
+    rows = []
+    for name, stages in modes:
+        g = got[name]
+        wall, cpu = statistics.median(x[0] for x in g), statistics.median(x[1] for x in g)
+        print(f"  {name}: wall {[round(x[0], 2) for x in g]} s, cpu {[round(x[1], 2) for x in g]} s", flush=True)
+        if len(stages) > 1:
+            for s in stages:
+                c = statistics.median(x[2][s.name] for x in g)
+                print(f"    {s.name}: {n / c:.2f} images per CPU s ({c:.2f} CPU s)", flush=True)
+        rows.append({"mode": name, "n": n, "per_s": n / wall, "per_cpu_s": n / cpu, "cpu_s": cpu,
+                     "hashes": hashes[name], "identical": hashes[name] == hashes[modes[0][0]]})
+    return rows
 
 
 def _decode_cpu_per_image(out: Path, shards: list[int]) -> float:
@@ -74,22 +87,17 @@ def run_modes(modes: list[str], out: Path, shards: list[int], n: int, runs: int,
     """The rows of the modes asked for (each with ``identical``: its tables equal its reference's)."""
     rows = []
     if "batched" in modes:
-        one = _measure("ocr, batch_images=1", [OcrStage(dataclasses.replace(ocr, batch_images=1))], out, shards,
-                       n, runs, [REGIONS_TEXT])
-        many = _measure(f"ocr, batch_images={batch}", [OcrStage(dataclasses.replace(ocr, batch_images=batch))],
-                        out, shards, n, runs, [REGIONS_TEXT])
-        rows += [one | {"identical": True}, many | {"identical": many["hashes"] == one["hashes"]}]
+        rows += _measure([(f"ocr, batch_images={k}", [OcrStage(dataclasses.replace(ocr, batch_images=k))])
+                          for k in (1, batch)], out, shards, n, runs, [REGIONS_TEXT])
     if "fused" in modes:
         folders = [REGIONS_OBJECT, REGIONS_TEXT, EMBEDDINGS]
-        sep = _measure("detect + ocr + embed", [DetectStage(detect), OcrStage(ocr), EmbedStage(embed)], out,
-                       shards, n, runs, folders)
-        fused = _measure("regions (fused)", [RegionsStage(RegionsConfig(detect, ocr, embed))], out, shards, n,
-                         runs, folders)
+        sep, fused = _measure([("detect + ocr + embed", [DetectStage(detect), OcrStage(ocr), EmbedStage(embed)]),
+                               ("regions (fused)", [RegionsStage(RegionsConfig(detect, ocr, embed))])],
+                              out, shards, n, runs, folders)
         with_regions = len({k for f in (REGIONS_OBJECT, REGIONS_TEXT) for s in shards
                             for k in read_table(shard_path(out, f, s)).column("key").to_pylist()})
-        saved = (n + with_regions) * _decode_cpu_per_image(out, shards)
-        rows += [sep | {"identical": True},
-                 fused | {"identical": fused["hashes"] == sep["hashes"], "decode_cpu_saved": saved}]
+        fused["decode_cpu_saved"] = (n + with_regions) * _decode_cpu_per_image(out, shards)
+        rows += [sep, fused]
     return rows
 
 
