@@ -112,9 +112,10 @@ class OcrConfig:
         gap_ratio: ``gaps``: a frame gap this many times the line's median is a space (0: off).
         use_original: read the ``original`` bytes of the images table where download kept them
             (``download.keep_original``); boxes are still in stored pixels.
-        batch_images: ``rapidocr``: images read together (text detection batched over same-size
-            images, recognition over all their line crops; ``models/ocr_batch.py``); 1 reads one
-            image at a time. The lines are the same either way.
+        batch_images: ``rapidocr``: images handed to the backend at once; on a GPU provider read
+            together (text detection batched over same-size images, recognition over all their
+            line crops; ``models/ocr_batch.py``), on the CPU one at a time (faster there). The
+            lines are the same either way.
         device: ``rapidocr``: where the ONNX models run: ``auto`` (CUDA when onnxruntime-gpu and a GPU
             are there), ``cpu``, ``cuda``, ``cuda:N``, ``tensorrt``, ``tensorrt:N`` (``models/ocr_device.py``).
         rapidocr: options of the ``rapidocr`` backend (used when ``backend: rapidocr``).
