@@ -44,10 +44,10 @@ def prepare(root: Path, images: int, shard_size: int, stage: str, threads: int):
     from regionset.pipelines.build import build
     from regionset.pipelines.config import load_config
     from regionset.pipelines.definition import build_steps
-    from regionset.pipelines.steps import STEP_NAMES
+    from regionset.pipelines.steps import FUSED, STEP_NAMES
     from regionset.pipelines.tools.demo.server import LoopbackServer
 
-    upto = list(STEP_NAMES[: STEP_NAMES.index(stage) + 1])
+    upto = [n for n in STEP_NAMES[: STEP_NAMES.index(stage) + 1] if n not in FUSED]
     with LoopbackServer() as server:
         corpus = _corpus(images)
         urls = [server.add(name, data) for name, data, _ in corpus]

@@ -11,6 +11,9 @@ already cropped). Models are built before timing in both. The table shows the me
     python bench/stages.py --runs 3 --detect-backend ultralytics --stages detect   # YOLO11n on CPU
     python bench/stages.py --device cuda --runs 3      # GPU: YOLO11n (yolo11n.yaml unless --yolo) and
                                                        #      ViT-B-32 fp16 embeddings, 256 images
+    python bench/stages.py --runs 3 --modes batched,fused   # batched OCR, the fused regions step
+                                                       # (bench/stage_modes.py; exit 1 if a table differs)
+    python bench/stages.py --device cuda --ocr-device cuda --stages ocr   # OCR on onnxruntime-gpu
 """
 
 from __future__ import annotations
@@ -118,6 +121,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--clip", default="", help="open_clip model (default: regionset-tiny-vit on cpu, "
                     "ViT-B-32 on cuda)")
     ap.add_argument("--embed-batch", type=int, default=0)
+    ap.add_argument("--modes", default="", help="batched,fused: compare batched OCR / the fused regions step "
+                    "with the separate stages instead (bench/stage_modes.py)")
+    ap.add_argument("--ocr-batch", type=int, default=8, help="ocr.batch_images of the batched mode")
+    ap.add_argument("--ocr-device", default="cpu", help="ocr.device (cuda needs onnxruntime-gpu)")
     args = ap.parse_args(argv)
     cuda = args.device.startswith("cuda")
     todo = (args.stages or ("detect,embed" if cuda else "detect,ocr,embed")).split(",")
@@ -126,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     cpus = Resources(cpus=args.threads)
     detect_cfg = DetectConfig(backend=backend, resources=cpus, ultralytics=UltralyticsConfig(
         model=args.yolo if backend == "ultralytics" else "", device=args.device, batch_size=16 if cuda else 8))
-    ocr_cfg = OcrConfig(resources=cpus)
+    ocr_cfg = OcrConfig(resources=cpus, device=args.ocr_device)
     embed_cfg = EmbedConfig(model=args.clip or ("ViT-B-32" if cuda else EmbedConfig().model), device=args.device,
                             resources=cpus, batch_size=args.embed_batch or (256 if cuda else 64))
     rows = []
@@ -136,6 +143,13 @@ def main(argv: list[str] | None = None) -> int:
         jpgs = stored_jpegs(out, shards)
         images = [decode_rgb(b) for b in jpgs]
         print(f"corpus: {len(images)} images in {len(shards)} shards; device {args.device}", flush=True)
+        if args.modes:
+            from bench.stage_modes import print_rows, run_modes
+
+            rows = run_modes(args.modes.split(","), out, shards, len(images), args.runs, detect_cfg, ocr_cfg,
+                             embed_cfg, args.ocr_batch)
+            print_rows(rows, args.runs)
+            return 0 if all(r["identical"] for r in rows) else 1
         det, ocr = DetectStage(detect_cfg), OcrStage(ocr_cfg)
         if "detect" in todo or "embed" in todo:
             det.ensure_setup()

@@ -179,7 +179,9 @@ def config_warnings(obj: Any) -> list[str]:
 
 def flat_dict(obj: Any) -> Any:
     """Like ``to_dict``, with every key of a ``DEPRECATED_KEYS`` table back at its old place (and
-    the sub-sections that held only moved keys dropped): the layout hashes were computed on.
+    the sub-sections that held only moved keys dropped), every key of a ``HASH_OMIT_DEFAULT`` tuple
+    left out while it holds its default, and every key of a ``NOT_HASHED`` tuple (keys that change
+    speed, never the output) left out: the layout hashes were computed on.
 
     Args:
         obj: a config dataclass instance (or any value ``to_dict`` takes).
@@ -191,6 +193,12 @@ def flat_dict(obj: Any) -> Any:
             return {k: flat_dict(v) for k, v in obj.items()}
         return obj
     out = {f.name: flat_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    for key in getattr(type(obj), "HASH_OMIT_DEFAULT", None) or ():  # keys added later: absent while default
+        f = next(f for f in dataclasses.fields(obj) if f.name == key)
+        if getattr(obj, key) == f.default:
+            del out[key]
+    for key in getattr(type(obj), "NOT_HASHED", None) or ():  # throughput only: the output is the same
+        out.pop(key, None)
     for old, new in (getattr(type(obj), "DEPRECATED_KEYS", None) or {}).items():
         *parents, leaf = new.split(".")
         nodes = [out]

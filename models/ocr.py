@@ -55,6 +55,13 @@ class TextLine:
     times: CharTimes | None = None
 
 
+def _line(row: tuple | list) -> TextLine:
+    """A RapidOCR result row ``(quad, text, score[, CharTimes])`` as a ``TextLine``."""
+    quad, text, score, *times = row
+    return TextLine(np.asarray(quad, dtype=np.float32).reshape(4, 2), str(text), float(score),
+                    times[0] if times else None)
+
+
 class RapidOcr:
     """PP-OCRv4 det + rec through onnxruntime (``rapidocr-onnxruntime==1.4.4``).
 
@@ -70,11 +77,16 @@ class RapidOcr:
             budget, ``regionset.common.threads.current()``).
         det_model: a local det ``.onnx`` instead of the shipped PP-OCRv4 one.
         rec_model: a local rec ``.onnx`` (with its dictionary embedded) instead of the shipped one.
+        device: ``cpu``, ``auto``, ``cuda[:N]`` or ``tensorrt[:N]`` (``models/ocr_device.py``).
     """
 
     def __init__(self, det_limit_type: str = TUNED_LIMIT_TYPE, det_limit_side_len: int = TUNED_LIMIT_SIDE,
                  use_cls: bool = TUNED_USE_CLS, box_thresh: float = 0.5, unclip_ratio: float = TUNED_UNCLIP, threads: int = 0,
-                 det_model: str = "", rec_model: str = "") -> None:
+                 det_model: str = "", rec_model: str = "", device: str = "cpu") -> None:
+        from regionset.models.ocr_device import CUDA, available_providers, gpu_visible, ocr_providers
+
+        available = available_providers()
+        self.providers = ocr_providers(device, available, device == "auto" and CUDA in available and gpu_visible())
         try:
             from rapidocr_onnxruntime import RapidOCR
         except ImportError as e:  # pragma: no cover - a core dependency
@@ -94,6 +106,10 @@ class RapidOcr:
         self._engine = RapidOCR(**kwargs)
         # Same greedy decoding, plus each character's CTC frame and the space probabilities between.
         self._engine.text_rec.postprocess_op = SpacingCTCDecode(self._engine.text_rec.postprocess_op.character)
+        from regionset.models.ocr_device import rebuild_sessions
+
+        e = self._engine  # RapidOCR 1.4.4 names the OrtInferSession ``infer`` in det/cls, ``session`` in rec
+        rebuild_sessions([e.text_det.infer, e.text_cls.infer, e.text_rec.session], self.providers)
         self._opts = {"box_thresh": box_thresh, "unclip_ratio": unclip_ratio, "text_score": 0.0}
         self.model_id = rapidocr_model_id(det_model, rec_model)
 
@@ -101,11 +117,23 @@ class RapidOcr:
         """Read one RGB uint8 image."""
         bgr = np.ascontiguousarray(image[:, :, ::-1])
         result, _ = self._engine(bgr, **self._opts)
-        lines = []
-        for quad, text, score, *times in result or []:
-            lines.append(TextLine(np.asarray(quad, dtype=np.float32).reshape(4, 2), str(text), float(score),
-                                  times[0] if times else None))
-        return lines
+        return [_line(row) for row in result or []]
+
+    def read_many(self, images: list[np.ndarray]) -> list[list[TextLine]]:
+        """Read RGB uint8 images: the same lines as calling this object on each image. On a GPU
+        provider they are read together (``models/ocr_batch.py``: detection batched over same-size
+        images, recognition over all their line crops); on the CPU one at a time."""
+        from regionset.models.ocr_batch import read_batch
+        from regionset.models.ocr_device import CPU
+
+        if self.providers[0][0] == CPU:  # measured: batches cost 5-15 % more CPU there (BENCHMARKS.md)
+            return [self(im) for im in images]
+        e = self._engine
+        e.text_det.postprocess_op.box_thresh = self._opts["box_thresh"]
+        e.text_det.postprocess_op.unclip_ratio = self._opts["unclip_ratio"]
+        e.text_score = self._opts["text_score"]
+        rows = read_batch(e, [np.ascontiguousarray(im[:, :, ::-1]) for im in images], e.use_cls)
+        return [[_line(r) for r in per_image] for per_image in rows]
 
     def session_threads(self) -> dict[str, int]:
         """The intra-op threads each onnxruntime session ended up with (``det``, ``cls``, ``rec``)."""

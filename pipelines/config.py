@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 from regionset.common import typed_config
 from regionset.pipelines.core.inputs import InputConfig
@@ -17,7 +18,7 @@ from regionset.pipelines.core.metrics import MetricsConfig
 from regionset.pipelines.dedup.config import SemDedupConfig
 from regionset.pipelines.executors.config import ExecutorConfig
 from regionset.pipelines.kmeans.config import KMeansConfig
-from regionset.pipelines.steps import DEFAULT_STEPS, STEP_NAMES
+from regionset.pipelines.steps import DEFAULT_STEPS, FUSED, STEP_NAMES
 from regionset.stages.assign import AssignConfig
 from regionset.stages.dedup import DedupConfig
 from regionset.stages.detect import DetectConfig
@@ -71,6 +72,9 @@ class BuildConfig:
     output_lock: str = "lease"
     lease_seconds: float = 120.0
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    # how a build is watched or guarded, not what it makes: left out of the config hash, so turning
+    # the metrics endpoint on or changing the lease does not make a build look like another one
+    NOT_HASHED: ClassVar[tuple[str, ...]] = ("metrics", "output_lock", "lease_seconds")
 
 
 def load_config(path: str | Path | None, overrides: list[str] | None = None) -> BuildConfig:
@@ -80,6 +84,10 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
     unknown = [s for s in cfg.steps if s not in STEP_NAMES]
     if unknown:
         raise typed_config.ConfigError(f"steps: unknown step {unknown[0]!r}; known: {list(STEP_NAMES)}")
+    for fused, parts in FUSED.items():
+        both = [s for s in parts if s in cfg.steps]
+        if fused in cfg.steps and both:
+            raise typed_config.ConfigError(f"steps: {fused} replaces {', '.join(parts)}; drop {both[0]!r}")
     for f in dataclasses.fields(cfg):  # every section that declares value checks
         check = getattr(getattr(cfg, f.name), "check", None)
         if callable(check):

@@ -29,6 +29,7 @@ from regionset.stages.download import DownloadStage
 from regionset.stages.embed import EmbedStage
 from regionset.stages.ocr import OcrStage
 from regionset.stages.pack import PackConfig, PackStage
+from regionset.stages.regions import RegionsConfig, RegionsStage
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,7 @@ def build_steps(cfg: BuildConfig) -> list[Step]:
         "detect": lambda: DetectStage(cfg.detect),
         "ocr": lambda: OcrStage(cfg.ocr),
         "embed": lambda: EmbedStage(cfg.embed),
+        "regions": lambda: RegionsStage(RegionsConfig(cfg.detect, cfg.ocr, cfg.embed)),
         "fit_kmeans": lambda: GlobalStep(
             "fit_kmeans", lambda out, ex, shards: fit_kmeans(out, cfg.kmeans, ex, shards, progress=cfg.progress)),
         "assign": lambda: AssignStage(_with_kmeans_dir(cfg)),

@@ -17,6 +17,7 @@ PIPELINE: tuple[tuple[str, str], ...] = (
     ("detect", SHARD),
     ("ocr", SHARD),
     ("embed", SHARD),
+    ("regions", SHARD),  # opt-in: detect + ocr + embed fused (one decode per image), instead of them
     ("fit_kmeans", GLOBAL),
     ("assign", SHARD),
     ("semdedup", GLOBAL),
@@ -25,5 +26,7 @@ PIPELINE: tuple[tuple[str, str], ...] = (
 STEP_NAMES: tuple[str, ...] = tuple(name for name, _ in PIPELINE)
 # Opt-in steps run only when ``steps`` names them. semdedup: over random-weight embeddings (the
 # offline default) every region looks alike and it would drop most of them (docs/curation.md).
-OPT_IN: tuple[str, ...] = ("semdedup",)
+# regions: the fused detect + ocr + embed (stages/regions.py), never together with any of them.
+OPT_IN: tuple[str, ...] = ("semdedup", "regions")
+FUSED: dict[str, tuple[str, ...]] = {"regions": ("detect", "ocr", "embed")}
 DEFAULT_STEPS: tuple[str, ...] = tuple(name for name in STEP_NAMES if name not in OPT_IN)

@@ -63,6 +63,9 @@ class Stage:
     version: ClassVar[str] = "1"
     # Rows per Parquet row group of the output; None: the executors' default (pipelines/core/shards.py).
     row_group_rows: int | None = None
+    # Images already decoded, by key, shared with the other stages of the fused ``regions`` step
+    # (stages/regions.py; ``region_helpers.iter_images``); None: every stage decodes for itself.
+    decoded: dict[str, Any] | None = None
 
     def __init__(self, config: Any) -> None:
         self.config = config

@@ -19,6 +19,7 @@ import numpy as np
 import pyarrow as pa
 
 from regionset.common.storage import local_absolute
+from regionset.common.typed_config import ConfigError
 from regionset.models.proposer import ProposerConfig
 from regionset.models.registry import PROPOSER, ModelUnavailable, package_version, resolve_detector
 from regionset.schemas import DUPLICATES, IMAGES, REGIONS, REGIONS_OBJECT
@@ -70,6 +71,11 @@ class DetectConfig:
         max_box_area: drop boxes covering more than this fraction of the image.
         max_regions: keep at most this many boxes per image, best score first (0: no cap).
         skip_duplicates: skip images the ``duplicates`` table lists (``skip:duplicate``); false keeps them.
+        batch_images: ``ultralytics``: images gathered, then predicted in batches of images of the
+            same size only (``ultralytics.batch_size`` each), so each image's boxes equal predicting
+            it alone; 1 = batches of ``ultralytics.batch_size`` in arrival order, which letterbox
+            mixed sizes to one padded shape (boxes then depend on the batch). The proposer reads one
+            image at a time either way (it has no batched form).
         proposer: options of the weight-free proposer (used when ``backend: proposer``).
         ultralytics: options of the ``ultralytics`` backend (used when ``backend: ultralytics``).
     """
@@ -81,15 +87,24 @@ class DetectConfig:
         for key in ("model", "family", "device", "imgsz", "conf", "iou", "classes", "max_det", "half", "batch_size")
     }
 
+    # Added after markers existed: left out of hashes while at its default (common/typed_config.py).
+    HASH_OMIT_DEFAULT: ClassVar[tuple[str, ...]] = ("batch_images",)
+
     backend: Literal["proposer", "ultralytics"] = "proposer"
     min_box_side: int = 128
     min_image_side: int = 336
     max_box_area: float = 0.95
     max_regions: int = 20
     skip_duplicates: bool = True
+    batch_images: int = 1
     proposer: ProposerConfig = field(default_factory=ProposerConfig)
     ultralytics: UltralyticsConfig = field(default_factory=UltralyticsConfig)
     resources: Resources = Resources()
+
+    def check(self) -> None:
+        """``batch_images`` is at least 1."""
+        if self.batch_images < 1:
+            raise ConfigError(f"detect.batch_images={self.batch_images}: must be at least 1")
 
 
 class DetectStage(Stage):
@@ -165,10 +180,12 @@ class DetectStage(Stage):
     def process(self, table: pa.Table) -> pa.Table:
         c = self.config
         rows = RegionRows(SOURCE_OBJECT, self.model_id, self.counters)
-        n = c.ultralytics.batch_size if c.backend == "ultralytics" else 1
-        images = iter_images(table, self.counters, c.min_image_side, lookahead=n)
+        same_size = c.backend == "ultralytics" and c.batch_images > 1
+        n = c.batch_images if same_size else c.ultralytics.batch_size if c.backend == "ultralytics" else 1
+        images = iter_images(table, self.counters, c.min_image_side, lookahead=n, memo=self.decoded)
+        detect = self.detect_same_size if same_size else self.detect
         for batch in batched(images, n):
-            for img, (boxes, scores, classes) in zip(batch, self.detect([im.rgb for im in batch])):
+            for img, (boxes, scores, classes) in zip(batch, detect([im.rgb for im in batch])):
                 keep = filter_boxes(img, boxes, scores, self.counters, min_box_side=c.min_box_side,
                                     max_box_area=c.max_box_area, max_regions=c.max_regions)
                 for i in keep:
@@ -185,3 +202,14 @@ class DetectStage(Stage):
                 out.append((boxes, scores, [None] * len(boxes)))
             return out
         return [(d.boxes, d.scores, d.classes) for d in self._model(images, batch_size=self.config.ultralytics.batch_size)]
+
+    def detect_same_size(self, images: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray, list[str | None]]]:
+        """``detect`` over groups of images of one size (``detect.batch_images``), in input order."""
+        groups: dict[tuple[int, ...], list[int]] = {}
+        for i, im in enumerate(images):
+            groups.setdefault(im.shape, []).append(i)
+        out: list = [None] * len(images)
+        for idx in groups.values():
+            for i, got in zip(idx, self.detect([images[i] for i in idx])):
+                out[i] = got
+        return out

@@ -160,7 +160,7 @@ class EmbedStage(Stage):
         with_regions = table.filter(pc.greater(pc.list_value_length(table.column("regions")), 0))
         per_key = dict(zip(with_regions.column("key").to_pylist(), with_regions.column("regions").to_pylist()))
         decoded: set[str] = set()
-        for img in iter_images(with_regions, self.counters):
+        for img in iter_images(with_regions, self.counters, memo=self.decoded):
             decoded.add(img.key)
             pil = img.pil
             for r in per_key[img.key]:
@@ -177,12 +177,16 @@ class EmbedStage(Stage):
             self.counters["drop:image_unusable"] += lost
 
     def process(self, table: pa.Table) -> pa.Table:
+        return self.encode(self.crops(table))
+
+    def encode(self, region_crops: Iterator[tuple[str, str, Any]]) -> pa.Table:
+        """The embeddings table of ``(region_id, key, PIL crop)`` items, in their order."""
         emb = self.embedder
         ids: list[str] = []
         keys: list[str] = []
 
         def crops():
-            for rid, key, crop in self.crops(table):
+            for rid, key, crop in region_crops:
                 ids.append(rid)
                 keys.append(key)
                 yield crop

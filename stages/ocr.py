@@ -24,6 +24,7 @@ import numpy as np
 import pyarrow as pa
 
 from regionset.common.storage import local_absolute
+from regionset.common.typed_config import ConfigError
 from regionset.models.ocr import TUNED_LIMIT_SIDE, TUNED_LIMIT_TYPE, TUNED_UNCLIP, TUNED_USE_CLS
 from regionset.models.ocr_spaces import (
     TUNED_GAP_RATIO,
@@ -39,6 +40,7 @@ from regionset.stages.base import Resources, Stage
 from regionset.stages.dedup import skip_duplicates
 from regionset.stages.region_helpers import (
     RegionRows,
+    batched,
     decode_rgb,
     files_fingerprint,
     filter_boxes,
@@ -111,6 +113,12 @@ class OcrConfig:
         gap_ratio: ``gaps``: a frame gap this many times the line's median is a space (0: off).
         use_original: read the ``original`` bytes of the images table where download kept them
             (``download.keep_original``); boxes are still in stored pixels.
+        batch_images: ``rapidocr``: images handed to the backend at once; on a GPU provider read
+            together (text detection batched over same-size images, recognition over all their
+            line crops; ``models/ocr_batch.py``), on the CPU one at a time (faster there). The
+            lines are the same either way.
+        device: ``rapidocr``: where the ONNX models run: ``auto`` (CUDA when onnxruntime-gpu and a GPU
+            are there), ``cpu``, ``cuda``, ``cuda:N``, ``tensorrt``, ``tensorrt:N`` (``models/ocr_device.py``).
         rapidocr: options of the ``rapidocr`` backend (used when ``backend: rapidocr``).
         paddleocr: options of the ``paddleocr`` backend (used when ``backend: paddleocr``).
     """
@@ -134,6 +142,12 @@ class OcrConfig:
         "paddle_start_timeout": "paddleocr.start_timeout",
     }
 
+    # Added after markers existed: left out of hashes while at their default (common/typed_config.py),
+    # so shards finished before it stay finished. ``batch_images`` changes speed only (the lines are
+    # the same, tests/models/test_ocr_batch.py): never hashed, so changing it redoes nothing.
+    HASH_OMIT_DEFAULT: ClassVar[tuple[str, ...]] = ("device",)
+    NOT_HASHED: ClassVar[tuple[str, ...]] = ("batch_images",)
+
     backend: Literal["rapidocr", "paddleocr"] = RAPIDOCR
     min_score: float = 0.7
     min_text_len: int = 1
@@ -146,9 +160,22 @@ class OcrConfig:
     space_prob: float = TUNED_SPACE_PROB
     gap_ratio: float = TUNED_GAP_RATIO
     use_original: bool = True
+    batch_images: int = 1
+    device: str = "auto"
     rapidocr: RapidOcrConfig = field(default_factory=RapidOcrConfig)
     paddleocr: PaddleOcrConfig = field(default_factory=PaddleOcrConfig)
     resources: Resources = Resources()
+
+    def check(self) -> None:
+        """``batch_images`` is at least 1; ``device`` is one ``models/ocr_device.py`` knows."""
+        from regionset.models.ocr_device import check_device
+
+        if self.batch_images < 1:
+            raise ConfigError(f"ocr.batch_images={self.batch_images}: must be at least 1")
+        try:
+            check_device(self.device)
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
 
 
 class OcrStage(Stage):
@@ -175,6 +202,10 @@ class OcrStage(Stage):
                                           rec_model_dir=local_absolute(p.rec_model_dir),
                                           cls_model_dir=local_absolute(p.cls_model_dir)))
 
+    def device(self) -> str:
+        """``ocr.device`` for the ``rapidocr`` backend (a CUDA device asks executors for a GPU)."""
+        return self.config.device if self.config.backend == RAPIDOCR else "cpu"
+
     def fingerprint(self, out) -> str:
         c = self.config.rapidocr
         return files_fingerprint(c.det_model, c.rec_model)
@@ -197,7 +228,7 @@ class OcrStage(Stage):
             r = c.rapidocr
             self._engine = RapidOcr(det_limit_type=r.det_limit_type, det_limit_side_len=r.det_limit_side_len,
                                     use_cls=c.use_cls, box_thresh=r.box_thresh, unclip_ratio=r.unclip_ratio,
-                                    det_model=r.det_model, rec_model=r.rec_model)
+                                    det_model=r.det_model, rec_model=r.rec_model, device=c.device)
         else:
             from regionset.models.ocr import PaddleOcr
 
@@ -217,48 +248,85 @@ class OcrStage(Stage):
         """The shard's ledger, without the duplicate images unless ``skip_duplicates`` is off."""
         return skip_duplicates(tables[IMAGES], tables, self.config.skip_duplicates, self.counters)
 
-    def _read_image(self, img, original: bytes | None) -> list:
-        """Lines of one image, in stored pixels; read from ``original`` bytes when given."""
+    def read_many(self, images: list[np.ndarray]) -> list[list]:
+        """Raw text lines of several RGB images (``ocr.batch_images``); the per-image lines."""
+        self.ensure_setup()
+        if len(images) > 1 and hasattr(self._engine, "read_many"):
+            return self._engine.read_many(images)
+        return [self._engine(im) for im in images]
+
+    def _pixels(self, img, original: bytes | None) -> tuple[np.ndarray, np.ndarray | None]:
+        """The pixels OCR reads for one image and their scale to stored pixels (None: stored)."""
         if original is None:
-            return self.read(img.rgb)
+            return img.rgb, None
         rgb = decode_rgb(original)
-        sx, sy = rgb.shape[1] / img.width, rgb.shape[0] / img.height
         self.counters["ocr:original"] += 1
-        lines = self.read(rgb)
-        return [dataclasses.replace(ln, quad=ln.quad / np.array([sx, sy], np.float32)) for ln in lines]
+        return rgb, np.array([rgb.shape[1] / img.width, rgb.shape[0] / img.height], np.float32)
+
+    def _read_images(self, batch: list, data: list[bytes | None]) -> list[list | Exception]:
+        """Lines of each image in stored pixels, or the exception that image raised."""
+        pixels: list = []
+        for img, raw in zip(batch, data):
+            try:
+                pixels.append(self._pixels(img, raw or None))
+            except Exception as e:  # noqa: BLE001 - one bad image must not fail the shard
+                pixels.append(e)
+        ok = [i for i, p in enumerate(pixels) if not isinstance(p, Exception)]
+        got: dict[int, list | Exception] = {}
+        try:
+            got = dict(zip(ok, self.read_many([pixels[i][0] for i in ok])))
+        except Exception as e:  # noqa: BLE001 - retried one image at a time, so the bad one is the skip
+            got = {i: e for i in ok}
+            for i in ok if len(ok) > 1 else ():
+                try:
+                    got[i] = self.read_many([pixels[i][0]])[0]
+                except Exception as e:  # noqa: BLE001
+                    got[i] = e
+        out: list[list | Exception] = []
+        for i, p in enumerate(pixels):
+            lines = p if isinstance(p, Exception) else got[i]
+            if not isinstance(lines, Exception) and p[1] is not None:
+                lines = [dataclasses.replace(ln, quad=ln.quad / p[1]) for ln in lines]
+            out.append(lines)
+        return out
 
     def process(self, table: pa.Table) -> pa.Table:
         c = self.config
         rows = RegionRows(SOURCE_TEXT, self.model_id, self.counters)
         original = table.column("original") if c.use_original and "original" in table.column_names else None
         row_of = {k: i for i, k in enumerate(table.column("key").to_pylist())} if original is not None else {}
-        for img in iter_images(table, self.counters, c.min_image_side):
-            try:
-                data = original[row_of[img.key]].as_py() if original is not None else None  # one at a time
-                lines = self._read_image(img, data or None)
-            except Exception as e:  # noqa: BLE001 - one bad image must not fail the shard
-                self.counters[f"skip:ocr_error:{type(e).__name__}"] += 1
-                continue
-            good = []
-            for line in lines:
-                if line.score <= c.min_score:
-                    self.counters["drop:low_confidence"] += 1
-                elif len(line.text.replace(" ", "")) < c.min_text_len:
-                    self.counters["drop:text_too_short"] += 1
-                else:
-                    good.append(line)
-            if not good:
-                continue
-            boxes = np.array([[*ln.quad.min(0), *ln.quad.max(0)] for ln in good], dtype=np.float32)
-            scores = np.array([ln.score for ln in good], dtype=np.float32)
-            keep = filter_boxes(img, boxes, scores, self.counters, min_box_side=c.min_box_side,
-                                max_box_area=1.0, max_regions=c.max_regions)
-            for i in sorted(keep, key=lambda i: (boxes[i, 1], boxes[i, 0])):  # reading order
-                ln = good[i]
-                text = restore_spaces(ln.text, ln.times, c.restore_spaces, c.space_prob, c.gap_ratio)
-                self.counters["spaces_restored"] += text != ln.text
-                rows.add(img.key, boxes[i], scores[i], text=text, text_raw=ln.text)
+        n = max(1, c.batch_images)
+        for batch in batched(iter_images(table, self.counters, c.min_image_side, lookahead=n, memo=self.decoded), n):
+            data = [original[row_of[img.key]].as_py() if original is not None else None for img in batch]
+            for img, lines in zip(batch, self._read_images(batch, data)):
+                if isinstance(lines, Exception):
+                    self.counters[f"skip:ocr_error:{type(lines).__name__}"] += 1
+                    continue
+                self._add_lines(rows, img, lines)
         return rows.table()
+
+    def _add_lines(self, rows: RegionRows, img, lines: list) -> None:
+        """Filter one image's lines and add the kept ones to ``rows`` in reading order."""
+        c = self.config
+        good = []
+        for line in lines:
+            if line.score <= c.min_score:
+                self.counters["drop:low_confidence"] += 1
+            elif len(line.text.replace(" ", "")) < c.min_text_len:
+                self.counters["drop:text_too_short"] += 1
+            else:
+                good.append(line)
+        if not good:
+            return
+        boxes = np.array([[*ln.quad.min(0), *ln.quad.max(0)] for ln in good], dtype=np.float32)
+        scores = np.array([ln.score for ln in good], dtype=np.float32)
+        keep = filter_boxes(img, boxes, scores, self.counters, min_box_side=c.min_box_side,
+                            max_box_area=1.0, max_regions=c.max_regions)
+        for i in sorted(keep, key=lambda i: (boxes[i, 1], boxes[i, 0])):  # reading order
+            ln = good[i]
+            text = restore_spaces(ln.text, ln.times, c.restore_spaces, c.space_prob, c.gap_ratio)
+            self.counters["spaces_restored"] += text != ln.text
+            rows.add(img.key, boxes[i], scores[i], text=text, text_raw=ln.text)
 
     def teardown(self) -> None:
         """Release the backend (stops the paddleocr worker process)."""

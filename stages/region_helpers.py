@@ -13,6 +13,7 @@ import io
 from collections import Counter
 from collections.abc import Iterator
 from functools import cached_property
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -62,14 +63,22 @@ def decode_rgb(data: bytes) -> np.ndarray:
     return np.asarray(decode_pil(data))
 
 
-def _decode_row(data: bytes | None, ow: int | None, oh: int | None, min_image_side: int):
-    """(PIL image, scale_x, scale_y) or the skip reason of one ledger row that downloaded."""
+def _decode_bytes(data: bytes | None):
+    """The RGB PIL image of a downloaded row's bytes, or the skip reason."""
     if not data:
         return "no_image_bytes"
     try:
-        pil = decode_pil(data)
+        return decode_pil(data)
     except Exception:  # noqa: BLE001 - any decoder failure is a counted skip
         return "corrupt_image"
+
+
+def _decode_row(data: bytes | None, ow: int | None, oh: int | None, min_image_side: int, decoded=None):
+    """(PIL image, scale_x, scale_y) or the skip reason of one ledger row that downloaded;
+    ``decoded`` (the PIL image or skip reason of an earlier decode of these bytes) skips the decode."""
+    pil = _decode_bytes(data) if decoded is None else decoded
+    if isinstance(pil, str):
+        return pil
     w, h = pil.size
     ow, oh = ow or w, oh or h
     if min(ow, oh) < min_image_side or min(w, h) < 2:
@@ -85,7 +94,8 @@ def default_prefetch() -> int:
 
 
 def iter_images(table: pa.Table, counters: Counter, min_image_side: int = 0,
-                prefetch: int | None = None, lookahead: int = 0) -> Iterator[DecodedImage]:
+                prefetch: int | None = None, lookahead: int = 0,
+                memo: dict[str, Any] | None = None) -> Iterator[DecodedImage]:
     """Decode the usable rows of an ``images`` table, in order, counting each skipped row by reason.
 
     Args:
@@ -96,6 +106,9 @@ def iter_images(table: pa.Table, counters: Counter, min_image_side: int = 0,
             thread budget, ``default_prefetch``). JPEG decoding releases the GIL, so it overlaps with the stage's model.
         lookahead: images decoded ahead of the consumer (at least ``2 * prefetch``); a consumer
             that takes batches of n should ask for n, so the next batch decodes during this one.
+        memo: key -> decoded image (or skip reason), shared by stages that read the same rows
+            (the fused ``regions`` step): a row in it is not decoded again, and a row decoded here
+            is added to it. The counters are those of a decode.
     """
     from concurrent.futures import ThreadPoolExecutor
 
@@ -114,7 +127,12 @@ def iter_images(table: pa.Table, counters: Counter, min_image_side: int = 0,
             todo.append(i)
 
     def decode(i: int):
-        return _decode_row(jpg[i].as_py(), ow[i], oh[i], min_image_side)
+        if memo is None:
+            return _decode_row(jpg[i].as_py(), ow[i], oh[i], min_image_side)
+        got = memo.get(keys[i])
+        if got is None:
+            got = memo[keys[i]] = _decode_bytes(jpg[i].as_py())
+        return _decode_row(None, ow[i], oh[i], min_image_side, got)
 
     pool = ThreadPoolExecutor(prefetch, thread_name_prefix="decode") if prefetch > 0 and len(todo) > 1 else None
     try:

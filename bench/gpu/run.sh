@@ -6,8 +6,10 @@
 #   bash bench/gpu/run.sh croc kmeans   # only these benches (a rerun)
 #   bash bench/gpu/run.sh --dry-run     # here, on CPU: each bench at its smallest (arguments, imports)
 #
-# Order by value: stages (detect + embed), rice, croc, kmeans (torch backend, no faiss GPU build
-# needed; `bash bench/gpu/run.sh kmeans` runs it alone with the whole budget). Each
+# Order by value: ocr_cuda (OCR on onnxruntime's CUDA provider, only where onnxruntime-gpu is
+# installed), modes (batched OCR and the fused regions step vs the separate stages, on CUDA), stages
+# (detect + embed), rice, croc, kmeans (torch backend, no faiss GPU build needed; `bash bench/gpu/run.sh
+# kmeans` runs it alone with the whole budget). Each
 # runs under its own `timeout`; all of it stays under BUDGET seconds (default 540, leaving a rerun's
 # time in a 15-minute lease). Logs: $OUT/env.log, $OUT/<bench>.log, $OUT/summary.txt (8 files; the
 # device tool brings $OUT back; here they go to /tmp/regionset-gpu unless OUT is set).
@@ -16,7 +18,7 @@ cd "$(dirname "$0")/../.." || exit 2
 dry=0
 if [ "${1:-}" = --dry-run ]; then dry=1; shift; fi
 benches=("$@")
-[ ${#benches[@]} -gt 0 ] || benches=(stages rice croc kmeans)
+[ ${#benches[@]} -gt 0 ] || benches=(ocr_cuda modes stages rice croc kmeans)
 out=${OUT:-/tmp/regionset-gpu}
 mkdir -p "$out"
 py=${PYTHON:-python3}
@@ -84,6 +86,9 @@ skip() {  # NAME REASON
 for b in "${benches[@]}"; do
   if [ "$dry" = 1 ]; then
     case $b in
+      ocr_cuda) run ocr_cuda 200 "$py" bench/stages.py --device cpu --runs 1 --images 4 --shards 1 --stages ocr ;;
+      modes) run modes 300 "$py" bench/stages.py --device cpu --runs 1 --images 4 --shards 1 --modes batched,fused \
+               --ocr-batch 4 ;;
       stages) run stages 400 "$py" bench/stages.py --device cpu --runs 1 --images 4 --shards 1 \
                 --stages detect,embed --detect-backend ultralytics --clip ViT-B-32 --embed-batch 8 ;;
       rice) run rice 200 "$py" bench/train_rice.py --device cpu --step --skip-cpu --step-sizes tiny,4,1000 \
@@ -91,11 +96,25 @@ for b in "${benches[@]}"; do
       croc) run croc 400 "$py" bench/train_croc.py --large --layers 1 --batch 1 --steps 1 ;;
       kmeans) run kmeans 200 "$py" bench/kmeans_torch.py --device cpu --n 3000 --d 64 --k 64 --runs 1 \
                 --niter 2 --seeding random ;;
-      *) skip "$b" "unknown bench (stages, rice, croc, kmeans)" ;;
+      *) skip "$b" "unknown bench (ocr_cuda, modes, stages, rice, croc, kmeans)" ;;
     esac
     continue
   fi
   case $b in
+    ocr_cuda)
+      if timeout 60 "$py" -c "import onnxruntime as o, sys; sys.exit('CUDAExecutionProvider' not in o.get_available_providers())" 2>/dev/null; then
+        run ocr_cuda 150 "$py" bench/stages.py --device cuda --ocr-device cuda --stages ocr --runs 3 --images 64
+      else
+        skip ocr_cuda "onnxruntime has no CUDAExecutionProvider here (onnxruntime-gpu not installed: docs/install.md)"
+      fi ;;
+    modes)
+      if timeout 60 "$py" -c "import onnxruntime as o, sys; sys.exit('CUDAExecutionProvider' not in o.get_available_providers())" 2>/dev/null; then
+        ocr_dev=cuda
+      else
+        ocr_dev=cpu
+      fi
+      run modes 200 "$py" bench/stages.py --device cuda --ocr-device "$ocr_dev" --modes batched,fused --runs 3 \
+        --images 64 --ocr-batch 16 ;;
     stages) run stages 240 "$py" bench/stages.py --device cuda --runs 3 ;;
     rice) run rice 120 "$py" bench/train_rice.py --device cuda --skip-cpu --repeats 3 ;;
     croc) run croc 180 "$py" bench/train_croc.py --device cuda --batch 8 --steps 6 ;;
@@ -106,7 +125,7 @@ for b in "${benches[@]}"; do
         --runs 1 --seeding random --cpu-n 100000 --threads 16
       run kmeanspp 150 "$py" bench/kmeans_torch.py --device cuda --n 1000000 --d 64 --k 65536 \
         --runs 1 --seeding kmeans++ --cpu-n 0 --threads 16 ;;
-    *) skip "$b" "unknown bench (stages, rice, croc, kmeans)" ;;
+    *) skip "$b" "unknown bench (ocr_cuda, modes, stages, rice, croc, kmeans)" ;;
   esac
 done
 

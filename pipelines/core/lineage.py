@@ -33,24 +33,10 @@ def package_versions() -> dict[str, str]:
     return out
 
 
-# Keys that say how a build is watched or guarded, not what it makes: left out of the config hash,
-# so turning the metrics endpoint on or changing the lease does not make a build look like another one.
-UNHASHED_SECTIONS = ("metrics", "output_lock", "lease_seconds")
-# Keys added after outputs existed, hashed only when set away from their default: a config that does
-# not use them keeps the hash it had before they existed.
-HASHED_UNLESS_DEFAULT = {("kmeans", "backend"): "auto"}
-
-
 def config_digest(cfg: Any) -> str:
     """Hash of the whole resolved config (renamed keys hashed at their old place: ``flat_dict``;
-    ``UNHASHED_SECTIONS`` left out, ``HASHED_UNLESS_DEFAULT`` keys only when set)."""
+    ``NOT_HASHED`` keys left out, ``HASH_OMIT_DEFAULT`` keys only when set)."""
     flat = flat_dict(cfg)
-    if isinstance(flat, dict):
-        flat = {k: v for k, v in flat.items() if k not in UNHASHED_SECTIONS}
-        for (section, key), default in HASHED_UNLESS_DEFAULT.items():
-            part = flat.get(section)
-            if isinstance(part, dict) and part.get(key) == default:
-                flat[section] = {k: v for k, v in part.items() if k != key}
     return hashlib.sha256(json.dumps(flat, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 

@@ -4,6 +4,8 @@ A shard is skipped when its completion marker exists, its output file exists, an
 config hash and the hash of its input files match; anything else is (re)done. Doing a shard is:
 read inputs -> ``prepare`` -> ``process`` -> validate schema -> atomic write -> marker (last).
 Every executor runs shards through ``run_shard`` (``pipelines/executors/base.py``: the contract).
+A fused stage (one with ``parts``: ``stages/regions.py``) is planned and done part by part: each
+part writes its own table and marker, as if it had run alone.
 """
 
 from __future__ import annotations
@@ -122,6 +124,8 @@ def plan_stage(stage: Stage, out: Output, shards: list[int], report: StageReport
     listing per folder and one index GET, not a GET per shard.
     """
     out = Output.of(out)
+    if getattr(stage, "parts", None):
+        return _plan_parts(stage, out, shards, report)
     cfg = stage.config_hash(out)
     listing = Listing(out) if is_remote(out) else None
     index = out.markers(stage.name).committed() if listing is not None else None
@@ -147,6 +151,48 @@ def plan_stage(stage: Stage, out: Output, shards: list[int], report: StageReport
             continue
         tasks.append(ShardTask(shard, cfg, ih, stale_marker=m is not None))
     return tasks
+
+
+def _part_done(part: Stage, out: Output, shard: int) -> bool:
+    """Whether ``part`` of a fused stage has a complete shard (marker, output, matching hashes)."""
+    ih = input_hash(out, part, shard)
+    m = read_marker(out, part.name, shard)
+    return (ih is not None and m is not None and m.config_hash == part.config_hash(out) and m.input_hash == ih
+            and shard_path(out, part.output, shard).exists())
+
+
+def _plan_parts(stage: Stage, out: Output, shards: list[int], report: StageReport | None) -> list[ShardTask]:
+    """A fused stage (``stage.parts``, e.g. ``regions``): a shard is done when every part's is."""
+    cfg = stage.config_hash(out)
+    tasks = []
+    for shard in shards:
+        ih = input_hash(out, stage, shard)
+        if ih is None:
+            if report is not None:
+                report.waiting += 1
+        elif all(_part_done(p, out, shard) for p in stage.parts):
+            if report is not None:
+                report.skipped += 1
+        else:
+            tasks.append(ShardTask(shard, cfg, ih, stale_marker=True))
+    return tasks
+
+
+def _run_parts(stage: Stage, out: Output, task: ShardTask) -> Marker:
+    """Do one shard of a fused stage: every part's table and marker, in order; the last marker."""
+    stage.ensure_setup()
+    tables = {folder: read_table(shard_path(out, folder, task.shard), folder) for folder in stage.inputs}
+    for folder in stage.optional_inputs:
+        if shard_path(out, folder, task.shard).exists():
+            tables[folder] = read_table(shard_path(out, folder, task.shard), folder)
+    results = stage.run_parts(tables)
+    failpoint(f"mid_shard:{stage.name}")
+    marker = None
+    for r in results:  # input hashes after the parts before it are written (embed reads their tables)
+        part_task = ShardTask(task.shard, r.stage.config_hash(out), input_hash(out, r.stage, task.shard) or "",
+                              stale_marker=True)
+        marker = finish_shard(r.stage, out, part_task, r.rows_in, r.table, r.seconds, r.counters, r.timings)
+    return marker
 
 
 def read_inputs(stage: Stage, out: Output, shard: int) -> pa.Table:
@@ -185,6 +231,8 @@ def finish_shard(stage: Stage, out: Output, task: ShardTask, rows_in: int, resul
 
 def run_shard(stage: Stage, out: Output, task: ShardTask) -> Marker:
     """Do one shard in this process: read, prepare, process, validate, write, mark."""
+    if getattr(stage, "parts", None):
+        return _run_parts(stage, out, task)
     stage.ensure_setup()
     stage.verify_plan(task.config_hash)  # e.g. assign: the k-means tree this worker loaded is the planned one
     retries_before = store_retry.retry_counts()

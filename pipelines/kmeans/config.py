@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
 from regionset.common.typed_config import ConfigError
 from regionset.schemas.tables import SOURCE_OBJECT
@@ -75,6 +75,8 @@ class KMeansConfig:
     fit: Literal["auto", "local", "per_parent"] = "auto"
     local_max_mib: float = 2048.0
     backend: Literal["auto", "faiss", "torch"] = "auto"
+    # added after trees existed: hashed only when set, so a config without it keeps its hash
+    HASH_OMIT_DEFAULT: ClassVar[tuple[str, ...]] = ("backend",)
 
     def check(self) -> None:
         """Raise ConfigError (naming the key) for a ``levels`` / ``refine_iters`` / ``fit`` /

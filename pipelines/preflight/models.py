@@ -103,11 +103,24 @@ def _ocr(cfg: BuildConfig) -> Iterator[Check]:
             return
         yield ok("ocr model", "ocr.paddleocr.det_model_dir", f"{p.det_model_dir} + {p.rec_model_dir}")
         return
+    yield _ocr_device(c.device)
     named = [(k, v) for k, v in (("ocr.rapidocr.det_model", r.det_model), ("ocr.rapidocr.rec_model", r.rec_model)) if v]
     for key, path in named:
         yield _file_check("ocr model", key, path)
     if not named:
         yield ok("ocr model", "ocr.backend", "PP-OCRv4 ONNX shipped in rapidocr-onnxruntime")
+
+
+def _ocr_device(device: str) -> Check:
+    """``ocr.device`` names an execution provider this onnxruntime has (``models/ocr_device.py``)."""
+    from regionset.models.ocr_device import CUDA, available_providers, gpu_visible, ocr_providers
+
+    available = available_providers()
+    try:
+        chosen = ocr_providers(device, available, device == "auto" and CUDA in available and gpu_visible())
+    except (ModelUnavailable, ValueError) as e:
+        return fail("ocr device", "ocr.device", str(e))
+    return ok("ocr device", "ocr.device", f"{device}: " + " > ".join(p for p, _ in chosen))
 
 
 def _embed(cfg: BuildConfig) -> Iterator[Check]:

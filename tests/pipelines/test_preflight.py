@@ -133,3 +133,14 @@ def test_silent_port_fails_after_connect_timeout(tmp_path):
     print(got)
     assert got[-1].status == "fail" and got[-1].key == "executor.ray.address"
     assert "did not answer" in got[-1].detail or "no Ray answer" in got[-1].detail
+
+
+def test_ocr_device_without_its_provider_fails_preflight_in_one_line():
+    import onnxruntime
+
+    if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+        pytest.skip("onnxruntime-gpu is installed here")
+    checks = {c.key: c for c in model_checks(load_config(None, ["ocr.device=cuda:1"]))}
+    bad = checks["ocr.device"]
+    assert bad.status == "fail" and "\n" not in bad.detail and "CUDAExecutionProvider" in bad.detail
+    assert {c.key: c for c in model_checks(load_config(None, []))}["ocr.device"].status == "ok"

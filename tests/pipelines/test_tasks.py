@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import pytest
 import yaml
 
-from regionset.common.typed_config import to_dict
+from regionset.common.typed_config import ConfigError, to_dict
 from regionset.pipelines.build import build
 from regionset.pipelines.config import load_config
 from regionset.pipelines.definition import GlobalStep, build_steps
-from regionset.pipelines.steps import OPT_IN, STEP_NAMES
+from regionset.pipelines.steps import FUSED, OPT_IN, STEP_NAMES
 from regionset.pipelines.tasks import (
     DAG_STEPS,
     GLOBAL,
@@ -24,8 +25,14 @@ from tests.pipelines.snapshots import assert_same, markers, snapshot
 
 
 def test_built_steps_are_the_declared_pipeline_in_order():
-    every = build_steps(load_config(None, ["progress=false", f"steps=[{','.join(STEP_NAMES)}]"]))
-    assert [(s.name, GLOBAL if isinstance(s, GlobalStep) else SHARD) for s in every] == list(DAG_STEPS)
+    unfused = [n for n in STEP_NAMES if n not in FUSED]  # a fused step replaces its parts: never both
+    every = build_steps(load_config(None, ["progress=false", f"steps=[{','.join(unfused)}]"]))
+    assert [(s.name, GLOBAL if isinstance(s, GlobalStep) else SHARD) for s in every] == [
+        d for d in DAG_STEPS if d[0] not in FUSED]
+    fused = build_steps(load_config(None, ["progress=false", "steps=[download,regions,fit_kmeans,assign,pack]"]))
+    assert [s.name for s in fused] == ["download", "regions", "fit_kmeans", "assign", "pack"]
+    with pytest.raises(ConfigError, match="regions replaces detect, ocr, embed; drop 'ocr'"):
+        load_config(None, ["steps=[download,ocr,regions]"])
     default = build_steps(load_config(None, ["progress=false"]))
     assert [s.name for s in default] == [n for n in STEP_NAMES if n not in OPT_IN]
     subset = build_steps(load_config(None, ["progress=false", "steps=[pack,download,fit_kmeans]"]))

@@ -141,3 +141,11 @@ def test_detect_on_cuda_still_asks_executors_for_a_gpu():
     # the weight-free proposer uses no GPU whatever ultralytics.device says
     assert DetectStage(load_config(None, ["detect.ultralytics.device=cuda:0"]).detect).resources().gpus == 0.0
     assert DetectStage(load_config(None, []).detect).resources().gpus == 0.0
+
+
+def test_ocr_batch_images_is_not_hashed_and_device_only_when_not_default():
+    out = Path("/nonexistent-out")
+    default = OcrStage(load_config(None, []).ocr).config_hash(out)
+    assert default == MAIN_HASHES["ocr default"]
+    assert OcrStage(load_config(None, ["ocr.batch_images=16"]).ocr).config_hash(out) == default
+    assert OcrStage(load_config(None, ["ocr.device=cpu"]).ocr).config_hash(out) != default

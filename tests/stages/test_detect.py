@@ -153,3 +153,22 @@ def test_replacing_the_weights_file_changes_the_config_hash(tmp_path):
     weights.write_bytes(b"version 2")
     assert stage.config_hash(tmp_path) != before
     assert DetectStage().config_hash(tmp_path) == DetectStage().config_hash(tmp_path)
+
+
+def test_ultralytics_same_size_batches_equal_one_image_at_a_time():
+    """detect.batch_images=4 groups images by size: each image's rows equal predicting it alone
+    (batch_size=1), while mixed-size batches (batch_images=1, batch_size=4) letterbox to one shape
+    and change the boxes. Random weights (yolo11n.yaml): the boxes are noise, their equality is not."""
+    def run(batch_images: int, batch_size: int):
+        u = UltralyticsConfig(model="yolo11n.yaml", device="cpu", imgsz=320, conf=0.0, max_det=30,
+                              batch_size=batch_size, half=False)
+        stage = DetectStage(DetectConfig(backend="ultralytics", min_box_side=0, max_box_area=1.0, max_regions=30,
+                                         batch_images=batch_images, ultralytics=u))
+        stage.ensure_setup()
+        return stage.process(ledger(images)), stage.take_counters()
+
+    sizes = [(360, 480), (400, 400), (360, 480), (340, 520), (400, 400)]
+    images = [synthetic_scene(i, size=s)[0] for i, s in enumerate(sizes)]
+    alone, grouped, mixed = run(1, 1), run(4, 4), run(1, 4)
+    assert alone[0].num_rows > 0 and grouped[0].equals(alone[0]) and grouped[1] == alone[1]
+    assert not mixed[0].equals(alone[0])

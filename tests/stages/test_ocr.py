@@ -153,3 +153,22 @@ def test_token_labels_follow_the_words_after_restoration():
     assert labels.column("token_ids").to_pylist() == want
     assert all(len(t) == 10 for t in want)
     assert any(labeler.labels(r, rid) != w for r, rid, w in zip(raw, ids, want))  # raw text would be wrong
+
+
+def test_batched_ocr_stage_writes_the_same_table():
+    """ocr.batch_images=3 over pages of two sizes, a blank image and a corrupt row: the same rows
+    and counters as one image at a time."""
+    lines = text_lines(9, seed=21)
+    pages = [render_text_image(lines[i:i + 3], [24, 30, 36])[0] for i in (0, 3)]
+    pages.append(render_text_image(lines[6:], [20, 28, 40], width=700)[0])
+    table = ledger(pages + [np.full((400, 400, 3), 255, np.uint8)])
+    jpg = table.column("jpg").to_pylist()
+    jpg[1] = b"not a jpeg"
+    table = table.set_column(table.schema.get_field_index("jpg"), "jpg", pa.array(jpg, pa.binary()))
+    got = {}
+    for n in (1, 3):
+        stage = OcrStage(OcrConfig(batch_images=n))
+        stage.ensure_setup()
+        got[n] = (stage.process(table), stage.take_counters())
+    assert got[3][0].equals(got[1][0]) and got[3][1] == got[1][1]
+    assert got[1][0].num_rows >= 5 and got[1][1]["skip:corrupt_image"] == 1
