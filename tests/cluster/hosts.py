@@ -79,6 +79,12 @@ class Cluster:
     def down(self) -> None:
         self.net.down()
 
+    def reset(self) -> None:
+        """Head and workers killed and booted again, empty (the store and its objects stay)."""
+        for host in (self.head, *self.workers()):
+            host.restart()
+        self.engine = ""
+
     # --- Ray -------------------------------------------------------------------------------------
 
     def start_ray(self) -> str:

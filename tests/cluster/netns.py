@@ -86,8 +86,11 @@ class Host:
         self._init: subprocess.Popen | None = None
         self.pid1 = 0  # the host's first process, as the runner sees it
         self.procs: list[subprocess.Popen] = []
+        self._linked = False
 
     def _link(self) -> None:
+        if self._linked:
+            return
         port = f"{self.net.prefix}{self.name}"[:15]
         _ip("netns", "add", self.ns)
         _ip("-n", self.net.switch, "link", "add", port, "type", "veth", "peer", "name", "eth0", "netns", self.ns)
@@ -95,10 +98,12 @@ class Host:
         _ip("-n", self.ns, "addr", "add", f"{self.ip}/24", "dev", "eth0")
         _ip("-n", self.ns, "link", "set", "eth0", "up")
         _ip("-n", self.ns, "link", "set", "lo", "up")
+        self._linked = True
 
     def start(self) -> None:
-        """Make the namespace and start the host's first process (bounded wait)."""
+        """Make the namespace (once) and start the host's first process: a fresh, empty host (bounded wait)."""
         self._link()
+        self.procs = []
         script = (f"mount -t tmpfs -o size=4g tmpfs /tmp && mount -t tmpfs tmpfs /dev/shm && mkdir -p {HOST_HOME} "
                   "&& exec sleep 100000")
         self._init = subprocess.Popen(
@@ -158,6 +163,12 @@ class Host:
                 p.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 os.killpg(p.pid, signal.SIGKILL)
+
+    def restart(self) -> None:
+        """Kill every process of this host and boot it again, empty (same address)."""
+        self.kill()
+        _ip("-n", self.ns, "link", "set", "eth0", "up")
+        self.start()
 
     def cut(self) -> None:
         """Take this host's network link down (its processes keep running)."""
