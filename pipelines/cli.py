@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from regionset.common.offline import set_offline_defaults
 from regionset.common.storage import as_path
+from regionset.pipelines.executors.stall import StallError
 
 if TYPE_CHECKING:  # the CLI imports lazily for start-up
     from regionset.pipelines.core.output import Output
@@ -184,6 +185,9 @@ def main(argv: list[str] | None = None) -> int:
             from regionset.training.cli import run_training  # the only place pipelines touch training, lazily
 
             run_training(args.kind, args.config, args.overrides)
+    except StallError as err:  # a lost node the engine did not recover from: one line, exit 1
+        print(f"regionset {args.cmd}: error: {err}", file=sys.stderr)
+        return 1
     except (ConfigError, InputError, LockedError, FileNotFoundError, FileExistsError, SchemaError) as err:
         if getattr(args, "debug", False):  # e.g. a PreflightError (a ConfigError) of build --debug
             import traceback

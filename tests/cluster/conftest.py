@@ -4,7 +4,9 @@ and the local reference build of the same input. Skipped where network namespace
 from __future__ import annotations
 
 import os
+import tempfile
 import time
+from pathlib import Path
 
 import pytest
 
@@ -21,7 +23,8 @@ def cluster(tmp_path_factory):
     if reason:
         pytest.skip(reason)
     pytest.importorskip("moto.server")
-    logs = tmp_path_factory.mktemp("cluster-logs")
+    # not under pytest's basetemp: other pytest runs on this machine prune old basetemps
+    logs = Path(tempfile.mkdtemp(prefix="regionset-cluster-logs-", dir="/tmp"))
     c = Cluster(logs)
     saved: dict[str, str | None] = {}
     try:
