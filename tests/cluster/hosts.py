@@ -89,19 +89,24 @@ class Cluster:
 
     def start_ray(self) -> str:
         """A Ray head (no CPUs: runs no tasks) and one Ray node per worker host; its address."""
-        ray = str(Path(sys.executable).with_name("ray"))
-        common = ["--block", "--disable-usage-stats", f"--object-store-memory={RAY_OBJECT_STORE}"]
         address = f"{self.head.ip}:{RAY_PORT}"
-        self.head.popen([ray, "start", "--head", f"--port={RAY_PORT}", f"--node-ip-address={self.head.ip}",
-                         "--num-cpus=0", "--include-dashboard=false", *common], self.logs / "ray-head.log", self.env)
+        self.head.popen([*_ray_start(), "--head", f"--port={RAY_PORT}", f"--node-ip-address={self.head.ip}",
+                         "--num-cpus=0", "--include-dashboard=false"], self.logs / "ray-head.log", self.env)
         wait_port(self.head.ip, RAY_PORT, ENGINE_START_SECONDS, "the Ray head")
-        procs = [
-            w.popen([ray, "start", f"--address={address}", f"--node-ip-address={w.ip}", f"--num-cpus={WORKER_CPUS}",
-                     *common], self.logs / f"ray-{w.name}.log", self.env) for w in self.workers()]
-        for w, proc in zip(self.workers(), procs):
-            _wait_log(self.logs / f"ray-{w.name}.log", "Ray runtime started", f"Ray on {w.name}", proc)
+        self.join_ray(address)
         self.engine = "ray"
         return address
+
+    def join_ray(self, address: str, restart: bool = False) -> None:
+        """A Ray node on each worker host joins ``address`` (``restart``: the hosts boot again first)."""
+        for w in self.workers() if restart else ():
+            w.restart()
+        suffix = "-rejoined" if restart else ""
+        procs = [
+            w.popen([*_ray_start(), f"--address={address}", f"--node-ip-address={w.ip}", f"--num-cpus={WORKER_CPUS}"],
+                    self.logs / f"ray-{w.name}{suffix}.log", self.env) for w in self.workers()]
+        for w, proc in zip(self.workers(), procs):
+            _wait_log(self.logs / f"ray-{w.name}{suffix}.log", "Ray runtime started", f"Ray on {w.name}", proc)
 
     # --- Spark -----------------------------------------------------------------------------------
 
@@ -136,6 +141,11 @@ class Cluster:
         """The same build, started and not waited for (fault tests)."""
         cmd = [sys.executable, "-m", "regionset.pipelines.cli", "build", *overrides]
         return self.head.popen(cmd, self.logs / log, self.env)
+
+
+def _ray_start() -> list[str]:
+    ray = str(Path(sys.executable).with_name("ray"))
+    return [ray, "start", "--block", "--disable-usage-stats", f"--object-store-memory={RAY_OBJECT_STORE}"]
 
 
 def _wait_log(log: Path, text: str, what: str, proc: subprocess.Popen, seconds: float = ENGINE_START_SECONDS) -> None:

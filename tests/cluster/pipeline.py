@@ -52,6 +52,13 @@ def overrides(out: str, urls: str, extra: list[str] | None = None) -> list[str]:
             + ["progress=false", "download.allow_private=true", f"steps=[{','.join(STEP_NAMES)}]", *(extra or [])])
 
 
+def engine_overrides(cluster: Cluster, name: str) -> list[str]:
+    """Start ``name`` (ray or spark) on the cluster; the overrides that point a build at it."""
+    if name == "ray":
+        return ["executor.name=ray", f"executor.ray.address={cluster.start_ray()}"]
+    return ["executor.name=spark", f"executor.spark.master={cluster.start_spark()}"]
+
+
 def local_build(cluster: Cluster, out: Path, urls: str, log: Path, timeout: float = 600) -> int:
     """The reference: ``regionset build`` with the local executor, run by the runner into ``out``."""
     import os

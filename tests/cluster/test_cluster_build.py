@@ -10,16 +10,10 @@ import time
 import pytest
 
 from tests.cluster.hosts import has_java, tail
-from tests.cluster.pipeline import download, head_stage_state, overrides
-from tests.pipelines.snapshots import assert_same
+from tests.cluster.pipeline import download, engine_overrides, head_stage_state, overrides
+from tests.pipelines.snapshots import assert_same, snapshot
 
 pytestmark = [pytest.mark.cluster]
-
-
-def _engine(cluster, name: str) -> list[str]:
-    if name == "ray":
-        return ["executor.name=ray", f"executor.ray.address={cluster.start_ray()}"]
-    return ["executor.name=spark", f"executor.spark.master={cluster.start_spark()}"]
 
 
 @pytest.mark.parametrize("name", [pytest.param("ray", marks=pytest.mark.ray),
@@ -32,16 +26,13 @@ def test_cluster_build_matches_local(name, cluster, reference, tmp_path):
     urls, want, local_s = reference
     cluster.reset()
     t0 = time.monotonic()
-    engine = _engine(cluster, name)
+    engine = engine_overrides(cluster, name)
     t1 = time.monotonic()
     out = cluster.url(f"{name}-build")
     rc = cluster.build(overrides(out, urls, engine), f"{name}-build.log")
     t2 = time.monotonic()
     assert rc == 0, tail(cluster.logs / f"{name}-build.log")
     got = download(cluster, f"{name}-build", tmp_path / name)
-    from tests.pipelines.snapshots import snapshot
-
-    snap = snapshot(got)
-    assert_same(snap, want)
+    assert_same(snapshot(got), want)
     assert head_stage_state(cluster, out, tmp_path / 'head-catalog.duckdb') == want["catalog"]["stage_state"]
     print(f"TIMES {name}: local build {local_s:.0f} s, engine start {t1 - t0:.0f} s, cluster build {t2 - t1:.0f} s")
