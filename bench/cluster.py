@@ -63,10 +63,12 @@ def down() -> None:
     for ns in stale():
         subprocess.run(["ip", "netns", "del", ns], check=False)
         print(f"deleted netns {ns}")
+    live = {ns.split("-")[0] for ns in subprocess.run(["ip", "netns", "list"], capture_output=True,
+                                                        text=True).stdout.split() if ns.startswith(PREFIX)}
     links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
     for line in links.splitlines():
         name = line.split(":")[1].strip().split("@")[0]
-        if name.startswith(PREFIX):
+        if name.startswith(PREFIX) and name[:-1] not in live:  # the runner's link rsc<id>r of a deleted run
             subprocess.run(["ip", "link", "del", name], check=False)
             print(f"deleted link {name}")
 
@@ -77,7 +79,7 @@ def main() -> None:
     p_up = sub.add_parser("up", help="start the cluster and keep it until Ctrl-C")
     p_up.add_argument("engine", choices=["ray", "spark"])
     p_up.add_argument("--hours", type=float, default=2.0, help="tear down after this long at most")
-    sub.add_parser("down", help="delete what a crashed run left (namespaces and links named rsc*)")
+    sub.add_parser("down", help="delete what crashed runs left (rsc* namespaces with no process left, their links)")
     args = parser.parse_args()
     up(args.engine, args.hours) if args.cmd == "up" else down()
 

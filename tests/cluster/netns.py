@@ -218,9 +218,16 @@ class Network:
 
 
 def stale() -> list[str]:
-    """Namespaces a crashed run of this module left (``bench/cluster.py down --stale`` deletes them)."""
+    """Namespaces a crashed run of this module left: those of runs none of whose namespaces holds
+    a process any more (a live run's hosts always do); ``bench/cluster.py down`` deletes them."""
     out = _ip("netns", "list", check=False).stdout
-    return [line.split()[0] for line in out.splitlines() if line.startswith(PREFIX)]
+    runs: dict[str, list[str]] = {}
+    for line in out.splitlines():
+        if line.startswith(PREFIX):
+            name = line.split()[0]
+            runs.setdefault(name.split("-")[0], []).append(name)
+    return [ns for names in runs.values()
+            if not any(_ip("netns", "pids", ns, check=False).stdout.strip() for ns in names) for ns in names]
 
 
 def wait_port(ip: str, port: int, seconds: float, what: str) -> None:
