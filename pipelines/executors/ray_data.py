@@ -186,7 +186,9 @@ class RayExecutor(Executor):
         ds = ds.map_batches(
             StageActor, fn_constructor_kwargs={"stage": stage, "out": Output.of(out), "cpus": cpus},
             batch_format="pyarrow", batch_size=1, compute=ray.data.ActorPoolStrategy(min_size=1, max_size=size),
-            num_cpus=cpus, num_gpus=gpus or None, max_restarts=0,  # a dead actor fails the job: see run_tasks
+            # a dead actor fails the job (see run_tasks); Ray 2.60 takes it only as a remote arg, which it
+            # warns will go in Ray 2.64 (RayDeprecationWarning): revisit when the pin moves past it
+            num_cpus=cpus, num_gpus=gpus or None, max_restarts=0,
         )
         for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
             yield from markers_of(batch)
