@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from regionset.common.offline import set_offline_defaults
 from regionset.common.storage import as_path
+from regionset.pipelines.executors.stall import StallError
 
 if TYPE_CHECKING:  # the CLI imports lazily for start-up
     from regionset.pipelines.core.output import Output
@@ -223,8 +224,9 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
         print(f"regionset {args.cmd}: error: {err}", file=sys.stderr)
         return 2
-    except (StoreError, WaitingError) as err:  # the store kept failing past the bounded retries
-        # (docs/storage.md), or the build ran but an output is not where the driver reads it
+    except (StoreError, WaitingError, StallError) as err:  # the store kept failing past the bounded
+        # retries (docs/storage.md), the build ran but an output is not where the driver reads it, or a
+        # lost node the engine did not recover from (docs/cluster.md)
         print(f"regionset {args.cmd}: error: {err}", file=sys.stderr)
         return 1
     except Exception as err:

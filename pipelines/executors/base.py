@@ -18,6 +18,7 @@ from regionset.pipelines.core.output import Output
 from regionset.pipelines.core.progress import BuildTally, StageProgress
 from regionset.pipelines.core.shard_run import ShardTask, StageReport, check_complete, plan_stage
 from regionset.pipelines.core.shards import Marker, remember_sha256, shard_path
+from regionset.pipelines.executors.stall import StallError, guarded
 from regionset.stages.base import Stage
 
 
@@ -56,11 +57,25 @@ class Executor(ABC):
 
     name: ClassVar[str] = ""
 
-    def __init__(self, show_progress: bool = True) -> None:
+    def __init__(self, show_progress: bool = True, stall_timeout: float = 0.0) -> None:
         self.show_progress = show_progress
         # Told of each stage's plan and of every marker as it comes back, in the driver: the build's
         # progress tally and the metrics endpoint (``planned(stage, todo, skipped)``, ``shard_done(marker)``).
         self.watchers: list[Any] = []
+        self.stall_timeout = stall_timeout  # executor.stall_timeout (0: wait as long as the engine does)
+        self.stalled = False  # a stage stalled: the engine is stuck, close() must not wait on it
+
+    def guard(self, results: Iterator[Any], what: str = "shard") -> Iterator[Any]:
+        """``results`` under ``executor.stall_timeout`` (``pipelines/executors/stall.py``)."""
+        try:
+            yield from guarded(results, self.stall_timeout, self.lost_nodes, what)
+        except StallError:
+            self.stalled = True
+            raise
+
+    def lost_nodes(self) -> str:
+        """The engine's worker nodes lost since this executor started, for a stall message."""
+        return ""
 
     def run_stage(self, stage: Stage, out: Output, shards: list[int]) -> StageReport:
         """Run ``stage`` on every shard of ``shards`` that is not already complete.
@@ -83,7 +98,7 @@ class Executor(ABC):
         try:
             tally = next((w for w in watchers if isinstance(w, BuildTally)), None)
             with StageProgress(stage.name, len(tasks), enabled=self.show_progress, tally=tally) as bar:
-                for marker in self.run_tasks(stage, out, tasks):
+                for marker in self.guard(self.run_tasks(stage, out, tasks)):
                     remember_sha256(shard_path(out, stage.output, marker.shard), marker.output_sha256)
                     markers.append(marker)
                     report.add(marker)

@@ -58,6 +58,9 @@ class ExecutorConfig:
         ray: settings of the ``ray`` executor.
         spark: settings of the ``spark`` executor.
         connect_timeout: seconds the preflight waits for a Ray or Spark address to answer.
+        stall_timeout: seconds a ``ray`` or ``spark`` stage may go without a shard finishing (or a
+            call returning) before the build stops with exit 1 naming the lost nodes (0 = no limit).
+            Larger than the slowest shard plus model loading (docs/cluster.md "Faults").
     """
 
     name: Literal["local", "ray", "spark"] = "local"
@@ -65,8 +68,11 @@ class ExecutorConfig:
     ray: RayConfig = field(default_factory=RayConfig)
     spark: SparkConfig = field(default_factory=SparkConfig)
     connect_timeout: float = 20.0
+    stall_timeout: float = 3600.0
 
     def check(self) -> None:
         """Raise ConfigError naming the key for a setting that cannot work."""
         if self.processes != "auto" and self.processes < 1:
             raise ConfigError("executor.processes: must be >= 1 or auto")
+        if self.stall_timeout < 0:
+            raise ConfigError("executor.stall_timeout: must be >= 0 seconds (0 = no limit)")

@@ -21,9 +21,9 @@ def make_executor(config: ExecutorConfig, show_progress: bool = True) -> Executo
     if name == "ray":
         from regionset.pipelines.executors.ray_data import RayExecutor
 
-        return RayExecutor(config.ray, show_progress=show_progress)
+        return RayExecutor(config.ray, show_progress=show_progress, stall_timeout=config.stall_timeout)
     if name == "spark":
         from regionset.pipelines.executors.spark import SparkExecutor
 
-        return SparkExecutor(config.spark, show_progress=show_progress)
+        return SparkExecutor(config.spark, show_progress=show_progress)  # one result per stage job: no stall guard
     raise ValueError(f"executor.name: unknown executor {name!r}")

@@ -13,11 +13,19 @@ actor's thread pools get its ``num_cpus`` rounded up (at least 1) as their share
 
 ``run_calls`` (e.g. the per-parent k-means fits) runs each call as a Ray task of ``CALL_CPUS`` CPU;
 a large array argument shared by several calls goes into the object store once.
+
+Lost nodes: stage actors are never restarted (``max_restarts=0``; Ray Data's default restarts them
+forever, and a pool sized for the old cluster then waits on an actor that cannot be placed). When a
+node dies mid-stage, the stage's job fails; if a node was lost, the shards without a marker run
+again in a fresh pool sized for the nodes left, at most ``STAGE_ROUNDS`` times. ``executor.stall_timeout``
+bounds everything else (``pipelines/executors/stall.py``). docs/cluster.md "Faults".
 """
 
 from __future__ import annotations
 
 import logging
+import sys
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -41,6 +49,8 @@ _PIP_HINT = "the ray executor needs Ray Data: pip install 'regionset[ray]' (ray[
 LOCAL_OBJECT_STORE_BYTES = 512 * 1024**2  # only small task/result rows travel through it
 CALL_CPUS = 1.0
 SHARED_ARG_BYTES = 1 << 20  # an argument at least this large is put in the object store once
+STAGE_ROUNDS = 3  # a stage that lost a node is run again over its unfinished shards at most this often in all
+NODE_DEATH_WAIT = 60.0  # seconds to wait for Ray to declare dead the node of an actor that stopped answering
 
 
 def _ray():
@@ -125,10 +135,12 @@ class RayExecutor(Executor):
 
     name = "ray"
 
-    def __init__(self, config: RayConfig | None = None, show_progress: bool = True) -> None:
-        super().__init__(show_progress)
+    def __init__(self, config: RayConfig | None = None, show_progress: bool = True,
+                 stall_timeout: float = 0.0) -> None:
+        super().__init__(show_progress, stall_timeout)
         self.config = config or RayConfig()
         self._started_ray = False
+        self._dead_at_start: set[str] = set()
 
     def _ensure_ray(self):
         ray = _ray()
@@ -141,20 +153,58 @@ class RayExecutor(Executor):
                 ray.init(address="local", num_cpus=self.config.num_cpus or None, object_store_memory=LOCAL_OBJECT_STORE_BYTES,
                          **kwargs)
             self._started_ray = True
+            self._dead_at_start = {n["NodeID"] for n in ray.nodes() if not n["Alive"]}
             ctx = ray.data.DataContext.get_current()
             ctx.enable_progress_bars = False  # regionset draws its own per-stage bar
             logging.getLogger("ray.data").setLevel(logging.WARNING)
         return ray
 
+    def lost_nodes(self) -> str:
+        """Nodes that died since this executor joined the cluster (``ip (node id)``), comma-separated."""
+        if not self._started_ray:
+            return ""
+        try:
+            dead = [n for n in _ray().nodes() if not n["Alive"] and n["NodeID"] not in self._dead_at_start]
+        except Exception as e:  # noqa: BLE001 - the message must not fail because the GCS is gone too
+            return f"unknown (the Ray cluster does not answer: {type(e).__name__})"
+        return ", ".join(f"{n['NodeManagerAddress']} (node {n['NodeID'][:8]})" for n in dead)
+
     def run_tasks(self, stage: Stage, out: Output, tasks: list[ShardTask]) -> Iterator[Marker]:
         ray = self._ensure_ray()
+        todo = {t.shard: t for t in tasks}
+        for attempt in range(1, STAGE_ROUNDS + 1):
+            try:
+                for marker in self._run_pool(ray, stage, out, list(todo.values())):
+                    todo.pop(marker.shard, None)
+                    yield marker
+                return
+            except ray.exceptions.RayError as err:
+                if not todo or attempt == STAGE_ROUNDS:
+                    raise
+                lost = self._wait_lost(isinstance(err, ray.exceptions.RayActorError))
+                if not lost:
+                    raise
+                print(f"regionset: ray: {stage.name}: lost {lost}; running its {len(todo)} unfinished shard(s) "
+                      f"again on the nodes left (round {attempt + 1} of {STAGE_ROUNDS})", file=sys.stderr, flush=True)
+
+    def _wait_lost(self, actor_error: bool) -> str:
+        """The lost nodes; after an actor error, waits (bounded) for Ray to declare its node dead:
+        the actor's connection drops at once, its node is marked dead only after missed heartbeats."""
+        deadline = time.monotonic() + (NODE_DEATH_WAIT if actor_error else 0.0)
+        while not (lost := self.lost_nodes()) and time.monotonic() < deadline:
+            time.sleep(1.0)
+        return lost
+
+    def _run_pool(self, ray, stage: Stage, out: Output, tasks: list[ShardTask]) -> Iterator[Marker]:
         cluster = ray.cluster_resources()
         size, cpus, gpus = pool_shape(reserved(stage, cluster), cluster, len(tasks), self.config)
         ds = ray.data.from_arrow(task_table(tasks)).repartition(len(tasks))  # one block per shard
         ds = ds.map_batches(
             StageActor, fn_constructor_kwargs={"stage": stage, "out": Output.of(out), "cpus": cpus},
             batch_format="pyarrow", batch_size=1, compute=ray.data.ActorPoolStrategy(min_size=1, max_size=size),
-            num_cpus=cpus, num_gpus=gpus or None,
+            # a dead actor fails the job (see run_tasks); Ray 2.60 takes it only as a remote arg, which it
+            # warns will go in Ray 2.64 (RayDeprecationWarning): revisit when the pin moves past it
+            num_cpus=cpus, num_gpus=gpus or None, max_restarts=0,
         )
         for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
             yield from markers_of(batch)
@@ -179,7 +229,8 @@ class RayExecutor(Executor):
             return arg
 
         window = max(2, int(2 * ray.cluster_resources().get("CPU", 1) / CALL_CPUS))
-        yield from in_order(jobs, window, lambda job: task.remote(CALL_CPUS, fn, *map(ref, job)), ray.get)
+        calls = in_order(jobs, window, lambda job: task.remote(CALL_CPUS, fn, *map(ref, job)), ray.get)
+        yield from self.guard(calls, "call")
 
     def on_every_node(self, fn: Callable[..., Any], args: tuple, timeout: float) -> tuple[str, list[Any]]:
         """One Ray task pinned to each alive node that has CPUs (a head started with ``--num-cpus=0``
@@ -201,7 +252,9 @@ class RayExecutor(Executor):
         return toward, ray.get(refs)
 
     def close(self) -> None:
-        """Shut Ray down if this executor started it."""
-        if self._started_ray:
+        """Shut Ray down if this executor started it (not after a stall: a thread of this process is
+        still blocked inside Ray, and shutting Ray down under it ends the process before the build
+        can say why; the process is about to exit, which disconnects it)."""
+        if self._started_ray and not self.stalled:
             _ray().shutdown()
             self._started_ray = False
