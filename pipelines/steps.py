@@ -30,3 +30,6 @@ STEP_NAMES: tuple[str, ...] = tuple(name for name, _ in PIPELINE)
 OPT_IN: tuple[str, ...] = ("semdedup", "regions")
 FUSED: dict[str, tuple[str, ...]] = {"regions": ("detect", "ocr", "embed")}
 DEFAULT_STEPS: tuple[str, ...] = tuple(name for name in STEP_NAMES if name not in OPT_IN)
+# Every step that can run in one build with the separate region stages: the whole pipeline, opt-in
+# steps included, without a fused step (it replaces its parts).
+UNFUSED_STEPS: tuple[str, ...] = tuple(name for name in STEP_NAMES if name not in FUSED)

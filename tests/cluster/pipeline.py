@@ -43,13 +43,13 @@ def overrides(out: str, urls: str, extra: list[str] | None = None) -> list[str]:
     """Every step of the pipeline on its offline default, one thread per stage (thread counts change
     float reductions), private addresses allowed (the store host is on 10.231.x)."""
     from regionset.pipelines.config import BuildConfig
-    from regionset.pipelines.steps import STEP_NAMES
+    from regionset.pipelines.steps import UNFUSED_STEPS
     from regionset.pipelines.tools.demo.run import demo_overrides
 
     one_thread = [f"{f.name}.resources.cpus=1" for f in dataclasses.fields(BuildConfig)
                   if hasattr(getattr(BuildConfig(), f.name), "resources")]
     return (demo_overrides(out, urls, SHARD_SIZE) + one_thread
-            + ["progress=false", "download.allow_private=true", f"steps=[{','.join(STEP_NAMES)}]", *(extra or [])])
+            + ["progress=false", "download.allow_private=true", f"steps=[{','.join(UNFUSED_STEPS)}]", *(extra or [])])
 
 
 def engine_overrides(cluster: Cluster, name: str) -> list[str]:

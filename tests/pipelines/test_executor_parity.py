@@ -19,13 +19,12 @@ from regionset.common import threads
 from regionset.pipelines.build import build
 from regionset.pipelines.config import BuildConfig, load_config
 from regionset.pipelines.definition import build_steps
-from regionset.pipelines.steps import FUSED, STEP_NAMES
+from regionset.pipelines.steps import UNFUSED_STEPS as UNFUSED
 from regionset.pipelines.tools.demo.run import demo_overrides, write_url_list
 from regionset.pipelines.tools.demo.server import LoopbackServer
 from tests.pipelines.snapshots import assert_same, snapshot
 
 N_IMAGES, SHARD_SIZE = 6, 4  # 8 URLs with the two bad ones: 2 shards
-UNFUSED = [n for n in STEP_NAMES if n not in FUSED]  # a fused step replaces its parts: never both
 
 
 def _missing(module: str) -> str | None:
