@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import ClassVar, Literal
 
 from regionset.common.typed_config import ConfigError
 
@@ -69,6 +69,8 @@ class ExecutorConfig:
     spark: SparkConfig = field(default_factory=SparkConfig)
     connect_timeout: float = 20.0
     stall_timeout: float = 3600.0
+    # how long to wait on a stuck engine, not what a build makes: left out of the config hash
+    NOT_HASHED: ClassVar[tuple[str, ...]] = ("stall_timeout",)
 
     def check(self) -> None:
         """Raise ConfigError naming the key for a setting that cannot work."""

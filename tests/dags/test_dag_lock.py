@@ -17,7 +17,7 @@ from tests.conftest import make_jpeg
 from tests.dags.test_regionset_dag import DRIVER, REPO, VENV_PYTHON, _write
 from tests.helpers import table_hash, write_urls
 
-pytestmark = pytest.mark.airflow
+pytestmark = [pytest.mark.airflow, pytest.mark.slow]  # ~4 min: a whole dag.test() run with a CLI build during it
 
 
 def _config(tmp_path, urls, out) -> str:
