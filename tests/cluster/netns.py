@@ -6,7 +6,8 @@ own firewall or routes. Each ``Host`` is a network namespace with one interface 
 ``10.231.N.X``, no default route: its traffic stays on the bridge) and one process tree in its own
 PID and mount namespaces, with a private tmpfs on ``/tmp`` (its HOME and working directory are
 ``/tmp/home``) and on ``/dev/shm``. Hosts share only the installed environment (this repository
-and its virtualenv) and whatever they reach over the bridge.
+and its virtualenv, bound back into the private ``/tmp`` where they live under it) and whatever
+they reach over the bridge.
 
 The runner (the test process, in the root namespace) gets ``10.231.N.1`` on a link to the bridge,
 to talk to the object store and read results; the root namespace is no gateway (the hosts have no
@@ -29,10 +30,29 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 PREFIX = "rsc"  # every namespace / link this module makes starts with it
 HOST_HOME = "/tmp/home"
+KEEP = "/run/regionset-cluster-keep"  # the real /tmp, seen for a moment while a host starts
 START_SECONDS = 20.0
 # Environment that is the runner's own, never a host's: each host gets its own HOME and temp dir.
 NOT_INHERITED = ("HOME", "TMPDIR", "PWD", "OLDPWD", "REGIONSET_CATALOG_DIR", "PYTHONPATH")
 NOT_INHERITED_PREFIXES = ("RAY_", "AWS_", "SPARK_", "PYSPARK_")
+
+
+def shared_under_tmp() -> list[str]:
+    """The installed environment (this virtualenv, this repository) where it lives under ``/tmp``
+    (as in ``.ci/run``, which makes its venv with ``mktemp -d``): bound back into every host's
+    private ``/tmp``, as a cluster's hosts share one image."""
+    keep: set[str] = set()
+    for p in (sys.prefix, sys.base_prefix, str(REPO)):
+        for q in (Path(p), Path(p).resolve()):
+            if q.is_relative_to("/tmp") and q != Path("/tmp"):
+                keep.add(str(q))
+    return sorted(k for k in keep if not any(k != o and k.startswith(o + "/") for o in keep))
+
+
+def _rebind_shared() -> str:
+    """Shell commands (each ending in ``&& ``) that bind each ``shared_under_tmp`` folder back from ``KEEP``."""
+    return "".join(f"mkdir -p '{p}' && mount --bind '{KEEP}/{Path(p).relative_to('/tmp')}' '{p}' && "
+                   for p in shared_under_tmp())
 
 
 def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -104,7 +124,8 @@ class Host:
         """Make the namespace (once) and start the host's first process: a fresh, empty host (bounded wait)."""
         self._link()
         self.procs = []
-        script = (f"mount -t tmpfs -o size=4g tmpfs /tmp && mount -t tmpfs tmpfs /dev/shm && mkdir -p {HOST_HOME} "
+        script = (f"mkdir -p {KEEP} && mount --bind /tmp {KEEP} && mount -t tmpfs -o size=4g tmpfs /tmp "
+                  f"&& {_rebind_shared()}mount -t tmpfs tmpfs /dev/shm && umount -l {KEEP} && mkdir -p {HOST_HOME} "
                   "&& exec sleep 100000")
         self._init = subprocess.Popen(
             ["ip", "netns", "exec", self.ns, "unshare", "--pid", "--fork", "--kill-child", "--mount",
