@@ -18,7 +18,7 @@ from regionset.pipelines.core.catalog import build_catalog
 from regionset.pipelines.core.failpoints import failpoint
 from regionset.pipelines.core.inputs import shard_input
 from regionset.pipelines.core.lineage import append_run, config_digest, new_run_id, write_lineage
-from regionset.pipelines.core.live import live_watchers
+from regionset.pipelines.core.live import live_watchers, notify
 from regionset.pipelines.core.output import Output
 from regionset.pipelines.core.outputs import global_outputs
 from regionset.pipelines.core.progress import console, print_table
@@ -184,11 +184,14 @@ def build(cfg: BuildConfig, executor: Executor | None = None, out: Output | None
         result = BuildResult(out, shards, input_counters=dict(input_counters))
         outputs = {s.name: s.output for s in steps if not isinstance(s, GlobalStep)}
         written: dict[str, str] = {}  # shard folders written by the stages run so far -> stage
-        with live_watchers(ex, out, outputs, len(shards), cfg.metrics, cfg.progress):  # ETA line, metrics.port
+        costs = {s.name: s.cost for s in steps if isinstance(s, GlobalStep)}  # global steps in the ETA
+        with live_watchers(ex, out, outputs, len(shards), cfg.metrics, cfg.progress, costs):  # ETA, metrics.port
             for step in steps:
                 if isinstance(step, GlobalStep):
                     failpoint(f"global:{step.name}")
+                    notify(ex, "step_started", step.name)
                     summary = run_global_step(step, out, shards, ex)
+                    notify(ex, "step_done", step.name, float(summary.get("seconds", 0.0)))
                     result.globals[step.name] = summary
                 else:
                     result.reports.append(ex.run_stage(step, out, shards))

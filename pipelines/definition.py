@@ -14,10 +14,13 @@ from typing import Any
 
 from regionset.common.storage import worker_out
 from regionset.pipelines.config import BuildConfig
+from regionset.pipelines.core.eta import BuildWork, StepCost
 from regionset.pipelines.core.output import Output
+from regionset.pipelines.dedup.cost import group_seconds
 from regionset.pipelines.dedup.semdedup import semdedup
 from regionset.pipelines.dedup.step import group_duplicates
 from regionset.pipelines.executors.base import Executor
+from regionset.pipelines.kmeans.cost import fit_seconds
 from regionset.pipelines.kmeans.fit import fit_kmeans
 from regionset.pipelines.steps import GLOBAL, PIPELINE
 from regionset.schemas.tables import KMEANS
@@ -36,10 +39,12 @@ from regionset.stages.regions import RegionsConfig, RegionsStage
 class GlobalStep:
     """A step that runs once over all shards: ``run(out, executor, shards) -> summary dict``, its
     typed config section already bound (``build_steps``); ``executor`` is the build's, to spread
-    independent tasks on (``fit_kmeans`` with ``fit: per_parent``)."""
+    independent tasks on (``fit_kmeans`` with ``fit: per_parent``). ``cost``: its expected seconds
+    from the build's work so far, for the ETA (``regionset.pipelines.core.eta``; None: no model)."""
 
     name: str
     run: Callable[[Path, Executor, list[int]], dict[str, Any]]
+    cost: StepCost | None = None
 
 
 Step = Stage | GlobalStep
@@ -60,19 +65,38 @@ def _with_sample(cfg: BuildConfig) -> PackConfig:
     return dataclasses.replace(cfg.pack, sample=worker_out(cfg.pack.sample))
 
 
+def _fit_cost(cfg: BuildConfig) -> StepCost:
+    """``fit_kmeans``'s cost model: docs/capacity.md's multiply-adds over the regions embedded."""
+    dims: list[int] = []  # the embedding width, read once (open_clip's config) when first needed
+
+    def cost(work: BuildWork) -> tuple[float, str] | None:
+        if work.regions is None:
+            return None
+        if not dims:
+            dims.append(EmbedStage(cfg.embed).dim)
+        return fit_seconds(cfg.kmeans, dims[0], work.regions, work.cores)
+    return cost
+
+
+def _group_cost(work: BuildWork) -> tuple[float, str] | None:
+    """``group_duplicates``' cost model: linear in the images (``pipelines/dedup/cost.py``)."""
+    return group_seconds(work.images) if work.images is not None else None
+
+
 def build_steps(cfg: BuildConfig) -> list[Step]:
     """The steps of ``cfg.steps``, in pipeline order."""
     factories: dict[str, Callable[[], Step]] = {
         "download": lambda: DownloadStage(cfg.download),
         "dedup": lambda: DedupStage(cfg.dedup),
         "group_duplicates": lambda: GlobalStep(
-            "group_duplicates", lambda out, ex, shards: group_duplicates(out, cfg.dedup, ex, shards)),
+            "group_duplicates", lambda out, ex, shards: group_duplicates(out, cfg.dedup, ex, shards), _group_cost),
         "detect": lambda: DetectStage(cfg.detect),
         "ocr": lambda: OcrStage(cfg.ocr),
         "embed": lambda: EmbedStage(cfg.embed),
         "regions": lambda: RegionsStage(RegionsConfig(cfg.detect, cfg.ocr, cfg.embed)),
         "fit_kmeans": lambda: GlobalStep(
-            "fit_kmeans", lambda out, ex, shards: fit_kmeans(out, cfg.kmeans, ex, shards, progress=cfg.progress)),
+            "fit_kmeans", lambda out, ex, shards: fit_kmeans(out, cfg.kmeans, ex, shards, progress=cfg.progress),
+            _fit_cost(cfg)),
         "assign": lambda: AssignStage(_with_kmeans_dir(cfg)),
         "semdedup": lambda: GlobalStep(
             "semdedup", lambda out, ex, shards: semdedup(out, cfg.semdedup, ex, shards)),

@@ -4,7 +4,10 @@
 and every marker as it comes back, so the figures are the markers' own (the same the build summary
 adds up). ``MetricsServer`` serves ``GET /metrics`` from a daemon thread on ``metrics.host`` and is
 closed when the build ends, however it ends. Names, labels and their meaning: docs/operations.md
-"Live metrics". Memory is read from ``/proc`` (Linux): the driver and every process under it.
+"Live metrics". Memory is read from ``/proc`` (Linux): the driver and every process under it; GPU
+memory where a reader sees a GPU (``core/gpu_memory.py``). Queue depths: per shard stage the shards
+handed to the executor and not back yet (``pending``: queued or running inside the engine, which
+the driver cannot tell apart) and those of stages not started yet (``waiting``).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from typing import Any
 
 from regionset.common.typed_config import ConfigError
 from regionset.pipelines.core.eta import window_rate
+from regionset.pipelines.core.gpu_memory import GpuMemory
 
 PREFIX = "regionset_"
 RATE_WINDOW_S = 60.0
@@ -61,37 +65,50 @@ def _children(pid: int) -> list[int]:
     return kids
 
 
-def process_memory(root: int | None = None, limit: int = 512) -> dict[str, int]:
-    """Resident bytes of the driver (``root``, default this process) and of every process under it
-    (workers), keyed ``driver`` / ``worker-<pid>``; at most ``limit`` processes."""
+def process_tree(root: int | None = None, limit: int = 512) -> dict[int, str]:
+    """The driver (``root``, default this process) and every process under it (workers), pid ->
+    ``driver`` / ``worker-<pid>``; at most ``limit`` processes."""
     root = os.getpid() if root is None else root
-    got: dict[str, int] = {}
-    todo, seen = [root], set()
-    while todo and len(seen) < limit:
+    got: dict[int, str] = {}
+    todo = [root]
+    while todo and len(got) < limit:
         pid = todo.pop()
-        if pid in seen:
+        if pid in got:
             continue
-        seen.add(pid)
-        rss = _rss(pid)
-        if rss is not None:
-            got["driver" if pid == root else f"worker-{pid}"] = rss
+        got[pid] = "driver" if pid == root else f"worker-{pid}"
         todo += _children(pid)
     return got
 
 
+def process_memory(root: int | None = None, limit: int = 512) -> dict[str, int]:
+    """Resident bytes of the driver (``root``, default this process) and of every process under it
+    (workers), keyed ``driver`` / ``worker-<pid>``; at most ``limit`` processes."""
+    return {name: rss for pid, name in process_tree(root, limit).items() if (rss := _rss(pid)) is not None}
+
+
 class BuildMetrics:
     """What the endpoint reports, fed by the driver: per stage shards planned/skipped/done/failed,
-    rows in/out, bytes written, counters by kind and reason (statuses, drops, errors, retries), and
-    the rows/s of the last minute.
+    rows in/out, bytes written, counters by kind and reason (statuses, drops, errors, retries), the
+    rows/s of the last minute, queue depths, global steps running and their seconds, memory.
 
     Args:
         sizes: ``marker -> bytes`` of the shard it committed (0 when unknown, e.g. on object stores).
         clock: the clock for rates (``time.monotonic``; a fake in tests).
         memory: reads per-process memory (``process_memory``; a fake in tests).
+        stages: the build's shard stages, in run order (for the ``waiting`` queue).
+        shards: the build's shard count.
+        gpu: reads GPU memory (``GpuMemory()``; a fake in tests).
+        tree: the driver's process tree, pid -> name (``process_tree``; a fake in tests).
     """
 
-    def __init__(self, sizes: Any = None, clock: Any = time.monotonic, memory: Any = process_memory) -> None:
+    def __init__(self, sizes: Any = None, clock: Any = time.monotonic, memory: Any = process_memory,
+                 stages: list[str] | None = None, shards: int = 0, gpu: Any = None, tree: Any = process_tree) -> None:
         self.sizes, self.clock, self.memory = sizes, clock, memory
+        self.stages, self.shards = list(stages or []), shards
+        self.gpu = gpu if gpu is not None else GpuMemory()
+        self.tree = tree
+        self.step_start: dict[str, float] = {}
+        self.step_seconds: dict[str, float] = {}
         self.lock = threading.Lock()
         self._planned: Counter[str] = Counter()
         self.skipped: Counter[str] = Counter()
@@ -121,6 +138,28 @@ class BuildMetrics:
             self.bytes[s] += nbytes
             self.counters[s].update({k: v for k, v in marker.counters.items() if ":" in k})
             self.times[s].append((self.clock(), marker.rows_in, marker.rows_out))
+
+    def step_started(self, step: str) -> None:
+        """Global step ``step`` starts now."""
+        with self.lock:
+            self.step_start[step] = self.clock()
+
+    def step_done(self, step: str, seconds: float = 0.0) -> None:
+        """Global step ``step`` finished after ``seconds`` (default: measured here)."""
+        with self.lock:
+            start = self.step_start.pop(step, None)
+            self.step_seconds[step] = seconds or (self.clock() - start if start is not None else 0.0)
+
+    def queues(self) -> list[tuple[dict[str, str], float]]:
+        """Shards ``pending`` (planned, not back yet) per started stage, ``waiting`` per stage not started."""
+        got = []
+        for s in dict.fromkeys([*self.stages, *self._planned]):
+            if s in self._planned:
+                left = 0 if self.failed[s] else max(self._planned[s] - self.done[s], 0)
+                got += [({"stage": s, "state": "pending"}, float(left)), ({"stage": s, "state": "waiting"}, 0.0)]
+            else:
+                got += [({"stage": s, "state": "pending"}, 0.0), ({"stage": s, "state": "waiting"}, float(self.shards))]
+        return got
 
     def stage_failed(self, stage: str) -> None:
         """A stage raised (a shard failed past its retries)."""
@@ -170,8 +209,25 @@ class BuildMetrics:
             family("shards_per_second", "gauge", f"Shards/s over the last {RATE_WINDOW_S:.0f} s.",
                    [({"stage": s}, window_rate([p[0] for p in self.times[s]], now, self.started, RATE_WINDOW_S))
                     for s in stages])
+            family("shards_queued", "gauge", "Shards per stage: pending = handed to the executor, not back yet "
+                   "(queued or running); waiting = the stage has not started.", self.queues())
+            steps = sorted(set(self.step_start) | set(self.step_seconds))
+            family("step_running", "gauge", "1 while the global step runs.",
+                   [({"step": s}, float(s in self.step_start)) for s in steps])
+            family("step_seconds", "gauge", "Seconds the global step ran (so far, while it runs).",
+                   [({"step": s}, now - self.step_start[s] if s in self.step_start else self.step_seconds[s])
+                    for s in steps])
         family("process_resident_bytes", "gauge", "Resident memory of the driver and each worker process.",
                [({"process": k}, float(v)) for k, v in sorted(self.memory().items())])
+        gpus = self.gpu.read(self.tree())
+        family("gpu_devices", "gauge", "GPUs the driver sees (0: no GPU; then no GPU memory samples).",
+               [({}, float(self.gpu.devices()))])
+        lab = lambda g: {"process": g.process, "device": g.device, "source": g.source}  # noqa: E731
+        family("gpu_memory_bytes", "gauge", "GPU memory in use per process and device (source torch: the "
+               "driver's allocator; nvml: what the GPU driver reports per process).",
+               [(lab(g), g.used) for g in gpus])
+        family("gpu_memory_peak_bytes", "gauge", "Peak GPU memory per process and device (torch: the "
+               "allocator's peak; nvml: the highest seen by this endpoint).", [(lab(g), g.peak) for g in gpus])
         family("up_seconds", "gauge", "Seconds since the build's metrics started.", [({}, now - self.started)])
         return "\n".join(lines) + "\n"
 

@@ -1,8 +1,10 @@
 """Progress bars (one per stage, with rows/s, shards/min and an ETA; a ``build`` line with the whole
-build's done/total and ETA) and summary tables, drawn with rich. The rates and ETAs: ``core/eta.py``."""
+build's done/total and ETA, global steps included) and summary tables, drawn with rich. The rates
+and ETAs: ``core/eta.py``."""
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -11,31 +13,54 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from regionset.pipelines.core.eta import StageEta, build_eta, format_eta, stage_eta
+from regionset.pipelines.core.eta import (
+    BuildWork,
+    GlobalEta,
+    StageEta,
+    StepCost,
+    build_eta,
+    extrapolate,
+    format_eta,
+    global_eta,
+    stage_eta,
+)
 
 console = Console(stderr=True)
 out_console = Console()
 
 
 class BuildTally:
-    """The whole build's shard-stage progress, for the ``build`` line under each stage's bar: every
-    shard stage's total, what is done (skipped shards count as done) and when each shard finished.
-    An executor watcher (``Executor.watchers``): ``planned`` when a stage is planned, ``shard_done``
-    per marker.
+    """The whole build's progress, for the ``build`` line under each stage's bar: every shard stage's
+    total, what is done (skipped shards count as done) and when each shard finished, and every global
+    step's state and its cost model's expected seconds. An executor watcher (``Executor.watchers``):
+    ``planned`` when a stage is planned, ``shard_done`` per marker; ``step_started`` / ``step_done``
+    around each global step (the build calls them).
 
     Args:
         stages: the build's shard stages, in run order.
         shards: shards of the build (every stage has this many to do or skip).
         clock: the clock (``time.perf_counter``; a fake in tests).
+        steps: the build's global steps: name -> cost model (None: no model).
+        cores: CPU cores of the driver, for the cost models (default: this machine's).
+        announce: print a line with the step's expected seconds when a global step starts.
     """
 
-    def __init__(self, stages: list[str], shards: int, clock: Any = time.perf_counter) -> None:
+    def __init__(self, stages: list[str], shards: int, clock: Any = time.perf_counter,
+                 steps: dict[str, StepCost | None] | None = None, cores: int | None = None,
+                 announce: bool = False) -> None:
         self.clock = clock
         self.order = list(stages)
+        self.shards = shards
         self.total = dict.fromkeys(self.order, shards)
         self.skipped = dict.fromkeys(self.order, 0)
         self.times: dict[str, list[float]] = {n: [] for n in self.order}
         self.started: dict[str, float] = {}
+        self.rows: dict[str, list[int]] = {}  # stage -> [shards done, rows in, rows out]
+        self.costs = dict(steps or {})
+        self.cores = cores or os.cpu_count() or 1
+        self.announce = announce
+        self.step_start: dict[str, float] = {}
+        self.steps_done: set[str] = set()
 
     def planned(self, stage: str, todo: int, skipped: int) -> None:
         """``stage`` starts: ``todo`` shards to run, ``skipped`` already complete."""
@@ -49,6 +74,38 @@ class BuildTally:
     def shard_done(self, marker: Any) -> None:
         """One shard of ``marker.stage`` finished now."""
         self.times.setdefault(marker.stage, []).append(self.clock())
+        r = self.rows.setdefault(marker.stage, [0, 0, 0])
+        r[0] += 1
+        r[1] += getattr(marker, "rows_in", 0)
+        r[2] += getattr(marker, "rows_out", 0)
+
+    def work(self) -> BuildWork:
+        """The build's images (the first stage's input rows) and embedded regions (``embed`` or the
+        fused ``regions`` output rows), extrapolated from the shards done in this run."""
+        first = self.rows.get(self.order[0]) if self.order else None
+        emb = self.rows.get("embed") or self.rows.get("regions")
+        return BuildWork(extrapolate(first[1], first[0], self.shards) if first else None,
+                         extrapolate(emb[2], emb[0], self.shards) if emb else None, self.cores)
+
+    def step_started(self, step: str) -> None:
+        """Global step ``step`` starts now."""
+        self.step_start[step] = self.clock()
+        if self.announce:
+            g = next(s for s in self.steps() if s.step == step)
+            what = f"expected ~{format_eta(g.expected_s)} ({g.source})" if g.expected_s is not None else g.source
+            console.print(f"[bold]{step}[/]: {what}; build ETA {self.summary()[2]}", soft_wrap=True)
+
+    def step_done(self, step: str, seconds: float = 0.0) -> None:
+        """Global step ``step`` finished (after ``seconds``)."""
+        self.steps_done.add(step)
+
+    def steps(self) -> list[GlobalEta]:
+        """Every global step's state and seconds left, now."""
+        if not self.costs:
+            return []
+        now, work = self.clock(), self.work()
+        return [global_eta(name, cost, work, name in self.steps_done, name in self.step_start,
+                           now - self.step_start.get(name, now)) for name, cost in self.costs.items()]
 
     def stages(self) -> list[StageEta]:
         """Every shard stage's progress and ETA, now."""
@@ -59,7 +116,7 @@ class BuildTally:
     def summary(self) -> tuple[int, int, str]:
         """(shard-steps done, in total, the build's ETA as text; ``~`` when a stage not started yet
         is guessed)."""
-        done, total, left, guessed = build_eta(self.stages())
+        done, total, left, guessed = build_eta(self.stages(), self.steps())
         return done, total, f"{'~' if guessed and left else ''}{format_eta(left)}"
 
     def line(self) -> str:

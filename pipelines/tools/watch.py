@@ -6,6 +6,12 @@ folder is listed again only when its modification time changed (a local folder; 
 has no folder times and is listed, names only, every refresh) and only markers not seen before are
 read, so a refresh at 100,000 shards costs what changed since the last one (BENCHMARKS.md "status
 --watch at 100,000 shards").
+
+Global steps (``group_duplicates``, ``fit_kmeans``, ``semdedup``) are in the ETA too: one is done
+when its completion file exists (one stat or HEAD per refresh), running once every shard stage
+before it is done (since the last of their markers finished), and its seconds come from its cost
+model (``GlobalStep.cost``, from the build's saved config) over the images and regions extrapolated
+from the markers read, on this machine's cores.
 """
 
 from __future__ import annotations
@@ -21,12 +27,29 @@ import yaml
 
 from regionset.common.shard_names import STATE_DIR, shard_id
 from regionset.common.storage import is_remote
-from regionset.pipelines.core.eta import StageEta, build_eta, format_eta, stage_eta
+from regionset.pipelines.core.eta import (
+    BuildWork,
+    GlobalEta,
+    StageEta,
+    StepCost,
+    build_eta,
+    extrapolate,
+    format_eta,
+    global_eta,
+    stage_eta,
+)
 from regionset.pipelines.core.lineage import LINEAGE_FILE
 from regionset.pipelines.core.output import Output
+from regionset.pipelines.core.outputs import global_outputs
 from regionset.pipelines.core.progress import out_console, print_table
-from regionset.pipelines.steps import PIPELINE, SHARD
-from regionset.schemas import INPUT
+from regionset.pipelines.definition import GlobalStep, build_steps
+from regionset.pipelines.steps import GLOBAL, PIPELINE, SHARD
+from regionset.pipelines.tools.retry import saved_config
+from regionset.schemas import DUPLICATES, INPUT, REGION_DUPLICATES
+from regionset.schemas.tables import KMEANS
+
+# global step -> the folder it commits (its completion file: core/outputs.py ``global_outputs``)
+GLOBAL_FOLDERS = {"group_duplicates": DUPLICATES, "fit_kmeans": KMEANS, "semdedup": REGION_DUPLICATES}
 
 FAILURE_KINDS = ("error",)  # counters that are failures; plus every ``status:*`` other than success
 
@@ -77,6 +100,7 @@ class StageFeed:
     fails: list[tuple[float, int]] = field(default_factory=list)
     started: float | None = None
     rows_in: int = 0
+    rows_out: int = 0
     reads: int = 0
 
     def refresh(self) -> int:
@@ -97,20 +121,38 @@ class StageFeed:
             start = t - float(m.get("seconds", 0.0))
             self.started = start if self.started is None else min(self.started, start)
             self.rows_in += int(m.get("rows_in", 0))
+            self.rows_out += int(m.get("rows_out", 0))
             if f := failures(m.get("counters", {})):
                 self.fails.append((t, f))
         return n
 
 
-def shard_stages(out: Output) -> list[str]:
-    """The shard stages the build runs, from its ``regionset.yaml`` (every shard stage if unreadable)."""
-    kinds = dict(PIPELINE)
+def build_step_names(out: Output) -> list[str]:
+    """The steps the build runs, in run order, from its ``regionset.yaml`` (every step if unreadable)."""
     try:
         steps = (yaml.safe_load((out / LINEAGE_FILE).read_text()) or {}).get("config", {}).get("steps")
     except (OSError, yaml.YAMLError):
         steps = None
-    names = steps or [n for n, _ in PIPELINE]
-    return [n for n in names if kinds.get(n) == SHARD]
+    named = set(steps or [n for n, _ in PIPELINE])
+    return [n for n, _ in PIPELINE if n in named]
+
+
+def shard_stages(out: Output) -> list[str]:
+    """The shard stages the build runs, from its ``regionset.yaml`` (every shard stage if unreadable)."""
+    kinds = dict(PIPELINE)
+    return [n for n in build_step_names(out) if kinds.get(n) == SHARD]
+
+
+def step_costs(out: Output) -> dict[str, StepCost | None]:
+    """Each global step of the build -> its cost model, from the saved config (no model when the
+    config cannot be read back: the step still shows as done / running / waiting)."""
+    kinds = dict(PIPELINE)
+    names = [n for n in build_step_names(out) if kinds.get(n) == GLOBAL]
+    try:
+        steps = {s.name: s for s in build_steps(saved_config(out)) if isinstance(s, GlobalStep)}
+    except Exception:  # noqa: BLE001 - any unreadable or older config: watch without models
+        steps = {}
+    return {n: getattr(steps.get(n), "cost", None) for n in names}
 
 
 class BuildWatch:
@@ -125,7 +167,13 @@ class BuildWatch:
         self.out, self.window_s = Output.of(out), window_s
         self.inputs = Folder(self.out / INPUT)
         self.shards: set[int] = set()
+        self.order = build_step_names(self.out)
         self.feeds = {s: StageFeed(s, Folder(self.out / STATE_DIR / s)) for s in shard_stages(self.out)}
+        self.costs = step_costs(self.out)
+        self.cores = os.cpu_count() or 1
+        commits = global_outputs()
+        self.commits = {n: self.out / commits[GLOBAL_FOLDERS[n]] for n in self.costs if n in GLOBAL_FOLDERS}
+        self.steps_done: set[str] = set()
 
     def refresh(self, now: float | None = None) -> list[StageEta]:
         """Read what changed and return every shard stage's progress and ETA at ``now`` (epoch s)."""
@@ -137,19 +185,67 @@ class BuildWatch:
         return [stage_eta(s, f.times, max(total, len(f.times)), now, f.started, self.window_s)
                 for s, f in self.feeds.items()]
 
+    def work(self) -> BuildWork:
+        """Images (the first stage's rows in) and embedded regions (``embed`` / ``regions`` rows out),
+        extrapolated from the markers read to every input shard."""
+        total = len(self.shards)
+        first = next(iter(self.feeds.values()), None)
+        emb = self.feeds.get("embed") or self.feeds.get("regions")
+        return BuildWork(extrapolate(first.rows_in, len(first.times), total) if first else None,
+                         extrapolate(emb.rows_out, len(emb.times), total) if emb else None, self.cores)
+
+    def global_etas(self, stages: list[StageEta], now: float) -> list[GlobalEta]:
+        """Every global step's state and seconds left at ``now``, after a ``refresh`` gave ``stages``.
+
+        Args:
+            stages: the shard stages' progress from ``refresh``.
+            now: the present (epoch s).
+        """
+        complete = {e.stage: e.total > 0 and e.done >= e.total for e in stages}
+        work, got, last = self.work(), [], None  # last: when the shard stages before the step finished
+        for name in self.order:
+            if name in self.feeds:
+                times = self.feeds[name].times
+                last = times[-1] if times else None
+                continue
+            if name not in self.costs:
+                continue
+            if name not in self.steps_done and name in self.commits and self.commits[name].exists():
+                self.steps_done.add(name)  # a committed step stays done: no more stat for it
+            before = [s for s in self.order[:self.order.index(name)] if s in self.feeds]
+            running = all(complete.get(s, False) for s in before) and name not in self.steps_done
+            elapsed = max(now - last, 0.0) if running and last is not None else 0.0
+            got.append(global_eta(name, self.costs[name], work, name in self.steps_done, running, elapsed))
+        return got
+
     def recent_failures(self, stage: str, now: float) -> int:
         """Failed rows of ``stage`` in markers finished within the window."""
         return sum(n for t, n in self.feeds[stage].fails if t > now - self.window_s)
 
 
-def watch_rows(watch: BuildWatch, etas: list[StageEta], now: float) -> list[list[Any]]:
-    """The table's rows: per stage, then the whole build."""
+def global_row(g: GlobalEta) -> list[Any]:
+    """A global step's row: its state, the model's seconds and where they come from, its ETA."""
+    state = "done" if g.done else f"running {format_eta(g.elapsed_s)}" if g.running else "waiting"
+    model = "" if g.done else (f"model {format_eta(g.expected_s)}: {g.source}" if g.expected_s is not None
+                               else g.source)
+    return [g.step, f"global: {state}", model, format_eta(g.eta_s), "", ""]
+
+
+def watch_rows(watch: BuildWatch, etas: list[StageEta], now: float,
+               steps: list[GlobalEta] | None = None) -> list[list[Any]]:
+    """The table's rows: per step in run order (shard stages and global steps), then the whole build."""
+    steps = watch.global_etas(etas, now) if steps is None else steps
+    by_name = {e.stage: e for e in etas} | {g.step: g for g in steps}
     rows = []
-    for e in etas:
+    for name in [n for n in watch.order if n in by_name]:
+        e = by_name[name]
+        if isinstance(e, GlobalEta):
+            rows.append(global_row(e))
+            continue
         f = watch.feeds[e.stage]
         rows.append([e.stage, f"{e.done}/{e.total}", f"{e.rate * 60:,.2f}", format_eta(e.eta_s),
                      sum(n for _, n in f.fails), watch.recent_failures(e.stage, now)])
-    done, total, left, guessed = build_eta(etas)
+    done, total, left, guessed = build_eta(etas, steps)
     rows.append(["build", f"{done}/{total}", "", ("~" if guessed and left else "") + format_eta(left), "", ""])
     return rows
 
@@ -171,13 +267,14 @@ def run_watch(out: Output, interval: float = 5.0, count: int = 0, max_seconds: f
         t0 = time.perf_counter()
         now = time.time()
         etas = watch.refresh(now)
+        steps = watch.global_etas(etas, now)
         took = time.perf_counter() - t0
         print_table(f"{out} at {time.strftime('%H:%M:%S')}: shards/min over the last "
                     f"{watch.window_s / 60:.0f} min, refresh {took:.2f} s",
-                    ["stage", "done/total", "shards/min", "ETA", "failed rows", "failed (window)"],
-                    watch_rows(watch, etas, now))
+                    ["step", "done/total", "shards/min", "ETA", "failed rows", "failed (window)"],
+                    watch_rows(watch, etas, now, steps))
         n += 1
-        finished = bool(etas) and all(e.total and e.done >= e.total for e in etas)
+        finished = bool(etas) and all(e.total and e.done >= e.total for e in etas) and all(g.done for g in steps)
         if finished or (count and n >= count) or time.monotonic() + interval > deadline:
             if finished:
                 out_console.print("every stage is done")

@@ -6,7 +6,8 @@ import math
 
 import pytest
 
-from regionset.pipelines.tools.estimate.projection import KMEANS_MADDS_PER_CORE_S, kmeans_madds, project
+from regionset.pipelines.kmeans.cost import KMEANS_MADDS_PER_CORE_S, kmeans_madds
+from regionset.pipelines.tools.estimate.projection import project
 
 # Unit costs as measure_sample records them (numbers of a 20-URL demo sample on 2 cores, rounded).
 RECORDED = {

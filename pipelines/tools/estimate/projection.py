@@ -4,7 +4,7 @@ Pure: no I/O, no clock. Input is the dict ``measure.measure_sample`` records (``
 below), output a dict whose every figure carries ``from`` (the measured unit it was scaled from)
 and ``extrapolated`` (True when the unit is applied far outside what was measured: more than
 ``EXTRAPOLATION_FACTOR`` x the sample, or on another worker count than measured). The k-means fit
-and assign follow docs/capacity.md's multiply-add model (``KMEANS_MADDS_PER_CORE_S``).
+and assign follow docs/capacity.md's multiply-add model (``pipelines/kmeans/cost.py``).
 """
 
 from __future__ import annotations
@@ -12,11 +12,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from regionset.pipelines.kmeans.sizing import auto_levels
+from regionset.pipelines.kmeans.cost import KMEANS_MADDS_PER_CORE_S, fit_levels, kmeans_madds
 
-# docs/capacity.md "Compute per stage": 2.19e10 multiply-adds/s on 2 threads, 1.1e10 per core
-# (measured at d = 64, K = 16,384; assumed the same at other d).
-KMEANS_MADDS_PER_CORE_S = 1.1e10
 EXTRAPOLATION_FACTOR = 10.0
 # Requests a shard stage makes on an object store per shard: GET each input, PUT the shard, PUT its
 # marker (pipelines/core/shard_run.py); one LIST page per 1,000 markers when planning.
@@ -73,29 +70,6 @@ def project_stage(name: str, stage: dict[str, Any], costs: dict[str, Any], image
             "gpu_s": units * gpu_per_unit, "from": src, "extrapolated": extrapolated}
 
 
-def kmeans_madds(levels: list[int], sample: int, regions: float, dim: int, niter: int, refine: int,
-                 beam: int) -> dict[str, float]:
-    """docs/capacity.md's multiply-add counts for a hierarchical fit and its assignment.
-
-    Args:
-        levels: clusters per level (branching), e.g. ``[1000, 1000]``.
-        sample: points the fit samples (capped at the regions there are).
-        regions: regions to assign.
-        dim: embedding dimension.
-        niter: Lloyd iterations per fit.
-        refine: exact refinement passes over the sample.
-        beam: beam width of the assignment (0 = exact).
-    """
-    leaves = math.prod(levels)
-    n = min(float(sample), regions)
-    fits = n * levels[-1] * dim * niter if len(levels) > 1 else 0.0  # per-parent fits: each point once
-    level0 = min(n, 256.0 * levels[0]) * levels[0] * dim * niter
-    refinement = (refine + 1) * n * leaves * dim  # refine passes + one stats pass, exact
-    exact = regions * leaves * dim
-    beamed = regions * (levels[0] + beam * (leaves // levels[0])) * dim if beam and len(levels) > 1 else exact
-    return {"fit": level0 + fits + refinement, "assign": min(beamed, exact), "leaves": float(leaves)}
-
-
 def project_kmeans(stage: dict[str, Any], costs: dict[str, Any], regions: float, workers: int) -> dict[str, Any]:
     """The fit_kmeans step at scale: the sample's measured wall (fixed costs: reading, writing the
     tree) plus the multiply-add model of docs/capacity.md on ``workers`` cores.
@@ -109,7 +83,7 @@ def project_kmeans(stage: dict[str, Any], costs: dict[str, Any], regions: float,
     """
     k = costs["kmeans"]
     n = int(min(k["sample_size"], regions))
-    levels = list(k["levels"]) if k["levels"] != "auto" else list(auto_levels(n))
+    levels = fit_levels(k["levels"], n)
     leaves = math.prod(levels)
     beam = k["beam"] if k["search"] == "beam" or (k["search"] == "auto" and leaves >= k["beam_min_leaves"]) else 0
     m = kmeans_madds(levels, n, regions, k["dim"], k["niter"], k["refine_iters"], beam)
