@@ -78,9 +78,9 @@ def _fit_cost(cfg: BuildConfig) -> StepCost:
     return cost
 
 
-def _group_cost(work: BuildWork) -> tuple[float, str] | None:
-    """``group_duplicates``' cost model: linear in the images (``pipelines/dedup/cost.py``)."""
-    return group_seconds(work.images) if work.images is not None else None
+def _group_cost(cfg: BuildConfig) -> StepCost:
+    """``group_duplicates``' cost model: the measured grouping rates over the images (``pipelines/dedup/cost.py``)."""
+    return lambda work: group_seconds(cfg.dedup, work.images) if work.images is not None else None
 
 
 def build_steps(cfg: BuildConfig) -> list[Step]:
@@ -89,7 +89,8 @@ def build_steps(cfg: BuildConfig) -> list[Step]:
         "download": lambda: DownloadStage(cfg.download),
         "dedup": lambda: DedupStage(cfg.dedup),
         "group_duplicates": lambda: GlobalStep(
-            "group_duplicates", lambda out, ex, shards: group_duplicates(out, cfg.dedup, ex, shards), _group_cost),
+            "group_duplicates", lambda out, ex, shards: group_duplicates(out, cfg.dedup, ex, shards),
+            _group_cost(cfg)),
         "detect": lambda: DetectStage(cfg.detect),
         "ocr": lambda: OcrStage(cfg.ocr),
         "embed": lambda: EmbedStage(cfg.embed),

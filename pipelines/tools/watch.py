@@ -224,10 +224,11 @@ class BuildWatch:
 
 
 def global_row(g: GlobalEta) -> list[Any]:
-    """A global step's row: its state, the model's seconds and where they come from, its ETA."""
-    state = "done" if g.done else f"running {format_eta(g.elapsed_s)}" if g.running else "waiting"
-    model = "" if g.done else (f"model {format_eta(g.expected_s)}: {g.source}" if g.expected_s is not None
-                               else g.source)
+    """A global step's row: its state, the model's seconds, its ETA (where the model's figure comes
+    from is printed under the table)."""
+    ran = format_eta(g.elapsed_s) if g.elapsed_s > 0 else "0:00"
+    state = "done" if g.done else f"running {ran}" if g.running else "waiting"
+    model = "" if g.done or g.expected_s is None else f"model {format_eta(g.expected_s)}"
     return [g.step, f"global: {state}", model, format_eta(g.eta_s), "", ""]
 
 
@@ -273,6 +274,9 @@ def run_watch(out: Output, interval: float = 5.0, count: int = 0, max_seconds: f
                     f"{watch.window_s / 60:.0f} min, refresh {took:.2f} s",
                     ["step", "done/total", "shards/min", "ETA", "failed rows", "failed (window)"],
                     watch_rows(watch, etas, now, steps))
+        for g in steps:
+            if not g.done:
+                out_console.print(f"{g.step}: {g.source}", soft_wrap=True)
         n += 1
         finished = bool(etas) and all(e.total and e.done >= e.total for e in etas) and all(g.done for g in steps)
         if finished or (count and n >= count) or time.monotonic() + interval > deadline:

@@ -13,7 +13,7 @@ from regionset.pipelines.config import load_config
 from regionset.pipelines.core.eta import BuildWork, GlobalEta, StageEta, build_eta, extrapolate, global_eta
 from regionset.pipelines.core.outputs import GROUP_DUPLICATES_STATE
 from regionset.pipelines.core.progress import BuildTally
-from regionset.pipelines.dedup.cost import GROUP_SECONDS_PER_IMAGE, group_seconds
+from regionset.pipelines.dedup.cost import BANDS_S_PER_HASH_AT_1M, FIXED_S, HALVES_S_PER_HASH, group_seconds
 from regionset.pipelines.definition import GlobalStep, build_steps
 from regionset.pipelines.kmeans.cost import KMEANS_MADDS_PER_CORE_S, fit_seconds, kmeans_madds
 from regionset.pipelines.tools.watch import BuildWatch, watch_rows
@@ -50,7 +50,11 @@ def test_fit_cost_model_is_the_estimates_multiply_add_model():
     assert fit_seconds(km, 64, 0.0, 4)[0] == 0.0
     auto = SimpleNamespace(levels="auto", sample_size=1000, niter=20, refine_iters=0)
     assert fit_seconds(auto, 64, 400.0, 1)[0] > 0  # auto levels resolved for the 400 regions sampled
-    assert group_seconds(1000)[0] == pytest.approx(1000 * GROUP_SECONDS_PER_IMAGE)
+    dedup = SimpleNamespace(scheme="auto", auto_limit=1_000_000, halvings=2)
+    assert group_seconds(dedup, 1000)[0] == pytest.approx(FIXED_S + 1000 * BANDS_S_PER_HASH_AT_1M)
+    assert group_seconds(dedup, 3e6)[0] == pytest.approx(FIXED_S + 3e6 * HALVES_S_PER_HASH[2])  # auto: halves
+    bands = SimpleNamespace(scheme="bands", auto_limit=1_000_000, halvings=2)
+    assert group_seconds(bands, 3e6)[0] == pytest.approx(FIXED_S + 3e6 * 3 * BANDS_S_PER_HASH_AT_1M)  # quadratic
 
 
 def test_build_steps_bind_cost_models_to_global_steps(tmp_path):
@@ -58,7 +62,7 @@ def test_build_steps_bind_cost_models_to_global_steps(tmp_path):
     steps = {s.name: s for s in build_steps(cfg) if isinstance(s, GlobalStep)}
     assert set(steps) == {"group_duplicates", "fit_kmeans"}
     work = BuildWork(images=1000.0, regions=5000.0, cores=2)
-    assert steps["group_duplicates"].cost(work)[0] == pytest.approx(1000 * GROUP_SECONDS_PER_IMAGE)
+    assert steps["group_duplicates"].cost(work)[0] == pytest.approx(group_seconds(cfg.dedup, 1000)[0])
     expected = fit_seconds(cfg.kmeans, _dim(cfg), 5000.0, 2)[0]
     assert steps["fit_kmeans"].cost(work)[0] == pytest.approx(expected)
     assert steps["fit_kmeans"].cost(BuildWork(1000.0, None, 2)) is None  # no region embedded yet
@@ -112,7 +116,7 @@ def test_watch_shows_global_steps_from_markers_and_commit_files(tmp_path):
     etas = w.refresh(now=now)
     g, k = w.global_etas(etas, now)
     assert g.step == "group_duplicates" and g.running and not g.done and g.elapsed_s == pytest.approx(6.0)
-    assert g.expected_s == pytest.approx(40 * GROUP_SECONDS_PER_IMAGE)  # 4 shards x 10 images
+    assert g.expected_s == pytest.approx(FIXED_S + 40 * BANDS_S_PER_HASH_AT_1M)  # 4 shards x 10 images
     assert k.step == "fit_kmeans" and not k.running and k.eta_s is None  # no region embedded yet
     rows = watch_rows(w, etas, now)
     assert [r[0] for r in rows] == ["download", "dedup", "group_duplicates", "embed", "fit_kmeans", "build"]
@@ -126,3 +130,13 @@ def test_watch_shows_global_steps_from_markers_and_commit_files(tmp_path):
     assert g.done and g.eta_s == 0.0
     assert w.work().regions == 160.0  # 2 of 4 shards embedded, 40 regions each
     assert k.expected_s is not None and not k.running and k.eta_s == pytest.approx(k.expected_s)
+
+
+def test_status_watch_prints_global_step_rows(tmp_path, capsys):
+    from regionset.pipelines.cli import main
+
+    out = tmp_path / "out"
+    _global_state(out, [])
+    assert main(["status", str(out), "--watch", "--interval", "0.1", "--count", "1"]) == 0
+    lines = capsys.readouterr().out.splitlines()  # the table may wrap at the test's width; the lines under it not
+    assert lines[-2].startswith("group_duplicates: 1 s + bands") and lines[-1] == "fit_kmeans: no model yet"
