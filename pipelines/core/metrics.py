@@ -12,22 +12,20 @@ the driver cannot tell apart) and those of stages not started yet (``waiting``).
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
 from regionset.common.typed_config import ConfigError
 from regionset.pipelines.core.eta import window_rate
 from regionset.pipelines.core.gpu_memory import GpuMemory
+from regionset.pipelines.core.processes import process_memory, process_tree
 
 PREFIX = "regionset_"
 RATE_WINDOW_S = 60.0
-_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 
 @dataclass(frozen=True)
@@ -46,44 +44,6 @@ class MetricsConfig:
         """Raise ConfigError naming the key for a setting that cannot work."""
         if not 0 <= self.port <= 65535:
             raise ConfigError("metrics.port: must be 0 (off) or a TCP port 1-65535")
-
-
-def _rss(pid: int) -> int | None:
-    try:
-        return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * _PAGE
-    except (OSError, ValueError, IndexError):
-        return None
-
-
-def _children(pid: int) -> list[int]:
-    kids: list[int] = []
-    try:
-        for task in Path(f"/proc/{pid}/task").iterdir():
-            kids += [int(k) for k in (task / "children").read_text().split()]
-    except (OSError, ValueError):
-        pass
-    return kids
-
-
-def process_tree(root: int | None = None, limit: int = 512) -> dict[int, str]:
-    """The driver (``root``, default this process) and every process under it (workers), pid ->
-    ``driver`` / ``worker-<pid>``; at most ``limit`` processes."""
-    root = os.getpid() if root is None else root
-    got: dict[int, str] = {}
-    todo = [root]
-    while todo and len(got) < limit:
-        pid = todo.pop()
-        if pid in got:
-            continue
-        got[pid] = "driver" if pid == root else f"worker-{pid}"
-        todo += _children(pid)
-    return got
-
-
-def process_memory(root: int | None = None, limit: int = 512) -> dict[str, int]:
-    """Resident bytes of the driver (``root``, default this process) and of every process under it
-    (workers), keyed ``driver`` / ``worker-<pid>``; at most ``limit`` processes."""
-    return {name: rss for pid, name in process_tree(root, limit).items() if (rss := _rss(pid)) is not None}
 
 
 class BuildMetrics:
