@@ -4,7 +4,9 @@ Serves ``--urls`` distinct demo-like images on loopback (3 synthetic scenes : 1 
 as bench/stages.py), runs ``measure_sample`` on the first ``--sample`` URLs and projects the whole
 list (``project``, this machine's cores), then runs the real build of every URL with the same config
 in a fresh process (as a user would: no model or import already warm) and prints predicted vs actual
-wall per step and in total, and bytes per table.
+wall per step and in total, bytes per table, and what the build's ETA models of the global steps
+(``GlobalStep.cost``: the progress line and ``status --watch``) predicted for the real build's images
+and regions against the seconds those steps took.
 
     python bench/estimate_accuracy.py --urls 1000 --sample 100
 """
@@ -24,7 +26,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from regionset.pipelines.build import build  # noqa: E402
 from regionset.pipelines.config import load_config  # noqa: E402
+from regionset.pipelines.core.eta import BuildWork  # noqa: E402
 from regionset.pipelines.core.progress import print_table  # noqa: E402
+from regionset.pipelines.definition import GlobalStep, build_steps  # noqa: E402
 from regionset.pipelines.executors.local import LocalExecutor  # noqa: E402
 from regionset.pipelines.tools.demo.run import demo_overrides  # noqa: E402
 from regionset.pipelines.tools.demo.server import LoopbackServer  # noqa: E402
@@ -55,7 +59,11 @@ def child_build(urls: str, out: str, shard_size: int, report: str) -> None:
         result = build(cfg, executor=metered)
     steps = {s["stage"]: s["wall_s"] for s in metered.spans}
     steps.update({k: float(v.get("seconds", 0.0)) for k, v in result.globals.items()})
-    Path(report).write_text(json.dumps({"steps": steps, "build_s": time.perf_counter() - t}))
+    reports = {r.stage: r for r in result.reports}
+    work = BuildWork(float(reports["download"].rows_in), float(reports["embed"].rows_out), os.cpu_count() or 1)
+    models = {s.name: s.cost(work) for s in build_steps(cfg) if isinstance(s, GlobalStep) and s.cost is not None}
+    Path(report).write_text(json.dumps({"steps": steps, "build_s": time.perf_counter() - t, "models": models,
+                                        "work": [work.images, work.regions, work.cores]}))
 
 
 def pct(pred: float, actual: float) -> str:
@@ -84,8 +92,8 @@ def main() -> None:
             report = tmp / "actual.json"
             subprocess.run([sys.executable, __file__, "--shard-size", str(args.shard_size), "--child", str(urls),
                             str(tmp / "out"), str(report)], check=True, timeout=6 * 3600)
-            got = json.loads(report.read_text())
-        actual, build_s = got["steps"], got["build_s"]
+            got_all = json.loads(report.read_text())
+        actual, build_s = got_all["steps"], got_all["build_s"]
         rows = [[name, f"{s['wall_s']:.1f}", f"{actual.get(name, 0.0):.1f}", pct(s["wall_s"], actual.get(name, 0.0)),
                  "⚠" if s["extrapolated"] else ""] for name, s in proj["stages"].items()]
         steps_actual = sum(actual.values())
@@ -104,6 +112,11 @@ def main() -> None:
             brows.append([table, f"{pred:,.0f}", f"{got:,}", pct(pred, got)])
         brows.append(["all tables", f"{pred_total:,.0f}", f"{act_total:,}", pct(pred_total, act_total)])
         print_table("bytes per table: predicted vs actual", ["table", "predicted", "actual", "error"], brows)
+        images, regions, cores = got_all["work"]
+        mrows = [[name, f"{m[0]:.2f}", f"{actual.get(name, 0.0):.2f}", pct(m[0], actual.get(name, 0.0)), m[1]]
+                 for name, m in got_all["models"].items() if m is not None]
+        print_table(f"ETA models of the global steps ({images:.0f} images, {regions:.0f} regions, {cores} cores) vs "
+                    "the seconds they took", ["step", "model s", "actual s", "error", "from"], mrows)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -134,7 +134,10 @@ def global_eta(step: str, cost: StepCost | None, work: BuildWork, done: bool, ru
         running: it is running now.
         elapsed_s: seconds it has run.
     """
-    got = cost(work) if cost is not None and not done else None
+    try:
+        got = cost(work) if cost is not None and not done else None
+    except Exception as err:  # noqa: BLE001 - a model that cannot run must not stop a build or a watch
+        return GlobalEta(step, done, running, None, elapsed_s, f"no model: {type(err).__name__}: {err}")
     expected, source = got if got is not None else (None, "" if done else "no model yet")
     return GlobalEta(step, done, running, expected, elapsed_s, source)
 

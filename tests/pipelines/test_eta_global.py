@@ -33,6 +33,12 @@ def test_global_eta_counts_down_from_the_model_and_never_below_zero():
     assert unknown.eta_s is None and unknown.source == "no model yet"
     assert extrapolate(30, 3, 10) == 100.0 and extrapolate(0, 0, 10) is None
 
+    def broken(work):
+        raise FileNotFoundError("rice:/gone/config.json")
+
+    g = global_eta("fit_kmeans", broken, work, done=False, running=True)
+    assert g.eta_s is None and g.source.startswith("no model: FileNotFoundError")
+
 
 def test_build_eta_adds_global_steps_and_guesses_without_a_model():
     stages = [StageEta("download", 10, 10, 0.5, 0.0), StageEta("embed", 5, 10, 0.1, 50.0)]
