@@ -15,6 +15,9 @@ from regionset.pipelines.kmeans.sizing import auto_levels
 # docs/capacity.md "Compute per stage": 2.19e10 multiply-adds/s on 2 threads, 1.1e10 per core
 # (measured at d = 64, K = 16,384; assumed the same at other d).
 KMEANS_MADDS_PER_CORE_S = 1.1e10
+# The step's fixed cost (reading the sample, writing the tree): 0.3-0.6 s on the 2-core test machine
+# for 8-200 images (bench/estimate_accuracy.py, BENCHMARKS.md "Estimate accuracy").
+FIT_FIXED_S = 0.5
 
 
 def kmeans_madds(levels: list[int], sample: int, regions: float, dim: int, niter: int, refine: int,
@@ -52,8 +55,8 @@ def fit_levels(levels: Any, sample: int) -> list[int]:
 
 def fit_seconds(kmeans: Any, dim: int, regions: float, cores: int) -> tuple[float, str]:
     """Expected seconds of the ``fit_kmeans`` step over ``regions`` embedded regions on ``cores``
-    cores: the model's multiply-adds at ``KMEANS_MADDS_PER_CORE_S`` per core. Fixed costs (reading
-    the sample, writing the tree) are not in it. Returns (seconds, where the figure comes from).
+    cores: ``FIT_FIXED_S`` + the model's multiply-adds at ``KMEANS_MADDS_PER_CORE_S`` per core.
+    Returns (seconds, where the figure comes from).
 
     Args:
         kmeans: the ``kmeans`` section (``levels``, ``sample_size``, ``niter``, ``refine_iters``).
@@ -63,9 +66,9 @@ def fit_seconds(kmeans: Any, dim: int, regions: float, cores: int) -> tuple[floa
     """
     n = int(min(kmeans.sample_size, max(regions, 0.0)))
     if n <= 0:
-        return 0.0, "k-means model: no regions"
+        return FIT_FIXED_S, "k-means model: no regions (fixed cost only)"
     levels = fit_levels(kmeans.levels, n)
     madds = kmeans_madds(levels, n, regions, dim, kmeans.niter, kmeans.refine_iters, 0)["fit"]
-    seconds = madds / KMEANS_MADDS_PER_CORE_S / max(cores, 1)
-    return seconds, (f"docs/capacity.md k-means model: {madds:.3g} multiply-adds at "
+    seconds = FIT_FIXED_S + madds / KMEANS_MADDS_PER_CORE_S / max(cores, 1)
+    return seconds, (f"{FIT_FIXED_S:g} s + docs/capacity.md k-means model: {madds:.3g} multiply-adds at "
                      f"{KMEANS_MADDS_PER_CORE_S:.2g}/core-s on {max(cores, 1)} cores")

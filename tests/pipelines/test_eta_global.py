@@ -15,7 +15,7 @@ from regionset.pipelines.core.outputs import GROUP_DUPLICATES_STATE
 from regionset.pipelines.core.progress import BuildTally
 from regionset.pipelines.dedup.cost import BANDS_S_PER_HASH_AT_1M, FIXED_S, HALVES_S_PER_HASH, group_seconds
 from regionset.pipelines.definition import GlobalStep, build_steps
-from regionset.pipelines.kmeans.cost import KMEANS_MADDS_PER_CORE_S, fit_seconds, kmeans_madds
+from regionset.pipelines.kmeans.cost import FIT_FIXED_S, KMEANS_MADDS_PER_CORE_S, fit_seconds, kmeans_madds
 from regionset.pipelines.tools.watch import BuildWatch, watch_rows
 from tests.pipelines.test_eta import T0, write_state
 
@@ -51,11 +51,12 @@ def test_build_eta_adds_global_steps_and_guesses_without_a_model():
 def test_fit_cost_model_is_the_estimates_multiply_add_model():
     km = SimpleNamespace(levels=[10, 10], sample_size=1000, niter=20, refine_iters=2)
     seconds, source = fit_seconds(km, 64, 5000.0, 4)
-    assert seconds == pytest.approx(kmeans_madds([10, 10], 1000, 5000.0, 64, 20, 2, 0)["fit"] / KMEANS_MADDS_PER_CORE_S / 4)
+    madds = kmeans_madds([10, 10], 1000, 5000.0, 64, 20, 2, 0)["fit"]
+    assert seconds == pytest.approx(FIT_FIXED_S + madds / KMEANS_MADDS_PER_CORE_S / 4)
     assert "docs/capacity.md" in source
-    assert fit_seconds(km, 64, 0.0, 4)[0] == 0.0
+    assert fit_seconds(km, 64, 0.0, 4)[0] == FIT_FIXED_S
     auto = SimpleNamespace(levels="auto", sample_size=1000, niter=20, refine_iters=0)
-    assert fit_seconds(auto, 64, 400.0, 1)[0] > 0  # auto levels resolved for the 400 regions sampled
+    assert fit_seconds(auto, 64, 400.0, 1)[0] > FIT_FIXED_S  # auto levels resolved for the 400 regions sampled
     dedup = SimpleNamespace(scheme="auto", auto_limit=1_000_000, halvings=2)
     assert group_seconds(dedup, 1000)[0] == pytest.approx(FIXED_S + 1000 * BANDS_S_PER_HASH_AT_1M)
     assert group_seconds(dedup, 3e6)[0] == pytest.approx(FIXED_S + 3e6 * HALVES_S_PER_HASH[2])  # auto: halves
