@@ -90,8 +90,8 @@ class BuildTally:
     def step_started(self, step: str) -> None:
         """Global step ``step`` starts now."""
         self.step_start[step] = self.clock()
-        g = next((s for s in self.steps() if s.step == step), None)
-        if self.announce and g is not None:
+        g = next((s for s in self.steps() if s.step == step), None) if self.announce else None
+        if g is not None:
             what = f"expected ~{format_eta(g.expected_s)} ({g.source})" if g.expected_s is not None else g.source
             console.print(f"[bold]{step}[/]: {what}; build ETA {self.summary()[2]}", soft_wrap=True)
 
