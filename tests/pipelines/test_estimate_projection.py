@@ -6,6 +6,7 @@ import math
 
 import pytest
 
+from regionset.pipelines.dedup.cost import BANDS_S_PER_HASH_AT_1M, HALVES_S_PER_HASH
 from regionset.pipelines.kmeans.cost import KMEANS_MADDS_PER_CORE_S, kmeans_madds
 from regionset.pipelines.tools.estimate.projection import project
 
@@ -19,6 +20,7 @@ RECORDED = {
                    "cpu_s": 18.0, "gpu_s": 0.0, "inputs": ["images"], "output": "regions/object"},
         "embed": {"kind": "shard", "units": 18, "rows_out": 100, "unit": "image", "wall_s": 4.0, "setup_s": 2.0,
                   "cpu_s": 8.0, "gpu_s": 0.0, "inputs": ["images", "regions/object"], "output": "embeddings"},
+        "group_duplicates": {"kind": "global", "units": 20, "unit": "image", "wall_s": 0.3, "cpu_s": 0.3, "gpu_s": 0.0},
         "fit_kmeans": {"kind": "global", "units": 20, "unit": "image", "wall_s": 0.5, "cpu_s": 0.6, "gpu_s": 0.0},
         "assign": {"kind": "shard", "units": 100, "rows_out": 100, "unit": "region", "wall_s": 1.0, "setup_s": 0.0,
                    "cpu_s": 1.5, "gpu_s": 0.0, "inputs": ["embeddings"], "output": "labels"},
@@ -27,6 +29,7 @@ RECORDED = {
                "embeddings": {"bytes": 80_000, "files": 3, "rows": 100, "per_shard": True},
                "kmeans": {"bytes": 14_000, "files": 4, "per_shard": False}},
     "peak_rss_mib": {"driver": 1400.0, "worker": 1400.0},
+    "dedup": {"scheme": "auto", "auto_limit": 1_000_000, "halvings": 2},
     "kmeans": {"levels": [1000, 1000], "sample_size": 64_000_000, "niter": 20, "refine_iters": 2, "dim": 768,
                "search": "auto", "beam": 16, "beam_min_leaves": 16_384},
 }
@@ -113,3 +116,13 @@ def test_every_figure_names_its_unit():
     for name, s in p["stages"].items():
         assert s["from"], name
         assert s["extrapolated"], name  # 500,000x the sample
+
+
+def test_group_duplicates_is_the_samples_fixed_cost_plus_the_grouping_rate():
+    g = project(RECORDED, 200)["stages"]["group_duplicates"]
+    assert g["wall_s"] == pytest.approx(0.3 + 180 * BANDS_S_PER_HASH_AT_1M)  # not 10 x the sample's 0.3 s
+    assert not g["extrapolated"] and "grouping rate" in g["from"]
+    big = project(RECORDED, 10_000_000)["stages"]["group_duplicates"]  # dedup.scheme auto: halves past 1M
+    fixed = 1.0 + 20 * BANDS_S_PER_HASH_AT_1M  # the model at the sample's size
+    assert big["wall_s"] == pytest.approx(0.3 + 1.0 + 1e7 * HALVES_S_PER_HASH[2] - fixed)
+    assert big["extrapolated"] and big["cpu_s"] == pytest.approx(0.3 + 2 * (big["wall_s"] - 0.3))

@@ -181,6 +181,7 @@ def unit_costs(cfg: BuildConfig, result: Any, spans: list[dict[str, Any]], image
         "wall_s": total_wall, "cpu_s": total_cpu, "stages": stages, "tables": tables,
         "peak_rss_mib": {"driver": round(me.ru_maxrss / 1024, 1),  # the sample's workers ran in this process
                          "worker": round(max(me.ru_maxrss, kids.ru_maxrss) / 1024, 1)},
+        "dedup": {"scheme": cfg.dedup.scheme, "auto_limit": cfg.dedup.auto_limit, "halvings": cfg.dedup.halvings},
         "kmeans": {"levels": list(cfg.kmeans.levels) if cfg.kmeans.levels != "auto" else "auto",
                    "sample_size": cfg.kmeans.sample_size, "niter": cfg.kmeans.niter,
                    "refine_iters": cfg.kmeans.refine_iters, "dim": EmbedStage(cfg.embed).dim,

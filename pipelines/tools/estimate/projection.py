@@ -10,8 +10,10 @@ and assign follow docs/capacity.md's multiply-add model (``pipelines/kmeans/cost
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 from typing import Any
 
+from regionset.pipelines.dedup.cost import group_seconds
 from regionset.pipelines.kmeans.cost import KMEANS_MADDS_PER_CORE_S, fit_levels, kmeans_madds
 
 EXTRAPOLATION_FACTOR = 10.0
@@ -122,6 +124,25 @@ def project_global(name: str, stage: dict[str, Any], costs: dict[str, Any], imag
             "extrapolated": scale > EXTRAPOLATION_FACTOR}
 
 
+def project_group(stage: dict[str, Any], costs: dict[str, Any], images: int) -> dict[str, Any]:
+    """The group_duplicates step at scale: the sample's measured wall (at sample sizes all fixed
+    costs: reading the hashes files, writing ``duplicates/``) plus the grouping's measured rate for
+    the images beyond the sample's (``pipelines/dedup/cost.py``, the scheme ``dedup`` resolves to at
+    each size). The rate was measured with DuckDB's 2 threads busy: its CPU seconds count twice.
+
+    Args:
+        stage: the step's measured entry.
+        costs: the whole measurement (its ``dedup`` entry: scheme, auto_limit, halvings).
+        images: images of the projected build.
+    """
+    dedup = SimpleNamespace(**costs["dedup"])
+    extra = max(group_seconds(dedup, images)[0] - group_seconds(dedup, costs["sample_images"])[0], 0.0)
+    source = group_seconds(dedup, images)[1]
+    return {"units": images, "unit": "image", "wall_s": stage["wall_s"] + extra, "cpu_s": stage["cpu_s"] + 2 * extra,
+            "gpu_s": 0.0, "from": f"the sample's {stage['wall_s']:.3g} s + the grouping rate ({source})",
+            "extrapolated": images / max(costs["sample_images"], 1) > EXTRAPOLATION_FACTOR}
+
+
 def project(costs: dict[str, Any], images: int, workers: int | None = None, gpus: int = 0,
             rates: dict[str, Any] | None = None) -> dict[str, Any]:
     """Project a build of ``images`` images on ``workers`` cores and ``gpus`` GPUs from unit costs.
@@ -141,8 +162,12 @@ def project(costs: dict[str, Any], images: int, workers: int | None = None, gpus
     regions = costs.get("regions_per_image", 0.0) * images  # embedded regions, at the sample's rate
     for name, st in costs["stages"].items():
         if st["kind"] == "global":
-            stages[name] = (project_kmeans(st, costs, regions, workers) if name == "fit_kmeans" and costs.get("kmeans")
-                            else project_global(name, st, costs, images, workers))
+            if name == "fit_kmeans" and costs.get("kmeans"):
+                stages[name] = project_kmeans(st, costs, regions, workers)
+            elif name == "group_duplicates" and costs.get("dedup"):
+                stages[name] = project_group(st, costs, images)
+            else:
+                stages[name] = project_global(name, st, costs, images, workers)
     ordered = {n: stages[n] for n in costs["stages"]}
     nbytes, files = project_tables(costs, images)
     shards = math.ceil(images / costs["shard_size"])
