@@ -70,6 +70,13 @@ class RegionsStage(Stage):
         rs = [p.resources() for p in self.parts]
         return Resources(cpus=max(r.cpus for r in rs), gpus=max(r.gpus for r in rs))
 
+    def device(self) -> str:
+        """The device that places the step's workers: a part's GPU device (``cuda``, ``cuda:1``,
+        ``tensorrt``) first, else ``auto`` when a part has it, else ``cpu`` or nothing."""
+        devices = [p.device() for p in self.parts]
+        named = [d for d in devices if d not in ("", "cpu", "auto")]
+        return named[0] if named else "auto" if "auto" in devices else "cpu" if "cpu" in devices else ""
+
     def config_hash(self, out) -> str:
         return config_hash([p.config_hash(out) for p in self.parts], f"{self.name}:{self.version}")
 
