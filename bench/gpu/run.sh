@@ -123,7 +123,7 @@ for b in "${benches[@]}"; do
     workers_regions)
       ocr_dev=$(timeout 60 "$py" -c "import onnxruntime as o; print('cuda' if 'CUDAExecutionProvider' in o.get_available_providers() else 'cpu')" 2>/dev/null || echo cpu)
       run workers_regions 240 "$py" bench/gpu_workers.py --device cuda --stage regions --ocr-device "$ocr_dev" \
-        --workers 1,2,4 --images 128 --shards 16 --runs 1 ;;
+        --workers 1,2,4 --images 64 --shards 16 --runs 1 ;;
     stages) run stages 240 "$py" bench/stages.py --device cuda --runs 3 ;;
     rice) run rice 120 "$py" bench/train_rice.py --device cuda --skip-cpu --repeats 3 ;;
     croc) run croc 180 "$py" bench/train_croc.py --device cuda --batch 8 --steps 6 ;;
