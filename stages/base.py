@@ -109,6 +109,12 @@ class Stage:
         """The device the config names (its ``device`` key; empty when none), for ``resources``."""
         return str(getattr(self.config, "device", "") or "")
 
+    def device_here(self) -> str:
+        """``device()`` as this machine would resolve it where the stage knows better than ``auto``
+        (e.g. OCR without onnxruntime's CUDA provider runs on the CPU); the ``local`` executor places
+        workers on GPUs by it (``pipelines/executors/gpus.py``)."""
+        return self.device()
+
     def setup(self) -> None:
         """Load models; called once per worker before the first ``process``."""
 

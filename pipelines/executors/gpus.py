@@ -44,9 +44,10 @@ def visible_gpus() -> list[str]:
 
 
 def may_use_gpu(stage: Stage) -> bool:
-    """Whether ``stage`` could use a GPU (so the executor must look for one): a device other than
-    ``cpu``, or a GPU hint."""
-    return stage.device() not in CPU_DEVICES or stage.resources().gpus > 0
+    """Whether ``stage`` could use a GPU here (so the executor must look for one): a device other
+    than ``cpu`` (``Stage.device_here``: OCR's ``auto`` without onnxruntime's CUDA provider is
+    ``cpu``), or a GPU hint on a model-free stage."""
+    return stage.device_here() not in CPU_DEVICES or (stage.device_here() == "" and stage.resources().gpus > 0)
 
 
 def worker_gpus(stage: Stage) -> float:
@@ -61,7 +62,7 @@ def worker_gpus(stage: Stage) -> float:
 def stage_gpus(stage: Stage, visible: int) -> float:
     """The GPUs one worker of ``stage`` takes on a machine with ``visible`` GPUs: its
     ``resources.gpus`` (1 for a device naming CUDA), or 1 for ``auto`` where a GPU is visible; 0 for
-    a stage on the CPU (``auto`` and a GPU hint without a GPU included).
+    a stage on the CPU here (``Stage.device_here``; ``auto`` and a GPU hint without a GPU included).
 
     Args:
         stage: the stage.
@@ -70,8 +71,8 @@ def stage_gpus(stage: Stage, visible: int) -> float:
     Raises:
         RuntimeError: the stage names a GPU device, or more GPUs per worker than there are (one line).
     """
-    device, gpus = stage.device(), worker_gpus(stage)
-    if device in CPU_DEVICES + ("auto",) and visible == 0:
+    device, gpus = stage.device_here(), worker_gpus(stage)
+    if device == "cpu" or (device in ("", "auto") and visible == 0):
         return 0.0
     if gpus > visible + 1e-9:
         raise RuntimeError(f"{stage.name}: asks for {gpus:g} GPU per worker (device={device or 'none'}, "

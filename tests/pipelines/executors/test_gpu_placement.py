@@ -141,3 +141,14 @@ def test_the_fused_step_is_placed_as_its_gpu_parts():
     assert on_cpu.device() == "cpu" and stage_gpus(on_cpu, 2) == 0.0
     named = RegionsStage(RegionsConfig(detect=DetectConfig(), embed=EmbedConfig(device="cuda:1")))
     assert named.device() == "cuda:1" and gpu_slots(stage_gpus(named, 2), FAKE_GPUS, named.device()) == [None]
+
+
+def test_ocr_auto_stays_on_the_cpu_without_onnxruntimes_cuda_provider(monkeypatch):
+    """The CPU install of onnxruntime: OCR's ``auto`` keeps its CPU workers on a GPU machine."""
+    from regionset.models import ocr_device
+
+    monkeypatch.setattr(ocr_device, "available_providers", lambda: [ocr_device.CPU])
+    assert OcrStage().device_here() == "cpu" and stage_gpus(OcrStage(), 2) == 0.0
+    assert LocalExecutor(1, show_progress=False, gpus=FAKE_GPUS).gpu_slots(OcrStage()) == []
+    monkeypatch.setattr(ocr_device, "available_providers", lambda: [ocr_device.CUDA, ocr_device.CPU])
+    assert OcrStage().device_here() == "auto" and gpu_slots(stage_gpus(OcrStage(), 2), FAKE_GPUS) == ["0", "1"]
