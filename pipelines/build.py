@@ -90,7 +90,9 @@ def begin_build(cfg: BuildConfig, steps: list, announce: bool = True, out: Outpu
     """
     out = Output.of(out if out is not None else cfg.output)
     forget_sha256()  # remembered object-store hashes are this build's own, never an earlier process's
-    producers = {s.output: s.name for s in steps if not isinstance(s, GlobalStep)}
+    # a fused step (``regions``) writes its parts' tables under their markers, not its own
+    producers = {p.output: p.name for s in steps if not isinstance(s, GlobalStep)
+                 for p in (getattr(s, "parts", None) or (s,))}
     clean_temp_files(out, producers, global_outputs())
     out.load_committed(producers)  # object stores: input hashes from the markers' index, no GET per shard
     models, warnings = model_lineage(steps)

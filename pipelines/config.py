@@ -20,6 +20,7 @@ from regionset.pipelines.executors.config import ExecutorConfig
 from regionset.pipelines.kmeans.config import KMeansConfig
 from regionset.pipelines.steps import DEFAULT_STEPS, FUSED, STEP_NAMES
 from regionset.stages.assign import AssignConfig
+from regionset.stages.base import Resources
 from regionset.stages.dedup import DedupConfig
 from regionset.stages.detect import DetectConfig
 from regionset.stages.download import DownloadConfig
@@ -89,9 +90,12 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
         if fused in cfg.steps and both:
             raise typed_config.ConfigError(f"steps: {fused} replaces {', '.join(parts)}; drop {both[0]!r}")
     for f in dataclasses.fields(cfg):  # every section that declares value checks
-        check = getattr(getattr(cfg, f.name), "check", None)
+        section = getattr(cfg, f.name)
+        check = getattr(section, "check", None)
         if callable(check):
             check()
+        if isinstance(getattr(section, "resources", None), Resources):  # a stage's per-worker hint
+            section.resources.check(f"{f.name}.resources")
     if cfg.output_lock not in OUTPUT_LOCKS:
         raise typed_config.ConfigError(f"output_lock: {cfg.output_lock!r} is not one of {list(OUTPUT_LOCKS)}")
     if cfg.lease_seconds <= 0:

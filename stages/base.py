@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 import pyarrow as pa
 
 from regionset.common import threads
-from regionset.common.typed_config import flat_dict
+from regionset.common.typed_config import ConfigError, flat_dict
 
 
 @dataclass(frozen=True)
@@ -33,11 +33,34 @@ class Resources:
         cpus: threads one worker of the stage may use, on every pool (torch, onnxruntime, OpenCV,
             BLAS/OpenMP, FAISS, decode threads), capped by the worker's share of cores; 0 = the whole
             share (``common/threads.py``, docs/cluster.md). Ray actors ask for this many CPUs (1 when 0).
-        gpus: GPUs per worker (Ray actor ``num_gpus``).
+        gpus: GPUs per worker: a whole number, or 1/N (0.5, 0.25, ...) for N workers sharing one GPU
+            (Ray actor ``num_gpus``, Spark task GPU amount, ``local`` workers per visible GPU;
+            docs/cluster.md "Several workers per GPU").
     """
 
     cpus: float = 0.0
     gpus: float = 0.0
+
+    def check(self, key: str = "resources") -> None:
+        """Raise ConfigError naming ``key`` for a hint no executor can place.
+
+        Args:
+            key: the dotted config key of this section (``embed.resources``).
+        """
+        if self.cpus < 0:
+            raise ConfigError(f"{key}.cpus={self.cpus:g}: must be >= 0 (0 = the worker's whole share)")
+        g = self.gpus
+        if g < 0:
+            raise ConfigError(f"{key}.gpus={g:g}: must be >= 0: a whole number or 1/N")
+        whole = abs(g - round(g)) < 1e-6
+        share = 0 < g < 1 and abs(1 / g - round(1 / g)) < 1e-6 * (1 / g)
+        if g and not (whole or share):
+            raise ConfigError(f"{key}.gpus={g:g}: must be a whole number or 1/N (0.5, 0.25, ...), "
+                              f"the share of one GPU each of N workers on it takes")
+
+    def workers_per_gpu(self) -> int:
+        """Workers that share one GPU: N for ``gpus`` = 1/N, else 1."""
+        return max(1, round(1 / self.gpus)) if 0 < self.gpus < 1 else 1
 
 
 def config_hash(config: Any, extra: str = "") -> str:
@@ -85,6 +108,12 @@ class Stage:
     def device(self) -> str:
         """The device the config names (its ``device`` key; empty when none), for ``resources``."""
         return str(getattr(self.config, "device", "") or "")
+
+    def device_here(self) -> str:
+        """``device()`` as this machine would resolve it where the stage knows better than ``auto``
+        (e.g. OCR without onnxruntime's CUDA provider runs on the CPU); the ``local`` executor places
+        workers on GPUs by it (``pipelines/executors/gpus.py``)."""
+        return self.device()
 
     def setup(self) -> None:
         """Load models; called once per worker before the first ``process``."""

@@ -206,6 +206,15 @@ class OcrStage(Stage):
         """``ocr.device`` for the ``rapidocr`` backend (a CUDA device asks executors for a GPU)."""
         return self.config.device if self.config.backend == RAPIDOCR else "cpu"
 
+    def device_here(self) -> str:
+        """``auto`` is the CPU where onnxruntime has no CUDA provider (the CPU install)."""
+        device = self.device()
+        if device != "auto":
+            return device
+        from regionset.models.ocr_device import CUDA, available_providers
+
+        return device if CUDA in available_providers() else "cpu"
+
     def fingerprint(self, out) -> str:
         c = self.config.rapidocr
         return files_fingerprint(c.det_model, c.rec_model)

@@ -29,6 +29,12 @@ from regionset.stages.ocr import OcrConfig, OcrStage
 CHUNK = 64  # images per chunk: a multiple of the detectors' batch sizes, so batches are unchanged
 
 
+def _placing(devices: list[str]) -> str:
+    """Of the parts' devices, the one that places a worker of the whole step."""
+    named = [d for d in devices if d not in ("", "cpu", "auto")]
+    return named[0] if named else "auto" if "auto" in devices else "cpu" if "cpu" in devices else ""
+
+
 @dataclass(frozen=True)
 class RegionsConfig:
     """The three sections the fused step runs (not a config section of its own)."""
@@ -69,6 +75,15 @@ class RegionsStage(Stage):
         """The most any part asks for (one worker runs all three)."""
         rs = [p.resources() for p in self.parts]
         return Resources(cpus=max(r.cpus for r in rs), gpus=max(r.gpus for r in rs))
+
+    def device(self) -> str:
+        """The device that places the step's workers: a part's GPU device (``cuda``, ``cuda:1``,
+        ``tensorrt``) first, else ``auto`` when a part has it, else ``cpu`` or nothing."""
+        return _placing([p.device() for p in self.parts])
+
+    def device_here(self) -> str:
+        """``device`` from the parts' ``device_here``."""
+        return _placing([p.device_here() for p in self.parts])
 
     def config_hash(self, out) -> str:
         return config_hash([p.config_hash(out) for p in self.parts], f"{self.name}:{self.version}")

@@ -7,9 +7,10 @@
 #   bash bench/gpu/run.sh --dry-run     # here, on CPU: each bench at its smallest (arguments, imports)
 #
 # Order by value: ocr_cuda (OCR on onnxruntime's CUDA provider, only where onnxruntime-gpu is
-# installed), modes (batched OCR and the fused regions step vs the separate stages, on CUDA), stages
+# installed), modes (batched OCR and the fused regions step vs the separate stages, on CUDA), workers
+# (1, 2 and 4 embed workers per GPU through the local executor, resources.gpus = 1/N), stages
 # (detect + embed), rice, croc, kmeans (torch backend, no faiss GPU build needed; `bash bench/gpu/run.sh
-# kmeans` runs it alone with the whole budget). Each
+# kmeans` runs it alone with the whole budget; `workers_regions` sweeps the fused step, by name only). Each
 # runs under its own `timeout`; all of it stays under BUDGET seconds (default 540, leaving a rerun's
 # time in a 15-minute lease). Logs: $OUT/env.log, $OUT/<bench>.log, $OUT/summary.txt (8 files; the
 # device tool brings $OUT back; here they go to /tmp/regionset-gpu unless OUT is set).
@@ -18,7 +19,7 @@ cd "$(dirname "$0")/../.." || exit 2
 dry=0
 if [ "${1:-}" = --dry-run ]; then dry=1; shift; fi
 benches=("$@")
-[ ${#benches[@]} -gt 0 ] || benches=(ocr_cuda modes stages rice croc kmeans)
+[ ${#benches[@]} -gt 0 ] || benches=(ocr_cuda modes workers stages rice croc kmeans)
 out=${OUT:-/tmp/regionset-gpu}
 mkdir -p "$out"
 py=${PYTHON:-python3}
@@ -89,6 +90,8 @@ for b in "${benches[@]}"; do
       ocr_cuda) run ocr_cuda 200 "$py" bench/stages.py --device cpu --runs 1 --images 4 --shards 1 --stages ocr ;;
       modes) run modes 300 "$py" bench/stages.py --device cpu --runs 1 --images 4 --shards 1 --modes batched,fused \
                --ocr-batch 4 ;;
+      workers|workers_regions) run "$b" 300 "$py" bench/gpu_workers.py --device cpu --images 8 --shards 2 --runs 1 \
+                --workers 1,2 --stage "$([ "$b" = workers ] && echo embed || echo regions)" ;;
       stages) run stages 400 "$py" bench/stages.py --device cpu --runs 1 --images 4 --shards 1 \
                 --stages detect,embed --detect-backend ultralytics --clip ViT-B-32 --embed-batch 8 ;;
       rice) run rice 200 "$py" bench/train_rice.py --device cpu --step --skip-cpu --step-sizes tiny,4,1000 \
@@ -96,7 +99,7 @@ for b in "${benches[@]}"; do
       croc) run croc 400 "$py" bench/train_croc.py --large --layers 1 --batch 1 --steps 1 ;;
       kmeans) run kmeans 200 "$py" bench/kmeans_torch.py --device cpu --n 3000 --d 64 --k 64 --runs 1 \
                 --niter 2 --seeding random ;;
-      *) skip "$b" "unknown bench (ocr_cuda, modes, stages, rice, croc, kmeans)" ;;
+      *) skip "$b" "unknown bench (ocr_cuda, modes, workers, workers_regions, stages, rice, croc, kmeans)" ;;
     esac
     continue
   fi
@@ -115,6 +118,12 @@ for b in "${benches[@]}"; do
       fi
       run modes 200 "$py" bench/stages.py --device cuda --ocr-device "$ocr_dev" --modes batched,fused --runs 3 \
         --images 64 --ocr-batch 16 ;;
+    workers) run workers 200 "$py" bench/gpu_workers.py --device cuda --stage embed --workers 1,2,4 --images 256 \
+        --shards 16 --runs 2 ;;
+    workers_regions)
+      ocr_dev=$(timeout 60 "$py" -c "import onnxruntime as o; print('cuda' if 'CUDAExecutionProvider' in o.get_available_providers() else 'cpu')" 2>/dev/null || echo cpu)
+      run workers_regions 240 "$py" bench/gpu_workers.py --device cuda --stage regions --ocr-device "$ocr_dev" \
+        --workers 1,2,4 --images 64 --shards 16 --runs 1 ;;
     stages) run stages 240 "$py" bench/stages.py --device cuda --runs 3 ;;
     rice) run rice 120 "$py" bench/train_rice.py --device cuda --skip-cpu --repeats 3 ;;
     croc) run croc 180 "$py" bench/train_croc.py --device cuda --batch 8 --steps 6 ;;
@@ -125,7 +134,7 @@ for b in "${benches[@]}"; do
         --runs 1 --seeding random --cpu-n 100000 --threads 16
       run kmeanspp 150 "$py" bench/kmeans_torch.py --device cuda --n 1000000 --d 64 --k 65536 \
         --runs 1 --seeding kmeans++ --cpu-n 0 --threads 16 ;;
-    *) skip "$b" "unknown bench (ocr_cuda, modes, stages, rice, croc, kmeans)" ;;
+    *) skip "$b" "unknown bench (ocr_cuda, modes, workers, workers_regions, stages, rice, croc, kmeans)" ;;
   esac
 done
 

@@ -21,6 +21,7 @@ from regionset.common import store_retry
 from regionset.common.shard_names import shard_name
 from regionset.common.storage import is_remote
 from regionset.pipelines.core.failpoints import failpoint
+from regionset.pipelines.core.marker_index import MarkerIndex
 from regionset.pipelines.core.output import Output
 from regionset.pipelines.core.shards import (
     ROW_GROUP_ROWS,
@@ -153,24 +154,32 @@ def plan_stage(stage: Stage, out: Output, shards: list[int], report: StageReport
     return tasks
 
 
-def _part_done(part: Stage, out: Output, shard: int) -> bool:
-    """Whether ``part`` of a fused stage has a complete shard (marker, output, matching hashes)."""
-    ih = input_hash(out, part, shard)
-    m = read_marker(out, part.name, shard)
-    return (ih is not None and m is not None and m.config_hash == part.config_hash(out) and m.input_hash == ih
-            and shard_path(out, part.output, shard).exists())
+def _part_done(part: Stage, out: Output, shard: int, cfg: str, listing: Listing | None,
+               index: MarkerIndex | None) -> bool:
+    """Whether ``part`` of a fused stage has a complete shard (marker, output, matching hashes); on an
+    object store from the listing and the part's marker index, as ``plan_stage`` decides."""
+    ih = input_hash(out, part, shard, listing)
+    if index is not None and listing is not None:
+        m, present = index.get(shard), listing.exists(part.output, shard)
+    else:
+        m = read_marker(out, part.name, shard)
+        present = m is not None and shard_path(out, part.output, shard).exists()
+    return ih is not None and m is not None and m.config_hash == cfg and m.input_hash == ih and present
 
 
 def _plan_parts(stage: Stage, out: Output, shards: list[int], report: StageReport | None) -> list[ShardTask]:
     """A fused stage (``stage.parts``, e.g. ``regions``): a shard is done when every part's is."""
     cfg = stage.config_hash(out)
+    listing = Listing(out) if is_remote(out) else None
+    parts = [(p, p.config_hash(out), out.markers(p.name).committed() if listing is not None else None)
+             for p in stage.parts]
     tasks = []
     for shard in shards:
-        ih = input_hash(out, stage, shard)
+        ih = input_hash(out, stage, shard, listing)
         if ih is None:
             if report is not None:
                 report.waiting += 1
-        elif all(_part_done(p, out, shard) for p in stage.parts):
+        elif all(_part_done(p, out, shard, pcfg, listing, index) for p, pcfg, index in parts):
             if report is not None:
                 report.skipped += 1
         else:
@@ -193,6 +202,30 @@ def _run_parts(stage: Stage, out: Output, task: ShardTask) -> Marker:
                               stale_marker=True)
         marker = finish_shard(r.stage, out, part_task, r.rows_in, r.table, r.seconds, r.counters, r.timings)
     return marker
+
+
+def save_markers(stage: Stage, out: Output, markers: list[Marker]) -> None:
+    """After a stage ran: save its marker index on an object store (``StageMarkers.save``). A fused
+    stage saves one index per part: the last part's from ``markers`` (what its shards returned), the
+    others' from their markers read once here (one GET per shard written), so that later plans and
+    the parts' consumers read indexes, not one marker per shard.
+
+    Args:
+        stage: the stage that ran.
+        out: the output.
+        markers: the markers its shards returned.
+    """
+    parts = getattr(stage, "parts", None)
+    if not parts:
+        out.markers(stage.name).save(markers)
+        return
+    done = sorted({m.shard for m in markers})
+    for part in parts:
+        own = [m for m in markers if m.stage == part.name]
+        if done and not own and is_remote(out):
+            index = out.markers(part.name).committed()
+            own = [m for s in done if (m := index.get(s)) is not None]
+        out.markers(part.name).save(own)  # also what planning read one by one (nothing on local disk)
 
 
 def read_inputs(stage: Stage, out: Output, shard: int) -> pa.Table:

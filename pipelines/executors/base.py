@@ -16,7 +16,13 @@ from typing import Any, ClassVar
 
 from regionset.pipelines.core.output import Output
 from regionset.pipelines.core.progress import BuildTally, StageProgress
-from regionset.pipelines.core.shard_run import ShardTask, StageReport, check_complete, plan_stage
+from regionset.pipelines.core.shard_run import (
+    ShardTask,
+    StageReport,
+    check_complete,
+    plan_stage,
+    save_markers,
+)
 from regionset.pipelines.core.shards import Marker, remember_sha256, shard_path
 from regionset.pipelines.executors.stall import StallError, guarded
 from regionset.stages.base import Stage
@@ -92,7 +98,7 @@ class Executor(ABC):
         for w in watchers:
             w.planned(stage.name, len(tasks), report.skipped)
         if not tasks:
-            out.markers(stage.name).save([])
+            save_markers(stage, out, [])  # what planning read one by one
             return report
         markers: list[Marker] = []
         try:
@@ -113,7 +119,7 @@ class Executor(ABC):
         finally:
             stage.ensure_teardown()  # what this process set up (in-process runs); workers tear down their own
         check_complete(report, tasks, markers)
-        out.markers(stage.name).save(markers)
+        save_markers(stage, out, markers)
         return report
 
     @abstractmethod

@@ -7,6 +7,9 @@ workers as the stage's ``resources.cpus`` fits on this machine. The pool is star
 stage that needs one and reused by the next stages while their worker share is the same, so
 workers import their libraries and load each stage's models once per build
 (``pipelines/executors/worker_pool.py``); ``close()`` stops it.
+
+A stage that uses a GPU runs instead on ``visible GPUs × N`` workers for ``resources.gpus`` = 1/N,
+each pinned to its GPU (``pipelines/executors/gpus.py``); one slot in all runs in this process.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from regionset.pipelines.core.output import Output
 from regionset.pipelines.core.shard_run import ShardTask, run_shard
 from regionset.pipelines.core.shards import Marker
 from regionset.pipelines.executors.base import Executor
+from regionset.pipelines.executors.gpus import gpu_slots, may_use_gpu, stage_gpus, visible_gpus
 from regionset.pipelines.executors.worker_pool import WorkerPool
 from regionset.stages.base import Stage
 
@@ -50,30 +54,46 @@ class LocalExecutor(Executor):
         processes: worker processes; 1 runs in-process (what tests and the demo use); ``auto`` = as
             many as the stage's ``resources.cpus`` allows on this machine (see ``local_workers``).
         show_progress: draw a progress bar per stage.
+        gpus: this machine's GPUs as ``CUDA_VISIBLE_DEVICES`` entries (default: ``visible_gpus()``,
+            asked once, when a stage could use one; tests give a fake list).
     """
 
     name = "local"
 
-    def __init__(self, processes: int | Literal["auto"] = 1, show_progress: bool = True) -> None:
+    def __init__(self, processes: int | Literal["auto"] = 1, show_progress: bool = True,
+                 gpus: list[str] | None = None) -> None:
         super().__init__(show_progress)
         self.processes = processes if processes == "auto" else max(1, int(processes))
         self.pool: WorkerPool | None = None
+        self.gpus = gpus
 
-    def _pool_for(self, workers: int) -> WorkerPool:
-        """The live pool if ``workers`` workers of the same share fit on it, else a new one."""
+    def _pool_for(self, workers: int, slots: tuple[str | None, ...] | None = None) -> WorkerPool:
+        """The live pool if ``workers`` workers of the same share (and GPU slots) fit on it, else a new one."""
         share = max(1, threads.machine_cpus() // workers)
-        if self.pool is None or not self.pool.fits(workers, share):
+        if self.pool is None or not self.pool.fits(workers, share, slots):
             self.close()
-            self.pool = WorkerPool(workers, share)
+            self.pool = WorkerPool(workers, share, slots)
         return self.pool
 
+    def gpu_slots(self, stage: Stage) -> list[str | None]:
+        """The GPU slot of each worker ``stage`` may have here (``gpus.gpu_slots``); empty on the CPU."""
+        if not may_use_gpu(stage):
+            return []
+        if self.gpus is None:
+            self.gpus = visible_gpus()
+        return gpu_slots(stage_gpus(stage, len(self.gpus)), self.gpus, stage.device())
+
     def run_tasks(self, stage: Stage, out: Output, tasks: list[ShardTask]) -> Iterator[Marker]:
-        workers = local_workers(self.processes, stage.resources().cpus, len(tasks))
-        if workers == 1:  # in-process: the stage may use this whole process's share
+        slots = self.gpu_slots(stage)
+        if slots:  # a GPU stage: its slots decide, round-robin over the GPUs
+            workers = min(len(slots), len(tasks))
+        else:
+            workers = local_workers(self.processes, stage.resources().cpus, len(tasks))
+        if workers == 1:  # in-process: the stage may use this whole process's share (and its GPUs)
             for task in tasks:
                 yield run_shard(stage, out, task)
             return
-        yield from self._pool_for(workers).run(stage, out, tasks)
+        yield from self._pool_for(workers, tuple(slots[:workers]) if slots else None).run(stage, out, tasks)
 
     def iter_calls(self, fn: Callable[..., Any], jobs: list[tuple]) -> Iterator[Any]:
         """``fn(*job)`` per job on the build's worker pool (in-process with 1 worker), yielded in job

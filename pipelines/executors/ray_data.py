@@ -83,15 +83,17 @@ class StageActor:
 def reserved(stage: Stage, cluster: dict[str, float]) -> Resources:
     """The stage's resource hint, plus one GPU per actor when its ``device`` is ``auto`` and the cluster
     has GPUs: a worker uses a GPU only when Ray gave it one (``models/registry.executor_gpus``), so a
-    stage that would use one must reserve it.
+    stage that would use one must reserve it. A share (``resources.gpus`` = 1/N: N actors per GPU)
+    is kept as it is; on a cluster without GPUs an ``auto`` stage reserves none (it runs on the CPU).
 
     Args:
         stage: the stage.
         cluster: ``ray.cluster_resources()``.
     """
     r = stage.resources()
-    if r.gpus == 0 and stage.device() == "auto" and cluster.get("GPU", 0.0) >= 1:
-        return Resources(cpus=r.cpus, gpus=1.0)
+    if stage.device() == "auto":
+        has_gpu = cluster.get("GPU", 0.0) >= 1
+        return Resources(cpus=r.cpus, gpus=(r.gpus or 1.0) if has_gpu else 0.0)
     return r
 
 
@@ -115,8 +117,8 @@ def pool_shape(resources, cluster: dict[str, float], n_tasks: int, cfg: RayConfi
     want = max(resources.cpus, 0.01) if resources.cpus > 0 else 1.0  # 0: one CPU per actor
     if cfg.actors > 0:
         size = cfg.actors
-    elif gpus > 0:
-        size = int(gpus_total // gpus)
+    elif gpus > 0:  # N actors per GPU for a share 1/N (rounded: 1 // (1/3) may fall short of 3)
+        size = int(gpus_total * round(1 / gpus)) if gpus < 1 else int(gpus_total // gpus)
     else:
         size = int(cpus_total // want)
     size = max(1, min(size, n_tasks))

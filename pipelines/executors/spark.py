@@ -37,6 +37,7 @@ from regionset.pipelines.executors.distributed import (
     task_table,
     worker_env,
 )
+from regionset.pipelines.executors.gpus import pin_task_gpus, spark_task_gpu_amount, worker_gpus
 from regionset.stages.base import Stage
 
 _PIP_HINT = "the spark executor needs PySpark and Java 17+: pip install 'regionset[spark]' (pyspark)"
@@ -72,6 +73,8 @@ def _shard_runner(stage: Stage, out: Output):
 
         ctx = TaskContext.get()
         threads.set_worker_share(ctx.cpus() if ctx is not None else 1)
+        gpu = ctx.resources().get("gpu") if ctx is not None else None
+        pin_task_gpus(gpu.addresses if gpu is not None else [])  # before setup() starts CUDA
         ready = cached_stage(stage)
         for batch in batches:
             if batch.num_rows:
@@ -157,9 +160,22 @@ class SparkExecutor(Executor):
         # parallelize slices a list evenly: n rows in n slices is exactly one shard per partition.
         rdd = spark.sparkContext.parallelize(rows, numSlices=len(rows))
         df = spark.createDataFrame(rdd, schema=spark_schema(TASK_SCHEMA))
-        result = df.mapInArrow(_shard_runner(stage, Output.of(out)), spark_schema(RESULT_SCHEMA))  # out: as its URL
+        result = df.mapInArrow(_shard_runner(stage, Output.of(out)), spark_schema(RESULT_SCHEMA),  # out: as its URL
+                               profile=self.gpu_profile(stage))
         for batch in result.toArrow().to_batches():
             yield from markers_of(batch)
+
+    def gpu_profile(self, stage: Stage):
+        """A task resource profile giving each task of ``stage`` its GPU share, or None
+        (``gpus.spark_task_gpu_amount``: a cluster whose executors have GPUs, a stage that uses one)."""
+        c = self.config
+        amount = spark_task_gpu_amount(worker_gpus(stage), c.master, c.conf)
+        if amount is None:
+            return None
+        from pyspark.resource import ResourceProfileBuilder, TaskResourceRequests
+
+        requests = TaskResourceRequests().cpus(int(c.conf.get("spark.task.cpus", 1))).resource("gpu", amount)
+        return ResourceProfileBuilder().require(requests).build
 
     def iter_calls(self, fn: Callable[..., Any], jobs: list[tuple]) -> Iterator[Any]:
         """``fn(*job)`` per job, one job per RDD partition, yielded in job order; the jobs go to Spark

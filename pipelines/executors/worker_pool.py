@@ -9,7 +9,9 @@ driver (its config only, a few hundred bytes); a worker unpickles it only on a m
 are torn down when the pool shuts down (``close``), or when the same stage comes back with another
 config; then the worker ends with ``os._exit`` (``_exit_now``). A pool has one worker count and one
 thread share per worker (``common/threads.py``); a stage that needs another share gets a new pool
-(``LocalExecutor``).
+(``LocalExecutor``). A pool for a GPU stage also has one GPU slot per worker (``gpus.gpu_slots``):
+each worker takes the next slot as it starts and pins itself to it (``CUDA_VISIBLE_DEVICES``) before
+it imports anything that could start CUDA.
 """
 
 from __future__ import annotations
@@ -31,12 +33,18 @@ from regionset.pipelines.core.output import Output
 from regionset.pipelines.core.shard_run import ShardTask, run_shard
 from regionset.pipelines.core.shards import Marker
 from regionset.pipelines.executors.base import in_order
+from regionset.pipelines.executors.gpus import PIN_ENV
 from regionset.stages.base import Stage
 
 _STAGES: dict[str, Stage] = {}  # in a worker: the stages it was sent, set up on first use
 
 
-def _init_worker(share: int) -> None:
+def _init_worker(share: int, slots: tuple[str | None, ...] | None = None, taken: Any = None) -> None:
+    if slots:  # a GPU pool: the next free slot (workers start one by one, as tasks arrive)
+        with taken.get_lock():
+            slot, taken.value = slots[taken.value % len(slots)], taken.value + 1
+        if slot is not None:
+            os.environ[PIN_ENV] = slot
     threads.set_worker_share(share)  # before any stage sizes its pools from it
     Finalize(None, teardown_stages, exitpriority=10)  # runs when the pool shuts the worker down
     Finalize(None, _exit_now, exitpriority=0)  # then, last of the exit finalizers that run first
@@ -111,17 +119,23 @@ class WorkerPool:
     Args:
         size: worker processes (started as tasks arrive, never more than ``size``).
         share: the thread share of each worker.
+        slots: for a GPU stage, the ``CUDA_VISIBLE_DEVICES`` of each worker (``gpus.gpu_slots``;
+            None in a slot: every GPU stays visible); None: workers keep this process's GPUs.
     """
 
-    def __init__(self, size: int, share: int) -> None:
-        self.size, self.share = size, share
+    def __init__(self, size: int, share: int, slots: tuple[str | None, ...] | None = None) -> None:
+        self.size, self.share, self.slots = size, share, slots
         self.broken = False
         ctx = mp.get_context("spawn")  # torch/onnx threads do not survive fork
-        self._pool = ProcessPoolExecutor(size, mp_context=ctx, initializer=_init_worker, initargs=(share,))
+        taken = ctx.Value("i", 0) if slots else None
+        self._pool = ProcessPoolExecutor(size, mp_context=ctx, initializer=_init_worker,
+                                         initargs=(share, slots, taken))
 
-    def fits(self, size: int, share: int) -> bool:
-        """Whether ``size`` workers of ``share`` threads can run on this pool as it is."""
-        return not self.broken and self.share == share and self.size >= size
+    def fits(self, size: int, share: int, slots: tuple[str | None, ...] | None = None) -> bool:
+        """Whether ``size`` workers of ``share`` threads (pinned to ``slots``, when given) can run on
+        this pool as it is; a stage without slots runs on any pool, pinned or not."""
+        same_slots = slots is None or self.slots == slots
+        return not self.broken and self.share == share and self.size >= size and same_slots
 
     def run(self, stage: Stage, out: Output, tasks: list[ShardTask]) -> Iterator[Marker]:
         """Run ``tasks`` of ``stage`` on the workers; yield markers as shards finish. Tasks not yet

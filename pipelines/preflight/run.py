@@ -23,6 +23,7 @@ from regionset.common.storage import is_remote
 from regionset.pipelines.config import BuildConfig
 from regionset.pipelines.preflight.checks import Check, PreflightError, fail, ok, warn
 from regionset.pipelines.preflight.cluster import executor_checks
+from regionset.pipelines.preflight.gpus import gpu_checks
 from regionset.pipelines.preflight.models import model_checks
 from regionset.pipelines.preflight.storage import storage_checks
 
@@ -148,6 +149,7 @@ def iter_checks(cfg: BuildConfig) -> Iterator[Check]:
         yield check_output(cfg)
         yield check_disk(cfg)
     yield from model_checks(cfg)
+    yield from gpu_checks(cfg)
     if extra.status != "fail":
         yield from executor_checks(cfg)
 
