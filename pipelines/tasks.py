@@ -48,15 +48,20 @@ def load_run(config_path: str | None, overrides: list[str] | None = None, run_id
         run_id: the orchestrator run's id, or None.
 
     Raises:
+        LockedError: no config pinned for the run and the run does not hold the output's lock.
         ConfigChangedError: one line naming the run and both hashes (the config changed mid-run).
     """
     cfg = load(config_path, overrides)
     if not run_id:
         return cfg
     from regionset.pipelines.core.output import Output
-    from regionset.pipelines.core.run_config import check_pinned
+    from regionset.pipelines.core.run_config import check_pinned, pinned_hash
 
-    return load(check_pinned(Output(cfg.output), run_id, cfg))
+    out = Output(cfg.output)
+    if pinned_hash(out, run_id) is None:  # not this run's output: a run not holding it hears that first
+        with run_holds(cfg, out, run_id):
+            pass
+    return load(check_pinned(out, run_id, cfg))
 
 
 def map_items(shards: list[int], per_shard: bool, max_map_length: int, shards_per_task: int = 0) -> list:

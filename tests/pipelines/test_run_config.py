@@ -12,6 +12,7 @@ import yaml
 
 from regionset.common.storage import as_path
 from regionset.common.typed_config import to_dict
+from regionset.pipelines.core.fence import LockedError
 from regionset.pipelines.core.output import Output
 from regionset.pipelines.core.run_config import (
     MESSAGE_START,
@@ -78,8 +79,11 @@ def test_overrides_are_part_of_the_pinned_config(server, tmp_path):
     assert prepare_build(str(cfg_path), ["download.timeout=2"], run_id="r1") == [0, 1]  # a retry: same pin
     with pytest.raises(ConfigChangedError, match="config changed: run r1: prepare pinned config"):
         run_stage_shard(str(cfg_path), "download", 0, ["download.timeout=4"], run_id="r1")
-    with pytest.raises(ConfigChangedError, match="run r1: .* pinned no config"):  # the output moved
-        run_stage_shard(str(cfg_path), "download", 0, [f"output={tmp_path / 'elsewhere'}"], run_id="r1")
+    elsewhere = f"output={tmp_path / 'elsewhere'}"  # the output moved: the run holds no lock there
+    with pytest.raises(LockedError, match="is not held by run r1"):
+        run_stage_shard(str(cfg_path), "download", 0, [elsewhere], run_id="r1")
+    with pytest.raises(ConfigChangedError, match="run r1: .* pinned no config"):  # nor a pinned config
+        run_stage_shard(str(cfg_path), "download", 0, [elsewhere, "output_lock=none"], run_id="r1")
     assert run_stage_shard(str(cfg_path), "download", 0, run_id=None)["status"] == "done"  # no run: no pin
 
 
