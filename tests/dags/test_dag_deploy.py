@@ -1,9 +1,11 @@
-"""The DAG as deployed (issue 35 items 3 and 5), through ``dag.test()`` on a tiny download-only build:
-per-shard tasks batched to fit Airflow's ``max_map_length``, and a config changed after ``prepare``
-failing the next task at once (no retries) with the one line naming the run and both hashes."""
+"""The DAG as deployed (issue 35 items 3 to 5), through ``dag.test()`` on a tiny download-only build:
+per-shard tasks batched to fit Airflow's ``max_map_length``, a config changed after ``prepare``
+failing the next task at once (no retries) with the one line naming the run and both hashes, and
+(slow) a run whose config, output, catalog and training output all live on a loopback S3 server."""
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -11,11 +13,15 @@ from pathlib import Path
 import pytest
 import yaml
 
+from regionset.common.storage import as_path
 from regionset.common.typed_config import to_dict
 from regionset.pipelines.build import build
+from regionset.pipelines.cli import main
+from regionset.training.synthetic import write_synthetic_shards
 from tests.conftest import make_jpeg
-from tests.dags.test_regionset_dag import _write, drive
+from tests.dags.test_regionset_dag import REPO, _write, drive
 from tests.helpers import download_only, table_hash, write_urls
+from tests.s3server import s3  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.airflow
 
@@ -69,3 +75,32 @@ exit $rc
     lines = [line for line in log.splitlines() if "config changed: run manual__" in line]
     assert lines and "prepare pinned config" in lines[0] and "now resolve to" in lines[0], log[-3000:]
     assert os.path.exists(tmp_path / "edited")
+
+
+@pytest.mark.slow
+def test_s3_config_output_catalog_and_training_land_on_the_store(server, s3, tmp_path, monkeypatch, capsys):  # noqa: F811
+    """``config_path`` on the store, an ``s3://`` output, training on: nothing a later task or a person
+    needs stays on the worker: the pinned config, the catalog (read by ``regionset sql`` from another
+    cache folder) and the checkpoints are all objects."""
+    urls = write_urls(tmp_path, [server.add(f"s{i}.jpg", make_jpeg(180 + 10 * i, 140)) for i in range(4)])
+    config_url = s3.url("dagcfg/build.yaml")
+    as_path(config_url).write_text(yaml.safe_dump(to_dict(download_only(s3.url("dagout"), urls, shard_size=2))))
+    trainset = as_path(s3.url("dagtrain"))
+    for i, path in enumerate(write_synthetic_shards(str(tmp_path / "synth"), num_shards=1, rows_per_shard=16, size=64)):
+        (trainset / "train" / Path(path).name).write_bytes(Path(path).read_bytes())
+        (trainset / "_state" / "pack" / f"part-{i:05d}.json").write_text(json.dumps({"stage": "pack", "shard": i}))
+    conf = {"config_path": config_url, "train": True, "train_kind": "rice",
+            "train_config": str(REPO / "training" / "configs" / "rice-tiny.yaml"),
+            "train_overrides": [f"data.train_dir={trainset}", "loop.steps=2", "loop.save_every=2", "export=false",
+                                "data.batch_size=8", "data.num_workers=0"],
+            "train_out_dir": s3.url("dagtrain/rice-run")}
+    run = drive(tmp_path, "test", _write(tmp_path / "conf.json", [conf]))[0]
+    assert run["state"] == "success", run
+    keys = s3.keys("dagout")
+    assert "catalog.duckdb" in keys and any(k.endswith("/config.sha256") for k in keys)
+    assert "checkpoints/step-00000002/complete.json" in s3.keys("dagtrain/rice-run")
+    monkeypatch.setenv("REGIONSET_CATALOG_DIR", str(tmp_path / "another-host"))
+    capsys.readouterr()
+    assert main(["sql", s3.url("dagout"), "SELECT count(*) AS n FROM images"]) == 0
+    assert "4" in capsys.readouterr().out
+    assert list((tmp_path / "another-host").glob("*.duckdb.version"))  # the store's copy, downloaded
