@@ -65,3 +65,13 @@ def test_a_batch_runs_its_shards_in_sequence_and_a_retry_skips_the_committed(ser
     assert got["rows_out"] == 4
     again = run_stage_shard(str(cfg_path), "download", [0, 1, 2], run_id="batch-run")
     assert again["status"] == "complete" and again["done"] == 0 and again["skipped"] == 3
+
+
+def test_prepare_of_a_2000_shard_build_maps_into_the_default_max_map_length(tmp_path):
+    urls = write_urls(tmp_path, [f"http://127.0.0.1:9/img{i}.jpg" for i in range(2000)])  # never fetched here
+    cfg_path = tmp_path / "build.yaml"
+    cfg_path.write_text(yaml.safe_dump(to_dict(download_only(tmp_path / "out", urls, shard_size=1))))
+    shards = prepare_build(str(cfg_path), run_id="big-run")
+    assert shards == list(range(2000))
+    items = map_items(shards, True, AIRFLOW_DEFAULT)
+    assert len(items) == 1000 <= AIRFLOW_DEFAULT and _covers_once(items, shards)
