@@ -22,6 +22,8 @@ from typing import Any, Literal, TypeVar, get_args, get_origin
 
 import yaml
 
+from regionset.common.storage import as_path
+
 T = TypeVar("T")
 _WARNINGS_ATTR = "_config_warnings"  # set on a built instance that was given deprecated keys
 
@@ -258,13 +260,13 @@ def load_config(cls: type[T], path: str | Path | None, overrides: list[str] | No
 
     Args:
         cls: the config dataclass.
-        path: a YAML file, or None for the defaults.
+        path: a YAML file: a local path or a URL (``s3://…``, any fsspec scheme); None for the defaults.
         overrides: ``key=value`` items applied after the file.
     """
     data: dict[str, Any] = {}
     if path is not None:
         try:
-            text = Path(path).read_text(encoding="utf-8")
+            text = as_path(path).read_text(encoding="utf-8")
         except UnicodeDecodeError as err:
             raise ConfigError(f"{path}: not UTF-8 text (byte {err.start})") from None
         loaded = _yaml(text, str(path)) or {}

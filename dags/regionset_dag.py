@@ -12,15 +12,23 @@ its callable in regionset's interpreter, which calls ``regionset.pipelines.tasks
 
 This file imports neither regionset nor its dependencies (Airflow parses it in its own env): the
 callables import inside their bodies, and take the build config as arguments (``params.config_path``,
-empty for the defaults, plus ``params.overrides``).
+a path or a URL such as ``s3://bucket/build.yaml``, empty for the defaults, plus ``params.overrides``).
+``prepare`` pins the resolved config under the output (``OUT/_state/runs/<run>/config.yaml`` and its
+hash); every later task resolves its own view and fails at once, without retries, in one line naming
+the run and both hashes when the config changed mid-run.
 
 ``params.per_shard`` (default true) maps the per-shard steps over the shard ids ``prepare`` returns:
-one Airflow task per stage × shard. ``per_shard: false`` runs each stage as ONE task that drives the
+one Airflow task per stage × shard; above Airflow's ``max_map_length`` (1,024 by default) per stage ×
+batch of consecutive shards, run in sequence (``params.shards_per_task`` sets the batch size; 0: the
+fewest that fit). ``per_shard: false`` runs each stage as ONE task that drives the
 configured executor over every shard (``overrides: ["executor.name=ray",
 "executor.ray.address=auto"]``): big builds schedule shards on the Ray or Spark cluster, not as
 thousands of Airflow tasks. Tasks are idempotent through the completion markers either way.
 
-Trigger: ``airflow dags trigger regionset -c '{"config_path": "/data/build.yaml"}'``.
+With an ``s3://`` output the catalog is kept on the store (``OUT/catalog.duckdb``, read there by
+``regionset sql``), and ``train`` writes to ``params.train_out_dir`` (a URL or an absolute shared path).
+
+Trigger: ``airflow dags trigger regionset -c '{"config_path": "s3://bucket/build.yaml"}'``.
 """
 
 from __future__ import annotations
@@ -32,7 +40,8 @@ import sys
 from datetime import timedelta
 from pathlib import Path
 
-from airflow.sdk import Param, dag, task
+from airflow.sdk import Param, RetryDecision, RetryPolicy, dag, task
+from airflow.sdk.configuration import conf
 
 DAG_ID = "regionset"
 
@@ -72,24 +81,48 @@ CONFIG = "{{ params.config_path }}"
 OVERRIDES = "{{ params.overrides }}"
 PER_SHARD = "{{ params.per_shard }}"
 RUN_ID = "{{ run_id }}"  # the DAG run holds the output's lock under it (prepare takes, catalog releases)
+# Airflow refuses a map over more items ([core] max_map_length, 1,024 by default; enforced by the API
+# server when prepare's result is stored): prepare batches the shards to fit, read here at parse time.
+MAX_MAP_LENGTH = conf.getint("core", "max_map_length", fallback=1024)
+CONFIG_CHANGED = "config changed: run "  # how a ConfigChangedError of regionset's run_config.py starts
+
+
+class NoRetryOnConfigChange(RetryPolicy):
+    """Fail at once, without the task's retries, when regionset says the run's config changed mid-run
+    (the same task would fail the same way); every other failure is retried as configured. The
+    exception reaches Airflow as the text of the external interpreter's error, so it is matched by its
+    first words."""
+
+    def evaluate(self, exception, try_number, max_tries, context=None):
+        if CONFIG_CHANGED in str(exception):
+            return RetryDecision.fail(reason="the run's config changed since prepare pinned it")
+        return RetryDecision.default()
+
+
+NO_RETRY_ON_CONFIG_CHANGE = NoRetryOnConfigChange()
 
 
 @task.external_python(python=PYTHON, expect_airflow=False)
-def prepare(config_path: str, overrides: list, per_shard: bool, dag_run_id: str) -> list:
+def prepare(config_path: str, overrides: list, per_shard: bool, dag_run_id: str, max_map_length: int,
+            shards_per_task: int) -> list:
     """Shard the input list and write the lineage; returns what the per-shard steps map over.
 
-    Takes the output's lock under this DAG run's id; every later task checks it, ``catalog`` releases
-    it. Per shard: the shard ids. Otherwise ``[None]``: one task per stage, over every shard.
+    Takes the output's lock under this DAG run's id and pins the resolved config under the output
+    (``OUT/_state/runs/<run>/config.yaml``); every later task checks both, ``catalog`` releases the
+    lock. Per shard: the shard ids, or lists of consecutive shard ids when there are more shards than
+    ``max_map_length`` (or ``shards_per_task`` > 1). Otherwise ``[None]``: one task per stage.
     """
-    from regionset.pipelines.tasks import prepare_build
+    from regionset.pipelines.tasks import map_items, prepare_build
 
     shards = prepare_build(config_path, list(overrides or []), run_id=dag_run_id)
-    return list(shards) if per_shard else [None]
+    return map_items(shards, bool(per_shard), int(max_map_length), int(shards_per_task or 0))
 
 
-@task.external_python(python=PYTHON, expect_airflow=False, retries=2, retry_delay=timedelta(seconds=30))
+@task.external_python(python=PYTHON, expect_airflow=False, retries=2, retry_delay=timedelta(seconds=30),
+                      retry_policy=NO_RETRY_ON_CONFIG_CHANGE)
 def stage_shard(step: str, shard, config_path: str, overrides: list, dag_run_id: str) -> dict:
-    """One stage × shard (a no-op when its marker is there); ``shard=None``: every shard, executor-driven."""
+    """One stage × shard, or × a batch of shards in sequence (each a no-op when its marker is there);
+    ``shard=None``: every shard, executor-driven."""
     from regionset.pipelines.tasks import run_stage_all, run_stage_shard
 
     if shard is None:
@@ -97,7 +130,7 @@ def stage_shard(step: str, shard, config_path: str, overrides: list, dag_run_id:
     return run_stage_shard(config_path, step, shard, list(overrides or []), run_id=dag_run_id)
 
 
-@task.external_python(python=PYTHON, expect_airflow=False, retries=1)
+@task.external_python(python=PYTHON, expect_airflow=False, retries=1, retry_policy=NO_RETRY_ON_CONFIG_CHANGE)
 def global_step(step: str, config_path: str, overrides: list, dag_run_id: str) -> dict:
     """One global step over all shards (e.g. the k-means fit)."""
     from regionset.pipelines.tasks import run_global
@@ -114,14 +147,18 @@ def catalog(config_path: str, overrides: list, dag_run_id: str) -> str:
 
 
 @task.external_python(python=PYTHON, expect_airflow=False)
-def train(enabled: bool, kind: str, config_path: str, overrides: list) -> str:
-    """Train off ``train/`` shards when ``params.train`` is true (off by default)."""
+def train(enabled: bool, kind: str, config_path: str, overrides: list, out_dir: str, build_config: str,
+          build_overrides: list, dag_run_id: str) -> str:
+    """Train off the build's ``train/`` shards when ``params.train`` is true (off by default); the
+    output goes to ``out_dir`` (``params.train_out_dir``, else the training config's ``loop.out_dir``),
+    which must be a URL or an absolute shared path: never the worker's own disk."""
     if not enabled:
         return "skipped: params.train is false"
     from regionset.pipelines.tasks import train as run_training
 
-    run_training(kind, config_path, list(overrides or []))
-    return f"trained {kind}"
+    where = run_training(kind, config_path, list(overrides or []), build_config=build_config,
+                         build_overrides=list(build_overrides or []), run_id=dag_run_id, out_dir=out_dir)
+    return f"trained {kind} into {where}"
 
 
 @dag(
@@ -143,11 +180,18 @@ def train(enabled: bool, kind: str, config_path: str, overrides: list) -> str:
         "train_kind": Param("rice", enum=["rice", "croc"]),
         "train_config": Param("", type="string", description="training config YAML"),
         "train_overrides": Param([], type="array"),
+        "train_out_dir": Param("", type="string",
+                               description="loop.out_dir of the training task: a URL (s3://...) or an absolute "
+                                           "shared path (empty: the training config's; a relative one is refused)"),
+        "shards_per_task": Param(0, type="integer", minimum=0,
+                                 description="per-shard mode: shards per mapped task (0: 1, or the fewest that "
+                                             "keep the map within Airflow's max_map_length)"),
     },
     doc_md=__doc__,
 )
 def regionset():
-    shards = prepare(config_path=CONFIG, overrides=OVERRIDES, per_shard=PER_SHARD, dag_run_id=RUN_ID)
+    shards = prepare(config_path=CONFIG, overrides=OVERRIDES, per_shard=PER_SHARD, dag_run_id=RUN_ID,
+                     max_map_length=MAX_MAP_LENGTH, shards_per_task="{{ params.shards_per_task }}")
     upstream = shards
     for step, kind in STEPS:
         if kind == SHARD:
@@ -160,7 +204,9 @@ def regionset():
     done = catalog(config_path=CONFIG, overrides=OVERRIDES, dag_run_id=RUN_ID)
     upstream >> done
     done >> train(enabled="{{ params.train }}", kind="{{ params.train_kind }}",
-                  config_path="{{ params.train_config }}", overrides="{{ params.train_overrides }}")
+                  config_path="{{ params.train_config }}", overrides="{{ params.train_overrides }}",
+                  out_dir="{{ params.train_out_dir }}", build_config=CONFIG, build_overrides=OVERRIDES,
+                  dag_run_id=RUN_ID)
 
 
 regionset()

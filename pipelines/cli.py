@@ -56,9 +56,11 @@ def _parser() -> argparse.ArgumentParser:
     q.add_argument("out")
     q.add_argument("query")
     q.add_argument("--limit", type=int, default=50, help="rows to print")
-    c = sub.add_parser("catalog", help="(re)build OUT/catalog.duckdb (for an s3://… OUT: a local cache file)")
+    c = sub.add_parser("catalog", help="(re)build OUT/catalog.duckdb (for an s3://… OUT: built in a local cache "
+                                            "file, then uploaded to OUT/catalog.duckdb on the store)")
     c.add_argument("out")
-    c.add_argument("--to", default=None, help="catalog file to write (default OUT/catalog.duckdb or the cache)")
+    c.add_argument("--to", default=None, help="catalog file to write (default OUT/catalog.duckdb, or the cache "
+                                                      "and the store; with --to nothing is uploaded)")
     v = sub.add_parser("report", help="write the visual QA report to OUT/report/index.html")
     v.add_argument("out")
     v.add_argument("--clusters", type=int, default=8, help="leaf clusters per gallery group (largest/smallest/random)")

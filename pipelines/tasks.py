@@ -37,6 +37,52 @@ def load(config_path: str | None, overrides: list[str] | None = None):
     return load_config(config_path or None, ["progress=false", *(overrides or [])])
 
 
+def load_run(config_path: str | None, overrides: list[str] | None = None, run_id: str | None = None):
+    """The BuildConfig a task of orchestrator run ``run_id`` works with: the copy ``prepare`` pinned
+    under the output (``core/run_config.py``), after checking that this task's own view of
+    ``config_path`` + ``overrides`` still resolves to it; without a ``run_id``, that view.
+
+    Args:
+        config_path: path or URL of the build config; empty or None: the defaults plus ``overrides``.
+        overrides: ``key=value`` overrides.
+        run_id: the orchestrator run's id, or None.
+
+    Raises:
+        LockedError: no config pinned for the run and the run does not hold the output's lock.
+        ConfigChangedError: one line naming the run and both hashes (the config changed mid-run).
+    """
+    cfg = load(config_path, overrides)
+    if not run_id:
+        return cfg
+    from regionset.pipelines.core.output import Output
+    from regionset.pipelines.core.run_config import check_pinned, pinned_hash
+
+    out = Output(cfg.output)
+    if pinned_hash(out, run_id) is None:  # not this run's output: a run not holding it hears that first
+        with run_holds(cfg, out, run_id):
+            pass
+    return load(check_pinned(out, run_id, cfg))
+
+
+def map_items(shards: list[int], per_shard: bool, max_map_length: int, shards_per_task: int = 0) -> list:
+    """What an orchestrator's per-shard tasks map over: the shard ids while they fit in
+    ``max_map_length`` mapped tasks, else lists of consecutive shard ids (``core/shard_batches.py``);
+    ``[None]`` when not per shard (one task per stage, over every shard).
+
+    Args:
+        shards: the build's shard ids (``prepare_build``).
+        per_shard: one mapped task per shard (or batch of shards).
+        max_map_length: the most items a mapped task may have (Airflow's ``[core] max_map_length``).
+        shards_per_task: shards per mapped task (0: 1 while they fit, else the fewest that fit).
+    """
+    from regionset.pipelines.core.shard_batches import batch_shards
+
+    if not per_shard:
+        return [None]
+    batches = batch_shards(list(shards), max_map_length, shards_per_task)
+    return [b[0] for b in batches] if all(len(b) == 1 for b in batches) else batches
+
+
 def _step(cfg, name: str):
     from regionset.pipelines.definition import build_steps
 
@@ -88,10 +134,13 @@ def prepare_build(config_path: str, overrides: list[str] | None = None, run_id: 
         config_path: path of the build config.
         overrides: ``key=value`` overrides.
         run_id: an orchestrator run's id: the run takes the output's lock under it and keeps it after
-            this task (its tasks check it, ``finalize`` releases it); None: held for this task only.
+            this task (its tasks check it, ``finalize`` releases it), and the resolved config is pinned
+            under ``OUT/_state/runs/<run>/`` for every later task (``load_run``); None: the lock is
+            held for this task only.
     """
     from regionset.pipelines.build import begin_build, make_output  # the same start ``build`` makes
     from regionset.pipelines.core.inputs import shard_input
+    from regionset.pipelines.core.run_config import pin_config
     from regionset.pipelines.definition import build_steps
     from regionset.pipelines.preflight.run import run_preflight
 
@@ -100,6 +149,8 @@ def prepare_build(config_path: str, overrides: list[str] | None = None, run_id: 
     out = make_output(cfg.output)  # the task's one Output
     if not run_id or cfg.output_lock == "none":
         with out.lock():  # only this task writes the input shards; stage tasks run lock-free
+            if run_id:
+                pin_config(out, run_id, cfg)
             begin_build(cfg, build_steps(cfg), announce=False, out=out)
             return shard_input(cfg.input, out)
     from regionset.pipelines.core.lock import LockedError
@@ -110,6 +161,7 @@ def prepare_build(config_path: str, overrides: list[str] | None = None, run_id: 
     except LockedError:
         lock.__enter__()  # LockedError naming the holder when another build or run has it
     try:
+        pin_config(out, run_id, cfg)  # every later task of the run checks its view against this copy
         begin_build(cfg, build_steps(cfg), announce=False, out=out)
         shards = shard_input(cfg.input, out)
     except BaseException:
@@ -119,25 +171,28 @@ def prepare_build(config_path: str, overrides: list[str] | None = None, run_id: 
     return shards
 
 
-def run_stage_shard(config_path: str, stage_name: str, shard: int, overrides: list[str] | None = None,
+def run_stage_shard(config_path: str, stage_name: str, shard: int | list[int], overrides: list[str] | None = None,
                     run_id: str | None = None) -> dict:
-    """Run one stage on one shard in this process, unless its marker says it is done.
+    """Run one stage on one shard (or a batch of shards, in sequence) in this process, skipping every
+    shard whose marker says it is done (a retried batch redoes only its unfinished shards).
 
     Args:
-        config_path: path of the build config.
+        config_path: path or URL of the build config.
         stage_name: a per-shard step of ``DAG_STEPS``.
-        shard: the shard id.
+        shard: the shard id, or a list of them (``map_items`` above ``max_map_length``).
         overrides: ``key=value`` overrides.
-        run_id: the orchestrator run holding the lock (``run_holds``), or None.
+        run_id: the orchestrator run holding the lock (``run_holds``) and the pinned config, or None.
 
     Returns:
         ``status`` (``done``, ``complete``: already done, ``waiting``: an input is missing,
-        ``absent``: not in this build) with the marker's rows and counters when done.
+        ``absent``: not in this build) with the marker's rows and counters when done; for a batch,
+        ``shards`` and the counts ``done``, ``skipped``, ``waiting`` with the rows of the shards done.
     """
     from regionset.pipelines.core.shard_run import StageReport, plan_stage, run_shard
 
-    cfg = load(config_path, overrides)
+    cfg = load_run(config_path, overrides, run_id)
     stage = _step(cfg, stage_name)
+    batch = list(shard) if isinstance(shard, list | tuple) else None
     if stage is None or not hasattr(stage, "process"):
         return {"stage": stage_name, "shard": shard, "status": "absent"}
     from regionset.pipelines.core.output import Output
@@ -145,10 +200,15 @@ def run_stage_shard(config_path: str, stage_name: str, shard: int, overrides: li
     out = Output(cfg.output)  # the task's one Output
     report = StageReport(stage_name)
     with run_holds(cfg, out, run_id):
-        tasks = plan_stage(stage, out, [shard], report)
-        if not tasks:
-            return {"stage": stage_name, "shard": shard, "status": "waiting" if report.waiting else "complete"}
-        marker = run_shard(stage, out, tasks[0])
+        tasks = plan_stage(stage, out, batch if batch is not None else [shard], report)
+        markers = [run_shard(stage, out, t) for t in tasks]  # in shard order, each committed by its marker
+    if batch is not None:
+        return {"stage": stage_name, "shards": batch, "status": "done" if markers else "complete",
+                "done": len(markers), "skipped": report.skipped, "waiting": report.waiting,
+                "rows_in": sum(m.rows_in for m in markers), "rows_out": sum(m.rows_out for m in markers)}
+    if not markers:
+        return {"stage": stage_name, "shard": shard, "status": "waiting" if report.waiting else "complete"}
+    marker = markers[0]
     return {"stage": stage_name, "shard": shard, "status": "done", "rows_in": marker.rows_in,
             "rows_out": marker.rows_out, "counters": marker.counters}
 
@@ -171,7 +231,7 @@ def run_stage_all(config_path: str, stage_name: str, overrides: list[str] | None
     """
     from regionset.pipelines.executors.factory import make_executor
 
-    cfg = load(config_path, overrides)
+    cfg = load_run(config_path, overrides, run_id)
     stage = _step(cfg, stage_name)
     if stage is None or not hasattr(stage, "process"):
         return {"stage": stage_name, "status": "absent"}
@@ -199,7 +259,7 @@ def run_global(config_path: str, name: str, overrides: list[str] | None = None,
         overrides: ``key=value`` overrides.
         run_id: the orchestrator run holding the lock (``run_holds``), or None.
     """
-    cfg = load(config_path, overrides)
+    cfg = load_run(config_path, overrides, run_id)
     step = _step(cfg, name)
     if step is None or not hasattr(step, "run"):
         return {"step": name, "status": "absent"}
@@ -226,7 +286,7 @@ def finalize(config_path: str, overrides: list[str] | None = None, executor: str
     """
     from regionset.pipelines.build import finish_build  # the same finish ``build`` makes
 
-    cfg = load(config_path, overrides)
+    cfg = load_run(config_path, overrides, run_id)
     from regionset.pipelines.core.output import Output
 
     out = Output(cfg.output)
@@ -234,16 +294,49 @@ def finalize(config_path: str, overrides: list[str] | None = None, executor: str
         return str(finish_build(cfg, time.time(), executor, _shards(out), out=out))
 
 
-def train(kind: str, config_path: str, overrides: list[str] | None = None) -> None:
-    """Train RICE or Croc off the build's ``train/`` shards, through the CLI (which owns training).
+class TrainOutDirError(ValueError):
+    """The DAG's training output would land on the worker's own disk."""
+
+
+def train(kind: str, config_path: str, overrides: list[str] | None = None, build_config: str = "",
+          build_overrides: list[str] | None = None, run_id: str | None = None, out_dir: str = "") -> str:
+    """Train RICE or Croc off the build's ``train/`` shards, through the CLI (which owns training);
+    return where its output went.
+
+    An orchestrator's task runs on any worker: its output must go where the next task or a person
+    finds it, so ``loop.out_dir`` (``out_dir`` when given, else the training config's) must be a URL
+    (``s3://…``) or an absolute path (a shared mount); a relative one is refused in one line. With a
+    ``run_id`` the build's output (from the run's pinned config) is the default ``data.train_dir``.
 
     Args:
         kind: ``rice`` or ``croc``.
-        config_path: the training config.
-        overrides: ``key=value`` overrides of the training config.
-    """
-    from regionset.pipelines.cli import main
+        config_path: the training config (a path or URL).
+        overrides: ``key=value`` overrides of the training config (they win over the two below).
+        build_config: the build's config path or URL (with ``run_id``).
+        build_overrides: the build's overrides.
+        run_id: the orchestrator run whose build is trained on, or None.
+        out_dir: ``loop.out_dir`` for this run (empty: the training config's).
 
-    rc = main(["train", kind, config_path, *(overrides or [])])
+    Raises:
+        TrainOutDirError: ``loop.out_dir`` is relative.
+        ConfigChangedError: the build's config changed since the run pinned it.
+    """
+    from regionset.common.storage import as_path, is_remote
+    from regionset.pipelines.cli import main
+    from regionset.training.cli import run_training
+
+    base = []
+    if run_id:
+        base.append(f"data.train_dir={load_run(build_config, build_overrides, run_id).output}")
+    if out_dir:
+        base.append(f"loop.out_dir={out_dir}")
+    args = [*base, *(overrides or [])]
+    resolved = str(run_training(kind, config_path or None, args, dry_run=True)["out_dir"])
+    if not (is_remote(resolved) or as_path(resolved).is_absolute()):
+        raise TrainOutDirError(
+            f"train {kind}: loop.out_dir {resolved!r} is relative: on a worker it lands on that worker's "
+            "disk; set it to a URL (s3://...) or an absolute shared path (DAG param train_out_dir)")
+    rc = main(["train", kind, config_path, *args])
     if rc:
         raise RuntimeError(f"regionset train {kind} {config_path} failed with exit code {rc}")
+    return resolved

@@ -5,10 +5,12 @@ open for writing and readers (``duckdb OUT/catalog.duckdb``) are never locked ou
 absolute paths so the file answers from any working directory; after moving an output folder, run
 ``regionset catalog OUT`` to re-point them.
 
-For an object-store output (``s3://bucket/prefix``) the catalog file is local (``--to FILE``, by
-default a file named after the URL in ``REGIONSET_CATALOG_DIR`` or ``~/.cache/regionset/catalogs``)
-and its views read the remote Parquet through the fsspec filesystem registered on each connection
-(DuckDB's httpfs extension is not bundled with the wheel and cannot be downloaded offline).
+For an object-store output (``s3://bucket/prefix``) the catalog is built into a local file (``--to
+FILE``, by default a file named after the URL in ``REGIONSET_CATALOG_DIR`` or
+``~/.cache/regionset/catalogs``) and, by default, uploaded to ``OUT/catalog.duckdb`` on the store
+(``catalog_store.py``): ``connect`` on any host downloads the store's copy into its cache when it
+changed. Its views read the remote Parquet through the fsspec filesystem registered on each
+connection (DuckDB's httpfs extension is not bundled with the wheel and cannot be downloaded offline).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import pyarrow as pa
 
 from regionset.common.shard_names import shard_name
 from regionset.common.storage import RemotePath, is_remote
+from regionset.pipelines.core.catalog_store import fetch, publish
 from regionset.pipelines.core.failpoints import failpoint
 from regionset.pipelines.core.fence import check_commit
 from regionset.pipelines.core.labels import add_label_tables
@@ -191,7 +194,8 @@ def build_catalog(out: Output, to: Path | None = None) -> Path:
 
     Args:
         out: the output folder or prefix.
-        to: the catalog file (default ``catalog_file(out)``).
+        to: the catalog file (default ``catalog_file(out)``, then for a remote output uploaded to
+            ``OUT/catalog.duckdb`` on the store; a file given here is not uploaded).
     """
     out = Output.of(out)
     final = Path(to) if to is not None else catalog_file(out)
@@ -218,14 +222,16 @@ def build_catalog(out: Output, to: Path | None = None) -> Path:
     failpoint("catalog")
     check_commit(out.root)  # the catalog is a commit of the build that holds the lock (if one is armed)
     os.replace(tmp, final)
+    if is_remote(out) and to is None:
+        publish(out, final)  # kept on the store beside the tables: read by ``connect`` on any host
     return final
 
 
 def connect(out: Output, read_only: bool = True) -> duckdb.DuckDBPyConnection:
     """Open the catalog of an output folder or prefix (a URL's catalog is rebuilt if missing)."""
     path = catalog_file(out)
-    if is_remote(out) and not path.exists():
-        build_catalog(out)
+    if is_remote(out) and not fetch(Output.of(out), path) and not path.exists():
+        build_catalog(out, path)  # no catalog on the store (an older build): a local one, not uploaded
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist: run `regionset build` (or `regionset catalog OUT`)")
     con = duckdb.connect(str(path), read_only=read_only)

@@ -41,7 +41,11 @@ def check() -> dict:
                          "python": getattr(getattr(t, "partial_kwargs", {}), "get", lambda *_: None)("python")
                          or getattr(t, "python", None)}
              for t in (dag.tasks if dag else [])}
+    policy = dag.get_task("download").partial_kwargs.get("retry_policy") if dag else None
+    decide = (lambda text: policy.evaluate(Exception(text), 1, 3).action.value) if policy else (lambda text: None)
     return {"import_errors": {str(k): str(v) for k, v in bag.import_errors.items()}, "tasks": tasks,
+            "retry_on": {"config changed": decide("Process returned non-zero exit status 1.\nconfig changed: run r: x"),
+                         "other": decide("Process returned non-zero exit status 1.\nConnectionError")},
             "params": {k: dag.params[k] for k in dag.params} if dag else {},
             "importable": [m for m in REGIONSET_DEPS if importlib.util.find_spec(m) is not None],
             "loaded": [m for m in REGIONSET_DEPS if m in sys.modules]}
@@ -58,7 +62,9 @@ def test(confs: list[dict]) -> list[dict]:
         run = dag.test(run_conf=conf)
         tis = run.get_task_instances()
         runs.append({"state": str(run.state), "tis": dict(Counter(ti.task_id for ti in tis)),
-                     "failed": sorted({ti.task_id for ti in tis if str(ti.state) != "success"})})
+                     "failed": sorted({ti.task_id for ti in tis if str(ti.state) != "success"}),
+                     "states": {t: sorted({str(ti.state) for ti in tis if ti.task_id == t}) for t in {ti.task_id for ti in tis}},
+                     "tries": {t: max(ti.try_number for ti in tis if ti.task_id == t) for t in {ti.task_id for ti in tis}}})
     return runs
 
 

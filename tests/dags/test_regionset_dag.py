@@ -33,19 +33,21 @@ DRIVER = Path(__file__).with_name("airflow_driver.py")
 pytestmark = pytest.mark.airflow
 
 
-def drive(tmp_path: Path, *args: str, pythonpath: bool = True) -> object:
+def drive(tmp_path: Path, *args: str, pythonpath: bool = True, env: dict[str, str] | None = None) -> object:
     """Run airflow_driver.py in the Airflow venv; its JSON result.
 
     ``pythonpath``: put this checkout on PYTHONPATH, which the external-python tasks inherit, so
     they run this checkout's regionset in this test's interpreter (``REGIONSET_PYTHON``).
+    ``env``: more environment (``AIRFLOW__CORE__MAX_MAP_LENGTH``, ...).
     """
     if not VENV_PYTHON.exists():
         pytest.skip(f"no Airflow venv at {VENV_PYTHON.parent.parent}: run dags/install_airflow.sh")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW") and k != "PYTHONPATH"}
-    env.update(AIRFLOW_HOME=str(tmp_path / "airflow-home"), REGIONSET_PYTHON=sys.executable)
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW") and k != "PYTHONPATH"}
+    environ.update(AIRFLOW_HOME=str(tmp_path / "airflow-home"), REGIONSET_PYTHON=sys.executable)
     if pythonpath:
-        env["PYTHONPATH"] = str(REPO)
-    proc = subprocess.run([str(VENV_PYTHON), str(DRIVER), *args], cwd=tmp_path, env=env,
+        environ["PYTHONPATH"] = str(REPO)
+    environ.update(env or {})
+    proc = subprocess.run([str(VENV_PYTHON), str(DRIVER), *args], cwd=tmp_path, env=environ,
                           capture_output=True, text=True, timeout=1200)
     (tmp_path / f"driver-{args[0]}.log").write_text(proc.stdout + proc.stderr)  # the task logs, to debug
     assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-6000:]
@@ -56,7 +58,8 @@ def test_dag_file_imports_nothing_of_regionset():
     tree = ast.parse((DAGS_FOLDER / "regionset_dag.py").read_text())
     top = [n for n in tree.body if isinstance(n, ast.Import | ast.ImportFrom)]
     modules = {(n.module if isinstance(n, ast.ImportFrom) else n.names[0].name) for n in top}
-    assert modules <= {"__future__", "datetime", "importlib.util", "os", "shutil", "sys", "pathlib", "airflow.sdk"}, modules
+    assert modules <= {"__future__", "datetime", "importlib.util", "os", "shutil", "sys", "pathlib", "airflow.sdk",
+                       "airflow.sdk.configuration"}, modules
 
 
 def test_dag_parses_in_the_airflow_venv_without_regionset(tmp_path):
@@ -72,6 +75,8 @@ def test_dag_parses_in_the_airflow_venv_without_regionset(tmp_path):
         assert "params.regionset_python" in got["tasks"][name]["python"]
     assert sys.executable in got["tasks"]["prepare"]["python"]  # the default: $REGIONSET_PYTHON
     assert got["params"]["train"] is False and got["params"]["per_shard"] is True
+    assert got["params"]["shards_per_task"] == 0 and got["params"]["train_out_dir"] == ""
+    assert got["retry_on"] == {"config changed": "fail", "other": "default"}  # a changed config: no retries
 
 
 @pytest.fixture
