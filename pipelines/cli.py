@@ -129,6 +129,22 @@ def _sql(out: Output, query: str, limit: int) -> None:
 OUTPUT_COMMANDS = ("sql", "status", "report", "sample", "retry", "catalog")  # commands over a build's output
 
 
+def run_training(kind: str, config: str | None, overrides: list[str], dry_run: bool = False) -> dict:
+    """``regionset train``: one training kind's summary (with ``dry_run``: its plan, ``out_dir`` included).
+
+    The only place pipelines touch training, lazily (the CLI is the top of the import graph).
+
+    Args:
+        kind: ``rice`` or ``croc``.
+        config: the training config (a path or URL; None: the kind's defaults).
+        overrides: ``section.key=value`` items applied after the file.
+        dry_run: return the data lineage and resume decision instead of training.
+    """
+    from regionset.training.cli import run_training as run
+
+    return run(kind, config, overrides, dry_run=dry_run)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``regionset`` console script; returns the exit code."""
     set_offline_defaults()
@@ -210,8 +226,6 @@ def main(argv: list[str] | None = None) -> int:
             n = write_sample(out, as_path(args.to), args.size, args.strategy, args.seed)
             print(f"{n} regions ({args.strategy}, seed {args.seed}) -> {args.to}")
         elif args.cmd == "train":
-            from regionset.training.cli import run_training  # the only place pipelines touch training, lazily
-
             try:
                 summary = run_training(args.kind, args.config, args.overrides, dry_run=args.dry_run)
             except ValueError as err:  # e.g. a shard that appeared or vanished since the checkpoint

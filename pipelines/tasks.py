@@ -322,8 +322,7 @@ def train(kind: str, config_path: str, overrides: list[str] | None = None, build
         ConfigChangedError: the build's config changed since the run pinned it.
     """
     from regionset.common.storage import as_path, is_remote
-    from regionset.pipelines.cli import main
-    from regionset.training.cli import run_training
+    from regionset.pipelines.cli import main, run_training
 
     base = []
     if run_id:
