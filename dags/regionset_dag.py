@@ -20,6 +20,10 @@ configured executor over every shard (``overrides: ["executor.name=ray",
 "executor.ray.address=auto"]``): big builds schedule shards on the Ray or Spark cluster, not as
 thousands of Airflow tasks. Tasks are idempotent through the completion markers either way.
 
+``catalog`` declares the asset aliases ``regionset-train`` and ``regionset-regions`` as outlets and,
+when the build committed, announces the output's ``train/`` and ``regions/`` Assets through them
+(``regionset_shared.py``); ``regionset_train_dag.py`` trains on the announced ``train/``.
+
 Trigger: ``airflow dags trigger regionset -c '{"config_path": "/data/build.yaml"}'``.
 """
 

@@ -56,21 +56,52 @@ def url_of(uri: str) -> str:
     return urllib.parse.unquote(parsed.path) if parsed.scheme == "file" else uri
 
 
-def announce_build(context: dict, result: dict) -> None:
+def report_lineage(task: object, inputs: list[str], outputs: list[str], collector: object = None) -> None:
+    """Report a task's concrete input and output folders (Asset URIs) to Airflow's hook-lineage
+    collector, which lineage readers such as the OpenLineage provider read when the task ends
+    (without a reader Airflow's collector does nothing).
+
+    Args:
+        task: the running task (the lineage entries' context).
+        inputs: Asset URIs read.
+        outputs: Asset URIs written.
+        collector: the collector (default: Airflow's).
+    """
+    if collector is None:
+        from airflow.sdk.lineage import get_hook_lineage_collector
+
+        collector = get_hook_lineage_collector()
+    for uri in inputs:
+        collector.add_input_asset(context=task, uri=uri)
+    for uri in outputs:
+        collector.add_output_asset(context=task, uri=uri)
+
+
+def announce_build(context: dict, result: dict, collector: object = None) -> None:
     """``post_execute`` of the build's commit task: asset events for ``train/`` and ``regions/``.
 
     ``result`` is what ``regionset.pipelines.tasks.committed_outputs`` returned in regionset's
     interpreter. Nothing is announced unless ``committed`` (every shard of every step marked and the
-    run recorded): a partial build is logged and leaves the Assets as they were.
+    run recorded): a partial build is logged and leaves the Assets as they were. The two folders are
+    also reported as the task's outputs to the hook-lineage collector (``report_lineage``).
     """
     if not result.get("committed"):
         print(f"regionset: build not committed (shards without a marker: {result.get('missing')}); "
               "no asset events", file=sys.stderr)
         return
     extra = {key: result.get(key) for key in EXTRA_KEYS}
+    train, regions = asset_uri(result["train"]), asset_uri(result["regions"])
     events = context["outlet_events"]
-    events[TRAIN_ALIAS].add(Asset(asset_uri(result["train"])), extra={**extra, "table": "train"})
-    events[REGIONS_ALIAS].add(Asset(asset_uri(result["regions"])), extra={**extra, "table": "regions"})
+    events[TRAIN_ALIAS].add(Asset(train), extra={**extra, "table": "train"})
+    events[REGIONS_ALIAS].add(Asset(regions), extra={**extra, "table": "regions"})
+    report_lineage(context.get("task"), [], [train, regions], collector)
+
+
+def announce_training(context: dict, result: dict, collector: object = None) -> None:
+    """``post_execute`` of ``regionset_train``'s ``train`` task: its ``train/`` input and checkpoint
+    folder output to the hook-lineage collector (``report_lineage``)."""
+    outputs = [asset_uri(result["out_dir"])] if result.get("out_dir") else []
+    report_lineage(context.get("task"), [asset_uri(result["train_dir"])], outputs, collector)
 
 
 def build_of(context: dict) -> dict:

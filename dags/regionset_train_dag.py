@@ -22,7 +22,7 @@ from __future__ import annotations
 import re
 
 from airflow.sdk import Param, dag, task
-from regionset_shared import PYTHON, TRAIN_ALIAS, build_of
+from regionset_shared import PYTHON, TRAIN_ALIAS, announce_training, build_of
 
 DAG_ID = "regionset_train"
 
@@ -42,7 +42,7 @@ def run_dir(out_dir: str, kind: str, build_run: str) -> str:
     return f"{out_dir.rstrip('/')}/{kind}/{re.sub(r'[^A-Za-z0-9._-]', '_', build_run)}"
 
 
-@task.external_python(python=PYTHON, expect_airflow=False)
+@task.external_python(python=PYTHON, expect_airflow=False, post_execute=announce_training)
 def train(kind: str, config_path: str, overrides: list, built: dict) -> dict:
     """Train ``kind`` on the build's ``train/`` shards, naming its run in every checkpoint's lineage."""
     from regionset.pipelines.tasks import train_on_build

@@ -2,7 +2,8 @@
 
 ``regionset build`` runs every step in one process; an orchestrator runs the same steps as tasks:
 ``prepare_build`` (shard the input, write lineage) -> ``run_stage_shard`` per step × shard ->
-``run_global`` for global steps -> ``finalize`` (run record, catalog). Every task is idempotent: a
+``run_global`` for global steps -> ``finalize`` (run record, catalog) -> ``committed_outputs`` (what the
+DAG announces as Assets); ``train_on_build`` trains on one build. Every task is idempotent: a
 stage shard whose completion marker matches is skipped, so retries and re-runs do nothing extra;
 global steps skip their own finished work the same way they do under ``build``.
 

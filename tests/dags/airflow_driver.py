@@ -9,9 +9,11 @@ with ``.venv-airflow/bin/python`` and read one JSON document from its last stdou
                                         ``dag.test(run_conf=CONF)`` once per conf in the JSON list
                                         (DAG_ID: ``regionset`` by default): run id, state, task
                                         instances per task id, and the XCom each task returned
-    airflow_driver.py announce RESULT.json
-                                        the build DAG's ``announce_build`` on a commit task's result
-                                        (no run): the asset events it records, as Airflow sends them
+    airflow_driver.py announce build|train RESULT.json
+                                        the ``post_execute`` hook of the build's commit task
+                                        (``announce_build``) or of ``regionset_train.train`` on a
+                                        task's result (no run): the asset events it records, as
+                                        Airflow sends them, and what it reports for lineage readers
     airflow_driver.py events            every asset event in the metadata DB: URI, extra, source
                                         DAG / run / task, aliases
 
@@ -88,16 +90,21 @@ def test(confs: list[dict], dag_id: str = DAG_ID) -> list[dict]:
     return runs
 
 
-def announce(result: dict) -> list[dict]:
-    """What ``announce_build`` records for a commit task's ``result``, serialised as the task runner does."""
+def announce(hook: str, result: dict) -> dict:
+    """What a ``post_execute`` hook records for a task's ``result``: the asset events, serialised as
+    the task runner sends them, and the input/output URIs a hook-lineage reader (OpenLineage) gets."""
     sys.path.append(str(DAGS_FOLDER))
     from airflow.sdk.execution_time.context import OutletEventAccessors
     from airflow.sdk.execution_time.task_runner import _serialize_outlet_events
-    from regionset_shared import announce_build
+    from airflow.sdk.lineage import HookLineageCollector
+    from regionset_shared import announce_build, announce_training
 
-    context = {"outlet_events": OutletEventAccessors()}
-    announce_build(context, result)
-    return list(_serialize_outlet_events(context["outlet_events"]))
+    context = {"outlet_events": OutletEventAccessors(), "task": object()}
+    collector = HookLineageCollector()  # what Airflow uses when a lineage reader is installed
+    (announce_build if hook == "build" else announce_training)(context, result, collector)
+    lineage = collector.collected_assets
+    return {"events": list(_serialize_outlet_events(context["outlet_events"])),
+            "inputs": [i.asset.uri for i in lineage.inputs], "outputs": [o.asset.uri for o in lineage.outputs]}
 
 
 def events() -> list[dict]:
@@ -118,7 +125,7 @@ if __name__ == "__main__":
     elif sys.argv[1] == "events":
         result = events()
     elif sys.argv[1] == "announce":
-        result = announce(json.loads(Path(sys.argv[2]).read_text()))
+        result = announce(sys.argv[2], json.loads(Path(sys.argv[3]).read_text()))
     else:
         result = test(json.loads(Path(sys.argv[2]).read_text()), *sys.argv[3:4])
     print("\n" + json.dumps(result, default=str))

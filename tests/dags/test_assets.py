@@ -46,7 +46,9 @@ def test_only_a_committed_build_is_announced_with_valid_asset_uris(tmp_path):
     result = {"committed": True, "train": str(tmp_path / "out" / "train"), "regions": "s3://bucket/out/regions/",
               "run_id": "manual__2026-12-07T23:00:00+00:00", "config_hash": "0123456789abcdef", "output": "x",
               "shards": 2, "rows": {"train": 4, "regions": 9}, "missing": {}}
-    events = drive(tmp_path, "announce", _write(tmp_path / "ok.json", result), pythonpath=False)
+    got = drive(tmp_path, "announce", "build", _write(tmp_path / "ok.json", result), pythonpath=False)
+    events = got["events"]
+    assert got["inputs"] == [] and got["outputs"] == [(tmp_path / "out" / "train").as_uri(), "s3://bucket/out/regions"]
     by_alias = {e["source_alias_name"]: e for e in events}
     assert set(by_alias) == {"regionset-train", "regionset-regions"}
     assert by_alias["regionset-train"]["dest_asset_key"]["uri"] == (tmp_path / "out" / "train").as_uri()  # file://
@@ -55,9 +57,19 @@ def test_only_a_committed_build_is_announced_with_valid_asset_uris(tmp_path):
                                                    "output": "x", "shards": 2, "rows": {"train": 4, "regions": 9},
                                                    "table": "train"}
     partial = {**result, "committed": False, "missing": {"pack": 1}}
-    assert drive(tmp_path, "announce", _write(tmp_path / "partial.json", partial), pythonpath=False) == []
+    assert drive(tmp_path, "announce", "build", _write(tmp_path / "partial.json", partial),
+                 pythonpath=False) == {"events": [], "inputs": [], "outputs": []}
 
 
+def test_training_reports_its_input_and_output_for_lineage_readers(tmp_path):
+    result = {"kind": "rice", "train_dir": "s3://bucket/out/train", "out_dir": str(tmp_path / "runs" / "rice" / "r1"),
+              "build_run": "r1", "steps": 2}
+    got = drive(tmp_path, "announce", "train", _write(tmp_path / "train.json", result), pythonpath=False)
+    assert got == {"events": [], "inputs": ["s3://bucket/out/train"],
+                   "outputs": [(tmp_path / "runs" / "rice" / "r1").as_uri()]}
+
+
+@pytest.mark.slow  # ~5 min on 2 busy cores: the build DAG (~4 min) then the training DAG (~50 s)
 def test_build_announces_its_assets_and_regionset_train_trains_on_them(demo_config, tmp_path):  # noqa: F811
     out = tmp_path / "dag"
     build = drive(tmp_path, "test", _write(tmp_path / "build.json",
