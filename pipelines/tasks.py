@@ -305,11 +305,8 @@ def train_on_build(kind: str, config_path: str, overrides: list[str] | None, tra
         out_dir: where checkpoints go (``loop.out_dir``; a path or URL; empty: the config's).
 
     Returns:
-        ``kind``, ``out_dir``, ``steps`` trained, ``train_dir`` and ``build_run``.
+        ``kind``, ``out_dir``, ``train_dir`` and ``build_run``.
     """
-    from regionset.training.cli import run_training
-
     pinned = [f"data.train_dir={train_url}", f"data.build_run={build_run}", *([f"loop.out_dir={out_dir}"] if out_dir else [])]
-    summary = run_training(kind, config_path or None, [*(overrides or []), *pinned])
-    return {"kind": kind, "out_dir": out_dir, "steps": summary.get("steps"), "train_dir": train_url,
-            "build_run": build_run}
+    train(kind, config_path, [*(overrides or []), *pinned])  # through the CLI, which owns training
+    return {"kind": kind, "out_dir": out_dir, "train_dir": train_url, "build_run": build_run}
