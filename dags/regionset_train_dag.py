@@ -13,6 +13,10 @@ interpreter (chosen as the build DAG's tasks choose it), which trains with ``dat
 Checkpoints go to ``<out_dir>/<kind>/<build run id>`` (characters other than letters, digits,
 ``._-`` made ``_``): one training run per build; a rerun for the same build resumes or finds it done.
 
+Settings: each param, else the same key of the Airflow Variable ``regionset_train`` (JSON), else the
+default; an asset-triggered run has no params of its own, so a deployment sets the Variable:
+``airflow variables set regionset_train '{"kind": "rice", "config_path": "/etc/rice.yaml", "out_dir": "s3://bucket/runs"}'``.
+
 Trigger by hand (trains on the newest build):
 ``airflow dags trigger regionset_train -c '{"kind": "croc", "out_dir": "s3://bucket/runs"}'``.
 """
@@ -25,6 +29,16 @@ from airflow.sdk import Param, dag, task
 from regionset_shared import PYTHON, TRAIN_ALIAS, announce_training, build_of
 
 DAG_ID = "regionset_train"
+SETTINGS = "regionset_train"  # the Airflow Variable (JSON) an asset-triggered run takes its settings from
+
+
+def setting(key: str, default: object) -> str:
+    """A template: the run's param ``key``, else the key of the Variable ``regionset_train``, else ``default``.
+
+    An asset-triggered run has only the params' defaults (empty here), so a deployment sets
+    ``{"kind": "croc", "config_path": ..., "overrides": [...], "out_dir": "s3://..."}`` there once.
+    """
+    return f"{{{{ params.{key} or var.json.get({SETTINGS!r}, {{}}).get({key!r}, {default!r}) }}}}"
 
 
 @task(inlets=[TRAIN_ALIAS])
@@ -58,8 +72,8 @@ def train(kind: str, config_path: str, overrides: list, built: dict) -> dict:
     max_active_runs=1,  # one training run at a time; queued builds start the next one
     tags=["regionset"],
     render_template_as_native_obj=True,
-    params={
-        "kind": Param("rice", enum=["rice", "croc"]),
+    params={  # empty: the Variable regionset_train's key, else the default (setting())
+        "kind": Param("", enum=["", "rice", "croc"], description="empty: rice"),
         "config_path": Param("", type="string",
                              description="training config YAML (empty: the kind's defaults + overrides)"),
         "overrides": Param([], type="array", description="key=value overrides of the training config"),
@@ -72,9 +86,9 @@ def train(kind: str, config_path: str, overrides: list, built: dict) -> dict:
     doc_md=__doc__,
 )
 def regionset_train():
-    built = build(out_dir="{{ params.out_dir }}", kind="{{ params.kind }}")
-    train(kind="{{ params.kind }}", config_path="{{ params.config_path }}", overrides="{{ params.overrides }}",
-          built=built)
+    kind = setting("kind", "rice")
+    built = build(out_dir=setting("out_dir", ""), kind=kind)
+    train(kind=kind, config_path=setting("config_path", ""), overrides=setting("overrides", []), built=built)
 
 
 regionset_train()

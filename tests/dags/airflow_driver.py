@@ -5,10 +5,12 @@ with ``.venv-airflow/bin/python`` and read one JSON document from its last stdou
 
     airflow_driver.py check             parse the dags folder: import errors, tasks, params, which
                                         regionset dependencies the Airflow env can import
-    airflow_driver.py test CONF.json [DAG_ID]
+    airflow_driver.py test CONF.json [DAG_ID [VARIABLES.json]]
                                         ``dag.test(run_conf=CONF)`` once per conf in the JSON list
-                                        (DAG_ID: ``regionset`` by default): run id, state, task
-                                        instances per task id, and the XCom each task returned
+                                        (DAG_ID: ``regionset`` by default), after setting the Airflow
+                                        Variables of VARIABLES (a JSON object; values not strings are
+                                        stored as JSON): run id, state, task instances per task id,
+                                        and the XCom each task returned
     airflow_driver.py announce build|train RESULT.json
                                         the ``post_execute`` hook of the build's commit task
                                         (``announce_build``) or of ``regionset_train.train`` on a
@@ -68,13 +70,16 @@ def _names(objs: list) -> list[str]:
             for o in objs if type(o).__name__ in ("AssetAlias", "Asset")]
 
 
-def test(confs: list[dict], dag_id: str = DAG_ID) -> list[dict]:
+def test(confs: list[dict], dag_id: str = DAG_ID, variables: dict | None = None) -> list[dict]:
     """``dag.test()`` once per run conf; the run id, state, task instances per task and unmapped XComs."""
+    from airflow.models.variable import Variable
     from airflow.models.xcom import XComModel
     from airflow.utils import db
     from airflow.utils.session import create_session
 
     db.initdb()  # the sqlite metadata DB under AIRFLOW_HOME
+    for key, value in (variables or {}).items():
+        Variable.set(key, value if isinstance(value, str) else json.dumps(value))
     dag = _dagbag().dags[dag_id]
     runs = []
     for conf in confs:
@@ -127,5 +132,7 @@ if __name__ == "__main__":
     elif sys.argv[1] == "announce":
         result = announce(sys.argv[2], json.loads(Path(sys.argv[3]).read_text()))
     else:
-        result = test(json.loads(Path(sys.argv[2]).read_text()), *sys.argv[3:4])
+        extra = sys.argv[3:5]
+        result = test(json.loads(Path(sys.argv[2]).read_text()), *extra[:1],
+                      *[json.loads(Path(v).read_text()) for v in extra[1:]])
     print("\n" + json.dumps(result, default=str))

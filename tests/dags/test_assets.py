@@ -86,11 +86,14 @@ def test_build_announces_its_assets_and_regionset_train_trains_on_them(demo_conf
     assert extra["rows"]["regions"] > 0
 
     runs = tmp_path / "runs"
-    conf = {"kind": "rice", "config_path": str(RICE_TINY), "out_dir": str(runs),
-            "overrides": ["loop.steps=2", "loop.save_every=2", "loop.log_every=1", "loop.warmup_steps=1",
-                          "data.batch_size=2", "data.num_workers=0", "model.image_size=32", "loss.num_tokens=32",
-                          "device=cpu", "export=false"]}
-    train = drive(tmp_path, "test", _write(tmp_path / "train.json", [conf]), "regionset_train")[0]  # manual: newest event
+    settings = {"kind": "rice", "config_path": str(RICE_TINY), "out_dir": str(runs),
+                "overrides": ["loop.steps=2", "loop.save_every=2", "loop.log_every=1", "loop.warmup_steps=1",
+                              "data.batch_size=2", "data.num_workers=0", "model.image_size=32",
+                              "loss.num_tokens=32", "device=cpu", "export=false"]}
+    # no params, as in an asset-triggered run: the settings come from the Variable regionset_train;
+    # a manual run trains on the alias's newest event
+    train = drive(tmp_path, "test", _write(tmp_path / "train.json", [{}]), "regionset_train",
+                  _write(tmp_path / "variables.json", {"regionset_train": settings}))[0]
     assert train["state"] == "success", train
     built = train["returned"]["build"]
     assert built["train_url"] == str(out / "train") and built["build_run"] == build["run_id"]
