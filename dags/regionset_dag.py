@@ -28,6 +28,10 @@ thousands of Airflow tasks. Tasks are idempotent through the completion markers 
 With an ``s3://`` output the catalog is kept on the store (``OUT/catalog.duckdb``, read there by
 ``regionset sql``), and ``train`` writes to ``params.train_out_dir`` (a URL or an absolute shared path).
 
+``catalog`` declares the asset aliases ``regionset-train`` and ``regionset-regions`` as outlets and,
+when the build committed, announces the output's ``train/`` and ``regions/`` Assets through them
+(``regionset_shared.py``); ``regionset_train_dag.py`` trains on the announced ``train/``.
+
 Trigger: ``airflow dags trigger regionset -c '{"config_path": "s3://bucket/build.yaml"}'``.
 """
 
@@ -35,13 +39,12 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import shutil
-import sys
 from datetime import timedelta
 from pathlib import Path
 
 from airflow.sdk import Param, RetryDecision, RetryPolicy, dag, task
 from airflow.sdk.configuration import conf
+from regionset_shared import PYTHON, REGIONS_ALIAS, TRAIN_ALIAS, announce_build
 
 DAG_ID = "regionset"
 
@@ -64,19 +67,6 @@ SHARD, GLOBAL = _SHAPE.SHARD, _SHAPE.GLOBAL
 STEPS: tuple[tuple[str, str], ...] = _SHAPE.PIPELINE  # the pipeline's shape, in order
 
 
-def default_regionset_python() -> str:
-    """``$REGIONSET_PYTHON``, else the interpreter ``install_airflow.sh`` recorded, else ``python3``."""
-    if os.environ.get("REGIONSET_PYTHON"):
-        return os.environ["REGIONSET_PYTHON"]
-    recorded = Path(sys.prefix) / "regionset-python"
-    if recorded.is_file():
-        return recorded.read_text().strip()
-    return shutil.which("python3") or "python3"
-
-
-# Rendered natively (render_template_as_native_obj): lists stay lists, booleans stay booleans.
-PYTHON = ("{{ params.regionset_python or var.value.get('regionset_python', "
-          + repr(default_regionset_python()) + ") }}")
 CONFIG = "{{ params.config_path }}"
 OVERRIDES = "{{ params.overrides }}"
 PER_SHARD = "{{ params.per_shard }}"
@@ -138,12 +128,18 @@ def global_step(step: str, config_path: str, overrides: list, dag_run_id: str) -
     return run_global(config_path, step, list(overrides or []), run_id=dag_run_id)
 
 
-@task.external_python(python=PYTHON, expect_airflow=False)
-def catalog(config_path: str, overrides: list, dag_run_id: str) -> str:
-    """Record the run, rebuild ``catalog.duckdb`` and release the run's lock."""
-    from regionset.pipelines.tasks import finalize
+@task.external_python(python=PYTHON, expect_airflow=False, outlets=[TRAIN_ALIAS, REGIONS_ALIAS],
+                      post_execute=announce_build)
+def catalog(config_path: str, overrides: list, dag_run_id: str) -> dict:
+    """Record the run, rebuild ``catalog.duckdb`` and release the run's lock; what the build committed.
 
-    return finalize(config_path, list(overrides or []), executor="airflow", run_id=dag_run_id)
+    ``announce_build`` (after it, in Airflow) turns a committed build into asset events for the
+    output's ``train/`` and ``regions/`` Assets (``regionset_shared.py``).
+    """
+    from regionset.pipelines.tasks import committed_outputs, finalize
+
+    catalog_path = finalize(config_path, list(overrides or []), executor="airflow", run_id=dag_run_id)
+    return {"catalog": catalog_path, **committed_outputs(config_path, list(overrides or []), run_id=dag_run_id)}
 
 
 @task.external_python(python=PYTHON, expect_airflow=False)

@@ -79,7 +79,7 @@ def _parser() -> argparse.ArgumentParser:
     m.add_argument("--to", required=True, help="Parquet file to write (use it with pack.sample=FILE)")
     t = sub.add_parser("train", help="train RICE or Croc off OUT/train shards")
     t.add_argument("kind", choices=["rice", "croc"])
-    t.add_argument("config")
+    t.add_argument("config", help="YAML config file ('': the kind's defaults)")
     t.add_argument("overrides", nargs="*")
     t.add_argument("--dry-run", action="store_true", help="print the data lineage and resume point; train nothing")
     return p
@@ -227,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{n} regions ({args.strategy}, seed {args.seed}) -> {args.to}")
         elif args.cmd == "train":
             try:
-                summary = run_training(args.kind, args.config, args.overrides, dry_run=args.dry_run)
+                summary = run_training(args.kind, args.config or None, args.overrides, dry_run=args.dry_run)
             except ValueError as err:  # e.g. a shard that appeared or vanished since the checkpoint
                 print(f"regionset train: error: {err}", file=sys.stderr)
                 return 2

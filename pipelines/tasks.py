@@ -2,7 +2,8 @@
 
 ``regionset build`` runs every step in one process; an orchestrator runs the same steps as tasks:
 ``prepare_build`` (shard the input, write lineage) -> ``run_stage_shard`` per step × shard ->
-``run_global`` for global steps -> ``finalize`` (run record, catalog). Every task is idempotent: a
+``run_global`` for global steps -> ``finalize`` (run record, catalog) -> ``committed_outputs`` (what the
+DAG announces as Assets); ``train_on_build`` trains on one build. Every task is idempotent: a
 stage shard whose completion marker matches is skipped, so retries and re-runs do nothing extra;
 global steps skip their own finished work the same way they do under ``build``.
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from regionset.pipelines.steps import GLOBAL, SHARD  # noqa: F401  (the DAG file reads them here)
@@ -278,6 +280,9 @@ def finalize(config_path: str, overrides: list[str] | None = None, executor: str
              run_id: str | None = None) -> str:
     """Record the run and rebuild the catalog; return the catalog's path; release the run's lock.
 
+    The run record (``OUT/_state/runs/<run_id>.json``) is named by ``run_id`` when there is one, so the
+    orchestrator's run id is the build run's id (asset events and training lineage name it).
+
     Args:
         config_path: path of the build config.
         overrides: ``key=value`` overrides.
@@ -291,7 +296,7 @@ def finalize(config_path: str, overrides: list[str] | None = None, executor: str
 
     out = Output(cfg.output)
     with run_holds(cfg, out, run_id, release=True):
-        return str(finish_build(cfg, time.time(), executor, _shards(out), out=out))
+        return str(finish_build(cfg, time.time(), executor, _shards(out), run_id=run_id, out=out))
 
 
 class TrainOutDirError(ValueError):
@@ -339,3 +344,61 @@ def train(kind: str, config_path: str, overrides: list[str] | None = None, build
     if rc:
         raise RuntimeError(f"regionset train {kind} {config_path} failed with exit code {rc}")
     return resolved
+
+
+def committed_outputs(config_path: str, overrides: list[str] | None = None, run_id: str | None = None) -> dict:
+    """What a finished build committed, for an orchestrator to announce (the DAG's asset events).
+
+    ``committed`` is true when every per-shard step of the build has a completion marker for every
+    shard and the run's record is there; a partial build (a shard waiting or failed) is not committed.
+
+    Args:
+        config_path: path of the build config.
+        overrides: ``key=value`` overrides.
+        run_id: the run whose record must be there (None: not checked).
+
+    Returns:
+        ``output``, ``train`` and ``regions`` (URLs or absolute paths), ``run_id``, ``config_hash``,
+        ``shards``, ``rows`` (``train``, ``regions``), ``committed`` and ``missing`` (step -> shards
+        without a marker).
+    """
+    from regionset.pipelines.core.lineage import config_digest
+    from regionset.pipelines.core.output import Output
+    from regionset.pipelines.definition import GlobalStep, build_steps
+    from regionset.pipelines.tools.status import collect_status
+    from regionset.schemas.tables import REGIONS, TRAIN
+
+    cfg = load_run(config_path, overrides, run_id)
+    out = Output(cfg.output)
+    status = collect_status(out)
+    steps = [s for s in build_steps(cfg) if not isinstance(s, GlobalStep)]
+    done = {name: st["done"] for name, st in status["stages"].items()}
+    missing = {s.name: status["shards"] - done.get(s.name, 0) for s in steps if done.get(s.name, 0) < status["shards"]}
+    recorded = not run_id or (out.state / "runs" / f"{run_id}.json").exists()
+    writers = {table: {s.name for s in steps if str(s.output).split("/")[0] == table} for table in (TRAIN, REGIONS)}
+    rows = {table: sum(st["rows_out"] for name, st in status["stages"].items() if name in names)
+            for table, names in writers.items()}  # regions: detect's object + ocr's text rows (or the fused step's)
+    root = str(out) if out.is_remote else str(Path(str(out)).resolve())
+    return {"output": root, "train": f"{root}/{TRAIN}", "regions": f"{root}/{REGIONS}", "run_id": run_id,
+            "config_hash": config_digest(cfg), "shards": status["shards"], "rows": rows,
+            "committed": bool(status["shards"]) and not missing and recorded, "missing": missing}
+
+
+def train_on_build(kind: str, config_path: str, overrides: list[str] | None, train_url: str, build_run: str,
+                   out_dir: str) -> dict:
+    """Train RICE or Croc on one build's ``train/`` shards, naming that build run in the lineage.
+
+    Args:
+        kind: ``rice`` or ``croc``.
+        config_path: the training config (empty: the kind's defaults).
+        overrides: ``key=value`` overrides of the training config, applied before the three below.
+        train_url: the build's ``train/`` folder (a path or URL).
+        build_run: the build run's id (its record under ``OUT/_state/runs/`` must exist).
+        out_dir: where checkpoints go (``loop.out_dir``; a path or URL; empty: the config's).
+
+    Returns:
+        ``kind``, ``out_dir``, ``train_dir`` and ``build_run``.
+    """
+    pinned = [f"data.train_dir={train_url}", f"data.build_run={build_run}"]
+    where = train(kind, config_path, [*(overrides or []), *pinned], out_dir=out_dir)  # through the CLI
+    return {"kind": kind, "out_dir": where, "train_dir": train_url, "build_run": build_run}

@@ -12,7 +12,7 @@ from regionset.training.lineage import config_hash, data_lineage
 from regionset.training.loop import LoopConfig, resume_point
 
 
-def describe_run(kind: str, config: dict, train_dir: str, loop: LoopConfig) -> dict:
+def describe_run(kind: str, config: dict, train_dir: str, loop: LoopConfig, build_run: str = "") -> dict:
     """The facts a dry run prints.
 
     Args:
@@ -20,12 +20,13 @@ def describe_run(kind: str, config: dict, train_dir: str, loop: LoopConfig) -> d
         config: the resolved config as a dict.
         train_dir: the train shards' folder.
         loop: the loop settings (``out_dir``, ``resume``).
+        build_run: the build run to name in the lineage (``data.build_run``); empty: the newest.
     """
     view = shard_view(train_dir) if train_dir else None  # Croc on conversations may have no shards
     found, saved = resume_point(loop)
     return {
         "dry_run": True, "kind": kind, "config_hash": config_hash(config), "out_dir": loop.out_dir,
-        "lineage": data_lineage(view.paths, view.rows) if view else data_lineage([], []),
+        "lineage": data_lineage(view.paths, view.rows, build_run) if view else data_lineage([], []),
         "resume_from": found, "resume_step": saved["step"] if saved else 0,
         "resume_lineage": saved.get("lineage") if saved else None,
     }

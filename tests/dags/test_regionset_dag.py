@@ -59,7 +59,7 @@ def test_dag_file_imports_nothing_of_regionset():
     top = [n for n in tree.body if isinstance(n, ast.Import | ast.ImportFrom)]
     modules = {(n.module if isinstance(n, ast.ImportFrom) else n.names[0].name) for n in top}
     assert modules <= {"__future__", "datetime", "importlib.util", "os", "shutil", "sys", "pathlib", "airflow.sdk",
-                       "airflow.sdk.configuration"}, modules
+                       "airflow.sdk.configuration", "regionset_shared"}, modules
 
 
 def test_dag_parses_in_the_airflow_venv_without_regionset(tmp_path):

@@ -109,3 +109,14 @@ def test_checkpoint_lineage_and_dry_run(tmp_path):
     assert {s["name"]: s["marker_sha256"] for s in printed["lineage"]["shards"]} == hashes
     assert printed["resume_lineage"] == lineage
     assert not (run / "checkpoints" / "step-00000004").exists()  # nothing trained
+
+
+def test_lineage_names_the_build_run_given(tmp_path):
+    fake_build(str(tmp_path / "out"))
+    named = run_training("rice", CONFIG, rice_overrides(tmp_path / "out", tmp_path / "run", 2,
+                                                        "data.build_run=20261207T200000-aaaaaa"), dry_run=True)
+    assert named["lineage"]["build_run_id"] == "20261207T200000-aaaaaa"  # not the newest: the one named
+    assert named["lineage"]["build_run_named"] is True and named["lineage"]["build_config_hash"] == "feedc0ffee123456"
+    with pytest.raises(ValueError, match="data.build_run=nope: no run record"):
+        run_training("rice", CONFIG, rice_overrides(tmp_path / "out", tmp_path / "run", 2, "data.build_run=nope"),
+                     dry_run=True)

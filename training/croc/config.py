@@ -51,6 +51,8 @@ class CrocDataConfig:
         captions: caption sample settings.
         conversations: conversation sample settings.
         tokenizer_texts: rows read from the shards to train a ``bpe`` tokenizer.
+        build_run: the build run whose shards these are, named in the checkpoints' lineage (its run
+            record must exist; the training DAG sets it from the asset event); empty: the newest run.
     """
 
     train_dir: str = "out"
@@ -63,6 +65,7 @@ class CrocDataConfig:
     captions: CaptionConfig = field(default_factory=CaptionConfig)
     conversations: ConversationConfig = field(default_factory=ConversationConfig)
     tokenizer_texts: int = 10_000
+    build_run: str = ""
 
 
 @dataclass

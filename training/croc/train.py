@@ -51,7 +51,7 @@ def run(config_path: str | None, overrides: list[str] | None = None, dry_run: bo
     """
     cfg = load_config(CrocConfig, config_path, overrides)
     if dry_run:
-        return describe_run("croc", to_dict(cfg), cfg.data.train_dir, cfg.loop)
+        return describe_run("croc", to_dict(cfg), cfg.data.train_dir, cfg.loop, cfg.data.build_run)
     device, rank, _ = init_from_env(cfg.device)
     torch.manual_seed(cfg.seed)
     task, _, loader = build_run(cfg, rank)
@@ -59,7 +59,7 @@ def run(config_path: str | None, overrides: list[str] | None = None, dry_run: bo
             "config": to_dict(cfg), "config_hash": config_hash(to_dict(cfg))}
     if rank == 0:  # only rank 0 writes meta.json
         view = loader.dataset.view()
-        meta["lineage"] = data_lineage(view.paths, view.rows)
+        meta["lineage"] = data_lineage(view.paths, view.rows, cfg.data.build_run)
     try:
         return train(task, loader, cfg.loop, device, meta=meta)
     finally:

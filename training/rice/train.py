@@ -36,6 +36,8 @@ class RiceDataConfig:
         num_tokens: M token ids per text region.
         num_image_classes: object clusters kept per image as CLS positives.
         seed: stream seed.
+        build_run: the build run whose shards these are, named in the checkpoints' lineage (its run
+            record must exist; the training DAG sets it from the asset event); empty: the newest run.
     """
 
     train_dir: str = "out"
@@ -45,6 +47,7 @@ class RiceDataConfig:
     num_tokens: int = 10
     num_image_classes: int = 10
     seed: int = 0
+    build_run: str = ""
 
 
 @dataclass(frozen=True)
@@ -98,7 +101,7 @@ def run(config_path: str | None, overrides: list[str] | None = None, dry_run: bo
     """
     cfg = load_config(RiceConfig, config_path, overrides)
     if dry_run:
-        return describe_run("rice", to_dict(cfg), cfg.data.train_dir, cfg.loop)
+        return describe_run("rice", to_dict(cfg), cfg.data.train_dir, cfg.loop, cfg.data.build_run)
     device, rank, _ = init_from_env(cfg.device)
     loader = build_loader(cfg)  # the shard view: listed by rank 0, broadcast
     view = loader.dataset.view()
@@ -111,7 +114,7 @@ def run(config_path: str | None, overrides: list[str] | None = None, dry_run: bo
     task = RiceTask(cfg.model, cfg.loss, seed=cfg.seed)
     meta = {"kind": "rice", "config": to_dict(cfg), "config_hash": config_hash(to_dict(cfg))}
     if rank == 0:  # only rank 0 writes meta.json
-        meta["lineage"] = data_lineage(view.paths, view.rows)
+        meta["lineage"] = data_lineage(view.paths, view.rows, cfg.data.build_run)
     summary = train(task, loader, cfg.loop, device, meta=meta, decision=decision)
     if cfg.export and rank == 0:
         summary["export"] = _export(task, cfg.loop.out_dir)
