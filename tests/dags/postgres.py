@@ -57,11 +57,12 @@ class Postgres:
 
     Args:
         root: an empty folder for the data dir, the socket and the log.
-        port: the TCP port on 127.0.0.1.
+        port: the TCP port.
+        listen: the address it listens on (another host's workers reach it there; trusted from its /16).
     """
 
-    def __init__(self, root: Path, port: int) -> None:
-        self.root, self.port = root, port
+    def __init__(self, root: Path, port: int, listen: str = "127.0.0.1") -> None:
+        self.root, self.port, self.listen = root, port, listen
         self.data, self.log = root / "data", root / "postgres.log"
         self.proc: subprocess.Popen | None = None
 
@@ -69,6 +70,11 @@ class Postgres:
     def url(self) -> str:
         """The SQLAlchemy URL (psycopg2, unix socket in the temp dir)."""
         return f"postgresql+psycopg2://{USER}@/airflow?host={self.root}&port={self.port}"
+
+    @property
+    def tcp_url(self) -> str:
+        """The SQLAlchemy URL over TCP, for processes on other hosts."""
+        return f"postgresql+psycopg2://{USER}@{self.listen}:{self.port}/airflow"
 
     def _as_owner(self, cmd: list[str]) -> list[str]:
         return ["runuser", "-u", "nobody", "--", *cmd] if os.geteuid() == 0 else cmd
@@ -81,10 +87,14 @@ class Postgres:
         subprocess.run(self._as_owner([str(PG_BIN / "initdb"), "-D", str(self.data), "-U", USER, "--auth=trust",
                                        "-E", "UTF8", "--no-sync"]),
                        check=True, capture_output=True, timeout=120)
+        if self.listen != "127.0.0.1":
+            net = ".".join(self.listen.split(".")[:2]) + ".0.0/16"
+            with open(self.data / "pg_hba.conf", "a") as hba:
+                hba.write(f"host all all {net} trust\n")
         log = open(self.log, "wb")
         self.proc = subprocess.Popen(
             self._as_owner([str(PG_BIN / "postgres"), "-D", str(self.data), "-p", str(self.port), "-k", str(self.root),
-                            "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "max_connections=200",
+                            "-c", f"listen_addresses={self.listen}", "-c", "fsync=off", "-c", "max_connections=200",
                             "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]),
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + START_SECONDS

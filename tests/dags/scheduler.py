@@ -21,13 +21,15 @@ import json
 import os
 import re
 import secrets
+import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 from tests.dags.postgres import Postgres, stop_group
-from tests.pipelines.clusters import free_port, wait_port
+from tests.dags.redis_server import Redis
+from tests.pipelines.clusters import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 AIRFLOW_VENV = REPO / ".venv-airflow"
@@ -55,14 +57,17 @@ class Airflow:
     Args:
         root: an empty folder (kept short: PostgreSQL's socket lives in it).
         task_env: extra environment of every Airflow process (the tasks inherit it), e.g. a test fault.
+        listen: the address the API server, PostgreSQL and Redis listen on (workers on other hosts
+            reach them there: ``CeleryExecutor`` on the test cluster).
     """
 
-    def __init__(self, root: Path, task_env: dict[str, str] | None = None) -> None:
-        self.root = root
+    def __init__(self, root: Path, task_env: dict[str, str] | None = None, listen: str = "127.0.0.1") -> None:
+        self.root, self.listen = root, listen
         self.home = root / "home"
         self.logs = root / "logs"
         self.task_env = dict(task_env or {})
-        self.db = Postgres(root / "pg", free_port())
+        self.db = Postgres(root / "pg", free_port(), listen)
+        self.redis = Redis(root / "redis", free_port(), listen)
         self.api_port = free_port()
         self.procs: dict[str, subprocess.Popen] = {}
         self.timings: dict[str, float] = {}
@@ -79,7 +84,7 @@ class Airflow:
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
             "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
             "AIRFLOW__CORE__PARALLELISM": "4",
-            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{self.api_port}/execution/",
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://{self.listen}:{self.api_port}/execution/",
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": self.db.url,
             "AIRFLOW__API_AUTH__JWT_SECRET": self._secret("jwt"),
             "AIRFLOW__API__SECRET_KEY": self._secret("api"),
@@ -89,8 +94,18 @@ class Airflow:
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
             "REGIONSET_PYTHON": sys.executable,  # the DAG's tasks run this checkout's regionset
         })
+        if self.executor == "CeleryExecutor":
+            env.update({"AIRFLOW__CELERY__BROKER_URL": self.redis.url,
+                        "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + self.db.tcp_url.replace("+psycopg2", ""),
+                        "AIRFLOW__CELERY__WORKER_CONCURRENCY": "1"})
         env.update(self.task_env)
         return env
+
+    def worker_env(self, home: str) -> dict[str, str]:
+        """The environment of an ``airflow celery worker`` on another host, ``AIRFLOW_HOME`` there."""
+        env = {k: v for k, v in self.env.items() if k.startswith("AIRFLOW") or k in self.task_env}
+        return {**env, "REGIONSET_PYTHON": sys.executable, "AIRFLOW_HOME": home,
+                "AIRFLOW__LOGGING__BASE_LOG_FOLDER": f"{home}/logs", "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": self.db.tcp_url}
 
     def _secret(self, name: str) -> str:
         path = self.root / f".{name}-secret"
@@ -121,11 +136,13 @@ class Airflow:
         self.logs.mkdir(parents=True, exist_ok=True)
         self.home.mkdir(parents=True, exist_ok=True)
         self.db.start()
+        if executor == "CeleryExecutor":
+            self.redis.start()
         self.airflow("db", "migrate")
-        self.spawn("api-server", "api-server", "--host", "127.0.0.1", "--port", str(self.api_port), "--workers", "1")
+        self.spawn("api-server", "api-server", "--host", self.listen, "--port", str(self.api_port), "--workers", "1")
         self.spawn("dag-processor", "dag-processor")
         self.spawn("scheduler", "scheduler")
-        _wait_local_port(self.api_port, 120, self)
+        _wait_port(self.listen, self.api_port, 120, self)
         self.wait_parsed(dag_id)
         self.timings["startup"] = time.monotonic() - t0
         return self
@@ -198,6 +215,7 @@ class Airflow:
         for proc in reversed(list(self.procs.values())):
             stop_group(proc)
         self.procs.clear()
+        self.redis.stop()
         self.db.stop()
 
     def __enter__(self) -> Airflow:
@@ -207,11 +225,15 @@ class Airflow:
         self.stop()
 
 
-def _wait_local_port(port: int, seconds: float, af: Airflow) -> None:
-    try:
-        wait_port(port, seconds)
-    except TimeoutError as e:
-        raise TimeoutError(f"{e}: {af._tail('api-server')}") from None
+def _wait_port(ip: str, port: int, seconds: float, af: Airflow) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        af._check_alive()
+        with socket.socket() as s:
+            if s.connect_ex((ip, port)) == 0:
+                return
+        time.sleep(0.3)
+    raise TimeoutError(f"the API server is not up on {ip}:{port} after {seconds} s: {af._tail('api-server')}")
 
 
 def _safe(value: str) -> str:

@@ -12,7 +12,9 @@ from regionset.pipelines.config import load_config
 from tests.dags.test_regionset_dag import demo_config  # noqa: F401  (the fixture: 4 images, 2 shards)
 from tests.pipelines.snapshots import assert_same, markers, snapshot
 
-pytestmark = pytest.mark.airflow
+# Slow: each triggered run takes 2-6 min on the shared 2-core machine (every task a fresh interpreter);
+# measured times in docs/cluster.md "Airflow".
+pytestmark = [pytest.mark.airflow, pytest.mark.slow]
 RUN_SECONDS = 1200.0
 
 
