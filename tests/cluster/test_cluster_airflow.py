@@ -10,9 +10,11 @@ config file on a worker's disk is not there on another host.
 
 from __future__ import annotations
 
+import sys
 import tempfile
 from pathlib import Path
 
+import duckdb
 import pytest
 
 from tests.cluster.hosts import tail
@@ -54,8 +56,23 @@ def test_celery_workers_on_two_hosts_build_what_the_local_build_does(cluster, re
         assert all(ran.values()), {h: len(v) for h, v in ran.items()}  # both worker hosts ran tasks
         got = download(cluster, "airflow-celery", tmp_path / "celery")
         assert_same(snapshot(got), want)
+        # The catalog from another host: the head host ran no task; `regionset sql` there builds the
+        # catalog from the store. (The `catalog` task's own file stays in that worker's ~/.cache.)
+        query = "SELECT 'rows=' || count(*) AS n FROM images"
+        rc = cluster.head.run([sys.executable, "-m", "regionset.pipelines.cli", "sql", out, query],
+                              cluster.logs / "airflow-sql.log", cluster.env, timeout=300)
+        assert rc == 0, tail(cluster.logs / "airflow-sql.log")
+        con = duckdb.connect(str(got / "catalog.duckdb"), read_only=True)
+        try:
+            want_rows = con.execute(query).fetchone()[0]
+        finally:
+            con.close()
+        assert want_rows in (cluster.logs / "airflow-sql.log").read_text(), tail(cluster.logs / "airflow-sql.log")
+        on_workers = {h.name: [p.name for p in h.path("/tmp/home/.cache/regionset/catalogs").glob("*.duckdb")]
+                      for h in cluster.workers()}
         print(f"TIMES airflow celery: startup {af.timings['startup']:.0f} s, run {af.timings[run_id]:.0f} s, "
-              f"local build {local_s:.0f} s; task logs per host {({h: len(v) for h, v in ran.items()})}")
+              f"local build {local_s:.0f} s; task logs per host {({h: len(v) for h, v in ran.items()})}; "
+              f"the catalog task's file on the workers: {on_workers}")
     finally:
         for proc in workers:
             stop_group(proc)
