@@ -10,6 +10,7 @@ config file on a worker's disk is not there on another host.
 
 from __future__ import annotations
 
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -77,3 +78,4 @@ def test_celery_workers_on_two_hosts_build_what_the_local_build_does(cluster, re
         for proc in workers:
             stop_group(proc)
         af.stop()
+        shutil.rmtree(root, ignore_errors=True)  # a failure printed its logs first

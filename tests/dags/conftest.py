@@ -3,6 +3,7 @@ real Airflow deployment (scheduler, DAG processor, API server, PostgreSQL: ``sch
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -34,3 +35,4 @@ def airflow_local():
         yield af
     finally:
         af.stop()
+        shutil.rmtree(root, ignore_errors=True)  # failures print their logs first
