@@ -170,6 +170,11 @@ class Airflow:
         rows = self.db.rows(f"select state from dag_run where dag_id = '{_safe(dag_id)}' and run_id = '{_safe(run_id)}'")
         return rows[0][0] if rows else ""
 
+    def runs(self, dag_id: str) -> list[tuple[str, str, str]]:
+        """(run_id, run_type, state) of every run of ``dag_id``, oldest first (e.g. an ``asset_triggered`` one)."""
+        return [tuple(r) for r in self.db.rows(
+            f"select run_id, run_type, coalesce(state, '') from dag_run where dag_id = '{_safe(dag_id)}' order by id")]
+
     def wait(self, dag_id: str, run_id: str, timeout: float) -> str:
         """Poll the run until it is ``success`` or ``failed``; TimeoutError (with task states) past ``timeout``."""
         t0 = time.monotonic()
