@@ -17,10 +17,12 @@ States are read from the metadata DB with ``psql`` (cheap), runs are triggered w
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import secrets
+import signal
 import socket
 import subprocess
 import sys
@@ -217,6 +219,9 @@ class Airflow:
 
     def stop(self) -> None:
         """Kill every process group started here, then the database."""
+        for proc in self.procs.values():  # all told at once: their grace periods overlap
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
         for proc in reversed(list(self.procs.values())):
             stop_group(proc)
         self.procs.clear()
