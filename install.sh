@@ -41,10 +41,12 @@ fi
 #    headless one last makes the winner deterministic (no libGL needed).
 $PIP --force-reinstall --no-deps "opencv-python-headless==4.14.0.94"
 
-# 4. --dev: Airflow 3 in its own virtualenv .venv-airflow (it pins sqlalchemy, fastapi, ... of its own),
-#    and Debian's chromium + chromedriver for the report's browser test.
+# 4. --dev: Airflow 3 (with its Celery and Postgres extras) in its own virtualenv .venv-airflow (it pins
+#    sqlalchemy, fastapi, ... of its own), Debian's redis-server + postgresql for the scheduler tests
+#    (tests/dags/scheduler.py), and Debian's chromium + chromedriver for the report's browser test.
 if [ "$DEV" = 1 ]; then
   if [ "$LATEST" = 1 ]; then bash dags/install_airflow.sh "$PY" --latest; else bash dags/install_airflow.sh "$PY"; fi
+  bash dags/install_services.sh
   bash .ci/install_chromium.sh
 fi
 # 5. Check the imports. `import regionset.models` first: it sets regionset's offline switches (models/__init__.py),

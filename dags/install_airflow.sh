@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Create .venv-airflow: Airflow 3 in its own venv, isolated from regionset's environment.
+# Create .venv-airflow: Airflow 3 in its own venv, isolated from regionset's environment, with the
+# celery and postgres extras (CeleryExecutor, the PostgreSQL metadata DB: tests/dags/scheduler.py).
 #
 # Airflow pins its own versions of sqlalchemy, starlette, fastapi, structlog, ... so it lives in a
 # venv that sees none of regionset's packages (no --system-site-packages) and regionset none of
@@ -32,6 +33,6 @@ fi
 if [ ! -x "$VENV/bin/python" ]; then
   "$PYTHON" -m venv "$VENV"
 fi
-"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "${CONSTRAINTS[@]}" "apache-airflow==$VERSION"
+"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "${CONSTRAINTS[@]}" "apache-airflow[celery,postgres]==$VERSION"
 echo "$REGIONSET_PY" > "$VENV/regionset-python"
 "$VENV/bin/python" -c "import airflow; print('airflow', airflow.__version__, 'in $VENV; tasks run in $REGIONSET_PY')"
