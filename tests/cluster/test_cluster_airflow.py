@@ -4,8 +4,9 @@ scheduler, DAG processor, API server, PostgreSQL (metadata DB and Celery result 
 network, ``/tmp`` and HOME), output on ``s3://`` at the store host. Its tables equal the local build
 of the same input (docs/cluster.md "Airflow").
 
-The build config travels in the run's conf (``config_path`` empty, every setting an override): a
-config file on a worker's disk is not there on another host.
+The build config is a URL on the store (``config_path: s3://…``): a config file on one host's disk
+is not there on another; ``prepare`` pins it per run and every task on either worker reads it there.
+The catalog is kept on the store and read from the head host, where no task ran.
 """
 
 from __future__ import annotations
@@ -17,7 +18,10 @@ from pathlib import Path
 
 import duckdb
 import pytest
+import s3fs
 
+from regionset.pipelines.config import load_config
+from regionset.pipelines.core.run_config import config_text
 from tests.cluster.hosts import tail
 from tests.cluster.pipeline import download, overrides
 from tests.dags.postgres import stop_group
@@ -25,6 +29,7 @@ from tests.dags.redis_server import why_not_available as no_redis
 from tests.dags.scheduler import AIRFLOW, Airflow
 from tests.dags.scheduler import why_not_available as no_airflow
 from tests.pipelines.snapshots import assert_same, snapshot
+from tests.s3server import ENV
 
 pytestmark = [pytest.mark.cluster, pytest.mark.airflow, pytest.mark.slow]  # a whole DAG run: minutes
 WORKER_HOME = "/tmp/home/airflow"  # on each worker host's private tmpfs
@@ -47,7 +52,11 @@ def test_celery_workers_on_two_hosts_build_what_the_local_build_does(cluster, re
                                        "--celery-hostname", f"{host.name}@regionset"],
                                       cluster.logs / f"celery-{host.name}.log", af.worker_env(WORKER_HOME)))
         out = cluster.url("airflow-celery")
-        run_id = af.trigger("regionset", {"config_path": "", "overrides": overrides(out, urls)})
+        store = s3fs.S3FileSystem(key=ENV["AWS_ACCESS_KEY_ID"], secret=ENV["AWS_SECRET_ACCESS_KEY"],
+                                  client_kwargs={"endpoint_url": cluster.endpoint})
+        config_url = cluster.url("airflow-celery-config/build.yaml")
+        store.pipe(config_url, config_text(load_config(None, overrides(out, urls))).encode())
+        run_id = af.trigger("regionset", {"config_path": config_url, "overrides": []})
         state = af.wait("regionset", run_id, RUN_SECONDS)
         ran = {h.name: sorted(h.path(f"{WORKER_HOME}/logs/dag_id=regionset/run_id={run_id}").glob("**/attempt=*.log"))
                for h in cluster.workers()}
@@ -57,8 +66,8 @@ def test_celery_workers_on_two_hosts_build_what_the_local_build_does(cluster, re
         assert all(ran.values()), {h: len(v) for h, v in ran.items()}  # both worker hosts ran tasks
         got = download(cluster, "airflow-celery", tmp_path / "celery")
         assert_same(snapshot(got), want)
-        # The catalog from another host: the head host ran no task; `regionset sql` there builds the
-        # catalog from the store. (The `catalog` task's own file stays in that worker's ~/.cache.)
+        assert store.exists(f"{out}/catalog.duckdb")  # the catalog task kept it on the store
+        # The catalog from another host: the head host ran no task; `regionset sql` there reads it from the store.
         query = "SELECT 'rows=' || count(*) AS n FROM images"
         rc = cluster.head.run([sys.executable, "-m", "regionset.pipelines.cli", "sql", out, query],
                               cluster.logs / "airflow-sql.log", cluster.env, timeout=300)

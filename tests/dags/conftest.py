@@ -31,6 +31,8 @@ def airflow_local():
     af.fault_armed = armed
     try:
         af.start(executor="LocalExecutor")
+        af.wait_parsed("regionset_train")  # paused until a test wants it: every committed build would start it
+        af.airflow("dags", "pause", "regionset_train")
         print(f"airflow (LocalExecutor) up in {af.timings['startup']:.1f} s under {root}")
         yield af
     finally:

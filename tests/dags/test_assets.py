@@ -2,7 +2,7 @@
 ``regionset_train`` DAG trains on the announced ``train/`` shards with the build run in the lineage.
 
 Driven in ``.venv-airflow`` through ``airflow_driver.py`` (see test_regionset_dag.py). The run of
-``regionset_train`` by a real scheduler when the Asset updates is the real-scheduler suite's test.
+``regionset_train`` by a real scheduler when the Asset updates: ``test_scheduler_local.py``.
 """
 
 from __future__ import annotations
@@ -20,6 +20,14 @@ from tests.dags.test_regionset_dag import _write, demo_config, drive  # noqa: F4
 REPO = Path(__file__).resolve().parents[2]
 RICE_TINY = REPO / "training" / "configs" / "rice-tiny.yaml"
 pytestmark = pytest.mark.airflow
+
+
+def tiny_training(out_dir: Path) -> dict:
+    """The Variable ``regionset_train`` of a tiny RICE run: 2 steps on CPU, checkpoints under ``out_dir``."""
+    return {"kind": "rice", "config_path": str(RICE_TINY), "out_dir": str(out_dir),
+            "overrides": ["loop.steps=2", "loop.save_every=2", "loop.log_every=1", "loop.warmup_steps=1",
+                          "data.batch_size=2", "data.num_workers=0", "model.image_size=32",
+                          "loss.num_tokens=32", "device=cpu", "export=false"]}
 
 
 def _top_imports(path: Path) -> set[str]:
@@ -86,10 +94,7 @@ def test_build_announces_its_assets_and_regionset_train_trains_on_them(demo_conf
     assert extra["rows"]["regions"] > 0
 
     runs = tmp_path / "runs"
-    settings = {"kind": "rice", "config_path": str(RICE_TINY), "out_dir": str(runs),
-                "overrides": ["loop.steps=2", "loop.save_every=2", "loop.log_every=1", "loop.warmup_steps=1",
-                              "data.batch_size=2", "data.num_workers=0", "model.image_size=32",
-                              "loss.num_tokens=32", "device=cpu", "export=false"]}
+    settings = tiny_training(runs)
     # no params, as in an asset-triggered run: the settings come from the Variable regionset_train;
     # a manual run trains on the alias's newest event
     train = drive(tmp_path, "test", _write(tmp_path / "train.json", [{}]), "regionset_train",
