@@ -11,9 +11,24 @@ import os
 import signal
 
 ENV = "REGIONSET_FAILPOINT"
+DUPLICATE_ENV = "REGIONSET_DUPLICATE_ATTEMPT"
+"""Stage names (comma-separated, or ``*``) whose every shard a test runs twice, interleaved
+(``duplicate_attempt``)."""
 
 
 def failpoint(name: str) -> None:
     """SIGKILL this process if ``REGIONSET_FAILPOINT`` names this point."""
     if os.environ.get(ENV) == name:
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+def duplicate_attempt(stage: str) -> bool:
+    """Whether ``REGIONSET_DUPLICATE_ATTEMPT`` asks to run a second attempt of this stage's shards: the
+    test failpoint for duplicate attempts (``pipelines/core/attempts.py``), as a Spark task retry or an
+    Airflow zombie would. Unset, it costs one environment lookup.
+
+    Args:
+        stage: the stage's name.
+    """
+    names = os.environ.get(DUPLICATE_ENV)
+    return bool(names) and (names == "*" or stage in names.split(","))
