@@ -245,6 +245,8 @@ def finish_shard(stage: Stage, out: Output, task: ShardTask, rows_in: int, resul
         finally:
             _SECOND.active = False
     timings = dict(timings or {})
+    if _SECOND.active:
+        timings[DUPLICATE_TIMING] = 1  # this is the test failpoint's second attempt (timings: not compared)
     if retries_before is not None:
         timings.update({store_retry.RETRY_PREFIX + k: v for k, v in store_retry.take_since(retries_before).items()})
     marker = Marker(
@@ -259,6 +261,9 @@ def finish_shard(stage: Stage, out: Output, task: ShardTask, rows_in: int, resul
     promote(root, winner, stage.output)
     return winner
 
+
+DUPLICATE_TIMING = "failpoint:duplicate_attempt"
+"""Timing key of a marker written by the duplicate-attempt test failpoint's second attempt."""
 
 _SECOND = threading.local()  # set while a duplicate attempt (test failpoint) runs in this thread
 _SECOND.active = False

@@ -1,0 +1,48 @@
+"""The whole demo pipeline with every shard of every stage attempted twice (the duplicate-attempt test
+failpoint, ``REGIONSET_DUPLICATE_ATTEMPT=*``): tables, markers, other files and catalog identical to a
+clean build, every marker written by the second attempt, and no attempt object left behind.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from regionset.pipelines.build import build
+from regionset.pipelines.config import load_config
+from regionset.pipelines.core.failpoints import DUPLICATE_ENV
+from regionset.pipelines.core.shard_run import DUPLICATE_TIMING
+from regionset.pipelines.core.shards import STATE_DIR, attempts_folder, read_marker
+from regionset.pipelines.tools.demo.run import demo_overrides, write_url_list
+from regionset.pipelines.tools.demo.server import LoopbackServer
+from tests.pipelines.snapshots import assert_same, snapshot
+
+N_IMAGES, SHARD_SIZE = 4, 3  # 6 URLs with the two bad ones: 2 shards
+
+
+@pytest.fixture(scope="module")
+def urls(tmp_path_factory):
+    root = tmp_path_factory.mktemp("dupbuild")
+    with LoopbackServer() as server:
+        yield write_url_list(server, root / "urls", limit=N_IMAGES)
+
+
+def _build(out, urls) -> None:
+    build(load_config(None, [*demo_overrides(out, urls, SHARD_SIZE), "progress=false"]))
+
+
+def test_every_shard_attempted_twice_builds_what_a_clean_build_does(urls, tmp_path, monkeypatch):
+    _build(tmp_path / "clean", urls)
+    monkeypatch.setenv(DUPLICATE_ENV, "*")
+    _build(tmp_path / "twice", urls)
+    monkeypatch.delenv(DUPLICATE_ENV)
+    twice = tmp_path / "twice"
+    assert_same(snapshot(twice), snapshot(tmp_path / "clean"))
+    markers = sorted((twice / STATE_DIR).glob("*/part-*.json"))
+    assert markers
+    for f in markers:
+        m = read_marker(twice, f.parent.name, int(f.stem.split("-")[1]))
+        assert m.timings.get(DUPLICATE_TIMING) == 1, f"{f}: not written by the second attempt"
+    assert not [p for p in attempts_folder(twice).rglob("*") if p.is_file()]  # no orphan attempt object
+    assert not os.environ.get(DUPLICATE_ENV)
