@@ -14,8 +14,9 @@ marker could leave attempt A's marker over attempt B's bytes. So an attempt:
 
 A crash between 2 and 3 leaves a marker naming an attempt object: the next plan copies it
 (``settle``). Attempt objects that no marker names (a loser or an attempt killed before its marker)
-are removed at a build's start (``clean_attempts``, from ``shards.clean_temp_files``) and by
-``regionset retry``, which runs the same start-up cleanup.
+are removed at the next build's start (``clean_attempts``, from ``shards.clean_temp_files`` in
+``begin_build``, which an Airflow run's ``prepare`` task runs too). ``regionset retry`` rewrites
+``images`` shards itself, under the lock, with a marker that names the shard file (``object`` empty).
 
 The conditional commit is a compare-and-swap on S3 (``If-None-Match`` / ``If-Match``) and ``memory://``
 (``common/conditional.py``), and a read-decide-write under an ``flock`` on a local folder; on other
