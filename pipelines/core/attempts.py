@@ -190,8 +190,8 @@ def _local_commit_lock(folder: Path) -> Iterator[None]:
 
 
 def promote(out: Path | RemotePath, marker: Marker, folder: str) -> None:
-    """Put the object ``marker`` names in place as the shard file (sha256 checked), then remove the
-    attempt object. Idempotent: any attempt, or a later plan, may do it; when the attempt object is
+    """Put the object ``marker`` names in place as the shard file, then remove the attempt object: a
+    rename on local disk; on an object store a GET (its sha256 checked), a verified PUT and a DELETE. Idempotent: any attempt, or a later plan, may do it; when the attempt object is
     gone already, the copy was made.
 
     Args:
@@ -202,6 +202,16 @@ def promote(out: Path | RemotePath, marker: Marker, folder: str) -> None:
     if not marker.object:
         return  # a marker from before attempt objects: its shard file is the object
     src, dst = out / marker.object, shard_path(out, folder, marker.shard)
+    if not is_remote(out):
+        check_commit(dst)
+        Path(dst).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.replace(src, dst)  # a rename: the attempt file was written whole and fsynced, named by its sha256
+        except FileNotFoundError:
+            if not _backed(out, marker, folder):
+                raise AttemptError(f"{dst}: neither the shard nor the attempt file {src} its marker names exists") \
+                    from None
+        return
     try:
         data = src.read_bytes()
     except FileNotFoundError:

@@ -238,14 +238,14 @@ def finish_shard(stage: Stage, out: Output, task: ShardTask, rows_in: int, resul
     root = out.root if isinstance(out, Output) else out
     mine, sha, size = write_attempt(result, root, stage.output, task.shard, rows)
     failpoint(f"shard_written:{stage.name}")
-    if again is not None and duplicate_attempt(stage.name) and not _SECOND.active:
+    if again is not None and duplicate_attempt(stage.name) and not getattr(_SECOND, "active", False):
         _SECOND.active = True
         try:
             again()  # the duplicate attempt runs whole (and wins) while this one waits to commit
         finally:
             _SECOND.active = False
     timings = dict(timings or {})
-    if _SECOND.active:
+    if getattr(_SECOND, "active", False):
         timings[DUPLICATE_TIMING] = 1  # this is the test failpoint's second attempt (timings: not compared)
     if retries_before is not None:
         timings.update({store_retry.RETRY_PREFIX + k: v for k, v in store_retry.take_since(retries_before).items()})
