@@ -30,6 +30,7 @@ import hashlib
 import json
 import os
 import re
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
@@ -62,7 +63,9 @@ COMMIT_TRIES = 5
 """Compare-and-swap rounds of one marker commit (each loses only to a write that landed in between)."""
 
 _ATTEMPT_RE = re.compile(r"^part-(\d{5,})\.[0-9a-f]{16}\.parquet$")  # ``shards.attempt_path``'s names
-LOCK_NAME = ".commit.lock"  # local folders: ``_state/<stage>/.commit.lock`` serialises marker commits
+LOCK_NAME = ".commit.lock"
+LOCK_WAIT_S = 60.0
+"""Longest wait for the local commit lock of a stage's markers (held for one read and one write)."""  # local folders: ``_state/<stage>/.commit.lock`` serialises marker commits
 
 
 class AttemptError(RuntimeError):
@@ -183,7 +186,16 @@ def _local_commit_lock(folder: Path) -> Iterator[None]:
     folder.mkdir(parents=True, exist_ok=True)
     fd = os.open(folder / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)  # released when the attempt's process dies: never stuck
+        deadline = time.monotonic() + LOCK_WAIT_S
+        while True:  # bounded: a holder stopped mid-commit (SIGSTOP) ends this attempt, not hangs it
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # released when its holder's process dies
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise AttemptError(f"{folder / LOCK_NAME}: held by another attempt for over "
+                                       f"{LOCK_WAIT_S:.0f} s (a marker commit takes milliseconds)") from None
+                time.sleep(0.005)
         yield
     finally:
         os.close(fd)
@@ -191,8 +203,9 @@ def _local_commit_lock(folder: Path) -> Iterator[None]:
 
 def promote(out: Path | RemotePath, marker: Marker, folder: str) -> None:
     """Put the object ``marker`` names in place as the shard file, then remove the attempt object: a
-    rename on local disk; on an object store a GET (its sha256 checked), a verified PUT and a DELETE. Idempotent: any attempt, or a later plan, may do it; when the attempt object is
-    gone already, the copy was made.
+    rename on local disk; on an object store a GET (its sha256 checked), a verified PUT and a DELETE.
+    Idempotent: any attempt, or a later plan, may do it; when the attempt object is gone already, the
+    copy was made.
 
     Args:
         out: the output's root.

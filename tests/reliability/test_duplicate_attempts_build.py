@@ -12,10 +12,12 @@ import pytest
 from regionset.pipelines.build import build
 from regionset.pipelines.config import load_config
 from regionset.pipelines.core.failpoints import DUPLICATE_ENV
+from regionset.pipelines.core.output import Output
 from regionset.pipelines.core.shard_run import DUPLICATE_TIMING
-from regionset.pipelines.core.shards import STATE_DIR, attempts_folder, read_marker
+from regionset.pipelines.core.shards import ATTEMPTS_DIR, STATE_DIR, attempts_folder, read_marker
 from regionset.pipelines.tools.demo.run import demo_overrides, write_url_list
 from regionset.pipelines.tools.demo.server import LoopbackServer
+from regionset.pipelines.tools.status import stage_names
 from tests.pipelines.snapshots import assert_same, snapshot
 from tests.s3server import s3  # noqa: F401 (fixture)
 
@@ -46,6 +48,7 @@ def test_every_shard_attempted_twice_builds_what_a_clean_build_does(urls, tmp_pa
         m = read_marker(twice, f.parent.name, int(f.stem.split("-")[1]))
         assert m.timings.get(DUPLICATE_TIMING) == 1, f"{f}: not written by the second attempt"
     assert not [p for p in attempts_folder(twice).rglob("*") if p.is_file()]  # no orphan attempt object
+    assert ATTEMPTS_DIR not in stage_names(Output(twice))  # `regionset status` lists stages, not attempts
     assert not os.environ.get(DUPLICATE_ENV)
 
 
