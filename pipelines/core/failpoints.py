@@ -16,6 +16,9 @@ import signal
 
 ENV = "REGIONSET_FAILPOINT"
 ONCE_ENV = "REGIONSET_FAILPOINT_ONCE"
+DUPLICATE_ENV = "REGIONSET_DUPLICATE_ATTEMPT"
+"""Stage names (comma-separated, or ``*``) whose every shard a test runs twice, interleaved
+(``duplicate_attempt``)."""
 
 
 def failpoint(name: str) -> None:
@@ -27,3 +30,15 @@ def failpoint(name: str) -> None:
             except FileNotFoundError:
                 return
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+def duplicate_attempt(stage: str) -> bool:
+    """Whether ``REGIONSET_DUPLICATE_ATTEMPT`` asks to run a second attempt of this stage's shards: the
+    test failpoint for duplicate attempts (``pipelines/core/attempts.py``), as a Spark task retry or an
+    Airflow zombie would. Unset, it costs one environment lookup.
+
+    Args:
+        stage: the stage's name.
+    """
+    names = os.environ.get(DUPLICATE_ENV)
+    return bool(names) and (names == "*" or stage in names.split(","))

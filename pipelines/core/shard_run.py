@@ -2,8 +2,11 @@
 
 A shard is skipped when its completion marker exists, its output file exists, and both the stage's
 config hash and the hash of its input files match; anything else is (re)done. Doing a shard is:
-read inputs -> ``prepare`` -> ``process`` -> validate schema -> atomic write -> marker (last).
+read inputs -> ``prepare`` -> ``process`` -> validate schema -> attempt object -> conditional
+marker -> the winner's object copied to the shard file.
 Every executor runs shards through ``run_shard`` (``pipelines/executors/base.py``: the contract).
+Two attempts of one shard may run at once: one marker wins and describes the shard file
+(``pipelines/core/attempts.py``).
 A fused stage (one with ``parts``: ``stages/regions.py``) is planned and done part by part: each
 part writes its own table and marker, as if it had run alone.
 """
@@ -11,8 +14,10 @@ part writes its own table and marker, as if it had run alone.
 from __future__ import annotations
 
 import hashlib
+import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import pyarrow as pa
@@ -20,7 +25,16 @@ import pyarrow as pa
 from regionset.common import store_retry
 from regionset.common.shard_names import shard_name
 from regionset.common.storage import is_remote
-from regionset.pipelines.core.failpoints import failpoint
+from regionset.pipelines.core.attempts import (
+    attempt_rel,
+    commit_marker,
+    discard,
+    promote,
+    settle,
+    staged_names,
+    write_attempt,
+)
+from regionset.pipelines.core.failpoints import duplicate_attempt, failpoint
 from regionset.pipelines.core.marker_index import MarkerIndex
 from regionset.pipelines.core.output import Output
 from regionset.pipelines.core.shards import (
@@ -28,12 +42,9 @@ from regionset.pipelines.core.shards import (
     Marker,
     known_sha256,
     list_shards,
-    marker_path,
     read_marker,
     read_table,
     shard_path,
-    write_marker,
-    write_table,
 )
 from regionset.schemas import validate_table
 from regionset.stages.base import Stage
@@ -46,7 +57,7 @@ class ShardTask:
     shard: int
     config_hash: str
     input_hash: str
-    stale_marker: bool = False  # a marker of an earlier run exists: removed before the output is rewritten
+    stale_marker: bool = False  # a marker of an earlier run exists: swapped for the new one (attempts.py)
 
 
 WAITING_NAMED = 3
@@ -130,6 +141,7 @@ def plan_stage(stage: Stage, out: Output, shards: list[int], report: StageReport
     cfg = stage.config_hash(out)
     listing = Listing(out) if is_remote(out) else None
     index = out.markers(stage.name).committed() if listing is not None else None
+    staged = staged_names(out.root, stage.output) if listing is not None else None
     tasks = []
     for shard in shards:
         ih = input_hash(out, stage, shard, listing)
@@ -145,6 +157,9 @@ def plan_stage(stage: Stage, out: Output, shards: list[int], report: StageReport
         else:
             m = read_marker(out, stage.name, shard)
             present = m is not None and shard_path(out, stage.output, shard).exists()
+        if m is not None and m.config_hash == cfg and m.input_hash == ih and m.object:
+            settle(out.root, m, stage.output, staged)  # a commit stopped before its copy: finish it
+            present = present or shard_path(out, stage.output, shard).exists()
         done = m is not None and m.config_hash == cfg and m.input_hash == ih and present
         if done:
             if report is not None:
@@ -155,31 +170,36 @@ def plan_stage(stage: Stage, out: Output, shards: list[int], report: StageReport
 
 
 def _part_done(part: Stage, out: Output, shard: int, cfg: str, listing: Listing | None,
-               index: MarkerIndex | None) -> bool:
+               index: MarkerIndex | None, staged: set[str] | None) -> bool:
     """Whether ``part`` of a fused stage has a complete shard (marker, output, matching hashes); on an
-    object store from the listing and the part's marker index, as ``plan_stage`` decides."""
+    object store from the listing and the part's marker index, as ``plan_stage`` decides. A commit
+    stopped between its marker and the copy is finished here (roll forward)."""
     ih = input_hash(out, part, shard, listing)
     if index is not None and listing is not None:
         m, present = index.get(shard), listing.exists(part.output, shard)
     else:
         m = read_marker(out, part.name, shard)
         present = m is not None and shard_path(out, part.output, shard).exists()
-    return ih is not None and m is not None and m.config_hash == cfg and m.input_hash == ih and present
+    matches = ih is not None and m is not None and m.config_hash == cfg and m.input_hash == ih
+    if matches and m.object:
+        settle(out.root, m, part.output, staged)
+        present = present or shard_path(out, part.output, shard).exists()
+    return matches and present
 
 
 def _plan_parts(stage: Stage, out: Output, shards: list[int], report: StageReport | None) -> list[ShardTask]:
     """A fused stage (``stage.parts``, e.g. ``regions``): a shard is done when every part's is."""
     cfg = stage.config_hash(out)
     listing = Listing(out) if is_remote(out) else None
-    parts = [(p, p.config_hash(out), out.markers(p.name).committed() if listing is not None else None)
-             for p in stage.parts]
+    parts = [(p, p.config_hash(out), out.markers(p.name).committed() if listing is not None else None,
+              staged_names(out.root, p.output) if listing is not None else None) for p in stage.parts]
     tasks = []
     for shard in shards:
         ih = input_hash(out, stage, shard, listing)
         if ih is None:
             if report is not None:
                 report.waiting += 1
-        elif all(_part_done(p, out, shard, pcfg, listing, index) for p, pcfg, index in parts):
+        elif all(_part_done(p, out, shard, pcfg, listing, index, staged) for p, pcfg, index, staged in parts):
             if report is not None:
                 report.skipped += 1
         else:
@@ -200,7 +220,8 @@ def _run_parts(stage: Stage, out: Output, task: ShardTask) -> Marker:
     for r in results:  # input hashes after the parts before it are written (embed reads their tables)
         part_task = ShardTask(task.shard, r.stage.config_hash(out), input_hash(out, r.stage, task.shard) or "",
                               stale_marker=True)
-        marker = finish_shard(r.stage, out, part_task, r.rows_in, r.table, r.seconds, r.counters, r.timings)
+        marker = finish_shard(r.stage, out, part_task, r.rows_in, r.table, r.seconds, r.counters, r.timings,
+                              again=lambda: _run_parts(stage, out, task))
     return marker
 
 
@@ -239,27 +260,49 @@ def read_inputs(stage: Stage, out: Output, shard: int) -> pa.Table:
 
 def finish_shard(stage: Stage, out: Output, task: ShardTask, rows_in: int, result: pa.Table,
                  seconds: float, counters: dict[str, int], timings: dict[str, int] | None = None,
-                 retries_before: dict[str, int] | None = None) -> Marker:
-    """Validate and write a shard's output, then its marker (the marker is always last). With
-    ``retries_before`` (``store_retry.retry_counts()`` when the shard started), the object-store
-    retries since then go into the marker's ``timings`` as ``store_retry:<reason>``."""
+                 retries_before: dict[str, int] | None = None, again: Callable[[], Marker] | None = None) -> Marker:
+    """Validate a shard's output, write it as this attempt's object, commit the marker conditionally
+    and put the winning attempt's object in place (``pipelines/core/attempts.py``); return the marker
+    that stands (another attempt's when that one won). With ``retries_before``
+    (``store_retry.retry_counts()`` when the shard started), the object-store retries since then go
+    into the marker's ``timings`` as ``store_retry:<reason>``. ``again`` runs the whole shard once
+    more, between this attempt's object and its marker, when the duplicate-attempt test failpoint
+    names the stage (``failpoints.duplicate_attempt``)."""
     validate_table(result, stage.output_schema(), stage.output)
     # A stage may ask for smaller row groups (e.g. pack: image bytes, streamed by training readers).
     rows = stage.row_group_rows or ROW_GROUP_ROWS
-    if task.stale_marker:  # never rewrite a shard under a marker: a marker always describes its object
-        marker_path(out, stage.name, task.shard).unlink(missing_ok=True)
-    sha = write_table(result, shard_path(out, stage.output, task.shard), row_group_rows=rows)
+    root = out.root if isinstance(out, Output) else out
+    mine, sha, size = write_attempt(result, root, stage.output, task.shard, rows)
     failpoint(f"shard_written:{stage.name}")
+    if again is not None and duplicate_attempt(stage.name) and not getattr(_SECOND, "active", False):
+        _SECOND.active = True
+        try:
+            again()  # the duplicate attempt runs whole (and wins) while this one waits to commit
+        finally:
+            _SECOND.active = False
     timings = dict(timings or {})
+    if getattr(_SECOND, "active", False):
+        timings[DUPLICATE_TIMING] = 1  # this is the test failpoint's second attempt (timings: not compared)
     if retries_before is not None:
         timings.update({store_retry.RETRY_PREFIX + k: v for k, v in store_retry.take_since(retries_before).items()})
     marker = Marker(
         stage=stage.name, shard=task.shard, config_hash=task.config_hash, input_hash=task.input_hash,
         output_sha256=sha, rows_in=rows_in, rows_out=result.num_rows, seconds=round(seconds, 4),
         counters=dict(sorted(counters.items())), timings=dict(sorted(timings.items())),
+        object=attempt_rel(root, mine), size=size,
     )
-    write_marker(out, marker)
-    return marker
+    winner = commit_marker(root, marker, stage.output)
+    failpoint(f"marker_committed:{stage.name}")
+    discard(root, mine, winner)
+    promote(root, winner, stage.output)
+    return winner
+
+
+DUPLICATE_TIMING = "failpoint:duplicate_attempt"
+"""Timing key of a marker written by the duplicate-attempt test failpoint's second attempt."""
+
+_SECOND = threading.local()  # set while a duplicate attempt (test failpoint) runs in this thread
+_SECOND.active = False
 
 
 def run_shard(stage: Stage, out: Output, task: ShardTask) -> Marker:
@@ -277,7 +320,7 @@ def run_shard(stage: Stage, out: Output, task: ShardTask) -> Marker:
     failpoint(f"mid_shard:{stage.name}")
     counters = stage.take_counters()
     return finish_shard(stage, out, task, table.num_rows, result, time.perf_counter() - start, counters,
-                        stage.take_timings(), retries_before)
+                        stage.take_timings(), retries_before, again=lambda: run_shard(stage, out, task))
 
 
 def check_complete(report: StageReport, tasks: list[ShardTask], markers: list[Marker]) -> None:

@@ -1,8 +1,11 @@
 """Shard files on disk: names, atomic Parquet writes, completion markers (README "Output layout").
 
 The shard id given at input sharding flows through every stage: ``part-00017.parquet`` exists in
-every table folder. A completion marker ``_state/<stage>/part-NNNNN.json`` is written last, after
-the output file has been renamed into place, so a marker always means a complete output.
+every table folder. An attempt at a shard writes its bytes to an attempt object of its own
+(``_state/_attempts/<folder>/part-NNNNN.<sha16>.parquet``), commits the completion marker
+``_state/<stage>/part-NNNNN.json`` conditionally (one attempt's marker wins; it names that object, its
+size and sha256), and only then is the named object copied to ``part-NNNNN.parquet``
+(``pipelines/core/attempts.py``). A marker thus always describes the shard file readers open.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from regionset.schemas import SCHEMA_VERSION, check_shard
 from regionset.schemas.validate import VERSION_KEY
 
 ROW_GROUP_ROWS = 1024
+ATTEMPTS_DIR = "_attempts"  # ``_state/_attempts/<folder>/``: one object per attempt at a shard
 
 
 def shard_path(out: Path | RemotePath, folder: str, shard: int) -> Path | RemotePath:
@@ -38,6 +42,30 @@ def shard_path(out: Path | RemotePath, folder: str, shard: int) -> Path | Remote
     if base not in path.parents:
         raise ValueError(f"table folder {folder!r} escapes the output folder {base}")
     return path
+
+
+def attempts_folder(out: Path | RemotePath) -> Path | RemotePath:
+    """``_state/_attempts/``: where attempts stage a shard's bytes before their marker is committed.
+
+    Args:
+        out: the output's root.
+    """
+    return out / STATE_DIR / ATTEMPTS_DIR
+
+
+def attempt_path(out: Path | RemotePath, folder: str, shard: int, sha: str) -> Path | RemotePath:
+    """``_state/_attempts/<folder>/part-NNNNN.<sha16>.parquet``: named by content, so two attempts that
+    made different bytes never share an object, and two that made the same bytes write the same bytes.
+
+    Args:
+        out: the output's root.
+        folder: the table folder the shard belongs to.
+        shard: the shard id.
+        sha: the sha256 of the attempt's bytes.
+    """
+    if any(part in ("", ".", "..") for part in folder.split("/")):
+        raise ValueError(f"table folder {folder!r} escapes the attempts folder")
+    return attempts_folder(out) / folder / shard_name(shard).replace(".parquet", f".{sha[:16]}.parquet")
 
 
 def list_shards(out: Path, folder: str) -> list[int]:
@@ -181,6 +209,10 @@ class Marker:
     # CPU milliseconds of parts of the work (``cpu_ms:*``): they vary run to run, so they are kept
     # apart from ``counters``, which two builds of the same input share.
     timings: dict[str, int] = field(default_factory=dict)
+    # The attempt object this marker vouches for (relative to the output, ``attempt_path``) and its
+    # size in bytes; empty / -1 in markers written before attempt objects (their shard file is the object).
+    object: str = ""
+    size: int = -1
 
 
 def marker_path(out: Path, stage: str, shard: int) -> Path:
@@ -211,9 +243,11 @@ def clean_temp_files(out: Path | RemotePath, producers: dict[str, str] | None = 
     the marker is the commit there, and every object of a global step's folder whose completion
     file is missing (``commits``: folder -> completion file relative to ``out``).
     """
+    from regionset.pipelines.core.attempts import clean_attempts  # attempts.py builds on this module
+
+    n = clean_attempts(out, producers or {})
     if is_remote(out):
-        return _clean_unmarked(out, producers or {}) + _clean_uncommitted(out, commits or {})
-    n = 0
+        return n + _clean_unmarked(out, producers or {}) + _clean_uncommitted(out, commits or {})
     for pattern in (".*.tmp", ".*.tmp.wal"):
         for p in list(Path(out).rglob(pattern)):
             if p.is_dir():

@@ -98,6 +98,7 @@ def retry_failures(out: Output, overrides: list[str] | None = None) -> RetryRepo
             if marker is not None:  # keep config/input hashes: the download itself stays complete
                 previous = marker.counters.get("retry:recovered", 0)
                 marker.output_sha256 = sha
+                marker.object, marker.size = "", path.stat().st_size  # it vouches for the shard file itself
                 marker.counters = dict(sorted(ledger_counters(
                     merged.column("status").to_pylist(), merged.column("error_message").to_pylist()).items()))
                 marker.counters["retry:recovered"] = previous + recovered

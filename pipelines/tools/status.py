@@ -12,7 +12,7 @@ from regionset.models.kmeans_index import read_meta
 from regionset.pipelines.core.lineage import LINEAGE_FILE
 from regionset.pipelines.core.output import Output
 from regionset.pipelines.core.progress import console, print_table
-from regionset.pipelines.core.shards import STATE_DIR, list_shards, read_marker
+from regionset.pipelines.core.shards import ATTEMPTS_DIR, STATE_DIR, list_shards, read_marker
 from regionset.pipelines.steps import STEP_NAMES
 from regionset.schemas import INPUT
 from regionset.schemas.tables import KMEANS
@@ -23,9 +23,9 @@ def stage_names(out: Output) -> list[str]:
     state = out / STATE_DIR
     if is_remote(state):  # object stores keep no folder times: the pipeline's own order
         # marker folders only: not runs/, the lock, nor a global step's completion file (``*.json``)
-        names = {p.name for p in state.iterdir() if not p.suffix} - {"runs", "build.lock"}
+        names = {p.name for p in state.iterdir() if not p.suffix} - {"runs", "build.lock", ATTEMPTS_DIR}
         return [n for n in STEP_NAMES if n in names] + sorted(names - set(STEP_NAMES))
-    dirs = [p for p in state.glob("*") if p.is_dir() and p.name != "runs"]
+    dirs = [p for p in state.glob("*") if p.is_dir() and p.name not in ("runs", ATTEMPTS_DIR)]
     return [p.name for p in sorted(dirs, key=lambda p: min((f.stat().st_mtime for f in p.glob("*.json")),
                                                            default=0))]
 

@@ -61,13 +61,13 @@ def test_kill_mid_fused_shard_resumes_to_the_separate_stages_tables(server, tmp_
     ref_cfg.write_text(ref_cfg.read_text() + "steps: [download, detect, ocr, embed]\n")
     assert _build(ref_cfg).returncode == 0
     expected = _hashes(ref)
-    for point in ("shard_written:detect",):  # detect's table and marker written, ocr and embed not yet
+    for point in ("shard_written:detect",):  # detect's attempt object written, its marker, ocr and embed not yet
         out = tmp_path / f"fused-{point.replace(':', '-')}"
         cfg = _config(tmp_path, out, urls)
         cfg.write_text(cfg.read_text() + "steps: [download, regions]\n")
         r = _build(cfg, failpoint=point)
         assert r.returncode == -signal.SIGKILL, f"{point}: did not die ({r.returncode}): {r.stderr[-1000:]}"
-        assert (out / "regions/object").is_dir() and not (out / "regions/text").exists()
+        assert (out / "_state/_attempts/regions/object").is_dir() and not (out / "regions/text").exists()
         again = _build(cfg)
         assert again.returncode == 0, again.stderr[-2000:]
         assert _hashes(out) == expected, point

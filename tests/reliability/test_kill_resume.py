@@ -46,7 +46,7 @@ def _kill_points(config: Path) -> list[str]:
             if step.name == "fit_kmeans":
                 points.append("kmeans:fitted")
         else:
-            points += [f"mid_shard:{step.name}", f"shard_written:{step.name}"]
+            points += [f"mid_shard:{step.name}", f"shard_written:{step.name}", f"marker_committed:{step.name}"]
     return points + ["catalog"]
 
 
@@ -66,7 +66,7 @@ def _hashes(out: Path) -> dict[str, str]:
 
 
 # The default run kills at one point of each kind; `-m slow` tries every point of every step.
-QUICK_POINTS = ["shard_written:embed", "kmeans:fitted", "catalog"]
+QUICK_POINTS = ["shard_written:embed", "marker_committed:embed", "kmeans:fitted", "catalog"]
 
 
 def test_kill_at_representative_points_then_resume(corpus, tmp_path):
@@ -97,7 +97,8 @@ def _kill_and_resume(corpus: Path, tmp_path: Path, only: list[str] | None) -> No
         assert _hashes(out) == expected, f"{point}: tables differ after resume"
         keys = [k for f in sorted((out / "images").glob("part-*.parquet")) for k in pq.read_table(f)["key"].to_pylist()]
         assert len(keys) == len(set(keys)) == n_urls, point
-        leftovers = [p for p in out.rglob("*") if p.name.endswith((".tmp", ".tmp.wal"))]
+        leftovers = [p for p in out.rglob("*") if p.name.endswith((".tmp", ".tmp.wal"))
+                     or p.is_file() and "_attempts" in p.parts]  # no attempt object either
         assert not leftovers, f"{point}: temp files left: {leftovers}"
         assert not (out / "_state" / "build.lock").exists()
     print(f"\nkill points tried and recovered: {killed}: {points}")

@@ -2,7 +2,8 @@
 
 Against the loopback S3 server (moto): a resumed build reads no marker and hashes no input object
 one by one; a marker rewritten since the index was saved (markers of different runs coexisting) is
-read again and decides exactly as on local disk; a redo never leaves an old marker over a new object.
+read again and decides exactly as on local disk; a killed redo never leaves a marker over bytes it does
+not describe.
 """
 
 from __future__ import annotations
@@ -72,8 +73,14 @@ def test_rewritten_marker_is_reread_and_decides_as_on_local_disk(server, s3, tmp
     assert results["s3"] == results["local"] == (1, 2)
 
 
-def test_redo_removes_the_old_marker_before_rewriting_the_shard(server, s3, tmp_path, monkeypatch):  # noqa: F811
+def test_redo_killed_before_its_marker_leaves_the_old_marker_true(server, s3, tmp_path, monkeypatch):  # noqa: F811
+    """A redo killed between its attempt object and its marker: the old marker still describes the
+    shard file (the new bytes went to an attempt object only); the next build removes that object
+    and redoes the shard."""
+    import hashlib
+
     import regionset.pipelines.core.shard_run as shard_run
+    from regionset.pipelines.core.shards import attempts_folder, read_marker, shard_path
 
     urls, out = _urls(server, tmp_path, 3), s3.url("plan-redo")
     build(download_only(out, urls, shard_size=3))
@@ -82,15 +89,19 @@ def test_redo_removes_the_old_marker_before_rewriting_the_shard(server, s3, tmp_
 
     def killed(name):
         if name == "shard_written:download":
-            raise KeyboardInterrupt("killed between the shard and its marker")
+            raise KeyboardInterrupt("killed between the attempt object and its marker")
 
     monkeypatch.setattr(shard_run, "failpoint", killed)
     with pytest.raises(KeyboardInterrupt):
         build(download_only(out, urls, shard_size=3, extra=["download.timeout=3"]))  # a config change: redo
-    assert not marker.exists()  # the rewritten object is not vouched for by the old marker
+    old = read_marker(as_path(out), "download", 0)
+    assert old is not None  # the old marker stands, and it still tells the truth about the shard file
+    assert hashlib.sha256(shard_path(as_path(out), "images", 0).read_bytes()).hexdigest() == old.output_sha256
+    assert [k for k in s3.keys("plan-redo") if "/_attempts/" in k]  # the killed attempt's object
     monkeypatch.undo()
     res = build(download_only(out, urls, shard_size=3, extra=["download.timeout=3"]))
     assert res.reports[0].done == 1
+    assert not list(attempts_folder(as_path(out)).rglob("*"))
 
 
 def test_each_plan_lists_afresh_in_a_long_lived_process(server, s3, tmp_path):  # noqa: F811
