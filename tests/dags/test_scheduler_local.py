@@ -17,9 +17,9 @@ from tests.dags.test_assets import tiny_training
 from tests.dags.test_regionset_dag import demo_config  # noqa: F401  (the fixture: 4 images, 2 shards)
 from tests.pipelines.snapshots import assert_same, markers, snapshot
 
-# Slow: each triggered run takes 2-6 min on the shared 2-core machine (every task a fresh interpreter);
-# measured times in docs/cluster.md "Airflow".
-pytestmark = [pytest.mark.airflow, pytest.mark.slow]
+# In the default set (the real scheduler is what a deployment runs): a triggered run takes ~2 min on
+# two cores (every task a fresh interpreter); measured times in docs/cluster.md "Airflow".
+pytestmark = [pytest.mark.airflow]
 RUN_SECONDS = 1200.0
 
 
