@@ -32,7 +32,9 @@ PER_PARENT = ["kmeans.fit=per_parent"]
 # point -> (objects under the output that show the build is there, how many, their key's end)
 POINTS = {
     "download": ("_state/download/", 1, ".json"),  # one shard downloaded, the other under way
-    "kmeans": (".kmeans_fit/", 1, "level0.npy"),  # level 0 written: the per-parent fits go out now
+    # embed's stage index written: fit_kmeans starts (level 0 on the driver, then the per-parent calls,
+    # too quick to catch one in flight: w1 dies as they go out, before Ray has declared it dead)
+    "kmeans": ("_state/embed/", 1, "_index.json"),
     "assign": ("_state/assign/", 1, ".json"),
 }
 
