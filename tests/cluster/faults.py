@@ -5,6 +5,7 @@ exit 1 and one line naming the lost node(s), and a rerun resumes to the same tab
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -25,6 +26,15 @@ def count_keys(cluster: Cluster, prefix: str, under: str, suffix: str = "") -> i
     s3 = boto3.client("s3", endpoint_url=cluster.endpoint)
     got = s3.list_objects_v2(Bucket=BUCKET, Prefix=f"{prefix}/{under}")
     return sum(k["Key"].endswith(suffix) for k in got.get("Contents", []))
+
+
+def etags(cluster: Cluster, prefix: str, under: str) -> dict[str, str]:
+    """Key -> ETag of every object under ``s3://BUCKET/prefix/under`` (to tell a rerun redid none of them)."""
+    import boto3
+
+    s3 = boto3.client("s3", endpoint_url=cluster.endpoint)
+    got = s3.list_objects_v2(Bucket=BUCKET, Prefix=f"{prefix}/{under}")
+    return {k["Key"]: k["ETag"] for k in got.get("Contents", [])}
 
 
 def wait_until(cluster: Cluster, proc: subprocess.Popen, prefix: str, under: str, count: int = 1,
@@ -66,4 +76,7 @@ def finished_or_stopped(cluster: Cluster, rc: int, prefix: str, args: list[str],
         assert all(ip in errors[0] for ip in ips), errors[0]
         rerun = cluster.build(args, f"{prefix}-rerun.log")
         assert rerun == 0, tail(cluster.logs / f"{prefix}-rerun.log")
-    assert_same(snapshot(download(cluster, prefix, to / prefix)), want)
+    got = download(cluster, prefix, to / prefix)
+    if (got / "kmeans/kmeans.json").exists():  # kept next to the logs, to compare by hand on a failure
+        shutil.copyfile(got / "kmeans/kmeans.json", cluster.logs / f"{prefix}-kmeans.json")
+    assert_same(snapshot(got), want)

@@ -2,8 +2,8 @@
 ``tests/cluster/faults.py`` says (finished with the local build's tables, or exit 1 with one line
 naming the lost node within ``executor.stall_timeout`` and a rerun that resumes to the same tables):
 
-- Ray: ``w1``'s network link cut in the middle of a model stage (``detect``): its processes keep
-  running, unreachable.
+- Ray and Spark: ``w1``'s network link cut in the middle of a model stage (``detect``): its
+  processes keep running, unreachable.
 - Ray: every process of ``w1`` killed during ``download``, during the per-parent k-means fit
   (``kmeans.fit=per_parent``, against a local build with the same setting) and during ``assign``.
 - Spark: every worker host killed mid-stage: Spark waits for resources that never come; the stall
@@ -14,13 +14,15 @@ naming the lost node within ``executor.stall_timeout`` and a rerun that resumes 
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
+import shutil
 import signal
 import time
 
 import pytest
 
-from tests.cluster.faults import error_lines, finished_or_stopped, wait_build, wait_until
+from tests.cluster.faults import error_lines, etags, finished_or_stopped, wait_build, wait_until
 from tests.cluster.hosts import has_java, tail
 from tests.cluster.pipeline import download, engine_overrides, local_build, overrides
 from tests.pipelines.snapshots import assert_same, snapshot
@@ -46,11 +48,17 @@ def _need(module: str) -> None:
 
 @pytest.fixture(scope="module")
 def reference_per_parent(cluster, reference, tmp_path_factory):
-    """The local build with ``kmeans.fit=per_parent`` (its tree differs from the default fit's)."""
+    """The local build with ``kmeans.fit=per_parent`` (its tree differs from the default fit's). A
+    per-parent fit records the executor that ran it in ``kmeans.json``: set to ``ray`` here, the one
+    thing that may differ from the cluster build's."""
     urls = reference[0]
     out = tmp_path_factory.mktemp("reference-per-parent") / "local"
     rc = local_build(cluster, out, urls, cluster.logs / "local-build-per-parent.log", extra=PER_PARENT)
     assert rc == 0, tail(cluster.logs / "local-build-per-parent.log")
+    shutil.copyfile(out / "kmeans/kmeans.json", cluster.logs / "local-per-parent-kmeans.json")
+    meta = json.loads((out / "kmeans/kmeans.json").read_text())
+    assert meta["executor"] == "local", meta
+    (out / "kmeans/kmeans.json").write_text(json.dumps({**meta, "executor": "ray"}))
     return snapshot(out)
 
 
@@ -70,6 +78,27 @@ def test_ray_worker_link_cut_mid_model_stage(cluster, reference, tmp_path):
     ended = time.monotonic() - t0
     finished_or_stopped(cluster, rc, prefix, args, ["w1"], want, tmp_path)
     print(f"TIMES ray cut: w1 cut at {at:.0f} s, build ended at {ended:.0f} s with exit {rc}")
+
+
+@pytest.mark.spark
+def test_spark_worker_link_cut_mid_model_stage(cluster, reference, tmp_path):
+    """Spark learns of a cut worker only from missed heartbeats (the master's ``spark.worker.timeout``,
+    60 s), then reschedules its task: a larger stall timeout than Ray's."""
+    _need("pyspark")
+    if not has_java():
+        pytest.skip("Spark needs Java on PATH")
+    urls, want, _ = reference
+    cluster.reset()
+    prefix = "spark-cut"
+    args = overrides(cluster.url(prefix), urls, [*engine_overrides(cluster, "spark"), "executor.stall_timeout=300"])
+    t0 = time.monotonic()
+    proc = cluster.build_proc(args, f"{prefix}.log")
+    at = wait_until(cluster, proc, prefix, "_state/detect/", 1, ".json")
+    cluster.net.hosts["w1"].cut()
+    rc = wait_build(cluster, proc, prefix, "spark, w1 cut")
+    ended = time.monotonic() - t0
+    finished_or_stopped(cluster, rc, prefix, args, ["w1"], want, tmp_path)
+    print(f"TIMES spark cut: w1 cut at {at:.0f} s, build ended at {ended:.0f} s with exit {rc}")
 
 
 @pytest.mark.ray
@@ -136,8 +165,13 @@ def test_ray_driver_killed_mid_stage_then_resumes(cluster, reference, tmp_path):
     at = wait_until(cluster, proc, prefix, "_state/detect/", 1, ".json")
     os.killpg(proc.pid, signal.SIGKILL)  # the driver and nsenter: one process group
     proc.wait(timeout=30)
+    before = etags(cluster, prefix, "_state/")  # the markers the killed build committed
+    assert any("/detect/part-" in k for k in before), sorted(before)
     t0 = time.monotonic()
     rerun = cluster.build(args, f"{prefix}-rerun.log")
     assert rerun == 0, tail(cluster.logs / f"{prefix}-rerun.log")
+    after = etags(cluster, prefix, "_state/")
+    redone = sorted(k for k in before if "/part-" in k and after.get(k) != before[k])
+    assert not redone, f"the rerun redid committed shards: {redone}"  # it resumed, not restarted
     assert_same(snapshot(download(cluster, prefix, tmp_path / prefix)), want)
     print(f"TIMES ray driver killed at {at:.0f} s; the rerun took {time.monotonic() - t0:.0f} s")
