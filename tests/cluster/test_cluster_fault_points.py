@@ -4,8 +4,9 @@ naming the lost node within ``executor.stall_timeout`` and a rerun that resumes 
 
 - Ray and Spark: ``w1``'s network link cut in the middle of a model stage (``detect``): its
   processes keep running, unreachable.
-- Ray: every process of ``w1`` killed during ``download``, during the per-parent k-means fit
-  (``kmeans.fit=per_parent``, against a local build with the same setting) and during ``assign``.
+- Ray: every process of ``w1`` killed during ``download``, as the per-parent k-means fit starts
+  (``kmeans.fit=per_parent``, against a local build with the same setting) and during ``assign``;
+  Spark: the same during ``download`` and ``assign``.
 - Spark: every worker host killed mid-stage: Spark waits for resources that never come; the stall
   guard stops the build (exit 1, one line naming both hosts); with the workers back, a rerun resumes.
 - Ray: the driver killed on the head host mid-stage; a rerun resumes to the same tables.
@@ -121,6 +122,27 @@ def test_ray_worker_killed_at(point, cluster, reference, request, tmp_path):
     ended = time.monotonic() - t0
     finished_or_stopped(cluster, rc, prefix, args, ["w1"], want, tmp_path)
     print(f"TIMES ray kill at {point}: w1 killed at {at:.0f} s, build ended at {ended:.0f} s with exit {rc}")
+
+
+@pytest.mark.spark
+@pytest.mark.parametrize("point", ["download", "assign"])
+def test_spark_worker_killed_at(point, cluster, reference, tmp_path):
+    _need("pyspark")
+    if not has_java():
+        pytest.skip("Spark needs Java on PATH")
+    urls, want, _ = reference
+    cluster.reset()
+    prefix = f"spark-kill-{point}"
+    args = overrides(cluster.url(prefix), urls, [*engine_overrides(cluster, "spark"),
+                                                 f"executor.stall_timeout={STALL_TIMEOUT}"])
+    t0 = time.monotonic()
+    proc = cluster.build_proc(args, f"{prefix}.log")
+    at = wait_until(cluster, proc, prefix, *POINTS[point])
+    cluster.net.hosts["w1"].kill()
+    rc = wait_build(cluster, proc, prefix, f"spark, w1 killed at {point}")
+    ended = time.monotonic() - t0
+    finished_or_stopped(cluster, rc, prefix, args, ["w1"], want, tmp_path)
+    print(f"TIMES spark kill at {point}: w1 killed at {at:.0f} s, build ended at {ended:.0f} s with exit {rc}")
 
 
 @pytest.mark.spark
