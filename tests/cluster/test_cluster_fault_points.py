@@ -6,7 +6,7 @@ naming the lost node within ``executor.stall_timeout`` and a rerun that resumes 
   processes keep running, unreachable.
 - Ray: every process of ``w1`` killed during ``download``, as the per-parent k-means fit starts
   (``kmeans.fit=per_parent``, against a local build with the same setting) and during ``assign``;
-  Spark: the same during ``download`` and ``assign``.
+  Spark: the same three points.
 - Spark: every worker host killed mid-stage: Spark waits for resources that never come; the stall
   guard stops the build (exit 1, one line naming both hosts); with the workers back, a rerun resumes.
 - Ray: the driver killed on the head host mid-stage; a rerun resumes to the same tables.
@@ -49,17 +49,21 @@ def _need(module: str) -> None:
 
 @pytest.fixture(scope="module")
 def reference_per_parent(cluster, reference, tmp_path_factory):
-    """The local build with ``kmeans.fit=per_parent`` (its tree differs from the default fit's). A
-    per-parent fit records the executor that ran it in ``kmeans.json``: set to ``ray`` here, the one
-    thing that may differ from the cluster build's."""
+    """The local build with ``kmeans.fit=per_parent`` (its tree differs from the default fit's): its folder."""
     urls = reference[0]
     out = tmp_path_factory.mktemp("reference-per-parent") / "local"
     rc = local_build(cluster, out, urls, cluster.logs / "local-build-per-parent.log", extra=PER_PARENT)
     assert rc == 0, tail(cluster.logs / "local-build-per-parent.log")
     shutil.copyfile(out / "kmeans/kmeans.json", cluster.logs / "local-per-parent-kmeans.json")
+    return out
+
+
+def _per_parent_want(out, engine: str) -> dict:
+    """The per-parent reference's snapshot as ``engine`` would have built it: a per-parent fit
+    records the executor that ran it in ``kmeans.json``, the one thing that may differ."""
     meta = json.loads((out / "kmeans/kmeans.json").read_text())
-    assert meta["executor"] == "local", meta
-    (out / "kmeans/kmeans.json").write_text(json.dumps({**meta, "executor": "ray"}))
+    assert meta["executor"] in ("local", "ray", "spark"), meta
+    (out / "kmeans/kmeans.json").write_text(json.dumps({**meta, "executor": engine}))
     return snapshot(out)
 
 
@@ -109,7 +113,7 @@ def test_ray_worker_killed_at(point, cluster, reference, request, tmp_path):
     urls, want, _ = reference
     extra = PER_PARENT if point == "kmeans" else []
     if point == "kmeans":
-        want = request.getfixturevalue("reference_per_parent")
+        want = _per_parent_want(request.getfixturevalue("reference_per_parent"), "ray")
     cluster.reset()
     prefix = f"ray-kill-{point}"
     args = overrides(cluster.url(prefix), urls, [*engine_overrides(cluster, "ray"),
@@ -125,16 +129,19 @@ def test_ray_worker_killed_at(point, cluster, reference, request, tmp_path):
 
 
 @pytest.mark.spark
-@pytest.mark.parametrize("point", ["download", "assign"])
-def test_spark_worker_killed_at(point, cluster, reference, tmp_path):
+@pytest.mark.parametrize("point", list(POINTS))
+def test_spark_worker_killed_at(point, cluster, reference, request, tmp_path):
     _need("pyspark")
     if not has_java():
         pytest.skip("Spark needs Java on PATH")
     urls, want, _ = reference
+    extra = PER_PARENT if point == "kmeans" else []
+    if point == "kmeans":
+        want = _per_parent_want(request.getfixturevalue("reference_per_parent"), "spark")
     cluster.reset()
     prefix = f"spark-kill-{point}"
     args = overrides(cluster.url(prefix), urls, [*engine_overrides(cluster, "spark"),
-                                                 f"executor.stall_timeout={STALL_TIMEOUT}"])
+                                                 f"executor.stall_timeout={STALL_TIMEOUT}", *extra])
     t0 = time.monotonic()
     proc = cluster.build_proc(args, f"{prefix}.log")
     at = wait_until(cluster, proc, prefix, *POINTS[point])
