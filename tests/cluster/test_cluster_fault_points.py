@@ -36,7 +36,7 @@ PER_PARENT = ["kmeans.fit=per_parent"]
 POINTS = {
     "download": ("_state/download/", 1, ".json"),  # one shard downloaded, the other under way
     # embed's stage index written: fit_kmeans starts (level 0 on the driver, then the per-parent calls,
-    # too quick to catch one in flight: w1 dies as they go out, before Ray has declared it dead)
+    # too quick to catch one in flight: w1 dies as they go out, before the engine has declared it dead)
     "kmeans": ("_state/embed/", 1, "_index.json"),
     "assign": ("_state/assign/", 1, ".json"),
 }
