@@ -25,5 +25,5 @@ def make_executor(config: ExecutorConfig, show_progress: bool = True) -> Executo
     if name == "spark":
         from regionset.pipelines.executors.spark import SparkExecutor
 
-        return SparkExecutor(config.spark, show_progress=show_progress)  # one result per stage job: no stall guard
+        return SparkExecutor(config.spark, show_progress=show_progress, stall_timeout=config.stall_timeout)
     raise ValueError(f"executor.name: unknown executor {name!r}")

@@ -11,6 +11,9 @@ float16, so ``embeddings`` would not survive the trip) and would only copy image
 Workers run ``executor.spark.python`` (default: this interpreter), set as ``PYSPARK_PYTHON``
 before the session starts; otherwise Spark starts the system python, which lacks regionset.
 ``run_calls`` (e.g. the per-parent k-means fits) runs one call per partition of a plain RDD.
+
+``executor.stall_timeout``: every job runs under ``spark_watch.watched``, which stops the build when no
+task finishes for that long (docs/cluster.md "Faults").
 """
 
 from __future__ import annotations
@@ -38,6 +41,8 @@ from regionset.pipelines.executors.distributed import (
     worker_env,
 )
 from regionset.pipelines.executors.gpus import pin_task_gpus, spark_task_gpu_amount, worker_gpus
+from regionset.pipelines.executors.spark_watch import SparkHosts, watched
+from regionset.pipelines.executors.stall import StallError
 from regionset.stages.base import Stage
 
 _PIP_HINT = "the spark executor needs PySpark and Java 17+: pip install 'regionset[spark]' (pyspark)"
@@ -118,14 +123,17 @@ class SparkExecutor(Executor):
     Args:
         config: the ``executor.spark`` settings.
         show_progress: draw a progress bar per stage (advanced when the stage's job returns).
+        stall_timeout: ``executor.stall_timeout`` (0: wait as long as Spark does).
     """
 
     name = "spark"
 
-    def __init__(self, config: SparkConfig | None = None, show_progress: bool = True) -> None:
-        super().__init__(show_progress)
+    def __init__(self, config: SparkConfig | None = None, show_progress: bool = True,
+                 stall_timeout: float = 0.0) -> None:
+        super().__init__(show_progress, stall_timeout)
         self.config = config or SparkConfig()
         self._session = None
+        self._hosts: SparkHosts | None = None
 
     def session(self):
         """The SparkSession, started on first use from ``executor.spark``."""
@@ -152,7 +160,27 @@ class SparkExecutor(Executor):
                 builder = builder.config(key, value)
             self._session = builder.getOrCreate()
             self._session.sparkContext.setLogLevel("ERROR")
+            self._hosts = SparkHosts(self._session.sparkContext)
         return self._session
+
+    def guard(self, results: Iterator[Any], what: str = "shard") -> Iterator[Any]:
+        """``results`` as they come: the stall timeout watches Spark's tasks inside ``_watched``
+        (the markers of a stage all arrive at once when its job ends)."""
+        yield from results
+
+    def lost_nodes(self) -> str:
+        """Executor hosts seen in this session that have no executor now."""
+        return self._hosts.lost() if self._hosts is not None else ""
+
+    def _watched(self, action: Callable[[], Any], what: str) -> Any:
+        """``action()`` under ``executor.stall_timeout`` (``spark_watch.watched``)."""
+        sc = self.session().sparkContext
+        try:
+            return watched(sc, action, self.stall_timeout, self.lost_nodes, what,
+                           on_poll=self._hosts.now if self._hosts is not None else None)
+        except StallError:
+            self.stalled = True
+            raise
 
     def run_tasks(self, stage: Stage, out: Output, tasks: list[ShardTask]) -> Iterator[Marker]:
         spark = self.session()
@@ -162,7 +190,7 @@ class SparkExecutor(Executor):
         df = spark.createDataFrame(rdd, schema=spark_schema(TASK_SCHEMA))
         result = df.mapInArrow(_shard_runner(stage, Output.of(out)), spark_schema(RESULT_SCHEMA),  # out: as its URL
                                profile=self.gpu_profile(stage))
-        for batch in result.toArrow().to_batches():
+        for batch in self._watched(result.toArrow, "shard").to_batches():
             yield from markers_of(batch)
 
     def gpu_profile(self, stage: Stage):
@@ -192,7 +220,8 @@ class SparkExecutor(Executor):
         for start in range(0, len(jobs), batch):
             part = list(enumerate(jobs[start:start + batch]))
             rdd = sc.parallelize(part, numSlices=len(part))
-            yield from (r for _, r in sorted(rdd.map(_call_runner(fn)).collect(), key=lambda ir: ir[0]))
+            got = self._watched(rdd.map(_call_runner(fn)).collect, "call")
+            yield from (r for _, r in sorted(got, key=lambda ir: ir[0]))
 
     def on_every_node(self, fn: Callable[..., Any], args: tuple, timeout: float) -> tuple[str, list[Any]]:
         """Twice as many one-call tasks as the cluster's cores, spread by Spark over its executors (it

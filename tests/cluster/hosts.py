@@ -120,15 +120,26 @@ class Cluster:
                          str(SPARK_PORT), "--webui-port", "8081"], self.logs / "spark-master.log",
                         {**self.env, "SPARK_LOCAL_IP": self.head.ip})
         wait_port(self.head.ip, SPARK_PORT, ENGINE_START_SECONDS, "the Spark master")
+        self.join_spark(master)
+        self.engine = "spark"
+        return master
+
+    def join_spark(self, master: str, restart: bool = False) -> None:
+        """A Spark worker on each worker host registers with ``master`` (``restart``: the hosts boot again first)."""
+        import pyspark
+
+        spark_class = str(Path(pyspark.__file__).parent / "bin" / "spark-class")
+        for w in self.workers() if restart else ():
+            w.restart()
+        suffix = "-rejoined" if restart else ""
         procs = [
             w.popen([spark_class, "org.apache.spark.deploy.worker.Worker", "--host", w.ip, "--cores",
                      str(WORKER_CPUS), "--memory", "2g", "--webui-port", "8082", master],
-                    self.logs / f"spark-{w.name}.log", {**self.env, "SPARK_LOCAL_IP": w.ip}) for w in self.workers()]
+                    self.logs / f"spark-{w.name}{suffix}.log", {**self.env, "SPARK_LOCAL_IP": w.ip})
+            for w in self.workers()]
         for w, proc in zip(self.workers(), procs):
-            _wait_log(self.logs / f"spark-{w.name}.log", "Successfully registered with master", f"Spark on {w.name}",
-                      proc)
-        self.engine = "spark"
-        return master
+            _wait_log(self.logs / f"spark-{w.name}{suffix}.log", "Successfully registered with master",
+                      f"Spark on {w.name}", proc)
 
     # --- builds ----------------------------------------------------------------------------------
 

@@ -59,13 +59,15 @@ def engine_overrides(cluster: Cluster, name: str) -> list[str]:
     return ["executor.name=spark", f"executor.spark.master={cluster.start_spark()}"]
 
 
-def local_build(cluster: Cluster, out: Path, urls: str, log: Path, timeout: float = 600) -> int:
-    """The reference: ``regionset build`` with the local executor, run by the runner into ``out``."""
+def local_build(cluster: Cluster, out: Path, urls: str, log: Path, timeout: float = 600,
+                extra: list[str] | None = None) -> int:
+    """The reference: ``regionset build`` with the local executor, run by the runner into ``out``
+    (``extra``: more overrides, e.g. ``kmeans.fit=per_parent``)."""
     import os
 
     env = {**os.environ, **cluster.env, "PYTHONPATH": str(REPO)}
     with open(log, "ab") as sink:
-        return subprocess.run([sys.executable, "-m", "regionset.pipelines.cli", "build", *overrides(str(out), urls)],
+        return subprocess.run([sys.executable, "-m", "regionset.pipelines.cli", "build", *overrides(str(out), urls, extra)],
                               env=env, stdout=sink, stderr=subprocess.STDOUT, timeout=timeout, cwd=out.parent).returncode
 
 
