@@ -111,51 +111,33 @@ def test_spark_worker_link_cut_mid_model_stage(cluster, reference, tmp_path):
     print(f"TIMES spark cut: w1 cut at {at:.0f} s, build ended at {ended:.0f} s with exit {rc}")
 
 
-@pytest.mark.ray
-@SLOW
-@pytest.mark.parametrize("point", list(POINTS))
-def test_ray_worker_killed_at(point, cluster, reference, request, tmp_path):
-    _need("ray")
-    urls, want, _ = reference
-    extra = PER_PARENT if point == "kmeans" else []
-    if point == "kmeans":
-        want = _per_parent_want(request.getfixturevalue("reference_per_parent"), "ray")
-    cluster.reset()
-    prefix = f"ray-kill-{point}"
-    args = overrides(cluster.url(prefix), urls, [*engine_overrides(cluster, "ray"),
-                                                 f"executor.stall_timeout={STALL_TIMEOUT}", *extra])
-    t0 = time.monotonic()
-    proc = cluster.build_proc(args, f"{prefix}.log")
-    at = wait_until(cluster, proc, prefix, *POINTS[point])
-    cluster.net.hosts["w1"].kill()
-    rc = wait_build(cluster, proc, prefix, f"ray, w1 killed at {point}")
-    ended = time.monotonic() - t0
-    finished_or_stopped(cluster, rc, prefix, args, ["w1"], want, tmp_path)
-    print(f"TIMES ray kill at {point}: w1 killed at {at:.0f} s, build ended at {ended:.0f} s with exit {rc}")
+# (engine, point): the Spark kill at the per-parent fit in the default set, the others slow
+KILLS = [pytest.param(engine, point, id=f"{engine}-{point}",
+                      marks=[getattr(pytest.mark, engine), *([] if (engine, point) == ("spark", "kmeans") else [SLOW])])
+         for engine in ("ray", "spark") for point in POINTS]
 
 
-@pytest.mark.spark
-@pytest.mark.parametrize("point", [p if p == "kmeans" else pytest.param(p, marks=SLOW) for p in POINTS])
-def test_spark_worker_killed_at(point, cluster, reference, request, tmp_path):
-    _need("pyspark")
-    if not has_java():
+@pytest.mark.parametrize(("engine", "point"), KILLS)
+def test_worker_killed_at(engine, point, cluster, reference, request, tmp_path):
+    _need("ray" if engine == "ray" else "pyspark")
+    if engine == "spark" and not has_java():
         pytest.skip("Spark needs Java on PATH")
     urls, want, _ = reference
     extra = PER_PARENT if point == "kmeans" else []
     if point == "kmeans":
-        want = _per_parent_want(request.getfixturevalue("reference_per_parent"), "spark")
+        want = _per_parent_want(request.getfixturevalue("reference_per_parent"), engine)
     cluster.reset()
-    prefix = f"spark-kill-{point}"
-    args = overrides(cluster.url(prefix), urls, [*engine_overrides(cluster, "spark"),
+    prefix = f"{engine}-kill-{point}"
+    args = overrides(cluster.url(prefix), urls, [*engine_overrides(cluster, engine),
                                                  f"executor.stall_timeout={STALL_TIMEOUT}", *extra])
     t0 = time.monotonic()
     proc = cluster.build_proc(args, f"{prefix}.log")
     at = wait_until(cluster, proc, prefix, *POINTS[point])
     cluster.net.hosts["w1"].kill()
-    rc = wait_build(cluster, proc, prefix, f"spark, w1 killed at {point}")
+    rc = wait_build(cluster, proc, prefix, f"{engine}, w1 killed at {point}")
     ended = time.monotonic() - t0
     finished_or_stopped(cluster, rc, prefix, args, ["w1"], want, tmp_path)
-    print(f"TIMES spark kill at {point}: w1 killed at {at:.0f} s, build ended at {ended:.0f} s with exit {rc}")
+    print(f"TIMES {engine} kill at {point}: w1 killed at {at:.0f} s, build ended at {ended:.0f} s with exit {rc}")
 
 
 @pytest.mark.spark
