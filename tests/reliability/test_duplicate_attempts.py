@@ -91,11 +91,9 @@ def _check_one_winner(out: Output, stage: Stage, returned: list) -> None:
     assert len(set(got.column("n").to_pylist())) == 1  # one attempt's rows, whole
 
 
-def test_interleaved_attempts_marker_describes_the_object(out, monkeypatch):
-    """The old bug, deterministically: attempt A writes its shard, attempt B runs whole, then A
-    commits. Before attempt objects, A's marker ended up over B's bytes (a hash that lies)."""
-    stage = FakeRandomStage(FakeConfig())
-    task = plan_stage(stage, out, [0])[0]
+def _interleaved(stage, out, task, monkeypatch) -> list:
+    """Attempt A of ``task`` with a whole attempt B run between A's shard write and A's marker;
+    both attempts' results."""
     nested, started = [], []
     real_failpoint = shard_run.failpoint
 
@@ -106,8 +104,15 @@ def test_interleaved_attempts_marker_describes_the_object(out, monkeypatch):
             nested.append(_attempt(stage, out, task))  # attempt B, whole, between A's write and A's marker
 
     monkeypatch.setattr(shard_run, "failpoint", run_b_inside_a)
-    a = _attempt(stage, out, task)
-    _check_one_winner(out, stage, [a, *nested])
+    return [_attempt(stage, out, task), *nested]
+
+
+def test_interleaved_attempts_marker_describes_the_object(out, monkeypatch):
+    """The old bug, deterministically: attempt A writes its shard, attempt B runs whole, then A
+    commits. Before attempt objects, A's marker ended up over B's bytes (a hash that lies)."""
+    stage = FakeRandomStage(FakeConfig())
+    task = plan_stage(stage, out, [0])[0]
+    _check_one_winner(out, stage, _interleaved(stage, out, task, monkeypatch))
 
 
 def test_rerun_over_a_stale_marker_interleaved(out, monkeypatch):
@@ -117,18 +122,7 @@ def test_rerun_over_a_stale_marker_interleaved(out, monkeypatch):
     stage2 = FakeRandomStage(FakeConfig(factor=2))
     task = plan_stage(stage2, out, [0])[0]
     assert task.stale_marker
-    nested, started = [], []
-    real_failpoint = shard_run.failpoint
-
-    def run_b_inside_a(name: str) -> None:
-        real_failpoint(name)
-        if name.startswith("shard_written:") and not started:
-            started.append(name)
-            nested.append(_attempt(stage2, out, task))
-
-    monkeypatch.setattr(shard_run, "failpoint", run_b_inside_a)
-    a = _attempt(stage2, out, task)
-    _check_one_winner(out, stage2, [a, *nested])
+    _check_one_winner(out, stage2, _interleaved(stage2, out, task, monkeypatch))
     assert read_marker(out.root, stage2.name, 0).config_hash == stage2.config_hash(out)
     assert plan_stage(stage2, out, [0]) == []  # done: the next plan skips it
 
