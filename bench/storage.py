@@ -137,9 +137,10 @@ def _fill_table(shards: int) -> dict[str, str]:
 def _plan_once(shards: int, producers: dict[str, str], counter: _Requests) -> dict:
     """Build start + planning of ``detect`` in a fresh process state: requests by phase, seconds."""
     from regionset.pipelines.config import load_config
+    from regionset.pipelines.core.cleanup import clean_temp_files
     from regionset.pipelines.core.marker_index import load_committed, save_index
     from regionset.pipelines.core.shard_run import plan_stage
-    from regionset.pipelines.core.shards import clean_temp_files, forget_sha256
+    from regionset.pipelines.core.shards import forget_sha256
     from regionset.pipelines.definition import build_steps
 
     out = f"s3://{BUCKET}/plan"

@@ -15,6 +15,7 @@ from regionset.common import store_retry, threads
 from regionset.common.typed_config import ConfigError, config_warnings
 from regionset.pipelines.config import BuildConfig
 from regionset.pipelines.core.catalog import build_catalog
+from regionset.pipelines.core.cleanup import clean_temp_files
 from regionset.pipelines.core.failpoints import failpoint
 from regionset.pipelines.core.inputs import shard_input
 from regionset.pipelines.core.lineage import append_run, config_digest, new_run_id, write_lineage
@@ -23,7 +24,7 @@ from regionset.pipelines.core.output import Output
 from regionset.pipelines.core.outputs import global_outputs
 from regionset.pipelines.core.progress import console, print_table
 from regionset.pipelines.core.shard_run import StageReport, check_not_waiting
-from regionset.pipelines.core.shards import clean_temp_files, forget_sha256
+from regionset.pipelines.core.shards import forget_sha256
 from regionset.pipelines.definition import GlobalStep, build_steps
 from regionset.pipelines.executors.base import Executor
 from regionset.pipelines.executors.factory import make_executor

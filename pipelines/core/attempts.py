@@ -14,7 +14,7 @@ marker could leave attempt A's marker over attempt B's bytes. So an attempt:
 
 A crash between 2 and 3 leaves a marker naming an attempt object: the next plan copies it
 (``settle``). Attempt objects that no marker names (a loser or an attempt killed before its marker)
-are removed at the next build's start (``clean_attempts``, from ``shards.clean_temp_files`` in
+are removed at the next build's start (``clean_attempts``, from ``cleanup.clean_temp_files`` in
 ``begin_build``, which an Airflow run's ``prepare`` task runs too). ``regionset retry`` rewrites
 ``images`` shards itself, under the lock, with a marker that names the shard file (``object`` empty).
 

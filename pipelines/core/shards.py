@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
@@ -232,50 +231,3 @@ def read_marker(out: Path, stage: str, shard: int) -> Marker | None:
 def write_marker(out: Path, marker: Marker) -> None:
     """Write a marker atomically; call only after the output file is in place."""
     write_json(asdict(marker), marker_path(out, marker.stage, marker.shard))
-
-
-def clean_temp_files(out: Path | RemotePath, producers: dict[str, str] | None = None,
-                     commits: dict[str, str] | None = None) -> int:
-    """Remove what a killed writer left; return how many files or objects were removed.
-
-    Local disk: temp files (a rename is the commit). Object store: shard objects of a table folder
-    with no completion marker of the stage that writes it (``producers``: folder -> stage), since
-    the marker is the commit there, and every object of a global step's folder whose completion
-    file is missing (``commits``: folder -> completion file relative to ``out``).
-    """
-    from regionset.pipelines.core.attempts import clean_attempts  # attempts.py builds on this module
-
-    n = clean_attempts(out, producers or {})
-    if is_remote(out):
-        return n + _clean_unmarked(out, producers or {}) + _clean_uncommitted(out, commits or {})
-    for pattern in (".*.tmp", ".*.tmp.wal"):
-        for p in list(Path(out).rglob(pattern)):
-            if p.is_dir():
-                shutil.rmtree(p, ignore_errors=True)
-            else:
-                p.unlink(missing_ok=True)
-            n += 1
-    return n
-
-
-def _clean_unmarked(out: RemotePath, producers: dict[str, str]) -> int:
-    n = 0
-    for folder, stage in producers.items():
-        marked = {shard_id(p.name.replace(".json", ".parquet")) for p in (out / STATE_DIR / stage).iterdir()}
-        for p in (out / folder).iterdir():
-            i = shard_id(p.name)
-            if i is not None and i not in marked:
-                p.unlink(missing_ok=True)
-                n += 1
-    return n
-
-
-def _clean_uncommitted(out: RemotePath, commits: dict[str, str]) -> int:
-    n = 0
-    for folder, commit in commits.items():
-        if (out / commit).exists():
-            continue
-        for p in (out / folder).rglob("*"):
-            p.unlink(missing_ok=True)
-            n += 1
-    return n

@@ -8,7 +8,7 @@ buckets``), each bucket's embeddings read from every shard in turn, so at most a
 region's shard; a file whose rows did not change is not rewritten (pack is not redone for it).
 ``OUT/_state/semdedup.json`` commits the folder: deleted before any file is written and written
 last, so on an object store (no rename) files no state file commits are never read and the next
-build deletes them (``regionset.pipelines.core.shards.clean_temp_files``).
+build deletes them (``regionset.pipelines.core.cleanup.clean_temp_files``).
 """
 
 from __future__ import annotations

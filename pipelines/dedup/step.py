@@ -8,7 +8,7 @@ stages that read them are not redone. Changed settings regroup everything, and s
 
 The state file is also the commit of ``duplicates/``: deleted before any file is rewritten, written
 last. On an object store (no rename) duplicates objects no state file commits are never read, and
-the next build deletes them (``regionset.pipelines.core.shards.clean_temp_files``).
+the next build deletes them (``regionset.pipelines.core.cleanup.clean_temp_files``).
 """
 
 from __future__ import annotations

@@ -18,9 +18,10 @@ import pyarrow as pa
 import pytest
 
 from regionset.pipelines.core import shard_run, shards
+from regionset.pipelines.core.cleanup import clean_temp_files
 from regionset.pipelines.core.output import Output
 from regionset.pipelines.core.shard_run import ShardTask, finish_shard, plan_stage
-from regionset.pipelines.core.shards import clean_temp_files, read_marker, read_table, shard_path, write_table
+from regionset.pipelines.core.shards import read_marker, read_table, shard_path, write_table
 from regionset.schemas import INPUT, input_schema
 from regionset.stages.base import Stage
 from tests.s3server import s3  # noqa: F401 (fixture)
