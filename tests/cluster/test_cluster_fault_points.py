@@ -71,21 +71,32 @@ def _per_parent_want(out, engine: str) -> dict:
     return snapshot(out)
 
 
+def _strike(cluster, engine: str, prefix: str, urls: str, want: dict, tmp_path, when: tuple, strike,
+            stall: int = STALL_TIMEOUT, extra: list[str] | None = None) -> tuple[float, float, int]:
+    """Build on ``engine`` into ``prefix``; once ``when`` (objects of the build on the store) is there,
+    ``strike`` worker ``w1``. The build finishes with the local build's tables, or stops with one line
+    naming ``w1`` and a rerun resumes to them. Returns (struck at, build ended at, its exit code)."""
+    args = overrides(cluster.url(prefix), urls, [*engine_overrides(cluster, engine),
+                                                 f"executor.stall_timeout={stall}", *(extra or [])])
+    t0 = time.monotonic()
+    proc = cluster.build_proc(args, f"{prefix}.log")
+    at = wait_until(cluster, proc, prefix, *when)
+    strike(cluster.net.hosts["w1"])
+    rc = wait_build(cluster, proc, prefix, f"{engine}, w1 struck ({prefix})")
+    ended = time.monotonic() - t0
+    finished_or_stopped(cluster, rc, prefix, args, ["w1"], want, tmp_path)
+    return at, ended, rc
+
+
+CUT_WHEN = ("_state/detect/", 1, ".json")  # the first detect marker: mid model stage
+
+
 @pytest.mark.ray
 def test_ray_worker_link_cut_mid_model_stage(cluster, reference, tmp_path):
     _need("ray")
     urls, want, _ = reference
     cluster.reset()
-    prefix = "ray-cut"
-    args = overrides(cluster.url(prefix), urls, [*engine_overrides(cluster, "ray"),
-                                                 f"executor.stall_timeout={STALL_TIMEOUT}"])
-    t0 = time.monotonic()
-    proc = cluster.build_proc(args, f"{prefix}.log")
-    at = wait_until(cluster, proc, prefix, "_state/detect/", 1, ".json")
-    cluster.net.hosts["w1"].cut()
-    rc = wait_build(cluster, proc, prefix, "ray, w1 cut")
-    ended = time.monotonic() - t0
-    finished_or_stopped(cluster, rc, prefix, args, ["w1"], want, tmp_path)
+    at, ended, rc = _strike(cluster, "ray", "ray-cut", urls, want, tmp_path, CUT_WHEN, lambda host: host.cut())
     print(f"TIMES ray cut: w1 cut at {at:.0f} s, build ended at {ended:.0f} s with exit {rc}")
 
 
@@ -99,15 +110,8 @@ def test_spark_worker_link_cut_mid_model_stage(cluster, reference, tmp_path):
         pytest.skip("Spark needs Java on PATH")
     urls, want, _ = reference
     cluster.reset()
-    prefix = "spark-cut"
-    args = overrides(cluster.url(prefix), urls, [*engine_overrides(cluster, "spark"), "executor.stall_timeout=300"])
-    t0 = time.monotonic()
-    proc = cluster.build_proc(args, f"{prefix}.log")
-    at = wait_until(cluster, proc, prefix, "_state/detect/", 1, ".json")
-    cluster.net.hosts["w1"].cut()
-    rc = wait_build(cluster, proc, prefix, "spark, w1 cut")
-    ended = time.monotonic() - t0
-    finished_or_stopped(cluster, rc, prefix, args, ["w1"], want, tmp_path)
+    at, ended, rc = _strike(cluster, "spark", "spark-cut", urls, want, tmp_path, CUT_WHEN, lambda host: host.cut(),
+                            stall=300)
     print(f"TIMES spark cut: w1 cut at {at:.0f} s, build ended at {ended:.0f} s with exit {rc}")
 
 
@@ -127,16 +131,8 @@ def test_worker_killed_at(engine, point, cluster, reference, request, tmp_path):
     if point == "kmeans":
         want = _per_parent_want(request.getfixturevalue("reference_per_parent"), engine)
     cluster.reset()
-    prefix = f"{engine}-kill-{point}"
-    args = overrides(cluster.url(prefix), urls, [*engine_overrides(cluster, engine),
-                                                 f"executor.stall_timeout={STALL_TIMEOUT}", *extra])
-    t0 = time.monotonic()
-    proc = cluster.build_proc(args, f"{prefix}.log")
-    at = wait_until(cluster, proc, prefix, *POINTS[point])
-    cluster.net.hosts["w1"].kill()
-    rc = wait_build(cluster, proc, prefix, f"{engine}, w1 killed at {point}")
-    ended = time.monotonic() - t0
-    finished_or_stopped(cluster, rc, prefix, args, ["w1"], want, tmp_path)
+    at, ended, rc = _strike(cluster, engine, f"{engine}-kill-{point}", urls, want, tmp_path, POINTS[point],
+                            lambda host: host.kill(), extra=extra)
     print(f"TIMES {engine} kill at {point}: w1 killed at {at:.0f} s, build ended at {ended:.0f} s with exit {rc}")
 
 
